@@ -1,0 +1,76 @@
+# rescued: a rescue-mode netboot orchestrator.
+# `make` builds, `make check` builds and runs every test, `make run` starts it.
+
+CC      ?= cc
+PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3
+WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/iniparser
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -liniparser -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+B       := build
+MAINS   := orchestrator/src/rescued.c orchestrator/src/rescuectl.c
+SRCS    := $(filter-out $(MAINS),$(wildcard orchestrator/src/*.c))
+OBJS    := $(SRCS:orchestrator/src/%.c=$(B)/obj/%.o)
+SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
+TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
+SETUP   := $(B)/.setup-done
+
+.PHONY: all setup check unit integration run bench image clean format
+all: $(B)/rescued $(B)/rescuectl
+
+# Install packages once; re-run when the package list changes.
+$(SETUP): scripts/setup
+	@scripts/setup
+	@mkdir -p $(B) && touch $@
+setup: $(SETUP)
+
+$(B)/obj/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -c -o $@ $<
+
+$(B)/san/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -c -o $@ $<
+
+$(B)/libcore.a: $(OBJS)
+	ar rcs $@ $^
+$(B)/libcore-san.a: $(SANOBJS)
+	ar rcs $@ $^
+
+$(B)/rescued: orchestrator/src/rescued.c $(B)/libcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/rescuectl: orchestrator/src/rescuectl.c $(B)/libcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests: one cmocka binary per module, with ASan and UBSan.
+$(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(TESTS)
+	@fail=0; for t in $(TESTS); do \
+	    echo "== $$t"; \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || fail=1; \
+	done; exit $$fail
+
+integration: all
+	qemu-tests/run
+
+check: all unit integration
+
+run: all
+	scripts/run
+
+bench: all
+	scripts/bench
+
+format:
+	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
+
+clean:
+	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl
+
+-include $(wildcard $(B)/obj/*.d)

@@ -1,0 +1,82 @@
+/* config: the INI file of DESIGN.md, read with iniparser and checked.
+ * A bad file is refused with "FILE:LINE: [section] key: reason". */
+#ifndef RESCUED_CONFIG_H
+#define RESCUED_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum pxe_mode { PXE_DHCP, PXE_PROXY, PXE_OFF };
+enum firmware { FW_BIOS, FW_UEFI };
+
+struct config_project {
+    char *name;      /* from [project:NAME] */
+    char *token;     /* bearer token; may be NULL (no API access) */
+    char *keys_file; /* authorized_keys file; may be NULL */
+};
+
+struct config_server {
+    char *id;          /* from [server:ID]; [A-Za-z0-9_-]{1,63} */
+    char *name;        /* display name, default id */
+    char mac[18];      /* normalised lower-case aa:bb:cc:dd:ee:ff */
+    char *project;     /* must name a [project:...] */
+    char *arch;        /* "x86_64" | "aarch64" */
+    enum firmware firmware;
+    char *power;       /* qmp:PATH | redfish://... | ipmi://... | manual: */
+    char *console;     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
+    char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
+};
+
+struct config {
+    char *path;
+    /* [rescued] */
+    char *listen;      /* host:port */
+    char *boot_url;    /* http://host:port, no trailing slash */
+    char *data_dir;
+    char *admin_token;
+    int log_level;     /* enum log_level */
+    long long max_body;      /* request-body limit, bytes (default 64K) */
+    /* [pxe] */
+    enum pxe_mode pxe_mode;  /* default off */
+    char *pxe_interface;
+    char *dhcp_range;
+    /* [console] */
+    char *console_listen;    /* default 127.0.0.1:2222 */
+    int readonly_grace;      /* seconds, default 30 */
+    long long scrollback;    /* bytes, default 1M */
+    /* [image] */
+    char *kernel;
+    char *initrd;
+    char *cmdline;           /* extra kernel arguments, may be "" */
+    /* [timeouts]: seconds per step, and retries per step */
+    int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
+    int timeout_exiting, timeout_booting_local;
+    int max_retries;         /* default 2 */
+    char *local_boot_pattern; /* console text that shows the OS is up */
+
+    struct config_project *projects;
+    size_t nprojects;
+    struct config_server *servers;
+    size_t nservers;
+};
+
+/* Load and check a file.  On error returns NULL and writes one line,
+ * "FILE:LINE: [section] key: reason" (LINE omitted when unknown), to err. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+
+const struct config_server *config_find_server(const struct config *c,
+                                               const char *id);
+const struct config_server *config_find_server_by_mac(const struct config *c,
+                                                      const char *mac);
+const struct config_project *config_find_project(const struct config *c,
+                                                 const char *name);
+/* The project whose token this is, or NULL. */
+const struct config_project *
+config_find_project_by_token(const struct config *c, const char *token);
+
+/* Normalise "52-54-00-AB-cd-01" or "52:54:00:ab:cd:01" into out[18];
+ * returns false when s is not a MAC address. */
+bool config_parse_mac(const char *s, char out[18]);
+
+#endif

@@ -1,0 +1,57 @@
+/* fleet: each server's life.  Feeds events to the state machine, stores
+ * every transition before acting on it, runs the actions through the power
+ * drivers and the boot path, arms step timeouts, and tells subscribers
+ * (the SSE stream, metrics) what happened. */
+#ifndef RESCUED_FLEET_H
+#define RESCUED_FLEET_H
+
+#include "config.h"
+#include "fsm.h"
+#include "store.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct loop;
+struct fleet;
+struct buf;
+
+struct fleet_action {
+    enum fsm_event event;   /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
+    int64_t ttl_s;          /* rescue only; 0: none */
+    const char **ssh_keys;  /* rescue only: keys added to the project's */
+    size_t nkeys;
+    const char *actor;      /* "admin" or "project:NAME", for the audit */
+};
+
+/* Takes ownership of cfg; st stays the caller's.  Resumes every server's
+ * stored transition (re-arming deadlines, re-running a lost action). */
+struct fleet *fleet_new(struct loop *l, struct config *cfg, struct store *st,
+                        char *err, size_t errlen);
+void fleet_free(struct fleet *f);
+/* Swap in a new inventory (SIGHUP); takes ownership of cfg. */
+void fleet_reload(struct fleet *f, struct config *cfg);
+
+const struct config *fleet_config(const struct fleet *f);
+struct store *fleet_store(struct fleet *f);
+
+/* The API's view of one server (see DESIGN.md), new reference. */
+json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
+
+/* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
+ * -EINVAL (400: bad keys, bad ttl), -EBUSY (409: does not fit the state or
+ * a pre-flight check failed); err says why in words a user reads. */
+int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
+                 char *err, size_t errlen);
+
+/* Live events (SSE).  server NULL: every server.  cb runs from the loop
+ * after the event is committed. */
+typedef void fleet_event_cb(void *arg, const struct store_event *ev);
+uint64_t fleet_subscribe(struct fleet *f, const char *server,
+                         fleet_event_cb *cb, void *arg);
+void fleet_unsubscribe(struct fleet *f, uint64_t id);
+
+/* Prometheus text: servers per state, transitions and failures per step. */
+void fleet_metrics(struct fleet *f, struct buf *out);
+
+#endif

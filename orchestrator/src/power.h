@@ -1,0 +1,47 @@
+/* power: drivers for a server's power and boot device, behind one
+ * interface.  qmp:PATH (QEMU QMP on a unix socket) and manual: (the
+ * operator power-cycles) today; redfish:// and ipmi:// later.  Requests
+ * are asynchronous on the event loop; each completes exactly once. */
+#ifndef RESCUED_POWER_H
+#define RESCUED_POWER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct loop;
+struct power;
+
+enum power_op {
+    POWER_RESET,        /* hard reset; powers on when off */
+    POWER_ON,
+    POWER_OFF,          /* hard off */
+    POWER_STATUS,       /* detail: "running", "paused", "shutdown", ... */
+    POWER_NMI,
+    POWER_SYSRQ,        /* arg: one key, e.g. "h" */
+    POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
+    POWER_NETBOOT_ONCE, /* next boot from the network, if the driver can */
+};
+
+/* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).
+ * detail: on failure the reason a user reads; on POWER_STATUS the state. */
+typedef void power_done_cb(void *arg, int status, const char *detail);
+
+/* Parse uri and make a driver; NULL with a reason in err for a bad uri. */
+struct power *power_new(struct loop *l, const char *uri, char *err,
+                        size_t errlen);
+/* Pending requests complete with -ECANCELED before this returns. */
+void power_free(struct power *p);
+
+/* Start op.  cb runs later from the loop, never before this returns. */
+void power_request(struct power *p, enum power_op op, const char *arg,
+                   power_done_cb *cb, void *cbarg);
+
+/* True for manual: the state machine waits for the operator. */
+bool power_is_manual(const struct power *p);
+/* Pre-flight, cheap and synchronous: can the driver be reached now?
+ * (qmp: the socket exists and accepts a connection.) */
+bool power_reachable(struct power *p, char *err, size_t errlen);
+/* Check a uri's syntax without making a driver (used by config). */
+bool power_uri_valid(const char *uri, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,49 @@
+/* util: allocation that cannot fail (out of memory is fatal, as dnsmasq's
+ * safe_malloc), and small string/time helpers shared by every module. */
+#ifndef RESCUED_UTIL_H
+#define RESCUED_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Copy with truncation, always NUL-terminated; returns strlen(src). */
+size_t strlcpy_s(char *dst, const char *src, size_t size);
+
+/* Monotonic milliseconds, for timers and deadlines. */
+int64_t now_mono_ms(void);
+/* Wall-clock seconds since the epoch, for stored timestamps. */
+int64_t now_wall_s(void);
+/* ISO-8601 UTC ("2026-11-23T19:00:00Z") into buf (at least 21 bytes). */
+void format_time_iso(int64_t wall_s, char *buf, size_t len);
+
+/* Parse "90", "90s", "15m", "2h", "1d" into seconds. */
+int parse_duration(const char *s, long long *out_s);
+/* Parse "1048576", "64K", "1M", "1G" into bytes. */
+int parse_size(const char *s, long long *out_bytes);
+
+/* Write a file atomically (temp file, fsync, rename). */
+int write_file_atomic(const char *path, const void *data, size_t len,
+                      int mode);
+/* Read a whole file; *out is NUL-terminated and must be freed. */
+int read_file(const char *path, char **out, size_t *len);
+
+
+/* A growable byte buffer, always NUL-terminated. */
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif
