@@ -69,7 +69,7 @@ struct power {
     uint64_t next_id;
     uint64_t caps_id;
 
-    struct req *head, *tail;   /* queued, head is the active one */
+    struct req *head, *tail;      /* queued, head is the active one */
     struct req *done, *done_tail; /* finished, callback not yet run */
     uint64_t defer_timer;
     bool draining; /* inside the callbacks of done requests */
@@ -90,8 +90,7 @@ static const char *const op_names[] = {
 static const char *
 op_name(enum power_op op)
 {
-    if ((unsigned)op < sizeof(op_names) / sizeof(op_names[0]) &&
-        op_names[op])
+    if ((unsigned)op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op])
         return op_names[op];
     return "unknown op";
 }
@@ -234,8 +233,7 @@ static uint64_t
 qmp_send(struct power *p, const char *cmd, json_t *args)
 {
     uint64_t id = ++p->next_id;
-    json_t *msg = json_pack("{s:s, s:I}", "execute", cmd, "id",
-                            (json_int_t)id);
+    json_t *msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)id);
     if (args)
         json_object_set_new(msg, "arguments", args);
     char *s = json_dumps(msg, JSON_COMPACT);
@@ -288,8 +286,8 @@ qmp_step(struct power *p, struct req *r, json_t *ret)
     switch (r->op) {
     case POWER_RESET:
         /* A paused or shut-down VM stays stopped after system_reset. */
-        cmd = step == 0   ? "system_reset"
-              : step == 1 ? "query-status"
+        cmd = step == 0               ? "system_reset"
+              : step == 1             ? "query-status"
               : step == 2 && !running ? "cont"
                                       : NULL;
         break;
@@ -397,8 +395,8 @@ qmp_on_message(struct power *p, json_t *msg)
         if (id != p->caps_id)
             return;
         if (err) {
-            char *why = xasprintf("qmp_capabilities: %s",
-                                  desc ? desc : "error");
+            char *why =
+                xasprintf("qmp_capabilities: %s", desc ? desc : "error");
             qmp_fail(p, EPROTO, why);
             free(why);
             return;
@@ -430,6 +428,7 @@ qmp_read(struct power *p)
 {
     uint64_t gen = p->conn_gen;
     bool eof = false;
+    int rerr = 0;
     for (;;) {
         char chunk[4096];
         ssize_t n = recv(p->fd, chunk, sizeof(chunk), 0);
@@ -443,10 +442,9 @@ qmp_read(struct power *p)
         }
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            break;
-        qmp_fail(p, errno, NULL);
-        return;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            rerr = errno; /* after the replies that came before it */
+        break;
     }
     size_t off = 0;
     char *nl;
@@ -467,7 +465,9 @@ qmp_read(struct power *p)
     }
     memmove(p->in.data, p->in.data + off, p->in.len - off + 1);
     p->in.len -= off;
-    if (eof)
+    if (rerr)
+        qmp_fail(p, rerr, NULL);
+    else if (eof)
         qmp_fail(p, ECONNRESET, "connection closed");
     else if (p->in.len > QMP_MAX_LINE)
         qmp_fail(p, EPROTO, "message too long");
@@ -521,9 +521,9 @@ req_timeout(struct loop *l, void *arg)
      * the requests behind r then connect afresh. */
     bool stuck = p->head == r && p->state != QMP_IDLE &&
                  (r->cmd_id != 0 || p->state != QMP_READY);
-    req_complete(r, -ETIMEDOUT,
-                 xasprintf("qmp %s: no answer in %d ms", p->path,
-                           qmp_timeout_ms));
+    req_complete(
+        r, -ETIMEDOUT,
+        xasprintf("qmp %s: no answer in %d ms", p->path, qmp_timeout_ms));
     if (stuck)
         qmp_close(p);
     qmp_pump(p);
@@ -538,8 +538,7 @@ parse_qmp(struct power *p, const char *rest, char *err, size_t errlen)
     const char *q = strchr(rest, '?');
     size_t plen = q ? (size_t)(q - rest) : strlen(rest);
     if (plen == 0 || rest[0] != '/') {
-        snprintf(err, errlen, "qmp: needs an absolute socket path: %s",
-                 p->uri);
+        snprintf(err, errlen, "qmp: needs an absolute socket path: %s", p->uri);
         return -EINVAL;
     }
     if (plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
@@ -553,8 +552,8 @@ parse_qmp(struct power *p, const char *rest, char *err, size_t errlen)
         return 0;
     if (strncmp(q + 1, "nic=", 4) != 0 || q[5] == '\0' ||
         strpbrk(q + 5, "&?=")) {
-        snprintf(err, errlen,
-                 "qmp: the only option is ?nic=DEVICE_ID, got %s", q);
+        snprintf(err, errlen, "qmp: the only option is ?nic=DEVICE_ID, got %s",
+                 q);
         return -EINVAL;
     }
     p->nic = xstrdup(q + 5);
@@ -581,8 +580,8 @@ power_new(struct loop *l, const char *uri, char *err, size_t errlen)
                  (int)strcspn(p->uri, ":"), p->uri);
         goto out_free;
     } else {
-        snprintf(err, errlen,
-                 "power: unknown uri %s (qmp:PATH or manual:)", p->uri);
+        snprintf(err, errlen, "power: unknown uri %s (qmp:PATH or manual:)",
+                 p->uri);
         goto out_free;
     }
     return p;
@@ -632,8 +631,7 @@ power_free(struct power *p)
         r->cb(r->cbarg, r->status, r->detail);
         req_free(r);
         while (p->head) /* requested from a callback just now */
-            req_complete(p->head, -ECANCELED,
-                         xstrdup("power driver stopped"));
+            req_complete(p->head, -ECANCELED, xstrdup("power driver stopped"));
     }
     if (in_cb)
         p->dead = true; /* defer_fire() frees it on the way out */
@@ -645,8 +643,7 @@ static void
 manual_request(struct power *p, struct req *r)
 {
     if (r->op == POWER_STATUS) {
-        req_complete(r, -ENOTSUP,
-                     xstrdup("manual: power status is not known"));
+        req_complete(r, -ENOTSUP, xstrdup("manual: power status is not known"));
         return;
     }
     log_info("%s: operator must power-cycle (%s)", p->name, op_name(r->op));
@@ -709,9 +706,8 @@ power_request(struct power *p, enum power_op op, const char *arg,
     if (p->head == r && p->state == QMP_READY && !qmp_alive(p))
         qmp_close(p);
     int status;
-    char *why = (unsigned)op > POWER_NETBOOT_ONCE
-                    ? xstrdup("unknown power op")
-                    : qmp_check(p, r, &status);
+    char *why = (unsigned)op > POWER_NETBOOT_ONCE ? xstrdup("unknown power op")
+                                                  : qmp_check(p, r, &status);
     if (why) {
         req_complete(r, (unsigned)op > POWER_NETBOOT_ONCE ? -EINVAL : status,
                      why);

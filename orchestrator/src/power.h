@@ -12,10 +12,10 @@ struct loop;
 struct power;
 
 enum power_op {
-    POWER_RESET,        /* hard reset; powers on when off */
+    POWER_RESET, /* hard reset; powers on when off */
     POWER_ON,
-    POWER_OFF,          /* hard off */
-    POWER_STATUS,       /* detail: "running", "paused", "shutdown", ... */
+    POWER_OFF,    /* hard off */
+    POWER_STATUS, /* detail: "running", "paused", "shutdown", ... */
     POWER_NMI,
     POWER_SYSRQ,        /* arg: one key, e.g. "h" */
     POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
