@@ -73,6 +73,7 @@ struct power {
     struct req *done, *done_tail; /* finished, callback not yet run */
     uint64_t defer_timer;
     bool draining; /* inside the callbacks of done requests */
+    bool closing;  /* inside power_free() */
     bool dead;     /* power_free() called from a callback */
 };
 
@@ -615,8 +616,9 @@ power_destroy(struct power *p)
 void
 power_free(struct power *p)
 {
-    if (!p || p->dead)
+    if (!p || p->dead || p->closing)
         return;
+    p->closing = true;
     qmp_close(p);
     /* Finished ones report what happened; the rest are cancelled. */
     while (p->head)
@@ -713,7 +715,7 @@ power_request(struct power *p, enum power_op op, const char *arg,
                      why);
         return;
     }
-    if (p->dead) {
+    if (p->closing) {
         req_complete(r, -ECANCELED, xstrdup("power driver stopped"));
         return;
     }
