@@ -118,19 +118,52 @@ arm_deadline(struct srv *s)
         loop_add_timer(s->f->loop, wait < 0 ? 0 : wait, deadline_fired, s);
 }
 
+/* One power request: which server, and which stored action it completes. */
+struct power_call {
+    struct srv *s;
+    unsigned action;
+};
+
+/* The stored action ran: a restart must not run it again. */
+static void
+action_done(struct srv *s, unsigned action)
+{
+    if (!(s->row.pending_actions & action))
+        return;
+    s->row.pending_actions &= ~action;
+    store_save_server(s->f->st, s->cfg->id, &s->row);
+}
+
 static void
 power_done(void *arg, int status, const char *detail)
 {
-    struct srv *s = arg;
-    if (status == 0 || status == -ECANCELED)
+    struct power_call *pc = arg;
+    struct srv *s = pc->s;
+    unsigned action = pc->action;
+    free(pc);
+    if (status == -ECANCELED)
         return;
+    if (status == 0) {
+        action_done(s, action);
+        return;
+    }
     char why[256];
     snprintf(why, sizeof(why), "power: %s",
              detail ? detail : strerror(-status));
     log_warnx("%s: %s", s->cfg->id, why);
+    action_done(s, action);
     note(s, "error", "rescued", why);
     struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
     apply(s, &in, "rescued");
+}
+
+static void
+power_call(struct srv *s, enum power_op op, unsigned action)
+{
+    struct power_call *pc = xmalloc(sizeof(*pc));
+    pc->s = s;
+    pc->action = action;
+    power_request(s->power, op, NULL, power_done, pc);
 }
 
 static void
@@ -169,10 +202,11 @@ run_actions(struct srv *s, unsigned acts)
     if (acts & FSM_ACT_CLEAR_RESCUE_INFO) {
         free(s->row.rescue_json);
         s->row.rescue_json = NULL;
-        store_save_server(f->st, s->cfg->id, &s->row);
+        action_done(s, FSM_ACT_CLEAR_RESCUE_INFO);
     }
-    if (acts & FSM_ACT_TARGET_LOCAL)
-        store_token_revoke_server(f->st, s->cfg->id);
+    if ((acts & FSM_ACT_TARGET_LOCAL) &&
+        store_token_revoke_server(f->st, s->cfg->id) == 0)
+        action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         char token[65];
         mint_token(token);
@@ -185,11 +219,11 @@ run_actions(struct srv *s, unsigned acts)
         power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
     }
     if (acts & FSM_ACT_POWER_OFF)
-        power_request(s->power, POWER_OFF, NULL, power_done, s);
+        power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
-        power_request(s->power, POWER_ON, NULL, power_done, s);
+        power_call(s, POWER_ON, FSM_ACT_POWER_ON);
     if (acts & FSM_ACT_POWER_RESET)
-        power_request(s->power, POWER_RESET, NULL, power_done, s);
+        power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
 }
 
 /* The one place a server's state changes: step the machine, store the
@@ -201,15 +235,21 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
     struct fsm_server before = s->row.fsm;
     struct fsm_output out;
 
+    unsigned pending_before = s->row.pending_actions;
     fsm_step(&f->limits, &s->row.fsm, in, now_ms(), &out);
     if (out.status < 0)
         return;
+    /* Stored with the step, cleared as each completes: a restart re-runs
+     * exactly what was not done.  A new step drops the old step's. */
+    s->row.pending_actions =
+        out.changed ? out.actions : pending_before | out.actions;
     if (out.changed) {
         int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
                                       out.reason);
         if (id < 0) {
             /* Not stored means not done: keep the old state. */
             s->row.fsm = before;
+            s->row.pending_actions = pending_before;
             log_warnx("%s: cannot store transition to %s", s->cfg->id,
                       fsm_state_name(s->row.fsm.state));
             return;
@@ -223,9 +263,9 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
         publish(f, id, s->cfg->id, "transition", fsm_state_name(before.state),
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
     } else if (out.actions) {
+        store_save_server(f->st, s->cfg->id, &s->row);
         if (s->row.fsm.retries != before.retries) {
             f->retried[s->row.fsm.state]++;
-            store_save_server(f->st, s->cfg->id, &s->row);
             log_warnx("%s: %s", s->cfg->id, out.reason);
             note(s, "retry", "rescued", out.reason);
         } else {
@@ -237,19 +277,19 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
     run_actions(s, out.actions);
 }
 
-/* Pick up where a stopped daemon left off. */
+/* Pick up where a stopped daemon left off: re-arm the step's deadline and
+ * re-run the actions that were stored with it but not known done. */
 static void
 resume(struct srv *s)
 {
     const struct fsm_server *fs = &s->row.fsm;
-    if (fsm_state_is_stable(fs->state) && fs->state != FSM_RESCUE)
+    unsigned pending = s->row.pending_actions;
+    if (fs->deadline_ms == 0 && pending == 0)
         return;
-    log_info("%s: resuming in %s", s->cfg->id, fsm_state_name(fs->state));
+    log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
+             pending ? ", re-running its unfinished actions" : "");
     arm_deadline(s);
-    /* Preparing is ours and cheap: do it again.  Other steps wait for the
-     * server; their deadline resets it if the lost action never ran. */
-    if (fs->state == FSM_RESCUE_REQUESTED)
-        run_actions(s, FSM_ACT_PREPARE_RESCUE);
+    run_actions(s, pending);
 }
 
 static struct srv *
