@@ -304,6 +304,7 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         free(s);
         return NULL;
     }
+    power_set_name(s->power, cs->id);
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
         fsm_server_init(&s->row.fsm, now_ms());
