@@ -48,6 +48,7 @@ struct config {
     char *kernel;
     char *initrd;
     char *cmdline;           /* extra kernel arguments, may be "" */
+    char *overlay_dir;       /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */
     int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
     int timeout_exiting, timeout_booting_local;

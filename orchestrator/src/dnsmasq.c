@@ -56,7 +56,8 @@ dnsmasq_write_conf(const struct config *c, const char *dir, struct buf *out)
     if (c->pxe_mode == PXE_PROXY) {
         buf_printf(out, "dhcp-range=%s,proxy\n", c->dhcp_range);
         buf_printf(out, "pxe-prompt=\"rescued\",0\n");
-        buf_printf(out, "pxe-service=tag:!ipxe,x86PC,\"rescued\",undionly.kpxe\n");
+        buf_printf(out,
+                   "pxe-service=tag:!ipxe,x86PC,\"rescued\",undionly.kpxe\n");
         buf_printf(out,
                    "pxe-service=tag:!ipxe,x86-64_EFI,\"rescued\",ipxe.efi\n");
         buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
@@ -96,8 +97,8 @@ restart_due(struct loop *l, void *arg)
     if (start(d) < 0) {
         d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                            : d->backoff_ms * 2;
-        d->restart_timer = loop_add_timer(d->loop, d->backoff_ms, restart_due,
-                                          d);
+        d->restart_timer =
+            loop_add_timer(d->loop, d->backoff_ms, restart_due, d);
     }
     return -1;
 }
@@ -139,8 +140,8 @@ child_exited(struct loop *l, int fd, uint32_t events, void *arg)
                   "ms",
                   (int)pid, WEXITSTATUS(status), (long long)d->backoff_ms);
     d->restart_timer = loop_add_timer(d->loop, d->backoff_ms, restart_due, d);
-    d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                       : d->backoff_ms * 2;
+    d->backoff_ms =
+        d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
 }
 
 static int
@@ -156,8 +157,7 @@ start(struct dnsmasq *d)
         sigprocmask(SIG_SETMASK, &all, NULL);
         execl(DNSMASQ_BIN, "dnsmasq", "--keep-in-foreground",
               "--log-facility=-", "--conf-file", d->conf_path, (char *)NULL);
-        fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN,
-                strerror(errno));
+        fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN, strerror(errno));
         _exit(127);
     }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

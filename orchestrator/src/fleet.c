@@ -1,5 +1,8 @@
 #include "fleet.h"
+#include "bootscript.h"
 #include "log.h"
+#include "overlay.h"
+#include "sshkey.h"
 #include "loop.h"
 #include "power.h"
 #include "util.h"
@@ -495,12 +498,29 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
 
 /* Refuse before anything moves when the action cannot succeed. */
 static bool
-preflight(struct fleet *f, struct srv *s, enum fsm_event ev, char *err,
-          size_t errlen)
+preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
+          char *err, size_t errlen)
 {
     if (!power_reachable(s->power, err, errlen))
         return false;
-    if (ev == FSM_EV_RESCUE) {
+    if (a->event == FSM_EV_RESCUE) {
+        /* A rescue nobody can log in to is no rescue. */
+        const struct config_project *p =
+            config_find_project(f->cfg, s->cfg->project);
+        char **keys = NULL;
+        size_t n = 0;
+        if (p && p->keys_file &&
+            sshkey_load_file(p->keys_file, &keys, &n, err, errlen) < 0)
+            return false;
+        sshkey_list_free(keys);
+        if (n + a->nkeys == 0) {
+            snprintf(err, errlen,
+                     "no SSH key to put in the rescue image: pass ssh_keys "
+                     "(rescuectl enter --key FILE) or add keys to project "
+                     "%s's keys_file",
+                     s->cfg->project);
+            return false;
+        }
         const char *files[] = {f->cfg->kernel, f->cfg->initrd};
         for (size_t i = 0; i < 2; i++)
             if (access(files[i], R_OK) != 0) {
@@ -529,6 +549,13 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "ttl must be positive");
         return -EINVAL;
     }
+    for (size_t i = 0; i < a->nkeys; i++) {
+        char why[200];
+        if (!sshkey_valid(a->ssh_keys[i], why, sizeof(why))) {
+            snprintf(err, errlen, "ssh_keys[%zu]: %s", i, why);
+            return -EINVAL;
+        }
+    }
     /* Ask the state machine on a copy first, so a refusal runs no check. */
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
@@ -538,7 +565,7 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
     }
-    if (!preflight(f, s, a->event, err, errlen))
+    if (!preflight(f, s, a, err, errlen))
         return -EBUSY;
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
@@ -611,4 +638,160 @@ fleet_metrics(struct fleet *f, struct buf *out)
         if (!fsm_state_is_stable(i))
             buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
                        fsm_state_name(i), (unsigned long long)f->retried[i]);
+}
+
+/* Where the iPXE script sends the server: the rescue image while it is on
+ * its way into rescue or in it, else its own disk. */
+static bool
+target_is_rescue(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
+}
+
+static const char *
+base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void
+feed(struct srv *s, enum fsm_event ev)
+{
+    struct fsm_input in = {.event = ev};
+    apply(s, &in, "rescued");
+}
+
+int
+fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
+                  struct buf *out)
+{
+    const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
+    if (!cs)
+        return -ENOENT;
+    struct srv *s = f->srvs[cs - f->cfg->servers];
+    char token[65];
+    bool rescue =
+        target_is_rescue(s->row.fsm.state) &&
+        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    if (rescue) {
+        struct bootscript_rescue r = {.server_id = cs->id,
+                                      .boot_url = f->cfg->boot_url,
+                                      .token = token,
+                                      .kernel_name = base_name(f->cfg->kernel),
+                                      .initrd_name = base_name(f->cfg->initrd),
+                                      .console_tty = cs->console_tty,
+                                      .cmdline = f->cfg->cmdline,
+                                      .firmware = cs->firmware};
+        bootscript_rescue(&r, out);
+    } else {
+        bootscript_local(cs->id, cs->firmware, out);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
+             rescue ? "rescue image" : "local disk", peer ? peer : "?");
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_IPXE_FETCHED);
+    /* Without a console there is nothing to watch the OS come up on. */
+    if (!rescue && !cs->console && s->row.fsm.state == FSM_BOOTING_LOCAL)
+        feed(s, FSM_EV_LOCAL_OS_SEEN);
+    return 0;
+}
+
+static struct srv *
+srv_of_token(struct fleet *f, const char *token)
+{
+    char id[64];
+    if (!token || store_token_lookup(f->st, token, id, sizeof(id)) < 0)
+        return NULL;
+    return find_srv(f, id);
+}
+
+const char *
+fleet_image_fetch(struct fleet *f, const char *name, const char *token)
+{
+    const char *path = NULL;
+    enum fsm_event ev = FSM_EV_KERNEL_FETCHED;
+    if (strcmp(name, base_name(f->cfg->kernel)) == 0)
+        path = f->cfg->kernel;
+    else if (strcmp(name, base_name(f->cfg->initrd)) == 0) {
+        path = f->cfg->initrd;
+        ev = FSM_EV_INITRD_FETCHED;
+    }
+    if (!path)
+        return NULL;
+    struct srv *s = srv_of_token(f, token);
+    if (s) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "fetching the %s %s",
+                 ev == FSM_EV_KERNEL_FETCHED ? "kernel" : "initrd", name);
+        note(s, "boot", "server", msg);
+        feed(s, ev);
+    }
+    return path;
+}
+
+int
+fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
+              size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such overlay");
+        return -ENOENT;
+    }
+    /* The project's keys, then the ones given with this rescue. */
+    char **pkeys = NULL;
+    size_t npkeys = 0;
+    const struct config_project *p =
+        config_find_project(f->cfg, s->cfg->project);
+    if (p && p->keys_file &&
+        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) < 0)
+        return -EIO;
+    const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+    size_t n = 0;
+    for (size_t i = 0; i < npkeys; i++)
+        keys[n++] = pkeys[i];
+    char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
+    char *save = NULL;
+    for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
+         line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+        keys[n++] = line;
+    int r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
+                          errlen);
+    free(extra);
+    free(keys);
+    sshkey_list_free(pkeys);
+    if (r == 0) {
+        note(s, "boot", "server", "fetched its overlay (apkovl)");
+        feed(s, FSM_EV_OVERLAY_FETCHED);
+    }
+    return r;
+}
+
+int
+fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
+                 size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such boot token");
+        return -ENOENT;
+    }
+    if (!json_is_object(report) ||
+        !json_is_string(json_object_get(report, "ip"))) {
+        snprintf(err, errlen, "the report must be an object with an \"ip\"");
+        return -EINVAL;
+    }
+    free(s->row.rescue_json);
+    s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
+    store_save_server(f->st, s->cfg->id, &s->row);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "rescue OS phoned home from %s",
+             json_string_value(json_object_get(report, "ip")));
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_PHONE_HOME);
+    return 0;
 }
