@@ -1,5 +1,6 @@
 #include "fleet.h"
 #include "bootscript.h"
+#include "dnsmasq.h"
 #include "log.h"
 #include "overlay.h"
 #include "sshkey.h"
@@ -41,6 +42,7 @@ struct fleet {
     size_t nsrvs;
     struct sub *subs;
     uint64_t next_sub;
+    struct dnsmasq *dnsmasq;       /* NULL when [pxe] mode = off */
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
@@ -349,6 +351,11 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
             goto out_free;
         f->nsrvs++;
     }
+    if (cfg->pxe_mode != PXE_OFF) {
+        f->dnsmasq = dnsmasq_new(l, cfg, err, errlen);
+        if (!f->dnsmasq)
+            goto out_free;
+    }
     for (size_t i = 0; i < f->nsrvs; i++)
         resume(f->srvs[i]);
     return f;
@@ -362,6 +369,7 @@ fleet_free(struct fleet *f)
 {
     if (!f)
         return;
+    dnsmasq_free(f->dnsmasq);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     free(f->srvs);
@@ -428,6 +436,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
     config_free(f->cfg);
     f->cfg = cfg;
     limits_from_config(&f->limits, cfg);
+    if (f->dnsmasq)
+        dnsmasq_update(f->dnsmasq, cfg);
     log_info("inventory reloaded: %zu servers", f->nsrvs);
 }
 
@@ -638,6 +648,15 @@ fleet_metrics(struct fleet *f, struct buf *out)
         if (!fsm_state_is_stable(i))
             buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
                        fsm_state_name(i), (unsigned long long)f->retried[i]);
+    buf_printf(out,
+               "# HELP rescued_dnsmasq_restarts_total Times dnsmasq died "
+               "and was restarted.\n"
+               "# TYPE rescued_dnsmasq_restarts_total counter\n"
+               "rescued_dnsmasq_restarts_total %u\n"
+               "# HELP rescued_dnsmasq_up Whether the dnsmasq child runs.\n"
+               "# TYPE rescued_dnsmasq_up gauge\n"
+               "rescued_dnsmasq_up %d\n",
+               dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
 }
 
 /* Where the iPXE script sends the server: the rescue image while it is on
