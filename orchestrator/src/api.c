@@ -33,7 +33,12 @@
 #define API_MEMORY_LIMIT (32 * 1024)
 #define API_CONN_TIMEOUT_S 60
 #define API_CONN_LIMIT 1024
-#define SSE_KEEPALIVE_MS 15000
+/* Tests shorten the keepalive to watch a dead client being noticed. */
+#ifdef UNITTEST
+int api_sse_keepalive_ms = 15000;
+#else
+static const int api_sse_keepalive_ms = 15000;
+#endif
 #define EVENTS_LIMIT_DEFAULT 1000
 #define EVENTS_LIMIT_MAX 1000
 #define ID_MAX 63
@@ -89,9 +94,8 @@ struct req_count {
     uint64_t n;
 };
 
-static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                         0.05,  0.1,    0.25,  0.5,  1,
-                                         2.5,   5,      10};
+static const double latency_buckets[] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define NBUCKETS (sizeof(latency_buckets) / sizeof(latency_buckets[0]))
 
 struct api {
@@ -101,7 +105,9 @@ struct api {
     int epfd;
     int port;
     uint64_t timer;
+    bool kicked; /* a connection was resumed: MHD_run again at once */
     struct req *streams;
+    size_t nstreams;
     struct req_count *counts;
     size_t ncounts;
     uint64_t hist[NBUCKETS]; /* per bucket, not cumulative */
@@ -110,6 +116,7 @@ struct api {
 };
 
 static void api_rearm(struct api *a);
+static void api_kick(struct api *a);
 
 /* --- small helpers --- */
 
@@ -217,8 +224,7 @@ metrics_count(struct api *a, const char *method, unsigned code, double secs)
         if (a->counts[i].code == code && !strcmp(a->counts[i].method, method))
             c = &a->counts[i];
     if (!c) {
-        a->counts =
-            xrealloc(a->counts, sizeof(*a->counts) * (a->ncounts + 1));
+        a->counts = xrealloc(a->counts, sizeof(*a->counts) * (a->ncounts + 1));
         c = &a->counts[a->ncounts++];
         memset(c, 0, sizeof(*c));
         strlcpy_s(c->method, method, sizeof(c->method));
@@ -246,6 +252,11 @@ metrics_write(struct api *a, struct buf *out)
                    "%llu\n",
                    a->counts[i].method, a->counts[i].code,
                    (unsigned long long)a->counts[i].n);
+    buf_printf(out,
+               "# HELP rescued_http_event_streams Open event streams.\n"
+               "# TYPE rescued_http_event_streams gauge\n"
+               "rescued_http_event_streams %zu\n",
+               a->nstreams);
     buf_printf(out, "# HELP rescued_http_request_duration_seconds Time from "
                     "the request line to the queued answer.\n"
                     "# TYPE rescued_http_request_duration_seconds "
@@ -308,16 +319,16 @@ respond(struct req *r, unsigned status, struct MHD_Response *resp)
     r->status = status;
     double secs = elapsed_s(&r->t0);
     metrics_count(r->a, r->method_name, status, secs);
-    log_debug("api: %s %.200s %u %.1f ms%s%s", r->method_name, r->uri,
-              status, secs * 1000, r->who.actor ? " " : "",
+    log_debug("api: %s %.200s %u %.1f ms%s%s", r->method_name, r->uri, status,
+              secs * 1000, r->who.actor ? " " : "",
               r->who.actor ? r->who.actor : "");
 }
 
 static struct MHD_Response *
 text_response(char *text, size_t len, const char *type)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(text);
         return NULL;
@@ -355,8 +366,8 @@ error_response(unsigned status, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    return json_response(
-        json_pack("{s:s, s:s}", "error", msg, "code", status_code_name(status)));
+    return json_response(json_pack("{s:s, s:s}", "error", msg, "code",
+                                   status_code_name(status)));
 }
 
 static void __attribute__((format(printf, 3, 4)))
@@ -455,8 +466,7 @@ h_metrics(struct req *r)
     metrics_write(r->a, &b);
     if (!b.data)
         buf_append(&b, "", 0);
-    respond(r, 200,
-            text_response(b.data, b.len, "text/plain; version=0.0.4"));
+    respond(r, 200, text_response(b.data, b.len, "text/plain; version=0.0.4"));
 }
 
 static void
@@ -647,11 +657,10 @@ event_json(const struct store_event *ev)
     char at[40];
     format_time_ms(ev->at_ms, at, sizeof(at));
     return json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id",
-                     (json_int_t)ev->id, "server", ev->server, "at", at,
-                     "kind", ev->kind, "from", str_or_null(ev->from_state),
-                     "to", str_or_null(ev->to_state), "actor",
-                     str_or_null(ev->actor), "message",
-                     str_or_null(ev->message));
+                     (json_int_t)ev->id, "server", ev->server, "at", at, "kind",
+                     ev->kind, "from", str_or_null(ev->from_state), "to",
+                     str_or_null(ev->to_state), "actor", str_or_null(ev->actor),
+                     "message", str_or_null(ev->message));
 }
 
 static int
@@ -673,8 +682,8 @@ stream_event(struct req *r, const struct store_event *ev)
     json_decref(o);
     if (!data)
         return;
-    buf_printf(&r->out, "id: %lld\nevent: %s\ndata: %s\n\n",
-               (long long)ev->id, ev->kind, data);
+    buf_printf(&r->out, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)ev->id,
+               ev->kind, data);
     free(data);
 }
 
@@ -684,6 +693,7 @@ stream_wake(struct req *r)
     if (r->suspended) {
         r->suspended = false;
         MHD_resume_connection(r->conn);
+        api_kick(r->a);
     }
 }
 
@@ -709,7 +719,7 @@ stream_keepalive(struct loop *l, void *arg)
     struct req *r = arg;
     buf_printf(&r->out, ": keepalive\n\n");
     stream_wake(r);
-    return SSE_KEEPALIVE_MS;
+    return api_sse_keepalive_ms;
 }
 
 /* MHD pulls the stream from here; with nothing to send, park the
@@ -765,11 +775,12 @@ stream_start(struct req *r, const char *id, int64_t after)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     r->sub = fleet_subscribe(a->fleet, id, stream_live, r);
     r->keepalive =
-        loop_add_timer(a->loop, SSE_KEEPALIVE_MS, stream_keepalive, r);
+        loop_add_timer(a->loop, api_sse_keepalive_ms, stream_keepalive, r);
     r->next = a->streams;
     if (a->streams)
         a->streams->prev = r;
     a->streams = r;
+    a->nstreams++;
     respond(r, 200, resp);
 }
 
@@ -788,6 +799,7 @@ stream_stop(struct req *r)
         a->streams = r->next;
     if (r->next)
         r->next->prev = r->prev;
+    a->nstreams--;
     buf_free(&r->out);
 }
 
@@ -804,8 +816,7 @@ h_events(struct req *r)
         return;
     }
     s = query(r, "limit");
-    if (s && (!parse_u63(s, &limit) || limit < 1 ||
-              limit > EVENTS_LIMIT_MAX)) {
+    if (s && (!parse_u63(s, &limit) || limit < 1 || limit > EVENTS_LIMIT_MAX)) {
         respond_error(r, 400, "limit must be an integer from 1 to %d",
                       EVENTS_LIMIT_MAX);
         return;
@@ -863,8 +874,8 @@ route_match(const struct route *rt, const char *path, size_t plen,
         if (!ue)
             ue = uend;
         if (pe - p == 2 && p[0] == '{' && p[1] == '}') {
-            if (ncap >= MAX_CAPS || !segment_id(u, (size_t)(ue - u),
-                                                caps[ncap]))
+            if (ncap >= MAX_CAPS ||
+                !segment_id(u, (size_t)(ue - u), caps[ncap]))
                 bad = true;
             ncap++;
         } else if (pe - p != ue - u || memcmp(p, u, (size_t)(pe - p)) != 0) {
@@ -924,8 +935,8 @@ req_begin(struct req *r, const char *method)
     }
     if (m != MATCH_OK) {
         /* Never echo the path: it may be anything. */
-        respond_error(r, 404, m == MATCH_BAD_ID ? "no such server"
-                                                : "no such endpoint");
+        respond_error(
+            r, 404, m == MATCH_BAD_ID ? "no such server" : "no such endpoint");
         return;
     }
     if (!(r->method & r->route->methods)) {
@@ -1069,6 +1080,7 @@ on_timer(struct loop *l, void *arg)
     (void)l;
     struct api *a = arg;
     a->timer = 0;
+    a->kicked = false;
     MHD_run(a->mhd);
     api_rearm(a);
     return -1;
@@ -1081,8 +1093,19 @@ on_epoll(struct loop *l, int fd, uint32_t events, void *arg)
     (void)fd;
     (void)events;
     struct api *a = arg;
+    a->kicked = false;
     MHD_run(a->mhd);
     api_rearm(a);
+}
+
+/* Have MHD_run soon, from the loop rather than from here (we may be inside
+ * MHD_run, or inside fleet). */
+static void
+api_kick(struct api *a)
+{
+    a->kicked = true;
+    loop_del_timer(a->loop, a->timer);
+    a->timer = loop_add_timer(a->loop, 0, on_timer, a);
 }
 
 /* Keep one timer at MHD's own next deadline (none when it has none). */
@@ -1092,7 +1115,9 @@ api_rearm(struct api *a)
     MHD_UNSIGNED_LONG_LONG t;
     loop_del_timer(a->loop, a->timer);
     a->timer = 0;
-    if (MHD_get_timeout(a->mhd, &t) == MHD_YES)
+    if (a->kicked)
+        a->timer = loop_add_timer(a->loop, 0, on_timer, a);
+    else if (MHD_get_timeout(a->mhd, &t) == MHD_YES)
         a->timer = loop_add_timer(a->loop, t > 86400000 ? 86400000 : (int64_t)t,
                                   on_timer, a);
 }
@@ -1128,8 +1153,8 @@ listen_on(const char *addr, bool *v6, char *err, size_t errlen)
         snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
         return -EINVAL;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    0);
+    int fd =
+        socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: socket: %s", addr, strerror(errno));
