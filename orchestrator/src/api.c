@@ -85,6 +85,7 @@ struct req {
     size_t off;
     int64_t last_id;
     uint64_t sub, keepalive;
+    int hup_fd; /* the client socket, watched for a hang-up while parked */
     struct req *prev, *next; /* api's list of streams */
 };
 
@@ -688,13 +689,50 @@ stream_event(struct req *r, const struct store_event *ev)
 }
 
 static void
+stream_unwatch(struct req *r)
+{
+    if (r->hup_fd >= 0) {
+        loop_del_fd(r->a->loop, r->hup_fd);
+        r->hup_fd = -1;
+    }
+}
+
+static void
 stream_wake(struct req *r)
 {
+    stream_unwatch(r);
     if (r->suspended) {
         r->suspended = false;
         MHD_resume_connection(r->conn);
         api_kick(r->a);
     }
+}
+
+/* The client hung up while its stream was parked: end it now rather than
+ * at the next keepalive's failed write. */
+static void
+stream_hup(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct req *r = arg;
+    r->closing = true;
+    stream_wake(r);
+}
+
+/* Park the connection; only a hang-up (not data) wakes us from the
+ * socket, so a chatty client cannot make us spin. */
+static void
+stream_park(struct req *r)
+{
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci &&
+        loop_add_fd(r->a->loop, ci->connect_fd, EPOLLRDHUP, stream_hup, r) == 0)
+        r->hup_fd = ci->connect_fd;
 }
 
 static int
@@ -743,8 +781,7 @@ stream_read(void *cls, uint64_t pos, char *dst, size_t max)
     }
     if (r->closing)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
+    stream_park(r);
     return 0;
 }
 
@@ -791,6 +828,7 @@ stream_stop(struct req *r)
     if (!r->streaming)
         return;
     r->streaming = false;
+    stream_unwatch(r);
     fleet_unsubscribe(a->fleet, r->sub);
     loop_del_timer(a->loop, r->keepalive);
     if (r->prev)
@@ -1006,6 +1044,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->a = cls;
     r->conn = conn;
     r->uri = xstrdup(uri);
+    r->hup_fd = -1;
     strlcpy_s(r->method_name, "OTHER", sizeof(r->method_name));
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     return r;

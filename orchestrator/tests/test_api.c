@@ -761,6 +761,43 @@ test_event_stream(void **state)
     resp_clear(&sse);
 }
 
+/* A client that hangs up on a parked stream is noticed at once, not at the
+ * next keepalive: unsubscribed and freed. */
+static void
+test_stream_client_hangup(void **state)
+{
+    (void)state;
+    api_sse_keepalive_ms = 15000;
+    struct resp sse;
+    memset(&sse, 0, sizeof(sse));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *h =
+        easy_new(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN, NULL,
+                                NULL, false, "Accept: text/event-stream"},
+                 &sse, &hdrs, &up);
+    curl_multi_add_handle(E->multi, h);
+    int64_t deadline = now_mono_ms() + 3000;
+    while (!sse.body.data && now_mono_ms() < deadline)
+        pump();
+    assert_non_null(sse.body.data);
+    for (int i = 0; i < 20; i++)
+        loop_run_once(E->loop, 5);
+    assert_true(metrics_has("rescued_http_event_streams 1\n"));
+    curl_multi_remove_handle(E->multi, h);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    deadline = now_mono_ms() + 2000;
+    bool gone = false;
+    while (!gone && now_mono_ms() < deadline) {
+        for (int i = 0; i < 10; i++)
+            loop_run_once(E->loop, 10);
+        gone = metrics_has("rescued_http_event_streams 0\n");
+    }
+    assert_true(gone);
+    resp_clear(&sse);
+}
+
 /* A stream left open is ended cleanly by api_free (teardown). */
 static void
 test_stream_open_at_shutdown(void **state)
@@ -799,6 +836,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_event_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_client_hangup, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stream_open_at_shutdown, setup,
                                         teardown),
     };
