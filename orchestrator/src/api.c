@@ -1137,8 +1137,9 @@ on_epoll(struct loop *l, int fd, uint32_t events, void *arg)
     api_rearm(a);
 }
 
-/* Have MHD_run soon, from the loop rather than from here (we may be inside
- * MHD_run, or inside fleet). */
+/* Have MHD_run soon, from the loop (we may be inside MHD_run or fleet).
+ * With 0.9.75 in external-epoll mode a resume did not make MHD's epoll fd
+ * readable (the test's live event never arrived), so ask for it. */
 static void
 api_kick(struct api *a)
 {
