@@ -1,5 +1,9 @@
 #include "fleet.h"
+#include "bootscript.h"
+#include "dnsmasq.h"
 #include "log.h"
+#include "overlay.h"
+#include "sshkey.h"
 #include "loop.h"
 #include "power.h"
 #include "util.h"
@@ -38,6 +42,7 @@ struct fleet {
     size_t nsrvs;
     struct sub *subs;
     uint64_t next_sub;
+    struct dnsmasq *dnsmasq;       /* NULL when [pxe] mode = off */
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
@@ -118,19 +123,52 @@ arm_deadline(struct srv *s)
         loop_add_timer(s->f->loop, wait < 0 ? 0 : wait, deadline_fired, s);
 }
 
+/* One power request: which server, and which stored action it completes. */
+struct power_call {
+    struct srv *s;
+    unsigned action;
+};
+
+/* The stored action ran: a restart must not run it again. */
+static void
+action_done(struct srv *s, unsigned action)
+{
+    if (!(s->row.pending_actions & action))
+        return;
+    s->row.pending_actions &= ~action;
+    store_save_server(s->f->st, s->cfg->id, &s->row);
+}
+
 static void
 power_done(void *arg, int status, const char *detail)
 {
-    struct srv *s = arg;
-    if (status == 0 || status == -ECANCELED)
+    struct power_call *pc = arg;
+    struct srv *s = pc->s;
+    unsigned action = pc->action;
+    free(pc);
+    if (status == -ECANCELED)
         return;
+    if (status == 0) {
+        action_done(s, action);
+        return;
+    }
     char why[256];
     snprintf(why, sizeof(why), "power: %s",
              detail ? detail : strerror(-status));
     log_warnx("%s: %s", s->cfg->id, why);
+    action_done(s, action);
     note(s, "error", "rescued", why);
     struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
     apply(s, &in, "rescued");
+}
+
+static void
+power_call(struct srv *s, enum power_op op, unsigned action)
+{
+    struct power_call *pc = xmalloc(sizeof(*pc));
+    pc->s = s;
+    pc->action = action;
+    power_request(s->power, op, NULL, power_done, pc);
 }
 
 static void
@@ -169,10 +207,11 @@ run_actions(struct srv *s, unsigned acts)
     if (acts & FSM_ACT_CLEAR_RESCUE_INFO) {
         free(s->row.rescue_json);
         s->row.rescue_json = NULL;
-        store_save_server(f->st, s->cfg->id, &s->row);
+        action_done(s, FSM_ACT_CLEAR_RESCUE_INFO);
     }
-    if (acts & FSM_ACT_TARGET_LOCAL)
-        store_token_revoke_server(f->st, s->cfg->id);
+    if ((acts & FSM_ACT_TARGET_LOCAL) &&
+        store_token_revoke_server(f->st, s->cfg->id) == 0)
+        action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         char token[65];
         mint_token(token);
@@ -185,11 +224,11 @@ run_actions(struct srv *s, unsigned acts)
         power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
     }
     if (acts & FSM_ACT_POWER_OFF)
-        power_request(s->power, POWER_OFF, NULL, power_done, s);
+        power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
-        power_request(s->power, POWER_ON, NULL, power_done, s);
+        power_call(s, POWER_ON, FSM_ACT_POWER_ON);
     if (acts & FSM_ACT_POWER_RESET)
-        power_request(s->power, POWER_RESET, NULL, power_done, s);
+        power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
 }
 
 /* The one place a server's state changes: step the machine, store the
@@ -201,15 +240,21 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
     struct fsm_server before = s->row.fsm;
     struct fsm_output out;
 
+    unsigned pending_before = s->row.pending_actions;
     fsm_step(&f->limits, &s->row.fsm, in, now_ms(), &out);
     if (out.status < 0)
         return;
+    /* Stored with the step, cleared as each completes: a restart re-runs
+     * exactly what was not done.  A new step drops the old step's. */
+    s->row.pending_actions =
+        out.changed ? out.actions : pending_before | out.actions;
     if (out.changed) {
         int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
                                       out.reason);
         if (id < 0) {
             /* Not stored means not done: keep the old state. */
             s->row.fsm = before;
+            s->row.pending_actions = pending_before;
             log_warnx("%s: cannot store transition to %s", s->cfg->id,
                       fsm_state_name(s->row.fsm.state));
             return;
@@ -223,9 +268,9 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
         publish(f, id, s->cfg->id, "transition", fsm_state_name(before.state),
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
     } else if (out.actions) {
+        store_save_server(f->st, s->cfg->id, &s->row);
         if (s->row.fsm.retries != before.retries) {
             f->retried[s->row.fsm.state]++;
-            store_save_server(f->st, s->cfg->id, &s->row);
             log_warnx("%s: %s", s->cfg->id, out.reason);
             note(s, "retry", "rescued", out.reason);
         } else {
@@ -237,19 +282,19 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
     run_actions(s, out.actions);
 }
 
-/* Pick up where a stopped daemon left off. */
+/* Pick up where a stopped daemon left off: re-arm the step's deadline and
+ * re-run the actions that were stored with it but not known done. */
 static void
 resume(struct srv *s)
 {
     const struct fsm_server *fs = &s->row.fsm;
-    if (fsm_state_is_stable(fs->state) && fs->state != FSM_RESCUE)
+    unsigned pending = s->row.pending_actions;
+    if (fs->deadline_ms == 0 && pending == 0)
         return;
-    log_info("%s: resuming in %s", s->cfg->id, fsm_state_name(fs->state));
+    log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
+             pending ? ", re-running its unfinished actions" : "");
     arm_deadline(s);
-    /* Preparing is ours and cheap: do it again.  Other steps wait for the
-     * server; their deadline resets it if the lost action never ran. */
-    if (fs->state == FSM_RESCUE_REQUESTED)
-        run_actions(s, FSM_ACT_PREPARE_RESCUE);
+    run_actions(s, pending);
 }
 
 static struct srv *
@@ -264,6 +309,7 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         free(s);
         return NULL;
     }
+    power_set_name(s->power, cs->id);
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
         fsm_server_init(&s->row.fsm, now_ms());
@@ -305,6 +351,11 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
             goto out_free;
         f->nsrvs++;
     }
+    if (cfg->pxe_mode != PXE_OFF) {
+        f->dnsmasq = dnsmasq_new(l, cfg, err, errlen);
+        if (!f->dnsmasq)
+            goto out_free;
+    }
     for (size_t i = 0; i < f->nsrvs; i++)
         resume(f->srvs[i]);
     return f;
@@ -318,6 +369,7 @@ fleet_free(struct fleet *f)
 {
     if (!f)
         return;
+    dnsmasq_free(f->dnsmasq);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     free(f->srvs);
@@ -384,6 +436,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
     config_free(f->cfg);
     f->cfg = cfg;
     limits_from_config(&f->limits, cfg);
+    if (f->dnsmasq)
+        dnsmasq_update(f->dnsmasq, cfg);
     log_info("inventory reloaded: %zu servers", f->nsrvs);
 }
 
@@ -454,12 +508,29 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
 
 /* Refuse before anything moves when the action cannot succeed. */
 static bool
-preflight(struct fleet *f, struct srv *s, enum fsm_event ev, char *err,
-          size_t errlen)
+preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
+          char *err, size_t errlen)
 {
     if (!power_reachable(s->power, err, errlen))
         return false;
-    if (ev == FSM_EV_RESCUE) {
+    if (a->event == FSM_EV_RESCUE) {
+        /* A rescue nobody can log in to is no rescue. */
+        const struct config_project *p =
+            config_find_project(f->cfg, s->cfg->project);
+        char **keys = NULL;
+        size_t n = 0;
+        if (p && p->keys_file &&
+            sshkey_load_file(p->keys_file, &keys, &n, err, errlen) < 0)
+            return false;
+        sshkey_list_free(keys);
+        if (n + a->nkeys == 0) {
+            snprintf(err, errlen,
+                     "no SSH key to put in the rescue image: pass ssh_keys "
+                     "(rescuectl enter --key FILE) or add keys to project "
+                     "%s's keys_file",
+                     s->cfg->project);
+            return false;
+        }
         const char *files[] = {f->cfg->kernel, f->cfg->initrd};
         for (size_t i = 0; i < 2; i++)
             if (access(files[i], R_OK) != 0) {
@@ -488,6 +559,13 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "ttl must be positive");
         return -EINVAL;
     }
+    for (size_t i = 0; i < a->nkeys; i++) {
+        char why[200];
+        if (!sshkey_valid(a->ssh_keys[i], why, sizeof(why))) {
+            snprintf(err, errlen, "ssh_keys[%zu]: %s", i, why);
+            return -EINVAL;
+        }
+    }
     /* Ask the state machine on a copy first, so a refusal runs no check. */
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
@@ -497,7 +575,7 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
     }
-    if (!preflight(f, s, a->event, err, errlen))
+    if (!preflight(f, s, a, err, errlen))
         return -EBUSY;
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
@@ -570,4 +648,169 @@ fleet_metrics(struct fleet *f, struct buf *out)
         if (!fsm_state_is_stable(i))
             buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
                        fsm_state_name(i), (unsigned long long)f->retried[i]);
+    buf_printf(out,
+               "# HELP rescued_dnsmasq_restarts_total Times dnsmasq died "
+               "and was restarted.\n"
+               "# TYPE rescued_dnsmasq_restarts_total counter\n"
+               "rescued_dnsmasq_restarts_total %u\n"
+               "# HELP rescued_dnsmasq_up Whether the dnsmasq child runs.\n"
+               "# TYPE rescued_dnsmasq_up gauge\n"
+               "rescued_dnsmasq_up %d\n",
+               dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
+}
+
+/* Where the iPXE script sends the server: the rescue image while it is on
+ * its way into rescue or in it, else its own disk. */
+static bool
+target_is_rescue(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
+}
+
+static const char *
+base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void
+feed(struct srv *s, enum fsm_event ev)
+{
+    struct fsm_input in = {.event = ev};
+    apply(s, &in, "rescued");
+}
+
+int
+fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
+                  struct buf *out)
+{
+    const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
+    if (!cs)
+        return -ENOENT;
+    struct srv *s = f->srvs[cs - f->cfg->servers];
+    char token[65];
+    bool rescue =
+        target_is_rescue(s->row.fsm.state) &&
+        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    if (rescue) {
+        struct bootscript_rescue r = {.server_id = cs->id,
+                                      .boot_url = f->cfg->boot_url,
+                                      .token = token,
+                                      .kernel_name = base_name(f->cfg->kernel),
+                                      .initrd_name = base_name(f->cfg->initrd),
+                                      .console_tty = cs->console_tty,
+                                      .cmdline = f->cfg->cmdline,
+                                      .firmware = cs->firmware};
+        bootscript_rescue(&r, out);
+    } else {
+        bootscript_local(cs->id, cs->firmware, out);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
+             rescue ? "rescue image" : "local disk", peer ? peer : "?");
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_IPXE_FETCHED);
+    /* Without a console there is nothing to watch the OS come up on. */
+    if (!rescue && !cs->console && s->row.fsm.state == FSM_BOOTING_LOCAL)
+        feed(s, FSM_EV_LOCAL_OS_SEEN);
+    return 0;
+}
+
+static struct srv *
+srv_of_token(struct fleet *f, const char *token)
+{
+    char id[64];
+    if (!token || store_token_lookup(f->st, token, id, sizeof(id)) < 0)
+        return NULL;
+    return find_srv(f, id);
+}
+
+const char *
+fleet_image_fetch(struct fleet *f, const char *name, const char *token)
+{
+    const char *path = NULL;
+    enum fsm_event ev = FSM_EV_KERNEL_FETCHED;
+    if (strcmp(name, base_name(f->cfg->kernel)) == 0)
+        path = f->cfg->kernel;
+    else if (strcmp(name, base_name(f->cfg->initrd)) == 0) {
+        path = f->cfg->initrd;
+        ev = FSM_EV_INITRD_FETCHED;
+    }
+    if (!path)
+        return NULL;
+    struct srv *s = srv_of_token(f, token);
+    if (s) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "fetching the %s %s",
+                 ev == FSM_EV_KERNEL_FETCHED ? "kernel" : "initrd", name);
+        note(s, "boot", "server", msg);
+        feed(s, ev);
+    }
+    return path;
+}
+
+int
+fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
+              size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such overlay");
+        return -ENOENT;
+    }
+    /* The project's keys, then the ones given with this rescue. */
+    char **pkeys = NULL;
+    size_t npkeys = 0;
+    const struct config_project *p =
+        config_find_project(f->cfg, s->cfg->project);
+    if (p && p->keys_file &&
+        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) < 0)
+        return -EIO;
+    const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+    size_t n = 0;
+    for (size_t i = 0; i < npkeys; i++)
+        keys[n++] = pkeys[i];
+    char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
+    char *save = NULL;
+    for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
+         line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+        keys[n++] = line;
+    int r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
+                          errlen);
+    free(extra);
+    free(keys);
+    sshkey_list_free(pkeys);
+    if (r == 0) {
+        note(s, "boot", "server", "fetched its overlay (apkovl)");
+        feed(s, FSM_EV_OVERLAY_FETCHED);
+    }
+    return r;
+}
+
+int
+fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
+                 size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such boot token");
+        return -ENOENT;
+    }
+    if (!json_is_object(report) ||
+        !json_is_string(json_object_get(report, "ip"))) {
+        snprintf(err, errlen, "the report must be an object with an \"ip\"");
+        return -EINVAL;
+    }
+    free(s->row.rescue_json);
+    s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
+    store_save_server(f->st, s->cfg->id, &s->row);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "rescue OS phoned home from %s",
+             json_string_value(json_object_get(report, "ip")));
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_PHONE_HOME);
+    return 0;
 }

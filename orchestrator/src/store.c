@@ -52,6 +52,10 @@ static const char *const migrations[] = {
     "  revoked_ms INTEGER"
     ");"
     "CREATE INDEX tokens_server ON tokens (server);",
+    /* 3: actions stored with a transition and not yet known done, so a
+     * restart re-runs exactly those. */
+    "ALTER TABLE servers ADD COLUMN pending_actions INTEGER NOT NULL"
+    " DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -79,16 +83,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SERVER_LOAD] = "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
-                       " expires_at_ms, last_error, ssh_keys, rescue_json"
-                       " FROM servers WHERE id = ?1",
+                       " expires_at_ms, last_error, ssh_keys, rescue_json,"
+                       " pending_actions FROM servers WHERE id = ?1",
     [ST_SERVER_SAVE] =
         "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"
-        " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"
+        " pending_actions)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         " ON CONFLICT (id) DO UPDATE SET state = ?2, since_ms = ?3,"
         " deadline_ms = ?4, retries = ?5, ttl_s = ?6, expires_at_ms = ?7,"
         " last_error = ?8, ssh_keys = ?9, rescue_json = ?10,"
-        " updated_ms = ?11",
+        " updated_ms = ?11, pending_actions = ?12",
     [ST_EVENT_ADD] = "INSERT INTO events (server, at_ms, kind, from_state,"
                      " to_state, actor, message)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -390,6 +395,7 @@ store_load_server(struct store *st, const char *id, struct server_row *out)
               sizeof(out->fsm.last_error));
     out->ssh_keys = column_strdup(s, 7);
     out->rescue_json = column_strdup(s, 8);
+    out->pending_actions = (unsigned)sqlite3_column_int64(s, 9);
 
 out_reset:
     stmt_done(s);
@@ -416,6 +422,7 @@ server_save(struct store *st, const char *id, const struct server_row *row)
     sqlite3_bind_text(s, 9, row->ssh_keys, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 10, row->rescue_json, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 11, store_now_ms());
+    sqlite3_bind_int64(s, 12, row->pending_actions);
     return stmt_run(st, ST_SERVER_SAVE, "saving server");
 }
 

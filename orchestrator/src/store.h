@@ -17,6 +17,7 @@ struct server_row {
     struct fsm_server fsm;
     char *ssh_keys;    /* keys added for this rescue, newline-separated */
     char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
+    unsigned pending_actions; /* fsm_action bits stored, not yet done */
 };
 
 struct store_event {

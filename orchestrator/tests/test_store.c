@@ -160,6 +160,7 @@ row_assert_equal(const struct server_row *a, const struct server_row *b)
     assert_int_equal(a->fsm.ttl_s, b->fsm.ttl_s);
     assert_int_equal(a->fsm.expires_at_ms, b->fsm.expires_at_ms);
     assert_string_equal(a->fsm.last_error, b->fsm.last_error);
+    assert_int_equal(a->pending_actions, b->pending_actions);
     if (a->ssh_keys && b->ssh_keys)
         assert_string_equal(a->ssh_keys, b->ssh_keys);
     else
@@ -218,7 +219,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
-    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_schema_version(st), 3);
     store_close(st);
     free(sub);
 
@@ -292,14 +293,15 @@ test_migrates_older_schema(void **state)
 
     f->st = store_open(f->dir, err, sizeof(err));
     assert_non_null(f->st);
-    assert_int_equal(store_schema_version(f->st), 2);
+    assert_int_equal(store_schema_version(f->st), 3);
 
-    /* The old data is still there... */
+    /* The old data is still there, with nothing pending... */
     assert_int_equal(store_load_server(f->st, "old", &got), 0);
     assert_int_equal(got.fsm.state, FSM_RESCUE);
     assert_int_equal(got.fsm.ttl_s, 3600);
     assert_string_equal(got.ssh_keys, "key1");
     assert_string_equal(got.rescue_json, "{\"ip\":\"10.0.0.9\"}");
+    assert_int_equal(got.pending_actions, 0);
     server_row_clear(&got);
     struct seen s = {0};
     assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
@@ -309,12 +311,12 @@ test_migrates_older_schema(void **state)
     /* ...and what version 2 added works, and stays after a reopen. */
     assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
     reopen(f);
-    assert_int_equal(store_schema_version(f->st), 2);
+    assert_int_equal(store_schema_version(f->st), 3);
     assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
     sqlite3_close(db);
 }
 
@@ -357,6 +359,7 @@ test_server_round_trip(void **state)
     r.fsm.last_error[0] = '\'';
     r.ssh_keys = "ssh-ed25519 AAAA a@b\nssh-rsa BBBB 'c'@\"d\"\n";
     r.rescue_json = "{\"ip\": \"192.0.2.1\", \"disks\": [\"sda\"]}";
+    r.pending_actions = FSM_ACT_POWER_RESET | FSM_ACT_TARGET_LOCAL;
     assert_int_equal(store_save_server(f->st, "srv-1", &r), 0);
     assert_int_equal(store_load_server(f->st, "srv-1", &got), 0);
     row_assert_equal(&r, &got);
