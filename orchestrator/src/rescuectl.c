@@ -214,7 +214,8 @@ typedef int sse_cb(struct sse *s, json_t *ev);
 
 struct sse {
     struct buf line, data;
-    int64_t last_id;
+    int64_t last_id;    /* the newest event handled: the cursor */
+    int64_t pending_id; /* from the "id:" line of the event being read */
     bool stopped;
     int result; /* set by cb when it stops */
     sse_cb *cb;
@@ -231,7 +232,15 @@ sse_dispatch(struct sse *s)
     if (!ev)
         return false;
     json_int_t id = json_integer_value(json_object_get(ev, "id"));
-    if (id > s->last_id)
+    if (!id)
+        id = s->pending_id;
+    s->pending_id = 0;
+    /* A daemon that ignores ?after= replays history: skip what we saw. */
+    if (id && id <= s->last_id) {
+        json_decref(ev);
+        return false;
+    }
+    if (id)
         s->last_id = id;
     int stop = s->cb(s, ev);
     json_decref(ev);
@@ -261,9 +270,7 @@ sse_line(struct sse *s, char *l)
             buf_append(&s->data, "\n", 1);
         buf_append(&s->data, v, strlen(v));
     } else if (!strcmp(l, "id")) {
-        long long id = strtoll(v, NULL, 10);
-        if (id > s->last_id)
-            s->last_id = id;
+        s->pending_id = strtoll(v, NULL, 10);
     }
     return false;
 }
