@@ -534,6 +534,29 @@ test_host_key_kept(void **state)
 }
 
 static void
+test_writer_idle_timeout(void **state)
+{
+    struct fx *f = *state;
+    sshd_free(f->d);
+    char err[256];
+    struct sshd_config cfg = {.listen = "127.0.0.1:0",
+                              .host_key_path = f->hostkey,
+                              .writer_idle_s = 1,
+                              .cbs = &test_cbs,
+                              .cb_arg = f};
+    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    assert_non_null(f->d);
+    struct client *w = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(pump_for(f, &w->got, "srv1 as writer"));
+    assert_non_null(console_writer(f->c));
+    assert_true(pump_for(f, &w->got, "writer seat released after 1 s"));
+    assert_null(console_writer(f->c));
+    type(w, "z");
+    assert_true(pump_for(f, &w->got, "you are watching"));
+    assert_int_equal(f->src_got.len, 0);
+}
+
+static void
 test_parse_user(void **state)
 {
     (void)state;
@@ -568,6 +591,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_read_only_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_menu_power, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_key_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_idle_timeout, setup,
+                                        teardown),
         cmocka_unit_test(test_parse_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
