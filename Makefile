@@ -29,26 +29,31 @@ setup: $(SETUP)
 
 $(B)/obj/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -MMD -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -MMD -c -o $@ $<
 
 $(B)/san/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -c -o $@ $<
+	@echo "  CC san  $<"
+	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -c -o $@ $<
 
 $(B)/libcore.a: $(OBJS)
-	ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 $(B)/libcore-san.a: $(SANOBJS)
-	ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(B)/rescued: orchestrator/src/rescued.c $(B)/libcore.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/rescuectl: orchestrator/src/rescuectl.c $(B)/libcore.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
 $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $^ $(LDLIBS) -lcmocka
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $^ $(LDLIBS) -lcmocka
 
 unit: $(TESTS)
 	@fail=0; for t in $(TESTS); do \
@@ -74,3 +79,4 @@ clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl
 
 -include $(wildcard $(B)/obj/*.d)
+

@@ -16,48 +16,52 @@ struct config_project {
 };
 
 struct config_server {
-    char *id;          /* from [server:ID]; [A-Za-z0-9_-]{1,63} */
-    char *name;        /* display name, default id */
-    char mac[18];      /* normalised lower-case aa:bb:cc:dd:ee:ff */
-    char *project;     /* must name a [project:...] */
-    char *arch;        /* "x86_64" | "aarch64" */
+    /* from [server:ID], case as written; [A-Za-z0-9_-]{1,63} */
+    char *id;
+    char *name;    /* display name, default id */
+    char mac[18];  /* normalised lower-case aa:bb:cc:dd:ee:ff */
+    char *project; /* must name a [project:...] */
+    char *arch;    /* "x86_64" | "aarch64" */
     enum firmware firmware;
-    char *power;       /* qmp:PATH | redfish://... | ipmi://... | manual: */
-    char *console;     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
+    char *power; /* qmp:PATH | redfish://... | ipmi://... | manual: */
+    /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
+    char *console;
     char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
 };
 
 struct config {
     char *path;
     /* [rescued] */
-    char *listen;      /* host:port */
-    char *boot_url;    /* http://host:port, no trailing slash */
+    char *listen;   /* host:port */
+    char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
     char *admin_token;
-    int log_level;     /* enum log_level */
-    long long max_body;      /* request-body limit, bytes (default 64K) */
+    int log_level;      /* enum log_level */
+    long long max_body; /* request-body limit, bytes (default 64K) */
     /* [pxe] */
-    enum pxe_mode pxe_mode;  /* default off */
+    enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
     char *dhcp_range;
     /* [console] */
-    char *console_listen;    /* default 127.0.0.1:2222 */
-    int readonly_grace;      /* seconds, default 30 */
-    long long scrollback;    /* bytes, default 1M */
+    char *console_listen; /* default 127.0.0.1:2222 */
+    int readonly_grace;   /* seconds, default 30 */
+    long long scrollback; /* bytes, default 1M */
     /* [image] */
     char *kernel;
     char *initrd;
-    char *cmdline;           /* extra kernel arguments, may be "" */
+    char *cmdline;     /* extra kernel arguments, may be "" */
+    char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */
     int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
     int timeout_exiting, timeout_booting_local;
-    int max_retries;         /* default 2 */
+    int max_retries;          /* default 2 */
     char *local_boot_pattern; /* console text that shows the OS is up */
 
     struct config_project *projects;
     size_t nprojects;
-    struct config_server *servers;
+    struct config_server *servers; /* sorted by id (strcmp) */
     size_t nservers;
+    const struct config_server **by_mac; /* the same servers, by MAC */
 };
 
 /* Load and check a file.  On error returns NULL and writes one line,
@@ -65,8 +69,12 @@ struct config {
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
 
+/* Section names are case-insensitive in the file (iniparser), so two ids
+ * that differ only in case are refused as duplicates; lookups by id and
+ * project name are exact. */
 const struct config_server *config_find_server(const struct config *c,
                                                const char *id);
+/* mac in any form config_parse_mac accepts. */
 const struct config_server *config_find_server_by_mac(const struct config *c,
                                                       const char *mac);
 const struct config_project *config_find_project(const struct config *c,

@@ -44,6 +44,28 @@ json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
                  char *err, size_t errlen);
 
+/* The boot path.  Each fetch is an event for the server's state machine,
+ * so `rescuectl events` shows the boot's own timeline. */
+
+/* GET /boot/<mac>.ipxe: the script for the server's current target into
+ * out.  Returns 0, or -ENOENT for a MAC not in the inventory. */
+int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
+                      struct buf *out);
+/* GET /images/<name>?token=T: the file's path (owned by the config), or
+ * NULL when name is not one of the image files.  A live token marks the
+ * kernel or initrd fetch of that server's boot. */
+const char *fleet_image_fetch(struct fleet *f, const char *name,
+                              const char *token);
+/* GET /overlay/<token>.tar.gz: the server's apkovl into out.  -ENOENT for a
+ * token that is not live; -EINVAL/-EIO with err. */
+int fleet_overlay(struct fleet *f, const char *token, struct buf *out,
+                  char *err, size_t errlen);
+/* POST /v1/phone-home/<token>: the rescue OS is up; report is its JSON
+ * object (ip, mac, ssh_host_keys, disks, md_arrays, nics).  -ENOENT for a
+ * token that is not live, -EINVAL for a report without ip. */
+int fleet_phone_home(struct fleet *f, const char *token, json_t *report,
+                     char *err, size_t errlen);
+
 /* Live events (SSE).  server NULL: every server.  cb runs from the loop
  * after the event is committed. */
 typedef void fleet_event_cb(void *arg, const struct store_event *ev);

@@ -12,10 +12,10 @@ struct loop;
 struct power;
 
 enum power_op {
-    POWER_RESET,        /* hard reset; powers on when off */
+    POWER_RESET, /* hard reset; powers on when off */
     POWER_ON,
-    POWER_OFF,          /* hard off */
-    POWER_STATUS,       /* detail: "running", "paused", "shutdown", ... */
+    POWER_OFF,    /* hard off */
+    POWER_STATUS, /* detail: "running", "paused", "shutdown", ... */
     POWER_NMI,
     POWER_SYSRQ,        /* arg: one key, e.g. "h" */
     POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
@@ -39,9 +39,12 @@ void power_request(struct power *p, enum power_op op, const char *arg,
 /* True for manual: the state machine waits for the operator. */
 bool power_is_manual(const struct power *p);
 /* Pre-flight, cheap and synchronous: can the driver be reached now?
- * (qmp: the socket exists and accepts a connection.) */
+ * (qmp: the socket exists and accepts a connection.)
+ * QEMU serves one QMP client per socket at a time: other tools need a
+ * second -qmp socket. */
 bool power_reachable(struct power *p, char *err, size_t errlen);
-/* Check a uri's syntax without making a driver (used by config). */
-bool power_uri_valid(const char *uri, char *err, size_t errlen);
+/* Name used in log lines ("srv1: operator must power-cycle"); the
+ * default is the uri. */
+void power_set_name(struct power *p, const char *name);
 
 #endif

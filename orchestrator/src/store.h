@@ -17,6 +17,7 @@ struct server_row {
     struct fsm_server fsm;
     char *ssh_keys;    /* keys added for this rescue, newline-separated */
     char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
+    unsigned pending_actions; /* fsm_action bits stored, not yet done */
 };
 
 struct store_event {
@@ -56,7 +57,8 @@ int64_t store_append_event(struct store *st, const char *server,
 typedef int store_event_cb(void *arg, const struct store_event *ev);
 /* Events of one server (or all when server is NULL) with id > after_id,
  * oldest first, at most limit (0: no limit).  A non-zero return from cb
- * stops the walk and is returned. */
+ * stops the walk and is returned.  The event's strings are valid only
+ * during the callback; cb must not list events itself (-EBUSY). */
 int store_list_events(struct store *st, const char *server, int64_t after_id,
                       int limit, store_event_cb *cb, void *arg);
 

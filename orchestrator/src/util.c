@@ -94,6 +94,14 @@ now_wall_s(void)
     return (int64_t)time(NULL);
 }
 
+int64_t
+now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void
 format_time_iso(int64_t wall_s, char *buf, size_t len)
 {

@@ -18,8 +18,9 @@ size_t strlcpy_s(char *dst, const char *src, size_t size);
 
 /* Monotonic milliseconds, for timers and deadlines. */
 int64_t now_mono_ms(void);
-/* Wall-clock seconds since the epoch, for stored timestamps. */
+/* Wall-clock time since the epoch, for stored timestamps and deadlines. */
 int64_t now_wall_s(void);
+int64_t now_wall_ms(void);
 /* ISO-8601 UTC ("2026-11-23T19:00:00Z") into buf (at least 21 bytes). */
 void format_time_iso(int64_t wall_s, char *buf, size_t len);
 
@@ -29,11 +30,9 @@ int parse_duration(const char *s, long long *out_s);
 int parse_size(const char *s, long long *out_bytes);
 
 /* Write a file atomically (temp file, fsync, rename). */
-int write_file_atomic(const char *path, const void *data, size_t len,
-                      int mode);
+int write_file_atomic(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file; *out is NUL-terminated and must be freed. */
 int read_file(const char *path, char **out, size_t *len);
-
 
 /* A growable byte buffer, always NUL-terminated. */
 struct buf {

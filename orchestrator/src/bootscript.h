@@ -1,0 +1,34 @@
+/* bootscript: the iPXE scripts served at /boot/<mac>.ipxe.  Pure text
+ * generation: the rescue script (kernel, initrd and the kernel command
+ * line of DESIGN.md, with download retries) or the local-disk script. */
+#ifndef RESCUED_BOOTSCRIPT_H
+#define RESCUED_BOOTSCRIPT_H
+
+#include "config.h"
+
+struct buf;
+
+/* How many times iPXE tries each download before it gives up. */
+#define BOOTSCRIPT_ATTEMPTS 3
+
+struct bootscript_rescue {
+    const char *server_id;
+    const char *boot_url;    /* http://host:port, no trailing slash */
+    const char *token;       /* this boot's one-time token */
+    const char *kernel_name; /* file names served under /images/ */
+    const char *initrd_name;
+    const char *console_tty; /* "ttyS0,115200n8" */
+    const char *cmdline;     /* extra kernel arguments; may be "" or NULL */
+    enum firmware firmware;
+};
+
+/* The kernel command line the rescue image gets. */
+void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
+void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
+/* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
+void bootscript_local(const char *server_id, enum firmware fw,
+                      struct buf *out);
+/* For MACs we do not know: say so and fall through to the next device. */
+void bootscript_unknown(struct buf *out);
+
+#endif

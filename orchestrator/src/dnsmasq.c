@@ -1,0 +1,271 @@
+#include "dnsmasq.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DNSMASQ_BIN "/usr/sbin/dnsmasq"
+#define TFTP_ROOT "/usr/lib/ipxe"
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 30000
+#define STABLE_MS 60000 /* up this long: the next crash restarts quickly */
+
+struct dnsmasq {
+    struct loop *loop;
+    char *dir;
+    char *conf_path;
+    char *hosts_path;
+    pid_t pid;
+    int pidfd;
+    int64_t started_ms;
+    int64_t backoff_ms;
+    uint64_t restart_timer;
+    unsigned restarts;
+};
+
+void
+dnsmasq_write_conf(const struct config *c, const char *dir, struct buf *out)
+{
+    buf_printf(out, "# Written by rescued from %s; edits are overwritten.\n",
+               c->path);
+    /* DNS off, no /etc/hosts or resolv.conf: we only do DHCP and TFTP. */
+    buf_printf(out, "port=0\nno-hosts\nno-resolv\nuser=root\n");
+    buf_printf(out, "interface=%s\nbind-interfaces\n", c->pxe_interface);
+    buf_printf(out, "dhcp-leasefile=%s/leases\n", dir);
+    buf_printf(out, "dhcp-hostsfile=%s/hosts\n", dir);
+    /* Only servers of the inventory get an answer. */
+    buf_printf(out, "dhcp-ignore=tag:!known\n");
+    buf_printf(out, "enable-tftp\ntftp-root=%s\n", TFTP_ROOT);
+    buf_printf(out, "dhcp-match=set:ipxe,175\n"
+                    "dhcp-userclass=set:ipxe,iPXE\n"
+                    "dhcp-match=set:efi64,option:client-arch,7\n"
+                    "dhcp-match=set:efi64,option:client-arch,9\n");
+    /* iPXE expands ${net0/mac} in the file name it is given. */
+    char *script = xasprintf("%s/boot/${net0/mac}.ipxe", c->boot_url);
+    if (c->pxe_mode == PXE_PROXY) {
+        buf_printf(out, "dhcp-range=%s,proxy\n", c->dhcp_range);
+        buf_printf(out, "pxe-prompt=\"rescued\",0\n");
+        buf_printf(out,
+                   "pxe-service=tag:!ipxe,x86PC,\"rescued\",undionly.kpxe\n");
+        buf_printf(out,
+                   "pxe-service=tag:!ipxe,x86-64_EFI,\"rescued\",ipxe.efi\n");
+        buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
+    } else {
+        buf_printf(out, "dhcp-range=%s\n", c->dhcp_range);
+        buf_printf(out, "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n");
+        buf_printf(out, "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n");
+        buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
+    }
+    free(script);
+}
+
+void
+dnsmasq_write_hosts(const struct config *c, struct buf *out)
+{
+    for (size_t i = 0; i < c->nservers; i++)
+        buf_printf(out, "%s,set:known,%s\n", c->servers[i].mac,
+                   c->servers[i].id);
+}
+
+static int
+write_buf(const char *path, struct buf *b)
+{
+    int r = write_file_atomic(path, b->data ? b->data : "", b->len, 0644);
+    buf_free(b);
+    return r;
+}
+
+static int start(struct dnsmasq *d);
+
+static int64_t
+restart_due(struct loop *l, void *arg)
+{
+    (void)l;
+    struct dnsmasq *d = arg;
+    d->restart_timer = 0;
+    if (start(d) < 0) {
+        d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                           : d->backoff_ms * 2;
+        d->restart_timer =
+            loop_add_timer(d->loop, d->backoff_ms, restart_due, d);
+    }
+    return -1;
+}
+
+static void
+reap(struct dnsmasq *d)
+{
+    int status = 0;
+    loop_del_fd(d->loop, d->pidfd);
+    close(d->pidfd);
+    d->pidfd = -1;
+    waitpid(d->pid, &status, 0);
+    d->pid = 0;
+}
+
+static void
+child_exited(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct dnsmasq *d = arg;
+    int status = 0;
+    pid_t pid = d->pid;
+    loop_del_fd(d->loop, d->pidfd);
+    close(d->pidfd);
+    d->pidfd = -1;
+    waitpid(pid, &status, 0);
+    d->pid = 0;
+    if (now_mono_ms() - d->started_ms > STABLE_MS)
+        d->backoff_ms = BACKOFF_MIN_MS;
+    d->restarts++;
+    if (WIFSIGNALED(status))
+        log_warnx("dnsmasq (pid %d) killed by signal %d; restarting in %lld "
+                  "ms",
+                  (int)pid, WTERMSIG(status), (long long)d->backoff_ms);
+    else
+        log_warnx("dnsmasq (pid %d) exited with status %d; restarting in %lld "
+                  "ms",
+                  (int)pid, WEXITSTATUS(status), (long long)d->backoff_ms);
+    d->restart_timer = loop_add_timer(d->loop, d->backoff_ms, restart_due, d);
+    d->backoff_ms =
+        d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+}
+
+static int
+start(struct dnsmasq *d)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* rescued blocks these for its signalfd; dnsmasq needs them. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        execl(DNSMASQ_BIN, "dnsmasq", "--keep-in-foreground",
+              "--log-facility=-", "--conf-file", d->conf_path, (char *)NULL);
+        fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN, strerror(errno));
+        _exit(127);
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        int e = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -e;
+    }
+    d->pid = pid;
+    d->pidfd = pidfd;
+    d->started_ms = now_mono_ms();
+    loop_add_fd(d->loop, pidfd, EPOLLIN, child_exited, d);
+    log_info("dnsmasq started (pid %d) with %s", (int)pid, d->conf_path);
+    return 0;
+}
+
+struct dnsmasq *
+dnsmasq_new(struct loop *l, const struct config *c, char *err, size_t errlen)
+{
+    struct dnsmasq *d = xcalloc(1, sizeof(*d));
+    struct buf b = {0};
+    int r;
+
+    d->loop = l;
+    d->pidfd = -1;
+    d->backoff_ms = BACKOFF_MIN_MS;
+    d->dir = xasprintf("%s/dnsmasq", c->data_dir);
+    d->conf_path = xasprintf("%s/dnsmasq.conf", d->dir);
+    d->hosts_path = xasprintf("%s/hosts", d->dir);
+    if (mkdir(d->dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", d->dir, strerror(errno));
+        goto out_free;
+    }
+    dnsmasq_write_conf(c, d->dir, &b);
+    if ((r = write_buf(d->conf_path, &b)) < 0) {
+        snprintf(err, errlen, "%s: %s", d->conf_path, strerror(-r));
+        goto out_free;
+    }
+    dnsmasq_write_hosts(c, &b);
+    if ((r = write_buf(d->hosts_path, &b)) < 0) {
+        snprintf(err, errlen, "%s: %s", d->hosts_path, strerror(-r));
+        goto out_free;
+    }
+    if ((r = start(d)) < 0) {
+        snprintf(err, errlen, "cannot start dnsmasq: %s", strerror(-r));
+        goto out_free;
+    }
+    return d;
+out_free:
+    dnsmasq_free(d);
+    return NULL;
+}
+
+void
+dnsmasq_free(struct dnsmasq *d)
+{
+    if (!d)
+        return;
+    loop_del_timer(d->loop, d->restart_timer);
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        /* dnsmasq exits at once on SIGTERM; do not wait forever. */
+        for (int i = 0; i < 200; i++) {
+            if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+                d->pid = 0;
+                break;
+            }
+            usleep(10000);
+        }
+        if (d->pid > 0) {
+            kill(d->pid, SIGKILL);
+            reap(d);
+        }
+        log_info("dnsmasq stopped");
+    }
+    if (d->pidfd >= 0) {
+        loop_del_fd(d->loop, d->pidfd);
+        close(d->pidfd);
+    }
+    free(d->dir);
+    free(d->conf_path);
+    free(d->hosts_path);
+    free(d);
+}
+
+void
+dnsmasq_update(struct dnsmasq *d, const struct config *c)
+{
+    struct buf b = {0};
+    dnsmasq_write_hosts(c, &b);
+    int r = write_buf(d->hosts_path, &b);
+    if (r < 0) {
+        log_warnx("%s: %s", d->hosts_path, strerror(-r));
+        return;
+    }
+    if (d->pid > 0 && kill(d->pid, SIGHUP) == 0)
+        log_info("dnsmasq: host file rewritten, SIGHUP sent");
+}
+
+int
+dnsmasq_pid(const struct dnsmasq *d)
+{
+    return d ? (int)d->pid : 0;
+}
+
+unsigned
+dnsmasq_restarts(const struct dnsmasq *d)
+{
+    return d ? d->restarts : 0;
+}

@@ -1,0 +1,33 @@
+/* dnsmasq: rescued's DHCP/TFTP server, as a supervised child.  Writes its
+ * config and DHCP host file from the inventory (only inventory MACs get an
+ * answer), starts it in the foreground, sends SIGHUP when the inventory
+ * changes, restarts it with backoff when it dies, stops it on free. */
+#ifndef RESCUED_DNSMASQ_H
+#define RESCUED_DNSMASQ_H
+
+#include <stddef.h>
+
+struct loop;
+struct config;
+struct buf;
+struct dnsmasq;
+
+/* The files it reads: dnsmasq.conf (fixed for a run) and hosts. */
+void dnsmasq_write_conf(const struct config *c, const char *dir,
+                        struct buf *out);
+void dnsmasq_write_hosts(const struct config *c, struct buf *out);
+
+/* Write the files into DATA_DIR/dnsmasq and start the child.  NULL with a
+ * reason in err when the files cannot be written or dnsmasq not started.
+ * The config must outlive the next dnsmasq_update. */
+struct dnsmasq *dnsmasq_new(struct loop *l, const struct config *c,
+                            char *err, size_t errlen);
+/* Stop the child (SIGTERM, then SIGKILL after 2 s) and free. */
+void dnsmasq_free(struct dnsmasq *d);
+/* New inventory: rewrite the host file and SIGHUP the child. */
+void dnsmasq_update(struct dnsmasq *d, const struct config *c);
+
+int dnsmasq_pid(const struct dnsmasq *d);
+unsigned dnsmasq_restarts(const struct dnsmasq *d);
+
+#endif

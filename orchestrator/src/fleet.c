@@ -1,0 +1,816 @@
+#include "fleet.h"
+#include "bootscript.h"
+#include "dnsmasq.h"
+#include "log.h"
+#include "overlay.h"
+#include "sshkey.h"
+#include "loop.h"
+#include "power.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* One server's live state: its stored row, its driver, its deadline. */
+struct srv {
+    struct fleet *f;
+    const struct config_server *cfg; /* points into f->cfg */
+    struct server_row row;
+    struct power *power;
+    uint64_t timer; /* the deadline timer, 0 when none */
+};
+
+struct sub {
+    uint64_t id;
+    char *server; /* NULL: all */
+    fleet_event_cb *cb;
+    void *arg;
+    struct sub *next;
+};
+
+struct fleet {
+    struct loop *loop;
+    struct config *cfg;
+    struct store *st;
+    struct fsm_limits limits;
+    struct srv **srvs; /* same order as cfg->servers */
+    size_t nsrvs;
+    struct sub *subs;
+    uint64_t next_sub;
+    struct dnsmasq *dnsmasq;       /* NULL when [pxe] mode = off */
+    uint64_t entered[FSM_NSTATES]; /* transitions into each state */
+    uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
+    uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+};
+
+static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
+
+static int64_t
+now_ms(void)
+{
+    return now_wall_ms();
+}
+
+static void
+limits_from_config(struct fsm_limits *l, const struct config *c)
+{
+    fsm_limits_default(l);
+    if (c->timeout_rebooting > 0)
+        l->timeout_ms[FSM_REBOOTING] = c->timeout_rebooting * 1000LL;
+    if (c->timeout_pxe_booting > 0)
+        l->timeout_ms[FSM_PXE_BOOTING] = c->timeout_pxe_booting * 1000LL;
+    if (c->timeout_rescue_booting > 0)
+        l->timeout_ms[FSM_RESCUE_BOOTING] = c->timeout_rescue_booting * 1000LL;
+    if (c->timeout_exiting > 0)
+        l->timeout_ms[FSM_EXITING] = c->timeout_exiting * 1000LL;
+    if (c->timeout_booting_local > 0)
+        l->timeout_ms[FSM_BOOTING_LOCAL] = c->timeout_booting_local * 1000LL;
+    if (c->max_retries >= 0)
+        l->max_retries = c->max_retries;
+}
+
+/* Tell subscribers about an event that is already committed. */
+static void
+publish(struct fleet *f, int64_t id, const char *server, const char *kind,
+        const char *from, const char *to, const char *actor, const char *msg)
+{
+    struct store_event ev = {.id = id,
+                             .server = server,
+                             .at_ms = now_ms(),
+                             .kind = kind,
+                             .from_state = from,
+                             .to_state = to,
+                             .actor = actor,
+                             .message = msg};
+    for (struct sub *u = f->subs; u; u = u->next)
+        if (!u->server || strcmp(u->server, server) == 0)
+            u->cb(u->arg, &ev);
+}
+
+static void
+note(struct srv *s, const char *kind, const char *actor, const char *msg)
+{
+    int64_t id = store_append_event(s->f->st, s->cfg->id, kind, actor, msg);
+    if (id > 0)
+        publish(s->f, id, s->cfg->id, kind, NULL, NULL, actor, msg);
+}
+
+static int64_t
+deadline_fired(struct loop *l, void *arg)
+{
+    (void)l;
+    struct srv *s = arg;
+    s->timer = 0;
+    struct fsm_input in = {.event = FSM_EV_TIMEOUT};
+    apply(s, &in, "rescued");
+    return -1;
+}
+
+static void
+arm_deadline(struct srv *s)
+{
+    loop_del_timer(s->f->loop, s->timer);
+    s->timer = 0;
+    if (s->row.fsm.deadline_ms == 0)
+        return;
+    int64_t wait = s->row.fsm.deadline_ms - now_ms();
+    s->timer =
+        loop_add_timer(s->f->loop, wait < 0 ? 0 : wait, deadline_fired, s);
+}
+
+/* One power request: which server, and which stored action it completes. */
+struct power_call {
+    struct srv *s;
+    unsigned action;
+};
+
+/* The stored action ran: a restart must not run it again. */
+static void
+action_done(struct srv *s, unsigned action)
+{
+    if (!(s->row.pending_actions & action))
+        return;
+    s->row.pending_actions &= ~action;
+    store_save_server(s->f->st, s->cfg->id, &s->row);
+}
+
+static void
+power_done(void *arg, int status, const char *detail)
+{
+    struct power_call *pc = arg;
+    struct srv *s = pc->s;
+    unsigned action = pc->action;
+    free(pc);
+    if (status == -ECANCELED)
+        return;
+    if (status == 0) {
+        action_done(s, action);
+        return;
+    }
+    char why[256];
+    snprintf(why, sizeof(why), "power: %s",
+             detail ? detail : strerror(-status));
+    log_warnx("%s: %s", s->cfg->id, why);
+    action_done(s, action);
+    note(s, "error", "rescued", why);
+    struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+    apply(s, &in, "rescued");
+}
+
+static void
+power_call(struct srv *s, enum power_op op, unsigned action)
+{
+    struct power_call *pc = xmalloc(sizeof(*pc));
+    pc->s = s;
+    pc->action = action;
+    power_request(s->power, op, NULL, power_done, pc);
+}
+
+static void
+netboot_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED)
+        return;
+    /* A driver that cannot set it leaves the decision to the iPXE script. */
+    if (status != 0 && status != -ENOTSUP) {
+        char why[256];
+        snprintf(why, sizeof(why), "one-time network boot: %s",
+                 detail ? detail : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    struct fsm_input in = {.event = FSM_EV_PREPARED};
+    apply(s, &in, "rescued");
+}
+
+static void
+mint_token(char out[65])
+{
+    unsigned char raw[32];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        fatal("getrandom");
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static void
+run_actions(struct srv *s, unsigned acts)
+{
+    struct fleet *f = s->f;
+    if (acts & FSM_ACT_CLEAR_RESCUE_INFO) {
+        free(s->row.rescue_json);
+        s->row.rescue_json = NULL;
+        action_done(s, FSM_ACT_CLEAR_RESCUE_INFO);
+    }
+    if ((acts & FSM_ACT_TARGET_LOCAL) &&
+        store_token_revoke_server(f->st, s->cfg->id) == 0)
+        action_done(s, FSM_ACT_TARGET_LOCAL);
+    if (acts & FSM_ACT_PREPARE_RESCUE) {
+        char token[65];
+        mint_token(token);
+        if (store_token_add(f->st, token, s->cfg->id, now_ms()) < 0) {
+            struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                   .detail = "cannot store the boot token"};
+            apply(s, &in, "rescued");
+            return;
+        }
+        power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+    }
+    if (acts & FSM_ACT_POWER_OFF)
+        power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
+    if (acts & FSM_ACT_POWER_ON)
+        power_call(s, POWER_ON, FSM_ACT_POWER_ON);
+    if (acts & FSM_ACT_POWER_RESET)
+        power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
+}
+
+/* The one place a server's state changes: step the machine, store the
+ * result, log it, then act. */
+static void
+apply(struct srv *s, const struct fsm_input *in, const char *actor)
+{
+    struct fleet *f = s->f;
+    struct fsm_server before = s->row.fsm;
+    struct fsm_output out;
+
+    unsigned pending_before = s->row.pending_actions;
+    fsm_step(&f->limits, &s->row.fsm, in, now_ms(), &out);
+    if (out.status < 0)
+        return;
+    /* Stored with the step, cleared as each completes: a restart re-runs
+     * exactly what was not done.  A new step drops the old step's. */
+    s->row.pending_actions =
+        out.changed ? out.actions : pending_before | out.actions;
+    if (out.changed) {
+        int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
+                                      out.reason);
+        if (id < 0) {
+            /* Not stored means not done: keep the old state. */
+            s->row.fsm = before;
+            s->row.pending_actions = pending_before;
+            log_warnx("%s: cannot store transition to %s", s->cfg->id,
+                      fsm_state_name(s->row.fsm.state));
+            return;
+        }
+        log_info("%s: %s -> %s (%s)", s->cfg->id, fsm_state_name(before.state),
+                 fsm_state_name(s->row.fsm.state), out.reason);
+        f->entered[s->row.fsm.state]++;
+        if (s->row.fsm.state == FSM_RESCUE_FAILED ||
+            s->row.fsm.state == FSM_EXIT_FAILED)
+            f->failed[before.state]++;
+        publish(f, id, s->cfg->id, "transition", fsm_state_name(before.state),
+                fsm_state_name(s->row.fsm.state), "rescued", out.reason);
+    } else if (out.actions) {
+        store_save_server(f->st, s->cfg->id, &s->row);
+        if (s->row.fsm.retries != before.retries) {
+            f->retried[s->row.fsm.state]++;
+            log_warnx("%s: %s", s->cfg->id, out.reason);
+            note(s, "retry", "rescued", out.reason);
+        } else {
+            note(s, "action", actor, out.reason);
+        }
+    }
+    if (s->row.fsm.deadline_ms != before.deadline_ms || out.changed)
+        arm_deadline(s);
+    run_actions(s, out.actions);
+}
+
+/* Pick up where a stopped daemon left off: re-arm the step's deadline and
+ * re-run the actions that were stored with it but not known done. */
+static void
+resume(struct srv *s)
+{
+    const struct fsm_server *fs = &s->row.fsm;
+    unsigned pending = s->row.pending_actions;
+    if (fs->deadline_ms == 0 && pending == 0)
+        return;
+    log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
+             pending ? ", re-running its unfinished actions" : "");
+    arm_deadline(s);
+    run_actions(s, pending);
+}
+
+static struct srv *
+srv_new(struct fleet *f, const struct config_server *cs, char *err,
+        size_t errlen)
+{
+    struct srv *s = xcalloc(1, sizeof(*s));
+    s->f = f;
+    s->cfg = cs;
+    s->power = power_new(f->loop, cs->power, err, errlen);
+    if (!s->power) {
+        free(s);
+        return NULL;
+    }
+    power_set_name(s->power, cs->id);
+    int r = store_load_server(f->st, cs->id, &s->row);
+    if (r == -ENOENT) {
+        fsm_server_init(&s->row.fsm, now_ms());
+        store_save_server(f->st, cs->id, &s->row);
+    } else if (r < 0) {
+        snprintf(err, errlen, "%s: cannot load its stored state", cs->id);
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void
+srv_free(struct srv *s)
+{
+    if (!s)
+        return;
+    loop_del_timer(s->f->loop, s->timer);
+    power_free(s->power);
+    server_row_clear(&s->row);
+    free(s);
+}
+
+struct fleet *
+fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
+          size_t errlen)
+{
+    struct fleet *f = xcalloc(1, sizeof(*f));
+    f->loop = l;
+    f->cfg = cfg;
+    f->st = st;
+    f->next_sub = 1;
+    limits_from_config(&f->limits, cfg);
+    f->srvs = xcalloc(cfg->nservers, sizeof(*f->srvs));
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        f->srvs[i] = srv_new(f, &cfg->servers[i], err, errlen);
+        if (!f->srvs[i])
+            goto out_free;
+        f->nsrvs++;
+    }
+    if (cfg->pxe_mode != PXE_OFF) {
+        f->dnsmasq = dnsmasq_new(l, cfg, err, errlen);
+        if (!f->dnsmasq)
+            goto out_free;
+    }
+    for (size_t i = 0; i < f->nsrvs; i++)
+        resume(f->srvs[i]);
+    return f;
+out_free:
+    fleet_free(f);
+    return NULL;
+}
+
+void
+fleet_free(struct fleet *f)
+{
+    if (!f)
+        return;
+    dnsmasq_free(f->dnsmasq);
+    for (size_t i = 0; i < f->nsrvs; i++)
+        srv_free(f->srvs[i]);
+    free(f->srvs);
+    while (f->subs) {
+        struct sub *u = f->subs;
+        f->subs = u->next;
+        free(u->server);
+        free(u);
+    }
+    config_free(f->cfg);
+    free(f);
+}
+
+static struct srv *
+find_srv(struct fleet *f, const char *id)
+{
+    const struct config_server *cs = config_find_server(f->cfg, id);
+    if (!cs)
+        return NULL;
+    return f->srvs[cs - f->cfg->servers];
+}
+
+void
+fleet_reload(struct fleet *f, struct config *cfg)
+{
+    /* First make what is new, so a failure leaves the old inventory. */
+    struct srv **next = xcalloc(cfg->nservers, sizeof(*next));
+    bool *kept = xcalloc(f->nsrvs ? f->nsrvs : 1, sizeof(*kept));
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        const struct config_server *cs = &cfg->servers[i];
+        struct srv *old = find_srv(f, cs->id);
+        if (old && strcmp(old->cfg->power, cs->power) == 0) {
+            kept[old->cfg - f->cfg->servers] = true;
+            continue;
+        }
+        char err[256];
+        next[i] = srv_new(f, cs, err, sizeof(err));
+        if (!next[i]) {
+            log_warnx("reload: %s; keeping the old inventory", err);
+            for (size_t j = 0; j < i; j++)
+                srv_free(next[j]);
+            free(next);
+            free(kept);
+            config_free(cfg);
+            return;
+        }
+    }
+    /* Then keep the live state, timers and connections of the others. */
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        if (next[i]) {
+            resume(next[i]);
+            continue;
+        }
+        next[i] = find_srv(f, cfg->servers[i].id);
+        next[i]->cfg = &cfg->servers[i];
+    }
+    for (size_t j = 0; j < f->nsrvs; j++)
+        if (!kept[j])
+            srv_free(f->srvs[j]); /* gone or with a new driver */
+    free(kept);
+    free(f->srvs);
+    f->srvs = next;
+    f->nsrvs = cfg->nservers;
+    config_free(f->cfg);
+    f->cfg = cfg;
+    limits_from_config(&f->limits, cfg);
+    if (f->dnsmasq)
+        dnsmasq_update(f->dnsmasq, cfg);
+    log_info("inventory reloaded: %zu servers", f->nsrvs);
+}
+
+const struct config *
+fleet_config(const struct fleet *f)
+{
+    return f->cfg;
+}
+
+struct store *
+fleet_store(struct fleet *f)
+{
+    return f->st;
+}
+
+static json_t *
+time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[32];
+    format_time_iso(ms / 1000, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static char *
+uri_scheme(const char *uri)
+{
+    const char *c = strchr(uri, ':');
+    return c ? strndup(uri, (size_t)(c - uri)) : xstrdup(uri);
+}
+
+json_t *
+fleet_server_json(struct fleet *f, const struct config_server *cs)
+{
+    struct srv *s = f->srvs[cs - f->cfg->servers];
+    const struct fsm_server *fs = &s->row.fsm;
+    char *scheme = uri_scheme(cs->power);
+    const char *listen = f->cfg->console_listen;
+    const char *colon = strrchr(listen, ':');
+    char *console =
+        xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
+                  colon ? (int)(colon - listen) : 0, listen);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:s, s:s}",
+        "id", cs->id, "name", cs->name, "mac", cs->mac, "arch", cs->arch,
+        "firmware", cs->firmware == FW_UEFI ? "uefi" : "bios", "project",
+        cs->project, "state", fsm_state_name(fs->state), "state_since",
+        time_or_null(fs->since_ms), "last_error",
+        fs->last_error[0] ? json_string(fs->last_error) : json_null(),
+        "deadline", time_or_null(fs->deadline_ms), "retries", fs->retries,
+        "power", scheme, "console", console);
+    free(scheme);
+    free(console);
+    if (fs->state == FSM_RESCUE) {
+        json_t *r = NULL;
+        if (s->row.rescue_json)
+            r = json_loads(s->row.rescue_json, 0, NULL);
+        if (!json_is_object(r)) {
+            json_decref(r);
+            r = json_object();
+        }
+        json_object_set_new(r, "expires_at", time_or_null(fs->expires_at_ms));
+        json_object_set_new(o, "rescue", r);
+    }
+    return o;
+}
+
+/* Refuse before anything moves when the action cannot succeed. */
+static bool
+preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
+          char *err, size_t errlen)
+{
+    if (!power_reachable(s->power, err, errlen))
+        return false;
+    if (a->event == FSM_EV_RESCUE) {
+        /* A rescue nobody can log in to is no rescue. */
+        const struct config_project *p =
+            config_find_project(f->cfg, s->cfg->project);
+        char **keys = NULL;
+        size_t n = 0;
+        if (p && p->keys_file &&
+            sshkey_load_file(p->keys_file, &keys, &n, err, errlen) < 0)
+            return false;
+        sshkey_list_free(keys);
+        if (n + a->nkeys == 0) {
+            snprintf(err, errlen,
+                     "no SSH key to put in the rescue image: pass ssh_keys "
+                     "(rescuectl enter --key FILE) or add keys to project "
+                     "%s's keys_file",
+                     s->cfg->project);
+            return false;
+        }
+        const char *files[] = {f->cfg->kernel, f->cfg->initrd};
+        for (size_t i = 0; i < 2; i++)
+            if (access(files[i], R_OK) != 0) {
+                snprintf(err, errlen, "rescue image file %s: %s", files[i],
+                         strerror(errno));
+                return false;
+            }
+    }
+    return true;
+}
+
+int
+fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
+             char *err, size_t errlen)
+{
+    struct srv *s = find_srv(f, id);
+    if (!s) {
+        snprintf(err, errlen, "no such server: %s", id);
+        return -ENOENT;
+    }
+    if (a->event > FSM_EV_POWER_OFF) {
+        snprintf(err, errlen, "not a user action");
+        return -EINVAL;
+    }
+    if (a->ttl_s < 0) {
+        snprintf(err, errlen, "ttl must be positive");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < a->nkeys; i++) {
+        char why[200];
+        if (!sshkey_valid(a->ssh_keys[i], why, sizeof(why))) {
+            snprintf(err, errlen, "ssh_keys[%zu]: %s", i, why);
+            return -EINVAL;
+        }
+    }
+    /* Ask the state machine on a copy first, so a refusal runs no check. */
+    struct fsm_server probe = s->row.fsm;
+    struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
+    struct fsm_output out;
+    fsm_step(&f->limits, &probe, &in, now_ms(), &out);
+    if (out.status < 0) {
+        snprintf(err, errlen, "%s", out.reason);
+        return -EBUSY;
+    }
+    if (!preflight(f, s, a, err, errlen))
+        return -EBUSY;
+    if (a->event == FSM_EV_RESCUE) {
+        struct buf keys = {0};
+        for (size_t i = 0; i < a->nkeys; i++)
+            buf_printf(&keys, "%s\n", a->ssh_keys[i]);
+        free(s->row.ssh_keys);
+        s->row.ssh_keys = keys.data;
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
+    note(s, "audit", a->actor, msg);
+    apply(s, &in, a->actor);
+    return 0;
+}
+
+uint64_t
+fleet_subscribe(struct fleet *f, const char *server, fleet_event_cb *cb,
+                void *arg)
+{
+    struct sub *u = xcalloc(1, sizeof(*u));
+    u->id = f->next_sub++;
+    u->server = server ? xstrdup(server) : NULL;
+    u->cb = cb;
+    u->arg = arg;
+    u->next = f->subs;
+    f->subs = u;
+    return u->id;
+}
+
+void
+fleet_unsubscribe(struct fleet *f, uint64_t id)
+{
+    for (struct sub **p = &f->subs; *p; p = &(*p)->next)
+        if ((*p)->id == id) {
+            struct sub *u = *p;
+            *p = u->next;
+            free(u->server);
+            free(u);
+            return;
+        }
+}
+
+void
+fleet_metrics(struct fleet *f, struct buf *out)
+{
+    size_t count[FSM_NSTATES] = {0};
+    for (size_t i = 0; i < f->nsrvs; i++)
+        count[f->srvs[i]->row.fsm.state]++;
+    buf_printf(out, "# HELP rescued_servers Servers per state.\n"
+                    "# TYPE rescued_servers gauge\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        buf_printf(out, "rescued_servers{state=\"%s\"} %zu\n",
+                   fsm_state_name(i), count[i]);
+    buf_printf(out, "# HELP rescued_transitions_total Transitions into each "
+                    "state.\n# TYPE rescued_transitions_total counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        buf_printf(out, "rescued_transitions_total{to=\"%s\"} %llu\n",
+                   fsm_state_name(i), (unsigned long long)f->entered[i]);
+    buf_printf(out, "# HELP rescued_step_failures_total Failures by the step "
+                    "that failed.\n# TYPE rescued_step_failures_total "
+                    "counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        if (!fsm_state_is_stable(i))
+            buf_printf(out, "rescued_step_failures_total{step=\"%s\"} %llu\n",
+                       fsm_state_name(i), (unsigned long long)f->failed[i]);
+    buf_printf(out, "# HELP rescued_step_retries_total Step timeouts that "
+                    "reset the server and retried.\n"
+                    "# TYPE rescued_step_retries_total counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        if (!fsm_state_is_stable(i))
+            buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
+                       fsm_state_name(i), (unsigned long long)f->retried[i]);
+    buf_printf(out,
+               "# HELP rescued_dnsmasq_restarts_total Times dnsmasq died "
+               "and was restarted.\n"
+               "# TYPE rescued_dnsmasq_restarts_total counter\n"
+               "rescued_dnsmasq_restarts_total %u\n"
+               "# HELP rescued_dnsmasq_up Whether the dnsmasq child runs.\n"
+               "# TYPE rescued_dnsmasq_up gauge\n"
+               "rescued_dnsmasq_up %d\n",
+               dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
+}
+
+/* Where the iPXE script sends the server: the rescue image while it is on
+ * its way into rescue or in it, else its own disk. */
+static bool
+target_is_rescue(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
+}
+
+static const char *
+base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void
+feed(struct srv *s, enum fsm_event ev)
+{
+    struct fsm_input in = {.event = ev};
+    apply(s, &in, "rescued");
+}
+
+int
+fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
+                  struct buf *out)
+{
+    const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
+    if (!cs)
+        return -ENOENT;
+    struct srv *s = f->srvs[cs - f->cfg->servers];
+    char token[65];
+    bool rescue =
+        target_is_rescue(s->row.fsm.state) &&
+        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    if (rescue) {
+        struct bootscript_rescue r = {.server_id = cs->id,
+                                      .boot_url = f->cfg->boot_url,
+                                      .token = token,
+                                      .kernel_name = base_name(f->cfg->kernel),
+                                      .initrd_name = base_name(f->cfg->initrd),
+                                      .console_tty = cs->console_tty,
+                                      .cmdline = f->cfg->cmdline,
+                                      .firmware = cs->firmware};
+        bootscript_rescue(&r, out);
+    } else {
+        bootscript_local(cs->id, cs->firmware, out);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
+             rescue ? "rescue image" : "local disk", peer ? peer : "?");
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_IPXE_FETCHED);
+    /* Without a console there is nothing to watch the OS come up on. */
+    if (!rescue && !cs->console && s->row.fsm.state == FSM_BOOTING_LOCAL)
+        feed(s, FSM_EV_LOCAL_OS_SEEN);
+    return 0;
+}
+
+static struct srv *
+srv_of_token(struct fleet *f, const char *token)
+{
+    char id[64];
+    if (!token || store_token_lookup(f->st, token, id, sizeof(id)) < 0)
+        return NULL;
+    return find_srv(f, id);
+}
+
+const char *
+fleet_image_fetch(struct fleet *f, const char *name, const char *token)
+{
+    const char *path = NULL;
+    enum fsm_event ev = FSM_EV_KERNEL_FETCHED;
+    if (strcmp(name, base_name(f->cfg->kernel)) == 0)
+        path = f->cfg->kernel;
+    else if (strcmp(name, base_name(f->cfg->initrd)) == 0) {
+        path = f->cfg->initrd;
+        ev = FSM_EV_INITRD_FETCHED;
+    }
+    if (!path)
+        return NULL;
+    struct srv *s = srv_of_token(f, token);
+    if (s) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "fetching the %s %s",
+                 ev == FSM_EV_KERNEL_FETCHED ? "kernel" : "initrd", name);
+        note(s, "boot", "server", msg);
+        feed(s, ev);
+    }
+    return path;
+}
+
+int
+fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
+              size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such overlay");
+        return -ENOENT;
+    }
+    /* The project's keys, then the ones given with this rescue. */
+    char **pkeys = NULL;
+    size_t npkeys = 0;
+    const struct config_project *p =
+        config_find_project(f->cfg, s->cfg->project);
+    if (p && p->keys_file &&
+        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) < 0)
+        return -EIO;
+    const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+    size_t n = 0;
+    for (size_t i = 0; i < npkeys; i++)
+        keys[n++] = pkeys[i];
+    char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
+    char *save = NULL;
+    for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
+         line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+        keys[n++] = line;
+    int r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
+                          errlen);
+    free(extra);
+    free(keys);
+    sshkey_list_free(pkeys);
+    if (r == 0) {
+        note(s, "boot", "server", "fetched its overlay (apkovl)");
+        feed(s, FSM_EV_OVERLAY_FETCHED);
+    }
+    return r;
+}
+
+int
+fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
+                 size_t errlen)
+{
+    struct srv *s = srv_of_token(f, token);
+    if (!s) {
+        snprintf(err, errlen, "no such boot token");
+        return -ENOENT;
+    }
+    if (!json_is_object(report) ||
+        !json_is_string(json_object_get(report, "ip"))) {
+        snprintf(err, errlen, "the report must be an object with an \"ip\"");
+        return -EINVAL;
+    }
+    free(s->row.rescue_json);
+    s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
+    store_save_server(f->st, s->cfg->id, &s->row);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "rescue OS phoned home from %s",
+             json_string_value(json_object_get(report, "ip")));
+    note(s, "boot", "server", msg);
+    feed(s, FSM_EV_PHONE_HOME);
+    return 0;
+}

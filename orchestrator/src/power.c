@@ -1,0 +1,765 @@
+/* power: the manual: and qmp: drivers.
+ *
+ * qmp keeps one connection to QEMU's QMP socket, opened on demand:
+ * greeting, qmp_capabilities, then one command at a time from a FIFO of
+ * requests, each command tagged with an id and its reply matched by it.
+ * An op that needs several commands (reset = system_reset, query-status,
+ * cont) walks its steps in qmp_step().  When the socket is missing or the
+ * connection drops, every queued request fails and the next request
+ * connects again, so a restarted QEMU is picked up.  Results are handed
+ * to callbacks from a 0 ms timer, never from inside power_request(). */
+#include "power.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define QMP_MAX_LINE (1024 * 1024)
+
+#ifdef UNITTEST
+void power_test_set_timeout(int ms);
+#endif
+static int qmp_timeout_ms = 5000;
+
+enum power_kind { KIND_MANUAL, KIND_QMP };
+
+enum qmp_state {
+    QMP_IDLE,       /* no connection */
+    QMP_CONNECTING, /* non-blocking connect in progress */
+    QMP_GREETING,   /* waiting for {"QMP": ...} */
+    QMP_CAPS,       /* qmp_capabilities sent */
+    QMP_READY,
+};
+
+struct req {
+    struct req *next;
+    struct power *p;
+    enum power_op op;
+    char *arg;
+    power_done_cb *cb;
+    void *cbarg;
+    int step;        /* commands of the op sent so far */
+    uint64_t cmd_id; /* id of the command in flight, 0 when none */
+    uint64_t timer;  /* deadline */
+    int status;      /* result, once done */
+    char *detail;
+};
+
+struct power {
+    struct loop *l;
+    enum power_kind kind;
+    char *uri;
+    char *name;
+    char *path; /* qmp socket */
+    char *nic;  /* qmp device id for NETBOOT_ONCE, or NULL */
+
+    int fd;
+    enum qmp_state state;
+    uint64_t conn_gen; /* bumped when a connection closes */
+    struct buf in, out;
+    uint64_t next_id;
+    uint64_t caps_id;
+
+    struct req *head, *tail;      /* queued, head is the active one */
+    struct req *done, *done_tail; /* finished, callback not yet run */
+    uint64_t defer_timer;
+    bool draining; /* inside the callbacks of done requests */
+    bool closing;  /* inside power_free() */
+    bool dead;     /* power_free() called from a callback */
+};
+
+static const char *const op_names[] = {
+    [POWER_RESET] = "reset",
+    [POWER_ON] = "power on",
+    [POWER_OFF] = "power off",
+    [POWER_STATUS] = "status",
+    [POWER_NMI] = "nmi",
+    [POWER_SYSRQ] = "sysrq",
+    [POWER_SERIAL_BREAK] = "serial break",
+    [POWER_NETBOOT_ONCE] = "netboot once",
+};
+
+static const char *
+op_name(enum power_op op)
+{
+    if ((unsigned)op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op])
+        return op_names[op];
+    return "unknown op";
+}
+
+/* "qmp /run/lab/srv1.qmp: connection refused" */
+static char *
+qmp_errdetail(const struct power *p, int err)
+{
+    char *d = xasprintf("qmp %s: %s", p->path, strerror(err));
+    char *c = d + strlen(p->path) + 6;
+    *c = (char)tolower((unsigned char)*c);
+    return d;
+}
+
+/* --- completion ------------------------------------------------------- */
+
+static void
+req_free(struct req *r)
+{
+    if (!r)
+        return;
+    free(r->arg);
+    free(r->detail);
+    free(r);
+}
+
+static void power_destroy(struct power *p);
+
+static int64_t
+defer_fire(struct loop *l, void *arg)
+{
+    (void)l;
+    struct power *p = arg;
+    p->defer_timer = 0;
+    p->draining = true;
+    while (p->done && !p->dead) {
+        struct req *r = p->done;
+        p->done = r->next;
+        if (!p->done)
+            p->done_tail = NULL;
+        r->cb(r->cbarg, r->status, r->detail);
+        req_free(r);
+    }
+    p->draining = false;
+    if (p->dead)
+        power_destroy(p);
+    return -1;
+}
+
+/* Take r off the queue and hand it to the deferred callbacks.  Takes
+ * ownership of detail. */
+static void
+req_complete(struct req *r, int status, char *detail)
+{
+    struct power *p = r->p;
+    struct req **pp = &p->head, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = r->next;
+        if (p->tail == r)
+            p->tail = prev;
+    }
+    loop_del_timer(p->l, r->timer);
+    r->timer = 0;
+    r->next = NULL;
+    r->status = status;
+    free(r->detail);
+    r->detail = detail;
+    if (status < 0)
+        log_debug("%s: %s failed: %s", p->name, op_name(r->op),
+                  detail ? detail : strerror(-status));
+    if (p->done_tail)
+        p->done_tail->next = r;
+    else
+        p->done = r;
+    p->done_tail = r;
+    if (!p->defer_timer && !p->draining)
+        p->defer_timer = loop_add_timer(p->l, 0, defer_fire, p);
+}
+
+/* --- qmp connection --------------------------------------------------- */
+
+static void qmp_on_fd(struct loop *l, int fd, uint32_t events, void *arg);
+static void qmp_pump(struct power *p);
+
+static void
+qmp_close(struct power *p)
+{
+    if (p->fd >= 0) {
+        loop_del_fd(p->l, p->fd);
+        close(p->fd);
+    }
+    p->fd = -1;
+    p->state = QMP_IDLE;
+    p->conn_gen++;
+    buf_reset(&p->in);
+    buf_reset(&p->out);
+    for (struct req *r = p->head; r; r = r->next) {
+        r->cmd_id = 0;
+        r->step = 0;
+    }
+}
+
+/* The connection failed or dropped: every queued request fails. */
+static void
+qmp_fail(struct power *p, int err, const char *why)
+{
+    qmp_close(p);
+    log_debug("%s: qmp %s: %s", p->name, p->path, why ? why : strerror(err));
+    while (p->head)
+        req_complete(p->head, -err,
+                     why ? xasprintf("qmp %s: %s", p->path, why)
+                         : qmp_errdetail(p, err));
+}
+
+static void
+qmp_flush(struct power *p)
+{
+    while (p->out.len > 0) {
+        ssize_t n = send(p->fd, p->out.data, p->out.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            qmp_fail(p, errno, NULL);
+            return;
+        }
+        memmove(p->out.data, p->out.data + n, p->out.len - (size_t)n + 1);
+        p->out.len -= (size_t)n;
+    }
+    loop_mod_fd(p->l, p->fd, EPOLLIN | (p->out.len ? EPOLLOUT : 0));
+}
+
+/* Queue {"execute": cmd, "arguments": args, "id": N}; steals args. */
+static uint64_t
+qmp_send(struct power *p, const char *cmd, json_t *args)
+{
+    uint64_t id = ++p->next_id;
+    json_t *msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)id);
+    if (args)
+        json_object_set_new(msg, "arguments", args);
+    char *s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!s)
+        fatalx("json_dumps: out of memory");
+    log_debug("%s: qmp -> %s", p->name, s);
+    buf_append(&p->out, s, strlen(s));
+    buf_append(&p->out, "\n", 1);
+    free(s);
+    qmp_flush(p);
+    return id;
+}
+
+static void
+qmp_connect(struct power *p)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strlcpy_s(sa.sun_path, p->path, sizeof(sa.sun_path));
+    p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->fd < 0) {
+        qmp_fail(p, errno, NULL);
+        return;
+    }
+    uint32_t ev = EPOLLIN;
+    if (connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        p->state = QMP_GREETING;
+    } else if (errno == EINPROGRESS) {
+        p->state = QMP_CONNECTING;
+        ev = EPOLLOUT;
+    } else {
+        qmp_fail(p, errno, NULL);
+        return;
+    }
+    int r = loop_add_fd(p->l, p->fd, ev, qmp_on_fd, p);
+    if (r < 0)
+        qmp_fail(p, -r, NULL);
+}
+
+/* Send the next command of r's op, or complete r.  ret is the "return"
+ * of the previous command (NULL before the first). */
+static void
+qmp_step(struct power *p, struct req *r, json_t *ret)
+{
+    const char *cmd = NULL;
+    json_t *args = NULL;
+    bool running = json_is_true(json_object_get(ret, "running"));
+    int step = r->step++;
+
+    switch (r->op) {
+    case POWER_RESET:
+        /* A paused or shut-down VM stays stopped after system_reset. */
+        cmd = step == 0               ? "system_reset"
+              : step == 1             ? "query-status"
+              : step == 2 && !running ? "cont"
+                                      : NULL;
+        break;
+    case POWER_ON:
+        cmd = step == 0               ? "query-status"
+              : step == 1 && !running ? "system_reset"
+              : step == 2             ? "cont"
+                                      : NULL;
+        break;
+    case POWER_OFF:
+        /* QEMU cannot power off without exiting: reset and hold the VM
+         * paused, which power on undoes.  Reset first: a stopped VM goes
+         * to "prelaunch" on reset, a reset one to "paused" on stop. */
+        cmd = step == 0 ? "system_reset" : step == 1 ? "stop" : NULL;
+        break;
+    case POWER_STATUS:
+        if (step == 0) {
+            cmd = "query-status";
+        } else {
+            const char *st = json_string_value(json_object_get(ret, "status"));
+            req_complete(r, 0, xstrdup(st ? st : "unknown"));
+            return;
+        }
+        break;
+    case POWER_NMI:
+        cmd = step == 0 ? "inject-nmi" : NULL;
+        break;
+    case POWER_SYSRQ:
+        if (step == 0) {
+            cmd = "send-key";
+            args = json_pack("{s:[{s:s,s:s},{s:s,s:s},{s:s,s:s}]}", "keys",
+                             "type", "qcode", "data", "alt", "type", "qcode",
+                             "data", "sysrq", "type", "qcode", "data", r->arg);
+        }
+        break;
+    case POWER_SERIAL_BREAK:
+        if (step == 0) {
+            cmd = "chardev-send-break";
+            args = json_pack("{s:s}", "id", r->arg);
+        }
+        break;
+    case POWER_NETBOOT_ONCE:
+        /* Takes effect at the next system_reset. */
+        if (step == 0) {
+            cmd = "qom-set";
+            args = json_pack("{s:s,s:s,s:i}", "path", p->nic, "property",
+                             "bootindex", "value", 0);
+        }
+        break;
+    }
+    if (!cmd) {
+        req_complete(r, 0, NULL);
+        return;
+    }
+    r->cmd_id = qmp_send(p, cmd, args);
+}
+
+/* Start the active request when the connection is ready. */
+static void
+qmp_pump(struct power *p)
+{
+    if (!p->head)
+        return;
+    if (p->state == QMP_IDLE) {
+        qmp_connect(p);
+        return;
+    }
+    if (p->state == QMP_READY && p->head->cmd_id == 0 && p->head->step == 0)
+        qmp_step(p, p->head, NULL);
+}
+
+static void
+qmp_on_event(struct power *p, json_t *msg)
+{
+    const char *ev = json_string_value(json_object_get(msg, "event"));
+    if (ev && (!strcmp(ev, "RESET") || !strcmp(ev, "SHUTDOWN") ||
+               !strcmp(ev, "POWERDOWN")))
+        log_debug("%s: qmp event %s", p->name, ev);
+}
+
+static void
+qmp_on_message(struct power *p, json_t *msg)
+{
+    if (json_object_get(msg, "event")) {
+        qmp_on_event(p, msg);
+        return;
+    }
+    if (p->state == QMP_GREETING) {
+        if (!json_object_get(msg, "QMP")) {
+            qmp_fail(p, EPROTO, "no QMP greeting");
+            return;
+        }
+        p->state = QMP_CAPS;
+        p->caps_id = qmp_send(p, "qmp_capabilities", NULL);
+        return;
+    }
+    json_t *jid = json_object_get(msg, "id");
+    if (!json_is_integer(jid))
+        return;
+    uint64_t id = (uint64_t)json_integer_value(jid);
+    json_t *err = json_object_get(msg, "error");
+    const char *desc = json_string_value(json_object_get(err, "desc"));
+
+    if (p->state == QMP_CAPS) {
+        if (id != p->caps_id)
+            return;
+        if (err) {
+            char *why =
+                xasprintf("qmp_capabilities: %s", desc ? desc : "error");
+            qmp_fail(p, EPROTO, why);
+            free(why);
+            return;
+        }
+        p->state = QMP_READY;
+        qmp_pump(p);
+        return;
+    }
+    struct req *r = p->head;
+    if (!r || r->cmd_id != id) {
+        /* The answer to a request that already timed out. */
+        log_debug("%s: qmp reply to unknown id %llu", p->name,
+                  (unsigned long long)id);
+        return;
+    }
+    r->cmd_id = 0;
+    if (err) {
+        req_complete(r, -EIO, xstrdup(desc ? desc : "QMP error"));
+    } else {
+        qmp_step(p, r, json_object_get(msg, "return"));
+        if (p->head == r)
+            return;
+    }
+    qmp_pump(p);
+}
+
+static void
+qmp_read(struct power *p)
+{
+    uint64_t gen = p->conn_gen;
+    bool eof = false;
+    int rerr = 0;
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = recv(p->fd, chunk, sizeof(chunk), 0);
+        if (n > 0) {
+            buf_append(&p->in, chunk, (size_t)n);
+            continue;
+        }
+        if (n == 0) {
+            eof = true;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            rerr = errno; /* after the replies that came before it */
+        break;
+    }
+    size_t off = 0;
+    char *nl;
+    while ((nl = memchr(p->in.data + off, '\n', p->in.len - off))) {
+        size_t len = (size_t)(nl - (p->in.data + off));
+        json_error_t jerr;
+        json_t *msg = json_loadb(p->in.data + off, len, 0, &jerr);
+        off += len + 1;
+        if (!json_is_object(msg)) {
+            log_debug("%s: qmp: bad message: %s", p->name, jerr.text);
+            json_decref(msg);
+            continue;
+        }
+        qmp_on_message(p, msg);
+        json_decref(msg);
+        if (p->conn_gen != gen)
+            return; /* the connection closed under us */
+    }
+    memmove(p->in.data, p->in.data + off, p->in.len - off + 1);
+    p->in.len -= off;
+    if (rerr)
+        qmp_fail(p, rerr, NULL);
+    else if (eof)
+        qmp_fail(p, ECONNRESET, "connection closed");
+    else if (p->in.len > QMP_MAX_LINE)
+        qmp_fail(p, EPROTO, "message too long");
+}
+
+static void
+qmp_on_fd(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    struct power *p = arg;
+    if (p->state == QMP_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            qmp_fail(p, err, NULL);
+            return;
+        }
+        p->state = QMP_GREETING;
+        loop_mod_fd(p->l, p->fd, EPOLLIN);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        uint64_t gen = p->conn_gen;
+        qmp_flush(p);
+        if (p->conn_gen != gen)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        qmp_read(p);
+}
+
+static bool
+qmp_alive(struct power *p)
+{
+    char c;
+    ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+static int64_t
+req_timeout(struct loop *l, void *arg)
+{
+    (void)l;
+    struct req *r = arg;
+    struct power *p = r->p;
+    r->timer = 0;
+    /* A connection that swallowed a command or a handshake is dropped;
+     * the requests behind r then connect afresh. */
+    bool stuck = p->head == r && p->state != QMP_IDLE &&
+                 (r->cmd_id != 0 || p->state != QMP_READY);
+    req_complete(
+        r, -ETIMEDOUT,
+        xasprintf("qmp %s: no answer in %d ms", p->path, qmp_timeout_ms));
+    if (stuck)
+        qmp_close(p);
+    qmp_pump(p);
+    return -1;
+}
+
+/* --- public ----------------------------------------------------------- */
+
+static int
+parse_qmp(struct power *p, const char *rest, char *err, size_t errlen)
+{
+    const char *q = strchr(rest, '?');
+    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
+    if (plen == 0 || rest[0] != '/') {
+        snprintf(err, errlen, "qmp: needs an absolute socket path: %s", p->uri);
+        return -EINVAL;
+    }
+    if (plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        snprintf(err, errlen, "qmp: socket path too long: %s", p->uri);
+        return -EINVAL;
+    }
+    p->path = xmalloc(plen + 1);
+    memcpy(p->path, rest, plen);
+    p->path[plen] = '\0';
+    if (!q)
+        return 0;
+    if (strncmp(q + 1, "nic=", 4) != 0 || q[5] == '\0' ||
+        strpbrk(q + 5, "&?=")) {
+        snprintf(err, errlen, "qmp: the only option is ?nic=DEVICE_ID, got %s",
+                 q);
+        return -EINVAL;
+    }
+    p->nic = xstrdup(q + 5);
+    return 0;
+}
+
+struct power *
+power_new(struct loop *l, const char *uri, char *err, size_t errlen)
+{
+    struct power *p = xcalloc(1, sizeof(*p));
+    p->l = l;
+    p->fd = -1;
+    p->uri = xstrdup(uri ? uri : "");
+    p->name = xstrdup(p->uri);
+    if (!strcmp(p->uri, "manual:")) {
+        p->kind = KIND_MANUAL;
+    } else if (!strncmp(p->uri, "qmp:", 4)) {
+        p->kind = KIND_QMP;
+        if (parse_qmp(p, p->uri + 4, err, errlen) < 0)
+            goto out_free;
+    } else if (!strncmp(p->uri, "redfish://", 10) ||
+               !strncmp(p->uri, "ipmi://", 7)) {
+        snprintf(err, errlen, "power: %.*s driver not implemented yet",
+                 (int)strcspn(p->uri, ":"), p->uri);
+        goto out_free;
+    } else {
+        snprintf(err, errlen, "power: unknown uri %s (qmp:PATH or manual:)",
+                 p->uri);
+        goto out_free;
+    }
+    return p;
+
+out_free:
+    power_destroy(p);
+    return NULL;
+}
+
+void
+power_set_name(struct power *p, const char *name)
+{
+    free(p->name);
+    p->name = xstrdup(name);
+}
+
+static void
+power_destroy(struct power *p)
+{
+    loop_del_timer(p->l, p->defer_timer);
+    qmp_close(p);
+    buf_free(&p->in);
+    buf_free(&p->out);
+    free(p->uri);
+    free(p->name);
+    free(p->path);
+    free(p->nic);
+    free(p);
+}
+
+void
+power_free(struct power *p)
+{
+    if (!p || p->dead || p->closing)
+        return;
+    p->closing = true;
+    qmp_close(p);
+    /* Finished ones report what happened; the rest are cancelled. */
+    while (p->head)
+        req_complete(p->head, -ECANCELED, xstrdup("power driver stopped"));
+    bool in_cb = p->draining;
+    p->draining = true;
+    while (p->done) {
+        struct req *r = p->done;
+        p->done = r->next;
+        if (!p->done)
+            p->done_tail = NULL;
+        r->cb(r->cbarg, r->status, r->detail);
+        req_free(r);
+        while (p->head) /* requested from a callback just now */
+            req_complete(p->head, -ECANCELED, xstrdup("power driver stopped"));
+    }
+    if (in_cb)
+        p->dead = true; /* defer_fire() frees it on the way out */
+    else
+        power_destroy(p);
+}
+
+static void
+manual_request(struct power *p, struct req *r)
+{
+    if (r->op == POWER_STATUS) {
+        req_complete(r, -ENOTSUP, xstrdup("manual: power status is not known"));
+        return;
+    }
+    log_info("%s: operator must power-cycle (%s)", p->name, op_name(r->op));
+    req_complete(r, 0, NULL);
+}
+
+/* Refuse what the qmp driver cannot do before touching the socket. */
+static char *
+qmp_check(const struct power *p, const struct req *r, int *status)
+{
+    *status = -EINVAL;
+    switch (r->op) {
+    case POWER_SYSRQ:
+        if (!r->arg || strlen(r->arg) != 1 ||
+            !(islower((unsigned char)r->arg[0]) ||
+              isdigit((unsigned char)r->arg[0])))
+            return xasprintf("sysrq: key must be one of a-z, 0-9, got '%s'",
+                             r->arg ? r->arg : "");
+        break;
+    case POWER_SERIAL_BREAK:
+        if (!r->arg || !*r->arg)
+            return xstrdup("serial break: needs a chardev id");
+        break;
+    case POWER_NETBOOT_ONCE:
+        if (!p->nic) {
+            *status = -ENOTSUP;
+            return xasprintf("qmp %s: netboot needs ?nic=DEVICE_ID in the "
+                             "power uri",
+                             p->path);
+        }
+        break;
+    default:
+        break;
+    }
+    return NULL;
+}
+
+void
+power_request(struct power *p, enum power_op op, const char *arg,
+              power_done_cb *cb, void *cbarg)
+{
+    struct req *r = xcalloc(1, sizeof(*r));
+    r->p = p;
+    r->op = op;
+    r->arg = arg ? xstrdup(arg) : NULL;
+    r->cb = cb;
+    r->cbarg = cbarg;
+    if (p->tail)
+        p->tail->next = r;
+    else
+        p->head = r;
+    p->tail = r;
+
+    if (p->kind == KIND_MANUAL) {
+        manual_request(p, r);
+        return;
+    }
+    /* An idle connection may have died unnoticed (QEMU restarted while
+     * the loop was busy): find out now rather than fail this request. */
+    if (p->head == r && p->state == QMP_READY && !qmp_alive(p))
+        qmp_close(p);
+    int status;
+    char *why = (unsigned)op > POWER_NETBOOT_ONCE ? xstrdup("unknown power op")
+                                                  : qmp_check(p, r, &status);
+    if (why) {
+        req_complete(r, (unsigned)op > POWER_NETBOOT_ONCE ? -EINVAL : status,
+                     why);
+        return;
+    }
+    if (p->closing) {
+        req_complete(r, -ECANCELED, xstrdup("power driver stopped"));
+        return;
+    }
+    r->timer = loop_add_timer(p->l, qmp_timeout_ms, req_timeout, r);
+    qmp_pump(p);
+}
+
+bool
+power_is_manual(const struct power *p)
+{
+    return p->kind == KIND_MANUAL;
+}
+
+bool
+power_reachable(struct power *p, char *err, size_t errlen)
+{
+    if (p->kind == KIND_MANUAL)
+        return true;
+    struct stat st;
+    if (stat(p->path, &st) < 0) {
+        char *d = qmp_errdetail(p, errno);
+        strlcpy_s(err, d, errlen);
+        free(d);
+        return false;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strlcpy_s(sa.sun_path, p->path, sizeof(sa.sun_path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        char *d = qmp_errdetail(p, errno);
+        strlcpy_s(err, d, errlen);
+        free(d);
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+#ifdef UNITTEST
+void
+power_test_set_timeout(int ms)
+{
+    qmp_timeout_ms = ms;
+}
+#endif

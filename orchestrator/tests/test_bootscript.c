@@ -1,0 +1,188 @@
+/* The iPXE scripts a server gets, and dnsmasq's files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "bootscript.h"
+#include "config.h"
+#include "dnsmasq.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct bootscript_rescue
+rescue_params(enum firmware fw)
+{
+    struct bootscript_rescue r = {.server_id = "srv1",
+                                  .boot_url = "http://10.77.0.1:8080",
+                                  .token = "abc123",
+                                  .kernel_name = "vmlinuz",
+                                  .initrd_name = "initramfs",
+                                  .console_tty = "ttyS0,115200n8",
+                                  .cmdline = "quiet",
+                                  .firmware = fw};
+    return r;
+}
+
+static int
+count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+static void
+test_cmdline_is_the_design_contract(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_BIOS);
+    struct buf b = {0};
+    bootscript_cmdline(&r, &b);
+    assert_string_equal(
+        b.data, "console=ttyS0,115200n8 ip=dhcp BOOTIF=01-${netX/mac:hexhyp} "
+                "apkovl=http://10.77.0.1:8080/overlay/abc123.tar.gz "
+                "rescue_phone_home=http://10.77.0.1:8080/v1/phone-home/abc123 "
+                "modloop=none quiet");
+    buf_free(&b);
+}
+
+static void
+test_uefi_names_the_initrd(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_UEFI);
+    struct buf b = {0};
+    bootscript_cmdline(&r, &b);
+    assert_int_equal(strncmp(b.data, "initrd=initramfs ", 17), 0);
+    buf_free(&b);
+    r = rescue_params(FW_BIOS);
+    bootscript_cmdline(&r, &b);
+    assert_null(strstr(b.data, "initrd="));
+    buf_free(&b);
+}
+
+static void
+test_rescue_script_retries_each_download(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_BIOS);
+    struct buf b = {0};
+    bootscript_rescue(&r, &b);
+    assert_int_equal(strncmp(b.data, "#!ipxe\n", 7), 0);
+    assert_int_equal(count(b.data, "kernel --name vmlinuz "
+                                   "http://10.77.0.1:8080/images/"
+                                   "vmlinuz?token=abc123 "),
+                     BOOTSCRIPT_ATTEMPTS);
+    assert_int_equal(count(b.data, "initrd --name initramfs "),
+                     BOOTSCRIPT_ATTEMPTS);
+    assert_int_equal(count(b.data, "\nboot || goto "), BOOTSCRIPT_ATTEMPTS);
+    /* Every goto lands on a label that exists. */
+    for (const char *p = b.data; (p = strstr(p, "goto ")); p += 5) {
+        char label[32], want[40];
+        assert_int_equal(sscanf(p + 5, "%31[a-z0-9]", label), 1);
+        snprintf(want, sizeof(want), "\n:%s\n", label);
+        assert_non_null(strstr(b.data, want));
+    }
+    assert_non_null(strstr(b.data, "attempt 2 of 3"));
+    assert_non_null(strstr(b.data, ":failed\n"));
+    buf_free(&b);
+}
+
+static void
+test_local_scripts(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    bootscript_local("srv1", FW_BIOS, &b);
+    assert_non_null(strstr(b.data, "\nsanboot --no-describe --drive 0x80\n"));
+    buf_free(&b);
+    bootscript_local("srv2", FW_UEFI, &b);
+    assert_non_null(strstr(b.data, "\nexit\n"));
+    assert_null(strstr(b.data, "sanboot"));
+    buf_free(&b);
+}
+
+static struct config *
+load(const char *mode)
+{
+    char path[] = "/tmp/rescued-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f,
+            "[rescued]\nlisten=127.0.0.1:1\nboot_url=http://10.77.0.1:8080\n"
+            "data_dir=/tmp\nadmin_token=t\n"
+            "[pxe]\nmode=%s\ninterface=br0\n"
+            "dhcp_range=10.77.0.100,10.77.0.200,1h\n"
+            "[project:p]\n"
+            "[server:srv1]\nmac=52:54:00:77:00:01\nproject=p\npower=manual:\n"
+            "[server:srv2]\nmac=52-54-00-77-00-02\nproject=p\npower=manual:\n",
+            mode);
+    fclose(f);
+    char err[256];
+    struct config *c = config_load(path, err, sizeof(err));
+    unlink(path);
+    assert_non_null(c);
+    return c;
+}
+
+static void
+test_dnsmasq_answers_only_the_inventory(void **state)
+{
+    (void)state;
+    struct config *c = load("dhcp");
+    struct buf b = {0};
+    dnsmasq_write_hosts(c, &b);
+    assert_string_equal(b.data, "52:54:00:77:00:01,set:known,srv1\n"
+                                "52:54:00:77:00:02,set:known,srv2\n");
+    buf_free(&b);
+    dnsmasq_write_conf(c, "/d", &b);
+    assert_non_null(strstr(b.data, "\ndhcp-ignore=tag:!known\n"));
+    assert_non_null(strstr(b.data, "\nport=0\n"));
+    assert_non_null(strstr(b.data, "\ninterface=br0\n"));
+    assert_non_null(
+        strstr(b.data, "\ndhcp-range=10.77.0.100,10.77.0.200,1h\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:!ipxe,tag:!efi64,"
+                                   "undionly.kpxe\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:!ipxe,tag:efi64,"
+                                   "ipxe.efi\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:ipxe,http://10.77.0.1:8080"
+                                   "/boot/${net0/mac}.ipxe\n"));
+    assert_null(strstr(b.data, "proxy"));
+    buf_free(&b);
+    config_free(c);
+}
+
+static void
+test_dnsmasq_proxy_mode_has_pxe_services(void **state)
+{
+    (void)state;
+    struct config *c = load("proxy");
+    struct buf b = {0};
+    dnsmasq_write_conf(c, "/d", &b);
+    assert_non_null(strstr(b.data, ",proxy\n"));
+    /* dnsmasq answers proxy requests only with a pxe-service line. */
+    assert_int_equal(count(b.data, "\npxe-service="), 2);
+    buf_free(&b);
+    config_free(c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cmdline_is_the_design_contract),
+        cmocka_unit_test(test_uefi_names_the_initrd),
+        cmocka_unit_test(test_rescue_script_retries_each_download),
+        cmocka_unit_test(test_local_scripts),
+        cmocka_unit_test(test_dnsmasq_answers_only_the_inventory),
+        cmocka_unit_test(test_dnsmasq_proxy_mode_has_pxe_services),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,649 @@
+/* Tests for config: every refusal names file, line, section and key;
+ * a full file and a minimal one load with the documented values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+static char tmpdir[] = "/tmp/test_config.XXXXXX";
+static char path[64];
+
+/* The smallest good file: 7 lines, so added lines start at line 8. */
+#define HEAD                                                                   \
+    "[rescued]\n"                                                              \
+    "listen = 127.0.0.1:8080\n"                                                \
+    "boot_url = http://127.0.0.1:8080/\n"                                      \
+    "data_dir = /var/lib/rescued\n"                                            \
+    "admin_token = admintok\n"                                                 \
+    "[project:acme]\n"                                                         \
+    "token = acmetok\n"
+
+/* A good server, 4 lines. */
+#define SERVER(id, mac)                                                        \
+    "[server:" id "]\n"                                                        \
+    "mac = " mac "\n"                                                          \
+    "project = acme\n"                                                         \
+    "power = manual:\n"
+
+static int
+setup_dir(void **state)
+{
+    (void)state;
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/rescued.ini", tmpdir);
+    return 0;
+}
+
+static int
+remove_dir(void **state)
+{
+    (void)state;
+    unlink(path);
+    return rmdir(tmpdir);
+}
+
+static struct config *
+load_text(const char *text, char *err, size_t errlen)
+{
+    assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
+    return config_load(path, err, errlen);
+}
+
+/* The file must be refused with "PATH<where>" followed by reason text. */
+static void
+expect_refusal(const char *text, const char *where, const char *reason)
+{
+    char err[512] = "", want[512];
+    struct config *c = load_text(text, err, sizeof(err));
+    if (c)
+        fail_msg("loaded, expected refusal '%s'", where);
+    snprintf(want, sizeof(want), "%s%s", path, where);
+    if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, reason))
+        fail_msg("got     '%s'\nwanted  '%s...%s'", err, want, reason);
+    assert_null(strchr(err, '\n'));
+}
+
+static struct config *
+expect_load(const char *text)
+{
+    char err[512] = "";
+    struct config *c = load_text(text, err, sizeof(err));
+    if (!c)
+        fail_msg("refused: %s", err);
+    return c;
+}
+
+static void
+test_full_file(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(
+        "; a comment\n"
+        "[rescued]\n"
+        "listen = 0.0.0.0:8081\n"
+        "boot_url = https://10.0.0.1:8443//   ; trailing slashes go\n"
+        "data_dir = /srv/rescued\n"
+        "admin_token = \"adm;in\"\n"
+        "log_level = debug\n"
+        "max_body = 128K\n"
+        "[PXE]\n"
+        "Mode = proxy\n"
+        "interface = br0\n"
+        "dhcp_range = 10.0.0.100,10.0.0.200,12h\n"
+        "[console]\n"
+        "listen = 0.0.0.0:2223\n"
+        "readonly_grace = 1m\n"
+        "scrollback = 2M\n"
+        "[image]\n"
+        "kernel = /img/vmlinuz-lts\n"
+        "initrd = /img/initramfs-lts\n"
+        "cmdline = quiet modloop=x\n"
+        "[timeouts]\n"
+        "rebooting = 90\n"
+        "pxe_booting = 2m\n"
+        "rescue_booting = 10m\n"
+        "exiting = 45s\n"
+        "booting_local = 1h\n"
+        "retries = 0\n"
+        "local_boot_pattern = \"Welcome to\"\n"
+        "[project:acme]\n"
+        "token = acmetok\n"
+        "keys_file = /etc/rescued/acme.keys\n"
+        "[project:beta]\n"
+        "[server:srv-2]\n"
+        "mac = 52-54-00-AB-CD-02\n"
+        "project = beta\n"
+        "power = qmp:/run/lab/srv2.qmp\n"
+        "[server:Srv_1]\n"
+        "name = First server\n"
+        "mac = 52:54:00:ab:cd:01\n"
+        "project = acme\n"
+        "arch = aarch64\n"
+        "firmware = uefi\n"
+        "power = redfish://root:calvin@bmc1/redfish/v1/Systems/1\n"
+        "console = tcp:127.0.0.1:7001\n"
+        "console_tty = ttyAMA0,115200\n");
+
+    assert_string_equal(c->path, path);
+    assert_string_equal(c->listen, "0.0.0.0:8081");
+    assert_string_equal(c->boot_url, "https://10.0.0.1:8443");
+    assert_string_equal(c->data_dir, "/srv/rescued");
+    assert_string_equal(c->admin_token, "adm;in");
+    assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
+    assert_int_equal(c->max_body, 128 * 1024);
+    assert_int_equal(c->pxe_mode, PXE_PROXY);
+    assert_string_equal(c->pxe_interface, "br0");
+    assert_string_equal(c->dhcp_range, "10.0.0.100,10.0.0.200,12h");
+    assert_string_equal(c->console_listen, "0.0.0.0:2223");
+    assert_int_equal(c->readonly_grace, 60);
+    assert_int_equal(c->scrollback, 2 * 1024 * 1024);
+    assert_string_equal(c->kernel, "/img/vmlinuz-lts");
+    assert_string_equal(c->initrd, "/img/initramfs-lts");
+    assert_string_equal(c->cmdline, "quiet modloop=x");
+    assert_int_equal(c->timeout_rebooting, 90);
+    assert_int_equal(c->timeout_pxe_booting, 120);
+    assert_int_equal(c->timeout_rescue_booting, 600);
+    assert_int_equal(c->timeout_exiting, 45);
+    assert_int_equal(c->timeout_booting_local, 3600);
+    assert_int_equal(c->max_retries, 0);
+    assert_string_equal(c->local_boot_pattern, "Welcome to");
+
+    assert_int_equal(c->nprojects, 2);
+    assert_string_equal(c->projects[0].name, "acme");
+    assert_string_equal(c->projects[0].token, "acmetok");
+    assert_string_equal(c->projects[0].keys_file, "/etc/rescued/acme.keys");
+    assert_string_equal(c->projects[1].name, "beta");
+    assert_null(c->projects[1].token);
+    assert_null(c->projects[1].keys_file);
+
+    /* Sorted by id, case kept. */
+    assert_int_equal(c->nservers, 2);
+    const struct config_server *s = &c->servers[0];
+    assert_string_equal(s->id, "Srv_1");
+    assert_string_equal(s->name, "First server");
+    assert_string_equal(s->mac, "52:54:00:ab:cd:01");
+    assert_string_equal(s->project, "acme");
+    assert_string_equal(s->arch, "aarch64");
+    assert_int_equal(s->firmware, FW_UEFI);
+    assert_string_equal(s->power,
+                        "redfish://root:calvin@bmc1/redfish/v1/Systems/1");
+    assert_string_equal(s->console, "tcp:127.0.0.1:7001");
+    assert_string_equal(s->console_tty, "ttyAMA0,115200");
+    s = &c->servers[1];
+    assert_string_equal(s->id, "srv-2");
+    assert_string_equal(s->name, "srv-2");
+    assert_string_equal(s->mac, "52:54:00:ab:cd:02");
+    assert_string_equal(s->project, "beta");
+    assert_string_equal(s->arch, "x86_64");
+    assert_int_equal(s->firmware, FW_BIOS);
+    assert_string_equal(s->power, "qmp:/run/lab/srv2.qmp");
+    assert_null(s->console);
+    assert_string_equal(s->console_tty, "ttyS0,115200n8");
+    config_free(c);
+}
+
+static void
+test_defaults(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_string_equal(c->boot_url, "http://127.0.0.1:8080");
+    assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(c->max_body, 64 * 1024);
+    assert_int_equal(c->pxe_mode, PXE_OFF);
+    assert_null(c->pxe_interface);
+    assert_null(c->dhcp_range);
+    assert_string_equal(c->console_listen, "127.0.0.1:2222");
+    assert_int_equal(c->readonly_grace, 30);
+    assert_int_equal(c->scrollback, 1024 * 1024);
+    assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
+    assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
+    assert_string_equal(c->cmdline, "");
+    assert_int_equal(c->timeout_rebooting, 180);
+    assert_int_equal(c->timeout_pxe_booting, 120);
+    assert_int_equal(c->timeout_rescue_booting, 300);
+    assert_int_equal(c->timeout_exiting, 180);
+    assert_int_equal(c->timeout_booting_local, 300);
+    assert_int_equal(c->max_retries, 2);
+    assert_string_equal(c->local_boot_pattern, "login:");
+    assert_null(c->projects[0].keys_file);
+    assert_int_equal(c->nservers, 1);
+    assert_string_equal(c->servers[0].name, "srv1");
+    assert_string_equal(c->servers[0].arch, "x86_64");
+    assert_int_equal(c->servers[0].firmware, FW_BIOS);
+    assert_null(c->servers[0].console);
+    assert_string_equal(c->servers[0].console_tty, "ttyS0,115200n8");
+    config_free(c);
+}
+
+static void
+test_example_file(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    /* Tests run from the repository root (make). */
+    struct config *c =
+        config_load("orchestrator/rescued.example.ini", err, sizeof(err));
+    if (!c)
+        fail_msg("example refused: %s", err);
+    assert_string_equal(c->listen, "127.0.0.1:8080");
+    assert_string_equal(c->boot_url, "http://127.0.0.1:8080");
+    assert_string_equal(c->data_dir, "build/run/data");
+    assert_int_equal(c->pxe_mode, PXE_OFF);
+    assert_string_equal(c->cmdline, "");
+    assert_string_equal(c->local_boot_pattern, "login:");
+    assert_int_equal(c->timeout_rescue_booting, 300);
+    assert_non_null(config_find_project(c, "demo"));
+    assert_string_equal(config_find_project(c, "demo")->keys_file,
+                        "orchestrator/demo.keys");
+    assert_non_null(config_find_server(c, "srv1"));
+    assert_non_null(config_find_server(c, "srv2"));
+    assert_string_equal(config_find_server(c, "srv2")->power, "manual:");
+    config_free(c);
+}
+
+static void
+test_unreadable_file(void **state)
+{
+    (void)state;
+    char err[512], want[600];
+    snprintf(want, sizeof(want), "%s/missing.ini: cannot read: %s", tmpdir,
+             "No such file or directory");
+    char missing[128];
+    snprintf(missing, sizeof(missing), "%s/missing.ini", tmpdir);
+    assert_null(config_load(missing, err, sizeof(err)));
+    assert_string_equal(err, want);
+}
+
+static void
+test_syntax_error(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[pxe]\nmode off\n", ":9: ", "syntax error: mode off");
+    expect_refusal(HEAD "[pxe\n", ":8: ", "syntax error");
+    expect_refusal("listen = x\n[rescued]\n",
+                   ":1: ", "listen: key outside any section");
+    /* What iniparser itself refuses. */
+    char text[2048];
+    snprintf(text, sizeof(text), HEAD "[image]\ncmdline = %01500d\n", 0);
+    expect_refusal(text, ":9: ", "line too long");
+}
+
+static void
+test_unknown_section(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[bogus]\n", ":8: [bogus]: ", "unknown section");
+    expect_refusal(HEAD "[server]\n", ":8: [server]: ", "unknown section");
+}
+
+static void
+test_unknown_key(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[pxe]\nmod = off\n", ":9: [pxe] mod: ", "unknown key");
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "colour = red\n",
+                   ":12: [server:srv1] colour: ", "unknown key");
+}
+
+static void
+test_missing_required_key(void **state)
+{
+    (void)state;
+    /* No such section: no line. */
+    expect_refusal("[pxe]\nmode = off\n",
+                   ": [rescued] listen: ", "missing required key");
+    /* The section's line when it exists. */
+    expect_refusal("\n[rescued]\nlisten = 127.0.0.1:1\n"
+                   "boot_url = http://x\ndata_dir = /d\n",
+                   ":2: [rescued] admin_token: ", "missing required key");
+    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                        "project = acme\n",
+                   ":8: [server:srv1] power: ", "missing required key");
+    /* Empty is not there. */
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "name =\n",
+                   ":12: [server:srv1] name: ", "must not be empty");
+}
+
+static void
+test_duplicate_server(void **state)
+{
+    (void)state;
+    expect_refusal(
+        HEAD SERVER("srv1", "52:54:00:00:00:01")
+            SERVER("srv1", "52:54:00:00:00:02"),
+        ":12: [server:srv1]: ", "duplicate server id (first at line 8)");
+    /* iniparser would merge these too. */
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01")
+                       SERVER("SRV1", "52:54:00:00:00:02"),
+                   ":12: [server:SRV1]: ", "duplicate server id");
+}
+
+static void
+test_duplicate_key(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[pxe]\nmode = off\nMODE = dhcp\n",
+                   ":10: [pxe] MODE: ", "duplicate key (first at line 9)");
+    expect_refusal(HEAD "[rescued]\n",
+                   ":8: [rescued]: ", "duplicate section (first at line 1)");
+}
+
+static void
+test_duplicate_mac(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01")
+                       SERVER("srv0", "52-54-00-00-00-01"),
+                   ":13: [server:srv0] mac: ",
+                   "duplicate MAC 52:54:00:00:00:01 (also [server:srv1])");
+}
+
+static void
+test_bad_mac(void **state)
+{
+    (void)state;
+    expect_refusal(
+        HEAD SERVER("srv1", "52:54:00:00:00"),
+        ":9: [server:srv1] mac: ", "'52:54:00:00:00' is not a MAC address");
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:0g"),
+                   ":9: [server:srv1] mac: ", "not a MAC address");
+}
+
+static void
+test_bad_server_id(void **state)
+{
+    (void)state;
+    expect_refusal(
+        HEAD SERVER("srv.1", "52:54:00:00:00:01"),
+        ":8: [server:srv.1]: ", "server id must match [A-Za-z0-9_-]{1,63}");
+    expect_refusal(HEAD SERVER("", "52:54:00:00:00:01"),
+                   ":8: [server:]: ", "server id must match");
+    char text[1024], sec[80];
+    memset(sec, 'a', 64);
+    sec[64] = '\0';
+    snprintf(text, sizeof(text), HEAD "[server:%s]\n", sec);
+    expect_refusal(text, ":8: [server:aaaa", "server id must match");
+    /* 63 is fine. */
+    sec[63] = '\0';
+    snprintf(text, sizeof(text),
+             HEAD "[server:%s]\nmac = 52:54:00:00:00:01\nproject = acme\n"
+                  "power = manual:\n",
+             sec);
+    config_free(expect_load(text));
+}
+
+static void
+test_unknown_project(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                        "project = nope\npower = manual:\n",
+                   ":10: [server:srv1] project: ", "no [project:nope]");
+}
+
+static void
+test_power_uri(void **state)
+{
+    (void)state;
+    static const char *good[] = {
+        "qmp:/run/lab/srv1.qmp",
+        "redfish://bmc1/redfish/v1/Systems/1",
+        "redfish://root:calvin@10.0.0.5/redfish/v1/Systems/1",
+        "ipmi://admin:secret@10.0.0.5",
+        "manual:",
+    };
+    static const char *bad[] = {
+        "wol:52:54:00:00:00:01", "qmp:",
+        "qmp:run/x.qmp",         "redfish://",
+        "redfish://root@bmc/x",  "ipmi://10.0.0.5",
+        "ipmi://a:b@",           "http://bmc/",
+    };
+    char text[1024];
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+        snprintf(text, sizeof(text),
+                 HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                      "project = acme\npower = %s\n",
+                 good[i]);
+        struct config *c = expect_load(text);
+        assert_string_equal(c->servers[0].power, good[i]);
+        config_free(c);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(text, sizeof(text),
+                 HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                      "project = acme\npower = %s\n",
+                 bad[i]);
+        expect_refusal(text, ":11: [server:srv1] power: ", "");
+    }
+    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                        "project = acme\npower = wol:x\n",
+                   ":11: [server:srv1] power: ", "unknown power URI scheme");
+}
+
+static void
+test_console_uri(void **state)
+{
+    (void)state;
+    static const char *good[] = {
+        "unix:/run/lab/srv1.serial", "tcp:127.0.0.1:7001",
+        "tcp:ser2net.lab:65535",     "tty:/dev/ttyUSB0",
+        "tty:/dev/ttyS0@115200",     "ipmi-sol:",
+    };
+    static const char *bad[] = {
+        "serial:/dev/ttyS0", "unix:",          "tcp:host",
+        "tcp:host:0",        "tcp:host:65536", "tcp::7001",
+        "tcp:host:70a",      "tty:",           "tty:/dev/ttyS0@fast",
+    };
+    char text[1024];
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+        snprintf(text, sizeof(text),
+                 HEAD SERVER("srv1", "52:54:00:00:00:01") "console = %s\n",
+                 good[i]);
+        struct config *c = expect_load(text);
+        assert_string_equal(c->servers[0].console, good[i]);
+        config_free(c);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(text, sizeof(text),
+                 HEAD SERVER("srv1", "52:54:00:00:00:01") "console = %s\n",
+                 bad[i]);
+        expect_refusal(text, ":12: [server:srv1] console: ", "");
+    }
+    expect_refusal(
+        HEAD SERVER("srv1", "52:54:00:00:00:01") "console = serial:x\n",
+        ":12: [server:srv1] console: ", "unknown console URI scheme");
+}
+
+static void
+test_bad_numbers(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[timeouts]\nrebooting = 5x\n",
+                   ":9: [timeouts] rebooting: ",
+                   "'5x' is not a positive "
+                   "duration");
+    expect_refusal(HEAD "[timeouts]\npxe_booting = 0\n",
+                   ":9: [timeouts] pxe_booting: ", "not a positive duration");
+    expect_refusal(HEAD "[timeouts]\nretries = -1\n",
+                   ":9: [timeouts] retries: ", "'-1' is not a number");
+    expect_refusal(HEAD "[console]\nreadonly_grace = soon\n",
+                   ":9: [console] readonly_grace: ", "not a duration");
+    expect_refusal(HEAD "[console]\nscrollback = 1Q\n",
+                   ":9: [console] scrollback: ", "'1Q' is not a size");
+    expect_refusal("[rescued]\nmax_body = lots\n",
+                   ":2: [rescued] max_body: ", "not a size");
+}
+
+static void
+test_bad_enums(void **state)
+{
+    (void)state;
+    expect_refusal(HEAD "[pxe]\nmode = on\n",
+                   ":9: [pxe] mode: ", "'on' is not dhcp, proxy or off");
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "firmware = efi\n",
+                   ":12: [server:srv1] firmware: ",
+                   "'efi' is not bios or "
+                   "uefi");
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "arch = arm64\n",
+                   ":12: [server:srv1] arch: ",
+                   "'arm64' is not x86_64 or "
+                   "aarch64");
+    expect_refusal("[rescued]\nlog_level = verbose\n",
+                   ":2: [rescued] log_level: ", "'verbose' is not error");
+    /* dhcp and proxy need an interface. */
+    expect_refusal(HEAD "[pxe]\nmode = dhcp\n", ":9: [pxe] interface: ",
+                   "required when mode is dhcp or proxy");
+}
+
+static void
+test_bad_boot_url(void **state)
+{
+    (void)state;
+    expect_refusal(
+        "[rescued]\nboot_url = ftp://10.0.0.1/\n",
+        ":2: [rescued] boot_url: ", "is not an http:// or https:// URL");
+    expect_refusal("[rescued]\nboot_url = http://\n",
+                   ":2: [rescued] boot_url: ", "not an http://");
+}
+
+static void
+test_bad_listen(void **state)
+{
+    (void)state;
+    expect_refusal("[rescued]\nlisten = 8080\n",
+                   ":2: [rescued] listen: ", "'8080' is not host:port");
+    expect_refusal("[rescued]\nlisten = localhost:http\n",
+                   ":2: [rescued] listen: ", "not host:port");
+    expect_refusal(HEAD "[console]\nlisten = :2222\n",
+                   ":9: [console] listen: ", "not host:port");
+}
+
+static void
+test_token_clash(void **state)
+{
+    (void)state;
+    expect_refusal(
+        HEAD "[project:beta]\ntoken = admintok\n",
+        ":9: [project:beta] token: ", "same as [rescued] admin_token");
+    expect_refusal(
+        HEAD "[project:beta]\nkeys_file = /k\ntoken = acmetok\n",
+        ":10: [project:beta] token: ", "same as the token of [project:acme]");
+}
+
+static void
+test_parse_mac(void **state)
+{
+    (void)state;
+    char out[18];
+    assert_true(config_parse_mac("52-54-00-AB-cd-01", out));
+    assert_string_equal(out, "52:54:00:ab:cd:01");
+    assert_true(config_parse_mac("52:54:00:AB:CD:EF", out));
+    assert_string_equal(out, "52:54:00:ab:cd:ef");
+    assert_false(config_parse_mac("52:54-00:ab:cd:01", out));
+    assert_false(config_parse_mac("52:54:00:ab:cd:01:02", out));
+    assert_false(config_parse_mac("52:54:00:ab:cd:1", out));
+    assert_false(config_parse_mac("5254.00ab.cd01", out));
+    assert_false(config_parse_mac("52:54:00:ab:cd:0x", out));
+    assert_false(config_parse_mac("", out));
+}
+
+static void
+test_find(void **state)
+{
+    (void)state;
+    struct config *c =
+        expect_load(HEAD "[project:beta]\ntoken = betatok\n" SERVER(
+            "srv3", "52:54:00:00:00:03") SERVER("srv1", "52:54:00:00:00:01")
+                        SERVER("srv2", "52:54:00:00:00:02"));
+    assert_string_equal(config_find_server(c, "srv1")->id, "srv1");
+    assert_string_equal(config_find_server(c, "srv2")->id, "srv2");
+    assert_string_equal(config_find_server(c, "srv3")->id, "srv3");
+    assert_null(config_find_server(c, "srv4"));
+    assert_null(config_find_server(c, "SRV1"));
+    assert_string_equal(config_find_server_by_mac(c, "52:54:00:00:00:02")->id,
+                        "srv2");
+    assert_string_equal(config_find_server_by_mac(c, "52-54-00-00-00-03")->id,
+                        "srv3");
+    assert_null(config_find_server_by_mac(c, "52:54:00:00:00:04"));
+    assert_null(config_find_server_by_mac(c, "junk"));
+    assert_string_equal(config_find_project(c, "beta")->name, "beta");
+    assert_null(config_find_project(c, "gamma"));
+    assert_string_equal(config_find_project_by_token(c, "acmetok")->name,
+                        "acme");
+    assert_string_equal(config_find_project_by_token(c, "betatok")->name,
+                        "beta");
+    assert_null(config_find_project_by_token(c, "admintok"));
+    assert_null(config_find_project_by_token(c, "acmetok2"));
+    assert_null(config_find_project_by_token(c, ""));
+    config_free(c);
+}
+
+/* The benchmark's fleet: 10,000 servers load, and every one is found. */
+static void
+test_many_servers(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    buf_printf(&b, HEAD);
+    for (int i = 0; i < 10000; i++)
+        buf_printf(&b,
+                   "[server:s%d]\nmac = 02:00:00:00:%02x:%02x\n"
+                   "project = acme\npower = manual:\n",
+                   i, i >> 8, i & 0xff);
+    struct config *c = expect_load(b.data);
+    buf_free(&b);
+    assert_int_equal(c->nservers, 10000);
+    char id[16], mac[18];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        snprintf(mac, sizeof(mac), "02:00:00:00:%02x:%02x", i >> 8, i & 0xff);
+        const struct config_server *s = config_find_server(c, id);
+        assert_non_null(s);
+        assert_ptr_equal(config_find_server_by_mac(c, mac), s);
+    }
+    config_free(c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_unreadable_file),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_unknown_section),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_missing_required_key),
+        cmocka_unit_test(test_duplicate_server),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_duplicate_mac),
+        cmocka_unit_test(test_bad_mac),
+        cmocka_unit_test(test_bad_server_id),
+        cmocka_unit_test(test_unknown_project),
+        cmocka_unit_test(test_power_uri),
+        cmocka_unit_test(test_console_uri),
+        cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_bad_enums),
+        cmocka_unit_test(test_bad_boot_url),
+        cmocka_unit_test(test_bad_listen),
+        cmocka_unit_test(test_token_clash),
+        cmocka_unit_test(test_parse_mac),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_many_servers),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+}

@@ -1,0 +1,725 @@
+/* Tests for store: persistence across reopen, schema migrations, row
+ * round-trips, atomic transitions, event listing, boot tokens, and that a
+ * daemon killed with SIGKILL loses nothing it was told was committed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct fixture {
+    char dir[64];
+    char *db_path;
+    struct store *st;
+};
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int
+setup(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    char err[256] = "";
+
+    strcpy(f->dir, "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    f->db_path = xasprintf("%s/rescued.db", f->dir);
+    f->st = store_open(f->dir, err, sizeof(err));
+    if (!f->st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+/* Tests that craft the database themselves start from an empty dir. */
+static int
+setup_empty(void **state)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+
+    strcpy(f->dir, "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    f->db_path = xasprintf("%s/rescued.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    store_close(f->st);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f->db_path);
+    free(f);
+    return 0;
+}
+
+static struct store *
+reopen(struct fixture *f)
+{
+    char err[256] = "";
+
+    store_close(f->st);
+    f->st = store_open(f->dir, err, sizeof(err));
+    if (!f->st)
+        fail_msg("reopen: %s", err);
+    return f->st;
+}
+
+/* A second, raw connection, as an administrator with sqlite3 would have. */
+static sqlite3 *
+raw_open(const char *path)
+{
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static void
+raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+}
+
+static char *
+raw_text(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    char *out;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    out = xstrdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return out;
+}
+
+static int64_t
+raw_int(sqlite3 *db, const char *sql)
+{
+    char *t = raw_text(db, sql);
+    int64_t v = strtoll(t, NULL, 10);
+
+    free(t);
+    return v;
+}
+
+static void
+row_fill(struct server_row *r, enum fsm_state state, int64_t base)
+{
+    memset(r, 0, sizeof(*r));
+    r->fsm.state = state;
+    r->fsm.since_ms = base + 1;
+    r->fsm.deadline_ms = base + 2;
+    r->fsm.retries = (int)(base % 7) + 1;
+    r->fsm.ttl_s = base + 4;
+    r->fsm.expires_at_ms = base + 5;
+    snprintf(r->fsm.last_error, sizeof(r->fsm.last_error), "error %lld",
+             (long long)base);
+}
+
+static void
+row_assert_equal(const struct server_row *a, const struct server_row *b)
+{
+    assert_int_equal(a->fsm.state, b->fsm.state);
+    assert_int_equal(a->fsm.since_ms, b->fsm.since_ms);
+    assert_int_equal(a->fsm.deadline_ms, b->fsm.deadline_ms);
+    assert_int_equal(a->fsm.retries, b->fsm.retries);
+    assert_int_equal(a->fsm.ttl_s, b->fsm.ttl_s);
+    assert_int_equal(a->fsm.expires_at_ms, b->fsm.expires_at_ms);
+    assert_string_equal(a->fsm.last_error, b->fsm.last_error);
+    assert_int_equal(a->pending_actions, b->pending_actions);
+    if (a->ssh_keys && b->ssh_keys)
+        assert_string_equal(a->ssh_keys, b->ssh_keys);
+    else
+        assert_ptr_equal(a->ssh_keys, b->ssh_keys);
+    if (a->rescue_json && b->rescue_json)
+        assert_string_equal(a->rescue_json, b->rescue_json);
+    else
+        assert_ptr_equal(a->rescue_json, b->rescue_json);
+}
+
+/* Collects the events a walk hands out (copies: strings die after cb). */
+#define MAX_EVENTS 64
+struct seen {
+    int n;
+    int stop_after; /* return 42 after this many; 0: never */
+    int64_t id[MAX_EVENTS];
+    char server[MAX_EVENTS][32];
+    char kind[MAX_EVENTS][32];
+    char from[MAX_EVENTS][32];
+    char to[MAX_EVENTS][32];
+    char actor[MAX_EVENTS][32];
+    char message[MAX_EVENTS][64];
+    int64_t at_ms[MAX_EVENTS];
+};
+
+static int
+collect(void *arg, const struct store_event *ev)
+{
+    struct seen *s = arg;
+
+    assert_true(s->n < MAX_EVENTS);
+    s->id[s->n] = ev->id;
+    s->at_ms[s->n] = ev->at_ms;
+    strlcpy_s(s->server[s->n], ev->server, 32);
+    strlcpy_s(s->kind[s->n], ev->kind, 32);
+    strlcpy_s(s->from[s->n], ev->from_state ? ev->from_state : "(null)", 32);
+    strlcpy_s(s->to[s->n], ev->to_state ? ev->to_state : "(null)", 32);
+    strlcpy_s(s->actor[s->n], ev->actor, 32);
+    strlcpy_s(s->message[s->n], ev->message, 64);
+    s->n++;
+    if (s->stop_after && s->n == s->stop_after)
+        return 42;
+    return 0;
+}
+
+static void
+test_open_creates_dir_and_keeps_data(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r, got;
+    char err[256] = "", *sub = xasprintf("%s/a/b", f->dir);
+    struct stat sb;
+
+    /* A data dir that does not exist yet is made, private. */
+    struct store *st = store_open(sub, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(store_schema_version(st), 3);
+    store_close(st);
+    free(sub);
+
+    row_fill(&r, FSM_RESCUE, 1000);
+    r.ssh_keys = "ssh-ed25519 AAAA user@host";
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    assert_true(store_append_event(f->st, "srv1", "audit", "admin", "hi") > 0);
+    reopen(f);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, "srv1", 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.message[0], "hi");
+
+    /* The file is really in WAL mode, with the pragmas this asks for. */
+    sqlite3 *db = raw_open(f->db_path);
+    char *mode = raw_text(db, "PRAGMA journal_mode");
+    assert_string_equal(mode, "wal");
+    free(mode);
+    sqlite3_close(db);
+}
+
+static void
+test_open_refuses_garbage(void **state)
+{
+    struct fixture *f = *state;
+    char err[256] = "";
+    FILE *fp = fopen(f->db_path, "w");
+
+    assert_non_null(fp);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not an SQLite database\n", fp);
+    fclose(fp);
+    assert_null(store_open(f->dir, err, sizeof(err)));
+    assert_non_null(strstr(err, "rescued.db"));
+    assert_non_null(strstr(err, "not a database"));
+}
+
+/* What the version-1 code created: servers and events, no tokens. */
+static const char v1_schema[] =
+    "CREATE TABLE servers (id TEXT PRIMARY KEY, state INTEGER NOT NULL,"
+    " since_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,"
+    " retries INTEGER NOT NULL, ttl_s INTEGER NOT NULL,"
+    " expires_at_ms INTEGER NOT NULL, last_error TEXT NOT NULL,"
+    " ssh_keys TEXT, rescue_json TEXT, updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " server TEXT NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " from_state TEXT, to_state TEXT, actor TEXT NOT NULL,"
+    " message TEXT NOT NULL);"
+    "CREATE INDEX events_server ON events (server, id);"
+    "PRAGMA user_version = 1;";
+
+static void
+test_migrates_older_schema(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row got;
+    char err[256] = "", srv[64];
+    sqlite3 *db = raw_open(f->db_path);
+
+    raw_exec(db, v1_schema);
+    raw_exec(db, "INSERT INTO servers VALUES ('old', 5, 10, 20, 1, 3600,"
+                 " 30, 'none', 'key1', '{\"ip\":\"10.0.0.9\"}', 40);"
+                 "INSERT INTO events (server, at_ms, kind, from_state,"
+                 " to_state, actor, message) VALUES ('old', 50,"
+                 " 'transition', 'rescue_booting', 'rescue', 'rescued',"
+                 " 'phoned home');");
+    sqlite3_close(db);
+
+    f->st = store_open(f->dir, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(store_schema_version(f->st), 3);
+
+    /* The old data is still there, with nothing pending... */
+    assert_int_equal(store_load_server(f->st, "old", &got), 0);
+    assert_int_equal(got.fsm.state, FSM_RESCUE);
+    assert_int_equal(got.fsm.ttl_s, 3600);
+    assert_string_equal(got.ssh_keys, "key1");
+    assert_string_equal(got.rescue_json, "{\"ip\":\"10.0.0.9\"}");
+    assert_int_equal(got.pending_actions, 0);
+    server_row_clear(&got);
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.message[0], "phoned home");
+
+    /* ...and what version 2 added works, and stays after a reopen. */
+    assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
+    reopen(f);
+    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "old");
+
+    db = raw_open(f->db_path);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+    sqlite3_close(db);
+}
+
+static void
+test_refuses_newer_schema(void **state)
+{
+    struct fixture *f = *state;
+    char err[256] = "";
+    sqlite3 *db = raw_open(f->db_path);
+
+    raw_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 99;");
+    sqlite3_close(db);
+
+    assert_null(store_open(f->dir, err, sizeof(err)));
+    assert_non_null(strstr(err, "99"));
+    assert_non_null(strstr(err, "newer"));
+
+    /* Refused means untouched. */
+    db = raw_open(f->db_path);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 99);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master"
+                                 " WHERE name = 'servers'"),
+                     0);
+    sqlite3_close(db);
+}
+
+static void
+test_server_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r, got;
+
+    assert_int_equal(store_load_server(f->st, "nope", &got), -ENOENT);
+
+    /* Every field, with awkward text and a last_error at full length. */
+    row_fill(&r, FSM_EXIT_FAILED, 1700000000000LL);
+    r.fsm.ttl_s = INT64_MAX;
+    r.fsm.deadline_ms = -1;
+    memset(r.fsm.last_error, 'x', sizeof(r.fsm.last_error) - 1);
+    r.fsm.last_error[0] = '\'';
+    r.ssh_keys = "ssh-ed25519 AAAA a@b\nssh-rsa BBBB 'c'@\"d\"\n";
+    r.rescue_json = "{\"ip\": \"192.0.2.1\", \"disks\": [\"sda\"]}";
+    r.pending_actions = FSM_ACT_POWER_RESET | FSM_ACT_TARGET_LOCAL;
+    assert_int_equal(store_save_server(f->st, "srv-1", &r), 0);
+    assert_int_equal(store_load_server(f->st, "srv-1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+    assert_null(got.ssh_keys);
+
+    /* Saving again replaces; NULL strings come back as NULL. */
+    row_fill(&r, FSM_ACTIVE, 5);
+    assert_int_equal(store_save_server(f->st, "srv-1", &r), 0);
+    reopen(f);
+    assert_int_equal(store_load_server(f->st, "srv-1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+
+    /* Saving a row writes no event. */
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 0);
+}
+
+static int
+count_events(struct store *st, const char *server)
+{
+    struct seen s = {0};
+
+    assert_int_equal(store_list_events(st, server, 0, 0, collect, &s), 0);
+    return s.n;
+}
+
+static void
+test_transition_is_atomic(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r, got;
+    int64_t id;
+
+    row_fill(&r, FSM_REBOOTING, 100);
+    id = store_transition(f->st, "srv1", &r, FSM_RESCUE_REQUESTED,
+                          "rescue prepared");
+    assert_true(id > 0);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, "srv1", 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.id[0], id);
+    assert_string_equal(s.kind[0], "transition");
+    assert_string_equal(s.from[0], fsm_state_name(FSM_RESCUE_REQUESTED));
+    assert_string_equal(s.to[0], fsm_state_name(FSM_REBOOTING));
+    assert_string_equal(s.actor[0], "rescued");
+    assert_string_equal(s.message[0], "rescue prepared");
+    assert_true(s.at_ms[0] > 1600000000000LL); /* wall clock, in ms */
+
+    /* Make the event insert fail: the row must not change either. */
+    sqlite3 *db = raw_open(f->db_path);
+    raw_exec(db, "CREATE TRIGGER no_events BEFORE INSERT ON events"
+                 " BEGIN SELECT RAISE(ABORT, 'events are closed'); END;");
+    struct server_row next;
+    row_fill(&next, FSM_PXE_BOOTING, 200);
+    assert_int_equal(
+        store_transition(f->st, "srv1", &next, FSM_REBOOTING, "ipxe fetched"),
+        -EIO);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+    assert_int_equal(store_transition(f->st, "new", &next, FSM_ACTIVE, "x"),
+                     -EIO);
+    assert_int_equal(store_load_server(f->st, "new", &got), -ENOENT);
+    assert_int_equal(count_events(f->st, NULL), 1);
+
+    /* And the store still works once the obstacle is gone. */
+    raw_exec(db, "DROP TRIGGER no_events;");
+    sqlite3_close(db);
+    assert_true(store_transition(f->st, "srv1", &next, FSM_REBOOTING,
+                                 "ipxe fetched") > id);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    row_assert_equal(&next, &got);
+    server_row_clear(&got);
+    assert_int_equal(count_events(f->st, "srv1"), 2);
+}
+
+static int
+list_again(void *arg, const struct store_event *ev)
+{
+    struct store *st = arg;
+    struct seen s = {0};
+
+    (void)ev;
+    return store_list_events(st, NULL, 0, 0, collect, &s);
+}
+
+static void
+test_events_order_cursor_limit(void **state)
+{
+    struct fixture *f = *state;
+    int64_t ids[6];
+    struct server_row r;
+
+    /* a, b, a, b, a, b: three each, interleaved. */
+    for (int i = 0; i < 6; i++) {
+        char msg[16];
+        const char *srv = i % 2 ? "b" : "a";
+
+        snprintf(msg, sizeof(msg), "m%d", i);
+        if (i == 4) {
+            row_fill(&r, FSM_RESCUE, i);
+            ids[i] = store_transition(f->st, srv, &r, FSM_RESCUE_BOOTING, msg);
+        } else {
+            ids[i] =
+                store_append_event(f->st, srv, "boot", "project:acme", msg);
+        }
+        assert_true(ids[i] > 0);
+        if (i > 0)
+            assert_true(ids[i] > ids[i - 1]);
+    }
+
+    /* All, oldest first. */
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 6);
+    for (int i = 0; i < 6; i++) {
+        char msg[16];
+
+        snprintf(msg, sizeof(msg), "m%d", i);
+        assert_int_equal(s.id[i], ids[i]);
+        assert_string_equal(s.message[i], msg);
+    }
+    assert_string_equal(s.kind[0], "boot");
+    assert_string_equal(s.actor[0], "project:acme");
+    assert_string_equal(s.from[0], "(null)");
+    assert_string_equal(s.to[0], "(null)");
+    assert_string_equal(s.kind[4], "transition");
+
+    /* One server only. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, "a", 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.id[0], ids[0]);
+    assert_int_equal(s.id[1], ids[2]);
+    assert_int_equal(s.id[2], ids[4]);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(s.server[i], "a");
+
+    /* Cursor: strictly after the given id. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, "b", ids[1], 0, collect, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.id[0], ids[3]);
+    assert_int_equal(s.id[1], ids[5]);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, NULL, ids[5], 0, collect, &s), 0);
+    assert_int_equal(s.n, 0);
+
+    /* Limit, and paging with it. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, NULL, ids[0], 2, collect, &s), 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.id[0], ids[1]);
+    assert_int_equal(s.id[1], ids[2]);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, "a", 0, 1, collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.id[0], ids[0]);
+
+    /* The callback stops the walk and its value comes back. */
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 2;
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 42);
+    assert_int_equal(s.n, 2);
+
+    /* Listing from inside a walk is refused, not corrupted. */
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, list_again, f->st),
+                     -EBUSY);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 6);
+}
+
+static void
+test_tokens(void **state)
+{
+    struct fixture *f = *state;
+    char srv[64], tok[65];
+
+    assert_int_equal(store_token_lookup(f->st, "t1", srv, sizeof(srv)),
+                     -ENOENT);
+    assert_int_equal(store_token_of_server(f->st, "srv1", tok, sizeof(tok)),
+                     -ENOENT);
+
+    assert_int_equal(store_token_add(f->st, "t1", "srv1", 1000), 0);
+    assert_int_equal(store_token_lookup(f->st, "t1", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "srv1");
+    assert_int_equal(store_token_of_server(f->st, "srv1", tok, sizeof(tok)), 0);
+    assert_string_equal(tok, "t1");
+
+    /* A new token for the same server retires the old one. */
+    assert_int_equal(store_token_add(f->st, "t2", "srv1", 2000), 0);
+    assert_int_equal(store_token_lookup(f->st, "t1", srv, sizeof(srv)),
+                     -ENOENT);
+    assert_int_equal(store_token_lookup(f->st, "t2", srv, sizeof(srv)), 0);
+    assert_int_equal(store_token_of_server(f->st, "srv1", tok, sizeof(tok)), 0);
+    assert_string_equal(tok, "t2");
+
+    /* Other servers' tokens are their own. */
+    assert_int_equal(store_token_add(f->st, "t3", "srv2", 3000), 0);
+    assert_int_equal(store_token_lookup(f->st, "t2", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "srv1");
+
+    /* A token can never be minted twice; the failed add changes nothing
+     * (the revoke it started is rolled back). */
+    assert_int_equal(store_token_add(f->st, "t3", "srv1", 4000), -EIO);
+    assert_int_equal(store_token_lookup(f->st, "t2", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "srv1");
+    assert_int_equal(store_token_lookup(f->st, "t3", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "srv2");
+
+    /* Revoke on exit, and it stays revoked after a restart. */
+    assert_int_equal(store_token_revoke_server(f->st, "srv1"), 0);
+    reopen(f);
+    assert_int_equal(store_token_lookup(f->st, "t2", srv, sizeof(srv)),
+                     -ENOENT);
+    assert_int_equal(store_token_of_server(f->st, "srv1", tok, sizeof(tok)),
+                     -ENOENT);
+    assert_int_equal(store_token_lookup(f->st, "t3", srv, sizeof(srv)), 0);
+    assert_string_equal(srv, "srv2");
+    assert_int_equal(store_token_revoke_server(f->st, "nobody"), 0);
+
+    /* At most one live token per server, as the database sees it. */
+    sqlite3 *db = raw_open(f->db_path);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens"
+                                 " WHERE revoked_ms IS NULL"),
+                     1);
+    sqlite3_close(db);
+}
+
+/* The child: a daemon that records transitions as fast as it can and
+ * reports each event id once store_transition has returned it. */
+static void __attribute__((noreturn)) crash_child(const char *dir, int wfd)
+{
+    char err[256];
+    struct store *st = store_open(dir, err, sizeof(err));
+    struct server_row r;
+
+    if (!st)
+        _exit(2);
+    for (int64_t i = 0;; i++) {
+        char srv[16], why[32];
+
+        snprintf(srv, sizeof(srv), "srv%d", (int)(i % 3));
+        snprintf(why, sizeof(why), "step %lld", (long long)i);
+        row_fill(&r, (enum fsm_state)(i % FSM_NSTATES), i);
+        r.rescue_json = "{\"padding\": \"some text to make pages move\"}";
+        int64_t id = store_transition(
+            st, srv, &r, (enum fsm_state)((i + 1) % FSM_NSTATES), why);
+        if (id <= 0 || write(wfd, &id, sizeof(id)) != sizeof(id))
+            _exit(3);
+    }
+}
+
+/* Read one id; 1 on success, 0 on EOF or after 30 s of silence. */
+static int
+read_id(int fd, int64_t *id)
+{
+    size_t got = 0;
+
+    while (got < sizeof(*id)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        if (poll(&p, 1, 30000) <= 0)
+            return 0;
+        ssize_t n = read(fd, (char *)id + got, sizeof(*id) - got);
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+static int
+find_id(void *arg, const struct store_event *ev)
+{
+    int64_t *want = arg;
+
+    return ev->id == *want ? 1 : 2;
+}
+
+static void
+test_kill9_loses_nothing_committed(void **state)
+{
+    struct fixture *f = *state;
+    enum { WANT = 150, MAX = 100000 };
+    int64_t *ids = xcalloc(MAX, sizeof(*ids));
+    int pfd[2], n = 0, status;
+    pid_t pid;
+
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        crash_child(f->dir, pfd[1]);
+    }
+    close(pfd[1]);
+    while (n < WANT && read_id(pfd[0], &ids[n]))
+        n++;
+    /* Kill it mid-flight: it is most likely inside a transaction. */
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* Whatever it reported before dying counts too. */
+    while (n < MAX && read_id(pfd[0], &ids[n]))
+        n++;
+    close(pfd[0]);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    assert_true(n >= WANT);
+
+    f->st = store_open(f->dir, (char[256]){0}, 256);
+    assert_non_null(f->st);
+    for (int i = 0; i < n; i++) {
+        /* The first event after id - 1 must be id itself. */
+        assert_int_equal(
+            store_list_events(f->st, NULL, ids[i] - 1, 1, find_id, &ids[i]), 1);
+    }
+    sqlite3 *db = raw_open(f->db_path);
+    char *ok = raw_text(db, "PRAGMA integrity_check");
+    assert_string_equal(ok, "ok");
+    free(ok);
+    /* Nothing half-done either: every transition event has its row. */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM events e"
+                                 " WHERE NOT EXISTS (SELECT 1 FROM servers"
+                                 " WHERE id = e.server)"),
+                     0);
+    sqlite3_close(db);
+    free(ids);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_dir_and_keeps_data,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_garbage, setup_empty,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_older_schema, setup_empty,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup_empty,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_server_round_trip, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_transition_is_atomic, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_order_cursor_limit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
+                                        setup_empty, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
