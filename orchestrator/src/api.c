@@ -5,6 +5,7 @@
  * with MHD_suspend_connection and resumes it when fleet publishes. */
 #include "api.h"
 #include "config.h"
+#include "console.h"
 #include "fleet.h"
 #include "log.h"
 #include "loop.h"
@@ -17,6 +18,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +45,7 @@ static const int api_sse_keepalive_ms = 15000;
 #define EVENTS_LIMIT_DEFAULT 1000
 #define EVENTS_LIMIT_MAX 1000
 #define ID_MAX 63
+#define CAP_MAX 64 /* a boot token: 64 hex digits */
 #define MAX_CAPS 2
 
 enum method { M_GET = 1, M_HEAD = 2, M_POST = 4, M_PUT = 8, M_DELETE = 16 };
@@ -73,7 +77,7 @@ struct req {
     unsigned method;
     bool started, answered, too_large;
     const struct route *route;
-    char caps[MAX_CAPS][ID_MAX + 1];
+    char caps[MAX_CAPS][CAP_MAX + 1];
     struct caller who;
     struct buf body;
     size_t discarded;
@@ -140,10 +144,28 @@ hexval(int c)
     return -1;
 }
 
-/* Decode one raw path segment into out[ID_MAX + 1]; false unless it is an
- * id: [A-Za-z0-9_-]{1,63} (after %-decoding, so %2e%2e and %00 fail). */
+/* What a path capture may hold, after %-decoding (so %2e%2e and %00 fail):
+ * "{}" a server id [A-Za-z0-9_-]{1,63}; "{mac}" hex digits, ':' and '-';
+ * "{token}" lower-case hex; "{file}" an id that may hold dots inside. */
 static bool
-segment_id(const char *s, size_t n, char *out)
+capture_char(char kind, int c, size_t pos)
+{
+    switch (kind) {
+    case 'm':
+        return hexval(c) >= 0 || c == ':' || c == '-';
+    case 't':
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    case 'f':
+        return id_char(c) || (c == '.' && pos > 0);
+    default:
+        return id_char(c);
+    }
+}
+
+/* Decode one raw path segment into out[CAP_MAX + 1]; false unless every
+ * character fits the capture's kind. */
+static bool
+segment_capture(char kind, const char *s, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -159,7 +181,7 @@ segment_id(const char *s, size_t n, char *out)
             c = h * 16 + l;
             i += 2;
         }
-        if (!id_char(c) || o >= ID_MAX)
+        if (!capture_char(kind, c, o) || o >= (kind == 't' ? CAP_MAX : ID_MAX))
             return false;
         out[o++] = (char)c;
     }
@@ -299,6 +321,8 @@ status_code_name(unsigned status)
         return "payload_too_large";
     case 415:
         return "unsupported_media_type";
+    case 416:
+        return "range_not_satisfiable";
     default:
         return "internal";
     }
@@ -367,6 +391,13 @@ error_response(unsigned status, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    return json_response(json_pack("{s:s, s:s}", "error", msg, "code",
+                                   status_code_name(status)));
+}
+
+static struct MHD_Response *
+error_response_s(unsigned status, const char *msg)
+{
     return json_response(json_pack("{s:s, s:s}", "error", msg, "code",
                                    status_code_name(status)));
 }
@@ -608,6 +639,20 @@ h_actions(struct req *r)
     }
     struct fleet_action fa = {.actor = r->who.actor};
     char err[512] = "";
+    json_t *type = json_object_get(root, "type");
+    if (json_is_string(type) && !strcmp(json_string_value(type), "nmi") &&
+        json_object_size(root) == 1) {
+        /* An NMI moves no state: it asks a hung kernel for a crash dump or
+         * a backtrace.  Straight to the power driver, and to the audit. */
+        fleet_audit(r->a->fleet, cs->id, r->who.actor, "nmi requested");
+        int prc = fleet_console_power(r->a->fleet, cs->id, POWER_NMI, NULL);
+        if (prc < 0)
+            respond_error(r, 409, "cannot send an NMI: %s", strerror(-prc));
+        else
+            respond_json(r, 202, fleet_server_json(r->a->fleet, cs));
+        json_decref(root);
+        return;
+    }
     int rc = parse_action(root, &fa, err, sizeof(err));
     if (rc == 0) {
         /* The id is copied: a reload inside fleet_action may free cs. */
@@ -881,8 +926,197 @@ h_events(struct req *r)
     respond_json(r, 200, json_pack("{s:o}", "events", arr));
 }
 
-/* The boot-path endpoints (/boot/{}.ipxe, /images/..., /overlay/{}.tar.gz,
- * POST /v1/phone-home/{}) slot in here with their own issue. */
+/* --- the boot path: no token, and nothing beyond public keys --- */
+
+static const char *
+peer_addr(struct req *r, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    buf[0] = '\0';
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET,
+                  &((const struct sockaddr_in *)ci->client_addr)->sin_addr, buf,
+                  (socklen_t)len);
+    return buf;
+}
+
+static void
+h_boot_script(struct req *r)
+{
+    char mac[18], peer[64];
+    struct buf b = {0};
+    if (!config_parse_mac(r->caps[0], mac) ||
+        fleet_boot_script(r->a->fleet, mac, peer_addr(r, peer, sizeof(peer)),
+                          &b) < 0) {
+        /* iPXE then falls through to the next boot device. */
+        respond_error(r, 404, "no server with this MAC");
+        return;
+    }
+    respond(r, 200, text_response(b.data, b.len, "text/plain"));
+}
+
+/* "bytes=A-B", "bytes=A-" or "bytes=-N" against size; false: not one
+ * satisfiable range. */
+static bool
+parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
+{
+    char *end;
+    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return false;
+    h += 6;
+    if (*h == '-') {
+        long long n = strtoll(h + 1, &end, 10);
+        if (*end || n <= 0)
+            return false;
+        *from = n >= size ? 0 : size - n;
+        *to = size - 1;
+        return size > 0;
+    }
+    long long a = strtoll(h, &end, 10);
+    if (end == h || *end != '-' || a < 0 || a >= size)
+        return false;
+    const char *b = end + 1;
+    long long z = size - 1;
+    if (*b) {
+        z = strtoll(b, &end, 10);
+        if (*end || z < a)
+            return false;
+        if (z >= size)
+            z = size - 1;
+    }
+    *from = a;
+    *to = z;
+    return true;
+}
+
+static void
+h_image(struct req *r)
+{
+    const char *path =
+        fleet_image_fetch(r->a->fleet, r->caps[0], query(r, "token"));
+    if (!path) {
+        respond_error(r, 404, "no such image file");
+        return;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        respond_error(r, 404, "image file %s is missing", r->caps[0]);
+        return;
+    }
+    int64_t from = 0, to = st.st_size - 1;
+    const char *range = header(r, MHD_HTTP_HEADER_RANGE);
+    unsigned status = 200;
+    if (range) {
+        if (!parse_range(range, st.st_size, &from, &to)) {
+            close(fd);
+            struct MHD_Response *resp =
+                error_response_s(416, "range not satisfiable");
+            char cr[64];
+            snprintf(cr, sizeof(cr), "bytes */%lld", (long long)st.st_size);
+            if (resp)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE,
+                                        cr);
+            respond(r, 416, resp);
+            return;
+        }
+        status = 206;
+    }
+    /* MHD sends Content-Length from the size and closes fd when done. */
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(
+        (uint64_t)(to - from + 1), fd, (uint64_t)from);
+    if (!resp) {
+        close(fd);
+        respond_error(r, 500, "cannot send %s", r->caps[0]);
+        return;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/octet-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (status == 206) {
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)from,
+                 (long long)to, (long long)st.st_size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    respond(r, status, resp);
+}
+
+static void
+h_overlay(struct req *r)
+{
+    struct buf b = {0};
+    char err[512] = "";
+    int rc = fleet_overlay(r->a->fleet, r->caps[0], &b, err, sizeof(err));
+    if (rc == -ENOENT) {
+        respond_error(r, 404, "no such overlay");
+        return;
+    }
+    if (rc < 0) {
+        buf_free(&b);
+        respond_error(r, 500, "cannot build the overlay: %s", err);
+        return;
+    }
+    if (!b.data)
+        buf_append(&b, "", 0);
+    respond(r, 200, text_response(b.data, b.len, "application/gzip"));
+}
+
+static void
+h_phone_home(struct req *r)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        respond_error(r, 400, "malformed JSON: %s (line %d, column %d)",
+                      jerr.text, jerr.line, jerr.column);
+        return;
+    }
+    char err[256] = "";
+    int rc = fleet_phone_home(r->a->fleet, r->caps[0], root, err, sizeof(err));
+    json_decref(root);
+    if (rc == -ENOENT)
+        respond_error(r, 404, "no such boot token");
+    else if (rc < 0)
+        respond_error(r, 400, "%s", err);
+    else
+        respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void
+h_console_log(struct req *r)
+{
+    const struct config_server *cs = visible_server(r, r->caps[0]);
+    if (!cs)
+        return;
+    int64_t tail = 100;
+    const char *q = query(r, "tail");
+    if (q && (!parse_u63(q, &tail) || tail < 1 || tail > 100000)) {
+        respond_error(r, 400, "tail must be a number of lines, 1 to 100000");
+        return;
+    }
+    if (!cs->console) {
+        respond_error(r, 404, "server %s has no console", cs->id);
+        return;
+    }
+    char *dir = xasprintf("%s/console", fleet_config(r->a->fleet)->data_dir);
+    struct buf b = {0};
+    int rc = console_tail_log(dir, cs->id, (size_t)tail, &b);
+    free(dir);
+    if (rc < 0 && rc != -ENOENT) {
+        buf_free(&b);
+        respond_error(r, 500, "cannot read the console log: %s", strerror(-rc));
+        return;
+    }
+    if (!b.data)
+        buf_append(&b, "", 0);
+    respond(r, 200, text_response(b.data, b.len, "text/plain; charset=utf-8"));
+}
+
 static const struct route routes[] = {
     {"/healthz", M_GET | M_HEAD, false, false, h_healthz},
     {"/metrics", M_GET | M_HEAD, false, false, h_metrics},
@@ -890,6 +1124,11 @@ static const struct route routes[] = {
     {"/v1/servers/{}", M_GET | M_HEAD, true, false, h_server},
     {"/v1/servers/{}/actions", M_POST, true, true, h_actions},
     {"/v1/servers/{}/events", M_GET | M_HEAD, true, false, h_events},
+    {"/v1/servers/{}/console/log", M_GET | M_HEAD, true, false, h_console_log},
+    {"/boot/{mac}.ipxe", M_GET | M_HEAD, false, false, h_boot_script},
+    {"/images/{file}", M_GET | M_HEAD, false, false, h_image},
+    {"/overlay/{token}.tar.gz", M_GET | M_HEAD, false, false, h_overlay},
+    {"/v1/phone-home/{token}", M_POST, false, true, h_phone_home},
 };
 
 /* --- routing --- */
@@ -898,7 +1137,7 @@ enum match { MATCH_NONE, MATCH_BAD_ID, MATCH_OK };
 
 static enum match
 route_match(const struct route *rt, const char *path, size_t plen,
-            char caps[MAX_CAPS][ID_MAX + 1])
+            char caps[MAX_CAPS][CAP_MAX + 1])
 {
     const char *p = rt->pattern, *u = path, *uend = path + plen;
     int ncap = 0;
@@ -911,9 +1150,17 @@ route_match(const struct route *rt, const char *path, size_t plen,
         const char *ue = memchr(u, '/', (size_t)(uend - u));
         if (!ue)
             ue = uend;
-        if (pe - p == 2 && p[0] == '{' && p[1] == '}') {
+        if (p[0] == '{') {
+            /* "{kind}suffix": the segment ends with suffix, the rest is
+             * the capture. */
+            const char *close = memchr(p, '}', (size_t)(pe - p));
+            const char *suffix = close + 1;
+            size_t slen = (size_t)(pe - suffix), ulen = (size_t)(ue - u);
+            if (ulen < slen || memcmp(ue - slen, suffix, slen) != 0)
+                return MATCH_NONE;
+            char kind = close - p > 1 ? p[1] : 'i';
             if (ncap >= MAX_CAPS ||
-                !segment_id(u, (size_t)(ue - u), caps[ncap]))
+                !segment_capture(kind, u, ulen - slen, caps[ncap]))
                 bad = true;
             ncap++;
         } else if (pe - p != ue - u || memcmp(p, u, (size_t)(pe - p)) != 0) {
