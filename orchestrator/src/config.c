@@ -79,6 +79,7 @@ static const struct key_spec rescued_keys[] = {
     {"admin_token", K_STR, CFG(admin_token), NULL, true},
     {"log_level", K_LOGLEVEL, CFG(log_level), "info", false},
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
+    {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -93,6 +94,7 @@ static const struct key_spec console_keys[] = {
     {"listen", K_LISTEN, CFG(console_listen), "127.0.0.1:2222", false},
     {"readonly_grace", K_SECONDS, CFG(readonly_grace), "30", false},
     {"scrollback", K_SIZE, CFG(scrollback), "1M", false},
+    {"writer_idle", K_SECONDS, CFG(writer_idle), "0", false},
     {NULL, 0, 0, NULL, false},
 };
 

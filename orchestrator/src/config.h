@@ -38,6 +38,7 @@ struct config {
     char *admin_token;
     int log_level;      /* enum log_level */
     long long max_body; /* request-body limit, bytes (default 64K) */
+    char *admin_keys_file; /* SSH keys with console access to all */
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
@@ -46,6 +47,7 @@ struct config {
     char *console_listen; /* default 127.0.0.1:2222 */
     int readonly_grace;   /* seconds, default 30 */
     long long scrollback; /* bytes, default 1M */
+    int writer_idle;      /* seconds a writer may idle; 0: forever */
     /* [image] */
     char *kernel;
     char *initrd;

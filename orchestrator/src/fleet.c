@@ -1,5 +1,6 @@
 #include "fleet.h"
 #include "bootscript.h"
+#include "console.h"
 #include "dnsmasq.h"
 #include "log.h"
 #include "overlay.h"
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One server's live state: its stored row, its driver, its deadline. */
@@ -22,7 +24,11 @@ struct srv {
     const struct config_server *cfg; /* points into f->cfg */
     struct server_row row;
     struct power *power;
-    uint64_t timer; /* the deadline timer, 0 when none */
+    uint64_t timer;                 /* the deadline timer, 0 when none */
+    struct console *console;        /* NULL: no console configured */
+    struct console_viewer *watcher; /* looks for the local OS booting */
+    char tail[128];                 /* console text kept across chunks */
+    size_t tail_len;
 };
 
 struct sub {
@@ -297,6 +303,84 @@ resume(struct srv *s)
     run_actions(s, pending);
 }
 
+/* Does pat occur in the console stream, given this chunk?  A match may
+ * straddle chunks, so the last plen - 1 bytes are kept in s->tail. */
+static bool
+pattern_seen(struct srv *s, const char *data, size_t n, const char *pat,
+             size_t plen)
+{
+    char joint[2 * sizeof(s->tail)];
+    size_t keep = s->tail_len, head = n < plen - 1 ? n : plen - 1;
+    memcpy(joint, s->tail, keep);
+    memcpy(joint + keep, data, head);
+    bool seen =
+        memmem(joint, keep + head, pat, plen) || memmem(data, n, pat, plen);
+    if (n >= plen - 1) {
+        memcpy(s->tail, data + n - (plen - 1), plen - 1);
+        s->tail_len = plen - 1;
+    } else {
+        size_t total = keep + head,
+               from = total > plen - 1 ? total - (plen - 1) : 0;
+        memmove(s->tail, joint + from, total - from);
+        s->tail_len = total - from;
+    }
+    return seen;
+}
+
+/* The installed OS is up when its console shows local_boot_pattern after
+ * the server fetched its local-boot script. */
+static void
+watch_console(struct console_viewer *v, void *arg)
+{
+    struct srv *s = arg;
+    const char *pat = s->f->cfg->local_boot_pattern, *data;
+    size_t plen = strlen(pat), n;
+    bool seen = false;
+    while ((n = console_viewer_peek(v, &data)) > 0) {
+        if (s->row.fsm.state == FSM_BOOTING_LOCAL && plen > 0 &&
+            plen <= sizeof(s->tail))
+            seen = seen || pattern_seen(s, data, n, pat, plen);
+        console_viewer_consume(v, n);
+    }
+    if (seen) {
+        s->tail_len = 0;
+        struct fsm_input in = {.event = FSM_EV_LOCAL_OS_SEEN};
+        apply(s, &in, "rescued");
+    }
+}
+
+static void
+watcher_closed(struct console_viewer *v, void *arg)
+{
+    (void)v;
+    struct srv *s = arg;
+    s->watcher = NULL;
+}
+
+static const struct console_viewer_cbs watcher_cbs = {
+    .output = watch_console,
+    .closed = watcher_closed,
+};
+
+static int
+console_open(struct srv *s, char *err, size_t errlen)
+{
+    const struct config *c = s->f->cfg;
+    char *dir = xasprintf("%s/console", c->data_dir);
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        free(dir);
+        return -errno;
+    }
+    s->console = console_new(s->f->loop, s->cfg->id, s->cfg->console, dir,
+                             (size_t)c->scrollback, err, errlen);
+    free(dir);
+    if (!s->console)
+        return -EINVAL;
+    s->watcher = console_attach(s->console, 0, &watcher_cbs, s);
+    return 0;
+}
+
 static struct srv *
 srv_new(struct fleet *f, const struct config_server *cs, char *err,
         size_t errlen)
@@ -310,6 +394,11 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    if (cs->console && console_open(s, err, errlen) < 0) {
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
         fsm_server_init(&s->row.fsm, now_ms());
@@ -329,6 +418,9 @@ srv_free(struct srv *s)
     if (!s)
         return;
     loop_del_timer(s->f->loop, s->timer);
+    if (s->watcher)
+        console_detach(s->watcher);
+    console_free(s->console);
     power_free(s->power);
     server_row_clear(&s->row);
     free(s);
@@ -392,6 +484,12 @@ find_srv(struct fleet *f, const char *id)
     return f->srvs[cs - f->cfg->servers];
 }
 
+static bool
+same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 void
 fleet_reload(struct fleet *f, struct config *cfg)
 {
@@ -401,7 +499,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
     for (size_t i = 0; i < cfg->nservers; i++) {
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = find_srv(f, cs->id);
-        if (old && strcmp(old->cfg->power, cs->power) == 0) {
+        if (old && strcmp(old->cfg->power, cs->power) == 0 &&
+            same_str(old->cfg->console, cs->console)) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }
@@ -812,5 +911,117 @@ fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
              json_string_value(json_object_get(report, "ip")));
     note(s, "boot", "server", msg);
     feed(s, FSM_EV_PHONE_HOME);
+    return 0;
+}
+
+struct console *
+fleet_console(struct fleet *f, const char *id)
+{
+    struct srv *s = find_srv(f, id);
+    return s ? s->console : NULL;
+}
+
+/* Is a key with this fingerprint in an authorized_keys file? */
+static bool
+keys_file_has(const char *path, const char *fingerprint)
+{
+    char **keys = NULL, err[256];
+    size_t n = 0;
+    bool found = false;
+    if (!path || sshkey_load_file(path, &keys, &n, err, sizeof(err)) < 0)
+        return false;
+    for (size_t i = 0; i < n && !found; i++) {
+        char fp[SSHKEY_FP_LEN];
+        found = sshkey_fingerprint(keys[i], fp, sizeof(fp)) == 0 &&
+                strcmp(fp, fingerprint) == 0;
+    }
+    sshkey_list_free(keys);
+    return found;
+}
+
+bool
+fleet_console_authorize(struct fleet *f, const char *id,
+                        const char *fingerprint, char *role, size_t rolelen)
+{
+    struct srv *s = find_srv(f, id);
+    if (!s || !fingerprint || !*fingerprint)
+        return false;
+    if (keys_file_has(f->cfg->admin_keys_file, fingerprint)) {
+        snprintf(role, rolelen, "admin");
+        return true;
+    }
+    const struct config_project *p =
+        config_find_project(f->cfg, s->cfg->project);
+    if (p && keys_file_has(p->keys_file, fingerprint)) {
+        snprintf(role, rolelen, "project:%s", p->name);
+        return true;
+    }
+    return false;
+}
+
+int64_t
+fleet_readonly_left_ms(struct fleet *f, const char *id)
+{
+    struct srv *s = find_srv(f, id);
+    if (!s || !fsm_state_is_stable(s->row.fsm.state))
+        return 0;
+    int64_t left =
+        s->row.fsm.since_ms + f->cfg->readonly_grace * 1000LL - now_ms();
+    return left > 0 ? left : 0;
+}
+
+bool
+fleet_console_writable(struct fleet *f, const char *id, char *why,
+                       size_t whylen)
+{
+    struct srv *s = find_srv(f, id);
+    if (!s)
+        return false;
+    if (!fsm_state_is_stable(s->row.fsm.state)) {
+        snprintf(why, whylen,
+                 "read-only while the server is %s; writable %d s after it "
+                 "settles",
+                 fsm_state_name(s->row.fsm.state), f->cfg->readonly_grace);
+        return false;
+    }
+    int64_t left = fleet_readonly_left_ms(f, id);
+    if (left > 0) {
+        snprintf(
+            why, whylen, "read-only for %lld more s after the change to %s",
+            (long long)(left + 999) / 1000, fsm_state_name(s->row.fsm.state));
+        return false;
+    }
+    return true;
+}
+
+void
+fleet_audit(struct fleet *f, const char *id, const char *actor,
+            const char *message)
+{
+    struct srv *s = find_srv(f, id);
+    if (s)
+        note(s, "audit", actor, message);
+}
+
+static void
+console_power_done(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status != 0 && status != -ECANCELED) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "console power request failed: %s",
+                 detail ? detail : strerror(-status));
+        note(s, "error", "rescued", msg);
+    }
+}
+
+int
+fleet_console_power(struct fleet *f, const char *id, enum power_op op,
+                    const char *arg)
+{
+    struct srv *s = find_srv(f, id);
+    if (!s)
+        return -ENOENT;
+    power_request(s->power, op, arg, console_power_done, s);
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "fsm.h"
+#include "power.h"
 #include "store.h"
 
 #include <jansson.h>
@@ -65,6 +66,29 @@ int fleet_overlay(struct fleet *f, const char *token, struct buf *out,
  * token that is not live, -EINVAL for a report without ip. */
 int fleet_phone_home(struct fleet *f, const char *token, json_t *report,
                      char *err, size_t errlen);
+
+/* Serial over SSH: what sshd and the API need to know about a console. */
+struct console;
+/* The server's console, or NULL when it has none or does not exist. */
+struct console *fleet_console(struct fleet *f, const char *id);
+/* Does the key with this SHA256 fingerprint belong to the server's project
+ * or the admin keys?  role (>= 32 bytes) gets "admin" or "project:NAME".
+ * An unknown server answers false, like a wrong key. */
+bool fleet_console_authorize(struct fleet *f, const char *id,
+                             const char *fingerprint, char *role,
+                             size_t rolelen);
+/* Writing is refused while the server changes state and for readonly_grace
+ * after it settles; why says until when. */
+bool fleet_console_writable(struct fleet *f, const char *id, char *why,
+                            size_t whylen);
+/* An audit event: attach, detach, takeover, break, SysRq, NMI. */
+void fleet_audit(struct fleet *f, const char *id, const char *actor,
+                 const char *message);
+/* NMI, SysRq KEY or a serial break through the power driver. */
+int fleet_console_power(struct fleet *f, const char *id, enum power_op op,
+                        const char *arg);
+/* Seconds until the read-only window ends (0: writable or busy). */
+int64_t fleet_readonly_left_ms(struct fleet *f, const char *id);
 
 /* Live events (SSE).  server NULL: every server.  cb runs from the loop
  * after the event is committed. */

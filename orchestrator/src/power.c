@@ -734,6 +734,10 @@ power_reachable(struct power *p, char *err, size_t errlen)
 {
     if (p->kind == KIND_MANUAL)
         return true;
+    /* QEMU serves one QMP client at a time: our live connection is the
+     * proof, and a second connect would queue behind it. */
+    if (p->state != QMP_IDLE)
+        return true;
     struct stat st;
     if (stat(p->path, &st) < 0) {
         char *d = qmp_errdetail(p, errno);
@@ -743,8 +747,10 @@ power_reachable(struct power *p, char *err, size_t errlen)
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     strlcpy_s(sa.sun_path, p->path, sizeof(sa.sun_path));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    /* Non-blocking: a full backlog (EAGAIN) still means someone listens. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+                   errno != EAGAIN)) {
         char *d = qmp_errdetail(p, errno);
         strlcpy_s(err, d, errlen);
         free(d);

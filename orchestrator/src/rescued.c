@@ -1,9 +1,11 @@
 /* rescued: the rescue-mode netboot orchestrator daemon. */
 #include "api.h"
+#include "console.h"
 #include "config.h"
 #include "fleet.h"
 #include "log.h"
 #include "loop.h"
+#include "sshd.h"
 #include "store.h"
 #include "util.h"
 
@@ -22,9 +24,102 @@ struct daemon {
     struct loop *loop;
     struct fleet *fleet;
     struct api *api;
+    struct sshd *sshd;
+    uint64_t sub; /* transitions, for the console's read-only window */
     const char *config_path;
     int sigfd;
 };
+
+/* Serial over SSH asks the fleet; these adapt sshd's callbacks. */
+static bool
+sos_authorize(void *arg, const char *server, ssh_key pubkey,
+              const char *fingerprint, char *role_out)
+{
+    (void)pubkey;
+    struct daemon *d = arg;
+    return fleet_console_authorize(d->fleet, server, fingerprint, role_out, 32);
+}
+
+static struct console *
+sos_find_console(void *arg, const char *server)
+{
+    struct daemon *d = arg;
+    return fleet_console(d->fleet, server);
+}
+
+static bool
+sos_writable(void *arg, const char *server, char *why, size_t whylen)
+{
+    struct daemon *d = arg;
+    return fleet_console_writable(d->fleet, server, why, whylen);
+}
+
+static void
+sos_audit(void *arg, const char *server, const char *action, const char *detail)
+{
+    struct daemon *d = arg;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s %s", action, detail ? detail : "");
+    fleet_audit(d->fleet, server, "console", msg);
+}
+
+static int
+sos_power(void *arg, const char *server, enum sshd_power_op op, const char *key)
+{
+    struct daemon *d = arg;
+    switch (op) {
+    case SSHD_POWER_BREAK:
+        /* The lab's and most QEMU serial chardevs are named serial0. */
+        return fleet_console_power(d->fleet, server, POWER_SERIAL_BREAK,
+                                   "serial0");
+    case SSHD_POWER_SYSRQ:
+        return fleet_console_power(d->fleet, server, POWER_SYSRQ, key);
+    case SSHD_POWER_NMI:
+        return fleet_console_power(d->fleet, server, POWER_NMI, NULL);
+    }
+    return -ENOTSUP;
+}
+
+static const struct sshd_cbs sos_cbs = {
+    .authorize = sos_authorize,
+    .find_console = sos_find_console,
+    .writable = sos_writable,
+    .audit = sos_audit,
+    .power = sos_power,
+};
+
+struct grace {
+    struct daemon *d;
+    char server[64];
+};
+
+static int64_t
+grace_over(struct loop *l, void *arg)
+{
+    (void)l;
+    struct grace *g = arg;
+    sshd_writable_changed(g->d->sshd, g->server);
+    free(g);
+    return -1;
+}
+
+/* A transition makes the console read-only; the end of the grace period
+ * after a stable state makes it writable again.  Tell the viewers both. */
+static void
+on_transition(void *arg, const struct store_event *ev)
+{
+    struct daemon *d = arg;
+    if (strcmp(ev->kind, "transition") != 0 || !d->sshd)
+        return;
+    sshd_writable_changed(d->sshd, ev->server);
+    int64_t left = fleet_readonly_left_ms(d->fleet, ev->server);
+    if (left > 0) {
+        struct grace *g = xmalloc(sizeof(*g));
+        g->d = d;
+        strlcpy_s(g->server, ev->server, sizeof(g->server));
+        loop_add_timer(d->loop, left + 50, grace_over, g);
+    }
+}
 
 static void
 usage(FILE *out)
@@ -142,15 +237,30 @@ main(int argc, char **argv)
     d.api = api_new(d.loop, d.fleet, listen, err, sizeof(err));
     if (!d.api)
         fatalx("%s", err);
+    const struct config *c = fleet_config(d.fleet);
+    char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
+    struct sshd_config sc = {.listen = c->console_listen,
+                             .host_key_path = host_key,
+                             .writer_idle_s = c->writer_idle,
+                             .cbs = &sos_cbs,
+                             .cb_arg = &d};
+    d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
+    free(host_key);
+    if (!d.sshd)
+        fatalx("console: %s", err);
+    d.sub = fleet_subscribe(d.fleet, NULL, on_transition, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
-    log_info("listening on %s, %zu servers, data in %s", listen,
-             fleet_config(d.fleet)->nservers, fleet_config(d.fleet)->data_dir);
+    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu servers, "
+             "data in %s",
+             listen, c->console_listen, c->nservers, c->data_dir);
 
     int r = loop_run(d.loop);
 
     /* Every transition is already stored: stopping loses nothing. */
     loop_del_fd(d.loop, d.sigfd);
     close(d.sigfd);
+    fleet_unsubscribe(d.fleet, d.sub);
+    sshd_free(d.sshd);
     api_free(d.api);
     fleet_free(d.fleet);
     store_close(st);

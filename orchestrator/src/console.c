@@ -1,0 +1,926 @@
+#include "console.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define SOURCE_INPUT_MAX (64 * 1024)
+#define READ_CHUNK (64 * 1024)
+#define READS_PER_EVENT 16 /* then yield to other fds */
+
+enum src_kind { SRC_UNIX, SRC_TCP, SRC_TTY };
+
+struct console_viewer {
+    struct console *c;
+    struct console_viewer *next;
+    struct console_viewer_cbs cbs;
+    void *arg;
+    char *q; /* queued bytes are q[qstart, qstart + qlen) */
+    size_t qstart, qlen, qcap;
+    unsigned long long dropped_total, dropped_pending;
+    bool dead; /* detached during dispatch; freed when it ends */
+};
+
+struct console {
+    struct loop *l;
+    char *id, *log_dir, *log_path;
+    enum src_kind kind;
+    char *path;        /* unix socket or tty device */
+    char *host, *port; /* tcp */
+    speed_t speed;
+
+    int fd;
+    bool connecting, connected, ever_connected;
+    uint64_t retry_timer;
+    int backoff_ms, first_ms, max_ms;
+    int64_t lost_wall, lost_mono; /* 0: no gap to report */
+
+    char *ring; /* allocated at the first byte */
+    size_t ring_size, ring_head, ring_len;
+
+    int log_fd;
+    size_t log_size, log_max;
+
+    struct buf in; /* bytes on their way to the source */
+    size_t in_off;
+
+    struct console_viewer *viewers;
+    size_t nviewers;
+    struct console_viewer *writer;
+    int dispatching;
+};
+
+static void source_connect(struct console *c);
+
+/* --- parsing ------------------------------------------------------------ */
+
+static bool
+parse_speed(const char *s, speed_t *out)
+{
+    static const struct {
+        long n;
+        speed_t s;
+    } speeds[] = {{1200, B1200},     {2400, B2400},     {4800, B4800},
+                  {9600, B9600},     {19200, B19200},   {38400, B38400},
+                  {57600, B57600},   {115200, B115200}, {230400, B230400},
+                  {460800, B460800}, {921600, B921600}};
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0')
+        return false;
+    for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++)
+        if (speeds[i].n == n) {
+            *out = speeds[i].s;
+            return true;
+        }
+    return false;
+}
+
+/* Fill c's source fields from uri (c may be a scratch struct). */
+static int
+parse_uri(struct console *c, const char *uri, char *err, size_t errlen)
+{
+    if (!uri || !*uri) {
+        snprintf(err, errlen, "empty console uri");
+        return -EINVAL;
+    }
+    if (strncmp(uri, "unix:", 5) == 0) {
+        const char *p = uri + 5;
+        if (!*p || strlen(p) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            snprintf(err, errlen, "%s: unix socket path empty or too long",
+                     uri);
+            return -EINVAL;
+        }
+        c->kind = SRC_UNIX;
+        c->path = xstrdup(p);
+        return 0;
+    }
+    if (strncmp(uri, "tcp:", 4) == 0) {
+        const char *p = uri + 4;
+        const char *colon = strrchr(p, ':');
+        if (!colon || colon == p || !colon[1]) {
+            snprintf(err, errlen, "%s: expected tcp:HOST:PORT", uri);
+            return -EINVAL;
+        }
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535) {
+            snprintf(err, errlen, "%s: bad port", uri);
+            return -EINVAL;
+        }
+        c->kind = SRC_TCP;
+        c->host = xmalloc((size_t)(colon - p) + 1);
+        memcpy(c->host, p, (size_t)(colon - p));
+        c->host[colon - p] = '\0';
+        /* [::1]:port */
+        size_t hl = strlen(c->host);
+        if (hl >= 2 && c->host[0] == '[' && c->host[hl - 1] == ']') {
+            memmove(c->host, c->host + 1, hl - 2);
+            c->host[hl - 2] = '\0';
+        }
+        c->port = xstrdup(colon + 1);
+        return 0;
+    }
+    if (strncmp(uri, "tty:", 4) == 0) {
+        const char *p = uri + 4;
+        const char *at = strrchr(p, '@');
+        if (!at || at == p) {
+            snprintf(err, errlen, "%s: expected tty:DEVICE@SPEED", uri);
+            return -EINVAL;
+        }
+        if (!parse_speed(at + 1, &c->speed)) {
+            snprintf(err, errlen, "%s: unsupported speed '%s'", uri, at + 1);
+            return -EINVAL;
+        }
+        c->kind = SRC_TTY;
+        c->path = xmalloc((size_t)(at - p) + 1);
+        memcpy(c->path, p, (size_t)(at - p));
+        c->path[at - p] = '\0';
+        return 0;
+    }
+    if (strncmp(uri, "ipmi-sol:", 9) == 0) {
+        snprintf(err, errlen, "%s: ipmi-sol consoles are not supported yet",
+                 uri);
+        return -ENOTSUP;
+    }
+    snprintf(err, errlen,
+             "%s: unknown console source (unix:, tcp:, tty:, ipmi-sol:)", uri);
+    return -EINVAL;
+}
+
+bool
+console_uri_valid(const char *uri, char *err, size_t errlen)
+{
+    struct console scratch = {0};
+    int r = parse_uri(&scratch, uri, err, errlen);
+    free(scratch.path);
+    free(scratch.host);
+    free(scratch.port);
+    return r == 0;
+}
+
+static bool
+id_valid(const char *id)
+{
+    if (!id || !*id || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
+            return false;
+    return true;
+}
+
+/* --- viewer queues ------------------------------------------------------ */
+
+static void
+vq_put(struct console_viewer *v, const void *data, size_t n)
+{
+    if (v->qlen == 0)
+        v->qstart = 0;
+    if (v->qstart + v->qlen + n > v->qcap) {
+        if (v->qstart > 0) {
+            memmove(v->q, v->q + v->qstart, v->qlen);
+            v->qstart = 0;
+        }
+        if (v->qlen + n > v->qcap) {
+            size_t cap = v->qcap ? v->qcap : 4096;
+            while (cap < v->qlen + n)
+                cap *= 2;
+            v->q = xrealloc(v->q, cap);
+            v->qcap = cap;
+        }
+    }
+    memcpy(v->q + v->qstart + v->qlen, data, n);
+    v->qlen += n;
+}
+
+static int
+drop_marker(const struct console_viewer *v, char *m, size_t mlen)
+{
+    return snprintf(m, mlen, "\r\n[%llu bytes dropped]\r\n",
+                    v->dropped_pending);
+}
+
+/* Source bytes for one viewer: all of them or none.  Once dropping, go on
+ * until the viewer has drained half its queue, so a stuck viewer's stream
+ * is one gap, not a comb of fragments. */
+static void
+vq_deliver(struct console_viewer *v, const char *data, size_t n)
+{
+    if (v->dropped_pending) {
+        char m[64];
+        size_t ml = (size_t)drop_marker(v, m, sizeof(m));
+        if (v->qlen + ml + n > CONSOLE_VIEWER_QUEUE / 2) {
+            v->dropped_pending += n;
+            v->dropped_total += n;
+            return;
+        }
+        vq_put(v, m, ml);
+        v->dropped_pending = 0;
+    }
+    if (v->qlen + n > CONSOLE_VIEWER_QUEUE) {
+        v->dropped_pending += n;
+        v->dropped_total += n;
+        return;
+    }
+    vq_put(v, data, n);
+}
+
+size_t
+console_viewer_peek(struct console_viewer *v, const char **data)
+{
+    *data = v->q ? v->q + v->qstart : "";
+    return v->qlen;
+}
+
+void
+console_viewer_consume(struct console_viewer *v, size_t n)
+{
+    if (n > v->qlen)
+        n = v->qlen;
+    v->qstart += n;
+    v->qlen -= n;
+    if (v->qlen == 0) {
+        v->qstart = 0;
+        /* An idle viewer keeps no big buffer. */
+        if (v->qcap > 64 * 1024) {
+            free(v->q);
+            v->q = NULL;
+            v->qcap = 0;
+        }
+        /* Caught up: say what was lost now, not at the next byte. */
+        if (v->dropped_pending) {
+            char m[64];
+            size_t ml = (size_t)drop_marker(v, m, sizeof(m));
+            vq_put(v, m, ml);
+            v->dropped_pending = 0;
+        }
+    }
+}
+
+void
+console_viewer_inject(struct console_viewer *v, const void *data, size_t len)
+{
+    vq_put(v, data, len);
+}
+
+unsigned long long
+console_viewer_dropped(const struct console_viewer *v)
+{
+    return v->dropped_total;
+}
+
+static void
+viewer_free(struct console_viewer *v)
+{
+    free(v->q);
+    free(v);
+}
+
+static void
+reap_viewers(struct console *c)
+{
+    struct console_viewer **pp = &c->viewers;
+    while (*pp) {
+        struct console_viewer *v = *pp;
+        if (v->dead) {
+            *pp = v->next;
+            viewer_free(v);
+        } else {
+            pp = &v->next;
+        }
+    }
+}
+
+/* --- ring and log ------------------------------------------------------- */
+
+static void
+ring_put(struct console *c, const char *data, size_t n)
+{
+    if (!c->ring)
+        c->ring = xmalloc(c->ring_size);
+    if (n >= c->ring_size) {
+        memcpy(c->ring, data + n - c->ring_size, c->ring_size);
+        c->ring_head = 0;
+        c->ring_len = c->ring_size;
+        return;
+    }
+    size_t first = c->ring_size - c->ring_head;
+    if (first > n)
+        first = n;
+    memcpy(c->ring + c->ring_head, data, first);
+    memcpy(c->ring, data + first, n - first);
+    c->ring_head = (c->ring_head + n) % c->ring_size;
+    c->ring_len += n;
+    if (c->ring_len > c->ring_size)
+        c->ring_len = c->ring_size;
+}
+
+static char
+ring_at(const struct console *c, size_t i)
+{
+    size_t start = (c->ring_head + c->ring_size - c->ring_len) % c->ring_size;
+    return c->ring[(start + i) % c->ring_size];
+}
+
+void
+console_replay_lines(const struct console *c, size_t n, struct buf *out)
+{
+    if (n == 0 || c->ring_len == 0)
+        return;
+    size_t end = c->ring_len, i = end, count = 0, from = 0;
+    if (ring_at(c, i - 1) == '\n')
+        i--; /* the final newline ends the last line */
+    while (i > 0) {
+        if (ring_at(c, i - 1) == '\n' && ++count == n) {
+            from = i;
+            break;
+        }
+        i--;
+    }
+    size_t start = (c->ring_head + c->ring_size - c->ring_len) % c->ring_size;
+    size_t p = (start + from) % c->ring_size, len = end - from;
+    size_t first = c->ring_size - p;
+    if (first > len)
+        first = len;
+    buf_append(out, c->ring + p, first);
+    buf_append(out, c->ring, len - first);
+}
+
+static char *
+log_file(const char *dir, const char *id, int gen)
+{
+    if (gen == 0)
+        return xasprintf("%s/%s.log", dir, id);
+    return xasprintf("%s/%s.log.%d", dir, id, gen);
+}
+
+static int
+log_open(struct console *c)
+{
+    c->log_fd =
+        open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (c->log_fd < 0) {
+        log_warn("console %s: %s", c->id, c->log_path);
+        return -errno;
+    }
+    struct stat st;
+    c->log_size = fstat(c->log_fd, &st) == 0 ? (size_t)st.st_size : 0;
+    return 0;
+}
+
+static void
+log_rotate(struct console *c)
+{
+    close(c->log_fd);
+    c->log_fd = -1;
+    for (int g = CONSOLE_LOG_KEEP; g >= 1; g--) {
+        char *from = log_file(c->log_dir, c->id, g - 1);
+        char *to = log_file(c->log_dir, c->id, g);
+        if (rename(from, to) < 0 && errno != ENOENT)
+            log_warn("console %s: rename %s", c->id, from);
+        free(from);
+        free(to);
+    }
+    log_open(c);
+}
+
+static void
+log_put(struct console *c, const char *data, size_t n)
+{
+    if (c->log_fd < 0 && log_open(c) < 0)
+        return;
+    if (c->log_size > 0 && c->log_size + n > c->log_max) {
+        log_rotate(c);
+        if (c->log_fd < 0)
+            return;
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(c->log_fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            log_warn("console %s: write %s", c->id, c->log_path);
+            return;
+        }
+        off += (size_t)w;
+    }
+    c->log_size += n;
+}
+
+/* One chunk of a file, read backwards by console_tail_log. */
+struct chunk {
+    char *data;
+    size_t len;
+};
+
+int
+console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
+{
+    if (!id_valid(id))
+        return -EINVAL;
+    struct chunk *chunks = NULL;
+    size_t nchunks = 0;
+    bool any = false, first_byte = true, found = n == 0;
+    size_t count = 0;
+    int r = 0;
+    for (int g = 0; g <= CONSOLE_LOG_KEEP && !found; g++) {
+        char *path = log_file(log_dir, id, g);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        free(path);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            r = -errno;
+            break;
+        }
+        any = true;
+        struct stat st;
+        off_t pos = fstat(fd, &st) == 0 ? st.st_size : 0;
+        while (pos > 0 && !found) {
+            size_t blk = pos > 65536 ? 65536 : (size_t)pos;
+            pos -= (off_t)blk;
+            char *d = xmalloc(blk);
+            ssize_t got = pread(fd, d, blk, pos);
+            if (got != (ssize_t)blk) {
+                free(d);
+                r = got < 0 ? -errno : -EIO;
+                found = true;
+                break;
+            }
+            size_t keep_from = 0;
+            for (size_t j = blk; j > 0; j--) {
+                if (first_byte) {
+                    first_byte = false;
+                    if (d[j - 1] == '\n')
+                        continue;
+                }
+                if (d[j - 1] == '\n' && ++count == n) {
+                    keep_from = j;
+                    found = true;
+                    break;
+                }
+            }
+            chunks = xrealloc(chunks, sizeof(*chunks) * (nchunks + 1));
+            chunks[nchunks].data = d;
+            chunks[nchunks].len = blk;
+            if (keep_from) {
+                memmove(d, d + keep_from, blk - keep_from);
+                chunks[nchunks].len = blk - keep_from;
+            }
+            nchunks++;
+        }
+        close(fd);
+    }
+    if (r == 0 && !any)
+        r = -ENOENT;
+    for (size_t i = nchunks; i > 0; i--) {
+        if (r == 0)
+            buf_append(out, chunks[i - 1].data, chunks[i - 1].len);
+        free(chunks[i - 1].data);
+    }
+    free(chunks);
+    return r;
+}
+
+/* --- the stream --------------------------------------------------------- */
+
+static void
+feed(struct console *c, const char *data, size_t n)
+{
+    ring_put(c, data, n);
+    log_put(c, data, n);
+    c->dispatching++;
+    for (struct console_viewer *v = c->viewers; v; v = v->next) {
+        if (v->dead)
+            continue;
+        vq_deliver(v, data, n);
+        if (v->cbs.output && !v->dead)
+            v->cbs.output(v, v->arg);
+    }
+    if (--c->dispatching == 0)
+        reap_viewers(c);
+}
+
+/* --- the source --------------------------------------------------------- */
+
+static int64_t
+retry_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct console *c = arg;
+    c->retry_timer = 0;
+    source_connect(c);
+    return -1;
+}
+
+static void
+schedule_retry(struct console *c)
+{
+    if (c->retry_timer)
+        return;
+    c->retry_timer = loop_add_timer(c->l, c->backoff_ms, retry_cb, c);
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > c->max_ms)
+        c->backoff_ms = c->max_ms;
+}
+
+static void
+source_close(struct console *c)
+{
+    if (c->fd >= 0) {
+        loop_del_fd(c->l, c->fd);
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->connecting = false;
+    c->connected = false;
+    buf_reset(&c->in);
+    c->in_off = 0;
+}
+
+static void
+source_lost(struct console *c, const char *why)
+{
+    if (c->connected) {
+        c->lost_wall = now_wall_s();
+        c->lost_mono = now_mono_ms();
+        log_warnx("console %s: source lost (%s); reconnecting", c->id, why);
+    }
+    source_close(c);
+    schedule_retry(c);
+}
+
+static void
+source_up(struct console *c)
+{
+    c->connecting = false;
+    c->connected = true;
+    c->backoff_ms = c->first_ms;
+    if (c->lost_wall) {
+        char when[32], m[128];
+        format_time_iso(c->lost_wall, when, sizeof(when));
+        long long secs = (now_mono_ms() - c->lost_mono + 500) / 1000;
+        int ml = snprintf(m, sizeof(m),
+                          "\r\n[console source lost at %s; back after %lld "
+                          "s]\r\n",
+                          when, secs);
+        log_info("console %s: source back after %lld s", c->id, secs);
+        c->lost_wall = 0;
+        feed(c, m, (size_t)ml);
+    } else if (!c->ever_connected) {
+        log_debug("console %s: source attached", c->id);
+    }
+    c->ever_connected = true;
+}
+
+static void
+source_flush(struct console *c)
+{
+    while (c->in_off < c->in.len) {
+        ssize_t w = write(c->fd, c->in.data + c->in_off, c->in.len - c->in_off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            source_lost(c, strerror(errno));
+            return;
+        }
+        c->in_off += (size_t)w;
+    }
+    if (c->in_off == c->in.len) {
+        buf_reset(&c->in);
+        c->in_off = 0;
+        loop_mod_fd(c->l, c->fd, EPOLLIN);
+    } else {
+        loop_mod_fd(c->l, c->fd, EPOLLIN | EPOLLOUT);
+    }
+}
+
+static void
+source_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    struct console *c = arg;
+    if (c->connecting) {
+        int e = 0;
+        socklen_t el = sizeof(e);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+            e = errno;
+        if (e) {
+            source_close(c);
+            schedule_retry(c);
+            return;
+        }
+        loop_mod_fd(c->l, fd, EPOLLIN);
+        source_up(c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        char data[READ_CHUNK];
+        for (int i = 0; i < READS_PER_EVENT; i++) {
+            ssize_t r = read(fd, data, sizeof(data));
+            if (r > 0) {
+                feed(c, data, (size_t)r);
+                if (c->fd != fd) /* a viewer callback cannot close us, */
+                    return;      /* but stay safe */
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            source_lost(c, r == 0 ? "closed" : strerror(errno));
+            return;
+        }
+    }
+    if ((events & EPOLLOUT) && c->fd >= 0)
+        source_flush(c);
+}
+
+static int
+open_tty(struct console *c)
+{
+    int fd = open(c->path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    cfmakeraw(&t);
+    t.c_cflag |= CLOCAL | CREAD;
+    t.c_cflag &= ~(tcflag_t)(CSTOPB | CRTSCTS);
+    cfsetispeed(&t, c->speed);
+    cfsetospeed(&t, c->speed);
+    if (tcsetattr(fd, TCSANOW, &t) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void
+source_connect(struct console *c)
+{
+    int fd = -1, r = 0;
+    bool pending = false;
+    switch (c->kind) {
+    case SRC_UNIX: {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        strlcpy_s(sa.sun_path, c->path, sizeof(sa.sun_path));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            r = -errno;
+            break;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            if (errno == EINPROGRESS || errno == EAGAIN)
+                pending = true;
+            else
+                r = -errno;
+        }
+        break;
+    }
+    case SRC_TCP: {
+        /* Blocking resolution: hosts are expected to be addresses or in
+         * /etc/hosts. */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+        int g = getaddrinfo(c->host, c->port, &hints, &ai);
+        if (g != 0 || !ai) {
+            r = -EHOSTUNREACH;
+            break;
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+        if (fd < 0) {
+            r = -errno;
+        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            if (errno == EINPROGRESS)
+                pending = true;
+            else
+                r = -errno;
+        }
+        freeaddrinfo(ai);
+        break;
+    }
+    case SRC_TTY:
+        fd = open_tty(c);
+        if (fd < 0)
+            r = fd;
+        break;
+    }
+    if (r == 0) {
+        r = loop_add_fd(c->l, fd, pending ? EPOLLOUT : EPOLLIN, source_event,
+                        c);
+    }
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        log_debug("console %s: connect: %s", c->id, strerror(-r));
+        schedule_retry(c);
+        return;
+    }
+    c->fd = fd;
+    if (pending)
+        c->connecting = true;
+    else
+        source_up(c);
+}
+
+/* --- public ------------------------------------------------------------- */
+
+struct console *
+console_new(struct loop *l, const char *id, const char *uri,
+            const char *log_dir, size_t ring_size, char *err, size_t errlen)
+{
+    if (!id_valid(id)) {
+        snprintf(err, errlen, "console id '%s' is not a valid name",
+                 id ? id : "");
+        return NULL;
+    }
+    struct console *c = xcalloc(1, sizeof(*c));
+    if (parse_uri(c, uri, err, errlen) < 0)
+        goto out_free;
+    if (mkdir(log_dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", log_dir, strerror(errno));
+        goto out_free;
+    }
+    c->l = l;
+    c->id = xstrdup(id);
+    c->log_dir = xstrdup(log_dir);
+    c->log_path = log_file(log_dir, id, 0);
+    c->log_fd = -1;
+    c->log_max = CONSOLE_DEFAULT_LOG_MAX;
+    c->ring_size = ring_size ? ring_size : CONSOLE_DEFAULT_RING;
+    c->fd = -1;
+    c->first_ms = c->backoff_ms = 1000;
+    c->max_ms = 30000;
+    source_connect(c);
+    return c;
+
+out_free:
+    free(c->path);
+    free(c->host);
+    free(c->port);
+    free(c);
+    return NULL;
+}
+
+void
+console_free(struct console *c)
+{
+    if (!c)
+        return;
+    while (c->viewers) {
+        struct console_viewer *v = c->viewers;
+        c->viewers = v->next;
+        if (!v->dead && v->cbs.closed)
+            v->cbs.closed(v, v->arg);
+        viewer_free(v);
+    }
+    loop_del_timer(c->l, c->retry_timer);
+    source_close(c);
+    if (c->log_fd >= 0)
+        close(c->log_fd);
+    buf_free(&c->in);
+    free(c->ring);
+    free(c->id);
+    free(c->log_dir);
+    free(c->log_path);
+    free(c->path);
+    free(c->host);
+    free(c->port);
+    free(c);
+}
+
+void
+console_set_log_max(struct console *c, size_t max_bytes)
+{
+    c->log_max = max_bytes ? max_bytes : CONSOLE_DEFAULT_LOG_MAX;
+}
+
+void
+console_set_backoff_ms(struct console *c, int first_ms, int max_ms)
+{
+    c->first_ms = c->backoff_ms = first_ms;
+    c->max_ms = max_ms;
+}
+
+const char *
+console_id(const struct console *c)
+{
+    return c->id;
+}
+
+bool
+console_connected(const struct console *c)
+{
+    return c->connected;
+}
+
+size_t
+console_viewer_count(const struct console *c)
+{
+    return c->nviewers;
+}
+
+struct console_viewer *
+console_attach(struct console *c, size_t replay_lines,
+               const struct console_viewer_cbs *cbs, void *arg)
+{
+    struct console_viewer *v = xcalloc(1, sizeof(*v));
+    v->c = c;
+    if (cbs)
+        v->cbs = *cbs;
+    v->arg = arg;
+    if (replay_lines) {
+        struct buf b = {0};
+        console_replay_lines(c, replay_lines, &b);
+        if (b.len)
+            vq_put(v, b.data, b.len);
+        buf_free(&b);
+    }
+    v->next = c->viewers;
+    c->viewers = v;
+    c->nviewers++;
+    return v;
+}
+
+void
+console_detach(struct console_viewer *v)
+{
+    if (!v || v->dead)
+        return;
+    struct console *c = v->c;
+    if (c->writer == v)
+        c->writer = NULL;
+    c->nviewers--;
+    v->dead = true;
+    if (c->dispatching == 0)
+        reap_viewers(c);
+}
+
+struct console *
+console_viewer_console(const struct console_viewer *v)
+{
+    return v->c;
+}
+
+struct console_viewer *
+console_take_writer(struct console *c, struct console_viewer *v)
+{
+    struct console_viewer *old = c->writer;
+    c->writer = v;
+    return old == v ? NULL : old;
+}
+
+struct console_viewer *
+console_writer(const struct console *c)
+{
+    return c->writer;
+}
+
+int
+console_write(struct console_viewer *v, const void *data, size_t len)
+{
+    struct console *c = v->c;
+    if (c->writer != v || v->dead)
+        return -EPERM;
+    if (!c->connected)
+        return -ENOTCONN;
+    if (c->in.len - c->in_off + len > SOURCE_INPUT_MAX)
+        return -ENOBUFS;
+    buf_append(&c->in, data, len);
+    source_flush(c);
+    return 0;
+}
+
+int
+console_send_break(struct console *c)
+{
+    if (c->kind != SRC_TTY)
+        return -ENOTSUP;
+    if (!c->connected)
+        return -ENOTCONN;
+    if (tcsendbreak(c->fd, 0) < 0)
+        return -errno;
+    return 0;
+}

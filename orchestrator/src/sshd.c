@@ -1,0 +1,861 @@
+#include "sshd.h"
+#include "console.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libssh/callbacks.h>
+#include <libssh/server.h>
+
+#define LOGIN_GRACE_MS 60000 /* from accept to an attached console */
+#define SWEEP_MS 1000
+
+enum menu { MENU_NONE, MENU_CMD, MENU_SYSRQ, MENU_NMI };
+
+struct session {
+    struct sshd *d;
+    struct session *next;
+    ssh_session s;
+    ssh_event ev; /* this session alone, after key exchange */
+    int fd;
+    bool kex_done, authed, dead;
+    int64_t started_ms, last_input_ms;
+    /* libssh keeps these by pointer: they live as long as the session */
+    struct ssh_server_callbacks_struct scb;
+    struct ssh_channel_callbacks_struct ccb;
+    ssh_channel ch;
+    char user[128], server[64], role[40], fp[128], addr[64];
+    bool ro;
+    int replay;
+    struct console *con;
+    struct console_viewer *v;
+    enum menu menu;
+    bool told_ro; /* told "read-only": tell when it is lifted */
+};
+
+struct sshd {
+    struct loop *l;
+    struct sshd_cbs cbs;
+    void *cb_arg;
+    int writer_idle_s;
+    ssh_bind bind;
+    int bind_fd, port;
+    struct session *sessions;
+    size_t nsessions;
+    uint64_t sweep_timer, reap_timer;
+};
+
+static void session_flush(struct session *ss);
+
+/* --- helpers ------------------------------------------------------------ */
+
+bool
+sshd_parse_user(const char *user, char *server, size_t serverlen, bool *ro,
+                int *replay)
+{
+    *ro = false;
+    *replay = SSHD_DEFAULT_REPLAY;
+    const char *dot = strchr(user, '.');
+    size_t sl = dot ? (size_t)(dot - user) : strlen(user);
+    if (sl == 0 || sl >= serverlen)
+        return false;
+    memcpy(server, user, sl);
+    server[sl] = '\0';
+    while (dot) {
+        const char *opt = dot + 1;
+        dot = strchr(opt, '.');
+        size_t ol = dot ? (size_t)(dot - opt) : strlen(opt);
+        if (ol == 2 && strncmp(opt, "ro", 2) == 0) {
+            *ro = true;
+        } else if (ol > 7 && strncmp(opt, "replay=", 7) == 0) {
+            long n = 0;
+            for (size_t i = 7; i < ol; i++) {
+                if (opt[i] < '0' || opt[i] > '9' || n > 1000000)
+                    return false;
+                n = n * 10 + (opt[i] - '0');
+            }
+            *replay = (int)n;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void notice(struct session *ss, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A line for this viewer only, in its stream. */
+static void
+notice(struct session *ss, const char *fmt, ...)
+{
+    if (!ss->v)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char *line = xasprintf("\r\n[rescued: %s]\r\n", msg);
+    console_viewer_inject(ss->v, line, strlen(line));
+    free(line);
+    session_flush(ss);
+}
+
+static void
+audit(struct session *ss, const char *action, const char *extra)
+{
+    if (!ss->d->cbs.audit)
+        return;
+    char *detail = xasprintf(
+        "user=%s fp=%s addr=%s role=%s%s%s", ss->user, ss->fp, ss->addr,
+        ss->ro ? "watcher"
+               : (ss->con && console_writer(ss->con) == ss->v ? "writer"
+                                                              : "watcher"),
+        extra ? " " : "", extra ? extra : "");
+    ss->d->cbs.audit(ss->d->cb_arg, ss->server, action, detail);
+    free(detail);
+}
+
+static int64_t reap_cb(struct loop *l, void *arg);
+
+static void
+session_kill(struct session *ss)
+{
+    ss->dead = true;
+    if (!ss->d->reap_timer)
+        ss->d->reap_timer = loop_add_timer(ss->d->l, 0, reap_cb, ss->d);
+}
+
+static void
+session_update_events(struct session *ss)
+{
+    if (ss->dead || ss->fd < 0)
+        return;
+    uint32_t ev = EPOLLIN;
+    if (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING)
+        ev |= EPOLLOUT;
+    loop_mod_fd(ss->d->l, ss->fd, ev);
+}
+
+/* Move what the viewer's queue holds into the channel, as far as the
+ * peer's window allows; the rest stays queued (bounded by console). */
+static void
+session_flush(struct session *ss)
+{
+    if (ss->dead || !ss->v || !ss->ch)
+        return;
+    const char *data;
+    size_t n;
+    while ((n = console_viewer_peek(ss->v, &data)) > 0) {
+        uint32_t win = ssh_channel_window_size(ss->ch);
+        if (win == 0)
+            break;
+        if (n > win)
+            n = win;
+        int w = ssh_channel_write(ss->ch, data, (uint32_t)n);
+        if (w == SSH_ERROR) {
+            session_kill(ss);
+            return;
+        }
+        if (w <= 0)
+            break;
+        console_viewer_consume(ss->v, (size_t)w);
+    }
+    session_update_events(ss);
+}
+
+static struct session *
+session_of_viewer(struct sshd *d, struct console_viewer *v)
+{
+    for (struct session *ss = d->sessions; ss; ss = ss->next)
+        if (ss->v == v && !ss->dead)
+            return ss;
+    return NULL;
+}
+
+/* --- console viewer callbacks ------------------------------------------- */
+
+static void
+viewer_output(struct console_viewer *v, void *arg)
+{
+    (void)v;
+    session_flush(arg);
+}
+
+static void
+viewer_closed(struct console_viewer *v, void *arg)
+{
+    (void)v;
+    struct session *ss = arg;
+    ss->v = NULL;
+    ss->con = NULL;
+    session_kill(ss);
+}
+
+static const struct console_viewer_cbs viewer_cbs = {
+    .output = viewer_output,
+    .closed = viewer_closed,
+};
+
+/* --- writing and the menu ----------------------------------------------- */
+
+/* May this session act on the console now?  Tells the user why not. */
+static bool
+may_write(struct session *ss)
+{
+    if (ss->ro) {
+        notice(ss, "read-only session (.ro): input ignored");
+        return false;
+    }
+    if (console_writer(ss->con) != ss->v) {
+        notice(ss, "you are watching; Ctrl-] w takes the writer seat");
+        return false;
+    }
+    char why[256] = "";
+    if (ss->d->cbs.writable &&
+        !ss->d->cbs.writable(ss->d->cb_arg, ss->server, why, sizeof(why))) {
+        notice(ss, "read-only: %s", why[0] ? why : "server is changing state");
+        ss->told_ro = true;
+        return false;
+    }
+    return true;
+}
+
+static void
+send_keys(struct session *ss, const char *data, size_t n)
+{
+    if (n == 0 || !may_write(ss))
+        return;
+    int r = console_write(ss->v, data, n);
+    if (r == -ENOTCONN)
+        notice(ss, "console source is away; input dropped");
+    else if (r == -ENOBUFS)
+        notice(ss, "console input queue full; input dropped");
+}
+
+static void
+take_seat(struct session *ss)
+{
+    struct sshd *d = ss->d;
+    struct console_viewer *old = console_take_writer(ss->con, ss->v);
+    if (!old)
+        return;
+    struct session *o = session_of_viewer(d, old);
+    if (o) {
+        o->menu = MENU_NONE;
+        notice(o, "%s@%s took the writer seat; you are now watching", ss->role,
+               ss->addr);
+    }
+    audit(ss, "console_takeover", NULL);
+}
+
+static void
+do_power(struct session *ss, enum sshd_power_op op, const char *key)
+{
+    static const char *const names[] = {"break", "SysRq", "NMI"};
+    static const char *const actions[] = {"console_break", "console_sysrq",
+                                          "console_nmi"};
+    int r = -ENOTSUP;
+    if (op == SSHD_POWER_BREAK || op == SSHD_POWER_SYSRQ) {
+        /* A tty can send the break itself; SysRq is break then key. */
+        r = console_send_break(ss->con);
+        if (r == 0 && op == SSHD_POWER_SYSRQ)
+            r = console_write(ss->v, key, 1);
+    }
+    if (r < 0 && ss->d->cbs.power)
+        r = ss->d->cbs.power(ss->d->cb_arg, ss->server, op, key);
+    char extra[32] = "";
+    if (key)
+        snprintf(extra, sizeof(extra), "key=%s", key);
+    audit(ss, actions[op], key ? extra : NULL);
+    if (r < 0)
+        notice(ss, "%s failed: %s", names[op], strerror(-r));
+    else if (key)
+        notice(ss, "%s %s sent", names[op], key);
+    else
+        notice(ss, "%s sent", names[op]);
+}
+
+static const char help_text[] =
+    "Ctrl-] then: b break, s KEY SysRq, n NMI, w take the writer seat, "
+    ". disconnect, ? help; Ctrl-] Ctrl-] sends Ctrl-]";
+
+static void
+menu_key(struct session *ss, char c)
+{
+    enum menu m = ss->menu;
+    ss->menu = MENU_NONE;
+    if (m == MENU_SYSRQ) {
+        char key[2] = {c, '\0'};
+        if ((unsigned char)c < 0x20 || c == 0x7f)
+            notice(ss, "SysRq cancelled");
+        else if (may_write(ss))
+            do_power(ss, SSHD_POWER_SYSRQ, key);
+        return;
+    }
+    if (m == MENU_NMI) {
+        if ((c == 'y' || c == 'Y') && may_write(ss))
+            do_power(ss, SSHD_POWER_NMI, NULL);
+        else if (c != 'y' && c != 'Y')
+            notice(ss, "NMI cancelled");
+        return;
+    }
+    switch (c) {
+    case SSHD_MENU_KEY:
+        send_keys(ss, &c, 1);
+        break;
+    case 'b':
+        if (may_write(ss))
+            do_power(ss, SSHD_POWER_BREAK, NULL);
+        break;
+    case 's':
+        if (may_write(ss)) {
+            ss->menu = MENU_SYSRQ;
+            notice(ss, "SysRq: press the key");
+        }
+        break;
+    case 'n':
+        if (may_write(ss)) {
+            ss->menu = MENU_NMI;
+            notice(ss, "send an NMI to %s? press y to confirm", ss->server);
+        }
+        break;
+    case 'w':
+        if (ss->ro) {
+            notice(ss, "read-only session (.ro) cannot take the writer seat");
+        } else if (console_writer(ss->con) == ss->v) {
+            notice(ss, "you hold the writer seat");
+        } else {
+            take_seat(ss);
+            ss->last_input_ms = now_mono_ms();
+            notice(ss, "you hold the writer seat");
+        }
+        break;
+    case '.':
+        notice(ss, "disconnecting");
+        session_kill(ss);
+        break;
+    case '?':
+        notice(ss, "%s", help_text);
+        break;
+    default:
+        notice(ss, "unknown menu key; Ctrl-] ? for help");
+        break;
+    }
+}
+
+static void
+handle_input(struct session *ss, const char *data, size_t n)
+{
+    size_t run = 0; /* start of plain bytes not yet sent */
+    for (size_t i = 0; i < n && !ss->dead; i++) {
+        if (ss->menu != MENU_NONE) {
+            menu_key(ss, data[i]);
+            run = i + 1;
+        } else if (data[i] == SSHD_MENU_KEY) {
+            send_keys(ss, data + run, i - run);
+            ss->menu = MENU_CMD;
+            run = i + 1;
+        }
+    }
+    if (!ss->dead && run < n)
+        send_keys(ss, data + run, n - run);
+    if (!ss->ro && console_writer(ss->con) == ss->v)
+        ss->last_input_ms = now_mono_ms();
+}
+
+/* --- libssh callbacks --------------------------------------------------- */
+
+static int
+cb_channel_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
+                int is_stderr, void *ud)
+{
+    (void)s;
+    (void)ch;
+    (void)is_stderr;
+    struct session *ss = ud;
+    if (ss->v && !ss->dead)
+        handle_input(ss, data, len);
+    return (int)len;
+}
+
+static void
+cb_channel_close(ssh_session s, ssh_channel ch, void *ud)
+{
+    (void)s;
+    (void)ch;
+    session_kill(ud);
+}
+
+static int
+cb_pty_request(ssh_session s, ssh_channel ch, const char *term, int w, int h,
+               int pw, int ph, void *ud)
+{
+    (void)s, (void)ch, (void)term, (void)w, (void)h, (void)pw, (void)ph;
+    (void)ud;
+    return 0;
+}
+
+/* Accepted and ignored: a serial console has no window size. */
+static int
+cb_window_change(ssh_session s, ssh_channel ch, int w, int h, int pw, int ph,
+                 void *ud)
+{
+    (void)s, (void)ch, (void)w, (void)h, (void)pw, (void)ph, (void)ud;
+    return 0;
+}
+
+static int
+cb_env_request(ssh_session s, ssh_channel ch, const char *name,
+               const char *value, void *ud)
+{
+    (void)s, (void)ch, (void)name, (void)value, (void)ud;
+    return 0;
+}
+
+static int
+cb_write_wontblock(ssh_session s, ssh_channel ch, uint32_t bytes, void *ud)
+{
+    (void)s, (void)ch, (void)bytes;
+    session_flush(ud);
+    return 0;
+}
+
+static int
+cb_shell_request(ssh_session s, ssh_channel ch, void *ud)
+{
+    (void)s;
+    (void)ch;
+    struct session *ss = ud;
+    if (ss->v)
+        return -1; /* one console per connection */
+    ss->con = ss->d->cbs.find_console(ss->d->cb_arg, ss->server);
+    if (!ss->con)
+        return -1;
+    ss->v = console_attach(ss->con, (size_t)ss->replay, &viewer_cbs, ss);
+    ss->last_input_ms = now_mono_ms();
+    if (!ss->ro)
+        take_seat(ss);
+    audit(ss, "console_attach", NULL);
+    log_info("sshd: %s attached to %s from %s (%s)", ss->fp, ss->server,
+             ss->addr, ss->ro ? "watcher" : "writer");
+    notice(ss, "%s as %s; Ctrl-] ? for help", ss->server,
+           ss->ro ? "watcher (read-only)" : "writer");
+    char why[256] = "";
+    if (!ss->ro && ss->d->cbs.writable &&
+        !ss->d->cbs.writable(ss->d->cb_arg, ss->server, why, sizeof(why))) {
+        notice(ss, "read-only: %s", why[0] ? why : "server is changing state");
+        ss->told_ro = true;
+    }
+    session_flush(ss);
+    return 0;
+}
+
+static int
+cb_exec_request(ssh_session s, ssh_channel ch, const char *cmd, void *ud)
+{
+    (void)s, (void)ch, (void)cmd, (void)ud;
+    return -1; /* a console, not a shell */
+}
+
+static ssh_channel
+cb_channel_open(ssh_session s, void *ud)
+{
+    struct session *ss = ud;
+    if (!ss->authed || ss->ch)
+        return NULL;
+    ss->ch = ssh_channel_new(s);
+    if (!ss->ch)
+        return NULL;
+    memset(&ss->ccb, 0, sizeof(ss->ccb));
+    ss->ccb.userdata = ss;
+    ss->ccb.channel_data_function = cb_channel_data;
+    ss->ccb.channel_close_function = cb_channel_close;
+    ss->ccb.channel_pty_request_function = cb_pty_request;
+    ss->ccb.channel_pty_window_change_function = cb_window_change;
+    ss->ccb.channel_env_request_function = cb_env_request;
+    ss->ccb.channel_shell_request_function = cb_shell_request;
+    ss->ccb.channel_exec_request_function = cb_exec_request;
+    ss->ccb.channel_write_wontblock_function = cb_write_wontblock;
+    ssh_callbacks_init(&ss->ccb);
+    ssh_set_channel_callbacks(ss->ch, &ss->ccb);
+    return ss->ch;
+}
+
+/* Called for the probe (state NONE: answer "this key would do") and for
+ * the signed attempt (VALID: grant).  An unknown server and a key that is
+ * not allowed take the same path to SSH_AUTH_DENIED. */
+static int
+cb_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *pubkey,
+               char state, void *ud)
+{
+    (void)s;
+    struct session *ss = ud;
+    if (state != SSH_PUBLICKEY_STATE_NONE && state != SSH_PUBLICKEY_STATE_VALID)
+        return SSH_AUTH_DENIED;
+    char server[64], role[40] = "", fp[128] = "";
+    bool ro;
+    int replay;
+    if (!sshd_parse_user(user, server, sizeof(server), &ro, &replay))
+        return SSH_AUTH_DENIED;
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    if (ssh_get_publickey_hash(pubkey, SSH_PUBLICKEY_HASH_SHA256, &hash,
+                               &hlen) == 0) {
+        char *f =
+            ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+        if (f)
+            strlcpy_s(fp, f, sizeof(fp));
+        ssh_string_free_char(f);
+        ssh_clean_pubkey_hash(&hash);
+    }
+    struct sshd *d = ss->d;
+    bool ok = d->cbs.authorize &&
+              d->cbs.authorize(d->cb_arg, server, pubkey, fp, role) &&
+              d->cbs.find_console && d->cbs.find_console(d->cb_arg, server);
+    if (!ok) {
+        if (state == SSH_PUBLICKEY_STATE_VALID)
+            log_info("sshd: refused %s for %s from %s", fp, user, ss->addr);
+        return SSH_AUTH_DENIED;
+    }
+    if (state == SSH_PUBLICKEY_STATE_VALID) {
+        ss->authed = true;
+        strlcpy_s(ss->user, user, sizeof(ss->user));
+        strlcpy_s(ss->server, server, sizeof(ss->server));
+        strlcpy_s(ss->role, role[0] ? role : "user", sizeof(ss->role));
+        strlcpy_s(ss->fp, fp, sizeof(ss->fp));
+        ss->ro = ro;
+        ss->replay = replay;
+    }
+    return SSH_AUTH_SUCCESS;
+}
+
+/* --- sessions ----------------------------------------------------------- */
+
+static void
+session_free(struct session *ss)
+{
+    struct sshd *d = ss->d;
+    if (ss->v) {
+        audit(ss, "console_detach", NULL);
+        console_detach(ss->v);
+        ss->v = NULL;
+    }
+    if (ss->fd >= 0)
+        loop_del_fd(d->l, ss->fd);
+    if (ss->ev) {
+        ssh_event_remove_session(ss->ev, ss->s);
+        ssh_event_free(ss->ev);
+    }
+    if (ss->ch && ssh_channel_is_open(ss->ch)) {
+        ssh_channel_request_send_exit_status(ss->ch, 0);
+        ssh_channel_send_eof(ss->ch);
+        ssh_channel_close(ss->ch);
+    }
+    ssh_disconnect(ss->s);
+    ssh_free(ss->s);
+    free(ss);
+}
+
+static void
+reap(struct sshd *d)
+{
+    struct session **pp = &d->sessions;
+    while (*pp) {
+        struct session *ss = *pp;
+        if (ss->dead) {
+            *pp = ss->next;
+            d->nsessions--;
+            session_free(ss);
+        } else {
+            pp = &ss->next;
+        }
+    }
+}
+
+static int64_t
+reap_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct sshd *d = arg;
+    d->reap_timer = 0;
+    reap(d);
+    return -1;
+}
+
+static void
+session_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct session *ss = arg;
+    if (ss->dead)
+        return;
+    if (!ss->kex_done) {
+        int r = ssh_handle_key_exchange(ss->s);
+        if (r == SSH_AGAIN) {
+            session_update_events(ss);
+            return;
+        }
+        if (r != SSH_OK) {
+            log_debug("sshd: key exchange with %s: %s", ss->addr,
+                      ssh_get_error(ss->s));
+            session_kill(ss);
+            return;
+        }
+        ss->kex_done = true;
+        ss->ev = ssh_event_new();
+        if (!ss->ev || ssh_event_add_session(ss->ev, ss->s) != SSH_OK) {
+            session_kill(ss);
+            return;
+        }
+    }
+    if (ssh_event_dopoll(ss->ev, 0) == SSH_ERROR ||
+        (ssh_get_status(ss->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
+        session_kill(ss);
+        return;
+    }
+    session_flush(ss);
+}
+
+static void
+bind_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct sshd *d = arg;
+    ssh_session s = ssh_new();
+    if (!s)
+        return;
+    if (ssh_bind_accept(d->bind, s) != SSH_OK) {
+        log_debug("sshd: accept: %s", ssh_get_error(d->bind));
+        ssh_free(s);
+        return;
+    }
+    struct session *ss = xcalloc(1, sizeof(*ss));
+    ss->d = d;
+    ss->s = s;
+    ss->fd = ssh_get_fd(s);
+    ss->started_ms = now_mono_ms();
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof(sa);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(ss->fd, (struct sockaddr *)&sa, &sl) == 0) {
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            port = ntohs(in->sin_port);
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(ss->addr, sizeof(ss->addr), "%s:%d", host, port);
+    strlcpy_s(ss->fp, "-", sizeof(ss->fp));
+    strlcpy_s(ss->role, "-", sizeof(ss->role));
+
+    ss->scb.userdata = ss;
+    ss->scb.auth_pubkey_function = cb_auth_pubkey;
+    ss->scb.channel_open_request_session_function = cb_channel_open;
+    ssh_callbacks_init(&ss->scb);
+    ssh_set_server_callbacks(s, &ss->scb);
+    ssh_set_auth_methods(s, SSH_AUTH_METHOD_PUBLICKEY);
+    ssh_set_blocking(s, 0);
+
+    ss->next = d->sessions;
+    d->sessions = ss;
+    d->nsessions++;
+    if (loop_add_fd(l, ss->fd, EPOLLIN, session_event, ss) < 0) {
+        session_kill(ss);
+        return;
+    }
+    /* Sends our banner and starts the key exchange. */
+    session_event(l, ss->fd, 0, ss);
+}
+
+static int64_t
+sweep_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct sshd *d = arg;
+    int64_t now = now_mono_ms();
+    for (struct session *ss = d->sessions; ss; ss = ss->next) {
+        if (ss->dead)
+            continue;
+        if (!ss->v && now - ss->started_ms > LOGIN_GRACE_MS) {
+            session_kill(ss);
+            continue;
+        }
+        if (ss->v && d->writer_idle_s > 0 && console_writer(ss->con) == ss->v &&
+            now - ss->last_input_ms > (int64_t)d->writer_idle_s * 1000) {
+            console_take_writer(ss->con, NULL);
+            audit(ss, "console_idle", NULL);
+            notice(ss,
+                   "writer seat released after %d s without input; "
+                   "Ctrl-] w takes it",
+                   d->writer_idle_s);
+        }
+    }
+    return SWEEP_MS;
+}
+
+/* --- public ------------------------------------------------------------- */
+
+static int
+load_host_key(const char *path, char *err, size_t errlen)
+{
+    if (access(path, R_OK) == 0)
+        return 0;
+    ssh_key key = NULL;
+    char *b64 = NULL;
+    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK ||
+        ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &b64) != SSH_OK) {
+        snprintf(err, errlen, "cannot make an ed25519 host key");
+        ssh_key_free(key);
+        return -EIO;
+    }
+    int r = write_file_atomic(path, b64, strlen(b64), 0600);
+    ssh_string_free_char(b64);
+    ssh_key_free(key);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    log_info("sshd: made host key %s", path);
+    return 0;
+}
+
+struct sshd *
+sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
+         size_t errlen)
+{
+    const char *colon = cfg->listen ? strrchr(cfg->listen, ':') : NULL;
+    if (!colon || colon == cfg->listen) {
+        snprintf(err, errlen, "%s: expected HOST:PORT",
+                 cfg->listen ? cfg->listen : "");
+        return NULL;
+    }
+    char host[128];
+    size_t hl = (size_t)(colon - cfg->listen);
+    if (cfg->listen[0] == '[' && hl >= 2 && cfg->listen[hl - 1] == ']')
+        snprintf(host, sizeof(host), "%.*s", (int)hl - 2, cfg->listen + 1);
+    else
+        snprintf(host, sizeof(host), "%.*s", (int)hl, cfg->listen);
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        snprintf(err, errlen, "%s: bad port", cfg->listen);
+        return NULL;
+    }
+    if (load_host_key(cfg->host_key_path, err, errlen) < 0)
+        return NULL;
+
+    struct sshd *d = xcalloc(1, sizeof(*d));
+    d->l = l;
+    if (cfg->cbs)
+        d->cbs = *cfg->cbs;
+    d->cb_arg = cfg->cb_arg;
+    d->writer_idle_s = cfg->writer_idle_s;
+    d->bind_fd = -1;
+    d->bind = ssh_bind_new();
+    if (!d->bind) {
+        snprintf(err, errlen, "ssh_bind_new failed");
+        goto out_free;
+    }
+    bool no = false;
+    int iport = (int)port;
+    if (ssh_bind_options_set(d->bind, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no) <
+            0 ||
+        ssh_bind_options_set(d->bind, SSH_BIND_OPTIONS_BINDADDR, host) < 0 ||
+        ssh_bind_options_set(d->bind, SSH_BIND_OPTIONS_BINDPORT, &iport) < 0 ||
+        ssh_bind_options_set(d->bind, SSH_BIND_OPTIONS_HOSTKEY,
+                             cfg->host_key_path) < 0) {
+        snprintf(err, errlen, "sshd options: %s", ssh_get_error(d->bind));
+        goto out_bind;
+    }
+    if (ssh_bind_listen(d->bind) < 0) {
+        snprintf(err, errlen, "%s: %s", cfg->listen, ssh_get_error(d->bind));
+        goto out_bind;
+    }
+    d->bind_fd = ssh_bind_get_fd(d->bind);
+    fcntl(d->bind_fd, F_SETFL, fcntl(d->bind_fd, F_GETFL) | O_NONBLOCK);
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof(sa);
+    if (getsockname(d->bind_fd, (struct sockaddr *)&sa, &sl) == 0)
+        d->port = ntohs(sa.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                            : ((struct sockaddr_in *)&sa)->sin_port);
+    int r = loop_add_fd(l, d->bind_fd, EPOLLIN, bind_event, d);
+    if (r < 0) {
+        snprintf(err, errlen, "loop: %s", strerror(-r));
+        goto out_bind;
+    }
+    d->sweep_timer = loop_add_timer(l, SWEEP_MS, sweep_cb, d);
+    log_info("sshd: Serial over SSH on %s (port %d)", cfg->listen, d->port);
+    return d;
+
+out_bind:
+    ssh_bind_free(d->bind);
+out_free:
+    free(d);
+    return NULL;
+}
+
+void
+sshd_free(struct sshd *d)
+{
+    if (!d)
+        return;
+    for (struct session *ss = d->sessions; ss; ss = ss->next)
+        ss->dead = true;
+    reap(d);
+    loop_del_timer(d->l, d->sweep_timer);
+    loop_del_timer(d->l, d->reap_timer);
+    if (d->bind_fd >= 0)
+        loop_del_fd(d->l, d->bind_fd);
+    ssh_bind_free(d->bind);
+    free(d);
+}
+
+int
+sshd_port(const struct sshd *d)
+{
+    return d->port;
+}
+
+size_t
+sshd_session_count(const struct sshd *d)
+{
+    return d->nsessions;
+}
+
+void
+sshd_writable_changed(struct sshd *d, const char *server)
+{
+    for (struct session *ss = d->sessions; ss; ss = ss->next) {
+        if (ss->dead || !ss->v || !ss->told_ro ||
+            strcmp(ss->server, server) != 0)
+            continue;
+        char why[256] = "";
+        if (d->cbs.writable &&
+            !d->cbs.writable(d->cb_arg, ss->server, why, sizeof(why)))
+            continue;
+        ss->told_ro = false;
+        notice(ss, "console writable again");
+    }
+}

@@ -1,0 +1,847 @@
+/* The HTTP API in-process: a real config, store and fleet, the API on
+ * 127.0.0.1:0, and libcurl's multi interface as the client, both driven
+ * from this thread (loop_run_once and curl_multi_perform in turn). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "api.h"
+#include "config.h"
+#include "fleet.h"
+#include "loop.h"
+#include "store.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Calls are written (struct call){method, path, token, ...}: the fields
+ * left out are NULL/false on purpose. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+extern int api_sse_keepalive_ms;
+
+#define ADMIN "admin-secret"
+#define ACME "acme-secret"
+#define OTHER "other-secret"
+#define KEY                                                                    \
+    "ssh-ed25519 "                                                             \
+    "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
+    "test@api"
+#define RESCUE_BODY                                                            \
+    "{\"type\":\"rescue\",\"ttl\":\"15m\",\"ssh_keys\":[\"" KEY "\"]}"
+
+struct env {
+    char dir[64];
+    struct loop *loop;
+    struct store *st;
+    struct fleet *fleet;
+    struct api *api;
+    CURLM *multi;
+};
+
+static struct env *E;
+
+struct resp {
+    long status;
+    struct buf body;
+    struct buf headers;
+    json_t *json;
+};
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int
+setup(void **state)
+{
+    struct env *e = xcalloc(1, sizeof(*e));
+    strcpy(e->dir, "/tmp/test_api.XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    char *ini = xasprintf("%s/rescued.ini", e->dir);
+    char *text = xasprintf("[rescued]\n"
+                           "listen = 127.0.0.1:8080\n"
+                           "boot_url = http://127.0.0.1:8080\n"
+                           "data_dir = %s/data\n"
+                           "admin_token = " ADMIN "\n"
+                           "log_level = error\n"
+                           "max_body = 1K\n"
+                           "[image]\n"
+                           "kernel = %s/vmlinuz\n"
+                           "initrd = %s/initrd\n"
+                           "[project:acme]\n"
+                           "token = " ACME "\n"
+                           "[project:other]\n"
+                           "token = " OTHER "\n"
+                           "[server:srv1]\n"
+                           "mac = 52:54:00:00:00:01\n"
+                           "project = acme\n"
+                           "power = manual:\n"
+                           "[server:srv2]\n"
+                           "mac = 52:54:00:00:00:02\n"
+                           "project = other\n"
+                           "power = manual:\n",
+                           e->dir, e->dir, e->dir);
+    assert_int_equal(write_file_atomic(ini, text, strlen(text), 0600), 0);
+    free(text);
+    /* The rescue pre-flight wants the image files to exist. */
+    const char *files[] = {"vmlinuz", "initrd"};
+    for (size_t i = 0; i < 2; i++) {
+        char *f = xasprintf("%s/%s", e->dir, files[i]);
+        assert_int_equal(write_file_atomic(f, "x", 1, 0644), 0);
+        free(f);
+    }
+    char err[512] = "";
+    struct config *cfg = config_load(ini, err, sizeof(err));
+    free(ini);
+    if (!cfg)
+        fail_msg("config: %s", err);
+    e->loop = loop_new();
+    e->st = store_open(cfg->data_dir, err, sizeof(err));
+    if (!e->st)
+        fail_msg("store: %s", err);
+    e->fleet = fleet_new(e->loop, cfg, e->st, err, sizeof(err));
+    if (!e->fleet)
+        fail_msg("fleet: %s", err);
+    e->api = api_new(e->loop, e->fleet, "127.0.0.1:0", err, sizeof(err));
+    if (!e->api)
+        fail_msg("api: %s", err);
+    assert_true(api_port(e->api) > 0);
+    e->multi = curl_multi_init();
+    E = e;
+    *state = e;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct env *e = *state;
+    curl_multi_cleanup(e->multi);
+    api_free(e->api);
+    fleet_free(e->fleet);
+    store_close(e->st);
+    loop_free(e->loop);
+    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(e);
+    E = NULL;
+    return 0;
+}
+
+/* One turn of both sides. */
+static void
+pump(void)
+{
+    int running;
+    loop_run_once(E->loop, 2);
+    curl_multi_perform(E->multi, &running);
+    curl_multi_poll(E->multi, NULL, 0, 2, NULL);
+    curl_multi_perform(E->multi, &running);
+}
+
+static size_t
+on_data(char *p, size_t size, size_t n, void *arg)
+{
+    buf_append(arg, p, size * n);
+    return size * n;
+}
+
+struct upload {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t
+on_read(char *p, size_t size, size_t n, void *arg)
+{
+    struct upload *u = arg;
+    size_t k = u->len - u->off;
+    if (k > size * n)
+        k = size * n;
+    memcpy(p, u->data + u->off, k);
+    u->off += k;
+    return k;
+}
+
+struct call {
+    const char *method;
+    const char *path;
+    const char *token;
+    const char *ctype; /* NULL: application/json for a body */
+    const char *body;
+    bool chunked;       /* send the body chunked, without Content-Length */
+    const char *header; /* one extra request header */
+};
+
+static CURL *
+easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
+         struct upload *up)
+{
+    CURL *h = curl_easy_init();
+    char *url = xasprintf("http://127.0.0.1:%d%s", api_port(E->api), c->path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    free(url);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->headers);
+    *hdrs = NULL;
+    if (c->token) {
+        char *a = xasprintf("Authorization: Bearer %s", c->token);
+        *hdrs = curl_slist_append(*hdrs, a);
+        free(a);
+    }
+    if (c->header)
+        *hdrs = curl_slist_append(*hdrs, c->header);
+    if (c->body) {
+        char *ct = xasprintf("Content-Type: %s",
+                             c->ctype ? c->ctype : "application/json");
+        *hdrs = curl_slist_append(*hdrs, ct);
+        free(ct);
+        if (c->chunked) {
+            up->data = c->body;
+            up->len = strlen(c->body);
+            up->off = 0;
+            curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(h, CURLOPT_READDATA, up);
+            *hdrs = curl_slist_append(*hdrs, "Transfer-Encoding: chunked");
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
+        }
+        *hdrs = curl_slist_append(*hdrs, "Expect:");
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
+    return h;
+}
+
+/* Run one request to the end; fills r (json when the body parses). */
+static void
+http(const struct call *c, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *h = easy_new(c, r, &hdrs, &up);
+    curl_multi_add_handle(E->multi, h);
+    bool done = false;
+    int64_t deadline = now_mono_ms() + 5000;
+    while (!done && now_mono_ms() < deadline) {
+        pump();
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(E->multi, &left)))
+            if (m->msg == CURLMSG_DONE && m->easy_handle == h) {
+                if (m->data.result != CURLE_OK)
+                    fail_msg("%s %.80s: %s", c->method, c->path,
+                             curl_easy_strerror(m->data.result));
+                done = true;
+            }
+    }
+    if (!done)
+        fail_msg("%s %.80s: no answer in 5 s", c->method, c->path);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_multi_remove_handle(E->multi, h);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    if (r->body.data)
+        r->json = json_loads(r->body.data, 0, NULL);
+}
+
+static void
+resp_clear(struct resp *r)
+{
+    buf_free(&r->body);
+    buf_free(&r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* A JSON error with this status and code. */
+static void
+expect_error(const struct call *c, long status, const char *code)
+{
+    struct resp r;
+    http(c, &r);
+    if (r.status != status || !r.json || !jstr(r.json, "code") ||
+        strcmp(jstr(r.json, "code"), code) != 0 || !jstr(r.json, "error"))
+        fail_msg("%s %.80s: expected %ld %s, got %ld %.300s", c->method,
+                 c->path, status, code, r.status,
+                 r.body.data ? r.body.data : "(no body)");
+    resp_clear(&r);
+}
+
+static int
+count_event(void *arg, const struct store_event *ev)
+{
+    int64_t *v = arg;
+    v[0]++;
+    v[1] = ev->id;
+    return 0;
+}
+
+/* Number of events and the last id, over every server. */
+static void
+store_snapshot(int64_t out[2])
+{
+    out[0] = out[1] = 0;
+    assert_int_equal(store_list_events(E->st, NULL, 0, 0, count_event, out), 0);
+}
+
+static void
+test_healthz_and_metrics(void **state)
+{
+    (void)state;
+    struct resp r;
+    http(&(struct call){"GET", "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "ok");
+    assert_non_null(strstr(r.headers.data, "application/json"));
+    resp_clear(&r);
+
+    http(&(struct call){"GET", "/metrics"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "text/plain"));
+    /* fleet's own, then ours: the healthz above was counted. */
+    assert_non_null(strstr(r.body.data, "rescued_servers{state=\"active\"} 2"));
+    assert_non_null(
+        strstr(r.body.data,
+               "rescued_http_requests_total{method=\"GET\",code=\"200\"} 1\n"));
+    assert_non_null(strstr(
+        r.body.data,
+        "rescued_http_request_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+    assert_non_null(
+        strstr(r.body.data, "rescued_http_request_duration_seconds_count 1\n"));
+    assert_non_null(
+        strstr(r.body.data, "rescued_http_request_duration_seconds_sum "));
+    resp_clear(&r);
+
+    expect_error(&(struct call){"POST", "/healthz", NULL, NULL, "{}"}, 405,
+                 "method_not_allowed");
+    http(&(struct call){"DELETE", "/metrics"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.headers.data, "Allow: GET, HEAD"));
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/nope"}, 404, "not_found");
+}
+
+static void
+test_token_matrix(void **state)
+{
+    (void)state;
+    struct resp r;
+    /* No token, a wrong one, a wrong scheme: 401 with the challenge. */
+    const char *bad[] = {NULL, "wrong", ADMIN "x", "admin-secre"};
+    for (size_t i = 0; i < 4; i++) {
+        http(&(struct call){"GET", "/v1/servers", bad[i]}, &r);
+        assert_int_equal(r.status, 401);
+        assert_string_equal(jstr(r.json, "code"), "unauthorized");
+        assert_non_null(strstr(r.headers.data, "WWW-Authenticate: Bearer"));
+        resp_clear(&r);
+    }
+    expect_error(&(struct call){"GET", "/v1/servers", NULL, NULL, NULL, false,
+                                "Authorization: Basic YWRtaW46eA=="},
+                 401, "unauthorized");
+    expect_error(&(struct call){"GET", "/v1/servers/srv1"}, 401,
+                 "unauthorized");
+
+    /* Admin sees both. */
+    http(&(struct call){"GET", "/v1/servers", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *list = json_object_get(r.json, "servers");
+    assert_int_equal(json_array_size(list), 2);
+    resp_clear(&r);
+
+    /* A project sees its own only. */
+    http(&(struct call){"GET", "/v1/servers", ACME}, &r);
+    assert_int_equal(r.status, 200);
+    list = json_object_get(r.json, "servers");
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(jstr(json_array_get(list, 0), "id"), "srv1");
+    resp_clear(&r);
+
+    http(&(struct call){"GET", "/v1/servers/srv1", ACME}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "id"), "srv1");
+    assert_string_equal(jstr(r.json, "state"), "active");
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv2", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+
+    /* Another project's server is a server that does not exist: the same
+     * status and the same body, byte for byte. */
+    struct resp other, none;
+    http(&(struct call){"GET", "/v1/servers/srv2", ACME}, &other);
+    http(&(struct call){"GET", "/v1/servers/srv2", "nobody"}, &r);
+    assert_int_equal(r.status, 401);
+    resp_clear(&r);
+    assert_int_equal(other.status, 404);
+    assert_string_equal(jstr(other.json, "code"), "not_found");
+    /* srv3 does not exist; compare with the same id length's words. */
+    http(&(struct call){"GET", "/v1/servers/srv3", ACME}, &none);
+    assert_int_equal(none.status, 404);
+    char *want = xasprintf("{\"error\":\"no such server: srv2\","
+                           "\"code\":\"not_found\"}\n");
+    assert_string_equal(other.body.data, want);
+    free(want);
+    assert_string_equal(none.body.data, "{\"error\":\"no such server: srv3\","
+                                        "\"code\":\"not_found\"}\n");
+    resp_clear(&other);
+    resp_clear(&none);
+    /* And the same for its events and actions. */
+    expect_error(&(struct call){"GET", "/v1/servers/srv2/events", OTHER "x"},
+                 401, "unauthorized");
+    expect_error(&(struct call){"GET", "/v1/servers/srv2/events", ACME}, 404,
+                 "not_found");
+    expect_error(&(struct call){"POST", "/v1/servers/srv2/actions", ACME, NULL,
+                                "{\"type\":\"reboot\"}"},
+                 404, "not_found");
+}
+
+static void
+test_bad_input(void **state)
+{
+    (void)state;
+    int64_t before[2], after[2];
+    store_snapshot(before);
+    const char *act = "/v1/servers/srv1/actions";
+    struct {
+        const char *body;
+        const char *words;
+    } bad[] = {
+        {"{\"type\":", "malformed JSON"},
+        {"{\"type\": \"reboot\",}", "line 1"},
+        {"", "malformed JSON"},
+        {"[1,2]", "must be a JSON object"},
+        {"{}", "missing field: type"},
+        {"{\"type\": 7}", "type must be a string"},
+        {"{\"type\": \"explode\"}", "unknown action type: explode"},
+        {"{\"type\": \"reboot\", \"force\": true}", "unknown field: force"},
+        {"{\"type\": \"reboot\", \"ttl\": 60}", "only for a rescue"},
+        {"{\"type\": \"rescue\", \"ttl\": -5}", "greater than 0"},
+        {"{\"type\": \"rescue\", \"ttl\": 0}", "greater than 0"},
+        {"{\"type\": \"rescue\", \"ttl\": 1.5}", "ttl must be"},
+        {"{\"type\": \"rescue\", \"ttl\": \"soon\"}", "not a duration"},
+        {"{\"type\": \"rescue\", \"ssh_keys\": \"ssh-ed25519 AAAA\"}",
+         "ssh_keys must be an array"},
+        {"{\"type\": \"rescue\", \"ssh_keys\": [1]}", "ssh_keys[0] must be"},
+        {"{\"type\": \"reboot\", \"type\": \"reboot\"}", "duplicate"},
+        /* fleet's own refusal of a key that is no key: -EINVAL */
+        {"{\"type\": \"rescue\", \"ssh_keys\": [\"not a key\"]}",
+         "ssh_keys[0]"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct resp r;
+        http(&(struct call){"POST", act, ADMIN, NULL, bad[i].body}, &r);
+        if (r.status != 400 || !jstr(r.json, "error") ||
+            !strstr(jstr(r.json, "error"), bad[i].words))
+            fail_msg("body %s: got %ld %s", bad[i].body, r.status, r.body.data);
+        assert_string_equal(jstr(r.json, "code"), "bad_request");
+        resp_clear(&r);
+    }
+    /* Malformed JSON names line and column. */
+    struct resp r;
+    http(&(struct call){"POST", act, ADMIN, NULL, "{\n  \"type\": x\n}"}, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(jstr(r.json, "error"), "line 2, column"));
+    resp_clear(&r);
+
+    /* Not JSON at all: 415. */
+    expect_error(
+        &(struct call){"POST", act, ADMIN, "text/plain", "type=reboot"}, 415,
+        "unsupported_media_type");
+    expect_error(&(struct call){"POST", act, ADMIN,
+                                "application/x-www-form-urlencoded",
+                                "type=reboot"},
+                 415, "unsupported_media_type");
+
+    /* Over max_body (1K): with Content-Length, and chunked without it. */
+    char *big = xmalloc(4097);
+    memset(big, ' ', 4096);
+    big[0] = '{';
+    memcpy(big + 4090, "}     ", 6);
+    big[4096] = '\0';
+    expect_error(&(struct call){"POST", act, ADMIN, NULL, big}, 413,
+                 "payload_too_large");
+    expect_error(&(struct call){"POST", act, ADMIN, NULL, big, true}, 413,
+                 "payload_too_large");
+    /* A chunked body under the limit is fine (and still wrong here). */
+    expect_error(
+        &(struct call){"POST", act, ADMIN, NULL, "{\"type\": \"nope\"}", true},
+        400, "bad_request");
+    free(big);
+
+    /* Ids that are not ids: 404 JSON, whatever they decode to. */
+    const char *paths[] = {
+        "/v1/servers/../servers/srv1",
+        "/v1/servers/srv1/../../healthz",
+        "/v1/servers/..",
+        "/v1/servers/%2e%2e",
+        "/v1/servers/%2e%2e/actions",
+        "/v1/servers/%2E%2E%2Fsrv1",
+        "/v1/servers/srv1%00",
+        "/v1/servers/srv1%00/events",
+        "/v1/servers/srv1%2",
+        "/v1/servers/srv1%zz",
+        "/v1/servers/",
+        "/v1/servers//events",
+        "/v1/servers/srv1/",
+        "/v1/servers/a.b",
+        "/v1/servers/"
+        "0123456789012345678901234567890123456789012345678901234567890123",
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        expect_error(&(struct call){"GET", paths[i], ADMIN}, 404, "not_found");
+        expect_error(&(struct call){"POST", paths[i], ADMIN, NULL,
+                                    "{\"type\":\"reboot\"}"},
+                     404, "not_found");
+    }
+    /* 63 characters is still an id (of no server). */
+    expect_error(&(struct call){"GET",
+                                "/v1/servers/"
+                                "01234567890123456789012345678901234567890123"
+                                "4567890123456789",
+                                ADMIN},
+                 404, "not_found");
+    /* An escaped id character is that character. */
+    http(&(struct call){"GET", "/v1/servers/srv%31", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+
+    /* 4 KB of junk. */
+    static const char junk_chars[] = "abc$;:@!~*'()+,=.%zZ9_-/..%00%2e";
+    char *path = xmalloc(4200);
+    strcpy(path, "/v1/servers/");
+    size_t n = strlen(path);
+    srand(7);
+    while (n < 4096 + 12)
+        path[n++] = junk_chars[rand() % (sizeof(junk_chars) - 1)];
+    path[n] = '\0';
+    expect_error(&(struct call){"GET", path, ADMIN}, 404, "not_found");
+    expect_error(&(struct call){"POST", path, ADMIN, NULL, "{}"}, 404,
+                 "not_found");
+    free(path);
+
+    /* Bad query arguments. */
+    expect_error(
+        &(struct call){"GET", "/v1/servers/srv1/events?after=x", ADMIN}, 400,
+        "bad_request");
+    expect_error(
+        &(struct call){"GET", "/v1/servers/srv1/events?limit=0", ADMIN}, 400,
+        "bad_request");
+    expect_error(
+        &(struct call){"GET", "/v1/servers/srv1/events?limit=-1", ADMIN}, 400,
+        "bad_request");
+
+    /* Nothing reached the store, and the daemon still answers. */
+    store_snapshot(after);
+    assert_int_equal(after[0], before[0]);
+    assert_int_equal(after[1], before[1]);
+    http(&(struct call){"GET", "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1", ADMIN}, &r);
+    assert_string_equal(jstr(r.json, "state"), "active");
+    resp_clear(&r);
+}
+
+static void
+test_actions_and_events(void **state)
+{
+    (void)state;
+    struct resp r;
+    const char *act = "/v1/servers/srv1/actions";
+    /* No key anywhere: fleet's pre-flight refuses with 409 and its words. */
+    http(&(struct call){"POST", act, ACME, NULL, "{\"type\":\"rescue\"}"}, &r);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(jstr(r.json, "code"), "conflict");
+    assert_non_null(strstr(jstr(r.json, "error"), "no SSH key"));
+    resp_clear(&r);
+
+    /* Accepted: 202 with the server's JSON after the action. */
+    http(&(struct call){"POST", act, ACME, "application/json; charset=utf-8",
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(jstr(r.json, "id"), "srv1");
+    assert_string_equal(jstr(r.json, "state"), "active"); /* a reset only */
+    resp_clear(&r);
+
+    /* The history: an audit line by project:acme. */
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ACME}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *evs = json_object_get(r.json, "events");
+    assert_true(json_array_size(evs) >= 1);
+    json_t *audit = json_array_get(evs, 0);
+    assert_string_equal(jstr(audit, "kind"), "audit");
+    assert_string_equal(jstr(audit, "actor"), "project:acme");
+    assert_string_equal(jstr(audit, "server"), "srv1");
+    assert_true(json_is_null(json_object_get(audit, "from")));
+    /* "2026-11-23T19:00:00.123Z" */
+    const char *at = jstr(audit, "at");
+    assert_int_equal(strlen(at), 24);
+    assert_int_equal(at[19], '.');
+    assert_int_equal(at[23], 'Z');
+    json_int_t first = json_integer_value(json_object_get(audit, "id"));
+    size_t total = json_array_size(evs);
+    resp_clear(&r);
+
+    /* limit and after page through it. */
+    http(&(struct call){"GET", "/v1/servers/srv1/events?limit=1", ADMIN}, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 1);
+    resp_clear(&r);
+    char *p = xasprintf("/v1/servers/srv1/events?after=%lld", (long long)first);
+    http(&(struct call){"GET", p, ADMIN}, &r);
+    free(p);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")),
+                     total - 1);
+    resp_clear(&r);
+    /* srv2's history has none of srv1's. */
+    http(&(struct call){"GET", "/v1/servers/srv2/events", OTHER}, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 0);
+    resp_clear(&r);
+
+    /* A rescue with a key, a ttl as a duration string: accepted, and the
+     * server is on its way; a second rescue does not fit any more: 409. */
+    http(&(struct call){"POST", act, ACME, NULL, RESCUE_BODY}, &r);
+    assert_int_equal(r.status, 202);
+    assert_string_not_equal(jstr(r.json, "state"), "active");
+    resp_clear(&r);
+    http(&(struct call){"POST", act, ADMIN, NULL, RESCUE_BODY}, &r);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(jstr(r.json, "code"), "conflict");
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1/events?after=0", ADMIN}, &r);
+    assert_non_null(strstr(r.body.data, "\"to\":\"rescue_requested\""));
+    resp_clear(&r);
+
+    /* Every one of them was counted. */
+    http(&(struct call){"GET", "/metrics"}, &r);
+    assert_non_null(strstr(
+        r.body.data,
+        "rescued_http_requests_total{method=\"POST\",code=\"202\"} 2\n"));
+    assert_non_null(strstr(
+        r.body.data,
+        "rescued_http_requests_total{method=\"POST\",code=\"409\"} 2\n"));
+    resp_clear(&r);
+}
+
+static double
+cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static bool
+metrics_has(const char *s)
+{
+    struct resp r;
+    http(&(struct call){"GET", "/metrics"}, &r);
+    bool yes = r.body.data && strstr(r.body.data, s);
+    resp_clear(&r);
+    return yes;
+}
+
+static void
+test_event_stream(void **state)
+{
+    (void)state;
+    api_sse_keepalive_ms = 300;
+    /* History: srv2's rescue (not ours to see), srv1's reboot request. */
+    struct resp r;
+    http(&(struct call){"POST", "/v1/servers/srv2/actions", OTHER, NULL,
+                        RESCUE_BODY},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+
+    struct resp sse;
+    memset(&sse, 0, sizeof(sse));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *h =
+        easy_new(&(struct call){"GET", "/v1/servers/srv1/events", ACME, NULL,
+                                NULL, false, "Accept: text/event-stream"},
+                 &sse, &hdrs, &up);
+    curl_multi_add_handle(E->multi, h);
+    int64_t deadline = now_mono_ms() + 3000;
+    while (!(sse.body.data && strstr(sse.body.data, "event: audit\n")) &&
+           now_mono_ms() < deadline)
+        pump();
+    assert_non_null(sse.body.data);
+    assert_non_null(strstr(sse.headers.data, "text/event-stream"));
+    assert_non_null(strstr(sse.body.data, "event: audit\ndata: {"));
+    assert_non_null(strstr(sse.body.data, "reboot requested"));
+    assert_null(strstr(sse.body.data, "srv2"));
+    assert_true(metrics_has("rescued_http_event_streams 1\n"));
+
+    /* Idle: parked, not spinning.  Only the loop runs for 1.5 s. */
+    double c0 = cpu_s();
+    int iters = 0;
+    int64_t end = now_mono_ms() + 1500;
+    while (now_mono_ms() < end) {
+        loop_run_once(E->loop, 1000);
+        iters++;
+    }
+    double used = cpu_s() - c0;
+    if (used > 0.3 || iters > 200)
+        fail_msg("idle stream: %.3f s CPU, %d loop turns in 1.5 s", used,
+                 iters);
+
+    /* The keepalive arrived meanwhile. */
+    deadline = now_mono_ms() + 2000;
+    while (!strstr(sse.body.data, ": keepalive\n\n") &&
+           now_mono_ms() < deadline)
+        pump();
+    assert_non_null(strstr(sse.body.data, ": keepalive\n\n"));
+
+    /* A transition arrives live, in SSE framing. */
+    size_t mark = sse.body.len;
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
+                        RESCUE_BODY},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    deadline = now_mono_ms() + 3000;
+    while (!strstr(sse.body.data + mark, "\"to\":\"rescue_requested\"") &&
+           now_mono_ms() < deadline)
+        pump();
+    const char *live = strstr(sse.body.data + mark, "event: transition\n");
+    assert_non_null(live);
+    assert_non_null(
+        strstr(sse.body.data + mark, "\"to\":\"rescue_requested\""));
+    /* "id: N\nevent: transition\ndata: {...}\n\n" */
+    assert_true(live - sse.body.data >= 4);
+    assert_null(strstr(sse.body.data, "srv2"));
+
+    /* The client goes away: the next keepalive finds out, and the stream
+     * is unsubscribed and freed. */
+    curl_multi_remove_handle(E->multi, h);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    deadline = now_mono_ms() + 3000;
+    bool gone = false;
+    while (!gone && now_mono_ms() < deadline) {
+        for (int i = 0; i < 50; i++)
+            loop_run_once(E->loop, 10);
+        gone = metrics_has("rescued_http_event_streams 0\n");
+    }
+    assert_true(gone);
+    resp_clear(&sse);
+}
+
+/* A client that hangs up on a parked stream is noticed at once, not at the
+ * next keepalive: unsubscribed and freed. */
+static void
+test_stream_client_hangup(void **state)
+{
+    (void)state;
+    api_sse_keepalive_ms = 15000;
+    struct resp sse;
+    memset(&sse, 0, sizeof(sse));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *h =
+        easy_new(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN, NULL,
+                                NULL, false, "Accept: text/event-stream"},
+                 &sse, &hdrs, &up);
+    curl_multi_add_handle(E->multi, h);
+    int64_t deadline = now_mono_ms() + 3000;
+    while (!sse.body.data && now_mono_ms() < deadline)
+        pump();
+    assert_non_null(sse.body.data);
+    for (int i = 0; i < 20; i++)
+        loop_run_once(E->loop, 5);
+    assert_true(metrics_has("rescued_http_event_streams 1\n"));
+    curl_multi_remove_handle(E->multi, h);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    deadline = now_mono_ms() + 2000;
+    bool gone = false;
+    while (!gone && now_mono_ms() < deadline) {
+        for (int i = 0; i < 10; i++)
+            loop_run_once(E->loop, 10);
+        gone = metrics_has("rescued_http_event_streams 0\n");
+    }
+    assert_true(gone);
+    resp_clear(&sse);
+}
+
+/* A stream left open is ended cleanly by api_free (teardown). */
+static void
+test_stream_open_at_shutdown(void **state)
+{
+    (void)state;
+    struct resp sse;
+    memset(&sse, 0, sizeof(sse));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *h =
+        easy_new(&(struct call){"GET", "/v1/servers/srv1/events?after=0", ADMIN,
+                                NULL, NULL, false, "Accept: text/event-stream"},
+                 &sse, &hdrs, &up);
+    curl_multi_add_handle(E->multi, h);
+    int64_t deadline = now_mono_ms() + 3000;
+    while (!sse.body.data && now_mono_ms() < deadline)
+        pump();
+    assert_non_null(sse.body.data);
+    api_free(E->api);
+    E->api = NULL;
+    curl_multi_remove_handle(E->multi, h);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    resp_clear(&sse);
+}
+
+int
+main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_token_matrix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_event_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_client_hangup, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_open_at_shutdown, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

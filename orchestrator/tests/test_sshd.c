@@ -1,0 +1,599 @@
+/* test_sshd: loop + console + sshd in this process on 127.0.0.1:0, and the
+ * real OpenSSH client forked as a child while the test pumps the loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "console.h"
+#include "loop.h"
+#include "sshd.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 8
+
+struct client {
+    pid_t pid;
+    int out; /* ssh's stdout, read here */
+    int in;  /* ssh's stdin, or -1 (/dev/null) */
+    struct buf got;
+    char errpath[128];
+    int status;
+    bool exited;
+};
+
+struct fx {
+    char dir[64], sock[128], key_ok[128], key_bad[128], hostkey[128];
+    char logdir[128];
+    int lfd, sfd;
+    struct buf src_got; /* what the source received */
+    struct loop *l;
+    struct console *c;
+    struct sshd *d;
+    ssh_key allowed;
+    bool writable;
+    struct buf audit;
+    int power_calls;
+    enum sshd_power_op power_op;
+    char power_key[8];
+    struct client clients[MAX_CLIENTS];
+    int nclients;
+};
+
+/* --- the daemon's side, as test callbacks -------------------------------- */
+
+static bool
+t_authorize(void *arg, const char *server, ssh_key pubkey,
+            const char *fingerprint, char *role_out)
+{
+    struct fx *f = arg;
+    assert_non_null(strstr(fingerprint, "SHA256:"));
+    if (strcmp(server, "srv1") != 0)
+        return false;
+    if (ssh_key_cmp(pubkey, f->allowed, SSH_KEY_CMP_PUBLIC) != 0)
+        return false;
+    strcpy(role_out, "project:acme");
+    return true;
+}
+
+static struct console *
+t_find_console(void *arg, const char *server)
+{
+    struct fx *f = arg;
+    return strcmp(server, "srv1") == 0 ? f->c : NULL;
+}
+
+static bool
+t_writable(void *arg, const char *server, char *why, size_t len)
+{
+    (void)server;
+    struct fx *f = arg;
+    if (!f->writable)
+        snprintf(why, len, "srv1 is rebooting");
+    return f->writable;
+}
+
+static void
+t_audit(void *arg, const char *server, const char *action, const char *detail)
+{
+    struct fx *f = arg;
+    buf_printf(&f->audit, "%s %s %s\n", server, action, detail);
+}
+
+static int
+t_power(void *arg, const char *server, enum sshd_power_op op, const char *key)
+{
+    (void)server;
+    struct fx *f = arg;
+    f->power_calls++;
+    f->power_op = op;
+    snprintf(f->power_key, sizeof(f->power_key), "%s", key ? key : "");
+    return 0;
+}
+
+static const struct sshd_cbs test_cbs = {
+    .authorize = t_authorize,
+    .find_console = t_find_console,
+    .writable = t_writable,
+    .audit = t_audit,
+    .power = t_power,
+};
+
+/* --- plumbing ------------------------------------------------------------ */
+
+static void
+run(const char *cmd)
+{
+    assert_int_equal(system(cmd), 0);
+}
+
+static void
+pump_source(struct fx *f)
+{
+    if (f->sfd < 0) {
+        f->sfd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (f->sfd < 0)
+            return;
+    }
+    char b[4096];
+    ssize_t n;
+    while ((n = read(f->sfd, b, sizeof(b))) > 0)
+        buf_append(&f->src_got, b, (size_t)n);
+}
+
+static void
+pump_clients(struct fx *f)
+{
+    for (int i = 0; i < f->nclients; i++) {
+        struct client *c = &f->clients[i];
+        char b[8192];
+        ssize_t n;
+        while (c->out >= 0 && (n = read(c->out, b, sizeof(b))) > 0)
+            buf_append(&c->got, b, (size_t)n);
+        if (!c->exited && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+            c->exited = true;
+    }
+}
+
+static void
+pump(struct fx *f, int ms)
+{
+    int64_t end = now_mono_ms() + ms;
+    do {
+        loop_run_once(f->l, 5);
+        pump_source(f);
+        pump_clients(f);
+    } while (now_mono_ms() < end);
+}
+
+/* Pump until needle shows in *b, or 10 s. */
+static bool
+pump_for(struct fx *f, struct buf *b, const char *needle)
+{
+    int64_t end = now_mono_ms() + 10000;
+    while (now_mono_ms() < end) {
+        if (b->data && strstr(b->data, needle))
+            return true;
+        pump(f, 10);
+    }
+    fprintf(stderr, "never saw '%s' in '%s'\n", needle, b->data ? b->data : "");
+    return false;
+}
+
+static bool
+pump_exit(struct fx *f, struct client *c)
+{
+    int64_t end = now_mono_ms() + 10000;
+    while (!c->exited && now_mono_ms() < end)
+        pump(f, 10);
+    return c->exited;
+}
+
+static void
+source_send(struct fx *f, const char *s)
+{
+    assert_true(f->sfd >= 0);
+    assert_int_equal(write(f->sfd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+static struct client *
+ssh_client(struct fx *f, const char *user, const char *key, bool with_stdin)
+{
+    assert_true(f->nclients < MAX_CLIENTS);
+    struct client *c = &f->clients[f->nclients++];
+    memset(c, 0, sizeof(*c));
+    char *ep = xasprintf("%s/err.%d", f->dir, f->nclients);
+    strlcpy_s(c->errpath, ep, sizeof(c->errpath));
+    free(ep);
+    int out[2], in[2] = {-1, -1};
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    if (with_stdin)
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    char port[16], dest[128];
+    snprintf(port, sizeof(port), "%d", sshd_port(f->d));
+    snprintf(dest, sizeof(dest), "%s@127.0.0.1", user);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(with_stdin ? in[0] : null, 0);
+        dup2(out[1], 1);
+        int err = open(c->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(err, 2);
+        execlp("ssh", "ssh", "-F", "/dev/null", "-T", "-p", port, "-i", key,
+               "-o", "StrictHostKeyChecking=no", "-o",
+               "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
+               "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o",
+               "ConnectTimeout=10", dest, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    c->out = out[0];
+    fcntl(c->out, F_SETFL, O_NONBLOCK);
+    if (with_stdin) {
+        close(in[0]);
+        c->in = in[1];
+    } else {
+        c->in = -1;
+    }
+    return c;
+}
+
+static void
+type(struct client *c, const char *s)
+{
+    assert_int_equal(write(c->in, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+static char *
+slurp(const char *path)
+{
+    char *d = NULL;
+    size_t n;
+    if (read_file(path, &d, &n) < 0)
+        return xstrdup("");
+    return d;
+}
+
+static int
+setup(void **state)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct fx *f = xcalloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/test_sshd.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/serial.sock", f->dir);
+    snprintf(f->key_ok, sizeof(f->key_ok), "%s/id_ok", f->dir);
+    snprintf(f->key_bad, sizeof(f->key_bad), "%s/id_bad", f->dir);
+    snprintf(f->hostkey, sizeof(f->hostkey), "%s/ssh_host_ed25519_key", f->dir);
+    snprintf(f->logdir, sizeof(f->logdir), "%s/console", f->dir);
+    char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s && "
+                          "ssh-keygen -q -t ed25519 -N '' -f %s",
+                          f->key_ok, f->key_bad);
+    run(cmd);
+    free(cmd);
+    char *pub = xasprintf("%s.pub", f->key_ok);
+    assert_int_equal(ssh_pki_import_pubkey_file(pub, &f->allowed), SSH_OK);
+    free(pub);
+
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, f->sock);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(f->lfd, 4), 0);
+    f->sfd = -1;
+    f->writable = true;
+    f->l = loop_new();
+    char err[256] = "";
+    char *uri = xasprintf("unix:%s", f->sock);
+    f->c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
+    free(uri);
+    assert_non_null(f->c);
+    struct sshd_config cfg = {.listen = "127.0.0.1:0",
+                              .host_key_path = f->hostkey,
+                              .cbs = &test_cbs,
+                              .cb_arg = f};
+    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    if (!f->d)
+        fprintf(stderr, "sshd_new: %s\n", err);
+    assert_non_null(f->d);
+    assert_true(sshd_port(f->d) > 0);
+    pump(f, 50);
+    assert_true(f->sfd >= 0);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < f->nclients; i++) {
+        struct client *c = &f->clients[i];
+        if (!c->exited) {
+            kill(c->pid, SIGTERM);
+            waitpid(c->pid, NULL, 0);
+        }
+        if (c->out >= 0)
+            close(c->out);
+        if (c->in >= 0)
+            close(c->in);
+        buf_free(&c->got);
+    }
+    sshd_free(f->d);
+    console_free(f->c);
+    loop_free(f->l);
+    ssh_key_free(f->allowed);
+    if (f->sfd >= 0)
+        close(f->sfd);
+    close(f->lfd);
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+    run(cmd);
+    free(cmd);
+    buf_free(&f->src_got);
+    buf_free(&f->audit);
+    free(f);
+    return 0;
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+static void
+test_watch_and_replay(void **state)
+{
+    struct fx *f = *state;
+    source_send(f, "line one\r\nline two\r\nline three\r\n");
+    pump(f, 50);
+    struct client *a = ssh_client(f, "srv1.ro.replay=2", f->key_ok, false);
+    assert_true(pump_for(f, &a->got, "srv1 as watcher"));
+    assert_non_null(strstr(a->got.data, "line two\r\nline three\r\n"));
+    assert_null(strstr(a->got.data, "line one"));
+    source_send(f, "live bytes\r\n");
+    assert_true(pump_for(f, &a->got, "live bytes\r\n"));
+    assert_non_null(strstr(f->audit.data, "srv1 console_attach user=srv1"));
+    assert_non_null(strstr(f->audit.data, "role=watcher"));
+}
+
+/* What came after the attach notice. */
+static const char *
+after_notice(struct client *c)
+{
+    const char *p = strstr(c->got.data, "; Ctrl-] ? for help]\r\n");
+    assert_non_null(p);
+    return p + strlen("; Ctrl-] ? for help]\r\n");
+}
+
+static void
+test_two_viewers_identical_bytes(void **state)
+{
+    struct fx *f = *state;
+    struct client *a = ssh_client(f, "srv1.ro", f->key_ok, false);
+    struct client *b = ssh_client(f, "srv1.ro", f->key_ok, false);
+    assert_true(pump_for(f, &a->got, "for help]"));
+    assert_true(pump_for(f, &b->got, "for help]"));
+    struct buf sent = {0};
+    for (int i = 0; i < 2000; i++)
+        buf_printf(&sent, "boot message %05d: some kernel text\r\n", i);
+    size_t off = 0;
+    while (off < sent.len) {
+        ssize_t w = write(f->sfd, sent.data + off, sent.len - off);
+        if (w > 0)
+            off += (size_t)w;
+        pump(f, 5);
+    }
+    assert_true(pump_for(f, &a->got, "boot message 01999"));
+    assert_true(pump_for(f, &b->got, "boot message 01999"));
+    pump(f, 100);
+    assert_string_equal(after_notice(a), sent.data);
+    assert_string_equal(after_notice(b), sent.data);
+    buf_free(&sent);
+}
+
+static void
+test_writer_types_and_takeover(void **state)
+{
+    struct fx *f = *state;
+    struct client *w1 = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(pump_for(f, &w1->got, "srv1 as writer"));
+    type(w1, "echo hi\n");
+    assert_true(pump_for(f, &f->src_got, "echo hi\n"));
+
+    struct client *w2 = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(pump_for(f, &w2->got, "srv1 as writer"));
+    assert_true(pump_for(f, &w1->got, "[rescued: project:acme@127.0.0.1:"));
+    assert_true(
+        pump_for(f, &w1->got, "took the writer seat; you are now watching]"));
+    assert_non_null(strstr(f->audit.data, "console_takeover"));
+
+    buf_reset(&f->src_got);
+    type(w1, "x");
+    assert_true(pump_for(f, &w1->got, "you are watching; Ctrl-] w takes"));
+    type(w2, "y");
+    assert_true(pump_for(f, &f->src_got, "y"));
+    assert_null(strchr(f->src_got.data, 'x'));
+
+    /* Ctrl-] w takes the seat back; Ctrl-] Ctrl-] sends one Ctrl-]. */
+    type(w1, "\x1dw");
+    assert_true(pump_for(f, &w2->got, "you are now watching"));
+    buf_reset(&f->src_got);
+    type(w1, "a\x1d\x1d"
+             "b");
+    assert_true(pump_for(f, &f->src_got,
+                         "a\x1d"
+                         "b"));
+
+    /* Ctrl-] . disconnects. */
+    type(w1, "\x1d.");
+    assert_true(pump_exit(f, w1));
+    pump(f, 50);
+    assert_non_null(strstr(f->audit.data, "console_detach"));
+}
+
+static void
+test_ro_cannot_type(void **state)
+{
+    struct fx *f = *state;
+    struct client *r = ssh_client(f, "srv1.ro", f->key_ok, true);
+    assert_true(pump_for(f, &r->got, "srv1 as watcher"));
+    type(r, "rm -rf /\n");
+    assert_true(pump_for(f, &r->got, "read-only session (.ro)"));
+    type(r, "\x1dw");
+    assert_true(pump_for(f, &r->got, "cannot take the writer seat"));
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+    assert_null(console_writer(f->c));
+}
+
+static void
+test_refusals_are_identical(void **state)
+{
+    struct fx *f = *state;
+    struct client *bad = ssh_client(f, "srv1", f->key_bad, false);
+    struct client *unk = ssh_client(f, "nosuch", f->key_ok, false);
+    assert_true(pump_exit(f, bad));
+    assert_true(pump_exit(f, unk));
+    assert_int_equal(WEXITSTATUS(bad->status), 255);
+    assert_int_equal(WEXITSTATUS(unk->status), 255);
+    char *e1 = slurp(bad->errpath), *e2 = slurp(unk->errpath);
+    const char *p1 = strstr(e1, "Permission denied");
+    const char *p2 = strstr(e2, "Permission denied");
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_string_equal(p1, p2);
+    assert_string_equal(p1, "Permission denied (publickey).\r\n");
+    assert_int_equal(bad->got.len, 0);
+    assert_int_equal(unk->got.len, 0);
+    assert_null(f->audit.data);
+    free(e1);
+    free(e2);
+}
+
+static void
+test_read_only_window(void **state)
+{
+    struct fx *f = *state;
+    f->writable = false;
+    struct client *w = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(
+        pump_for(f, &w->got, "[rescued: read-only: srv1 is rebooting]"));
+    type(w, "a");
+    pump(f, 300);
+    assert_int_equal(f->src_got.len, 0);
+    f->writable = true;
+    sshd_writable_changed(f->d, "srv1");
+    assert_true(pump_for(f, &w->got, "[rescued: console writable again]"));
+    type(w, "b");
+    assert_true(pump_for(f, &f->src_got, "b"));
+    assert_int_equal(f->src_got.len, 1);
+}
+
+static void
+test_menu_power(void **state)
+{
+    struct fx *f = *state;
+    struct client *w = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(pump_for(f, &w->got, "srv1 as writer"));
+    type(w, "\x1dn");
+    assert_true(pump_for(f, &w->got, "press y to confirm"));
+    assert_int_equal(f->power_calls, 0);
+    type(w, "y");
+    assert_true(pump_for(f, &w->got, "[rescued: NMI sent]"));
+    assert_int_equal(f->power_calls, 1);
+    assert_int_equal(f->power_op, SSHD_POWER_NMI);
+    type(w, "\x1dnq");
+    assert_true(pump_for(f, &w->got, "NMI cancelled"));
+    assert_int_equal(f->power_calls, 1);
+    type(w, "\x1dsh");
+    assert_true(pump_for(f, &w->got, "SysRq h sent"));
+    assert_int_equal(f->power_op, SSHD_POWER_SYSRQ);
+    assert_string_equal(f->power_key, "h");
+    type(w, "\x1d"
+            "b");
+    assert_true(pump_for(f, &w->got, "break sent"));
+    assert_int_equal(f->power_op, SSHD_POWER_BREAK);
+    type(w, "\x1d?");
+    assert_true(pump_for(f, &w->got, "b break, s KEY SysRq"));
+    assert_non_null(strstr(f->audit.data, "console_nmi"));
+    assert_non_null(strstr(f->audit.data, "console_sysrq"));
+    assert_non_null(strstr(f->audit.data, "key=h"));
+    /* None of the menu keys reached the console. */
+    assert_int_equal(f->src_got.len, 0);
+}
+
+static void
+test_host_key_kept(void **state)
+{
+    struct fx *f = *state;
+    char *k1 = slurp(f->hostkey);
+    assert_non_null(strstr(k1, "PRIVATE KEY"));
+    sshd_free(f->d);
+    char err[256];
+    struct sshd_config cfg = {.listen = "127.0.0.1:0",
+                              .host_key_path = f->hostkey,
+                              .cbs = &test_cbs,
+                              .cb_arg = f};
+    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    assert_non_null(f->d);
+    char *k2 = slurp(f->hostkey);
+    assert_string_equal(k1, k2);
+    free(k1);
+    free(k2);
+}
+
+static void
+test_writer_idle_timeout(void **state)
+{
+    struct fx *f = *state;
+    sshd_free(f->d);
+    char err[256];
+    struct sshd_config cfg = {.listen = "127.0.0.1:0",
+                              .host_key_path = f->hostkey,
+                              .writer_idle_s = 1,
+                              .cbs = &test_cbs,
+                              .cb_arg = f};
+    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    assert_non_null(f->d);
+    struct client *w = ssh_client(f, "srv1", f->key_ok, true);
+    assert_true(pump_for(f, &w->got, "srv1 as writer"));
+    assert_non_null(console_writer(f->c));
+    assert_true(pump_for(f, &w->got, "writer seat released after 1 s"));
+    assert_null(console_writer(f->c));
+    type(w, "z");
+    assert_true(pump_for(f, &w->got, "you are watching"));
+    assert_int_equal(f->src_got.len, 0);
+}
+
+static void
+test_parse_user(void **state)
+{
+    (void)state;
+    char s[64];
+    bool ro;
+    int replay;
+    assert_true(sshd_parse_user("srv1", s, sizeof(s), &ro, &replay));
+    assert_string_equal(s, "srv1");
+    assert_false(ro);
+    assert_int_equal(replay, SSHD_DEFAULT_REPLAY);
+    assert_true(
+        sshd_parse_user("srv1.replay=200.ro", s, sizeof(s), &ro, &replay));
+    assert_true(ro);
+    assert_int_equal(replay, 200);
+    assert_false(sshd_parse_user("srv1.rw", s, sizeof(s), &ro, &replay));
+    assert_false(sshd_parse_user(".ro", s, sizeof(s), &ro, &replay));
+    assert_false(sshd_parse_user("srv1.replay=x", s, sizeof(s), &ro, &replay));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_watch_and_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_viewers_identical_bytes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_writer_types_and_takeover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ro_cannot_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_are_identical, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_menu_power, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_key_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_idle_timeout, setup,
+                                        teardown),
+        cmocka_unit_test(test_parse_user),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
