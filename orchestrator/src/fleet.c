@@ -903,6 +903,18 @@ fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
         snprintf(err, errlen, "the report must be an object with an \"ip\"");
         return -EINVAL;
     }
+    /* The API's names (DESIGN.md): disks from lsblk -J, md_arrays. */
+    json_t *lsblk = json_object_get(report, "lsblk");
+    if (json_is_object(lsblk) && !json_object_get(report, "disks")) {
+        json_object_set(report, "disks",
+                        json_object_get(lsblk, "blockdevices"));
+        json_object_del(report, "lsblk");
+    }
+    json_t *md = json_object_get(report, "md");
+    if (md && !json_object_get(report, "md_arrays")) {
+        json_object_set(report, "md_arrays", md);
+        json_object_del(report, "md");
+    }
     free(s->row.rescue_json);
     s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
     store_save_server(f->st, s->cfg->id, &s->row);
