@@ -1247,7 +1247,9 @@ req_begin(struct req *r, const char *method)
         }
         return; /* the body follows */
     }
-    r->route->fn(r);
+    /* Answered in req_end, on MHD's next call: an answer queued in this
+     * first call makes MHD drop the rest of the request and send
+     * "Connection: close", so no client could keep its connection. */
 }
 
 /* A piece of the body: keep up to max_body, then only count. */
