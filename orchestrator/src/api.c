@@ -363,20 +363,26 @@ text_response(char *text, size_t len, const char *type)
     return resp;
 }
 
+static int
+dump_to_buf(const char *p, size_t n, void *arg)
+{
+    buf_append(arg, p, n);
+    return 0;
+}
+
+/* Dumped straight into the answer's buffer: no copy to add the newline. */
 static struct MHD_Response *
 json_response(json_t *o)
 {
-    char *s = json_dumps(o, JSON_COMPACT);
+    struct buf b = {0};
+    int rc = o ? json_dump_callback(o, dump_to_buf, &b, JSON_COMPACT) : -1;
     json_decref(o);
-    if (!s)
+    if (rc < 0) {
+        buf_free(&b);
         return NULL;
-    size_t n = strlen(s);
-    char *t = xmalloc(n + 2);
-    memcpy(t, s, n);
-    t[n] = '\n';
-    t[n + 1] = '\0';
-    free(s);
-    return text_response(t, n + 1, "application/json");
+    }
+    buf_append(&b, "\n", 1);
+    return text_response(b.data, b.len, "application/json");
 }
 
 /* Answer with o (consumed). */
@@ -505,12 +511,23 @@ static void
 h_servers(struct req *r)
 {
     const struct config *cfg = fleet_config(r->a->fleet);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < cfg->nservers; i++)
-        if (may_see(&r->who, &cfg->servers[i]))
-            json_array_append_new(
-                arr, fleet_server_json(r->a->fleet, &cfg->servers[i]));
-    respond_json(r, 200, json_pack("{s:o}", "servers", arr));
+    struct buf b = {0};
+    bool first = true;
+    /* The same text as {"servers": [...]} dumped whole, but one server's
+     * objects at a time: 10,000 at once cost ~20 MB of RSS. */
+    buf_append(&b, "{\"servers\":[", 12);
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        if (!may_see(&r->who, &cfg->servers[i]))
+            continue;
+        json_t *o = fleet_server_json(r->a->fleet, &cfg->servers[i]);
+        if (!first)
+            buf_append(&b, ",", 1);
+        first = false;
+        json_dump_callback(o, dump_to_buf, &b, JSON_COMPACT);
+        json_decref(o);
+    }
+    buf_append(&b, "]}\n", 3);
+    respond(r, 200, text_response(b.data, b.len, "application/json"));
 }
 
 static void
