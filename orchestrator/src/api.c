@@ -110,7 +110,8 @@ struct api {
     int epfd;
     int port;
     uint64_t timer;
-    bool kicked; /* a connection was resumed: MHD_run again at once */
+    int64_t timer_due; /* monotonic ms at which timer fires */
+    bool kicked;       /* a connection was resumed: MHD_run again at once */
     struct req *streams;
     size_t nstreams;
     struct req_count *counts;
@@ -1410,22 +1411,30 @@ static void
 api_kick(struct api *a)
 {
     a->kicked = true;
-    loop_del_timer(a->loop, a->timer);
-    a->timer = loop_add_timer(a->loop, 0, on_timer, a);
+    api_rearm(a);
 }
 
-/* Keep one timer at MHD's own next deadline (none when it has none). */
+/* Keep one timer at MHD's own next deadline (none when it has none).
+ * Under load that deadline only moves later, request after request: a
+ * timer already due no later is kept, since firing early costs one
+ * MHD_run and deleting a timer costs a search of the loop's heap. */
 static void
 api_rearm(struct api *a)
 {
     MHD_UNSIGNED_LONG_LONG t;
+    int64_t now = now_mono_ms(), due = -1;
+    if (a->kicked)
+        due = now;
+    else if (MHD_get_timeout(a->mhd, &t) == MHD_YES)
+        due = now + (t > 86400000 ? 86400000 : (int64_t)t);
+    if (a->timer && due >= 0 && a->timer_due <= due)
+        return;
     loop_del_timer(a->loop, a->timer);
     a->timer = 0;
-    if (a->kicked)
-        a->timer = loop_add_timer(a->loop, 0, on_timer, a);
-    else if (MHD_get_timeout(a->mhd, &t) == MHD_YES)
-        a->timer = loop_add_timer(a->loop, t > 86400000 ? 86400000 : (int64_t)t,
-                                  on_timer, a);
+    if (due >= 0) {
+        a->timer = loop_add_timer(a->loop, due - now, on_timer, a);
+        a->timer_due = due;
+    }
 }
 
 /* --- setup --- */
