@@ -18,7 +18,7 @@ SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
 TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
 SETUP   := $(B)/.setup-done
 
-.PHONY: all setup check unit integration run bench image clean format
+.PHONY: all setup check unit integration run bench image check-image bench-image clean format
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -72,11 +72,26 @@ run: all
 bench: all
 	scripts/bench
 
+# The rescue RAM image (initramfs/): the tool, then the script, which keeps
+# its own stamp so a second run with nothing changed takes seconds.
+$(B)/mkrescue: initramfs/mkrescue.c $(B)/libcore.a
+	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libarchive)
+
+image: $(B)/mkrescue
+	initramfs/build-image
+
+check-image: image
+	initramfs/tests/boot-test
+
+bench-image: image
+	initramfs/bench-image
+
 format:
 	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
 
 clean:
-	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl
+	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
+	    $(B)/mkrescue $(B)/image
 
 -include $(wildcard $(B)/obj/*.d)
 

@@ -147,19 +147,23 @@ child_exited(struct loop *l, int fd, uint32_t events, void *arg)
 static int
 start(struct dnsmasq *d)
 {
+    char *conf_arg = xasprintf("--conf-file=%s", d->conf_path);
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        free(conf_arg);
         return -errno;
+    }
     if (pid == 0) {
         /* rescued blocks these for its signalfd; dnsmasq needs them. */
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         execl(DNSMASQ_BIN, "dnsmasq", "--keep-in-foreground",
-              "--log-facility=-", "--conf-file", d->conf_path, (char *)NULL);
+              "--log-facility=-", conf_arg, (char *)NULL);
         fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN, strerror(errno));
         _exit(127);
     }
+    free(conf_arg);
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0) {
         int e = errno;

@@ -68,6 +68,17 @@ xasprintf(const char *fmt, ...)
     return p;
 }
 
+void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 size_t
 strlcpy_s(char *dst, const char *src, size_t size)
 {

@@ -13,6 +13,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Write a message for the user into a caller's err buffer (NULL: none). */
+void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Copy with truncation, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_s(char *dst, const char *src, size_t size);
 
