@@ -437,11 +437,22 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     f->next_sub = 1;
     limits_from_config(&f->limits, cfg);
     f->srvs = xcalloc(cfg->nservers, sizeof(*f->srvs));
+    /* One transaction for every row: one fsync, not one per new server. */
+    if (store_begin(st) < 0) {
+        snprintf(err, errlen, "cannot begin loading the servers' state");
+        goto out_free;
+    }
     for (size_t i = 0; i < cfg->nservers; i++) {
         f->srvs[i] = srv_new(f, &cfg->servers[i], err, errlen);
-        if (!f->srvs[i])
+        if (!f->srvs[i]) {
+            store_rollback(st);
             goto out_free;
+        }
         f->nsrvs++;
+    }
+    if (store_commit(st) < 0) {
+        snprintf(err, errlen, "cannot store the servers' state");
+        goto out_free;
     }
     if (cfg->pxe_mode != PXE_OFF) {
         f->dnsmasq = dnsmasq_new(l, cfg, err, errlen);
@@ -496,6 +507,11 @@ fleet_reload(struct fleet *f, struct config *cfg)
     /* First make what is new, so a failure leaves the old inventory. */
     struct srv **next = xcalloc(cfg->nservers, sizeof(*next));
     bool *kept = xcalloc(f->nsrvs ? f->nsrvs : 1, sizeof(*kept));
+    char err[256];
+    if (store_begin(f->st) < 0) {
+        snprintf(err, sizeof(err), "cannot begin storing the new servers");
+        goto out_free_next;
+    }
     for (size_t i = 0; i < cfg->nservers; i++) {
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = find_srv(f, cs->id);
@@ -504,17 +520,15 @@ fleet_reload(struct fleet *f, struct config *cfg)
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }
-        char err[256];
         next[i] = srv_new(f, cs, err, sizeof(err));
         if (!next[i]) {
-            log_warnx("reload: %s; keeping the old inventory", err);
-            for (size_t j = 0; j < i; j++)
-                srv_free(next[j]);
-            free(next);
-            free(kept);
-            config_free(cfg);
-            return;
+            store_rollback(f->st);
+            goto out_free_next;
         }
+    }
+    if (store_commit(f->st) < 0) {
+        snprintf(err, sizeof(err), "cannot store the new servers");
+        goto out_free_next;
     }
     /* Then keep the live state, timers and connections of the others. */
     for (size_t i = 0; i < cfg->nservers; i++) {
@@ -538,6 +552,15 @@ fleet_reload(struct fleet *f, struct config *cfg)
     if (f->dnsmasq)
         dnsmasq_update(f->dnsmasq, cfg);
     log_info("inventory reloaded: %zu servers", f->nsrvs);
+    return;
+
+out_free_next:
+    log_warnx("reload: %s; keeping the old inventory", err);
+    for (size_t j = 0; j < cfg->nservers; j++)
+        srv_free(next[j]);
+    free(next);
+    free(kept);
+    config_free(cfg);
 }
 
 const struct config *

@@ -448,6 +448,27 @@ event_add(struct store *st, const char *server, const char *kind,
 }
 
 int
+store_begin(struct store *st)
+{
+    return tx_begin(st);
+}
+
+int
+store_commit(struct store *st)
+{
+    int ret = tx_commit(st);
+    if (ret < 0)
+        tx_rollback(st);
+    return ret;
+}
+
+void
+store_rollback(struct store *st)
+{
+    tx_rollback(st);
+}
+
+int
 store_save_server(struct store *st, const char *id,
                   const struct server_row *row)
 {

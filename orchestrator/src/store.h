@@ -1,7 +1,8 @@
 /* store: SQLite (WAL) in the data dir: each server's current state, the
  * event history (transitions, boot-path fetches, actions, audit), and the
  * one-time boot tokens.  One interface, so PostgreSQL can stand behind it
- * later.  Every write is its own committed transaction. */
+ * later.  Every write is its own committed transaction, except inside a
+ * batch (store_begin). */
 #ifndef RESCUED_STORE_H
 #define RESCUED_STORE_H
 
@@ -35,6 +36,14 @@ struct store_event {
 struct store *store_open(const char *data_dir, char *err, size_t errlen);
 void store_close(struct store *st);
 int store_schema_version(struct store *st);
+
+/* A batch: the loads and saves between store_begin and store_commit run
+ * in one transaction, so saving N rows costs one fsync, not N.  Only
+ * store_load_server and store_save_server may be called inside it.
+ * store_rollback drops what the batch saved. */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
 
 /* Returns 0, -ENOENT when the server has no row yet, or -EIO. */
 int store_load_server(struct store *st, const char *id, struct server_row *out);

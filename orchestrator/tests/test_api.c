@@ -52,6 +52,7 @@ static struct env *E;
 
 struct resp {
     long status;
+    long connects; /* new connections this request opened */
     struct buf body;
     struct buf headers;
     json_t *json;
@@ -258,6 +259,7 @@ http(const struct call *c, struct resp *r)
     if (!done)
         fail_msg("%s %.80s: no answer in 5 s", c->method, c->path);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r->connects);
     curl_multi_remove_handle(E->multi, h);
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
@@ -346,6 +348,29 @@ test_healthz_and_metrics(void **state)
     assert_non_null(strstr(r.headers.data, "Allow: GET, HEAD"));
     resp_clear(&r);
     expect_error(&(struct call){"GET", "/nope"}, 404, "not_found");
+}
+
+/* A client keeps its connection across requests (HTTP/1.1 keep-alive):
+ * MHD must not be told to close after an answer. */
+static void
+test_keep_alive(void **state)
+{
+    (void)state;
+    const struct call calls[] = {
+        {"GET", "/healthz"},
+        {"GET", "/v1/servers/srv1", ADMIN},
+        {"GET", "/v1/servers", ADMIN},
+        {"GET", "/metrics"},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        struct resp r;
+        http(&calls[i], &r);
+        assert_int_equal(r.status, 200);
+        if (strcasestr(r.headers.data, "connection: close"))
+            fail_msg("%s: the answer closes the connection", calls[i].path);
+        assert_int_equal(r.connects, i == 0 ? 1 : 0);
+        resp_clear(&r);
+    }
 }
 
 static void
@@ -831,6 +856,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_matrix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,

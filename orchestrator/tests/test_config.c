@@ -616,6 +616,32 @@ test_many_servers(void **state)
     config_free(c);
 }
 
+/* iniparser reads a big file in pieces: values and line numbers far into
+ * the file are still those of the whole file. */
+static void
+test_many_servers_far_lines(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    buf_printf(&b, HEAD);
+    for (int i = 0; i < 3000; i++)
+        buf_printf(&b, SERVER("s%d", "02:00:00:00:%02x:%02x"), i, i >> 8,
+                   i & 0xff);
+    size_t good = b.len;
+    /* Line 7 + 12000 + 1 is "[image]". */
+    buf_printf(&b, "[image]\ncmdline = \"quiet  a\" ; note\n");
+    struct config *c = expect_load(b.data);
+    assert_string_equal(c->cmdline, "quiet  a");
+    assert_string_equal(config_find_server(c, "s2999")->mac,
+                        "02:00:00:00:0b:b7");
+    config_free(c);
+
+    b.len = good;
+    buf_printf(&b, "[image]\ncmdline = %01500d\n", 0);
+    expect_refusal(b.data, ":12009: ", "line too long");
+    buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -644,6 +670,7 @@ main(void)
         cmocka_unit_test(test_parse_mac),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_many_servers),
+        cmocka_unit_test(test_many_servers_far_lines),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }

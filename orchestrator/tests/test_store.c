@@ -389,6 +389,46 @@ count_events(struct store *st, const char *server)
     return s.n;
 }
 
+/* A batch stores its rows at commit, all or none; a rolled-back one
+ * leaves nothing behind. */
+static void
+test_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r, got;
+    char id[16];
+
+    row_fill(&r, FSM_ACTIVE, 7);
+    assert_int_equal(store_begin(f->st), 0);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "srv%d", i);
+        assert_int_equal(store_load_server(f->st, id, &got), -ENOENT);
+        assert_int_equal(store_save_server(f->st, id, &r), 0);
+    }
+    /* Inside the batch, the batch's own rows are seen. */
+    assert_int_equal(store_load_server(f->st, "srv999", &got), 0);
+    server_row_clear(&got);
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "srv%d", i);
+        assert_int_equal(store_load_server(f->st, id, &got), 0);
+        row_assert_equal(&r, &got);
+        server_row_clear(&got);
+    }
+
+    assert_int_equal(store_begin(f->st), 0);
+    assert_int_equal(store_save_server(f->st, "gone", &r), 0);
+    store_rollback(f->st);
+    assert_int_equal(store_load_server(f->st, "gone", &got), -ENOENT);
+    /* Writes after it are their own transactions again. */
+    assert_int_equal(store_transition(f->st, "srv1", &r, FSM_ACTIVE, "x") > 0,
+                     1);
+    reopen(f);
+    assert_int_equal(store_load_server(f->st, "gone", &got), -ENOENT);
+    assert_int_equal(count_events(f->st, "srv1"), 1);
+}
+
 static void
 test_transition_is_atomic(void **state)
 {
@@ -716,6 +756,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_order_cursor_limit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
