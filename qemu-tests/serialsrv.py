@@ -3,13 +3,16 @@
 tcp:PORT (127.0.0.1), one client at a time.
 
     serialsrv.py ADDR tick     "TICK n" every 0.5 s; echoes input as ECHO:..
-    serialsrv.py ADDR flood N  N MiB of numbered lines as fast as the client
-                               takes them, then "FLOOD-END", then ticks
+    serialsrv.py ADDR flood N FILE
+                               once FILE exists: N MiB of numbered lines as
+                               fast as the client takes them, "FLOOD-END",
+                               then ticks
 """
 import os
 import select
 import socket
 import sys
+import time
 
 
 def listen(addr):
@@ -27,9 +30,11 @@ def listen(addr):
     return s
 
 
-def serve(c, mode, arg):
+def serve(c, mode, arg, trigger):
     n = 0
     if mode == "flood":
+        while not os.path.exists(trigger):
+            time.sleep(0.1)
         line = b"%08d flood flood flood flood flood flood flood flood\r\n"
         total = int(arg) * 1024 * 1024
         sent = 0
@@ -56,7 +61,7 @@ def main():
     while True:
         c, _ = s.accept()
         try:
-            serve(c, sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
+            serve(c, sys.argv[2], *(sys.argv[3:5] + ["", ""])[:2])
         except OSError:
             pass
         c.close()
