@@ -18,7 +18,7 @@ SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
 TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
 SETUP   := $(B)/.setup-done
 
-.PHONY: all setup check unit integration run bench image clean format
+.PHONY: all setup check unit integration run bench image clean format bench-console
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -71,6 +71,9 @@ run: all
 
 bench: all
 	scripts/bench
+
+bench-console: all
+	scripts/bench-console
 
 format:
 	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
