@@ -138,8 +138,8 @@ raise_nofile(size_t nservers)
         return;
     }
     log_info("open files limit raised from %llu to %llu for %zu servers%s",
-             (unsigned long long)old, (unsigned long long)rl.rlim_cur,
-             nservers, rl.rlim_cur < want ? " (the hard limit)" : "");
+             (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
+             rl.rlim_cur < want ? " (the hard limit)" : "");
 }
 
 static void
