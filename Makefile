@@ -18,7 +18,8 @@ SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
 TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
 SETUP   := $(B)/.setup-done
 
-.PHONY: all setup check unit integration run bench image check-image bench-image clean format
+.PHONY: all setup check unit integration run bench bench-console image \
+        check-image bench-image clean format
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -61,16 +62,21 @@ unit: $(TESTS)
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || fail=1; \
 	done; exit $$fail
 
-integration: all
+integration: all image
 	qemu-tests/run
 
-check: all unit integration
+# Unit tests first (seconds), then the image and its own boot test, then
+# the integration cases, which boot the image in the lab.
+check: all unit check-image integration
 
 run: all
 	scripts/run
 
 bench: all
 	scripts/bench
+
+bench-console: all
+	scripts/bench-console
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.

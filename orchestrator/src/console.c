@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -19,7 +21,12 @@
 #define READ_CHUNK (64 * 1024)
 #define READS_PER_EVENT 16 /* then yield to other fds */
 
-enum src_kind { SRC_UNIX, SRC_TCP, SRC_TTY };
+#define IPMI_STOP_GRACE_MS 500 /* SIGTERM, then SIGKILL */
+#define IPMI_STABLE_MS 5000    /* a session this long resets the backoff */
+
+enum src_kind { SRC_UNIX, SRC_TCP, SRC_TTY, SRC_IPMI };
+
+extern char **environ;
 
 struct console_viewer {
     struct console *c;
@@ -37,8 +44,13 @@ struct console {
     char *id, *log_dir, *log_path;
     enum src_kind kind;
     char *path;        /* unix socket or tty device */
-    char *host, *port; /* tcp */
+    char *host, *port; /* tcp, ipmi-sol */
     speed_t speed;
+    char *user, *pass, *cipher; /* ipmi-sol */
+    pid_t child;                /* ipmitool, by PID */
+    int child_out;              /* sol deactivate's output; EOF: it ended */
+    bool last_cr;               /* for doubling ipmitool's ~ escape */
+    int64_t up_mono;
 
     int fd;
     bool connecting, connected, ever_connected;
@@ -85,6 +97,73 @@ parse_speed(const char *s, speed_t *out)
             return true;
         }
     return false;
+}
+
+static char *
+xstrndup_s(const char *p, size_t n)
+{
+    char *s = xmalloc(n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N] */
+static int
+parse_ipmi(struct console *c, const char *uri, char *err, size_t errlen)
+{
+    const char *p = uri + 9, *at = strrchr(p, '@');
+    const char *q = strchr(at ? at : p, '?');
+    const char *end = q ? q : p + strlen(p);
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon || colon == p) {
+            snprintf(err, errlen, "%s: expected ipmi-sol:USER:PASS@HOST", uri);
+            return -EINVAL;
+        }
+        c->user = xstrndup_s(p, (size_t)(colon - p));
+        c->pass = xstrndup_s(colon + 1, (size_t)(at - colon - 1));
+        p = at + 1;
+    }
+    const char *hend = end, *port = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb) {
+            snprintf(err, errlen, "%s: unclosed '['", uri);
+            return -EINVAL;
+        }
+        c->host = xstrndup_s(p + 1, (size_t)(rb - p - 1));
+        if (rb + 1 < end && rb[1] == ':')
+            port = rb + 2;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (colon) {
+            hend = colon;
+            port = colon + 1;
+        }
+        c->host = xstrndup_s(p, (size_t)(hend - p));
+    }
+    if (!*c->host) {
+        snprintf(err, errlen, "%s: no BMC host", uri);
+        return -EINVAL;
+    }
+    c->port = port ? xstrndup_s(port, (size_t)(end - port)) : xstrdup("623");
+    char *pe;
+    long pn = strtol(c->port, &pe, 10);
+    if (!*c->port || *pe || pn < 1 || pn > 65535) {
+        snprintf(err, errlen, "%s: bad port", uri);
+        return -EINVAL;
+    }
+    if (q) {
+        if (strncmp(q, "?cipher=", 8) != 0 || !q[8] ||
+            strspn(q + 8, "0123456789") != strlen(q + 8)) {
+            snprintf(err, errlen, "%s: the only option is ?cipher=N", uri);
+            return -EINVAL;
+        }
+        c->cipher = xstrdup(q + 8);
+    }
+    c->kind = SRC_IPMI;
+    return 0;
 }
 
 /* Fill c's source fields from uri (c may be a scratch struct). */
@@ -149,11 +228,8 @@ parse_uri(struct console *c, const char *uri, char *err, size_t errlen)
         c->path[at - p] = '\0';
         return 0;
     }
-    if (strncmp(uri, "ipmi-sol:", 9) == 0) {
-        snprintf(err, errlen, "%s: ipmi-sol consoles are not supported yet",
-                 uri);
-        return -ENOTSUP;
-    }
+    if (strncmp(uri, "ipmi-sol:", 9) == 0)
+        return parse_ipmi(c, uri, err, errlen);
     snprintf(err, errlen,
              "%s: unknown console source (unix:, tcp:, tty:, ipmi-sol:)", uri);
     return -EINVAL;
@@ -167,6 +243,9 @@ console_uri_valid(const char *uri, char *err, size_t errlen)
     free(scratch.path);
     free(scratch.host);
     free(scratch.port);
+    free(scratch.user);
+    free(scratch.pass);
+    free(scratch.cipher);
     return r == 0;
 }
 
@@ -538,6 +617,8 @@ schedule_retry(struct console *c)
         c->backoff_ms = c->max_ms;
 }
 
+static void ipmi_stop(struct console *c);
+
 static void
 source_close(struct console *c)
 {
@@ -546,6 +627,8 @@ source_close(struct console *c)
         close(c->fd);
         c->fd = -1;
     }
+    if (c->kind == SRC_IPMI)
+        ipmi_stop(c);
     c->connecting = false;
     c->connected = false;
     buf_reset(&c->in);
@@ -559,6 +642,10 @@ source_lost(struct console *c, const char *why)
         c->lost_wall = now_wall_s();
         c->lost_mono = now_mono_ms();
         log_warnx("console %s: source lost (%s); reconnecting", c->id, why);
+        /* ipmitool starts even when the BMC will refuse it: only a
+         * session that lasted resets the backoff. */
+        if (c->kind == SRC_IPMI && c->lost_mono - c->up_mono >= IPMI_STABLE_MS)
+            c->backoff_ms = c->first_ms;
     }
     source_close(c);
     schedule_retry(c);
@@ -569,7 +656,10 @@ source_up(struct console *c)
 {
     c->connecting = false;
     c->connected = true;
-    c->backoff_ms = c->first_ms;
+    c->up_mono = now_mono_ms();
+    if (c->kind != SRC_IPMI)
+        c->backoff_ms = c->first_ms;
+    c->last_cr = true;
     if (c->lost_wall) {
         char when[32], m[128];
         format_time_iso(c->lost_wall, when, sizeof(when));
@@ -644,7 +734,10 @@ source_event(struct loop *l, int fd, uint32_t events, void *arg)
                 continue;
             if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 break;
-            source_lost(c, r == 0 ? "closed" : strerror(errno));
+            if (c->kind == SRC_IPMI) /* EIO: the pty's child side closed */
+                source_lost(c, "ipmitool exited");
+            else
+                source_lost(c, r == 0 ? "closed" : strerror(errno));
             return;
         }
     }
@@ -675,6 +768,213 @@ open_tty(struct console *c)
         return -e;
     }
     return fd;
+}
+
+/* --- ipmi-sol: ipmitool as a child on a pty ------------------------------ */
+
+/* argv for ipmitool; the password goes through IPMI_PASSWORD (-E), not the
+ * command line, where any local user could read it. */
+static char **
+ipmi_argv(const struct console *c, const char *action)
+{
+    char **argv = xcalloc(16, sizeof(*argv));
+    int n = 0;
+    argv[n++] = xstrdup("ipmitool");
+    argv[n++] = xstrdup("-I");
+    argv[n++] = xstrdup("lanplus");
+    argv[n++] = xstrdup("-H");
+    argv[n++] = xstrdup(c->host);
+    argv[n++] = xstrdup("-p");
+    argv[n++] = xstrdup(c->port);
+    if (c->user) {
+        argv[n++] = xstrdup("-U");
+        argv[n++] = xstrdup(c->user);
+        argv[n++] = xstrdup("-E");
+    }
+    if (c->cipher) {
+        argv[n++] = xstrdup("-C");
+        argv[n++] = xstrdup(c->cipher);
+    }
+    argv[n++] = xstrdup("sol");
+    argv[n++] = xstrdup(action);
+    return argv;
+}
+
+static char **
+ipmi_envp(const struct console *c)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = xcalloc(n + 2, sizeof(*envp));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "IPMI_PASSWORD=", 14) != 0)
+            envp[k++] = xstrdup(environ[i]);
+    if (c->pass)
+        envp[k++] = xasprintf("IPMI_PASSWORD=%s", c->pass);
+    return envp;
+}
+
+static void
+strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Fork and exec ipmitool with stdin/stdout/stderr on fd (after setsid, so
+ * a pty slave opened by path becomes its controlling terminal). */
+static pid_t
+ipmi_spawn(const struct console *c, const char *action, const char *slave,
+           int fd)
+{
+    char **argv = ipmi_argv(c, action), **envp = ipmi_envp(c);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL); /* rescued blocks some */
+        signal(SIGPIPE, SIG_DFL);
+        setsid();
+        if (slave) {
+            fd = open(slave, O_RDWR);
+            if (fd < 0)
+                _exit(126);
+        }
+        if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        close_range(3, ~0U, 0);
+        execvpe(argv[0], argv, envp);
+        _exit(127);
+    }
+    int e = errno;
+    strv_free(argv);
+    strv_free(envp);
+    errno = e;
+    return pid;
+}
+
+/* End the child by PID: SIGTERM, a short grace, then SIGKILL; reap it. */
+static void
+ipmi_stop(struct console *c)
+{
+    if (c->child_out >= 0) {
+        loop_del_fd(c->l, c->child_out);
+        close(c->child_out);
+        c->child_out = -1;
+    }
+    if (c->child <= 0)
+        return;
+    pid_t pid = c->child;
+    c->child = 0;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < IPMI_STOP_GRACE_MS / 10; i++) {
+        pid_t w = waitpid(pid, NULL, WNOHANG);
+        if (w == pid || (w < 0 && errno == ECHILD))
+            return;
+        usleep(10 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static int
+ipmi_activate(struct console *c)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0)
+        return -errno;
+    char slave[64];
+    struct termios t;
+    if (grantpt(m) < 0 || unlockpt(m) < 0 ||
+        ptsname_r(m, slave, sizeof(slave)) != 0 || tcgetattr(m, &t) < 0)
+        goto out_close;
+    /* Raw from the start: no echo or newline mangling before ipmitool
+     * sets its own modes. */
+    cfmakeraw(&t);
+    if (tcsetattr(m, TCSANOW, &t) < 0)
+        goto out_close;
+    int fl = fcntl(m, F_GETFL);
+    if (fl < 0 || fcntl(m, F_SETFL, fl | O_NONBLOCK) < 0)
+        goto out_close;
+    pid_t pid = ipmi_spawn(c, "activate", slave, -1);
+    if (pid < 0)
+        goto out_close;
+    int r = loop_add_fd(c->l, m, EPOLLIN, source_event, c);
+    if (r < 0) {
+        c->child = pid;
+        ipmi_stop(c);
+        close(m);
+        return r;
+    }
+    c->child = pid;
+    c->fd = m;
+    log_debug("console %s: ipmitool sol activate, pid %d", c->id, (int)pid);
+    source_up(c);
+    return 0;
+
+out_close:;
+    int e = errno;
+    close(m);
+    return -e;
+}
+
+/* sol deactivate's output pipe: log it; at EOF the child has ended, and
+ * the session proper starts. */
+static void
+ipmi_deactivate_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)events;
+    struct console *c = arg;
+    char data[512];
+    ssize_t r;
+    while ((r = read(fd, data, sizeof(data) - 1)) > 0) {
+        data[r] = '\0';
+        data[strcspn(data, "\n")] = '\0';
+        log_debug("console %s: sol deactivate: %s", c->id, data);
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    ipmi_stop(c); /* reaps the ended child */
+    int e = ipmi_activate(c);
+    if (e < 0) {
+        log_warnx("console %s: ipmitool: %s", c->id, strerror(-e));
+        schedule_retry(c);
+    }
+}
+
+/* A stale SOL session (ours from before a restart, or anyone's) would make
+ * activate fail: deactivate first, then activate when that ends. */
+static int
+ipmi_start(struct console *c)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = ipmi_spawn(c, "deactivate", NULL, p[1]);
+    int e = errno;
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -e;
+    }
+    c->child = pid;
+    int fl = fcntl(p[0], F_GETFL);
+    fcntl(p[0], F_SETFL, fl | O_NONBLOCK);
+    int r = loop_add_fd(c->l, p[0], EPOLLIN, ipmi_deactivate_event, c);
+    if (r < 0) {
+        close(p[0]);
+        ipmi_stop(c);
+        return r;
+    }
+    c->child_out = p[0];
+    return 0;
 }
 
 static void
@@ -726,6 +1026,13 @@ source_connect(struct console *c)
         if (fd < 0)
             r = fd;
         break;
+    case SRC_IPMI:
+        r = ipmi_start(c);
+        if (r < 0) {
+            log_warnx("console %s: ipmitool: %s", c->id, strerror(-r));
+            schedule_retry(c);
+        }
+        return;
     }
     if (r == 0) {
         r = loop_add_fd(c->l, fd, pending ? EPOLLOUT : EPOLLIN, source_event,
@@ -771,6 +1078,7 @@ console_new(struct loop *l, const char *id, const char *uri,
     c->log_max = CONSOLE_DEFAULT_LOG_MAX;
     c->ring_size = ring_size ? ring_size : CONSOLE_DEFAULT_RING;
     c->fd = -1;
+    c->child_out = -1;
     c->first_ms = c->backoff_ms = 1000;
     c->max_ms = 30000;
     source_connect(c);
@@ -780,6 +1088,9 @@ out_free:
     free(c->path);
     free(c->host);
     free(c->port);
+    free(c->user);
+    free(c->pass);
+    free(c->cipher);
     free(c);
     return NULL;
 }
@@ -808,6 +1119,9 @@ console_free(struct console *c)
     free(c->path);
     free(c->host);
     free(c->port);
+    free(c->user);
+    free(c->pass);
+    free(c->cipher);
     free(c);
 }
 
@@ -908,7 +1222,19 @@ console_write(struct console_viewer *v, const void *data, size_t len)
         return -ENOTCONN;
     if (c->in.len - c->in_off + len > SOURCE_INPUT_MAX)
         return -ENOBUFS;
-    buf_append(&c->in, data, len);
+    if (c->kind == SRC_IPMI) {
+        /* ipmitool reads ~ after a newline as its escape: double it so the
+         * user's bytes reach the server as typed. */
+        const char *p = data;
+        for (size_t i = 0; i < len; i++) {
+            if (p[i] == '~' && c->last_cr)
+                buf_append(&c->in, "~", 1);
+            buf_append(&c->in, p + i, 1);
+            c->last_cr = p[i] == '\r' || p[i] == '\n';
+        }
+    } else {
+        buf_append(&c->in, data, len);
+    }
     source_flush(c);
     return 0;
 }
@@ -916,10 +1242,17 @@ console_write(struct console_viewer *v, const void *data, size_t len)
 int
 console_send_break(struct console *c)
 {
-    if (c->kind != SRC_TTY)
+    if (c->kind != SRC_TTY && c->kind != SRC_IPMI)
         return -ENOTSUP;
     if (!c->connected)
         return -ENOTCONN;
+    if (c->kind == SRC_IPMI) {
+        /* ipmitool's own escape: ~B at a line start sends a SOL break. */
+        buf_append(&c->in, c->last_cr ? "~B" : "\r~B", c->last_cr ? 2 : 3);
+        c->last_cr = false;
+        source_flush(c);
+        return 0;
+    }
     if (tcsendbreak(c->fd, 0) < 0)
         return -errno;
     return 0;

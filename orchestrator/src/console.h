@@ -7,7 +7,14 @@
  * Sources:  unix:PATH        QEMU chardev socket (connected non-blocking)
  *           tcp:HOST:PORT    ser2net raw (HOST resolved at each connect)
  *           tty:DEV@SPEED    local serial device, raw 8N1
- *           ipmi-sol:...     not yet: console_new fails with -ENOTSUP
+ *           ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N]
+ *                            `ipmitool -I lanplus ... sol activate` as a
+ *                            child on a pty (after `sol deactivate` ends a
+ *                            stale session); restarted like a reconnect,
+ *                            killed by PID on console_free.  The password
+ *                            goes by IPMI_PASSWORD (-E); ?cipher=N is -C N
+ *                            (without it ipmitool asks the BMC, which
+ *                            costs ~10 s on BMCs that cannot answer)
  *
  * A gap in the source is written into the stream, the ring and the log as
  * "[console source lost at <ISO time>; back after N s]" when it returns.
@@ -52,7 +59,7 @@ struct console_viewer_cbs {
 /* Parse uri and start connecting; log_dir is created if missing.
  * ring_size 0 means CONSOLE_DEFAULT_RING.  id names the log file
  * ([A-Za-z0-9_.-], no "/").  NULL with a reason in err on a bad uri, a
- * bad id, or ipmi-sol: (not supported yet). */
+ * bad id. */
 struct console *console_new(struct loop *l, const char *id, const char *uri,
                             const char *log_dir, size_t ring_size, char *err,
                             size_t errlen);
@@ -105,8 +112,9 @@ struct console_viewer *console_writer(const struct console *c);
  * -ENOTCONN while the source is away, -ENOBUFS when the source's input
  * queue (64 KiB) is full; else 0 (everything queued). */
 int console_write(struct console_viewer *v, const void *data, size_t len);
-/* A serial break: tcsendbreak on tty:; -ENOTSUP for sources that cannot
- * (unix:, tcp:): the caller then asks the power driver. */
+/* A serial break: tcsendbreak on tty:, ipmitool's ~B on ipmi-sol:;
+ * -ENOTSUP for sources that cannot (unix:, tcp:): the caller then asks the
+ * power driver. */
 int console_send_break(struct console *c);
 
 /* Append the last n lines of the ring to out (a trailing partial line

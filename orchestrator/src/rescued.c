@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -121,6 +122,26 @@ on_transition(void *arg, const struct store_event *ev)
     }
 }
 
+/* Each server holds a console source, its log and a power connection: a
+ * large fleet needs more than the usual soft limit of 1024 descriptors. */
+static void
+raise_nofile(size_t nservers)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)nservers * 4 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("setrlimit NOFILE");
+        return;
+    }
+    log_info("open files limit raised from %llu to %llu for %zu servers%s",
+             (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
+             rl.rlim_cur < want ? " (the hard limit)" : "");
+}
+
 static void
 usage(FILE *out)
 {
@@ -220,6 +241,7 @@ main(int argc, char **argv)
         return 0;
     }
     log_init(cfg->log_level, "rescued");
+    raise_nofile(cfg->nservers);
 
     d.sigfd = signals_open();
     if (d.sigfd < 0)

@@ -710,6 +710,14 @@ sweep_cb(struct loop *l, void *arg)
                    "Ctrl-] w takes it",
                    d->writer_idle_s);
         }
+        /* The grace after start-up has no transition to end it: a
+         * session told "read-only" hears when writing is allowed. */
+        char why[256];
+        if (ss->v && ss->told_ro && d->cbs.writable &&
+            d->cbs.writable(d->cb_arg, ss->server, why, sizeof(why))) {
+            ss->told_ro = false;
+            notice(ss, "console writable again");
+        }
     }
     return SWEEP_MS;
 }

@@ -16,10 +16,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pty.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -475,8 +477,14 @@ test_uris(void **state)
     assert_false(console_uri_valid("tty:/dev/ttyS0@123", err, sizeof(err)));
     assert_non_null(strstr(err, "speed"));
     assert_false(console_uri_valid("tcp:host", err, sizeof(err)));
-    assert_false(console_uri_valid("ipmi-sol:u:p@h", err, sizeof(err)));
-    assert_non_null(strstr(err, "not supported"));
+    assert_true(console_uri_valid("ipmi-sol:u:p@h", err, sizeof(err)));
+    assert_true(console_uri_valid("ipmi-sol:bmc1", err, sizeof(err)));
+    assert_true(
+        console_uri_valid("ipmi-sol:u:p:x@[::1]:6230?cipher=3", err, 256));
+    assert_false(console_uri_valid("ipmi-sol:u:p@h:0", err, sizeof(err)));
+    assert_non_null(strstr(err, "port"));
+    assert_false(console_uri_valid("ipmi-sol:up@h", err, sizeof(err)));
+    assert_false(console_uri_valid("ipmi-sol:h?x=1", err, sizeof(err)));
     assert_false(console_uri_valid("ftp:x", err, sizeof(err)));
 }
 
@@ -508,6 +516,107 @@ test_tcp_source(void **state)
     buf_free(&s.got);
 }
 
+static bool
+has_text(void *arg)
+{
+    void **a = arg;
+    struct sink *s = a[0];
+    return s->got.data && strstr(s->got.data, a[1]);
+}
+
+static bool
+sink_has(struct fixture *f, struct sink *s, const char *text, int ms)
+{
+    void *a[2] = {s, (void *)text};
+    (void)f;
+    return pump_until(f->l, ms, has_text, a);
+}
+
+/* ipmi-sol: against a STAND-IN for ipmitool (a shell script found first on
+ * PATH): it records its arguments and its PID, and for "sol activate"
+ * prints a banner and echoes what it reads.  This checks our side (the
+ * deactivate-then-activate order, the password kept off the command line,
+ * the pty, ~ doubling, restart with the gap marker, kill on free); the
+ * real ipmitool against ipmi_sim is the integration case 011-ipmi-sol. */
+static void
+test_ipmi_sol_child(void **state)
+{
+    struct fixture *f = *state;
+    char *bin = xasprintf("%s/bin", f->dir);
+    char *tool = xasprintf("%s/ipmitool", bin);
+    char *args = xasprintf("%s/args", f->dir);
+    char *pidf = xasprintf("%s/pid", f->dir);
+    assert_int_equal(mkdir(bin, 0755), 0);
+    char *script = xasprintf(
+        "#!/bin/sh\n"
+        "echo \"$* pw=$IPMI_PASSWORD\" >>%s\n"
+        "case \"$*\" in *deactivate*) echo 'Info: already de-activated'; "
+        "exit 0;; esac\n"
+        "echo $$ >%s\n"
+        "printf 'FAKE-SOL up\\r\\n'\n"
+        "exec cat\n",
+        args, pidf);
+    assert_int_equal(write_file_atomic(tool, script, strlen(script), 0755), 0);
+    const char *old = getenv("PATH");
+    char *path = xasprintf("%s:%s", bin, old ? old : "/usr/bin:/bin");
+    setenv("PATH", path, 1);
+
+    char err[256] = "";
+    f->c = console_new(f->l, "srv1", "ipmi-sol:admin:s3cret@bmc1:6230",
+                       f->logdir, 4096, err, sizeof(err));
+    assert_non_null(f->c);
+    console_set_backoff_ms(f->c, 100, 400);
+    struct sink s = {.drain = true};
+    s.v = console_attach(f->c, 0, &sink_cbs, &s);
+    assert_true(sink_has(f, &s, "FAKE-SOL up", 5000));
+
+    char *a = slurp(args);
+    assert_non_null(a);
+    assert_non_null(strstr(a, "-I lanplus -H bmc1 -p 6230 -U admin -E sol "
+                              "deactivate pw=s3cret\n"));
+    assert_non_null(strstr(a, "sol deactivate pw=s3cret\n-I lanplus -H bmc1 "
+                              "-p 6230 -U admin -E sol activate pw=s3cret"));
+    assert_null(strstr(a, "-P"));
+    free(a);
+
+    /* Typed bytes reach the child through the pty; a ~ at a line start is
+     * doubled (ipmitool's escape), so "~." cannot end the session. */
+    console_take_writer(f->c, s.v);
+    assert_int_equal(console_write(s.v, "ls\r~.x", 6), 0);
+    assert_true(sink_has(f, &s, "ls\r~~.x", 3000));
+
+    /* The child dies: the gap is marked and ipmitool runs again. */
+    char *p = slurp(pidf);
+    assert_non_null(p);
+    pid_t pid1 = (pid_t)atoi(p);
+    free(p);
+    assert_int_equal(kill(pid1, SIGKILL), 0);
+    assert_true(sink_has(f, &s, "[console source lost at", 5000));
+    s.got.len = 0;
+    s.got.data[0] = '\0';
+    assert_true(sink_has(f, &s, "FAKE-SOL up", 5000));
+    assert_true(console_connected(f->c));
+    p = slurp(pidf);
+    pid_t pid2 = (pid_t)atoi(p);
+    free(p);
+    assert_true(pid2 != pid1);
+
+    /* console_free ends the child (and reaps it: no zombie left). */
+    console_free(f->c);
+    f->c = NULL;
+    assert_int_equal(kill(pid2, 0), -1);
+    assert_int_equal(errno, ESRCH);
+
+    setenv("PATH", old ? old : "/usr/bin:/bin", 1);
+    buf_free(&s.got);
+    free(path);
+    free(script);
+    free(pidf);
+    free(args);
+    free(tool);
+    free(bin);
+}
+
 int
 main(void)
 {
@@ -527,6 +636,7 @@ main(void)
             test_detach_in_callback_and_free_tells_viewers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tty_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipmi_sol_child, setup, teardown),
         cmocka_unit_test(test_uris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
