@@ -1011,8 +1011,7 @@ parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
 static void
 h_image(struct req *r)
 {
-    const char *path =
-        fleet_image_fetch(r->a->fleet, r->caps[0], query(r, "token"));
+    const char *path = fleet_image_path(r->a->fleet, r->caps[0]);
     if (!path) {
         respond_error(r, 404, "no such image file");
         return;
@@ -1025,6 +1024,8 @@ h_image(struct req *r)
         respond_error(r, 404, "image file %s is missing", r->caps[0]);
         return;
     }
+    /* Only a fetch that gets the file moves the boot forward. */
+    fleet_image_fetched(r->a->fleet, r->caps[0], query(r, "token"));
     int64_t from = 0, to = st.st_size - 1;
     const char *range = header(r, MHD_HTTP_HEADER_RANGE);
     unsigned status = 200;

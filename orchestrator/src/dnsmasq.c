@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -158,6 +159,9 @@ start(struct dnsmasq *d)
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
+        /* A rescued killed with -9 must not leave its dnsmasq holding the
+         * DHCP port against the next rescued. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         execl(DNSMASQ_BIN, "dnsmasq", "--keep-in-foreground",
               "--log-facility=-", conf_arg, (char *)NULL);
         fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN, strerror(errno));

@@ -851,27 +851,28 @@ srv_of_token(struct fleet *f, const char *token)
 }
 
 const char *
-fleet_image_fetch(struct fleet *f, const char *name, const char *token)
+fleet_image_path(struct fleet *f, const char *name)
 {
-    const char *path = NULL;
-    enum fsm_event ev = FSM_EV_KERNEL_FETCHED;
     if (strcmp(name, base_name(f->cfg->kernel)) == 0)
-        path = f->cfg->kernel;
-    else if (strcmp(name, base_name(f->cfg->initrd)) == 0) {
-        path = f->cfg->initrd;
-        ev = FSM_EV_INITRD_FETCHED;
-    }
-    if (!path)
-        return NULL;
+        return f->cfg->kernel;
+    if (strcmp(name, base_name(f->cfg->initrd)) == 0)
+        return f->cfg->initrd;
+    return NULL;
+}
+
+void
+fleet_image_fetched(struct fleet *f, const char *name, const char *token)
+{
     struct srv *s = srv_of_token(f, token);
-    if (s) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "fetching the %s %s",
-                 ev == FSM_EV_KERNEL_FETCHED ? "kernel" : "initrd", name);
-        note(s, "boot", "server", msg);
-        feed(s, ev);
-    }
-    return path;
+    const char *path = fleet_image_path(f, name);
+    if (!s || !path)
+        return;
+    bool kernel = path == f->cfg->kernel;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "fetching the %s %s",
+             kernel ? "kernel" : "initrd", name);
+    note(s, "boot", "server", msg);
+    feed(s, kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
 }
 
 int

@@ -52,11 +52,12 @@ int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
  * out.  Returns 0, or -ENOENT for a MAC not in the inventory. */
 int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
                       struct buf *out);
-/* GET /images/<name>?token=T: the file's path (owned by the config), or
- * NULL when name is not one of the image files.  A live token marks the
- * kernel or initrd fetch of that server's boot. */
-const char *fleet_image_fetch(struct fleet *f, const char *name,
-                              const char *token);
+/* GET /images/<name>: the file's path (owned by the config), or NULL when
+ * name is not one of the image files. */
+const char *fleet_image_path(struct fleet *f, const char *name);
+/* The image file was opened for a fetch with ?token=T: a live token marks
+ * the kernel or initrd fetch of that server's boot. */
+void fleet_image_fetched(struct fleet *f, const char *name, const char *token);
 /* GET /overlay/<token>.tar.gz: the server's apkovl into out.  -ENOENT for a
  * token that is not live; -EINVAL/-EIO with err. */
 int fleet_overlay(struct fleet *f, const char *token, struct buf *out,

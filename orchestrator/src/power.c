@@ -331,8 +331,13 @@ qmp_step(struct power *p, struct req *r, json_t *ret)
         }
         break;
     case POWER_NETBOOT_ONCE:
-        /* Takes effect at the next system_reset. */
+        /* Takes effect at the next system_reset.  QEMU refuses to set a
+         * bootindex the device already holds, so read it first. */
         if (step == 0) {
+            cmd = "qom-get";
+            args = json_pack("{s:s,s:s}", "path", p->nic, "property",
+                             "bootindex");
+        } else if (step == 1 && json_integer_value(ret) != 0) {
             cmd = "qom-set";
             args = json_pack("{s:s,s:s,s:i}", "path", p->nic, "property",
                              "bootindex", "value", 0);

@@ -460,6 +460,12 @@ test_netboot_once(void **state)
     assert_true(json_is_integer(v));
     assert_int_equal(json_integer_value(v), 0);
     json_decref(v);
+    /* A second rescue finds it set already: still fine, still 0. */
+    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
+    v = check_cmd("{\"execute\":\"qom-get\",\"arguments\":"
+                  "{\"path\":\"net0\",\"property\":\"bootindex\"}}");
+    assert_int_equal(json_integer_value(v), 0);
+    json_decref(v);
     json_decref(
         check_cmd("{\"execute\":\"qom-set\",\"arguments\":{\"path\":"
                   "\"net0\",\"property\":\"bootindex\",\"value\":-1}}"));
