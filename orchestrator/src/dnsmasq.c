@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,6 +26,7 @@ struct dnsmasq {
     char *dir;
     char *conf_path;
     char *hosts_path;
+    char *pid_path; /* our child's pid, for the next rescued after a crash */
     pid_t pid;
     int pidfd;
     int64_t started_ms;
@@ -159,9 +159,6 @@ start(struct dnsmasq *d)
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
-        /* A rescued killed with -9 must not leave its dnsmasq holding the
-         * DHCP port against the next rescued. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
         execl(DNSMASQ_BIN, "dnsmasq", "--keep-in-foreground",
               "--log-facility=-", conf_arg, (char *)NULL);
         fprintf(stderr, "rescued: exec %s: %s\n", DNSMASQ_BIN, strerror(errno));
@@ -178,9 +175,42 @@ start(struct dnsmasq *d)
     d->pid = pid;
     d->pidfd = pidfd;
     d->started_ms = now_mono_ms();
+    char pidtxt[32];
+    int n = snprintf(pidtxt, sizeof(pidtxt), "%d\n", (int)pid);
+    write_file_atomic(d->pid_path, pidtxt, (size_t)n, 0644);
     loop_add_fd(d->loop, pidfd, EPOLLIN, child_exited, d);
     log_info("dnsmasq started (pid %d) with %s", (int)pid, d->conf_path);
     return 0;
+}
+
+/* A rescued killed with -9 leaves its dnsmasq running (dnsmasq changes
+ * credentials, which clears PR_SET_PDEATHSIG), holding the DHCP port.  Stop
+ * it if the pid file names a dnsmasq running our own config file. */
+static void
+stop_stale(struct dnsmasq *d)
+{
+    char *txt = NULL, *cmd = NULL, path[64];
+    size_t n = 0;
+    if (read_file(d->pid_path, &txt, NULL) < 0)
+        return;
+    pid_t pid = (pid_t)atoi(txt);
+    free(txt);
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    if (pid <= 1 || read_file(path, &cmd, &n) < 0)
+        return;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    bool ours = strstr(cmd, "dnsmasq") && strstr(cmd, d->conf_path);
+    free(cmd);
+    if (!ours)
+        return;
+    log_warnx("dnsmasq: stopping pid %d left by an earlier rescued", (int)pid);
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+        usleep(10000);
+    if (kill(pid, 0) == 0)
+        kill(pid, SIGKILL);
 }
 
 struct dnsmasq *
@@ -196,6 +226,7 @@ dnsmasq_new(struct loop *l, const struct config *c, char *err, size_t errlen)
     d->dir = xasprintf("%s/dnsmasq", c->data_dir);
     d->conf_path = xasprintf("%s/dnsmasq.conf", d->dir);
     d->hosts_path = xasprintf("%s/hosts", d->dir);
+    d->pid_path = xasprintf("%s/dnsmasq.pid", d->dir);
     if (mkdir(d->dir, 0755) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: %s", d->dir, strerror(errno));
         goto out_free;
@@ -210,6 +241,7 @@ dnsmasq_new(struct loop *l, const struct config *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", d->hosts_path, strerror(-r));
         goto out_free;
     }
+    stop_stale(d);
     if ((r = start(d)) < 0) {
         snprintf(err, errlen, "cannot start dnsmasq: %s", strerror(-r));
         goto out_free;
@@ -240,6 +272,7 @@ dnsmasq_free(struct dnsmasq *d)
             kill(d->pid, SIGKILL);
             reap(d);
         }
+        unlink(d->pid_path);
         log_info("dnsmasq stopped");
     }
     if (d->pidfd >= 0) {
@@ -249,6 +282,7 @@ dnsmasq_free(struct dnsmasq *d)
     free(d->dir);
     free(d->conf_path);
     free(d->hosts_path);
+    free(d->pid_path);
     free(d);
 }
 

@@ -889,26 +889,33 @@ fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
     size_t npkeys = 0;
     const struct config_project *p =
         config_find_project(f->cfg, s->cfg->project);
-    if (p && p->keys_file &&
-        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) < 0)
-        return -EIO;
-    const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
-    size_t n = 0;
-    for (size_t i = 0; i < npkeys; i++)
-        keys[n++] = pkeys[i];
-    char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
-    char *save = NULL;
-    for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
-         line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
-        keys[n++] = line;
-    int r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
+    int r = -EIO;
+    if (!p || !p->keys_file ||
+        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) == 0) {
+        const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+        size_t n = 0;
+        for (size_t i = 0; i < npkeys; i++)
+            keys[n++] = pkeys[i];
+        char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
+        char *save = NULL;
+        for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
+             line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+            keys[n++] = line;
+        r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
                           errlen);
-    free(extra);
-    free(keys);
-    sshkey_list_free(pkeys);
+        free(extra);
+        free(keys);
+        sshkey_list_free(pkeys);
+    }
     if (r == 0) {
         note(s, "boot", "server", "fetched its overlay (apkovl)");
         feed(s, FSM_EV_OVERLAY_FETCHED);
+    } else {
+        /* The rescue OS boots without the user's keys: say why, loudly. */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "cannot build its overlay: %s", err);
+        log_warnx("%s: %s", s->cfg->id, msg);
+        note(s, "error", "rescued", msg);
     }
     return r;
 }
