@@ -106,6 +106,8 @@ note(struct srv *s, const char *kind, const char *actor, const char *msg)
         publish(s->f, id, s->cfg->id, kind, NULL, NULL, actor, msg);
 }
 
+static void arm_deadline(struct srv *s);
+
 static int64_t
 deadline_fired(struct loop *l, void *arg)
 {
@@ -114,6 +116,11 @@ deadline_fired(struct loop *l, void *arg)
     s->timer = 0;
     struct fsm_input in = {.event = FSM_EV_TIMEOUT};
     apply(s, &in, "rescued");
+    /* The loop's clock is monotonic, deadlines are wall-clock: a timer can
+     * fire a millisecond before the deadline it stands for, and the state
+     * machine then ignores it.  Arm it again rather than lose it. */
+    if (!s->timer && s->row.fsm.deadline_ms)
+        arm_deadline(s);
     return -1;
 }
 
