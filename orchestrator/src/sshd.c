@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -650,6 +651,10 @@ bind_event(struct loop *l, int fd, uint32_t events, void *arg)
     ss->s = s;
     ss->fd = ssh_get_fd(s);
     ss->started_ms = now_mono_ms();
+    /* A console is interactive: one keystroke, one packet, no Nagle wait
+     * (OpenSSH's sshd does the same for interactive sessions). */
+    int one = 1;
+    setsockopt(ss->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct sockaddr_storage sa;
     socklen_t sl = sizeof(sa);
     char host[INET6_ADDRSTRLEN] = "?";
