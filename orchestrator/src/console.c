@@ -872,15 +872,7 @@ ipmi_stop(struct console *c)
         return;
     pid_t pid = c->child;
     c->child = 0;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < IPMI_STOP_GRACE_MS / 10; i++) {
-        pid_t w = waitpid(pid, NULL, WNOHANG);
-        if (w == pid || (w < 0 && errno == ECHILD))
-            return;
-        usleep(10 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    child_stop(pid, IPMI_STOP_GRACE_MS);
 }
 
 static int

@@ -105,17 +105,6 @@ restart_due(struct loop *l, void *arg)
 }
 
 static void
-reap(struct dnsmasq *d)
-{
-    int status = 0;
-    loop_del_fd(d->loop, d->pidfd);
-    close(d->pidfd);
-    d->pidfd = -1;
-    waitpid(d->pid, &status, 0);
-    d->pid = 0;
-}
-
-static void
 child_exited(struct loop *l, int fd, uint32_t events, void *arg)
 {
     (void)l;
@@ -259,19 +248,9 @@ dnsmasq_free(struct dnsmasq *d)
         return;
     loop_del_timer(d->loop, d->restart_timer);
     if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
         /* dnsmasq exits at once on SIGTERM; do not wait forever. */
-        for (int i = 0; i < 200; i++) {
-            if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
-                d->pid = 0;
-                break;
-            }
-            usleep(10000);
-        }
-        if (d->pid > 0) {
-            kill(d->pid, SIGKILL);
-            reap(d);
-        }
+        child_stop(d->pid, 2000);
+        d->pid = 0;
         unlink(d->pid_path);
         log_info("dnsmasq stopped");
     }

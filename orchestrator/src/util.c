@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,6 +162,22 @@ parse_size(const char *s, long long *out_bytes)
     static const long long f[] = {1024, 1024 * 1024, 1024LL * 1024 * 1024,
                                   1024, 1024 * 1024, 1024LL * 1024 * 1024};
     return parse_with_units(s, "KMGkmg", f, out_bytes);
+}
+
+void
+child_stop(int pid, int grace_ms)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < grace_ms / 10; i++) {
+        pid_t w = waitpid(pid, NULL, WNOHANG);
+        if (w == pid || (w < 0 && errno == ECHILD))
+            return;
+        usleep(10 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 int

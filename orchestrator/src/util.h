@@ -33,6 +33,10 @@ int parse_duration(const char *s, long long *out_s);
 /* Parse "1048576", "64K", "1M", "1G" into bytes. */
 int parse_size(const char *s, long long *out_bytes);
 
+/* End a child we started: SIGTERM, up to grace_ms for it to exit, then
+ * SIGKILL; always reaped.  Blocks for at most grace_ms. */
+void child_stop(int pid, int grace_ms);
+
 /* Write a file atomically (temp file, fsync, rename). */
 int write_file_atomic(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file; *out is NUL-terminated and must be freed. */
