@@ -80,7 +80,9 @@ bench-console: all
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
-$(B)/mkrescue: initramfs/mkrescue.c $(B)/libcore.a
+# Only util and log: a change elsewhere in the daemon must not rebuild the
+# image (the image's cache key includes this binary).
+$(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
 	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libarchive)
 
 image: $(B)/mkrescue
