@@ -19,7 +19,7 @@ TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image clean format
+        check-image bench-image bench-rescue clean format
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -93,6 +93,9 @@ check-image: image
 
 bench-image: image
 	initramfs/bench-image
+
+bench-rescue: all image
+	scripts/bench-rescue
 
 format:
 	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
