@@ -622,11 +622,7 @@ static void ipmi_stop(struct console *c);
 static void
 source_close(struct console *c)
 {
-    if (c->fd >= 0) {
-        loop_del_fd(c->l, c->fd);
-        close(c->fd);
-        c->fd = -1;
-    }
+    loop_close_fd(c->l, &c->fd);
     if (c->kind == SRC_IPMI)
         ipmi_stop(c);
     c->connecting = false;
@@ -863,11 +859,7 @@ ipmi_spawn(const struct console *c, const char *action, const char *slave,
 static void
 ipmi_stop(struct console *c)
 {
-    if (c->child_out >= 0) {
-        loop_del_fd(c->l, c->child_out);
-        close(c->child_out);
-        c->child_out = -1;
-    }
+    loop_close_fd(c->l, &c->child_out);
     if (c->child <= 0)
         return;
     pid_t pid = c->child;

@@ -113,9 +113,7 @@ child_exited(struct loop *l, int fd, uint32_t events, void *arg)
     struct dnsmasq *d = arg;
     int status = 0;
     pid_t pid = d->pid;
-    loop_del_fd(d->loop, d->pidfd);
-    close(d->pidfd);
-    d->pidfd = -1;
+    loop_close_fd(d->loop, &d->pidfd);
     waitpid(pid, &status, 0);
     d->pid = 0;
     if (now_mono_ms() - d->started_ms > STABLE_MS)
@@ -254,10 +252,7 @@ dnsmasq_free(struct dnsmasq *d)
         unlink(d->pid_path);
         log_info("dnsmasq stopped");
     }
-    if (d->pidfd >= 0) {
-        loop_del_fd(d->loop, d->pidfd);
-        close(d->pidfd);
-    }
+    loop_close_fd(d->loop, &d->pidfd);
     free(d->dir);
     free(d->conf_path);
     free(d->hosts_path);

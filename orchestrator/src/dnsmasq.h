@@ -20,8 +20,8 @@ void dnsmasq_write_hosts(const struct config *c, struct buf *out);
 /* Write the files into DATA_DIR/dnsmasq and start the child.  NULL with a
  * reason in err when the files cannot be written or dnsmasq not started.
  * The config must outlive the next dnsmasq_update. */
-struct dnsmasq *dnsmasq_new(struct loop *l, const struct config *c,
-                            char *err, size_t errlen);
+struct dnsmasq *dnsmasq_new(struct loop *l, const struct config *c, char *err,
+                            size_t errlen);
 /* Stop the child (SIGTERM, then SIGKILL after 2 s) and free. */
 void dnsmasq_free(struct dnsmasq *d);
 /* New inventory: rewrite the host file and SIGHUP the child. */

@@ -56,12 +56,6 @@ struct fleet {
 
 static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
 
-static int64_t
-now_ms(void)
-{
-    return now_wall_ms();
-}
-
 static void
 limits_from_config(struct fsm_limits *l, const struct config *c)
 {
@@ -87,7 +81,7 @@ publish(struct fleet *f, int64_t id, const char *server, const char *kind,
 {
     struct store_event ev = {.id = id,
                              .server = server,
-                             .at_ms = now_ms(),
+                             .at_ms = now_wall_ms(),
                              .kind = kind,
                              .from_state = from,
                              .to_state = to,
@@ -131,7 +125,7 @@ arm_deadline(struct srv *s)
     s->timer = 0;
     if (s->row.fsm.deadline_ms == 0)
         return;
-    int64_t wait = s->row.fsm.deadline_ms - now_ms();
+    int64_t wait = s->row.fsm.deadline_ms - now_wall_ms();
     s->timer =
         loop_add_timer(s->f->loop, wait < 0 ? 0 : wait, deadline_fired, s);
 }
@@ -228,7 +222,7 @@ run_actions(struct srv *s, unsigned acts)
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         char token[65];
         mint_token(token);
-        if (store_token_add(f->st, token, s->cfg->id, now_ms()) < 0) {
+        if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) < 0) {
             struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
                                    .detail = "cannot store the boot token"};
             apply(s, &in, "rescued");
@@ -254,7 +248,7 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
     struct fsm_output out;
 
     unsigned pending_before = s->row.pending_actions;
-    fsm_step(&f->limits, &s->row.fsm, in, now_ms(), &out);
+    fsm_step(&f->limits, &s->row.fsm, in, now_wall_ms(), &out);
     if (out.status < 0)
         return;
     /* Stored with the step, cleared as each completes: a restart re-runs
@@ -408,7 +402,7 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
     }
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
-        fsm_server_init(&s->row.fsm, now_ms());
+        fsm_server_init(&s->row.fsm, now_wall_ms());
         store_save_server(f->st, cs->id, &s->row);
     } else if (r < 0) {
         snprintf(err, errlen, "%s: cannot load its stored state", cs->id);
@@ -699,7 +693,7 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
     struct fsm_output out;
-    fsm_step(&f->limits, &probe, &in, now_ms(), &out);
+    fsm_step(&f->limits, &probe, &in, now_wall_ms(), &out);
     if (out.status < 0) {
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
@@ -1016,7 +1010,7 @@ fleet_readonly_left_ms(struct fleet *f, const char *id)
     if (!s || !fsm_state_is_stable(s->row.fsm.state))
         return 0;
     int64_t left =
-        s->row.fsm.since_ms + f->cfg->readonly_grace * 1000LL - now_ms();
+        s->row.fsm.since_ms + f->cfg->readonly_grace * 1000LL - now_wall_ms();
     return left > 0 ? left : 0;
 }
 

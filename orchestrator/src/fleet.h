@@ -18,11 +18,11 @@ struct fleet;
 struct buf;
 
 struct fleet_action {
-    enum fsm_event event;   /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
-    int64_t ttl_s;          /* rescue only; 0: none */
-    const char **ssh_keys;  /* rescue only: keys added to the project's */
+    enum fsm_event event;  /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
+    int64_t ttl_s;         /* rescue only; 0: none */
+    const char **ssh_keys; /* rescue only: keys added to the project's */
     size_t nkeys;
-    const char *actor;      /* "admin" or "project:NAME", for the audit */
+    const char *actor; /* "admin" or "project:NAME", for the audit */
 };
 
 /* Takes ownership of cfg; st stays the caller's.  Resumes every server's

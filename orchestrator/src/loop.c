@@ -56,8 +56,7 @@ loop_free(struct loop *l)
 }
 
 int
-loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb,
-            void *arg)
+loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *arg)
 {
     if (fd < 0)
         return -EBADF;
@@ -154,6 +153,16 @@ heap_push(struct loop *l, struct timer t)
     }
     l->heap[l->nheap] = t;
     heap_up(l, l->nheap++);
+}
+
+void
+loop_close_fd(struct loop *l, int *fd)
+{
+    if (*fd < 0)
+        return;
+    loop_del_fd(l, *fd);
+    close(*fd);
+    *fd = -1;
 }
 
 uint64_t

@@ -23,6 +23,8 @@ int loop_add_fd(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb,
 int loop_mod_fd(struct loop *l, int fd, uint32_t events);
 /* Safe to call from inside any callback, including fd's own. */
 void loop_del_fd(struct loop *l, int fd);
+/* Stop watching *fd, close it and set it to -1; nothing when it is -1. */
+void loop_close_fd(struct loop *l, int *fd);
 
 /* Run cb after ms milliseconds; returns a timer id > 0. */
 uint64_t loop_add_timer(struct loop *l, int64_t ms, loop_timer_cb *cb,

@@ -183,11 +183,7 @@ static void qmp_pump(struct power *p);
 static void
 qmp_close(struct power *p)
 {
-    if (p->fd >= 0) {
-        loop_del_fd(p->l, p->fd);
-        close(p->fd);
-    }
-    p->fd = -1;
+    loop_close_fd(p->l, &p->fd);
     p->state = QMP_IDLE;
     p->conn_gen++;
     buf_reset(&p->in);
@@ -335,8 +331,8 @@ qmp_step(struct power *p, struct req *r, json_t *ret)
          * bootindex the device already holds, so read it first. */
         if (step == 0) {
             cmd = "qom-get";
-            args = json_pack("{s:s,s:s}", "path", p->nic, "property",
-                             "bootindex");
+            args =
+                json_pack("{s:s,s:s}", "path", p->nic, "property", "bootindex");
         } else if (step == 1 && json_integer_value(ret) != 0) {
             cmd = "qom-set";
             args = json_pack("{s:s,s:s,s:i}", "path", p->nic, "property",

@@ -279,8 +279,7 @@ main(int argc, char **argv)
     int r = loop_run(d.loop);
 
     /* Every transition is already stored: stopping loses nothing. */
-    loop_del_fd(d.loop, d.sigfd);
-    close(d.sigfd);
+    loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
     api_free(d.api);
