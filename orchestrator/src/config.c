@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "uri.h"
 #include "util.h"
 
 #include <errno.h>
@@ -460,28 +461,13 @@ lookup(const char *v, const char *const *names)
     return -1;
 }
 
-/* Digits only, 1..65535; -1 otherwise. */
-static int
-parse_port(const char *s)
-{
-    long v = 0;
-    if (!*s || strlen(s) > 5)
-        return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v >= 1 && v <= 65535 ? (int)v : -1;
-}
-
 /* "host:port": a non-empty host without blanks, a port 1-65535. */
 static bool
 valid_hostport(const char *s)
 {
     const char *colon = strrchr(s, ':');
     return colon && colon > s && strcspn(s, " \t") == strlen(s) &&
-           parse_port(colon + 1) > 0;
+           uri_parse_port(colon + 1) > 0;
 }
 
 static bool
@@ -497,68 +483,24 @@ valid_id(const char *s)
     return true;
 }
 
+/* The one parser of console and power decides (uri.h): config refuses
+ * what console and power would refuse when they attach. */
 static int
 check_power(const char *v, char *buf, size_t len)
 {
-    if (strncmp(v, "qmp:", 4) == 0)
-        return v[4] == '/' ? 0
-                           : why(buf, len,
-                                 "qmp: needs an absolute path, "
-                                 "as qmp:/run/srv1.qmp");
-    if (strncmp(v, "redfish://", 10) == 0) {
-        const char *host = v + 10, *at = strchr(host, '@');
-        const char *slash = strchr(host, '/');
-        if (at && (!slash || at < slash)) {
-            const char *colon = memchr(host, ':', (size_t)(at - host));
-            if (!colon || colon == host)
-                return why(buf, len,
-                           "redfish:// credentials must be "
-                           "user:pass@");
-            host = at + 1;
-        }
-        if (!*host || *host == '/')
-            return why(buf, len, "redfish:// needs a host");
-        return 0;
-    }
-    if (strncmp(v, "ipmi://", 7) == 0) {
-        const char *user = v + 7, *at = strrchr(user, '@');
-        const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-        if (!colon || colon == user || !at[1] || strchr(at + 1, '/'))
-            return why(buf, len, "ipmi:// must be ipmi://user:pass@host");
-        return 0;
-    }
-    if (strncmp(v, "manual:", 7) == 0)
-        return 0;
-    return why(buf, len,
-               "unknown power URI scheme in '%s' (want qmp:PATH, "
-               "redfish://[user:pass@]host/..., ipmi://user:pass@host or "
-               "manual:)",
-               v);
+    struct uri_power *u = uri_power_parse(v, buf, len);
+    int r = u ? 0 : -EINVAL;
+    uri_power_free(u);
+    return r;
 }
 
 static int
 check_console(const char *v, char *buf, size_t len)
 {
-    if (strncmp(v, "unix:", 5) == 0)
-        return v[5] ? 0 : why(buf, len, "unix: needs a socket path");
-    if (strncmp(v, "tcp:", 4) == 0)
-        return valid_hostport(v + 4)
-                   ? 0
-                   : why(buf, len, "tcp: needs HOST:PORT, port 1-65535");
-    if (strncmp(v, "tty:", 4) == 0) {
-        const char *at = strchr(v + 4, '@');
-        if (v[4] == '\0' || v[4] == '@')
-            return why(buf, len, "tty: needs a device, as tty:/dev/ttyS0");
-        if (at && (!at[1] || strspn(at + 1, "0123456789") != strlen(at + 1)))
-            return why(buf, len, "tty: speed after '@' must be a number");
-        return 0;
-    }
-    if (strncmp(v, "ipmi-sol:", 9) == 0)
-        return 0;
-    return why(buf, len,
-               "unknown console URI scheme in '%s' (want unix:PATH, "
-               "tcp:HOST:PORT, tty:DEV[@SPEED] or ipmi-sol:...)",
-               v);
+    struct uri_console *u = uri_console_parse(v, buf, len);
+    int r = u ? 0 : -EINVAL;
+    uri_console_free(u);
+    return r;
 }
 
 static void

@@ -1,6 +1,7 @@
 #include "console.h"
 #include "log.h"
 #include "loop.h"
+#include "uri.h"
 #include "util.h"
 
 #include <errno.h>
@@ -24,8 +25,6 @@
 #define IPMI_STOP_GRACE_MS 500 /* SIGTERM, then SIGKILL */
 #define IPMI_STABLE_MS 5000    /* a session this long resets the backoff */
 
-enum src_kind { SRC_UNIX, SRC_TCP, SRC_TTY, SRC_IPMI };
-
 extern char **environ;
 
 struct console_viewer {
@@ -42,14 +41,10 @@ struct console_viewer {
 struct console {
     struct loop *l;
     char *id, *log_dir, *log_path;
-    enum src_kind kind;
-    char *path;        /* unix socket or tty device */
-    char *host, *port; /* tcp, ipmi-sol */
-    speed_t speed;
-    char *user, *pass, *cipher; /* ipmi-sol */
-    pid_t child;                /* ipmitool, by PID */
-    int child_out;              /* sol deactivate's output; EOF: it ended */
-    bool last_cr;               /* for doubling ipmitool's ~ escape */
+    struct uri_console *src; /* parsed once, by uri.c */
+    pid_t child;             /* ipmitool, by PID */
+    int child_out;           /* sol deactivate's output; EOF: it ended */
+    bool last_cr;            /* for doubling ipmitool's ~ escape */
     int64_t up_mono;
 
     int fd;
@@ -74,180 +69,6 @@ struct console {
 };
 
 static void source_connect(struct console *c);
-
-/* --- parsing ------------------------------------------------------------ */
-
-static bool
-parse_speed(const char *s, speed_t *out)
-{
-    static const struct {
-        long n;
-        speed_t s;
-    } speeds[] = {{1200, B1200},     {2400, B2400},     {4800, B4800},
-                  {9600, B9600},     {19200, B19200},   {38400, B38400},
-                  {57600, B57600},   {115200, B115200}, {230400, B230400},
-                  {460800, B460800}, {921600, B921600}};
-    char *end;
-    long n = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0')
-        return false;
-    for (size_t i = 0; i < sizeof(speeds) / sizeof(speeds[0]); i++)
-        if (speeds[i].n == n) {
-            *out = speeds[i].s;
-            return true;
-        }
-    return false;
-}
-
-static char *
-xstrndup_s(const char *p, size_t n)
-{
-    char *s = xmalloc(n + 1);
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
-/* ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N] */
-static int
-parse_ipmi(struct console *c, const char *uri, char *err, size_t errlen)
-{
-    const char *p = uri + 9, *at = strrchr(p, '@');
-    const char *q = strchr(at ? at : p, '?');
-    const char *end = q ? q : p + strlen(p);
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (!colon || colon == p) {
-            snprintf(err, errlen, "%s: expected ipmi-sol:USER:PASS@HOST", uri);
-            return -EINVAL;
-        }
-        c->user = xstrndup_s(p, (size_t)(colon - p));
-        c->pass = xstrndup_s(colon + 1, (size_t)(at - colon - 1));
-        p = at + 1;
-    }
-    const char *hend = end, *port = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb) {
-            snprintf(err, errlen, "%s: unclosed '['", uri);
-            return -EINVAL;
-        }
-        c->host = xstrndup_s(p + 1, (size_t)(rb - p - 1));
-        if (rb + 1 < end && rb[1] == ':')
-            port = rb + 2;
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        if (colon) {
-            hend = colon;
-            port = colon + 1;
-        }
-        c->host = xstrndup_s(p, (size_t)(hend - p));
-    }
-    if (!*c->host) {
-        snprintf(err, errlen, "%s: no BMC host", uri);
-        return -EINVAL;
-    }
-    c->port = port ? xstrndup_s(port, (size_t)(end - port)) : xstrdup("623");
-    char *pe;
-    long pn = strtol(c->port, &pe, 10);
-    if (!*c->port || *pe || pn < 1 || pn > 65535) {
-        snprintf(err, errlen, "%s: bad port", uri);
-        return -EINVAL;
-    }
-    if (q) {
-        if (strncmp(q, "?cipher=", 8) != 0 || !q[8] ||
-            strspn(q + 8, "0123456789") != strlen(q + 8)) {
-            snprintf(err, errlen, "%s: the only option is ?cipher=N", uri);
-            return -EINVAL;
-        }
-        c->cipher = xstrdup(q + 8);
-    }
-    c->kind = SRC_IPMI;
-    return 0;
-}
-
-/* Fill c's source fields from uri (c may be a scratch struct). */
-static int
-parse_uri(struct console *c, const char *uri, char *err, size_t errlen)
-{
-    if (!uri || !*uri) {
-        snprintf(err, errlen, "empty console uri");
-        return -EINVAL;
-    }
-    if (strncmp(uri, "unix:", 5) == 0) {
-        const char *p = uri + 5;
-        if (!*p || strlen(p) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            snprintf(err, errlen, "%s: unix socket path empty or too long",
-                     uri);
-            return -EINVAL;
-        }
-        c->kind = SRC_UNIX;
-        c->path = xstrdup(p);
-        return 0;
-    }
-    if (strncmp(uri, "tcp:", 4) == 0) {
-        const char *p = uri + 4;
-        const char *colon = strrchr(p, ':');
-        if (!colon || colon == p || !colon[1]) {
-            snprintf(err, errlen, "%s: expected tcp:HOST:PORT", uri);
-            return -EINVAL;
-        }
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            snprintf(err, errlen, "%s: bad port", uri);
-            return -EINVAL;
-        }
-        c->kind = SRC_TCP;
-        c->host = xmalloc((size_t)(colon - p) + 1);
-        memcpy(c->host, p, (size_t)(colon - p));
-        c->host[colon - p] = '\0';
-        /* [::1]:port */
-        size_t hl = strlen(c->host);
-        if (hl >= 2 && c->host[0] == '[' && c->host[hl - 1] == ']') {
-            memmove(c->host, c->host + 1, hl - 2);
-            c->host[hl - 2] = '\0';
-        }
-        c->port = xstrdup(colon + 1);
-        return 0;
-    }
-    if (strncmp(uri, "tty:", 4) == 0) {
-        const char *p = uri + 4;
-        const char *at = strrchr(p, '@');
-        if (!at || at == p) {
-            snprintf(err, errlen, "%s: expected tty:DEVICE@SPEED", uri);
-            return -EINVAL;
-        }
-        if (!parse_speed(at + 1, &c->speed)) {
-            snprintf(err, errlen, "%s: unsupported speed '%s'", uri, at + 1);
-            return -EINVAL;
-        }
-        c->kind = SRC_TTY;
-        c->path = xmalloc((size_t)(at - p) + 1);
-        memcpy(c->path, p, (size_t)(at - p));
-        c->path[at - p] = '\0';
-        return 0;
-    }
-    if (strncmp(uri, "ipmi-sol:", 9) == 0)
-        return parse_ipmi(c, uri, err, errlen);
-    snprintf(err, errlen,
-             "%s: unknown console source (unix:, tcp:, tty:, ipmi-sol:)", uri);
-    return -EINVAL;
-}
-
-bool
-console_uri_valid(const char *uri, char *err, size_t errlen)
-{
-    struct console scratch = {0};
-    int r = parse_uri(&scratch, uri, err, errlen);
-    free(scratch.path);
-    free(scratch.host);
-    free(scratch.port);
-    free(scratch.user);
-    free(scratch.pass);
-    free(scratch.cipher);
-    return r == 0;
-}
 
 static bool
 id_valid(const char *id)
@@ -623,7 +444,7 @@ static void
 source_close(struct console *c)
 {
     loop_close_fd(c->l, &c->fd);
-    if (c->kind == SRC_IPMI)
+    if (c->src->kind == URI_CONSOLE_IPMI_SOL)
         ipmi_stop(c);
     c->connecting = false;
     c->connected = false;
@@ -640,7 +461,8 @@ source_lost(struct console *c, const char *why)
         log_warnx("console %s: source lost (%s); reconnecting", c->id, why);
         /* ipmitool starts even when the BMC will refuse it: only a
          * session that lasted resets the backoff. */
-        if (c->kind == SRC_IPMI && c->lost_mono - c->up_mono >= IPMI_STABLE_MS)
+        if (c->src->kind == URI_CONSOLE_IPMI_SOL &&
+            c->lost_mono - c->up_mono >= IPMI_STABLE_MS)
             c->backoff_ms = c->first_ms;
     }
     source_close(c);
@@ -653,7 +475,7 @@ source_up(struct console *c)
     c->connecting = false;
     c->connected = true;
     c->up_mono = now_mono_ms();
-    if (c->kind != SRC_IPMI)
+    if (c->src->kind != URI_CONSOLE_IPMI_SOL)
         c->backoff_ms = c->first_ms;
     c->last_cr = true;
     if (c->lost_wall) {
@@ -730,7 +552,8 @@ source_event(struct loop *l, int fd, uint32_t events, void *arg)
                 continue;
             if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 break;
-            if (c->kind == SRC_IPMI) /* EIO: the pty's child side closed */
+            if (c->src->kind ==
+                URI_CONSOLE_IPMI_SOL) /* EIO: the pty's child side closed */
                 source_lost(c, "ipmitool exited");
             else
                 source_lost(c, r == 0 ? "closed" : strerror(errno));
@@ -744,7 +567,7 @@ source_event(struct loop *l, int fd, uint32_t events, void *arg)
 static int
 open_tty(struct console *c)
 {
-    int fd = open(c->path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(c->src->path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct termios t;
@@ -756,8 +579,8 @@ open_tty(struct console *c)
     cfmakeraw(&t);
     t.c_cflag |= CLOCAL | CREAD;
     t.c_cflag &= ~(tcflag_t)(CSTOPB | CRTSCTS);
-    cfsetispeed(&t, c->speed);
-    cfsetospeed(&t, c->speed);
+    cfsetispeed(&t, c->src->speed);
+    cfsetospeed(&t, c->src->speed);
     if (tcsetattr(fd, TCSANOW, &t) < 0) {
         int e = errno;
         close(fd);
@@ -779,17 +602,17 @@ ipmi_argv(const struct console *c, const char *action)
     argv[n++] = xstrdup("-I");
     argv[n++] = xstrdup("lanplus");
     argv[n++] = xstrdup("-H");
-    argv[n++] = xstrdup(c->host);
+    argv[n++] = xstrdup(c->src->host);
     argv[n++] = xstrdup("-p");
-    argv[n++] = xstrdup(c->port);
-    if (c->user) {
+    argv[n++] = xstrdup(c->src->port);
+    if (c->src->user) {
         argv[n++] = xstrdup("-U");
-        argv[n++] = xstrdup(c->user);
+        argv[n++] = xstrdup(c->src->user);
         argv[n++] = xstrdup("-E");
     }
-    if (c->cipher) {
+    if (c->src->cipher) {
         argv[n++] = xstrdup("-C");
-        argv[n++] = xstrdup(c->cipher);
+        argv[n++] = xstrdup(c->src->cipher);
     }
     argv[n++] = xstrdup("sol");
     argv[n++] = xstrdup(action);
@@ -807,8 +630,8 @@ ipmi_envp(const struct console *c)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "IPMI_PASSWORD=", 14) != 0)
             envp[k++] = xstrdup(environ[i]);
-    if (c->pass)
-        envp[k++] = xasprintf("IPMI_PASSWORD=%s", c->pass);
+    if (c->src->pass)
+        envp[k++] = xasprintf("IPMI_PASSWORD=%s", c->src->pass);
     return envp;
 }
 
@@ -966,10 +789,10 @@ source_connect(struct console *c)
 {
     int fd = -1, r = 0;
     bool pending = false;
-    switch (c->kind) {
-    case SRC_UNIX: {
+    switch (c->src->kind) {
+    case URI_CONSOLE_UNIX: {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        strlcpy_s(sa.sun_path, c->path, sizeof(sa.sun_path));
+        strlcpy_s(sa.sun_path, c->src->path, sizeof(sa.sun_path));
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             r = -errno;
@@ -983,11 +806,11 @@ source_connect(struct console *c)
         }
         break;
     }
-    case SRC_TCP: {
+    case URI_CONSOLE_TCP: {
         /* Blocking resolution: hosts are expected to be addresses or in
          * /etc/hosts. */
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        int g = getaddrinfo(c->host, c->port, &hints, &ai);
+        int g = getaddrinfo(c->src->host, c->src->port, &hints, &ai);
         if (g != 0 || !ai) {
             r = -EHOSTUNREACH;
             break;
@@ -1005,12 +828,12 @@ source_connect(struct console *c)
         freeaddrinfo(ai);
         break;
     }
-    case SRC_TTY:
+    case URI_CONSOLE_TTY:
         fd = open_tty(c);
         if (fd < 0)
             r = fd;
         break;
-    case SRC_IPMI:
+    case URI_CONSOLE_IPMI_SOL:
         r = ipmi_start(c);
         if (r < 0) {
             log_warnx("console %s: ipmitool: %s", c->id, strerror(-r));
@@ -1047,13 +870,16 @@ console_new(struct loop *l, const char *id, const char *uri,
                  id ? id : "");
         return NULL;
     }
-    struct console *c = xcalloc(1, sizeof(*c));
-    if (parse_uri(c, uri, err, errlen) < 0)
-        goto out_free;
+    struct uri_console *src = uri_console_parse(uri, err, errlen);
+    if (!src)
+        return NULL;
     if (mkdir(log_dir, 0750) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: %s", log_dir, strerror(errno));
-        goto out_free;
+        uri_console_free(src);
+        return NULL;
     }
+    struct console *c = xcalloc(1, sizeof(*c));
+    c->src = src;
     c->l = l;
     c->id = xstrdup(id);
     c->log_dir = xstrdup(log_dir);
@@ -1067,16 +893,6 @@ console_new(struct loop *l, const char *id, const char *uri,
     c->max_ms = 30000;
     source_connect(c);
     return c;
-
-out_free:
-    free(c->path);
-    free(c->host);
-    free(c->port);
-    free(c->user);
-    free(c->pass);
-    free(c->cipher);
-    free(c);
-    return NULL;
 }
 
 void
@@ -1100,12 +916,7 @@ console_free(struct console *c)
     free(c->id);
     free(c->log_dir);
     free(c->log_path);
-    free(c->path);
-    free(c->host);
-    free(c->port);
-    free(c->user);
-    free(c->pass);
-    free(c->cipher);
+    uri_console_free(c->src);
     free(c);
 }
 
@@ -1206,7 +1017,7 @@ console_write(struct console_viewer *v, const void *data, size_t len)
         return -ENOTCONN;
     if (c->in.len - c->in_off + len > SOURCE_INPUT_MAX)
         return -ENOBUFS;
-    if (c->kind == SRC_IPMI) {
+    if (c->src->kind == URI_CONSOLE_IPMI_SOL) {
         /* ipmitool reads ~ after a newline as its escape: double it so the
          * user's bytes reach the server as typed. */
         const char *p = data;
@@ -1226,11 +1037,11 @@ console_write(struct console_viewer *v, const void *data, size_t len)
 int
 console_send_break(struct console *c)
 {
-    if (c->kind != SRC_TTY && c->kind != SRC_IPMI)
+    if (c->src->kind != URI_CONSOLE_TTY && c->src->kind != URI_CONSOLE_IPMI_SOL)
         return -ENOTSUP;
     if (!c->connected)
         return -ENOTCONN;
-    if (c->kind == SRC_IPMI) {
+    if (c->src->kind == URI_CONSOLE_IPMI_SOL) {
         /* ipmitool's own escape: ~B at a line start sends a SOL break. */
         buf_append(&c->in, c->last_cr ? "~B" : "\r~B", c->last_cr ? 2 : 3);
         c->last_cr = false;

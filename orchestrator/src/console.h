@@ -4,9 +4,10 @@
  * at the first byte), an on-disk log LOG_DIR/ID.log rotated by size
  * (ID.log -> ID.log.1 -> ID.log.2), and the output queue of every viewer.
  *
- * Sources:  unix:PATH        QEMU chardev socket (connected non-blocking)
+ * Sources (grammar and parser in uri.h):
+ *           unix:PATH        QEMU chardev socket (connected non-blocking)
  *           tcp:HOST:PORT    ser2net raw (HOST resolved at each connect)
- *           tty:DEV@SPEED    local serial device, raw 8N1
+ *           tty:DEV[@SPEED]  local serial device, raw 8N1, 115200 default
  *           ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N]
  *                            `ipmitool -I lanplus ... sol activate` as a
  *                            child on a pty (after `sol deactivate` ends a
@@ -56,7 +57,8 @@ struct console_viewer_cbs {
     void (*closed)(struct console_viewer *v, void *arg);
 };
 
-/* Parse uri and start connecting; log_dir is created if missing.
+/* Parse uri (uri_console_parse) and start connecting; log_dir is
+ * created if missing.
  * ring_size 0 means CONSOLE_DEFAULT_RING.  id names the log file
  * ([A-Za-z0-9_.-], no "/").  NULL with a reason in err on a bad uri, a
  * bad id. */
@@ -76,9 +78,6 @@ const char *console_id(const struct console *c);
 bool console_connected(const struct console *c);
 /* Number of attached viewers (for status and tests). */
 size_t console_viewer_count(const struct console *c);
-
-/* Check a source uri's syntax without making a console (for config). */
-bool console_uri_valid(const char *uri, char *err, size_t errlen);
 
 /* Attach a viewer.  Its queue starts with the last replay_lines lines of
  * the ring (0: none), so nothing is lost or repeated between replay and

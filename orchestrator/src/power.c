@@ -11,6 +11,7 @@
 #include "power.h"
 #include "log.h"
 #include "loop.h"
+#include "uri.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -29,8 +30,6 @@
 void power_test_set_timeout(int ms);
 #endif
 static int qmp_timeout_ms = 5000;
-
-enum power_kind { KIND_MANUAL, KIND_QMP };
 
 enum qmp_state {
     QMP_IDLE,       /* no connection */
@@ -56,11 +55,9 @@ struct req {
 
 struct power {
     struct loop *l;
-    enum power_kind kind;
+    struct uri_power *u; /* parsed once, by uri.c: path, nic */
     char *uri;
     char *name;
-    char *path; /* qmp socket */
-    char *nic;  /* qmp device id for NETBOOT_ONCE, or NULL */
 
     int fd;
     enum qmp_state state;
@@ -100,8 +97,8 @@ op_name(enum power_op op)
 static char *
 qmp_errdetail(const struct power *p, int err)
 {
-    char *d = xasprintf("qmp %s: %s", p->path, strerror(err));
-    char *c = d + strlen(p->path) + 6;
+    char *d = xasprintf("qmp %s: %s", p->u->path, strerror(err));
+    char *c = d + strlen(p->u->path) + 6;
     *c = (char)tolower((unsigned char)*c);
     return d;
 }
@@ -199,10 +196,10 @@ static void
 qmp_fail(struct power *p, int err, const char *why)
 {
     qmp_close(p);
-    log_debug("%s: qmp %s: %s", p->name, p->path, why ? why : strerror(err));
+    log_debug("%s: qmp %s: %s", p->name, p->u->path, why ? why : strerror(err));
     while (p->head)
         req_complete(p->head, -err,
-                     why ? xasprintf("qmp %s: %s", p->path, why)
+                     why ? xasprintf("qmp %s: %s", p->u->path, why)
                          : qmp_errdetail(p, err));
 }
 
@@ -249,7 +246,7 @@ static void
 qmp_connect(struct power *p)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strlcpy_s(sa.sun_path, p->path, sizeof(sa.sun_path));
+    strlcpy_s(sa.sun_path, p->u->path, sizeof(sa.sun_path));
     p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd < 0) {
         qmp_fail(p, errno, NULL);
@@ -331,11 +328,11 @@ qmp_step(struct power *p, struct req *r, json_t *ret)
          * bootindex the device already holds, so read it first. */
         if (step == 0) {
             cmd = "qom-get";
-            args =
-                json_pack("{s:s,s:s}", "path", p->nic, "property", "bootindex");
+            args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
+                             "bootindex");
         } else if (step == 1 && json_integer_value(ret) != 0) {
             cmd = "qom-set";
-            args = json_pack("{s:s,s:s,s:i}", "path", p->nic, "property",
+            args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
                              "bootindex", "value", 0);
         }
         break;
@@ -525,7 +522,7 @@ req_timeout(struct loop *l, void *arg)
                  (r->cmd_id != 0 || p->state != QMP_READY);
     req_complete(
         r, -ETIMEDOUT,
-        xasprintf("qmp %s: no answer in %d ms", p->path, qmp_timeout_ms));
+        xasprintf("qmp %s: no answer in %d ms", p->u->path, qmp_timeout_ms));
     if (stuck)
         qmp_close(p);
     qmp_pump(p);
@@ -533,34 +530,6 @@ req_timeout(struct loop *l, void *arg)
 }
 
 /* --- public ----------------------------------------------------------- */
-
-static int
-parse_qmp(struct power *p, const char *rest, char *err, size_t errlen)
-{
-    const char *q = strchr(rest, '?');
-    size_t plen = q ? (size_t)(q - rest) : strlen(rest);
-    if (plen == 0 || rest[0] != '/') {
-        snprintf(err, errlen, "qmp: needs an absolute socket path: %s", p->uri);
-        return -EINVAL;
-    }
-    if (plen >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-        snprintf(err, errlen, "qmp: socket path too long: %s", p->uri);
-        return -EINVAL;
-    }
-    p->path = xmalloc(plen + 1);
-    memcpy(p->path, rest, plen);
-    p->path[plen] = '\0';
-    if (!q)
-        return 0;
-    if (strncmp(q + 1, "nic=", 4) != 0 || q[5] == '\0' ||
-        strpbrk(q + 5, "&?=")) {
-        snprintf(err, errlen, "qmp: the only option is ?nic=DEVICE_ID, got %s",
-                 q);
-        return -EINVAL;
-    }
-    p->nic = xstrdup(q + 5);
-    return 0;
-}
 
 struct power *
 power_new(struct loop *l, const char *uri, char *err, size_t errlen)
@@ -570,20 +539,12 @@ power_new(struct loop *l, const char *uri, char *err, size_t errlen)
     p->fd = -1;
     p->uri = xstrdup(uri ? uri : "");
     p->name = xstrdup(p->uri);
-    if (!strcmp(p->uri, "manual:")) {
-        p->kind = KIND_MANUAL;
-    } else if (!strncmp(p->uri, "qmp:", 4)) {
-        p->kind = KIND_QMP;
-        if (parse_qmp(p, p->uri + 4, err, errlen) < 0)
-            goto out_free;
-    } else if (!strncmp(p->uri, "redfish://", 10) ||
-               !strncmp(p->uri, "ipmi://", 7)) {
+    p->u = uri_power_parse(uri, err, errlen);
+    if (!p->u)
+        goto out_free;
+    if (p->u->kind == URI_POWER_REDFISH || p->u->kind == URI_POWER_IPMI) {
         snprintf(err, errlen, "power: %.*s driver not implemented yet",
                  (int)strcspn(p->uri, ":"), p->uri);
-        goto out_free;
-    } else {
-        snprintf(err, errlen, "power: unknown uri %s (qmp:PATH or manual:)",
-                 p->uri);
         goto out_free;
     }
     return p;
@@ -609,8 +570,7 @@ power_destroy(struct power *p)
     buf_free(&p->out);
     free(p->uri);
     free(p->name);
-    free(p->path);
-    free(p->nic);
+    uri_power_free(p->u);
     free(p);
 }
 
@@ -671,11 +631,11 @@ qmp_check(const struct power *p, const struct req *r, int *status)
             return xstrdup("serial break: needs a chardev id");
         break;
     case POWER_NETBOOT_ONCE:
-        if (!p->nic) {
+        if (!p->u->nic) {
             *status = -ENOTSUP;
             return xasprintf("qmp %s: netboot needs ?nic=DEVICE_ID in the "
                              "power uri",
-                             p->path);
+                             p->u->path);
         }
         break;
     default:
@@ -700,7 +660,7 @@ power_request(struct power *p, enum power_op op, const char *arg,
         p->head = r;
     p->tail = r;
 
-    if (p->kind == KIND_MANUAL) {
+    if (p->u->kind == URI_POWER_MANUAL) {
         manual_request(p, r);
         return;
     }
@@ -727,27 +687,27 @@ power_request(struct power *p, enum power_op op, const char *arg,
 bool
 power_is_manual(const struct power *p)
 {
-    return p->kind == KIND_MANUAL;
+    return p->u->kind == URI_POWER_MANUAL;
 }
 
 bool
 power_reachable(struct power *p, char *err, size_t errlen)
 {
-    if (p->kind == KIND_MANUAL)
+    if (p->u->kind == URI_POWER_MANUAL)
         return true;
     /* QEMU serves one QMP client at a time: our live connection is the
      * proof, and a second connect would queue behind it. */
     if (p->state != QMP_IDLE)
         return true;
     struct stat st;
-    if (stat(p->path, &st) < 0) {
+    if (stat(p->u->path, &st) < 0) {
         char *d = qmp_errdetail(p, errno);
         strlcpy_s(err, d, errlen);
         free(d);
         return false;
     }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strlcpy_s(sa.sun_path, p->path, sizeof(sa.sun_path));
+    strlcpy_s(sa.sun_path, p->u->path, sizeof(sa.sun_path));
     /* Non-blocking: a full backlog (EAGAIN) still means someone listens. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&

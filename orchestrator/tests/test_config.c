@@ -403,12 +403,21 @@ test_power_uri(void **state)
         "redfish://root:calvin@10.0.0.5/redfish/v1/Systems/1",
         "ipmi://admin:secret@10.0.0.5",
         "manual:",
+        "qmp:/run/lab/srv1.qmp?nic=net0",
     };
+    /* The last three were accepted here and refused by power at start. */
     static const char *bad[] = {
-        "wol:52:54:00:00:00:01", "qmp:",
-        "qmp:run/x.qmp",         "redfish://",
-        "redfish://root@bmc/x",  "ipmi://10.0.0.5",
-        "ipmi://a:b@",           "http://bmc/",
+        "wol:52:54:00:00:00:01",
+        "qmp:",
+        "qmp:run/x.qmp",
+        "redfish://",
+        "redfish://root@bmc/x",
+        "ipmi://10.0.0.5",
+        "ipmi://a:b@",
+        "http://bmc/",
+        "manual:now",
+        "qmp:/x?bootdev=net0",
+        "qmp:/x?nic=",
     };
     char text[1024];
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -437,14 +446,30 @@ test_console_uri(void **state)
 {
     (void)state;
     static const char *good[] = {
-        "unix:/run/lab/srv1.serial", "tcp:127.0.0.1:7001",
-        "tcp:ser2net.lab:65535",     "tty:/dev/ttyUSB0",
-        "tty:/dev/ttyS0@115200",     "ipmi-sol:",
+        "unix:/run/lab/srv1.serial",
+        "tcp:127.0.0.1:7001",
+        "tcp:ser2net.lab:65535",
+        "tty:/dev/ttyUSB0",
+        "tty:/dev/ttyS0@115200",
+        "ipmi-sol:bmc1",
+        "tcp:[::1]:7001",
+        "ipmi-sol:admin:pw@bmc1:623?cipher=3",
     };
+    /* From "ipmi-sol:" on, accepted here and refused by console at start. */
     static const char *bad[] = {
-        "serial:/dev/ttyS0", "unix:",          "tcp:host",
-        "tcp:host:0",        "tcp:host:65536", "tcp::7001",
-        "tcp:host:70a",      "tty:",           "tty:/dev/ttyS0@fast",
+        "serial:/dev/ttyS0",
+        "unix:",
+        "tcp:host",
+        "tcp:host:0",
+        "tcp:host:65536",
+        "tcp::7001",
+        "tcp:host:70a",
+        "tty:",
+        "tty:/dev/ttyS0@fast",
+        "ipmi-sol:",
+        "tty:/dev/ttyS0@123",
+        "ipmi-sol:u:p@h:0",
+        "ipmi-sol:h?x=1",
     };
     char text[1024];
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -464,6 +489,11 @@ test_console_uri(void **state)
     expect_refusal(
         HEAD SERVER("srv1", "52:54:00:00:00:01") "console = serial:x\n",
         ":12: [server:srv1] console: ", "unknown console URI scheme");
+    expect_refusal(
+        HEAD SERVER("srv1", "52:54:00:00:00:01") "console = "
+                                                 "tty:/dev/ttyS0@"
+                                                 "14400\n",
+        ":12: [server:srv1] console: ", "tty: unsupported speed '14400'");
 }
 
 static void

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 struct fixture {
@@ -432,6 +433,36 @@ test_detach_in_callback_and_free_tells_viewers(void **state)
     assert_int_equal(closed_calls, 1);
 }
 
+/* The speed the line is set to: the URI's, else 115200. */
+static void
+tty_speed(struct fixture *f, const char *suffix, speed_t want)
+{
+    int master, slave;
+    char name[64];
+    struct termios t;
+    assert_int_equal(openpty(&master, &slave, name, NULL, NULL), 0);
+    char err[256] = "";
+    char *uri = xasprintf("tty:%s%s", name, suffix);
+    f->c = console_new(f->l, "tty1", uri, f->logdir, 0, err, sizeof(err));
+    free(uri);
+    assert_non_null(f->c);
+    assert_int_equal(tcgetattr(slave, &t), 0);
+    assert_int_equal(cfgetospeed(&t), want);
+    console_free(f->c);
+    f->c = NULL;
+    close(slave);
+    close(master);
+}
+
+static void
+test_tty_speed(void **state)
+{
+    struct fixture *f = *state;
+    tty_speed(f, "@9600", B9600);
+    tty_speed(f, "", B115200);
+    tty_speed(f, "@57600", B57600);
+}
+
 static void
 test_tty_source(void **state)
 {
@@ -465,27 +496,22 @@ test_tty_source(void **state)
     buf_free(&s.got);
 }
 
+/* console_new refuses what the shared parser (test_uri) refuses, with
+ * its reason. */
 static void
-test_uris(void **state)
+test_bad_uri(void **state)
 {
-    (void)state;
-    char err[256];
-    assert_true(console_uri_valid("unix:/run/x.sock", err, sizeof(err)));
-    assert_true(console_uri_valid("tcp:127.0.0.1:7001", err, sizeof(err)));
-    assert_true(console_uri_valid("tcp:[::1]:7001", err, sizeof(err)));
-    assert_true(console_uri_valid("tty:/dev/ttyS0@115200", err, sizeof(err)));
-    assert_false(console_uri_valid("tty:/dev/ttyS0@123", err, sizeof(err)));
+    struct fixture *f = *state;
+    char err[256] = "";
+    assert_null(console_new(f->l, "srv1", "tty:/dev/ttyS0@123", f->logdir, 0,
+                            err, sizeof(err)));
     assert_non_null(strstr(err, "speed"));
-    assert_false(console_uri_valid("tcp:host", err, sizeof(err)));
-    assert_true(console_uri_valid("ipmi-sol:u:p@h", err, sizeof(err)));
-    assert_true(console_uri_valid("ipmi-sol:bmc1", err, sizeof(err)));
-    assert_true(
-        console_uri_valid("ipmi-sol:u:p:x@[::1]:6230?cipher=3", err, 256));
-    assert_false(console_uri_valid("ipmi-sol:u:p@h:0", err, sizeof(err)));
+    assert_null(console_new(f->l, "srv1", "tcp:127.0.0.1:0", f->logdir, 0, err,
+                            sizeof(err)));
     assert_non_null(strstr(err, "port"));
-    assert_false(console_uri_valid("ipmi-sol:up@h", err, sizeof(err)));
-    assert_false(console_uri_valid("ipmi-sol:h?x=1", err, sizeof(err)));
-    assert_false(console_uri_valid("ftp:x", err, sizeof(err)));
+    assert_null(
+        console_new(f->l, "srv1", "ftp:x", f->logdir, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "unknown console URI scheme"));
 }
 
 /* A tcp: source the test serves on 127.0.0.1. */
@@ -635,9 +661,10 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_detach_in_callback_and_free_tells_viewers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tty_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tty_speed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipmi_sol_child, setup, teardown),
-        cmocka_unit_test(test_uris),
+        cmocka_unit_test_setup_teardown(test_bad_uri, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,70 @@
+/* uri: the console and power URIs of a [server:ID] section (DESIGN.md
+ * "Config"), parsed in one place.  config refuses at start-up and reload,
+ * with FILE:LINE, exactly what console and power would refuse when they
+ * attach, and they attach with the parsed fields, never parsing again.
+ * Pure: no I/O, depends only on util.
+ *
+ * Console sources:
+ *   unix:PATH                 PATH non-empty, fits a sockaddr_un
+ *   tcp:HOST:PORT             HOST without blanks ("[::1]" for IPv6)
+ *   tty:DEVICE[@SPEED]        SPEED a termios rate, default 115200
+ *   ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N]   PORT default 623
+ * Power drivers:
+ *   qmp:/ABS/PATH[?nic=DEVICE_ID]
+ *   redfish://[USER:PASS@]HOST[/PATH]
+ *   ipmi://USER:PASS@HOST
+ *   manual:
+ * Every PORT is digits only, 1-65535. */
+#ifndef RESCUED_URI_H
+#define RESCUED_URI_H
+
+#include <stddef.h>
+#include <termios.h>
+
+enum uri_console_kind {
+    URI_CONSOLE_UNIX,
+    URI_CONSOLE_TCP,
+    URI_CONSOLE_TTY,
+    URI_CONSOLE_IPMI_SOL,
+};
+
+struct uri_console {
+    enum uri_console_kind kind;
+    char *path;        /* unix: socket, tty: device */
+    char *host;        /* tcp:, ipmi-sol: (without the [] of IPv6) */
+    char *port;        /* tcp:, ipmi-sol: (default "623") */
+    unsigned baud;     /* tty: (default 115200) */
+    speed_t speed;     /* tty: baud as termios's B* constant */
+    char *user, *pass; /* ipmi-sol:, NULL when not given */
+    char *cipher;      /* ipmi-sol: ?cipher=N, or NULL */
+};
+
+/* Parse a console URI; NULL with a reason in err when it is not one. */
+struct uri_console *uri_console_parse(const char *s, char *err, size_t errlen);
+/* Accepts NULL. */
+void uri_console_free(struct uri_console *u);
+
+enum uri_power_kind {
+    URI_POWER_MANUAL,
+    URI_POWER_QMP,
+    URI_POWER_REDFISH,
+    URI_POWER_IPMI,
+};
+
+struct uri_power {
+    enum uri_power_kind kind;
+    char *path;        /* qmp: socket; redfish: resource ("/..."), or NULL */
+    char *nic;         /* qmp: ?nic=DEVICE_ID, or NULL */
+    char *host;        /* redfish, ipmi */
+    char *user, *pass; /* redfish (NULL when not given), ipmi */
+};
+
+/* Parse a power URI; NULL with a reason in err when it is not one. */
+struct uri_power *uri_power_parse(const char *s, char *err, size_t errlen);
+/* Accepts NULL. */
+void uri_power_free(struct uri_power *u);
+
+/* A port: digits only, 1-65535; else -1. */
+int uri_parse_port(const char *s);
+
+#endif

@@ -1,0 +1,375 @@
+/* Tests for uri: every accepted console and power URI form with the
+ * fields console and power attach with, and every refused one with the
+ * reason config shows after FILE:LINE. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "uri.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+
+static void
+expect_str(const char *got, const char *want)
+{
+    if (!want)
+        assert_null(got);
+    else
+        assert_string_equal(got ? got : "(null)", want);
+}
+
+/* --- console ------------------------------------------------------------ */
+
+struct console_case {
+    const char *uri;
+    enum uri_console_kind kind;
+    const char *path, *host, *port;
+    unsigned baud;
+    const char *user, *pass, *cipher;
+};
+
+static void
+test_console_accepted(void **state)
+{
+    (void)state;
+    static const struct console_case good[] = {
+        {.uri = "unix:/run/lab/srv1.serial",
+         .kind = URI_CONSOLE_UNIX,
+         .path = "/run/lab/srv1.serial"},
+        {.uri = "unix:relative.sock",
+         .kind = URI_CONSOLE_UNIX,
+         .path = "relative.sock"},
+        {.uri = "unix:/tmp/a b", .kind = URI_CONSOLE_UNIX, .path = "/tmp/a b"},
+        {.uri = "tcp:127.0.0.1:7001",
+         .kind = URI_CONSOLE_TCP,
+         .host = "127.0.0.1",
+         .port = "7001"},
+        {.uri = "tcp:ser2net.lab:65535",
+         .kind = URI_CONSOLE_TCP,
+         .host = "ser2net.lab",
+         .port = "65535"},
+        {.uri = "tcp:h:1", .kind = URI_CONSOLE_TCP, .host = "h", .port = "1"},
+        {.uri = "tcp:[::1]:7001",
+         .kind = URI_CONSOLE_TCP,
+         .host = "::1",
+         .port = "7001"},
+        {.uri = "tcp:::1:7001",
+         .kind = URI_CONSOLE_TCP,
+         .host = "::1",
+         .port = "7001"},
+        {.uri = "tty:/dev/ttyS0@115200",
+         .kind = URI_CONSOLE_TTY,
+         .path = "/dev/ttyS0",
+         .baud = 115200},
+        {.uri = "tty:/dev/ttyUSB0",
+         .kind = URI_CONSOLE_TTY,
+         .path = "/dev/ttyUSB0",
+         .baud = 115200},
+        {.uri = "tty:/dev/ttyS1@9600",
+         .kind = URI_CONSOLE_TTY,
+         .path = "/dev/ttyS1",
+         .baud = 9600},
+        {.uri = "tty:/dev/serial/by-id/a@b@921600",
+         .kind = URI_CONSOLE_TTY,
+         .path = "/dev/serial/by-id/a@b",
+         .baud = 921600},
+        {.uri = "ipmi-sol:bmc1",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "bmc1",
+         .port = "623"},
+        {.uri = "ipmi-sol:u:p@h",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "h",
+         .port = "623",
+         .user = "u",
+         .pass = "p"},
+        {.uri = "ipmi-sol:u:@h:6230",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "h",
+         .port = "6230",
+         .user = "u",
+         .pass = ""},
+        {.uri = "ipmi-sol:u:p:x@[::1]:6230?cipher=3",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "::1",
+         .port = "6230",
+         .user = "u",
+         .pass = "p:x",
+         .cipher = "3"},
+        {.uri = "ipmi-sol:u:p@x@bmc1?cipher=17",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "bmc1",
+         .port = "623",
+         .user = "u",
+         .pass = "p@x",
+         .cipher = "17"},
+        {.uri = "ipmi-sol:[fe80::1]",
+         .kind = URI_CONSOLE_IPMI_SOL,
+         .host = "fe80::1",
+         .port = "623"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const struct console_case *k = &good[i];
+        char err[256] = "";
+        struct uri_console *u = uri_console_parse(k->uri, err, sizeof(err));
+        if (!u)
+            fail_msg("%s refused: %s", k->uri, err);
+        assert_int_equal(u->kind, k->kind);
+        expect_str(u->path, k->path);
+        expect_str(u->host, k->host);
+        expect_str(u->port, k->port);
+        expect_str(u->user, k->user);
+        expect_str(u->pass, k->pass);
+        expect_str(u->cipher, k->cipher);
+        if (k->kind == URI_CONSOLE_TTY)
+            assert_int_equal(u->baud, k->baud);
+        uri_console_free(u);
+    }
+    uri_console_free(NULL);
+}
+
+/* The termios constant console sets the line to. */
+static void
+test_console_tty_speed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *uri;
+        speed_t speed;
+    } cases[] = {
+        {"tty:/dev/ttyS0", B115200},        {"tty:/dev/ttyS0@1200", B1200},
+        {"tty:/dev/ttyS0@38400", B38400},   {"tty:/dev/ttyS0@57600", B57600},
+        {"tty:/dev/ttyS0@460800", B460800},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct uri_console *u = uri_console_parse(cases[i].uri, NULL, 0);
+        assert_non_null(u);
+        assert_int_equal(u->speed, cases[i].speed);
+        uri_console_free(u);
+    }
+}
+
+static void
+test_console_refused(void **state)
+{
+    (void)state;
+    char long_path[160];
+    snprintf(long_path, sizeof(long_path), "unix:/%0120d", 0);
+    const struct {
+        const char *uri, *reason;
+    } bad[] = {
+        {"", "empty console URI"},
+        {"serial:/dev/ttyS0", "unknown console URI scheme in "
+                              "'serial:/dev/ttyS0'"},
+        {"UNIX:/x", "unknown console URI scheme"},
+        {"unix", "unknown console URI scheme"},
+        {"unix:", "unix: needs a socket path"},
+        {"tcp:", "tcp: needs HOST:PORT"},
+        {"tcp:host", "tcp: needs HOST:PORT"},
+        {"tcp::7001", "tcp: needs HOST:PORT"},
+        {"tcp:my host:7001", "tcp: needs HOST:PORT"},
+        {"tcp:host:", "tcp: port '' is not 1-65535"},
+        {"tcp:host:0", "tcp: port '0' is not 1-65535"},
+        {"tcp:host:65536", "tcp: port '65536' is not 1-65535"},
+        {"tcp:host:070010", "tcp: port '070010' is not 1-65535"},
+        {"tcp:host:+80", "tcp: port '+80' is not 1-65535"},
+        {"tcp:host: 80", "tcp: port ' 80' is not 1-65535"},
+        {"tcp:host:70a", "tcp: port '70a' is not 1-65535"},
+        {"tcp:host:7001?telnet", "tcp: port '7001?telnet' is not 1-65535"},
+        {"tcp:[]:7001", "tcp: bad [IPv6] host"},
+        {"tcp:[::1:7001", "tcp: bad [IPv6] host"},
+        {"tty:", "tty: needs a device"},
+        {"tty:@115200", "tty: needs a device"},
+        {"tty:/dev/ttyS0@", "tty: unsupported speed ''"},
+        {"tty:/dev/ttyS0@fast", "tty: unsupported speed 'fast'"},
+        {"tty:/dev/ttyS0@123", "tty: unsupported speed '123'"},
+        {"tty:/dev/ttyS0@115200n8", "tty: unsupported speed '115200n8'"},
+        {"tty:/dev/ttyS0@+9600", "tty: unsupported speed '+9600'"},
+        {"tty:/dev/ttyS0@11520000", "tty: unsupported speed '11520000'"},
+        {"ipmi-sol:", "ipmi-sol: needs a BMC host"},
+        {"ipmi-sol:u:p@", "ipmi-sol: needs a BMC host"},
+        {"ipmi-sol:[]", "ipmi-sol: needs a BMC host"},
+        {"ipmi-sol:b mc", "ipmi-sol: needs a BMC host"},
+        {"ipmi-sol:up@h", "ipmi-sol: credentials must be USER:PASS@"},
+        {"ipmi-sol::p@h", "ipmi-sol: credentials must be USER:PASS@"},
+        {"ipmi-sol:[::1", "ipmi-sol: unclosed '['"},
+        {"ipmi-sol:[::1]x", "ipmi-sol: junk after ']'"},
+        {"ipmi-sol:h:0", "ipmi-sol: port '0' is not 1-65535"},
+        {"ipmi-sol:h:", "ipmi-sol: port '' is not 1-65535"},
+        {"ipmi-sol:h:623:1", "ipmi-sol: port '623:1' is not 1-65535"},
+        {"ipmi-sol:h:65536", "ipmi-sol: port '65536' is not 1-65535"},
+        {"ipmi-sol:h?x=1", "ipmi-sol: the only option is ?cipher=N"},
+        {"ipmi-sol:h?cipher=", "ipmi-sol: the only option is ?cipher=N"},
+        {"ipmi-sol:h?cipher=3x", "ipmi-sol: the only option is ?cipher=N"},
+        {"ipmi-sol:h?cipher=3&x", "ipmi-sol: the only option is ?cipher=N"},
+        {long_path, "unix: socket path longer than 107 bytes"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        struct uri_console *u = uri_console_parse(bad[i].uri, err, sizeof(err));
+        if (u)
+            fail_msg("accepted '%s'", bad[i].uri);
+        if (!strstr(err, bad[i].reason))
+            fail_msg("'%s': got '%s', wanted '%s'", bad[i].uri, err,
+                     bad[i].reason);
+    }
+    /* No err buffer, no NULL uri crash. */
+    assert_null(uri_console_parse(NULL, NULL, 0));
+    assert_null(uri_console_parse("tcp:h:0", NULL, 0));
+}
+
+/* --- power -------------------------------------------------------------- */
+
+struct power_case {
+    const char *uri;
+    enum uri_power_kind kind;
+    const char *path, *nic, *host, *user, *pass;
+};
+
+static void
+test_power_accepted(void **state)
+{
+    (void)state;
+    static const struct power_case good[] = {
+        {.uri = "manual:", .kind = URI_POWER_MANUAL},
+        {.uri = "qmp:/run/lab/srv1.qmp",
+         .kind = URI_POWER_QMP,
+         .path = "/run/lab/srv1.qmp"},
+        {.uri = "qmp:/run/x.qmp?nic=net0",
+         .kind = URI_POWER_QMP,
+         .path = "/run/x.qmp",
+         .nic = "net0"},
+        {.uri = "redfish://bmc1", .kind = URI_POWER_REDFISH, .host = "bmc1"},
+        {.uri = "redfish://bmc1/redfish/v1/Systems/1",
+         .kind = URI_POWER_REDFISH,
+         .path = "/redfish/v1/Systems/1",
+         .host = "bmc1"},
+        {.uri = "redfish://root:calvin@10.0.0.5/redfish/v1/Systems/1",
+         .kind = URI_POWER_REDFISH,
+         .path = "/redfish/v1/Systems/1",
+         .host = "10.0.0.5",
+         .user = "root",
+         .pass = "calvin"},
+        {.uri = "redfish://root:p@ss@bmc/x",
+         .kind = URI_POWER_REDFISH,
+         .path = "/x",
+         .host = "bmc",
+         .user = "root",
+         .pass = "p@ss"},
+        {.uri = "redfish://bmc/a@b",
+         .kind = URI_POWER_REDFISH,
+         .path = "/a@b",
+         .host = "bmc"},
+        {.uri = "ipmi://admin:secret@10.0.0.5",
+         .kind = URI_POWER_IPMI,
+         .host = "10.0.0.5",
+         .user = "admin",
+         .pass = "secret"},
+        {.uri = "ipmi://admin:s@c@bmc:623",
+         .kind = URI_POWER_IPMI,
+         .host = "bmc:623",
+         .user = "admin",
+         .pass = "s@c"},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const struct power_case *k = &good[i];
+        char err[256] = "";
+        struct uri_power *u = uri_power_parse(k->uri, err, sizeof(err));
+        if (!u)
+            fail_msg("%s refused: %s", k->uri, err);
+        assert_int_equal(u->kind, k->kind);
+        expect_str(u->path, k->path);
+        expect_str(u->nic, k->nic);
+        expect_str(u->host, k->host);
+        expect_str(u->user, k->user);
+        expect_str(u->pass, k->pass);
+        uri_power_free(u);
+    }
+    uri_power_free(NULL);
+}
+
+static void
+test_power_refused(void **state)
+{
+    (void)state;
+    char long_path[160];
+    snprintf(long_path, sizeof(long_path), "qmp:/%0120d", 0);
+    const struct {
+        const char *uri, *reason;
+    } bad[] = {
+        {"", "unknown power URI scheme in ''"},
+        {"wol:52:54:00:00:00:01", "unknown power URI scheme"},
+        {"http://bmc/", "unknown power URI scheme"},
+        {"manual", "unknown power URI scheme"},
+        {"manual:now", "manual: takes nothing after the ':'"},
+        {"qmp:", "qmp: needs an absolute socket path"},
+        {"qmp:run/x.qmp", "qmp: needs an absolute socket path"},
+        {"qmp:?nic=net0", "qmp: needs an absolute socket path"},
+        {"qmp:/x?nic=", "qmp: the only option is ?nic=DEVICE_ID"},
+        {"qmp:/x?", "qmp: the only option is ?nic=DEVICE_ID"},
+        {"qmp:/x?bootdev=net0", "qmp: the only option is ?nic=DEVICE_ID"},
+        {"qmp:/x?nic=a&b=c", "qmp: the only option is ?nic=DEVICE_ID"},
+        {"qmp:/x?nic=a?", "qmp: the only option is ?nic=DEVICE_ID"},
+        {"redfish://", "redfish:// needs a host"},
+        {"redfish:///Systems/1", "redfish:// needs a host"},
+        {"redfish://u:p@/x", "redfish:// needs a host"},
+        {"redfish://b mc/x", "redfish:// needs a host"},
+        {"redfish://root@bmc/x", "redfish:// credentials must be user:pass@"},
+        {"redfish://:p@bmc/x", "redfish:// credentials must be user:pass@"},
+        {"ipmi://", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://10.0.0.5", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://a:b@", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://ab@h", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://:b@h", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://a:b@h/x", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://a:b@h x", "ipmi:// must be ipmi://user:pass@host"},
+        {long_path, "qmp: socket path longer than 107 bytes"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        struct uri_power *u = uri_power_parse(bad[i].uri, err, sizeof(err));
+        if (u)
+            fail_msg("accepted '%s'", bad[i].uri);
+        if (!strstr(err, bad[i].reason))
+            fail_msg("'%s': got '%s', wanted '%s'", bad[i].uri, err,
+                     bad[i].reason);
+    }
+    assert_null(uri_power_parse(NULL, NULL, 0));
+}
+
+static void
+test_parse_port(void **state)
+{
+    (void)state;
+    assert_int_equal(uri_parse_port("1"), 1);
+    assert_int_equal(uri_parse_port("623"), 623);
+    assert_int_equal(uri_parse_port("65535"), 65535);
+    assert_int_equal(uri_parse_port("00080"), 80);
+    assert_int_equal(uri_parse_port(""), -1);
+    assert_int_equal(uri_parse_port("0"), -1);
+    assert_int_equal(uri_parse_port("65536"), -1);
+    assert_int_equal(uri_parse_port("99999"), -1);
+    assert_int_equal(uri_parse_port("100000"), -1);
+    assert_int_equal(uri_parse_port("-1"), -1);
+    assert_int_equal(uri_parse_port("8o"), -1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_console_accepted),
+        cmocka_unit_test(test_console_tty_speed),
+        cmocka_unit_test(test_console_refused),
+        cmocka_unit_test(test_power_accepted),
+        cmocka_unit_test(test_power_refused),
+        cmocka_unit_test(test_parse_port),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
