@@ -165,13 +165,13 @@ session_update_events(struct session *ss)
     if (ss->dead || ss->fd < 0)
         return;
     /* libssh waits for POLLOUT after every send, even one that left
-     * nothing buffered, and buffers the next packet until it comes.  One
-     * poll now tells it the socket is writable, where EPOLLOUT would cost
-     * two epoll_ctl and a loop pass per echoed keystroke.  Not from inside
-     * libssh's own callbacks: the caller's pass ends with this anyway. */
+     * nothing buffered, and holds the next packet until it comes.  One
+     * poll now lets it see the socket writable (and send what it holds),
+     * where EPOLLOUT would cost two epoll_ctl and a loop pass per echoed
+     * keystroke; only a full socket still needs EPOLLOUT.  Not from inside
+     * libssh's callbacks: the pass that runs them ends here anyway. */
     if (ss->ev && ss->d->in_libssh == 0 &&
-        (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) &&
-        !(ssh_get_status(ss->s) & SSH_WRITE_PENDING) && !session_dopoll(ss))
+        (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) && !session_dopoll(ss))
         return;
     uint32_t ev = EPOLLIN;
     if (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING)
