@@ -49,6 +49,7 @@ struct console {
 
     int fd;
     bool connecting, connected, ever_connected;
+    bool want_out; /* EPOLLOUT is in fd's mask: input waits to be written */
     uint64_t retry_timer;
     int backoff_ms, first_ms, max_ms;
     int64_t lost_wall, lost_mono; /* 0: no gap to report */
@@ -398,11 +399,12 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
 
 /* --- the stream --------------------------------------------------------- */
 
+/* Viewers first: the log is a file write (and an inode update) that an
+ * echo need not wait for. */
 static void
 feed(struct console *c, const char *data, size_t n)
 {
     ring_put(c, data, n);
-    log_put(c, data, n);
     c->dispatching++;
     for (struct console_viewer *v = c->viewers; v; v = v->next) {
         if (v->dead)
@@ -413,6 +415,7 @@ feed(struct console *c, const char *data, size_t n)
     }
     if (--c->dispatching == 0)
         reap_viewers(c);
+    log_put(c, data, n);
 }
 
 /* --- the source --------------------------------------------------------- */
@@ -448,6 +451,7 @@ source_close(struct console *c)
         ipmi_stop(c);
     c->connecting = false;
     c->connected = false;
+    c->want_out = false;
     buf_reset(&c->in);
     c->in_off = 0;
 }
@@ -474,6 +478,7 @@ source_up(struct console *c)
 {
     c->connecting = false;
     c->connected = true;
+    c->want_out = false; /* every way up watches EPOLLIN alone */
     c->up_mono = now_mono_ms();
     if (c->src->kind != URI_CONSOLE_IPMI_SOL)
         c->backoff_ms = c->first_ms;
@@ -510,12 +515,15 @@ source_flush(struct console *c)
         }
         c->in_off += (size_t)w;
     }
-    if (c->in_off == c->in.len) {
+    bool want_out = c->in_off < c->in.len;
+    if (!want_out) {
         buf_reset(&c->in);
         c->in_off = 0;
-        loop_mod_fd(c->l, c->fd, EPOLLIN);
-    } else {
-        loop_mod_fd(c->l, c->fd, EPOLLIN | EPOLLOUT);
+    }
+    /* Most keystrokes are written at once: no epoll_ctl for them. */
+    if (want_out != c->want_out) {
+        loop_mod_fd(c->l, c->fd, want_out ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        c->want_out = want_out;
     }
 }
 
@@ -546,6 +554,10 @@ source_event(struct loop *l, int fd, uint32_t events, void *arg)
                 feed(c, data, (size_t)r);
                 if (c->fd != fd) /* a viewer callback cannot close us, */
                     return;      /* but stay safe */
+                /* A short read drained it; epoll is level-triggered, so
+                 * a read that would only say EAGAIN is saved. */
+                if ((size_t)r < sizeof(data))
+                    break;
                 continue;
             }
             if (r < 0 && errno == EINTR)

@@ -30,6 +30,7 @@ struct session {
     ssh_session s;
     ssh_event ev; /* this session alone, after key exchange */
     int fd;
+    uint32_t events; /* fd's epoll mask as last set */
     bool kex_done, authed, dead;
     int64_t started_ms, last_input_ms;
     /* libssh keeps these by pointer: they live as long as the session */
@@ -55,6 +56,7 @@ struct sshd {
     struct session *sessions;
     size_t nsessions;
     uint64_t sweep_timer, reap_timer;
+    int in_libssh; /* inside a libssh call that may run our callbacks */
 };
 
 static void session_flush(struct session *ss);
@@ -139,15 +141,43 @@ session_kill(struct session *ss)
         ss->d->reap_timer = loop_add_timer(ss->d->l, 0, reap_cb, ss->d);
 }
 
+/* Run libssh's poll of this session's socket (no waiting); false when the
+ * session is over. */
+static bool
+session_dopoll(struct session *ss)
+{
+    ss->d->in_libssh++;
+    int r = ssh_event_dopoll(ss->ev, 0);
+    ss->d->in_libssh--;
+    if (ss->dead)
+        return false;
+    if (r == SSH_ERROR ||
+        (ssh_get_status(ss->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
+        session_kill(ss);
+        return false;
+    }
+    return true;
+}
+
 static void
 session_update_events(struct session *ss)
 {
     if (ss->dead || ss->fd < 0)
         return;
+    /* libssh waits for POLLOUT after every send, even one that left
+     * nothing buffered, and holds the next packet until it comes.  One
+     * poll now lets it see the socket writable (and send what it holds),
+     * where EPOLLOUT would cost two epoll_ctl and a loop pass per echoed
+     * keystroke; only a full socket still needs EPOLLOUT.  Not from inside
+     * libssh's callbacks: the pass that runs them ends here anyway. */
+    if (ss->ev && ss->d->in_libssh == 0 &&
+        (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) && !session_dopoll(ss))
+        return;
     uint32_t ev = EPOLLIN;
     if (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING)
         ev |= EPOLLOUT;
-    loop_mod_fd(ss->d->l, ss->fd, ev);
+    if (ev != ss->events && loop_mod_fd(ss->d->l, ss->fd, ev) == 0)
+        ss->events = ev;
 }
 
 /* Move what the viewer's queue holds into the channel, as far as the
@@ -606,7 +636,9 @@ session_event(struct loop *l, int fd, uint32_t events, void *arg)
     if (ss->dead)
         return;
     if (!ss->kex_done) {
+        ss->d->in_libssh++;
         int r = ssh_handle_key_exchange(ss->s);
+        ss->d->in_libssh--;
         if (r == SSH_AGAIN) {
             session_update_events(ss);
             return;
@@ -624,11 +656,8 @@ session_event(struct loop *l, int fd, uint32_t events, void *arg)
             return;
         }
     }
-    if (ssh_event_dopoll(ss->ev, 0) == SSH_ERROR ||
-        (ssh_get_status(ss->s) & (SSH_CLOSED | SSH_CLOSED_ERROR))) {
-        session_kill(ss);
+    if (!session_dopoll(ss))
         return;
-    }
     session_flush(ss);
 }
 
@@ -685,6 +714,7 @@ bind_event(struct loop *l, int fd, uint32_t events, void *arg)
     ss->next = d->sessions;
     d->sessions = ss;
     d->nsessions++;
+    ss->events = EPOLLIN;
     if (loop_add_fd(l, ss->fd, EPOLLIN, session_event, ss) < 0) {
         session_kill(ss);
         return;
