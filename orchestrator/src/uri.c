@@ -326,8 +326,7 @@ parse_ipmi(struct uri_power *u, const char *p, char *err, size_t errlen)
 {
     const char *at = strrchr(p, '@');
     if (!at || !split_creds(p, at, &u->user, &u->pass))
-        return bad(err, errlen,
-                   "ipmi:// must be ipmi://user:pass@host[:port]");
+        return bad(err, errlen, "ipmi:// must be ipmi://user:pass@host[:port]");
     const char *q = strchr(at, '?');
     const char *end = q ? q : at + strlen(at);
     const char *why = split_bmc(at + 1, end, &u->host, &u->port);
@@ -369,11 +368,12 @@ uri_power_parse(const char *s, char *err, size_t errlen)
     } else if (strncmp(s, "manual:", 7) == 0) {
         r = bad(err, errlen, "manual: takes nothing after the ':'");
     } else {
-        r = bad(err, errlen,
-                "unknown power URI scheme in '%s' (want qmp:PATH, "
-                "redfish://[user:pass@]host/..., ipmi://user:pass@host[:port] or "
-                "manual:)",
-                s);
+        r = bad(
+            err, errlen,
+            "unknown power URI scheme in '%s' (want qmp:PATH, "
+            "redfish://[user:pass@]host/..., ipmi://user:pass@host[:port] or "
+            "manual:)",
+            s);
     }
     if (r < 0) {
         uri_power_free(u);
