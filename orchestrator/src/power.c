@@ -849,7 +849,9 @@ ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
         free(what);
         return;
     }
-    log_debug("%s: ipmitool %s (pid %d)", p->name, cmd[1], (int)pid);
+    char *what = cmd_text(cmd);
+    log_debug("%s: ipmitool %s (pid %d)", p->name, what, (int)pid);
+    free(what);
     loop_del_timer(p->l, r->timer);
     r->timer = loop_add_timer(p->l, ipmi_timeout_ms, ipmi_timeout, r);
     return;
@@ -1029,8 +1031,6 @@ ipmi_ping(const struct power *p, char *err, size_t errlen)
 static bool
 ipmi_reachable(struct power *p, char *err, size_t errlen)
 {
-    if (p->child > 0)
-        return true; /* talking to it right now */
     if (!ipmi_ping(p, err, errlen))
         return false;
     if (p->status_err) {
