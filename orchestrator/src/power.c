@@ -55,8 +55,6 @@ static const char *ipmitool_bin = "ipmitool";
 #define IPMI_STOP_GRACE_MS 200
 #define IPMI_MAX_OUTPUT 65536
 
-extern char **environ;
-
 enum qmp_state {
     QMP_IDLE,       /* no connection */
     QMP_CONNECTING, /* non-blocking connect in progress */
@@ -577,7 +575,7 @@ static const char *const cmd_pxe_efi[] = {"chassis", "bootdev", "pxe",
                                           "options=efiboot", NULL};
 static const char *const cmd_pxe_legacy[] = {"chassis", "bootdev", "pxe", NULL};
 
-/* ipmitool's argv for cmd; NULL-terminated, free with power_strv_free().  No
+/* ipmitool's argv for cmd; NULL-terminated, free with strv_free().  No
  * password: -E makes ipmitool read IPMI_PASSWORD. */
 char **
 power_ipmi_argv(const struct uri_power *u, const char *const *cmd)
@@ -620,16 +618,6 @@ power_ipmi_parse_status(const char *out)
     return NULL;
 }
 
-void
-power_strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (char **p = v; *p; p++)
-        free(*p);
-    free(v);
-}
-
 static char *
 cmd_text(const char *const *cmd)
 {
@@ -637,21 +625,6 @@ cmd_text(const char *const *cmd)
     for (size_t i = 0; cmd[i]; i++)
         buf_printf(&b, "%s%s", i ? " " : "", cmd[i]);
     return b.data;
-}
-
-static char **
-ipmi_envp(const struct power *p)
-{
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = xcalloc(n + 2, sizeof(*envp));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "IPMI_PASSWORD=", 14) != 0)
-            envp[k++] = xstrdup(environ[i]);
-    envp[k++] = xasprintf("IPMI_PASSWORD=%s", p->u->pass);
-    return envp;
 }
 
 /* The child is gone or given up on: stop watching it, reap it. */
@@ -806,7 +779,8 @@ ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
     int out[2] = {-1, -1}, err[2] = {-1, -1};
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
         goto out_fail;
-    char **argv = power_ipmi_argv(p->u, cmd), **envp = ipmi_envp(p);
+    char **argv = power_ipmi_argv(p->u, cmd),
+         **envp = env_with("IPMI_PASSWORD", p->u->pass);
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls from here. */
@@ -823,8 +797,8 @@ ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
         _exit(127);
     }
     int e = errno;
-    power_strv_free(argv);
-    power_strv_free(envp);
+    strv_free(argv);
+    strv_free(envp);
     if (pid < 0) {
         errno = e;
         goto out_fail;

@@ -55,7 +55,6 @@ void power_set_name(struct power *p, const char *name);
  * "on"/"off" from `power status` output ("Chassis Power is on"), or NULL. */
 struct uri_power;
 char **power_ipmi_argv(const struct uri_power *u, const char *const *cmd);
-void power_strv_free(char **v);
 const char *power_ipmi_parse_status(const char *out);
 
 #endif

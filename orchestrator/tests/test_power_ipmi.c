@@ -92,7 +92,7 @@ test_argv(void **state)
     /* Never the password: argv is what ps shows everyone. */
     assert_null(strstr(s, "s3cret"));
     free(s);
-    power_strv_free(v);
+    strv_free(v);
     uri_power_free(u);
 
     u = uri_power_parse("ipmi://root:pw@bmc1", err, sizeof(err));
@@ -102,7 +102,7 @@ test_argv(void **state)
     assert_string_equal(s + strlen(v[0]), " -I lanplus -H bmc1 -p 623 -U root "
                                           "-E -N 1 -R 3 chassis bootdev pxe");
     free(s);
-    power_strv_free(v);
+    strv_free(v);
     uri_power_free(u);
 }
 
