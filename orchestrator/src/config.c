@@ -490,6 +490,11 @@ check_power(const char *v, char *buf, size_t len)
 {
     struct uri_power *u = uri_power_parse(v, buf, len);
     int r = u ? 0 : -EINVAL;
+    /* Refused here, with FILE:LINE, rather than by power at start-up. */
+    if (u && u->kind == URI_POWER_REDFISH) {
+        snprintf(buf, len, "redfish power driver not implemented yet");
+        r = -EINVAL;
+    }
     uri_power_free(u);
     return r;
 }

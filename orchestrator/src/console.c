@@ -25,8 +25,6 @@
 #define IPMI_STOP_GRACE_MS 500 /* SIGTERM, then SIGKILL */
 #define IPMI_STABLE_MS 5000    /* a session this long resets the backoff */
 
-extern char **environ;
-
 struct console_viewer {
     struct console *c;
     struct console_viewer *next;
@@ -631,39 +629,14 @@ ipmi_argv(const struct console *c, const char *action)
     return argv;
 }
 
-static char **
-ipmi_envp(const struct console *c)
-{
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = xcalloc(n + 2, sizeof(*envp));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "IPMI_PASSWORD=", 14) != 0)
-            envp[k++] = xstrdup(environ[i]);
-    if (c->src->pass)
-        envp[k++] = xasprintf("IPMI_PASSWORD=%s", c->src->pass);
-    return envp;
-}
-
-static void
-strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (char **p = v; *p; p++)
-        free(*p);
-    free(v);
-}
-
 /* Fork and exec ipmitool with stdin/stdout/stderr on fd (after setsid, so
  * a pty slave opened by path becomes its controlling terminal). */
 static pid_t
 ipmi_spawn(const struct console *c, const char *action, const char *slave,
            int fd)
 {
-    char **argv = ipmi_argv(c, action), **envp = ipmi_envp(c);
+    char **argv = ipmi_argv(c, action),
+         **envp = env_with("IPMI_PASSWORD", c->src->pass);
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls from here. */

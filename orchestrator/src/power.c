@@ -1,4 +1,4 @@
-/* power: the manual: and qmp: drivers.
+/* power: the manual:, qmp: and ipmi: drivers.
  *
  * qmp keeps one connection to QEMU's QMP socket, opened on demand:
  * greeting, qmp_capabilities, then one command at a time from a FIFO of
@@ -7,7 +7,16 @@
  * cont) walks its steps in qmp_step().  When the socket is missing or the
  * connection drops, every queued request fails and the next request
  * connects again, so a restarted QEMU is picked up.  Results are handed
- * to callbacks from a 0 ms timer, never from inside power_request(). */
+ * to callbacks from a 0 ms timer, never from inside power_request().
+ *
+ * ipmi runs the real `ipmitool -I lanplus` as a child per command, one at
+ * a time per BMC (BMCs allow few sessions), its stdout and stderr on
+ * pipes and its exit on a pidfd in the loop, with a deadline per command.
+ * The password goes through IPMI_PASSWORD (-E), never argv, which ps
+ * shows to everyone.  Pre-flight is a synchronous RMCP presence ping
+ * (UDP, at most IPMI_PING_MS) plus the outcome of the last `power status`
+ * (the driver asks once at start), so wrong credentials are refused before
+ * any state moves. */
 #include "power.h"
 #include "log.h"
 #include "loop.h"
@@ -16,20 +25,35 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define QMP_MAX_LINE (1024 * 1024)
 
 #ifdef UNITTEST
 void power_test_set_timeout(int ms);
+void power_test_set_ipmitool(const char *path);
 #endif
 static int qmp_timeout_ms = 5000;
+
+/* A BMC answers a command in well under a second; ipmitool's own retries
+ * (-N 1 -R 3) give up on a dead one after about 4 s. */
+static int ipmi_timeout_ms = 15000;
+static const char *ipmitool_bin = "ipmitool";
+#define IPMI_PING_MS 300
+#define IPMI_STOP_GRACE_MS 200
+#define IPMI_MAX_OUTPUT 65536
 
 enum qmp_state {
     QMP_IDLE,       /* no connection */
@@ -69,6 +93,15 @@ struct power {
     struct req *head, *tail;      /* queued, head is the active one */
     struct req *done, *done_tail; /* finished, callback not yet run */
     uint64_t defer_timer;
+    /* ipmi: the one ipmitool in flight, for p->head */
+    pid_t child;
+    int child_pidfd, child_out, child_err;
+    struct buf cout, cerr;
+    const char *const *child_cmd; /* what it runs, for messages */
+    char *bmc;                    /* "HOST:PORT", for messages */
+    char *status_err; /* why the last power status failed, or NULL */
+    bool probing;     /* a status probe of ours is queued */
+
     bool draining; /* inside the callbacks of done requests */
     bool closing;  /* inside power_free() */
     bool dead;     /* power_free() called from a callback */
@@ -529,6 +562,462 @@ req_timeout(struct loop *l, void *arg)
     return -1;
 }
 
+/* --- ipmi ------------------------------------------------------------- */
+
+static const char *const cmd_status[] = {"power", "status", NULL};
+static const char *const cmd_on[] = {"power", "on", NULL};
+static const char *const cmd_off[] = {"power", "off", NULL};
+static const char *const cmd_reset[] = {"power", "reset", NULL};
+static const char *const cmd_diag[] = {"chassis", "power", "diag", NULL};
+/* One-time (no options=persistent); the BMC forgets it about 60 s later,
+ * so the state machine resets right after. */
+static const char *const cmd_pxe_efi[] = {"chassis", "bootdev", "pxe",
+                                          "options=efiboot", NULL};
+static const char *const cmd_pxe_legacy[] = {"chassis", "bootdev", "pxe", NULL};
+
+/* ipmitool's argv for cmd; NULL-terminated, free with strv_free().  No
+ * password: -E makes ipmitool read IPMI_PASSWORD. */
+char **
+power_ipmi_argv(const struct uri_power *u, const char *const *cmd)
+{
+    size_t n = 0;
+    while (cmd[n])
+        n++;
+    char **argv = xcalloc(n + 20, sizeof(*argv));
+    size_t k = 0;
+    const char *head[] = {ipmitool_bin, "-I",    "lanplus", "-H",    u->host,
+                          "-p",         u->port, "-U",      u->user, "-E",
+                          "-N",         "1",     "-R",      "3"};
+    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+        argv[k++] = xstrdup(head[i]);
+    if (u->cipher) {
+        argv[k++] = xstrdup("-C");
+        argv[k++] = xstrdup(u->cipher);
+    }
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = xstrdup(cmd[i]);
+    return argv;
+}
+
+/* "on" or "off" from `power status` output ("Chassis Power is on"). */
+const char *
+power_ipmi_parse_status(const char *out)
+{
+    static const char key[] = "Chassis Power is ";
+    for (const char *l = out; l && *l; l = strchr(l, '\n')) {
+        l += *l == '\n';
+        if (strncmp(l, key, sizeof(key) - 1) != 0)
+            continue;
+        const char *v = l + sizeof(key) - 1;
+        size_t len = strcspn(v, " \r\n");
+        if (len == 2 && !strncmp(v, "on", 2))
+            return "on";
+        if (len == 3 && !strncmp(v, "off", 3))
+            return "off";
+    }
+    return NULL;
+}
+
+static char *
+cmd_text(const char *const *cmd)
+{
+    struct buf b = {0};
+    for (size_t i = 0; cmd[i]; i++)
+        buf_printf(&b, "%s%s", i ? " " : "", cmd[i]);
+    return b.data;
+}
+
+/* The child is gone or given up on: stop watching it, reap it. */
+static void
+ipmi_reap(struct power *p)
+{
+    loop_close_fd(p->l, &p->child_out);
+    loop_close_fd(p->l, &p->child_err);
+    loop_close_fd(p->l, &p->child_pidfd);
+    if (p->child > 0)
+        child_stop(p->child, IPMI_STOP_GRACE_MS);
+    p->child = 0;
+    p->child_cmd = NULL;
+    buf_reset(&p->cout);
+    buf_reset(&p->cerr);
+}
+
+/* Read what is there; false at EOF or error. */
+static bool
+ipmi_drain(int fd, struct buf *b)
+{
+    for (;;) {
+        char chunk[1024];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n > 0) {
+            if (b->len < IPMI_MAX_OUTPUT)
+                buf_append(b, chunk, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+static void
+ipmi_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)events;
+    struct power *p = arg;
+    int *which = fd == p->child_out ? &p->child_out : &p->child_err;
+    if (!ipmi_drain(fd, which == &p->child_out ? &p->cout : &p->cerr))
+        loop_close_fd(p->l, which);
+}
+
+/* The last line ipmitool wrote to stderr: its own words for the failure. */
+static char *
+last_line(const struct buf *b)
+{
+    if (!b->data)
+        return NULL;
+    const char *end = b->data + b->len;
+    while (end > b->data &&
+           (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    const char *start = end;
+    while (start > b->data && start[-1] != '\n')
+        start--;
+    if (start == end)
+        return NULL;
+    return xasprintf("%.*s", (int)(end - start), start);
+}
+
+static void ipmi_step(struct power *p, struct req *r, const char *out);
+static void ipmi_pump(struct power *p);
+
+static void
+ipmi_on_exit(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct power *p = arg;
+    struct req *r = p->head;
+    int st = 0;
+    pid_t w = waitpid(p->child, &st, WNOHANG);
+    if (w == 0)
+        return; /* spurious: not yet */
+    p->child = 0;
+    if (p->child_out >= 0)
+        ipmi_drain(p->child_out, &p->cout);
+    if (p->child_err >= 0)
+        ipmi_drain(p->child_err, &p->cerr);
+    char *what = cmd_text(p->child_cmd);
+    bool was_status = p->child_cmd == cmd_status;
+    char *out = xstrdup(p->cout.data ? p->cout.data : "");
+    char *why = last_line(&p->cerr);
+    ipmi_reap(p);
+    loop_del_timer(p->l, r->timer);
+    r->timer = 0;
+
+    if (w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *detail;
+        if (w > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127)
+            detail = xasprintf("ipmi %s: %s: cannot run %s", p->bmc, what,
+                               ipmitool_bin);
+        else
+            detail = xasprintf("ipmi %s: %s: %s", p->bmc, what,
+                               why ? why : "ipmitool failed");
+        if (was_status) {
+            free(p->status_err);
+            p->status_err = xstrdup(detail);
+        }
+        req_complete(r, -EIO, detail);
+    } else {
+        free(p->status_err);
+        p->status_err = NULL;
+        if (why)
+            log_debug("%s: ipmitool %s: %s", p->name, what, why);
+        ipmi_step(p, r, out);
+    }
+    free(what);
+    free(why);
+    free(out);
+    ipmi_pump(p);
+}
+
+static int64_t
+ipmi_timeout(struct loop *l, void *arg)
+{
+    (void)l;
+    struct req *r = arg;
+    struct power *p = r->p;
+    r->timer = 0;
+    char *what = cmd_text(p->child_cmd ? p->child_cmd : cmd_status);
+    bool was_status = p->child_cmd == cmd_status;
+    ipmi_reap(p);
+    char *detail = xasprintf("ipmi %s: %s: no answer in %d ms", p->bmc, what,
+                             ipmi_timeout_ms);
+    if (was_status) {
+        free(p->status_err);
+        p->status_err = xstrdup(detail);
+    }
+    req_complete(r, -ETIMEDOUT, detail);
+    free(what);
+    ipmi_pump(p);
+    return -1;
+}
+
+static int
+set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Start ipmitool for cmd on behalf of r, the head of the queue. */
+static void
+ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
+{
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+        goto out_fail;
+    char **argv = power_ipmi_argv(p->u, cmd),
+         **envp = env_with("IPMI_PASSWORD", p->u->pass);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL); /* rescued blocks some */
+        signal(SIGPIPE, SIG_DFL);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
+            dup2(err[1], 2) < 0)
+            _exit(126);
+        close_range(3, ~0U, 0);
+        execvpe(argv[0], argv, envp);
+        _exit(127);
+    }
+    int e = errno;
+    strv_free(argv);
+    strv_free(envp);
+    if (pid < 0) {
+        errno = e;
+        goto out_fail;
+    }
+    close(out[1]);
+    close(err[1]);
+    p->child = pid;
+    p->child_cmd = cmd;
+    p->child_out = out[0];
+    p->child_err = err[0];
+    p->child_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (p->child_pidfd < 0 || set_nonblock(out[0]) < 0 ||
+        set_nonblock(err[0]) < 0 ||
+        loop_add_fd(p->l, out[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
+        loop_add_fd(p->l, err[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
+        loop_add_fd(p->l, p->child_pidfd, EPOLLIN, ipmi_on_exit, p) < 0) {
+        e = errno;
+        ipmi_reap(p);
+        char *what = cmd_text(cmd);
+        req_complete(r, -e,
+                     xasprintf("ipmi %s: %s: %s", p->bmc, what, strerror(e)));
+        free(what);
+        return;
+    }
+    char *what = cmd_text(cmd);
+    log_debug("%s: ipmitool %s (pid %d)", p->name, what, (int)pid);
+    free(what);
+    loop_del_timer(p->l, r->timer);
+    r->timer = loop_add_timer(p->l, ipmi_timeout_ms, ipmi_timeout, r);
+    return;
+
+out_fail:;
+    e = errno;
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]);
+        if (err[i] >= 0)
+            close(err[i]);
+    }
+    req_complete(
+        r, -e,
+        xasprintf("ipmi %s: cannot start ipmitool: %s", p->bmc, strerror(e)));
+}
+
+/* Run the next command of r's op, or complete r.  out is the stdout of
+ * the previous command (NULL before the first). */
+static void
+ipmi_step(struct power *p, struct req *r, const char *out)
+{
+    const char *const *cmd = NULL;
+    int step = r->step++;
+    const char *st = out ? power_ipmi_parse_status(out) : NULL;
+
+    switch (r->op) {
+    case POWER_RESET:
+        /* Many BMCs refuse a reset of a chassis that is off. */
+        cmd = step == 0                               ? cmd_status
+              : step == 1 && st && !strcmp(st, "off") ? cmd_on
+              : step == 1                             ? cmd_reset
+                                                      : NULL;
+        break;
+    case POWER_ON:
+        cmd = step == 0 ? cmd_on : NULL;
+        break;
+    case POWER_OFF:
+        cmd = step == 0 ? cmd_off : NULL;
+        break;
+    case POWER_STATUS:
+        if (step == 0) {
+            cmd = cmd_status;
+        } else {
+            req_complete(r, 0, xstrdup(st ? st : "unknown"));
+            return;
+        }
+        break;
+    case POWER_NMI:
+        cmd = step == 0 ? cmd_diag : NULL;
+        break;
+    case POWER_NETBOOT_ONCE:
+        if (step == 0)
+            cmd = p->u->boot_legacy ? cmd_pxe_legacy : cmd_pxe_efi;
+        break;
+    default:
+        break;
+    }
+    if (step == 1 && r->op == POWER_RESET && !st) {
+        req_complete(
+            r, -EIO,
+            xasprintf("ipmi %s: power status: unexpected answer", p->bmc));
+        return;
+    }
+    if (!cmd) {
+        req_complete(r, 0, NULL);
+        return;
+    }
+    ipmi_spawn(p, r, cmd);
+}
+
+static void
+ipmi_pump(struct power *p)
+{
+    while (p->head && p->child == 0 && p->head->step == 0 && !p->closing)
+        ipmi_step(p, p->head, NULL);
+}
+
+/* Refuse what IPMI cannot do before running anything. */
+static char *
+ipmi_check(const struct power *p, const struct req *r, int *status)
+{
+    *status = -EINVAL;
+    if ((unsigned)r->op > POWER_NETBOOT_ONCE)
+        return xstrdup("unknown power op");
+    *status = -ENOTSUP;
+    if (r->op == POWER_SYSRQ || r->op == POWER_SERIAL_BREAK)
+        return xasprintf("ipmi %s: IPMI has no %s; send it on an ipmi-sol: "
+                         "console (a SOL break)",
+                         p->bmc, op_name(r->op));
+    return NULL;
+}
+
+static void
+probe_done(void *arg, int status, const char *detail)
+{
+    struct power *p = arg;
+    if (status == -ECANCELED)
+        return;
+    p->probing = false;
+    if (status < 0)
+        log_warnx("%s: %s", p->name, detail ? detail : strerror(-status));
+}
+
+/* Ask the BMC for its power status, in the background. */
+static void
+ipmi_probe(struct power *p)
+{
+    if (p->probing || p->closing)
+        return;
+    p->probing = true;
+    power_request(p, POWER_STATUS, NULL, probe_done, p);
+}
+
+/* An RMCP presence ping (ASF, DMTF DSP0136) to the BMC's port: a pong
+ * proves a BMC listens there, without a session.  Blocks at most
+ * IPMI_PING_MS. */
+static bool
+ipmi_ping(const struct power *p, char *err, size_t errlen)
+{
+    static const unsigned char ping[] = {0x06, 0x00, 0xff, 0x06, 0x00, 0x00,
+                                         0x11, 0xbe, 0x80, 0x5a, 0x00, 0x00};
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(p->u->host, p->u->port, &hints, &ai);
+    if (g != 0) {
+        seterr(err, errlen, "ipmi %s: %s", p->bmc, gai_strerror(g));
+        return false;
+    }
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int e = 0;
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        e = errno;
+    freeaddrinfo(ai);
+    int64_t deadline = now_mono_ms() + IPMI_PING_MS;
+    bool pong = false;
+    /* Twice: one lost datagram is no verdict. */
+    for (int tries = 0; !e && !pong && tries < 2; tries++) {
+        if (send(fd, ping, sizeof(ping), 0) < 0) {
+            e = errno;
+            break;
+        }
+        int64_t until = tries ? deadline : now_mono_ms() + IPMI_PING_MS / 2;
+        for (;;) {
+            int64_t left = until - now_mono_ms();
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+                break;
+            unsigned char in[64];
+            ssize_t n = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                e = errno;
+                break;
+            }
+            /* RMCP class ASF, message type pong, our tag. */
+            if (n >= 12 && in[3] == 0x06 && in[8] == 0x40 && in[9] == 0x5a) {
+                pong = true;
+                break;
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (pong)
+        return true;
+    if (e)
+        seterr(err, errlen, "ipmi %s: BMC unreachable: %s", p->bmc,
+               strerror(e));
+    else
+        seterr(err, errlen,
+               "ipmi %s: BMC unreachable: no answer to an RMCP ping in %d ms",
+               p->bmc, IPMI_PING_MS);
+    return false;
+}
+
+static bool
+ipmi_reachable(struct power *p, char *err, size_t errlen)
+{
+    if (!ipmi_ping(p, err, errlen))
+        return false;
+    if (p->status_err) {
+        /* It answers pings but not ipmitool: credentials, cipher, a
+         * full session table.  Look again for the next attempt. */
+        seterr(err, errlen, "%s (checking again: retry in a few seconds)",
+               p->status_err);
+        ipmi_probe(p);
+        return false;
+    }
+    return true;
+}
+
 /* --- public ----------------------------------------------------------- */
 
 struct power *
@@ -537,15 +1026,22 @@ power_new(struct loop *l, const char *uri, char *err, size_t errlen)
     struct power *p = xcalloc(1, sizeof(*p));
     p->l = l;
     p->fd = -1;
+    p->child_pidfd = p->child_out = p->child_err = -1;
     p->uri = xstrdup(uri ? uri : "");
     p->name = xstrdup(p->uri);
     p->u = uri_power_parse(uri, err, errlen);
     if (!p->u)
         goto out_free;
-    if (p->u->kind == URI_POWER_REDFISH || p->u->kind == URI_POWER_IPMI) {
-        snprintf(err, errlen, "power: %.*s driver not implemented yet",
-                 (int)strcspn(p->uri, ":"), p->uri);
+    if (p->u->kind == URI_POWER_REDFISH) {
+        snprintf(err, errlen, "power: redfish driver not implemented yet");
         goto out_free;
+    }
+    if (p->u->kind == URI_POWER_IPMI) {
+        p->bmc = strchr(p->u->host, ':')
+                     ? xasprintf("[%s]:%s", p->u->host, p->u->port)
+                     : xasprintf("%s:%s", p->u->host, p->u->port);
+        /* Learn early whether ipmitool gets in: pre-flight reports it. */
+        ipmi_probe(p);
     }
     return p;
 
@@ -566,8 +1062,13 @@ power_destroy(struct power *p)
 {
     loop_del_timer(p->l, p->defer_timer);
     qmp_close(p);
+    ipmi_reap(p);
     buf_free(&p->in);
     buf_free(&p->out);
+    buf_free(&p->cout);
+    buf_free(&p->cerr);
+    free(p->bmc);
+    free(p->status_err);
     free(p->uri);
     free(p->name);
     uri_power_free(p->u);
@@ -581,6 +1082,7 @@ power_free(struct power *p)
         return;
     p->closing = true;
     qmp_close(p);
+    ipmi_reap(p);
     /* Finished ones report what happened; the rest are cancelled. */
     while (p->head)
         req_complete(p->head, -ECANCELED, xstrdup("power driver stopped"));
@@ -664,6 +1166,17 @@ power_request(struct power *p, enum power_op op, const char *arg,
         manual_request(p, r);
         return;
     }
+    if (p->u->kind == URI_POWER_IPMI) {
+        int status;
+        char *why = ipmi_check(p, r, &status);
+        if (why)
+            req_complete(r, status, why);
+        else if (p->closing)
+            req_complete(r, -ECANCELED, xstrdup("power driver stopped"));
+        else
+            ipmi_pump(p);
+        return;
+    }
     /* An idle connection may have died unnoticed (QEMU restarted while
      * the loop was busy): find out now rather than fail this request. */
     if (p->head == r && p->state == QMP_READY && !qmp_alive(p))
@@ -695,6 +1208,8 @@ power_reachable(struct power *p, char *err, size_t errlen)
 {
     if (p->u->kind == URI_POWER_MANUAL)
         return true;
+    if (p->u->kind == URI_POWER_IPMI)
+        return ipmi_reachable(p, err, errlen);
     /* QEMU serves one QMP client at a time: our live connection is the
      * proof, and a second connect would queue behind it. */
     if (p->state != QMP_IDLE)
@@ -728,5 +1243,12 @@ void
 power_test_set_timeout(int ms)
 {
     qmp_timeout_ms = ms;
+    ipmi_timeout_ms = ms;
+}
+
+void
+power_test_set_ipmitool(const char *path)
+{
+    ipmitool_bin = path;
 }
 #endif

@@ -1,6 +1,7 @@
 /* power: drivers for a server's power and boot device, behind one
- * interface.  qmp:PATH (QEMU QMP on a unix socket) and manual: (the
- * operator power-cycles) today; redfish:// and ipmi:// later.  Requests
+ * interface.  qmp:PATH (QEMU QMP on a unix socket), ipmi:// (the real
+ * ipmitool -I lanplus, as a child) and manual: (the operator
+ * power-cycles) today; redfish:// later.  Requests
  * are asynchronous on the event loop; each completes exactly once. */
 #ifndef RESCUED_POWER_H
 #define RESCUED_POWER_H
@@ -39,12 +40,21 @@ void power_request(struct power *p, enum power_op op, const char *arg,
 /* True for manual: the state machine waits for the operator. */
 bool power_is_manual(const struct power *p);
 /* Pre-flight, cheap and synchronous: can the driver be reached now?
- * (qmp: the socket exists and accepts a connection.)
+ * (qmp: the socket exists and accepts a connection.  ipmi: the BMC
+ * answers an RMCP ping, blocking at most 300 ms, and the last
+ * `power status` worked; a failed one is asked again in the background.)
  * QEMU serves one QMP client per socket at a time: other tools need a
  * second -qmp socket. */
 bool power_reachable(struct power *p, char *err, size_t errlen);
 /* Name used in log lines ("srv1: operator must power-cycle"); the
  * default is the uri. */
 void power_set_name(struct power *p, const char *name);
+
+/* ipmi, pure, for tests: ipmitool's argv (NULL-terminated, without the
+ * password) to run cmd ({"power", "status", NULL}) against u's BMC, and
+ * "on"/"off" from `power status` output ("Chassis Power is on"), or NULL. */
+struct uri_power;
+char **power_ipmi_argv(const struct uri_power *u, const char *const *cmd);
+const char *power_ipmi_parse_status(const char *out);
 
 #endif

@@ -154,6 +154,37 @@ parse_tty(struct uri_console *u, const char *p, char *err, size_t errlen)
     return 0;
 }
 
+/* HOST[:PORT] or [V6]:PORT in [p, end) into *host and *port ("623" when
+ * not given); NULL, or the reason a user reads. */
+static const char *
+split_bmc(const char *p, const char *end, char **host, char **port)
+{
+    const char *hend, *pp = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb)
+            return "unclosed '['";
+        if (rb + 1 < end && rb[1] != ':')
+            return "junk after ']'";
+        if (rb + 1 < end)
+            pp = rb + 2;
+        hend = rb;
+        p++;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        hend = colon ? colon : end;
+        if (colon)
+            pp = colon + 1;
+    }
+    if (hend == p || has_blank(p, hend) || memchr(p, '/', (size_t)(hend - p)))
+        return "needs a BMC host";
+    *host = dup_range(p, hend);
+    *port = pp ? dup_range(pp, end) : xstrdup("623");
+    if (uri_parse_port(*port) < 0)
+        return "bad port";
+    return NULL;
+}
+
 /* [USER:PASS@]HOST[:PORT][?cipher=N] */
 static int
 parse_ipmi_sol(struct uri_console *u, const char *p, char *err, size_t errlen)
@@ -161,35 +192,17 @@ parse_ipmi_sol(struct uri_console *u, const char *p, char *err, size_t errlen)
     const char *at = strrchr(p, '@');
     const char *q = strchr(at ? at : p, '?');
     const char *end = q ? q : p + strlen(p);
-    const char *hend, *port = NULL;
 
     if (at) {
         if (!split_creds(p, at, &u->user, &u->pass))
             return bad(err, errlen, "ipmi-sol: credentials must be USER:PASS@");
         p = at + 1;
     }
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb)
-            return bad(err, errlen, "ipmi-sol: unclosed '['");
-        if (rb + 1 < end && rb[1] != ':')
-            return bad(err, errlen, "ipmi-sol: junk after ']'");
-        if (rb + 1 < end)
-            port = rb + 2;
-        hend = rb;
-        p++;
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        hend = colon ? colon : end;
-        if (colon)
-            port = colon + 1;
-    }
-    if (hend == p || has_blank(p, hend))
-        return bad(err, errlen, "ipmi-sol: needs a BMC host");
-    u->host = dup_range(p, hend);
-    u->port = port ? dup_range(port, end) : xstrdup("623");
-    if (uri_parse_port(u->port) < 0)
+    const char *why = split_bmc(p, end, &u->host, &u->port);
+    if (why && strcmp(why, "bad port") == 0)
         return bad(err, errlen, "ipmi-sol: port '%s' is not 1-65535", u->port);
+    if (why)
+        return bad(err, errlen, "ipmi-sol: %s", why);
     if (q) {
         if (strncmp(q, "?cipher=", 8) != 0 || !all_digits(q + 8))
             return bad(err, errlen, "ipmi-sol: the only option is ?cipher=N");
@@ -286,17 +299,52 @@ parse_redfish(struct uri_power *u, const char *p, char *err, size_t errlen)
     return 0;
 }
 
-/* USER:PASS@HOST */
+/* One option of ipmi://...?OPT&OPT: cipher=N, boot=efi|legacy. */
+static bool
+ipmi_option(struct uri_power *u, const char *o, const char *end)
+{
+    size_t n = (size_t)(end - o);
+    if (n > 7 && strncmp(o, "cipher=", 7) == 0 &&
+        strspn(o + 7, "0123456789") == n - 7 && !u->cipher) {
+        u->cipher = dup_range(o + 7, end);
+        return true;
+    }
+    if (n == 8 && strncmp(o, "boot=efi", 8) == 0) {
+        u->boot_legacy = false;
+        return true;
+    }
+    if (n == 11 && strncmp(o, "boot=legacy", 11) == 0) {
+        u->boot_legacy = true;
+        return true;
+    }
+    return false;
+}
+
+/* USER:PASS@HOST[:PORT][?cipher=N&boot=efi|legacy] */
 static int
 parse_ipmi(struct uri_power *u, const char *p, char *err, size_t errlen)
 {
     const char *at = strrchr(p, '@');
-    if (!at || !at[1] || strchr(at + 1, '/') ||
-        has_blank(at + 1, at + strlen(at)) ||
-        !split_creds(p, at, &u->user, &u->pass))
-        return bad(err, errlen, "ipmi:// must be ipmi://user:pass@host");
+    if (!at || !split_creds(p, at, &u->user, &u->pass))
+        return bad(err, errlen, "ipmi:// must be ipmi://user:pass@host[:port]");
+    const char *q = strchr(at, '?');
+    const char *end = q ? q : at + strlen(at);
+    const char *why = split_bmc(at + 1, end, &u->host, &u->port);
+    if (why && strcmp(why, "bad port") == 0)
+        return bad(err, errlen, "ipmi:// port '%s' is not 1-65535", u->port);
+    if (why)
+        return bad(err, errlen,
+                   "ipmi:// must be ipmi://user:pass@host[:port] (%s)", why);
+    for (const char *o = q; o && *o; o = strchr(o, '&')) {
+        o++;
+        const char *oend = o + strcspn(o, "&");
+        if (!ipmi_option(u, o, oend))
+            return bad(err, errlen,
+                       "ipmi:// options are ?cipher=N and boot=efi|legacy, "
+                       "got '%s'",
+                       q);
+    }
     u->kind = URI_POWER_IPMI;
-    u->host = xstrdup(at + 1);
     return 0;
 }
 
@@ -320,11 +368,12 @@ uri_power_parse(const char *s, char *err, size_t errlen)
     } else if (strncmp(s, "manual:", 7) == 0) {
         r = bad(err, errlen, "manual: takes nothing after the ':'");
     } else {
-        r = bad(err, errlen,
-                "unknown power URI scheme in '%s' (want qmp:PATH, "
-                "redfish://[user:pass@]host/..., ipmi://user:pass@host or "
-                "manual:)",
-                s);
+        r = bad(
+            err, errlen,
+            "unknown power URI scheme in '%s' (want qmp:PATH, "
+            "redfish://[user:pass@]host/..., ipmi://user:pass@host[:port] or "
+            "manual:)",
+            s);
     }
     if (r < 0) {
         uri_power_free(u);
@@ -341,6 +390,8 @@ uri_power_free(struct uri_power *u)
     free(u->path);
     free(u->nic);
     free(u->host);
+    free(u->port);
+    free(u->cipher);
     free(u->user);
     free(u->pass);
     free(u);

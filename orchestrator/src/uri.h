@@ -12,12 +12,13 @@
  * Power drivers:
  *   qmp:/ABS/PATH[?nic=DEVICE_ID]
  *   redfish://[USER:PASS@]HOST[/PATH]
- *   ipmi://USER:PASS@HOST
+ *   ipmi://USER:PASS@HOST[:PORT][?cipher=N&boot=efi|legacy]   PORT 623
  *   manual:
  * Every PORT is digits only, 1-65535. */
 #ifndef RESCUED_URI_H
 #define RESCUED_URI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <termios.h>
 
@@ -57,6 +58,9 @@ struct uri_power {
     char *nic;         /* qmp: ?nic=DEVICE_ID, or NULL */
     char *host;        /* redfish, ipmi */
     char *user, *pass; /* redfish (NULL when not given), ipmi */
+    char *port;        /* ipmi (default "623") */
+    char *cipher;      /* ipmi ?cipher=N (ipmitool -C), or NULL */
+    bool boot_legacy;  /* ipmi ?boot=legacy: PXE without the EFI flag */
 };
 
 /* Parse a power URI; NULL with a reason in err when it is not one. */

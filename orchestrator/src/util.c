@@ -307,3 +307,29 @@ buf_free(struct buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+char **
+env_with(const char *name, const char *value)
+{
+    extern char **environ;
+    size_t n = 0, k = 0, len = strlen(name);
+    while (environ[n])
+        n++;
+    char **envp = xcalloc(n + 2, sizeof(*envp));
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], name, len) != 0 || environ[i][len] != '=')
+            envp[k++] = xstrdup(environ[i]);
+    if (value)
+        envp[k++] = xasprintf("%s=%s", name, value);
+    return envp;
+}
+
+void
+strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}

@@ -37,6 +37,12 @@ int parse_size(const char *s, long long *out_bytes);
  * SIGKILL; always reaped.  Blocks for at most grace_ms. */
 void child_stop(int pid, int grace_ms);
 
+/* A copy of the environment for a child's execve, with NAME=value set (or
+ * NAME removed when value is NULL); free with strv_free(). */
+char **env_with(const char *name, const char *value);
+/* Free a NULL-terminated array of strings and the strings; NULL is fine. */
+void strv_free(char **v);
+
 /* Write a file atomically (temp file, fsync, rename). */
 int write_file_atomic(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file; *out is NUL-terminated and must be freed. */

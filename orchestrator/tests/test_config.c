@@ -131,7 +131,7 @@ test_full_file(void **state)
         "project = acme\n"
         "arch = aarch64\n"
         "firmware = uefi\n"
-        "power = redfish://root:calvin@bmc1/redfish/v1/Systems/1\n"
+        "power = ipmi://root:calvin@bmc1:6230?cipher=3\n"
         "console = tcp:127.0.0.1:7001\n"
         "console_tty = ttyAMA0,115200\n");
 
@@ -176,8 +176,7 @@ test_full_file(void **state)
     assert_string_equal(s->project, "acme");
     assert_string_equal(s->arch, "aarch64");
     assert_int_equal(s->firmware, FW_UEFI);
-    assert_string_equal(s->power,
-                        "redfish://root:calvin@bmc1/redfish/v1/Systems/1");
+    assert_string_equal(s->power, "ipmi://root:calvin@bmc1:6230?cipher=3");
     assert_string_equal(s->console, "tcp:127.0.0.1:7001");
     assert_string_equal(s->console_tty, "ttyAMA0,115200");
     s = &c->servers[1];
@@ -399,13 +398,11 @@ test_power_uri(void **state)
     (void)state;
     static const char *good[] = {
         "qmp:/run/lab/srv1.qmp",
-        "redfish://bmc1/redfish/v1/Systems/1",
-        "redfish://root:calvin@10.0.0.5/redfish/v1/Systems/1",
         "ipmi://admin:secret@10.0.0.5",
+        "ipmi://admin:secret@10.0.0.5:6230?cipher=3&boot=legacy",
         "manual:",
         "qmp:/run/lab/srv1.qmp?nic=net0",
     };
-    /* The last three were accepted here and refused by power at start. */
     static const char *bad[] = {
         "wol:52:54:00:00:00:01",
         "qmp:",
@@ -414,6 +411,8 @@ test_power_uri(void **state)
         "redfish://root@bmc/x",
         "ipmi://10.0.0.5",
         "ipmi://a:b@",
+        "ipmi://a:b@h:0",
+        "ipmi://a:b@h?cipher=x",
         "http://bmc/",
         "manual:now",
         "qmp:/x?bootdev=net0",
@@ -439,6 +438,12 @@ test_power_uri(void **state)
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\npower = wol:x\n",
                    ":11: [server:srv1] power: ", "unknown power URI scheme");
+    /* Well-formed, but no driver yet: refused here, with FILE:LINE. */
+    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                        "project = acme\n"
+                        "power = redfish://root:calvin@10.0.0.5/Systems/1\n",
+                   ":11: [server:srv1] power: ",
+                   "redfish power driver not implemented yet");
 }
 
 static void

@@ -229,7 +229,8 @@ test_console_refused(void **state)
 struct power_case {
     const char *uri;
     enum uri_power_kind kind;
-    const char *path, *nic, *host, *user, *pass;
+    const char *path, *nic, *host, *user, *pass, *port, *cipher;
+    bool boot_legacy;
 };
 
 static void
@@ -270,12 +271,28 @@ test_power_accepted(void **state)
          .kind = URI_POWER_IPMI,
          .host = "10.0.0.5",
          .user = "admin",
-         .pass = "secret"},
-        {.uri = "ipmi://admin:s@c@bmc:623",
+         .pass = "secret",
+         .port = "623"},
+        {.uri = "ipmi://admin:s@c@bmc:6230",
          .kind = URI_POWER_IPMI,
-         .host = "bmc:623",
+         .host = "bmc",
          .user = "admin",
-         .pass = "s@c"},
+         .pass = "s@c",
+         .port = "6230"},
+        {.uri = "ipmi://a:b@[fd00::5]:624?cipher=3&boot=legacy",
+         .kind = URI_POWER_IPMI,
+         .host = "fd00::5",
+         .user = "a",
+         .pass = "b",
+         .port = "624",
+         .cipher = "3",
+         .boot_legacy = true},
+        {.uri = "ipmi://a:b@bmc?boot=efi",
+         .kind = URI_POWER_IPMI,
+         .host = "bmc",
+         .user = "a",
+         .pass = "b",
+         .port = "623"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         const struct power_case *k = &good[i];
@@ -289,6 +306,9 @@ test_power_accepted(void **state)
         expect_str(u->host, k->host);
         expect_str(u->user, k->user);
         expect_str(u->pass, k->pass);
+        expect_str(u->port, k->port);
+        expect_str(u->cipher, k->cipher);
+        assert_int_equal(u->boot_legacy, k->boot_legacy);
         uri_power_free(u);
     }
     uri_power_free(NULL);
@@ -329,6 +349,13 @@ test_power_refused(void **state)
         {"ipmi://:b@h", "ipmi:// must be ipmi://user:pass@host"},
         {"ipmi://a:b@h/x", "ipmi:// must be ipmi://user:pass@host"},
         {"ipmi://a:b@h x", "ipmi:// must be ipmi://user:pass@host"},
+        {"ipmi://a:b@h:0", "ipmi:// port '0' is not 1-65535"},
+        {"ipmi://a:b@h:62x", "ipmi:// port '62x' is not 1-65535"},
+        {"ipmi://a:b@[::1", "ipmi:// must be ipmi://user:pass@host[:port] "
+                            "(unclosed '[')"},
+        {"ipmi://a:b@h?cipher=", "ipmi:// options are ?cipher=N and boot="},
+        {"ipmi://a:b@h?boot=pxe", "ipmi:// options are ?cipher=N and boot="},
+        {"ipmi://a:b@h?cipher=3&cipher=4", "ipmi:// options are"},
         {long_path, "qmp: socket path longer than 107 bytes"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,0 +1,273 @@
+/* test_power_ipmi: the ipmi: driver's pure parts (ipmitool's argv, the
+ * `power status` answer), and the driver on a real loop against a stand-in
+ * ipmitool (a shell script that logs its argv and IPMI_PASSWORD and
+ * answers like ipmitool).  qemu-tests/cases/015-ipmi-power drives the
+ * real ipmitool against ipmi_sim. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "log.h"
+#include "loop.h"
+#include "power.h"
+#include "uri.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void power_test_set_timeout(int ms);
+void power_test_set_ipmitool(const char *path);
+
+static char dir[64], tool[128], argv_log[128];
+
+static const char fake[] =
+    "#!/bin/sh\n"
+    "echo \"$* pw=$IPMI_PASSWORD\" >> \"$(dirname \"$0\")/argv.log\"\n"
+    "case \"$*\" in\n"
+    "*'power status') cat \"$(dirname \"$0\")/status\" ;;\n"
+    "*'power diag') echo 'Set Chassis Power Control to Diag failed: "
+    "Invalid data field in request' >&2; exit 1 ;;\n"
+    "*'power off') sleep 5 ;;\n"
+    "*) echo ok ;;\n"
+    "esac\n";
+
+static int
+setup(void **state)
+{
+    (void)state;
+    strlcpy_s(dir, "/tmp/test_power_ipmi.XXXXXX", sizeof(dir));
+    assert_non_null(mkdtemp(dir));
+    snprintf(tool, sizeof(tool), "%s/ipmitool", dir);
+    snprintf(argv_log, sizeof(argv_log), "%s/argv.log", dir);
+    assert_int_equal(write_file_atomic(tool, fake, strlen(fake), 0755), 0);
+    char st[128];
+    snprintf(st, sizeof(st), "%s/status", dir);
+    const char *on = "Chassis Power is on\n";
+    assert_int_equal(write_file_atomic(st, on, strlen(on), 0644), 0);
+    power_test_set_ipmitool(tool);
+    power_test_set_timeout(2000);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return -1;
+    return 0;
+}
+
+static char *
+join(char **v)
+{
+    struct buf b = {0};
+    for (size_t i = 0; v[i]; i++)
+        buf_printf(&b, "%s%s", i ? " " : "", v[i]);
+    return b.data;
+}
+
+static void
+test_argv(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    struct uri_power *u = uri_power_parse(
+        "ipmi://admin:s3cret@127.0.0.1:6230?cipher=3", err, sizeof(err));
+    assert_non_null(u);
+    static const char *const status[] = {"power", "status", NULL};
+    char **v = power_ipmi_argv(u, status);
+    char *s = join(v);
+    assert_string_equal(s + strlen(v[0]),
+                        " -I lanplus -H 127.0.0.1 -p 6230 -U admin -E -N 1 "
+                        "-R 3 -C 3 power status");
+    /* Never the password: argv is what ps shows everyone. */
+    assert_null(strstr(s, "s3cret"));
+    free(s);
+    strv_free(v);
+    uri_power_free(u);
+
+    u = uri_power_parse("ipmi://root:pw@bmc1", err, sizeof(err));
+    static const char *const pxe[] = {"chassis", "bootdev", "pxe", NULL};
+    v = power_ipmi_argv(u, pxe);
+    s = join(v);
+    assert_string_equal(s + strlen(v[0]), " -I lanplus -H bmc1 -p 623 -U root "
+                                          "-E -N 1 -R 3 chassis bootdev pxe");
+    free(s);
+    strv_free(v);
+    uri_power_free(u);
+}
+
+static void
+test_parse_status(void **state)
+{
+    (void)state;
+    assert_string_equal(power_ipmi_parse_status("Chassis Power is on\n"), "on");
+    assert_string_equal(power_ipmi_parse_status("Chassis Power is off"), "off");
+    assert_string_equal(
+        power_ipmi_parse_status("warning: x\nChassis Power is off\r\n"), "off");
+    assert_null(power_ipmi_parse_status(""));
+    assert_null(power_ipmi_parse_status("Chassis Power is onward\n"));
+    assert_null(power_ipmi_parse_status("Chassis Power Control: Up/On\n"));
+}
+
+struct result {
+    bool done;
+    int calls, status;
+    char detail[512];
+};
+
+static void
+on_done(void *arg, int status, const char *detail)
+{
+    struct result *r = arg;
+    r->done = true;
+    r->calls++;
+    r->status = status;
+    strlcpy_s(r->detail, detail ? detail : "", sizeof(r->detail));
+}
+
+static int
+run_op(struct loop *l, struct power *p, enum power_op op, struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    power_request(p, op, op == POWER_SYSRQ ? "h" : NULL, on_done, r);
+    assert_false(r->done);
+    int64_t deadline = now_mono_ms() + 10000;
+    while (!r->done && now_mono_ms() < deadline)
+        loop_run_once(l, 100);
+    assert_true(r->done);
+    loop_run_once(l, 0);
+    assert_int_equal(r->calls, 1);
+    return r->status;
+}
+
+static char *
+log_text(void)
+{
+    char *s = NULL;
+    size_t n;
+    if (read_file(argv_log, &s, &n) < 0)
+        return xstrdup("");
+    return s;
+}
+
+static void
+test_driver(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char err[256] = "";
+    struct power *p = power_new(l, "ipmi://admin:s3cret@127.0.0.1:1?cipher=3",
+                                err, sizeof(err));
+    assert_non_null(p);
+    power_set_name(p, "srv1");
+    assert_false(power_is_manual(p));
+    struct result r;
+
+    assert_int_equal(run_op(l, p, POWER_STATUS, &r), 0);
+    assert_string_equal(r.detail, "on");
+    char *s = log_text();
+    /* The start-up probe and ours; the password only in the environment. */
+    assert_non_null(strstr(s, "-U admin -E -N 1 -R 3 -C 3 power status "
+                              "pw=s3cret"));
+    free(s);
+
+    /* Reset of a server that is on: status, then reset. */
+    unlink(argv_log);
+    assert_int_equal(run_op(l, p, POWER_RESET, &r), 0);
+    s = log_text();
+    assert_non_null(strstr(s, "power status"));
+    assert_non_null(strstr(s, "power reset"));
+    assert_null(strstr(s, "power on"));
+    free(s);
+
+    /* Of one that is off: powered on instead. */
+    char st[128];
+    snprintf(st, sizeof(st), "%s/status", dir);
+    write_file_atomic(st, "Chassis Power is off\n", 21, 0644);
+    unlink(argv_log);
+    assert_int_equal(run_op(l, p, POWER_RESET, &r), 0);
+    s = log_text();
+    assert_non_null(strstr(s, "power on"));
+    assert_null(strstr(s, "power reset"));
+    free(s);
+
+    unlink(argv_log);
+    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, &r), 0);
+    s = log_text();
+    assert_non_null(strstr(s, "chassis bootdev pxe options=efiboot pw="));
+    free(s);
+
+    /* A refusal names the command and carries ipmitool's own words. */
+    assert_int_equal(run_op(l, p, POWER_NMI, &r), -EIO);
+    assert_string_equal(r.detail,
+                        "ipmi 127.0.0.1:1: chassis power diag: Set Chassis "
+                        "Power Control to Diag failed: Invalid data field in "
+                        "request");
+
+    /* What IPMI has no command for is refused, nothing run. */
+    unlink(argv_log);
+    assert_int_equal(run_op(l, p, POWER_SYSRQ, &r), -ENOTSUP);
+    assert_non_null(strstr(r.detail, "IPMI has no sysrq"));
+    assert_int_equal(run_op(l, p, POWER_SERIAL_BREAK, &r), -ENOTSUP);
+    assert_int_equal(access(argv_log, F_OK), -1);
+
+    /* A BMC that never answers: the child is killed at the deadline. */
+    int64_t t0 = now_mono_ms();
+    assert_int_equal(run_op(l, p, POWER_OFF, &r), -ETIMEDOUT);
+    assert_true(now_mono_ms() - t0 < 4000);
+    assert_string_equal(r.detail,
+                        "ipmi 127.0.0.1:1: power off: no answer in 2000 ms");
+
+    /* Pending requests are cancelled by power_free, the child ended. */
+    memset(&r, 0, sizeof(r));
+    power_request(p, POWER_OFF, NULL, on_done, &r);
+    loop_run_once(l, 50);
+    power_free(p);
+    assert_int_equal(r.status, -ECANCELED);
+    loop_free(l);
+}
+
+static void
+test_reachable(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char err[256] = "";
+    /* Nobody on this UDP port: refused at once, with the reason. */
+    struct power *p = power_new(l, "ipmi://a:b@127.0.0.1:9", err, sizeof(err));
+    assert_non_null(p);
+    power_free(p);
+    p = power_new(l, "ipmi://a:b@127.0.0.1:9", err, sizeof(err));
+    /* Let the start-up probe finish first. */
+    for (int i = 0; i < 20; i++)
+        loop_run_once(l, 50);
+    assert_false(power_reachable(p, err, sizeof(err)));
+    assert_string_equal(err, "ipmi 127.0.0.1:9: BMC unreachable: Connection "
+                             "refused");
+    power_free(p);
+    loop_free(l);
+}
+
+int
+main(void)
+{
+    log_init(getenv("POWER_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
+             "test_power_ipmi");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_argv),
+        cmocka_unit_test(test_parse_status),
+        cmocka_unit_test_setup_teardown(test_driver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reachable, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
