@@ -57,6 +57,8 @@ struct console {
 
     int log_fd;
     size_t log_size, log_max;
+    struct buf log_pending; /* bytes for the log file, written by log_flush */
+    uint64_t log_timer;
 
     struct buf in; /* bytes on their way to the source */
     size_t in_off;
@@ -297,7 +299,7 @@ log_rotate(struct console *c)
 }
 
 static void
-log_put(struct console *c, const char *data, size_t n)
+log_write(struct console *c, const char *data, size_t n)
 {
     if (c->log_fd < 0 && log_open(c) < 0)
         return;
@@ -318,6 +320,43 @@ log_put(struct console *c, const char *data, size_t n)
         off += (size_t)w;
     }
     c->log_size += n;
+}
+
+/* Console bytes reach the log file at most LOG_FLUSH_MS later, in one
+ * write: an echoed keystroke should not wait on a file write and its inode
+ * update, and a burst costs one write rather than one per read. A crash
+ * loses at most that much of the log. */
+#define LOG_FLUSH_MS 100
+#define LOG_FLUSH_BYTES 65536
+
+static void
+log_flush(struct console *c)
+{
+    loop_del_timer(c->l, c->log_timer);
+    c->log_timer = 0;
+    if (c->log_pending.len)
+        log_write(c, c->log_pending.data, c->log_pending.len);
+    buf_free(&c->log_pending); /* idle consoles hold no buffer */
+}
+
+static int64_t
+log_timer_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct console *c = arg;
+    c->log_timer = 0;
+    log_flush(c);
+    return -1;
+}
+
+static void
+log_put(struct console *c, const char *data, size_t n)
+{
+    buf_append(&c->log_pending, data, n);
+    if (c->log_pending.len >= LOG_FLUSH_BYTES)
+        log_flush(c);
+    else if (!c->log_timer)
+        c->log_timer = loop_add_timer(c->l, LOG_FLUSH_MS, log_timer_cb, c);
 }
 
 /* One chunk of a file, read backwards by console_tail_log. */
@@ -397,8 +436,6 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
 
 /* --- the stream --------------------------------------------------------- */
 
-/* Viewers first: the log is a file write (and an inode update) that an
- * echo need not wait for. */
 static void
 feed(struct console *c, const char *data, size_t n)
 {
@@ -894,6 +931,7 @@ console_free(struct console *c)
     }
     loop_del_timer(c->l, c->retry_timer);
     source_close(c);
+    log_flush(c);
     if (c->log_fd >= 0)
         close(c->log_fd);
     buf_free(&c->in);
