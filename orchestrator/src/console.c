@@ -59,6 +59,7 @@ struct console {
     size_t log_size, log_max;
     struct buf log_pending; /* bytes for the log file, written by log_flush */
     uint64_t log_timer;
+    int64_t log_first_ms, log_last_ms; /* when pending bytes came (mono) */
 
     struct buf in; /* bytes on their way to the source */
     size_t in_off;
@@ -322,11 +323,13 @@ log_write(struct console *c, const char *data, size_t n)
     c->log_size += n;
 }
 
-/* Console bytes reach the log file at most LOG_FLUSH_MS later, in one
- * write: an echoed keystroke should not wait on a file write and its inode
- * update, and a burst costs one write rather than one per read. A crash
- * loses at most that much of the log. */
-#define LOG_FLUSH_MS 100
+/* Console bytes reach the log file once the console has been quiet for
+ * LOG_QUIET_MS, at most LOG_MAX_DELAY_MS (or LOG_FLUSH_BYTES) after the
+ * first of them, in one write: an echoed keystroke should not wait on a
+ * file write and its inode update, and a burst costs one write. A crash
+ * loses at most that much of the log (the console itself is not lost). */
+#define LOG_QUIET_MS 20
+#define LOG_MAX_DELAY_MS 1000
 #define LOG_FLUSH_BYTES 65536
 
 static void
@@ -344,6 +347,9 @@ log_timer_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct console *c = arg;
+    int64_t now = now_mono_ms(), quiet = now - c->log_last_ms;
+    if (quiet < LOG_QUIET_MS && now - c->log_first_ms < LOG_MAX_DELAY_MS)
+        return LOG_QUIET_MS - quiet;
     c->log_timer = 0;
     log_flush(c);
     return -1;
@@ -352,11 +358,15 @@ log_timer_cb(struct loop *l, void *arg)
 static void
 log_put(struct console *c, const char *data, size_t n)
 {
+    int64_t now = now_mono_ms();
+    if (c->log_pending.len == 0)
+        c->log_first_ms = now;
+    c->log_last_ms = now;
     buf_append(&c->log_pending, data, n);
     if (c->log_pending.len >= LOG_FLUSH_BYTES)
         log_flush(c);
     else if (!c->log_timer)
-        c->log_timer = loop_add_timer(c->l, LOG_FLUSH_MS, log_timer_cb, c);
+        c->log_timer = loop_add_timer(c->l, LOG_QUIET_MS, log_timer_cb, c);
 }
 
 /* One chunk of a file, read backwards by console_tail_log. */
