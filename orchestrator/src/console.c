@@ -684,25 +684,8 @@ ipmi_spawn(const struct console *c, const char *action, const char *slave,
 {
     char **argv = ipmi_argv(c, action),
          **envp = env_with("IPMI_PASSWORD", c->src->pass);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Only async-signal-safe calls from here. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL); /* rescued blocks some */
-        signal(SIGPIPE, SIG_DFL);
-        setsid();
-        if (slave) {
-            fd = open(slave, O_RDWR);
-            if (fd < 0)
-                _exit(126);
-        }
-        if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(126);
-        close_range(3, ~0U, 0);
-        execvpe(argv[0], argv, envp);
-        _exit(127);
-    }
+    const int fds[3] = {fd, fd, fd};
+    pid_t pid = child_spawn(argv, envp, fds, true, slave);
     int e = errno;
     strv_free(argv);
     strv_free(envp);
@@ -738,8 +721,7 @@ ipmi_activate(struct console *c)
     cfmakeraw(&t);
     if (tcsetattr(m, TCSANOW, &t) < 0)
         goto out_close;
-    int fl = fcntl(m, F_GETFL);
-    if (fl < 0 || fcntl(m, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (fd_set_nonblock(m) < 0)
         goto out_close;
     pid_t pid = ipmi_spawn(c, "activate", slave, -1);
     if (pid < 0)
@@ -804,8 +786,7 @@ ipmi_start(struct console *c)
         return -e;
     }
     c->child = pid;
-    int fl = fcntl(p[0], F_GETFL);
-    fcntl(p[0], F_SETFL, fl | O_NONBLOCK);
+    fd_set_nonblock(p[0]);
     int r = loop_add_fd(c->l, p[0], EPOLLIN, ipmi_deactivate_event, c);
     if (r < 0) {
         close(p[0]);

@@ -765,13 +765,6 @@ ipmi_timeout(struct loop *l, void *arg)
     return -1;
 }
 
-static int
-set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
 /* Start ipmitool for cmd on behalf of r, the head of the queue. */
 static void
 ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
@@ -781,21 +774,8 @@ ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
         goto out_fail;
     char **argv = power_ipmi_argv(p->u, cmd),
          **envp = env_with("IPMI_PASSWORD", p->u->pass);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Only async-signal-safe calls from here. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL); /* rescued blocks some */
-        signal(SIGPIPE, SIG_DFL);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 ||
-            dup2(err[1], 2) < 0)
-            _exit(126);
-        close_range(3, ~0U, 0);
-        execvpe(argv[0], argv, envp);
-        _exit(127);
-    }
+    const int fds[3] = {-1, out[1], err[1]};
+    pid_t pid = child_spawn(argv, envp, fds, false, NULL);
     int e = errno;
     strv_free(argv);
     strv_free(envp);
@@ -810,8 +790,8 @@ ipmi_spawn(struct power *p, struct req *r, const char *const *cmd)
     p->child_out = out[0];
     p->child_err = err[0];
     p->child_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (p->child_pidfd < 0 || set_nonblock(out[0]) < 0 ||
-        set_nonblock(err[0]) < 0 ||
+    if (p->child_pidfd < 0 || fd_set_nonblock(out[0]) < 0 ||
+        fd_set_nonblock(err[0]) < 0 ||
         loop_add_fd(p->l, out[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
         loop_add_fd(p->l, err[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
         loop_add_fd(p->l, p->child_pidfd, EPOLLIN, ipmi_on_exit, p) < 0) {

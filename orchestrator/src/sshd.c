@@ -836,7 +836,7 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
         goto out_bind;
     }
     d->bind_fd = ssh_bind_get_fd(d->bind);
-    fcntl(d->bind_fd, F_SETFL, fcntl(d->bind_fd, F_GETFL) | O_NONBLOCK);
+    fd_set_nonblock(d->bind_fd);
     struct sockaddr_storage sa;
     socklen_t sl = sizeof(sa);
     if (getsockname(d->bind_fd, (struct sockaddr *)&sa, &sl) == 0)

@@ -308,6 +308,45 @@ buf_free(struct buf *b)
     b->len = b->cap = 0;
 }
 
+int
+child_spawn(char *const argv[], char *const envp[], const int fds[3],
+            bool new_session, const char *tty)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* The child: only async-signal-safe calls from here. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if (new_session)
+        setsid();
+    int use[3] = {fds[0], fds[1], fds[2]};
+    if (tty) {
+        int t = open(tty, O_RDWR);
+        if (t < 0)
+            _exit(126);
+        use[0] = use[1] = use[2] = t;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (use[i] < 0 && (use[i] = open("/dev/null", O_RDWR)) < 0)
+            _exit(126);
+        if (dup2(use[i], i) < 0)
+            _exit(126);
+    }
+    close_range(3, ~0U, 0);
+    execvpe(argv[0], argv, envp);
+    _exit(127);
+}
+
+int
+fd_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 char **
 env_with(const char *name, const char *value)
 {

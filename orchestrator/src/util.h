@@ -37,6 +37,18 @@ int parse_size(const char *s, long long *out_bytes);
  * SIGKILL; always reaped.  Blocks for at most grace_ms. */
 void child_stop(int pid, int grace_ms);
 
+/* Fork and exec argv[0] (searched in PATH) with envp; in the child the
+ * signal mask and SIGPIPE are reset (rescued blocks signals for its
+ * signalfd) and every fd but 0-2 is closed. fds[] become its stdin, stdout
+ * and stderr (-1: /dev/null). With new_session it calls setsid() first;
+ * with tty it then opens tty for all three, so a pty slave becomes its
+ * controlling terminal. Returns the pid, or -1 with errno set. */
+int child_spawn(char *const argv[], char *const envp[], const int fds[3],
+                bool new_session, const char *tty);
+
+/* Add O_NONBLOCK to fd's flags; 0 or -1 with errno set. */
+int fd_set_nonblock(int fd);
+
 /* A copy of the environment for a child's execve, with NAME=value set (or
  * NAME removed when value is NULL); free with strv_free(). */
 char **env_with(const char *name, const char *value);

@@ -12,6 +12,8 @@
 #include "power.h"
 #include "util.h"
 
+#include "powerhelp.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -240,46 +242,6 @@ test_setup(void **state)
 }
 
 /* --- driving the loop ------------------------------------------------- */
-
-struct result {
-    bool done;
-    int calls;
-    int status;
-    char detail[256];
-};
-
-static void
-on_done(void *arg, int status, const char *detail)
-{
-    struct result *r = arg;
-    r->done = true;
-    r->calls++;
-    r->status = status;
-    strlcpy_s(r->detail, detail ? detail : "", sizeof(r->detail));
-}
-
-static void
-wait_done(struct loop *l, struct result *r)
-{
-    int64_t deadline = now_mono_ms() + 15000;
-    while (!r->done && now_mono_ms() < deadline)
-        loop_run_once(l, 100);
-    assert_true(r->done);
-}
-
-static int
-run_op(struct loop *l, struct power *p, enum power_op op, const char *arg,
-       struct result *r)
-{
-    memset(r, 0, sizeof(*r));
-    power_request(p, op, arg, on_done, r);
-    assert_false(r->done); /* never before power_request returns */
-    wait_done(l, r);
-    /* And exactly once. */
-    loop_run_once(l, 0);
-    assert_int_equal(r->calls, 1);
-    return r->status;
-}
 
 static struct power *
 qmp_new(struct loop *l, const char *suffix)

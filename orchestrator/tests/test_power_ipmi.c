@@ -14,6 +14,8 @@
 #include "uri.h"
 #include "util.h"
 
+#include "powerhelp.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,37 +121,6 @@ test_parse_status(void **state)
     assert_null(power_ipmi_parse_status("Chassis Power Control: Up/On\n"));
 }
 
-struct result {
-    bool done;
-    int calls, status;
-    char detail[512];
-};
-
-static void
-on_done(void *arg, int status, const char *detail)
-{
-    struct result *r = arg;
-    r->done = true;
-    r->calls++;
-    r->status = status;
-    strlcpy_s(r->detail, detail ? detail : "", sizeof(r->detail));
-}
-
-static int
-run_op(struct loop *l, struct power *p, enum power_op op, struct result *r)
-{
-    memset(r, 0, sizeof(*r));
-    power_request(p, op, op == POWER_SYSRQ ? "h" : NULL, on_done, r);
-    assert_false(r->done);
-    int64_t deadline = now_mono_ms() + 10000;
-    while (!r->done && now_mono_ms() < deadline)
-        loop_run_once(l, 100);
-    assert_true(r->done);
-    loop_run_once(l, 0);
-    assert_int_equal(r->calls, 1);
-    return r->status;
-}
-
 static char *
 log_text(void)
 {
@@ -173,7 +144,7 @@ test_driver(void **state)
     assert_false(power_is_manual(p));
     struct result r;
 
-    assert_int_equal(run_op(l, p, POWER_STATUS, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), 0);
     assert_string_equal(r.detail, "on");
     char *s = log_text();
     /* The start-up probe and ours; the password only in the environment. */
@@ -183,7 +154,7 @@ test_driver(void **state)
 
     /* Reset of a server that is on: status, then reset. */
     unlink(argv_log);
-    assert_int_equal(run_op(l, p, POWER_RESET, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     s = log_text();
     assert_non_null(strstr(s, "power status"));
     assert_non_null(strstr(s, "power reset"));
@@ -195,20 +166,20 @@ test_driver(void **state)
     snprintf(st, sizeof(st), "%s/status", dir);
     write_file_atomic(st, "Chassis Power is off\n", 21, 0644);
     unlink(argv_log);
-    assert_int_equal(run_op(l, p, POWER_RESET, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     s = log_text();
     assert_non_null(strstr(s, "power on"));
     assert_null(strstr(s, "power reset"));
     free(s);
 
     unlink(argv_log);
-    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
     s = log_text();
     assert_non_null(strstr(s, "chassis bootdev pxe options=efiboot pw="));
     free(s);
 
     /* A refusal names the command and carries ipmitool's own words. */
-    assert_int_equal(run_op(l, p, POWER_NMI, &r), -EIO);
+    assert_int_equal(run_op(l, p, POWER_NMI, NULL, &r), -EIO);
     assert_string_equal(r.detail,
                         "ipmi 127.0.0.1:1: chassis power diag: Set Chassis "
                         "Power Control to Diag failed: Invalid data field in "
@@ -216,14 +187,14 @@ test_driver(void **state)
 
     /* What IPMI has no command for is refused, nothing run. */
     unlink(argv_log);
-    assert_int_equal(run_op(l, p, POWER_SYSRQ, &r), -ENOTSUP);
+    assert_int_equal(run_op(l, p, POWER_SYSRQ, "h", &r), -ENOTSUP);
     assert_non_null(strstr(r.detail, "IPMI has no sysrq"));
-    assert_int_equal(run_op(l, p, POWER_SERIAL_BREAK, &r), -ENOTSUP);
+    assert_int_equal(run_op(l, p, POWER_SERIAL_BREAK, NULL, &r), -ENOTSUP);
     assert_int_equal(access(argv_log, F_OK), -1);
 
     /* A BMC that never answers: the child is killed at the deadline. */
     int64_t t0 = now_mono_ms();
-    assert_int_equal(run_op(l, p, POWER_OFF, &r), -ETIMEDOUT);
+    assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), -ETIMEDOUT);
     assert_true(now_mono_ms() - t0 < 4000);
     assert_string_equal(r.detail,
                         "ipmi 127.0.0.1:1: power off: no answer in 2000 ms");
