@@ -6,8 +6,8 @@ PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/iniparser
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -liniparser -lm
+           $(PKG_CFLAGS) -I/usr/include/iniparser
+LDLIBS   = $(PKG_LIBS) -liniparser -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B       := build
@@ -27,6 +27,21 @@ $(SETUP): scripts/setup
 	@scripts/setup
 	@mkdir -p $(B) && touch $@
 setup: $(SETUP)
+
+# The libraries' flags are asked of pkg-config only after setup has installed
+# the -dev packages: make builds this file first (running setup), then reads
+# it and starts over, so no flag is ever computed on a machine that lacks them.
+# Goals that build nothing (clean, format) neither run setup nor need it.
+NOSETUP_GOALS := clean format
+ifneq ($(filter-out $(NOSETUP_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(B)/flags.mk
+endif
+$(B)/flags.mk: $(SETUP) Makefile
+	@pkg-config --exists --print-errors $(PKGS)
+	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
+	   echo "PKG_LIBS := $$(pkg-config --libs $(PKGS))"; \
+	   echo "ARCHIVE_LIBS := $$(pkg-config --libs libarchive)"; } >$@.tmp
+	@mv $@.tmp $@
 
 $(B)/obj/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
 	@mkdir -p $(@D)
@@ -83,7 +98,7 @@ bench-console: all
 # Only util and log: a change elsewhere in the daemon must not rebuild the
 # image (the image's cache key includes this binary).
 $(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
-	$(CC) $(CFLAGS) -o $@ $^ $(shell pkg-config --libs libarchive)
+	$(CC) $(CFLAGS) -o $@ $^ $(ARCHIVE_LIBS)
 
 image: $(B)/mkrescue
 	initramfs/build-image
