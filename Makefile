@@ -1,6 +1,8 @@
 # rescued: a rescue-mode netboot orchestrator.
 # `make` builds, `make check` builds and runs every test, `make run` starts it.
 
+# The version, written here only: rescued and rescuectl print it.
+VERSION := 0.2.0
 CC      ?= cc
 PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
@@ -58,12 +60,11 @@ $(B)/libcore.a: $(OBJS)
 $(B)/libcore-san.a: $(SANOBJS)
 	@rm -f $@ && ar rcs $@ $^
 
-$(B)/rescued: orchestrator/src/rescued.c $(B)/libcore.a
+# The mains depend on the Makefile so that a new VERSION rebuilds them.
+$(B)/rescued $(B)/rescuectl: $(B)/%: orchestrator/src/%.c $(B)/libcore.a Makefile
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/rescuectl: orchestrator/src/rescuectl.c $(B)/libcore.a
-	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(CFLAGS) -DRESCUED_VERSION='"$(VERSION)"' -o $@ \
+	    $(filter-out Makefile,$^) $(LDLIBS)
 
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
 $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a

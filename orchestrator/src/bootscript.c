@@ -41,16 +41,17 @@ bootscript_rescue(const struct bootscript_rescue *r, struct buf *out)
             buf_printf(out, " || goto %s%d\n", next, n);
         else
             buf_printf(out, " || goto %s\n", next);
-        buf_printf(out, "initrd --name %s %s/images/%s?token=%s", r->initrd_name,
-                   r->boot_url, r->initrd_name, r->token);
+        buf_printf(out, "initrd --name %s %s/images/%s?token=%s",
+                   r->initrd_name, r->boot_url, r->initrd_name, r->token);
         if (n)
-            buf_printf(out, " || goto %s%d\nboot || goto %s%d\n", next, n,
-                       next, n);
+            buf_printf(out, " || goto %s%d\nboot || goto %s%d\n", next, n, next,
+                       n);
         else
             buf_printf(out, " || goto %s\nboot || goto %s\n", next, next);
     }
-    buf_printf(out, ":failed\necho rescued: could not boot the rescue image "
-                    "after %d attempts; rebooting in 10 s\nsleep 10\nreboot\n",
+    buf_printf(out,
+               ":failed\necho rescued: could not boot the rescue image "
+               "after %d attempts; rebooting in 10 s\nsleep 10\nreboot\n",
                BOOTSCRIPT_ATTEMPTS);
 }
 
@@ -63,11 +64,4 @@ bootscript_local(const char *server_id, enum firmware fw, struct buf *out)
         buf_printf(out, "exit\n");
     else
         buf_printf(out, "sanboot --no-describe --drive 0x80\n");
-}
-
-void
-bootscript_unknown(struct buf *out)
-{
-    buf_printf(out, "#!ipxe\necho rescued: this MAC is not in the "
-                    "inventory\nexit\n");
 }

@@ -26,9 +26,6 @@ struct bootscript_rescue {
 void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
 void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
-void bootscript_local(const char *server_id, enum firmware fw,
-                      struct buf *out);
-/* For MACs we do not know: say so and fall through to the next device. */
-void bootscript_unknown(struct buf *out);
+void bootscript_local(const char *server_id, enum firmware fw, struct buf *out);
 
 #endif

@@ -553,8 +553,11 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         return 0;
     }
     case K_LOGLEVEL:
-        if ((i = log_level_parse(v)) < 0)
-            return why(buf, len, "'%s' is not error, warn, info or debug", v);
+        if ((i = log_level_parse(v)) < 0) {
+            char words[128];
+            log_level_words(words, sizeof(words));
+            return why(buf, len, "'%s' is not %s", v, words);
+        }
         *(int *)p = i;
         return 0;
     case K_SIZE:

@@ -552,7 +552,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
     limits_from_config(&f->limits, cfg);
     if (f->dnsmasq)
         dnsmasq_update(f->dnsmasq, cfg);
-    log_info("inventory reloaded: %zu servers", f->nsrvs);
+    log_info("inventory reloaded: %zu %s", f->nsrvs,
+             plural(f->nsrvs, "server", "servers"));
     return;
 
 out_free_next:

@@ -9,14 +9,45 @@
 static enum log_level current = LOG_LEVEL_INFO;
 static const char *prog = "rescued";
 
+/* Our four words first, then the syslog names users write, each on the
+ * nearest level we have.  notice goes to info, not warn: transitions and
+ * reloads are logged at info, and a notice level should still show them. */
+static const struct {
+    const char *name;
+    enum log_level level;
+} level_names[] = {
+    {"error", LOG_LEVEL_ERROR},  {"warn", LOG_LEVEL_WARN},
+    {"info", LOG_LEVEL_INFO},    {"debug", LOG_LEVEL_DEBUG},
+    {"emerg", LOG_LEVEL_ERROR},  {"alert", LOG_LEVEL_ERROR},
+    {"crit", LOG_LEVEL_ERROR},   {"err", LOG_LEVEL_ERROR},
+    {"warning", LOG_LEVEL_WARN}, {"notice", LOG_LEVEL_INFO},
+};
+#define NLEVEL_NAMES (sizeof(level_names) / sizeof(level_names[0]))
+
 int
 log_level_parse(const char *name)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0)
-            return i;
+    for (size_t i = 0; i < NLEVEL_NAMES; i++)
+        if (strcmp(name, level_names[i].name) == 0)
+            return (int)level_names[i].level;
     return -1;
+}
+
+void
+log_level_words(char *buf, size_t len)
+{
+    size_t used = 0;
+    if (!len)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < NLEVEL_NAMES && used < len; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == NLEVEL_NAMES ? " or " : ", ";
+        int n =
+            snprintf(buf + used, len - used, "%s%s", sep, level_names[i].name);
+        if (n < 0)
+            return;
+        used += (size_t)n;
+    }
 }
 
 void

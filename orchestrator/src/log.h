@@ -3,11 +3,22 @@
 #define RESCUED_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
-enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum log_level {
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG
+};
 
-/* Parse "error", "warn", "info", "debug"; returns -1 for anything else. */
+/* Parse "error", "warn", "info", "debug" or a syslog name ("emerg",
+ * "alert", "crit", "err", "warning", "notice") into the nearest level;
+ * returns -1 for anything else. */
 int log_level_parse(const char *name);
+/* Every word log_level_parse takes, as "error, warn, ... or notice", for a
+ * refusal the user reads; truncated to len. */
+void log_level_words(char *buf, size_t len);
 void log_init(enum log_level level, const char *progname);
 void log_set_level(enum log_level level);
 

@@ -19,6 +19,9 @@
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
 #define DEFAULT_WAIT_S (15 * 60)
+#ifndef RESCUED_VERSION /* the Makefile's VERSION, its one place */
+#error "build with make, which passes -DRESCUED_VERSION"
+#endif
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HTTP = 3 };
 
@@ -39,6 +42,7 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: rescuectl [--url URL] [--token T] [--json] COMMAND\n"
+            "       rescuectl --help | --version\n"
             "  list\n"
             "  status SERVER\n"
             "  enter SERVER [--key FILE]... [--ttl DURATION] [--wait] "
@@ -818,6 +822,9 @@ main(int argc, char **argv)
             c.json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            return EXIT_OK;
+        } else if (!strcmp(a, "--version")) {
+            printf("rescuectl %s\n", RESCUED_VERSION);
             return EXIT_OK;
         } else if (!strcmp(a, "--key"))
             read_keys(need_arg(argc, argv, &i), &ao);

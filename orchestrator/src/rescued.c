@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"
+#ifndef RESCUED_VERSION /* the Makefile's VERSION, its one place */
+#error "build with make, which passes -DRESCUED_VERSION"
+#endif
 
 struct daemon {
     struct loop *loop;
@@ -169,8 +172,9 @@ raise_nofile(size_t nservers)
         log_warn("setrlimit NOFILE");
         return;
     }
-    log_info("open files limit raised from %llu to %llu for %zu servers%s",
+    log_info("open files limit raised from %llu to %llu for %zu %s%s",
              (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
+             plural(nservers, "server", "servers"),
              rl.rlim_cur < want ? " (the hard limit)" : "");
 }
 
@@ -178,8 +182,11 @@ static void
 usage(FILE *out)
 {
     fprintf(out, "usage: rescued [-n] [-c FILE]\n"
-                 "  -c FILE  config file (default " DEFAULT_CONFIG ")\n"
-                 "  -n       check the config file and exit\n");
+                 "       rescued --help | --version\n"
+                 "  -c FILE     config file (default " DEFAULT_CONFIG ")\n"
+                 "  -n          check the config file and exit\n"
+                 "  -h, --help  this text\n"
+                 "  --version   print the version and exit\n");
 }
 
 /* SIGHUP reloads the inventory; a bad file keeps the old one in force. */
@@ -239,8 +246,13 @@ main(int argc, char **argv)
     bool check_only = false;
     char err[512];
     int ch;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
 
-    while ((ch = getopt(argc, argv, "c:nh")) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:nh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             d.config_path = optarg;
@@ -250,6 +262,9 @@ main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("rescued %s\n", RESCUED_VERSION);
             return 0;
         default:
             usage(stderr);
@@ -267,8 +282,9 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        printf("%s: ok (%zu servers, %zu projects)\n", d.config_path,
-               cfg->nservers, cfg->nprojects);
+        printf("%s: ok (%zu %s, %zu %s)\n", d.config_path, cfg->nservers,
+               plural(cfg->nservers, "server", "servers"), cfg->nprojects,
+               plural(cfg->nprojects, "project", "projects"));
         config_free(cfg);
         return 0;
     }
@@ -304,9 +320,10 @@ main(int argc, char **argv)
         fatalx("console: %s", err);
     d.sub = fleet_subscribe(d.fleet, NULL, on_transition, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
-    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu servers, "
+    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu %s, "
              "data in %s",
-             listen, c->console_listen, c->nservers, c->data_dir);
+             listen, c->console_listen, c->nservers,
+             plural(c->nservers, "server", "servers"), c->data_dir);
 
     int r = loop_run(d.loop);
 

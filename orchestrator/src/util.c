@@ -81,6 +81,12 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+const char *
+plural(unsigned long long n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
 size_t
 strlcpy_s(char *dst, const char *src, size_t size)
 {

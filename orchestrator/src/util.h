@@ -17,6 +17,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* one when n is 1, else many: "1 server", "2 servers". */
+const char *plural(unsigned long long n, const char *one, const char *many);
+
 /* Copy with truncation, always NUL-terminated; returns strlen(src). */
 size_t strlcpy_s(char *dst, const char *src, size_t size);
 

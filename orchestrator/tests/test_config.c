@@ -542,6 +542,47 @@ test_bad_enums(void **state)
                    "required when mode is dhcp or proxy");
 }
 
+/* Our four words and the syslog names, each on the nearest level. */
+static void
+test_log_levels(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *word;
+        enum log_level level;
+    } words[] = {
+        {"error", LOG_LEVEL_ERROR},  {"err", LOG_LEVEL_ERROR},
+        {"crit", LOG_LEVEL_ERROR},   {"alert", LOG_LEVEL_ERROR},
+        {"emerg", LOG_LEVEL_ERROR},  {"warn", LOG_LEVEL_WARN},
+        {"warning", LOG_LEVEL_WARN}, {"notice", LOG_LEVEL_INFO},
+        {"info", LOG_LEVEL_INFO},    {"debug", LOG_LEVEL_DEBUG},
+    };
+    const char *rest = HEAD + strlen("[rescued]\n");
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        char *text =
+            xasprintf("[rescued]\nlog_level = %s\n%s", words[i].word, rest);
+        struct config *c = expect_load(text);
+        if (c->log_level != (int)words[i].level)
+            fail_msg("log_level = %s gave %d, wanted %d", words[i].word,
+                     c->log_level, words[i].level);
+        config_free(c);
+        free(text);
+    }
+    /* A refusal lists every word taken; values are case-sensitive, as the
+     * other words of the file. */
+    expect_refusal("[rescued]\nlog_level = verbose\n",
+                   ":2: [rescued] log_level: ",
+                   "'verbose' is not error, warn, info, debug, emerg, alert, "
+                   "crit, err, warning or notice");
+    expect_refusal("[rescued]\nlog_level = Warning\n",
+                   ":2: [rescued] log_level: ", "'Warning' is not error");
+    expect_refusal("[rescued]\nlog_level = \n",
+                   ":2: [rescued] log_level: ", "'' is not error");
+    char small[8];
+    log_level_words(small, sizeof(small));
+    assert_string_equal(small, "error, ");
+}
+
 static void
 test_bad_boot_url(void **state)
 {
@@ -699,6 +740,7 @@ main(void)
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
+        cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
         cmocka_unit_test(test_token_clash),
