@@ -1,58 +1,22 @@
+/* fleet.c: each server's life (see fleet.h); the views and the boot path
+ * are in fleet_view.c and fleet_boot.c. */
 #include "fleet.h"
-#include "bootscript.h"
+#include "fleet_internal.h"
 #include "console.h"
 #include "dnsmasq.h"
 #include "log.h"
-#include "overlay.h"
 #include "sshkey.h"
 #include "loop.h"
 #include "power.h"
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* One server's live state: its stored row, its driver, its deadline. */
-struct srv {
-    struct fleet *f;
-    const struct config_server *cfg; /* points into f->cfg */
-    struct server_row row;
-    struct power *power;
-    uint64_t timer;                 /* the deadline timer, 0 when none */
-    struct console *console;        /* NULL: no console configured */
-    struct console_viewer *watcher; /* looks for the local OS booting */
-    char tail[128];                 /* console text kept across chunks */
-    size_t tail_len;
-};
-
-struct sub {
-    uint64_t id;
-    char *server; /* NULL: all */
-    fleet_event_cb *cb;
-    void *arg;
-    struct sub *next;
-};
-
-struct fleet {
-    struct loop *loop;
-    struct config *cfg;
-    struct store *st;
-    struct fsm_limits limits;
-    struct srv **srvs; /* same order as cfg->servers */
-    size_t nsrvs;
-    struct sub *subs;
-    uint64_t next_sub;
-    struct dnsmasq *dnsmasq;       /* NULL when [pxe] mode = off */
-    uint64_t entered[FSM_NSTATES]; /* transitions into each state */
-    uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
-    uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
-};
 
 static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
 
@@ -88,12 +52,56 @@ publish(struct fleet *f, int64_t id, const char *server, const char *kind,
                              .actor = actor,
                              .message = msg};
     for (struct sub *u = f->subs; u; u = u->next)
-        if (!u->server || strcmp(u->server, server) == 0)
+        if (u->cb && (!u->server || strcmp(u->server, server) == 0))
             u->cb(u->arg, &ev);
 }
 
+/* Tell the console faces that server's writable answer may have changed. */
 static void
-note(struct srv *s, const char *kind, const char *actor, const char *msg)
+tell_writable(struct fleet *f, const char *server)
+{
+    for (struct sub *u = f->subs; u; u = u->next)
+        if (u->writable)
+            u->writable(u->arg, server);
+}
+
+/* Milliseconds left of the read-only window after a settled change. */
+static int64_t
+readonly_left_ms(const struct srv *s)
+{
+    if (!fsm_state_is_stable(s->row.fsm.state))
+        return 0;
+    int64_t left = s->row.fsm.since_ms + s->f->cfg->readonly_grace * 1000LL -
+                   now_wall_ms();
+    return left > 0 ? left : 0;
+}
+
+static int64_t
+grace_over(struct loop *l, void *arg)
+{
+    (void)l;
+    struct srv *s = arg;
+    s->grace = 0;
+    tell_writable(s->f, s->cfg->id);
+    return -1;
+}
+
+/* A transition makes the console read-only; the end of the window after a
+ * stable state makes it writable again, and the faces hear both.  The
+ * window is wall-clock, the loop's timers monotonic: 50 ms of slack. */
+static void
+arm_grace(struct srv *s)
+{
+    loop_del_timer(s->f->loop, s->grace);
+    s->grace = 0;
+    int64_t left = readonly_left_ms(s);
+    if (left > 0)
+        s->grace = loop_add_timer(s->f->loop, left + 50, grace_over, s);
+}
+
+void
+fleet_srv_note(struct srv *s, const char *kind, const char *actor,
+               const char *msg)
 {
     int64_t id = store_append_event(s->f->st, s->cfg->id, kind, actor, msg);
     if (id > 0)
@@ -164,7 +172,7 @@ power_done(void *arg, int status, const char *detail)
              detail ? detail : strerror(-status));
     log_warnx("%s: %s", s->cfg->id, why);
     action_done(s, action);
-    note(s, "error", "rescued", why);
+    fleet_srv_note(s, "error", "rescued", why);
     struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
     apply(s, &in, "rescued");
 }
@@ -197,14 +205,17 @@ netboot_set(void *arg, int status, const char *detail)
     apply(s, &in, "rescued");
 }
 
-static void
+/* A boot token: 32 random bytes in hex.  0, or a negative errno. */
+static int
 mint_token(char out[65])
 {
     unsigned char raw[32];
-    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-        fatal("getrandom");
+    ssize_t n = getrandom(raw, sizeof(raw), 0);
+    if (n != (ssize_t)sizeof(raw))
+        return n < 0 ? -errno : -EIO;
     for (size_t i = 0; i < sizeof(raw); i++)
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
 }
 
 static void
@@ -220,11 +231,19 @@ run_actions(struct srv *s, unsigned acts)
         store_token_revoke_server(f->st, s->cfg->id) == 0)
         action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
+        /* No token, no rescue: this server fails, the daemon goes on. */
         char token[65];
-        mint_token(token);
-        if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) < 0) {
-            struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
-                                   .detail = "cannot store the boot token"};
+        const char *why = NULL;
+        int r = mint_token(token);
+        if (r < 0) {
+            log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
+            why = "cannot make a boot token";
+        } else if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) <
+                   0) {
+            why = "cannot store the boot token";
+        }
+        if (why) {
+            struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
             apply(s, &in, "rescued");
             return;
         }
@@ -274,19 +293,28 @@ apply(struct srv *s, const struct fsm_input *in, const char *actor)
             f->failed[before.state]++;
         publish(f, id, s->cfg->id, "transition", fsm_state_name(before.state),
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
+        tell_writable(f, s->cfg->id);
+        arm_grace(s);
     } else if (out.actions) {
         store_save_server(f->st, s->cfg->id, &s->row);
         if (s->row.fsm.retries != before.retries) {
             f->retried[s->row.fsm.state]++;
             log_warnx("%s: %s", s->cfg->id, out.reason);
-            note(s, "retry", "rescued", out.reason);
+            fleet_srv_note(s, "retry", "rescued", out.reason);
         } else {
-            note(s, "action", actor, out.reason);
+            fleet_srv_note(s, "action", actor, out.reason);
         }
     }
     if (s->row.fsm.deadline_ms != before.deadline_ms || out.changed)
         arm_deadline(s);
     run_actions(s, out.actions);
+}
+
+void
+fleet_srv_feed(struct srv *s, enum fsm_event ev)
+{
+    struct fsm_input in = {.event = ev};
+    apply(s, &in, "rescued");
 }
 
 /* Pick up where a stopped daemon left off: re-arm the step's deadline and
@@ -296,6 +324,7 @@ resume(struct srv *s)
 {
     const struct fsm_server *fs = &s->row.fsm;
     unsigned pending = s->row.pending_actions;
+    arm_grace(s); /* a restart inside the window still ends it */
     if (fs->deadline_ms == 0 && pending == 0)
         return;
     log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
@@ -419,6 +448,7 @@ srv_free(struct srv *s)
     if (!s)
         return;
     loop_del_timer(s->f->loop, s->timer);
+    loop_del_timer(s->f->loop, s->grace);
     if (s->watcher)
         console_detach(s->watcher);
     console_free(s->console);
@@ -487,13 +517,11 @@ fleet_free(struct fleet *f)
     free(f);
 }
 
-static struct srv *
-find_srv(struct fleet *f, const char *id)
+struct srv *
+fleet_srv_find(struct fleet *f, const char *id)
 {
     const struct config_server *cs = config_find_server(f->cfg, id);
-    if (!cs)
-        return NULL;
-    return f->srvs[cs - f->cfg->servers];
+    return cs ? fleet_srv_of(f, cs) : NULL;
 }
 
 static bool
@@ -515,7 +543,7 @@ fleet_reload(struct fleet *f, struct config *cfg)
     }
     for (size_t i = 0; i < cfg->nservers; i++) {
         const struct config_server *cs = &cfg->servers[i];
-        struct srv *old = find_srv(f, cs->id);
+        struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
             same_str(old->cfg->console, cs->console)) {
             kept[old->cfg - f->cfg->servers] = true;
@@ -537,7 +565,7 @@ fleet_reload(struct fleet *f, struct config *cfg)
             resume(next[i]);
             continue;
         }
-        next[i] = find_srv(f, cfg->servers[i].id);
+        next[i] = fleet_srv_find(f, cfg->servers[i].id);
         next[i]->cfg = &cfg->servers[i];
     }
     for (size_t j = 0; j < f->nsrvs; j++)
@@ -575,59 +603,6 @@ struct store *
 fleet_store(struct fleet *f)
 {
     return f->st;
-}
-
-static json_t *
-time_or_null(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char buf[32];
-    format_time_iso(ms / 1000, buf, sizeof(buf));
-    return json_string(buf);
-}
-
-static char *
-uri_scheme(const char *uri)
-{
-    const char *c = strchr(uri, ':');
-    return c ? strndup(uri, (size_t)(c - uri)) : xstrdup(uri);
-}
-
-json_t *
-fleet_server_json(struct fleet *f, const struct config_server *cs)
-{
-    struct srv *s = f->srvs[cs - f->cfg->servers];
-    const struct fsm_server *fs = &s->row.fsm;
-    char *scheme = uri_scheme(cs->power);
-    const char *listen = f->cfg->console_listen;
-    const char *colon = strrchr(listen, ':');
-    char *console =
-        xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
-                  colon ? (int)(colon - listen) : 0, listen);
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:s, s:s}",
-        "id", cs->id, "name", cs->name, "mac", cs->mac, "arch", cs->arch,
-        "firmware", cs->firmware == FW_UEFI ? "uefi" : "bios", "project",
-        cs->project, "state", fsm_state_name(fs->state), "state_since",
-        time_or_null(fs->since_ms), "last_error",
-        fs->last_error[0] ? json_string(fs->last_error) : json_null(),
-        "deadline", time_or_null(fs->deadline_ms), "retries", fs->retries,
-        "power", scheme, "console", console);
-    free(scheme);
-    free(console);
-    if (fs->state == FSM_RESCUE) {
-        json_t *r = NULL;
-        if (s->row.rescue_json)
-            r = json_loads(s->row.rescue_json, 0, NULL);
-        if (!json_is_object(r)) {
-            json_decref(r);
-            r = json_object();
-        }
-        json_object_set_new(r, "expires_at", time_or_null(fs->expires_at_ms));
-        json_object_set_new(o, "rescue", r);
-    }
-    return o;
 }
 
 /* Refuse before anything moves when the action cannot succeed. */
@@ -670,7 +645,7 @@ int
 fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
              char *err, size_t errlen)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     if (!s) {
         snprintf(err, errlen, "no such server: %s", id);
         return -ENOENT;
@@ -710,23 +685,37 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     }
     char msg[128];
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
-    note(s, "audit", a->actor, msg);
+    fleet_srv_note(s, "audit", a->actor, msg);
     apply(s, &in, a->actor);
     return 0;
+}
+
+static uint64_t
+sub_add(struct fleet *f, const char *server, fleet_event_cb *cb,
+        fleet_writable_cb *writable, void *arg)
+{
+    struct sub *u = xcalloc(1, sizeof(*u));
+    u->id = f->next_sub++;
+    u->server = server ? xstrdup(server) : NULL;
+    u->cb = cb;
+    u->writable = writable;
+    u->arg = arg;
+    u->next = f->subs;
+    f->subs = u;
+    return u->id;
 }
 
 uint64_t
 fleet_subscribe(struct fleet *f, const char *server, fleet_event_cb *cb,
                 void *arg)
 {
-    struct sub *u = xcalloc(1, sizeof(*u));
-    u->id = f->next_sub++;
-    u->server = server ? xstrdup(server) : NULL;
-    u->cb = cb;
-    u->arg = arg;
-    u->next = f->subs;
-    f->subs = u;
-    return u->id;
+    return sub_add(f, server, cb, NULL, arg);
+}
+
+uint64_t
+fleet_on_writable_changed(struct fleet *f, fleet_writable_cb *cb, void *arg)
+{
+    return sub_add(f, NULL, NULL, cb, arg);
 }
 
 void
@@ -742,227 +731,10 @@ fleet_unsubscribe(struct fleet *f, uint64_t id)
         }
 }
 
-void
-fleet_metrics(struct fleet *f, struct buf *out)
-{
-    size_t count[FSM_NSTATES] = {0};
-    for (size_t i = 0; i < f->nsrvs; i++)
-        count[f->srvs[i]->row.fsm.state]++;
-    buf_printf(out, "# HELP rescued_servers Servers per state.\n"
-                    "# TYPE rescued_servers gauge\n");
-    for (int i = 0; i < FSM_NSTATES; i++)
-        buf_printf(out, "rescued_servers{state=\"%s\"} %zu\n",
-                   fsm_state_name(i), count[i]);
-    buf_printf(out, "# HELP rescued_transitions_total Transitions into each "
-                    "state.\n# TYPE rescued_transitions_total counter\n");
-    for (int i = 0; i < FSM_NSTATES; i++)
-        buf_printf(out, "rescued_transitions_total{to=\"%s\"} %llu\n",
-                   fsm_state_name(i), (unsigned long long)f->entered[i]);
-    buf_printf(out, "# HELP rescued_step_failures_total Failures by the step "
-                    "that failed.\n# TYPE rescued_step_failures_total "
-                    "counter\n");
-    for (int i = 0; i < FSM_NSTATES; i++)
-        if (!fsm_state_is_stable(i))
-            buf_printf(out, "rescued_step_failures_total{step=\"%s\"} %llu\n",
-                       fsm_state_name(i), (unsigned long long)f->failed[i]);
-    buf_printf(out, "# HELP rescued_step_retries_total Step timeouts that "
-                    "reset the server and retried.\n"
-                    "# TYPE rescued_step_retries_total counter\n");
-    for (int i = 0; i < FSM_NSTATES; i++)
-        if (!fsm_state_is_stable(i))
-            buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
-                       fsm_state_name(i), (unsigned long long)f->retried[i]);
-    buf_printf(out,
-               "# HELP rescued_dnsmasq_restarts_total Times dnsmasq died "
-               "and was restarted.\n"
-               "# TYPE rescued_dnsmasq_restarts_total counter\n"
-               "rescued_dnsmasq_restarts_total %u\n"
-               "# HELP rescued_dnsmasq_up Whether the dnsmasq child runs.\n"
-               "# TYPE rescued_dnsmasq_up gauge\n"
-               "rescued_dnsmasq_up %d\n",
-               dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
-}
-
-/* Where the iPXE script sends the server: the rescue image while it is on
- * its way into rescue or in it, else its own disk. */
-static bool
-target_is_rescue(enum fsm_state st)
-{
-    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
-           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
-           st == FSM_RESCUE;
-}
-
-static const char *
-base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
-static void
-feed(struct srv *s, enum fsm_event ev)
-{
-    struct fsm_input in = {.event = ev};
-    apply(s, &in, "rescued");
-}
-
-int
-fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
-                  struct buf *out)
-{
-    const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
-    if (!cs)
-        return -ENOENT;
-    struct srv *s = f->srvs[cs - f->cfg->servers];
-    char token[65];
-    bool rescue =
-        target_is_rescue(s->row.fsm.state) &&
-        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
-    if (rescue) {
-        struct bootscript_rescue r = {.server_id = cs->id,
-                                      .boot_url = f->cfg->boot_url,
-                                      .token = token,
-                                      .kernel_name = base_name(f->cfg->kernel),
-                                      .initrd_name = base_name(f->cfg->initrd),
-                                      .console_tty = cs->console_tty,
-                                      .cmdline = f->cfg->cmdline,
-                                      .firmware = cs->firmware};
-        bootscript_rescue(&r, out);
-    } else {
-        bootscript_local(cs->id, cs->firmware, out);
-    }
-    char msg[160];
-    snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
-             rescue ? "rescue image" : "local disk", peer ? peer : "?");
-    note(s, "boot", "server", msg);
-    feed(s, FSM_EV_IPXE_FETCHED);
-    /* Without a console there is nothing to watch the OS come up on. */
-    if (!rescue && !cs->console && s->row.fsm.state == FSM_BOOTING_LOCAL)
-        feed(s, FSM_EV_LOCAL_OS_SEEN);
-    return 0;
-}
-
-static struct srv *
-srv_of_token(struct fleet *f, const char *token)
-{
-    char id[64];
-    if (!token || store_token_lookup(f->st, token, id, sizeof(id)) < 0)
-        return NULL;
-    return find_srv(f, id);
-}
-
-const char *
-fleet_image_path(struct fleet *f, const char *name)
-{
-    if (strcmp(name, base_name(f->cfg->kernel)) == 0)
-        return f->cfg->kernel;
-    if (strcmp(name, base_name(f->cfg->initrd)) == 0)
-        return f->cfg->initrd;
-    return NULL;
-}
-
-void
-fleet_image_fetched(struct fleet *f, const char *name, const char *token)
-{
-    struct srv *s = srv_of_token(f, token);
-    const char *path = fleet_image_path(f, name);
-    if (!s || !path)
-        return;
-    bool kernel = path == f->cfg->kernel;
-    char msg[160];
-    snprintf(msg, sizeof(msg), "fetching the %s %s",
-             kernel ? "kernel" : "initrd", name);
-    note(s, "boot", "server", msg);
-    feed(s, kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
-}
-
-int
-fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
-              size_t errlen)
-{
-    struct srv *s = srv_of_token(f, token);
-    if (!s) {
-        snprintf(err, errlen, "no such overlay");
-        return -ENOENT;
-    }
-    /* The project's keys, then the ones given with this rescue. */
-    char **pkeys = NULL;
-    size_t npkeys = 0;
-    const struct config_project *p =
-        config_find_project(f->cfg, s->cfg->project);
-    int r = -EIO;
-    if (!p || !p->keys_file ||
-        sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) == 0) {
-        const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
-        size_t n = 0;
-        for (size_t i = 0; i < npkeys; i++)
-            keys[n++] = pkeys[i];
-        char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
-        char *save = NULL;
-        for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
-             line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
-            keys[n++] = line;
-        r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
-                          errlen);
-        free(extra);
-        free(keys);
-        sshkey_list_free(pkeys);
-    }
-    if (r == 0) {
-        note(s, "boot", "server", "fetched its overlay (apkovl)");
-        feed(s, FSM_EV_OVERLAY_FETCHED);
-    } else {
-        /* The rescue OS boots without the user's keys: say why, loudly. */
-        char msg[600];
-        snprintf(msg, sizeof(msg), "cannot build its overlay: %s", err);
-        log_warnx("%s: %s", s->cfg->id, msg);
-        note(s, "error", "rescued", msg);
-    }
-    return r;
-}
-
-int
-fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
-                 size_t errlen)
-{
-    struct srv *s = srv_of_token(f, token);
-    if (!s) {
-        snprintf(err, errlen, "no such boot token");
-        return -ENOENT;
-    }
-    if (!json_is_object(report) ||
-        !json_is_string(json_object_get(report, "ip"))) {
-        snprintf(err, errlen, "the report must be an object with an \"ip\"");
-        return -EINVAL;
-    }
-    /* The API's names (DESIGN.md): disks from lsblk -J, md_arrays. */
-    json_t *lsblk = json_object_get(report, "lsblk");
-    if (json_is_object(lsblk) && !json_object_get(report, "disks")) {
-        json_object_set(report, "disks",
-                        json_object_get(lsblk, "blockdevices"));
-        json_object_del(report, "lsblk");
-    }
-    json_t *md = json_object_get(report, "md");
-    if (md && !json_object_get(report, "md_arrays")) {
-        json_object_set(report, "md_arrays", md);
-        json_object_del(report, "md");
-    }
-    free(s->row.rescue_json);
-    s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
-    store_save_server(f->st, s->cfg->id, &s->row);
-    char msg[160];
-    snprintf(msg, sizeof(msg), "rescue OS phoned home from %s",
-             json_string_value(json_object_get(report, "ip")));
-    note(s, "boot", "server", msg);
-    feed(s, FSM_EV_PHONE_HOME);
-    return 0;
-}
-
 struct console *
 fleet_console(struct fleet *f, const char *id)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     return s ? s->console : NULL;
 }
 
@@ -988,7 +760,7 @@ bool
 fleet_console_authorize(struct fleet *f, const char *id,
                         const char *fingerprint, char *role, size_t rolelen)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     if (!s || !fingerprint || !*fingerprint)
         return false;
     if (keys_file_has(f->cfg->admin_keys_file, fingerprint)) {
@@ -1007,19 +779,15 @@ fleet_console_authorize(struct fleet *f, const char *id,
 int64_t
 fleet_readonly_left_ms(struct fleet *f, const char *id)
 {
-    struct srv *s = find_srv(f, id);
-    if (!s || !fsm_state_is_stable(s->row.fsm.state))
-        return 0;
-    int64_t left =
-        s->row.fsm.since_ms + f->cfg->readonly_grace * 1000LL - now_wall_ms();
-    return left > 0 ? left : 0;
+    struct srv *s = fleet_srv_find(f, id);
+    return s ? readonly_left_ms(s) : 0;
 }
 
 bool
 fleet_console_writable(struct fleet *f, const char *id, char *why,
                        size_t whylen)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     if (!s)
         return false;
     if (!fsm_state_is_stable(s->row.fsm.state)) {
@@ -1043,9 +811,9 @@ void
 fleet_audit(struct fleet *f, const char *id, const char *actor,
             const char *message)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     if (s)
-        note(s, "audit", actor, message);
+        fleet_srv_note(s, "audit", actor, message);
 }
 
 static void
@@ -1056,7 +824,7 @@ console_power_done(void *arg, int status, const char *detail)
         char msg[256];
         snprintf(msg, sizeof(msg), "console power request failed: %s",
                  detail ? detail : strerror(-status));
-        note(s, "error", "rescued", msg);
+        fleet_srv_note(s, "error", "rescued", msg);
     }
 }
 
@@ -1064,7 +832,7 @@ int
 fleet_console_power(struct fleet *f, const char *id, enum power_op op,
                     const char *arg)
 {
-    struct srv *s = find_srv(f, id);
+    struct srv *s = fleet_srv_find(f, id);
     if (!s)
         return -ENOENT;
     power_request(s->power, op, arg, console_power_done, s);

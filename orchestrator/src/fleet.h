@@ -1,7 +1,13 @@
 /* fleet: each server's life.  Feeds events to the state machine, stores
  * every transition before acting on it, runs the actions through the power
- * drivers and the boot path, arms step timeouts, and tells subscribers
- * (the SSE stream, metrics) what happened. */
+ * drivers and the boot path, arms step timeouts and the console's
+ * read-only window, and tells subscribers (the SSE stream, the console
+ * faces) what happened.
+ *
+ * fleet.c holds the lifecycle; fleet_view.c the API's JSON view and the
+ * metrics; fleet_boot.c the boot path's fetches.  Everything runs on the
+ * loop.  Calls that change a server store it first (SQLite, one fsync);
+ * fleet_overlay and console authorization also read key files. */
 #ifndef RESCUED_FLEET_H
 #define RESCUED_FLEET_H
 
@@ -36,7 +42,8 @@ void fleet_reload(struct fleet *f, struct config *cfg);
 const struct config *fleet_config(const struct fleet *f);
 struct store *fleet_store(struct fleet *f);
 
-/* The API's view of one server (see DESIGN.md), new reference. */
+/* The API's view of one server (see DESIGN.md), new reference.
+ * In fleet_view.c. */
 json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 
 /* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
@@ -45,8 +52,9 @@ json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
                  char *err, size_t errlen);
 
-/* The boot path.  Each fetch is an event for the server's state machine,
- * so `rescuectl events` shows the boot's own timeline. */
+/* The boot path, in fleet_boot.c.  Each fetch is an event for the
+ * server's state machine, so `rescuectl events` shows the boot's own
+ * timeline. */
 
 /* GET /boot/<mac>.ipxe: the script for the server's current target into
  * out.  Returns 0, or -ENOENT for a MAC not in the inventory. */
@@ -88,7 +96,7 @@ void fleet_audit(struct fleet *f, const char *id, const char *actor,
 /* NMI, SysRq KEY or a serial break through the power driver. */
 int fleet_console_power(struct fleet *f, const char *id, enum power_op op,
                         const char *arg);
-/* Seconds until the read-only window ends (0: writable or busy). */
+/* Milliseconds until the read-only window ends (0: writable or busy). */
 int64_t fleet_readonly_left_ms(struct fleet *f, const char *id);
 
 /* Live events (SSE).  server NULL: every server.  cb runs from the loop
@@ -96,9 +104,18 @@ int64_t fleet_readonly_left_ms(struct fleet *f, const char *id);
 typedef void fleet_event_cb(void *arg, const struct store_event *ev);
 uint64_t fleet_subscribe(struct fleet *f, const char *server,
                          fleet_event_cb *cb, void *arg);
+/* The console faces (sshd, a web console): cb runs from the loop when
+ * fleet_console_writable() may have changed for server, on each transition
+ * and when the read-only window after it ends.  The fleet owns the
+ * timers.  fleet_unsubscribe() removes it. */
+typedef void fleet_writable_cb(void *arg, const char *server);
+uint64_t fleet_on_writable_changed(struct fleet *f, fleet_writable_cb *cb,
+                                   void *arg);
+/* Ends a subscription or a writable listener. */
 void fleet_unsubscribe(struct fleet *f, uint64_t id);
 
-/* Prometheus text: servers per state, transitions and failures per step. */
+/* Prometheus text: servers per state, transitions and failures per step.
+ * In fleet_view.c. */
 void fleet_metrics(struct fleet *f, struct buf *out);
 
 #endif

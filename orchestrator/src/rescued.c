@@ -29,8 +29,7 @@ struct daemon {
     struct fleet *fleet;
     struct api *api;
     struct sshd *sshd;
-    uint64_t sub;         /* transitions, for the console's read-only window */
-    struct grace *graces; /* pending ends of read-only windows */
+    uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
     int sigfd;
 };
@@ -93,68 +92,12 @@ static const struct sshd_cbs sos_cbs = {
     .power = sos_power,
 };
 
-/* One pending end of a read-only window; listed so that shutdown frees
- * those whose timer has not fired. */
-struct grace {
-    struct grace *next, *prev;
-    struct daemon *d;
-    uint64_t timer;
-    char server[64];
-};
-
+/* The fleet says when a console's read-only window opens or ends. */
 static void
-grace_unlink(struct grace *g)
-{
-    if (g->prev)
-        g->prev->next = g->next;
-    else
-        g->d->graces = g->next;
-    if (g->next)
-        g->next->prev = g->prev;
-}
-
-static int64_t
-grace_over(struct loop *l, void *arg)
-{
-    (void)l;
-    struct grace *g = arg;
-    grace_unlink(g);
-    sshd_writable_changed(g->d->sshd, g->server);
-    free(g);
-    return -1;
-}
-
-static void
-graces_free(struct daemon *d)
-{
-    while (d->graces) {
-        struct grace *g = d->graces;
-        grace_unlink(g);
-        loop_del_timer(d->loop, g->timer);
-        free(g);
-    }
-}
-
-/* A transition makes the console read-only; the end of the grace period
- * after a stable state makes it writable again.  Tell the viewers both. */
-static void
-on_transition(void *arg, const struct store_event *ev)
+on_writable_changed(void *arg, const char *server)
 {
     struct daemon *d = arg;
-    if (strcmp(ev->kind, "transition") != 0 || !d->sshd)
-        return;
-    sshd_writable_changed(d->sshd, ev->server);
-    int64_t left = fleet_readonly_left_ms(d->fleet, ev->server);
-    if (left > 0) {
-        struct grace *g = xcalloc(1, sizeof(*g));
-        g->d = d;
-        strlcpy_s(g->server, ev->server, sizeof(g->server));
-        g->next = d->graces;
-        if (g->next)
-            g->next->prev = g;
-        d->graces = g;
-        g->timer = loop_add_timer(d->loop, left + 50, grace_over, g);
-    }
+    sshd_writable_changed(d->sshd, server);
 }
 
 /* Each server holds a console source, its log and a power connection: a
@@ -318,7 +261,7 @@ main(int argc, char **argv)
     free(host_key);
     if (!d.sshd)
         fatalx("console: %s", err);
-    d.sub = fleet_subscribe(d.fleet, NULL, on_transition, &d);
+    d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
     log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu %s, "
              "data in %s",
@@ -330,7 +273,6 @@ main(int argc, char **argv)
     /* Every transition is already stored: stopping loses nothing. */
     loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
-    graces_free(&d);
     sshd_free(d.sshd);
     api_free(d.api);
     fleet_free(d.fleet);

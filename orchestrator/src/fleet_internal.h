@@ -1,0 +1,69 @@
+/* fleet's insides, for its own files only (nothing but fleet*.c includes
+ * this): fleet.c keeps each server's life, fleet_view.c shows it (API JSON,
+ * metrics), fleet_boot.c turns the boot path's fetches into events.
+ * fleet_view.c and fleet_boot.c use fleet.c through the functions below;
+ * fleet.c calls neither of them, so the calls run one way. */
+#ifndef RESCUED_FLEET_INTERNAL_H
+#define RESCUED_FLEET_INTERNAL_H
+
+#include "fleet.h"
+
+/* One server's live state: its stored row, its driver, its timers. */
+struct srv {
+    struct fleet *f;
+    const struct config_server *cfg; /* points into f->cfg */
+    struct server_row row;
+    struct power *power;
+    uint64_t timer;                 /* the deadline timer, 0 when none */
+    uint64_t grace;                 /* end of the console's read-only window */
+    struct console *console;        /* NULL: no console configured */
+    struct console_viewer *watcher; /* looks for the local OS booting */
+    char tail[128];                 /* console text kept across chunks */
+    size_t tail_len;
+};
+
+/* A subscriber: live events (cb) or writable changes (writable). */
+struct sub {
+    uint64_t id;
+    char *server; /* NULL: all */
+    fleet_event_cb *cb;
+    fleet_writable_cb *writable;
+    void *arg;
+    struct sub *next;
+};
+
+struct fleet {
+    struct loop *loop;
+    struct config *cfg;
+    struct store *st;
+    struct fsm_limits limits;
+    struct srv **srvs; /* same order as cfg->servers */
+    size_t nsrvs;
+    struct sub *subs;
+    uint64_t next_sub;
+    struct dnsmasq *dnsmasq;       /* NULL when [pxe] mode = off */
+    uint64_t entered[FSM_NSTATES]; /* transitions into each state */
+    uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
+    uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+};
+
+/* The live server of an inventory entry of f->cfg. */
+static inline struct srv *
+fleet_srv_of(struct fleet *f, const struct config_server *cs)
+{
+    return f->srvs[cs - f->cfg->servers];
+}
+
+/* The live server with this id, or NULL. */
+struct srv *fleet_srv_find(struct fleet *f, const char *id);
+
+/* Store an event in the server's timeline (kind "boot", "audit", "error",
+ * ...) and tell the subscribers.  Writes the store. */
+void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
+                    const char *msg);
+
+/* Feed an event to the server's state machine: the transition is stored
+ * before its actions run.  Writes the store. */
+void fleet_srv_feed(struct srv *s, enum fsm_event ev);
+
+#endif

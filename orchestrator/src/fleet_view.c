@@ -1,0 +1,103 @@
+/* fleet_view.c: what the fleet shows: one server as the API's JSON and the
+ * Prometheus text.  Reads fleet's insides, changes nothing, never blocks. */
+#include "fleet.h"
+#include "fleet_internal.h"
+#include "dnsmasq.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *
+time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[32];
+    format_time_iso(ms / 1000, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static char *
+uri_scheme(const char *uri)
+{
+    const char *c = strchr(uri, ':');
+    return c ? strndup(uri, (size_t)(c - uri)) : xstrdup(uri);
+}
+
+json_t *
+fleet_server_json(struct fleet *f, const struct config_server *cs)
+{
+    struct srv *s = fleet_srv_of(f, cs);
+    const struct fsm_server *fs = &s->row.fsm;
+    char *scheme = uri_scheme(cs->power);
+    const char *listen = f->cfg->console_listen;
+    const char *colon = strrchr(listen, ':');
+    char *console =
+        xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
+                  colon ? (int)(colon - listen) : 0, listen);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:s, s:s}",
+        "id", cs->id, "name", cs->name, "mac", cs->mac, "arch", cs->arch,
+        "firmware", cs->firmware == FW_UEFI ? "uefi" : "bios", "project",
+        cs->project, "state", fsm_state_name(fs->state), "state_since",
+        time_or_null(fs->since_ms), "last_error",
+        fs->last_error[0] ? json_string(fs->last_error) : json_null(),
+        "deadline", time_or_null(fs->deadline_ms), "retries", fs->retries,
+        "power", scheme, "console", console);
+    free(scheme);
+    free(console);
+    if (fs->state == FSM_RESCUE) {
+        json_t *r = NULL;
+        if (s->row.rescue_json)
+            r = json_loads(s->row.rescue_json, 0, NULL);
+        if (!json_is_object(r)) {
+            json_decref(r);
+            r = json_object();
+        }
+        json_object_set_new(r, "expires_at", time_or_null(fs->expires_at_ms));
+        json_object_set_new(o, "rescue", r);
+    }
+    return o;
+}
+
+void
+fleet_metrics(struct fleet *f, struct buf *out)
+{
+    size_t count[FSM_NSTATES] = {0};
+    for (size_t i = 0; i < f->nsrvs; i++)
+        count[f->srvs[i]->row.fsm.state]++;
+    buf_printf(out, "# HELP rescued_servers Servers per state.\n"
+                    "# TYPE rescued_servers gauge\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        buf_printf(out, "rescued_servers{state=\"%s\"} %zu\n",
+                   fsm_state_name(i), count[i]);
+    buf_printf(out, "# HELP rescued_transitions_total Transitions into each "
+                    "state.\n# TYPE rescued_transitions_total counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        buf_printf(out, "rescued_transitions_total{to=\"%s\"} %llu\n",
+                   fsm_state_name(i), (unsigned long long)f->entered[i]);
+    buf_printf(out, "# HELP rescued_step_failures_total Failures by the step "
+                    "that failed.\n# TYPE rescued_step_failures_total "
+                    "counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        if (!fsm_state_is_stable(i))
+            buf_printf(out, "rescued_step_failures_total{step=\"%s\"} %llu\n",
+                       fsm_state_name(i), (unsigned long long)f->failed[i]);
+    buf_printf(out, "# HELP rescued_step_retries_total Step timeouts that "
+                    "reset the server and retried.\n"
+                    "# TYPE rescued_step_retries_total counter\n");
+    for (int i = 0; i < FSM_NSTATES; i++)
+        if (!fsm_state_is_stable(i))
+            buf_printf(out, "rescued_step_retries_total{step=\"%s\"} %llu\n",
+                       fsm_state_name(i), (unsigned long long)f->retried[i]);
+    buf_printf(out,
+               "# HELP rescued_dnsmasq_restarts_total Times dnsmasq died "
+               "and was restarted.\n"
+               "# TYPE rescued_dnsmasq_restarts_total counter\n"
+               "rescued_dnsmasq_restarts_total %u\n"
+               "# HELP rescued_dnsmasq_up Whether the dnsmasq child runs.\n"
+               "# TYPE rescued_dnsmasq_up gauge\n"
+               "rescued_dnsmasq_up %d\n",
+               dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
+}
