@@ -74,6 +74,7 @@ enum kind {
     K_MAC,
     K_POWER,
     K_CONSOLE, /* "" means none */
+    K_STORE,   /* a store URL (uri.h) */
 };
 
 struct key_spec {
@@ -96,6 +97,7 @@ static const struct key_spec rescued_keys[] = {
     {"log_level", K_LOGLEVEL, CFG(log_level), "info", false},
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
+    {"store", K_STORE, CFG(store), "sqlite:", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -606,6 +608,14 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         else if (check_console(v, buf, len) < 0)
             return -EINVAL;
         break;
+    case K_STORE: {
+        /* A scheme without a backend is refused here, with FILE:LINE. */
+        struct uri_store *u = uri_store_parse(v, buf, len);
+        if (!u)
+            return -EINVAL;
+        uri_store_free(u);
+        break;
+    }
     }
     set_str(p, v);
     return 0;
@@ -858,7 +868,8 @@ static bool
 holds_string(enum kind k)
 {
     return k == K_STR || k == K_TEXT || k == K_OPTSTR || k == K_LISTEN ||
-           k == K_URL || k == K_ARCH || k == K_POWER || k == K_CONSOLE;
+           k == K_URL || k == K_ARCH || k == K_POWER || k == K_CONSOLE ||
+           k == K_STORE;
 }
 
 static void

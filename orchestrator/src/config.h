@@ -39,6 +39,8 @@ struct config {
     int log_level;      /* enum log_level */
     long long max_body; /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
+    /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
+    char *store;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;

@@ -240,7 +240,10 @@ main(int argc, char **argv)
     d.loop = loop_new();
     if (!d.loop)
         fatal("epoll");
-    struct store *st = store_open(cfg->data_dir, err, sizeof(err));
+    /* Console logs and the host key live there, wherever the store is. */
+    if (mkdir_p(cfg->data_dir, 0700, err, sizeof(err)) < 0)
+        fatalx("%s", err);
+    struct store *st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
     if (!st)
         fatalx("%s", err);
     const char *listen = cfg->listen;

@@ -1,8 +1,33 @@
-/* store: SQLite (WAL) in the data dir: each server's current state, the
- * event history (transitions, boot-path fetches, actions, audit), and the
- * one-time boot tokens.  One interface, so PostgreSQL can stand behind it
- * later.  Every write is its own committed transaction, except inside a
- * batch (store_begin). */
+/* store: each server's current state, the event history (transitions,
+ * boot-path fetches, actions, audit) and the one-time boot tokens, behind
+ * one interface.  The URL picks the backend (store_backend.h): today only
+ * sqlite: (store_sqlite.c, WAL in the data dir); a PostgreSQL backend
+ * (store_pg.c) can join without a change here or in fleet.  Every write is
+ * its own committed transaction, except inside a batch (store_begin).
+ *
+ * Blocking.  Every call runs on the caller's thread (the loop's) and
+ * returns when it is done: a write has been committed, durably, by then.
+ * fleet depends on that: a transition is committed before its actions run
+ * (power, tokens), so a daemon killed at any moment resumes where it was
+ * (docs/design.md "State machine").  Each call below is marked with what it
+ * may wait for:
+ *   [none]   no I/O;
+ *   [read]   sqlite: the page cache, at worst a few disk reads (us to ms);
+ *   [commit] sqlite: one fsync of the WAL at commit (a few ms on SSD, tens
+ *            of ms on a spinning disk);
+ *   [open]   start-up only: open, create, migrate (ms; a migration of a
+ *            large file can take seconds).
+ * With sqlite a [read] or [commit] also waits, up to 5 s, while another
+ * process (an administrator's sqlite3 shell) holds the write lock; then it
+ * fails with -EIO.
+ * A network backend keeps the same contract, at a network's price: [read]
+ * and [commit] become a round trip to the server (plus its fsync), so it
+ * must bound each wait (its own timeout, libpq's async API polled with a
+ * deadline rather than its blocking calls, which can hang for a TCP
+ * timeout), fail with a negative errno when the bound is reached (fleet
+ * then treats it as any store failure: a transition not stored is not
+ * done), and keep the boot path's reads (the token lookups) off the
+ * network where it can. */
 #ifndef RESCUED_STORE_H
 #define RESCUED_STORE_H
 
@@ -22,43 +47,55 @@ struct server_row {
 };
 
 struct store_event {
-    int64_t id;         /* increasing; use as a cursor */
+    int64_t id; /* increasing; use as a cursor */
     const char *server;
-    int64_t at_ms;      /* wall clock */
-    const char *kind;   /* "transition", "boot", "action", "audit", ... */
+    int64_t at_ms;          /* wall clock */
+    const char *kind;       /* "transition", "boot", "action", "audit", ... */
     const char *from_state; /* transitions only, else NULL */
     const char *to_state;   /* transitions only, else NULL */
-    const char *actor;  /* who: "admin", "project:acme", "rescued", ... */
+    const char *actor;      /* who: "admin", "project:acme", "rescued", ... */
     const char *message;
 };
 
-/* Open (creating and migrating) data_dir/rescued.db. */
-struct store *store_open(const char *data_dir, char *err, size_t errlen);
+/* Open (creating and migrating) the store url names:
+ *   sqlite:PATH   the SQLite file PATH; its directory is made (0700, the
+ *                 parents 0755) when missing
+ *   sqlite:       DATA_DIR/rescued.db (also when url is NULL)
+ * Any other URL is refused, NULL with the reason in err (uri_store_parse's
+ * words: "unknown store URL scheme 'mysql:' ...").  [open] */
+struct store *store_open(const char *url, const char *data_dir, char *err,
+                         size_t errlen);
+/* Accepts NULL.  [commit]: sqlite checkpoints its WAL. */
 void store_close(struct store *st);
+/* The schema version the store is at (migrations applied).  [none] */
 int store_schema_version(struct store *st);
 
 /* A batch: the loads and saves between store_begin and store_commit run
  * in one transaction, so saving N rows costs one fsync, not N.  Only
  * store_load_server and store_save_server may be called inside it.
- * store_rollback drops what the batch saved. */
+ * store_rollback drops what the batch saved.  begin [read] (takes the
+ * write lock), commit [commit], rollback [read]. */
 int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 
-/* Returns 0, -ENOENT when the server has no row yet, or -EIO. */
+/* Returns 0, -ENOENT when the server has no row yet, or -EIO.  [read] */
 int store_load_server(struct store *st, const char *id, struct server_row *out);
-/* Frees the strings of a row loaded by store_load_server. */
+/* Frees the strings of a row loaded by store_load_server.  [none] */
 void server_row_clear(struct server_row *row);
-/* Insert or replace the row, without an event. */
+/* Insert or replace the row, without an event.  [commit] (inside a batch:
+ * [read], committed by store_commit) */
 int store_save_server(struct store *st, const char *id,
                       const struct server_row *row);
 /* In one transaction: save the row and append a "transition" event
  * from -> row->fsm.state with message why.  Returns the event id (> 0)
- * or a negative errno. */
+ * or a negative errno.  [commit]: once it returns the id, the new state
+ * and its pending_actions survive a crash, and the actions may run. */
 int64_t store_transition(struct store *st, const char *id,
                          const struct server_row *row, enum fsm_state from,
                          const char *why);
-/* Append an event of another kind; returns its id or a negative errno. */
+/* Append an event of another kind; returns its id or a negative errno.
+ * [commit] */
 int64_t store_append_event(struct store *st, const char *server,
                            const char *kind, const char *actor,
                            const char *message);
@@ -67,19 +104,24 @@ typedef int store_event_cb(void *arg, const struct store_event *ev);
 /* Events of one server (or all when server is NULL) with id > after_id,
  * oldest first, at most limit (0: no limit).  A non-zero return from cb
  * stops the walk and is returned.  The event's strings are valid only
- * during the callback; cb must not list events itself (-EBUSY). */
+ * during the callback; cb must not list events itself (-EBUSY).  [read],
+ * per row: a long history is read while the loop waits. */
 int store_list_events(struct store *st, const char *server, int64_t after_id,
                       int limit, store_event_cb *cb, void *arg);
 
-/* One-time boot tokens: minted per rescue boot, revoked on exit. */
+/* One-time boot tokens: minted per rescue boot, revoked on exit.  The add
+ * retires the server's earlier token in the same transaction.  [commit] */
 int store_token_add(struct store *st, const char *token, const char *server,
                     int64_t created_ms);
-/* The server of a live token into server[64]; -ENOENT if none. */
+/* The server of a live token into server[64]; -ENOENT if none.  [read],
+ * on the boot path: every kernel, initrd and overlay fetch, phone-home. */
 int store_token_lookup(struct store *st, const char *token, char *server,
                        size_t len);
-/* The live token of a server into token[65]; -ENOENT if none. */
+/* The live token of a server into token[65]; -ENOENT if none.  [read],
+ * on the boot path: every iPXE script. */
 int store_token_of_server(struct store *st, const char *server, char *token,
                           size_t len);
+/* Revoke the server's live token, if any.  [commit] */
 int store_token_revoke_server(struct store *st, const char *server);
 
 #endif

@@ -396,3 +396,49 @@ uri_power_free(struct uri_power *u)
     free(u->pass);
     free(u);
 }
+
+/* --- store -------------------------------------------------------------- */
+
+#define STORE_WANT "want sqlite:PATH, or sqlite: for DATA_DIR/rescued.db"
+
+struct uri_store *
+uri_store_parse(const char *s, char *err, size_t errlen)
+{
+    if (!s)
+        s = "";
+    if (strncmp(s, "sqlite:", 7) == 0) {
+        const char *path = s + 7;
+        size_t n = strlen(path);
+        if (n > 0 && path[n - 1] == '/') {
+            bad(err, errlen,
+                "sqlite: PATH names the database file, not a directory");
+            return NULL;
+        }
+        struct uri_store *u = xcalloc(1, sizeof(*u));
+        u->kind = URI_STORE_SQLITE;
+        u->path = n > 0 ? xstrdup(path) : NULL;
+        return u;
+    }
+    /* Only the scheme goes into err: what follows may hold a password. */
+    int scheme = (int)strcspn(s, ":");
+    if (!s[scheme])
+        bad(err, errlen, "'%s' is not a store URL (" STORE_WANT ")", s);
+    else if ((scheme == 10 && strncmp(s, "postgresql", 10) == 0) ||
+             (scheme == 8 && strncmp(s, "postgres", 8) == 0))
+        bad(err, errlen,
+            "the %.*s: store is not implemented yet (" STORE_WANT ")", scheme,
+            s);
+    else
+        bad(err, errlen, "unknown store URL scheme '%.*s:' (" STORE_WANT ")",
+            scheme, s);
+    return NULL;
+}
+
+void
+uri_store_free(struct uri_store *u)
+{
+    if (!u)
+        return;
+    free(u->path);
+    free(u);
+}

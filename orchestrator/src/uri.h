@@ -1,8 +1,8 @@
-/* uri: the console and power URIs of a [server:ID] section (DESIGN.md
- * "Config"), parsed in one place.  config refuses at start-up and reload,
- * with FILE:LINE, exactly what console and power would refuse when they
- * attach, and they attach with the parsed fields, never parsing again.
- * Pure: no I/O, depends only on util.
+/* uri: the console and power URIs of a [server:ID] section and the store
+ * URL of [rescued] (DESIGN.md "Config"), parsed in one place.  config
+ * refuses at start-up and reload, with FILE:LINE, exactly what console,
+ * power and store would refuse when they attach, and they attach with the
+ * parsed fields, never parsing again.  Pure: no I/O, depends only on util.
  *
  * Console sources:
  *   unix:PATH                 PATH non-empty, fits a sockaddr_un
@@ -14,6 +14,10 @@
  *   redfish://[USER:PASS@]HOST[/PATH]
  *   ipmi://USER:PASS@HOST[:PORT][?cipher=N&boot=efi|legacy]   PORT 623
  *   manual:
+ * Store ([rescued] store):
+ *   sqlite:PATH               PATH as written (relative: to the working
+ *                             directory), naming a file, not a directory
+ *   sqlite:                   DATA_DIR/rescued.db
  * Every PORT is digits only, 1-65535. */
 #ifndef RESCUED_URI_H
 #define RESCUED_URI_H
@@ -67,6 +71,22 @@ struct uri_power {
 struct uri_power *uri_power_parse(const char *s, char *err, size_t errlen);
 /* Accepts NULL. */
 void uri_power_free(struct uri_power *u);
+
+enum uri_store_kind {
+    URI_STORE_SQLITE,
+};
+
+struct uri_store {
+    enum uri_store_kind kind;
+    char *path; /* sqlite: the file, NULL for the default under data_dir */
+};
+
+/* Parse a store URL; NULL with a reason in err when it is not one this
+ * rescued has a backend for.  The reason names only the scheme, never the
+ * rest, which may hold a password. */
+struct uri_store *uri_store_parse(const char *s, char *err, size_t errlen);
+/* Accepts NULL. */
+void uri_store_free(struct uri_store *u);
 
 /* A port: digits only, 1-65535; else -1. */
 int uri_parse_port(const char *s);

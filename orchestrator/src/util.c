@@ -187,6 +187,34 @@ child_stop(int pid, int grace_ms)
 }
 
 int
+mkdir_p(const char *dir, int mode, char *err, size_t errlen)
+{
+    int ret = 0;
+
+    if (!*dir) {
+        seterr(err, errlen, "empty directory name");
+        return -EINVAL;
+    }
+    char *path = xstrdup(dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, c ? 0755 : (mode_t)mode) < 0 && errno != EEXIST) {
+            ret = -errno;
+            seterr(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            break;
+        }
+        *p = c;
+        if (!c)
+            break;
+    }
+    free(path);
+    return ret;
+}
+
+int
 write_file_atomic(const char *path, const void *data, size_t len, int mode)
 {
     char tmp[PATH_MAX];

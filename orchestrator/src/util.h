@@ -58,6 +58,10 @@ char **env_with(const char *name, const char *value);
 /* Free a NULL-terminated array of strings and the strings; NULL is fine. */
 void strv_free(char **v);
 
+/* mkdir -p: make dir and its missing parents (0755), dir itself with mode;
+ * existing ones are left as they are.  On failure err says which. */
+int mkdir_p(const char *dir, int mode, char *err, size_t errlen);
+
 /* Write a file atomically (temp file, fsync, rename). */
 int write_file_atomic(const char *path, const void *data, size_t len, int mode);
 /* Read a whole file; *out is NUL-terminated and must be freed. */

@@ -239,6 +239,7 @@ test_example_file(void **state)
     assert_string_equal(c->listen, "127.0.0.1:8080");
     assert_string_equal(c->boot_url, "http://127.0.0.1:8080");
     assert_string_equal(c->data_dir, "build/run/data");
+    assert_string_equal(c->store, "sqlite:");
     assert_int_equal(c->pxe_mode, PXE_OFF);
     assert_string_equal(c->cmdline, "");
     assert_string_equal(c->local_boot_pattern, "login:");
@@ -444,6 +445,49 @@ test_power_uri(void **state)
                         "power = redfish://root:calvin@10.0.0.5/Systems/1\n",
                    ":11: [server:srv1] power: ",
                    "redfish power driver not implemented yet");
+}
+
+/* [rescued] store: a URL with a backend, default "sqlite:"; any other
+ * scheme refused at start with FILE:LINE, never echoing what follows it. */
+static void
+test_store_url(void **state)
+{
+    (void)state;
+#define RESCUED_WITH(line)                                                     \
+    "[rescued]\n"                                                              \
+    "listen = 127.0.0.1:8080\n"                                                \
+    "boot_url = http://127.0.0.1:8080/\n"                                      \
+    "data_dir = /var/lib/rescued\n"                                            \
+    "admin_token = admintok\n" line "\n"                                       \
+    "[project:acme]\n"
+    struct config *c = expect_load(HEAD);
+    assert_string_equal(c->store, "sqlite:");
+    config_free(c);
+    c = expect_load(RESCUED_WITH("store = sqlite:/srv/rescued/state.db"));
+    assert_string_equal(c->store, "sqlite:/srv/rescued/state.db");
+    config_free(c);
+    c = expect_load(RESCUED_WITH("Store = sqlite:"));
+    assert_string_equal(c->store, "sqlite:");
+    config_free(c);
+
+    expect_refusal(
+        RESCUED_WITH("store = mysql://root:hunter2@db/rescued"),
+        ":6: [rescued] store: ", "unknown store URL scheme 'mysql:'");
+    expect_refusal(
+        RESCUED_WITH("store = postgresql://rescued:pw@db/rescued"),
+        ":6: [rescued] store: ", "postgresql: store is not implemented yet");
+    expect_refusal(RESCUED_WITH("store = /var/lib/rescued/rescued.db"),
+                   ":6: [rescued] store: ", "is not a store URL");
+    expect_refusal(RESCUED_WITH("store = sqlite:/var/lib/rescued/"),
+                   ":6: [rescued] store: ", "not a directory");
+    expect_refusal(RESCUED_WITH("store ="),
+                   ":6: [rescued] store: ", "is not a store URL");
+    /* The password in a refused URL stays out of the message (and logs). */
+    char err[512] = "";
+    assert_null(load_text(RESCUED_WITH("store = mysql://root:hunter2@db/x"),
+                          err, sizeof(err)));
+    assert_null(strstr(err, "hunter2"));
+#undef RESCUED_WITH
 }
 
 static void
@@ -738,6 +782,7 @@ main(void)
         cmocka_unit_test(test_unknown_project),
         cmocka_unit_test(test_power_uri),
         cmocka_unit_test(test_console_uri),
+        cmocka_unit_test(test_store_url),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_log_levels),

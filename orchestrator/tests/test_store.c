@@ -1,6 +1,7 @@
-/* Tests for store: persistence across reopen, schema migrations, row
- * round-trips, atomic transitions, event listing, boot tokens, and that a
- * daemon killed with SIGKILL loses nothing it was told was committed. */
+/* Tests for store: the URL forms store_open takes and refuses, persistence
+ * across reopen, schema migrations, row round-trips, atomic transitions,
+ * event listing, boot tokens, and that a daemon killed with SIGKILL loses
+ * nothing it was told was committed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -46,7 +47,7 @@ setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     f->db_path = xasprintf("%s/rescued.db", f->dir);
-    f->st = store_open(f->dir, err, sizeof(err));
+    f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     if (!f->st) {
         fprintf(stderr, "store_open: %s\n", err);
         return -1;
@@ -87,7 +88,7 @@ reopen(struct fixture *f)
     char err[256] = "";
 
     store_close(f->st);
-    f->st = store_open(f->dir, err, sizeof(err));
+    f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     if (!f->st)
         fail_msg("reopen: %s", err);
     return f->st;
@@ -215,7 +216,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     struct stat sb;
 
     /* A data dir that does not exist yet is made, private. */
-    struct store *st = store_open(sub, err, sizeof(err));
+    struct store *st = store_open("sqlite:", sub, err, sizeof(err));
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
@@ -255,9 +256,101 @@ test_open_refuses_garbage(void **state)
     for (int i = 0; i < 100; i++)
         fputs("this is not an SQLite database\n", fp);
     fclose(fp);
-    assert_null(store_open(f->dir, err, sizeof(err)));
+    assert_null(store_open("sqlite:", f->dir, err, sizeof(err)));
     assert_non_null(strstr(err, "rescued.db"));
     assert_non_null(strstr(err, "not a database"));
+}
+
+/* sqlite:PATH is that file, its directory made private; sqlite: (or no
+ * URL) is DATA_DIR/rescued.db. */
+static void
+test_open_url_forms(void **state)
+{
+    struct fixture *f = *state;
+    char err[256] = "";
+    struct server_row r, got;
+    struct stat sb;
+    char *data = xasprintf("%s/data", f->dir);
+    char *url = xasprintf("sqlite:%s/else/where//state.db", f->dir);
+    char *file = xasprintf("%s/else/where//state.db", f->dir);
+    char *where = xasprintf("%s/else/where", f->dir);
+
+    f->st = store_open(url, data, err, sizeof(err));
+    if (!f->st)
+        fail_msg("%s: %s", url, err);
+    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(stat(file, &sb), 0);
+    assert_int_equal(stat(where, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* The file is named by the URL; data_dir is not the store's to make. */
+    assert_int_equal(stat(data, &sb), -1);
+    row_fill(&r, FSM_RESCUE, 1000);
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    store_close(f->st);
+    f->st = store_open(url, data, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    row_assert_equal(&r, &got);
+    server_row_clear(&got);
+    store_close(f->st);
+
+    /* The default in the same directory is another file: rescued.db. */
+    f->st = store_open("sqlite:", where, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), -ENOENT);
+    store_close(f->st);
+    /* And no URL is the default too. */
+    f->st = store_open(NULL, f->dir, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(stat(f->db_path, &sb), 0);
+    store_close(f->st);
+    f->st = NULL;
+    assert_null(store_open("sqlite:", "", err, sizeof(err)));
+    assert_non_null(strstr(err, "empty data_dir"));
+    free(data);
+    free(url);
+    free(file);
+    free(where);
+}
+
+/* A scheme without a backend is refused with its words, touching nothing,
+ * and what follows the scheme (a password) stays out of the message. */
+static void
+test_open_refuses_unknown_scheme(void **state)
+{
+    struct fixture *f = *state;
+    char *dir_url = xasprintf("sqlite:%s/sub/", f->dir);
+    const struct {
+        const char *url, *words;
+    } bad[] = {
+        {"mysql://root:hunter2@db/rescued",
+         "unknown store URL scheme 'mysql:'"},
+        {"postgresql://rescued:hunter2@db/rescued",
+         "the postgresql: store is not implemented yet"},
+        {"postgres://rescued:hunter2@db", "postgres: store is not implemented"},
+        {"SQLite:hunter2.db", "unknown store URL scheme 'SQLite:'"},
+        {f->db_path, "is not a store URL"},
+        {"", "is not a store URL"},
+        {dir_url, "names the database file, not a directory"},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        struct stat sb;
+
+        f->st = store_open(bad[i].url, f->dir, err, sizeof(err));
+        if (f->st)
+            fail_msg("opened '%s'", bad[i].url);
+        if (!strstr(err, bad[i].words))
+            fail_msg("'%s': got '%s', wanted '%s'", bad[i].url, err,
+                     bad[i].words);
+        assert_null(strstr(err, "hunter2"));
+        assert_int_equal(stat(f->db_path, &sb), -1);
+    }
+    char err[256] = "";
+    assert_null(store_open("mysql:", f->dir, err, sizeof(err)));
+    assert_non_null(strstr(err, "want sqlite:PATH"));
+    free(dir_url);
 }
 
 /* What the version-1 code created: servers and events, no tokens. */
@@ -291,7 +384,7 @@ test_migrates_older_schema(void **state)
                  " 'phoned home');");
     sqlite3_close(db);
 
-    f->st = store_open(f->dir, err, sizeof(err));
+    f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     assert_non_null(f->st);
     assert_int_equal(store_schema_version(f->st), 3);
 
@@ -330,7 +423,7 @@ test_refuses_newer_schema(void **state)
     raw_exec(db, "CREATE TABLE future (x); PRAGMA user_version = 99;");
     sqlite3_close(db);
 
-    assert_null(store_open(f->dir, err, sizeof(err)));
+    assert_null(store_open("sqlite:", f->dir, err, sizeof(err)));
     assert_non_null(strstr(err, "99"));
     assert_non_null(strstr(err, "newer"));
 
@@ -642,7 +735,7 @@ test_tokens(void **state)
 static void __attribute__((noreturn)) crash_child(const char *dir, int wfd)
 {
     char err[256];
-    struct store *st = store_open(dir, err, sizeof(err));
+    struct store *st = store_open("sqlite:", dir, err, sizeof(err));
     struct server_row r;
 
     if (!st)
@@ -718,7 +811,7 @@ test_kill9_loses_nothing_committed(void **state)
     assert_int_equal(WTERMSIG(status), SIGKILL);
     assert_true(n >= WANT);
 
-    f->st = store_open(f->dir, (char[256]){0}, 256);
+    f->st = store_open("sqlite:", f->dir, (char[256]){0}, 256);
     assert_non_null(f->st);
     for (int i = 0; i < n; i++) {
         /* The first event after id - 1 must be id itself. */
@@ -746,6 +839,10 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_garbage, setup_empty,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_open_url_forms, setup_empty,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_unknown_scheme,
+                                        setup_empty, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_older_schema, setup_empty,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup_empty,

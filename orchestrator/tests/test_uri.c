@@ -1,6 +1,6 @@
-/* Tests for uri: every accepted console and power URI form with the
- * fields console and power attach with, and every refused one with the
- * reason config shows after FILE:LINE. */
+/* Tests for uri: every accepted console, power and store URI form with the
+ * fields console, power and store attach with, and every refused one with
+ * the reason config shows after FILE:LINE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -370,6 +370,51 @@ test_power_refused(void **state)
     assert_null(uri_power_parse(NULL, NULL, 0));
 }
 
+/* --- store -------------------------------------------------------------- */
+
+static void
+test_store_parse(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    struct uri_store *u = uri_store_parse("sqlite:/var/lib/r/x.db", err, 256);
+    assert_non_null(u);
+    assert_int_equal(u->kind, URI_STORE_SQLITE);
+    expect_str(u->path, "/var/lib/r/x.db");
+    uri_store_free(u);
+    u = uri_store_parse("sqlite:rel/x.db", err, sizeof(err));
+    expect_str(u->path, "rel/x.db");
+    uri_store_free(u);
+    u = uri_store_parse("sqlite:", err, sizeof(err));
+    assert_int_equal(u->kind, URI_STORE_SQLITE);
+    expect_str(u->path, NULL); /* the default, under data_dir */
+    uri_store_free(u);
+
+    static const struct {
+        const char *uri, *reason;
+    } bad[] = {
+        {"mysql://u:secret@h/db", "unknown store URL scheme 'mysql:'"},
+        {"postgresql://u:secret@h/db",
+         "the postgresql: store is not implemented yet"},
+        {"postgres://h/db", "the postgres: store is not implemented yet"},
+        {"postgresqlx://h", "unknown store URL scheme 'postgresqlx:'"},
+        {"sqlite3:/x.db", "unknown store URL scheme 'sqlite3:'"},
+        {"/var/lib/rescued/rescued.db", "is not a store URL"},
+        {"", "'' is not a store URL"},
+        {"sqlite:/var/lib/", "names the database file, not a directory"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if ((u = uri_store_parse(bad[i].uri, err, sizeof(err))))
+            fail_msg("accepted '%s'", bad[i].uri);
+        if (!strstr(err, bad[i].reason) || strstr(err, "secret"))
+            fail_msg("'%s': got '%s', wanted '%s'", bad[i].uri, err,
+                     bad[i].reason);
+    }
+    assert_null(uri_store_parse(NULL, NULL, 0));
+    uri_store_free(NULL);
+}
+
 static void
 test_parse_port(void **state)
 {
@@ -397,6 +442,7 @@ main(void)
         cmocka_unit_test(test_power_accepted),
         cmocka_unit_test(test_power_refused),
         cmocka_unit_test(test_parse_port),
+        cmocka_unit_test(test_store_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

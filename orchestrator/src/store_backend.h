@@ -1,0 +1,58 @@
+/* store_backend: what store.c and its backends (store_sqlite.c, later
+ * store_pg.c) share, and nobody else includes.  store.c owns the public
+ * interface (store.h) and reaches a backend only through its ops table;
+ * a backend never calls back into store.c.
+ *
+ * A backend's own struct begins with struct store, so store.c can hand the
+ * same pointer to every op.  Each op has the contract of the store.h call
+ * of the same name (return values, blocking, committed before return);
+ * store.c adds only what holds for every backend (NULL checks, the guard
+ * against listing events from inside a walk). */
+#ifndef RESCUED_STORE_BACKEND_H
+#define RESCUED_STORE_BACKEND_H
+
+#include "store.h"
+#include "uri.h"
+
+#include <stdbool.h>
+
+struct store_ops {
+    /* Open (creating and migrating) what u names; a backend with a
+     * default location puts it under data_dir.  NULL with err written. */
+    struct store *(*open)(const struct uri_store *u, const char *data_dir,
+                          char *err, size_t errlen);
+    void (*close)(struct store *st); /* st is not NULL */
+    int (*schema_version)(struct store *st);
+    int (*begin)(struct store *st);
+    int (*commit)(struct store *st);
+    void (*rollback)(struct store *st);
+    int (*load_server)(struct store *st, const char *id,
+                       struct server_row *out);
+    int (*save_server)(struct store *st, const char *id,
+                       const struct server_row *row);
+    int64_t (*transition)(struct store *st, const char *id,
+                          const struct server_row *row, enum fsm_state from,
+                          const char *why);
+    int64_t (*append_event)(struct store *st, const char *server,
+                            const char *kind, const char *actor,
+                            const char *message);
+    int (*list_events)(struct store *st, const char *server, int64_t after_id,
+                       int limit, store_event_cb *cb, void *arg);
+    int (*token_add)(struct store *st, const char *token, const char *server,
+                     int64_t created_ms);
+    int (*token_lookup)(struct store *st, const char *token, char *server,
+                        size_t len);
+    int (*token_of_server)(struct store *st, const char *server, char *token,
+                           size_t len);
+    int (*token_revoke_server)(struct store *st, const char *server);
+};
+
+/* The first member of every backend's struct. */
+struct store {
+    const struct store_ops *ops;
+    bool listing; /* inside store_list_events: a nested list is refused */
+};
+
+extern const struct store_ops store_sqlite_ops;
+
+#endif

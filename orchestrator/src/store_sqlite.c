@@ -1,0 +1,647 @@
+/* store_sqlite: the sqlite: backend of store (store_backend.h).  SQLite in
+ * WAL mode, synchronous=FULL, so a committed write survives a killed daemon
+ * (and a power cut).  Every statement is prepared once at open; each write
+ * outside a batch is one transaction.  Blocking: see store.h. */
+#include "store_backend.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* The schema, as an ordered list of migrations: migration i takes the
+ * database from user_version i to i + 1.  Append only: a shipped
+ * migration is never edited, because databases out there already ran it. */
+static const char *const migrations[] = {
+    /* 1: servers and their event history. */
+    "CREATE TABLE servers ("
+    "  id TEXT PRIMARY KEY,"
+    "  state INTEGER NOT NULL,"
+    "  since_ms INTEGER NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL,"
+    "  retries INTEGER NOT NULL,"
+    "  ttl_s INTEGER NOT NULL,"
+    "  expires_at_ms INTEGER NOT NULL,"
+    "  last_error TEXT NOT NULL,"
+    "  ssh_keys TEXT,"
+    "  rescue_json TEXT,"
+    "  updated_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  server TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  from_state TEXT,"
+    "  to_state TEXT,"
+    "  actor TEXT NOT NULL,"
+    "  message TEXT NOT NULL"
+    ");"
+    "CREATE INDEX events_server ON events (server, id);",
+    /* 2: one-time boot tokens. */
+    "CREATE TABLE tokens ("
+    "  token TEXT PRIMARY KEY,"
+    "  server TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER"
+    ");"
+    "CREATE INDEX tokens_server ON tokens (server);",
+    /* 3: actions stored with a transition and not yet known done, so a
+     * restart re-runs exactly those. */
+    "ALTER TABLE servers ADD COLUMN pending_actions INTEGER NOT NULL"
+    " DEFAULT 0;",
+};
+#define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+#define EVENT_COLUMNS                                                          \
+    "id, server, at_ms, kind, from_state, to_state, actor, message"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SERVER_LOAD,
+    ST_SERVER_SAVE,
+    ST_EVENT_ADD,
+    ST_EVENTS_SERVER,
+    ST_EVENTS_ALL,
+    ST_TOKEN_ADD,
+    ST_TOKEN_LOOKUP,
+    ST_TOKEN_OF_SERVER,
+    ST_TOKEN_REVOKE,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SERVER_LOAD] = "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
+                       " expires_at_ms, last_error, ssh_keys, rescue_json,"
+                       " pending_actions FROM servers WHERE id = ?1",
+    [ST_SERVER_SAVE] =
+        "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"
+        " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"
+        " pending_actions)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " ON CONFLICT (id) DO UPDATE SET state = ?2, since_ms = ?3,"
+        " deadline_ms = ?4, retries = ?5, ttl_s = ?6, expires_at_ms = ?7,"
+        " last_error = ?8, ssh_keys = ?9, rescue_json = ?10,"
+        " updated_ms = ?11, pending_actions = ?12",
+    [ST_EVENT_ADD] = "INSERT INTO events (server, at_ms, kind, from_state,"
+                     " to_state, actor, message)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_EVENTS_SERVER] = "SELECT " EVENT_COLUMNS " FROM events"
+                         " WHERE server = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [ST_EVENTS_ALL] = "SELECT " EVENT_COLUMNS " FROM events"
+                      " WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_TOKEN_ADD] = "INSERT INTO tokens (token, server, created_ms)"
+                     " VALUES (?1, ?2, ?3)",
+    [ST_TOKEN_LOOKUP] = "SELECT server FROM tokens"
+                        " WHERE token = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_OF_SERVER] = "SELECT token FROM tokens"
+                           " WHERE server = ?1 AND revoked_ms IS NULL"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+    [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2"
+                        " WHERE server = ?1 AND revoked_ms IS NULL",
+};
+
+struct sqlite_store {
+    struct store base; /* first: store.c hands us &base */
+    sqlite3 *db;
+    int version;
+    sqlite3_stmt *stmt[ST_COUNT];
+};
+
+static struct sqlite_store *
+sq(struct store *st)
+{
+    return (struct sqlite_store *)st;
+}
+
+/* Log SQLite's own words for what failed; always -EIO for the caller. */
+static int
+sq_fail(struct sqlite_store *st, const char *what)
+{
+    log_warnx("store: %s: %s", what, sqlite3_errmsg(st->db));
+    return -EIO;
+}
+
+/* Reset the statement so it holds no read lock, then clear its bindings
+ * (text is bound SQLITE_STATIC and must not be remembered). */
+static void
+stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Run a statement that returns no rows. */
+static int
+stmt_run(struct sqlite_store *st, enum stmt_id id, const char *what)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    int rc = sqlite3_step(s);
+
+    stmt_done(s);
+    if (rc != SQLITE_DONE)
+        return sq_fail(st, what);
+    return 0;
+}
+
+static int
+tx_begin(struct sqlite_store *st)
+{
+    return stmt_run(st, ST_BEGIN, "begin");
+}
+
+static int
+tx_commit(struct sqlite_store *st)
+{
+    return stmt_run(st, ST_COMMIT, "commit");
+}
+
+/* After a failed step or commit: undo whatever the transaction did.  The
+ * caller already logged the cause. */
+static void
+tx_rollback(struct sqlite_store *st)
+{
+    if (sqlite3_get_autocommit(st->db))
+        return; /* SQLite already rolled it back */
+    stmt_run(st, ST_ROLLBACK, "rollback");
+}
+
+/* The first column of the first row of a one-row query, as text; on
+ * failure sqlite3_errmsg(db) says why. */
+static int
+query_text(sqlite3 *db, const char *sql, char *out, size_t len)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -EIO;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        strlcpy_s(out, t ? (const char *)t : "", len);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static int
+migrate(struct sqlite_store *st, const char *path, char *err, size_t errlen)
+{
+    char buf[32];
+
+    if (query_text(st->db, "PRAGMA user_version", buf, sizeof(buf)) < 0) {
+        snprintf(err, errlen, "%s: reading schema version: %s", path,
+                 sqlite3_errmsg(st->db));
+        return -EIO;
+    }
+    st->version = atoi(buf);
+    if (st->version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s: database schema version %d is newer than this rescued "
+                 "knows (%d); refusing to touch it",
+                 path, st->version, STORE_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    while (st->version < STORE_SCHEMA_VERSION) {
+        int to = st->version + 1;
+        char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version = %d;"
+                              " COMMIT;",
+                              migrations[st->version], to);
+        int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+        free(sql);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "%s: migrating schema to version %d: %s",
+                     path, to, sqlite3_errmsg(st->db));
+            if (!sqlite3_get_autocommit(st->db))
+                sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            return -EIO;
+        }
+        log_info("store: schema migrated to version %d", to);
+        st->version = to;
+    }
+    return 0;
+}
+
+/* The file u names, and the directory it lives in (NULL: the working
+ * directory), without trailing '/'. */
+static char *
+db_path(const struct uri_store *u, const char *data_dir, char **dir, char *err,
+        size_t errlen)
+{
+    char *path;
+
+    if (u->path) {
+        path = xstrdup(u->path);
+    } else if (data_dir && *data_dir) {
+        path = xasprintf("%s/rescued.db", data_dir);
+    } else {
+        seterr(err, errlen, "empty data_dir");
+        return NULL;
+    }
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    if (slash && n == 0)
+        n = 1; /* "/x.db": the root */
+    *dir = slash ? xasprintf("%.*s", (int)n, path) : NULL;
+    return path;
+}
+
+static void sq_close(struct store *base);
+
+static struct store *
+sq_open(const struct uri_store *u, const char *data_dir, char *err,
+        size_t errlen)
+{
+    struct sqlite_store *st = xcalloc(1, sizeof(*st));
+    char *dir = NULL, *path;
+    char mode[16];
+    int rc;
+
+    st->base.ops = &store_sqlite_ops;
+    if (!(path = db_path(u, data_dir, &dir, err, errlen)))
+        goto out_free;
+    /* It holds tokens and keys: a directory made here is private. */
+    if (dir && mkdir_p(dir, 0700, err, errlen) < 0)
+        goto out_free;
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path,
+                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        goto out_close_db;
+    }
+    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
+        0) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+        goto out_close_db;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        snprintf(err, errlen, "%s: cannot use WAL mode (got %s)", path, mode);
+        goto out_close_db;
+    }
+    if (sqlite3_exec(st->db,
+                     "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+        goto out_close_db;
+    }
+    if (migrate(st, path, err, errlen) < 0)
+        goto out_close_db;
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: preparing \"%s\": %s", path, stmt_sql[i],
+                     sqlite3_errmsg(st->db));
+            goto out_close_db;
+        }
+    }
+    free(dir);
+    free(path);
+    return &st->base;
+
+out_close_db:
+    sq_close(&st->base);
+    st = NULL;
+out_free:
+    free(dir);
+    free(path);
+    free(st);
+    return NULL;
+}
+
+static void
+sq_close(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    /* The last connection to close checkpoints the WAL and removes it. */
+    if (sqlite3_close(st->db) != SQLITE_OK)
+        log_warnx("store: close: %s", sqlite3_errmsg(st->db));
+    free(st);
+}
+
+static int
+sq_schema_version(struct store *base)
+{
+    return sq(base)->version;
+}
+
+static char *
+column_strdup(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+static int
+sq_load_server(struct store *base, const char *id, struct server_row *out)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_SERVER_LOAD];
+    int ret = 0, rc;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+        goto out_reset;
+    }
+    if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "loading server");
+        goto out_reset;
+    }
+    int state = sqlite3_column_int(s, 0);
+    if (state < 0 || state >= FSM_NSTATES) {
+        log_warnx("store: server %s has unknown state %d", id, state);
+        ret = -EIO;
+        goto out_reset;
+    }
+    out->fsm.state = (enum fsm_state)state;
+    out->fsm.since_ms = sqlite3_column_int64(s, 1);
+    out->fsm.deadline_ms = sqlite3_column_int64(s, 2);
+    out->fsm.retries = sqlite3_column_int(s, 3);
+    out->fsm.ttl_s = sqlite3_column_int64(s, 4);
+    out->fsm.expires_at_ms = sqlite3_column_int64(s, 5);
+    const unsigned char *le = sqlite3_column_text(s, 6);
+    strlcpy_s(out->fsm.last_error, le ? (const char *)le : "",
+              sizeof(out->fsm.last_error));
+    out->ssh_keys = column_strdup(s, 7);
+    out->rescue_json = column_strdup(s, 8);
+    out->pending_actions = (unsigned)sqlite3_column_int64(s, 9);
+
+out_reset:
+    stmt_done(s);
+    return ret;
+}
+
+/* The upsert itself, inside the caller's transaction (or its own). */
+static int
+server_save(struct sqlite_store *st, const char *id,
+            const struct server_row *row)
+{
+    sqlite3_stmt *s = st->stmt[ST_SERVER_SAVE];
+    const struct fsm_server *f = &row->fsm;
+
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, (int)f->state);
+    sqlite3_bind_int64(s, 3, f->since_ms);
+    sqlite3_bind_int64(s, 4, f->deadline_ms);
+    sqlite3_bind_int(s, 5, f->retries);
+    sqlite3_bind_int64(s, 6, f->ttl_s);
+    sqlite3_bind_int64(s, 7, f->expires_at_ms);
+    sqlite3_bind_text(s, 8, f->last_error,
+                      (int)strnlen(f->last_error, sizeof(f->last_error)),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(s, 9, row->ssh_keys, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 10, row->rescue_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, now_wall_ms());
+    sqlite3_bind_int64(s, 12, row->pending_actions);
+    return stmt_run(st, ST_SERVER_SAVE, "saving server");
+}
+
+static int64_t
+event_add(struct sqlite_store *st, const char *server, const char *kind,
+          const char *from, const char *to, const char *actor,
+          const char *message)
+{
+    sqlite3_stmt *s = st->stmt[ST_EVENT_ADD];
+    int ret;
+
+    sqlite3_bind_text(s, 1, server, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now_wall_ms());
+    sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, from, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, to, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, actor ? actor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, message ? message : "", -1, SQLITE_STATIC);
+    ret = stmt_run(st, ST_EVENT_ADD, "appending event");
+    if (ret < 0)
+        return ret;
+    return sqlite3_last_insert_rowid(st->db);
+}
+
+static int
+sq_begin(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+    return tx_begin(st);
+}
+
+static int
+sq_commit(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+    int ret = tx_commit(st);
+    if (ret < 0)
+        tx_rollback(st);
+    return ret;
+}
+
+static void
+sq_rollback(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+    tx_rollback(st);
+}
+
+static int
+sq_save_server(struct store *base, const char *id, const struct server_row *row)
+{
+    struct sqlite_store *st = sq(base);
+    return server_save(st, id, row);
+}
+
+static int64_t
+sq_transition(struct store *base, const char *id, const struct server_row *row,
+              enum fsm_state from, const char *why)
+{
+    struct sqlite_store *st = sq(base);
+    int64_t ev;
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    if ((ret = server_save(st, id, row)) < 0)
+        goto out_rollback;
+    ev = event_add(st, id, "transition", fsm_state_name(from),
+                   fsm_state_name(row->fsm.state), "rescued", why);
+    if (ev < 0) {
+        ret = (int)ev;
+        goto out_rollback;
+    }
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    return ev;
+
+out_rollback:
+    tx_rollback(st);
+    return ret;
+}
+
+static int64_t
+sq_append_event(struct store *base, const char *server, const char *kind,
+                const char *actor, const char *message)
+{
+    struct sqlite_store *st = sq(base);
+    return event_add(st, server, kind, NULL, NULL, actor, message);
+}
+
+static const char *
+column_text(sqlite3_stmt *s, int col)
+{
+    return (const char *)sqlite3_column_text(s, col);
+}
+
+static int
+sq_list_events(struct store *base, const char *server, int64_t after_id,
+               int limit, store_event_cb *cb, void *arg)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[server ? ST_EVENTS_SERVER : ST_EVENTS_ALL];
+    int n = 1, ret = 0, rc;
+
+    if (server)
+        sqlite3_bind_text(s, n++, server, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, n++, after_id);
+    sqlite3_bind_int(s, n, limit > 0 ? limit : -1);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_event ev = {
+            .id = sqlite3_column_int64(s, 0),
+            .server = column_text(s, 1),
+            .at_ms = sqlite3_column_int64(s, 2),
+            .kind = column_text(s, 3),
+            .from_state = column_text(s, 4),
+            .to_state = column_text(s, 5),
+            .actor = column_text(s, 6),
+            .message = column_text(s, 7),
+        };
+        if ((ret = cb(arg, &ev)) != 0)
+            goto out_reset;
+    }
+    if (rc != SQLITE_DONE)
+        ret = sq_fail(st, "listing events");
+out_reset:
+    stmt_done(s);
+    return ret;
+}
+
+static int
+token_revoke(struct sqlite_store *st, const char *server, int64_t at_ms)
+{
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_REVOKE];
+
+    sqlite3_bind_text(s, 1, server, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, at_ms);
+    return stmt_run(st, ST_TOKEN_REVOKE, "revoking tokens");
+}
+
+static int
+sq_token_add(struct store *base, const char *token, const char *server,
+             int64_t created_ms)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_ADD];
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    /* At most one live token per server: the new one replaces the old. */
+    if ((ret = token_revoke(st, server, created_ms)) < 0)
+        goto out_rollback;
+    sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, server, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, created_ms);
+    if ((ret = stmt_run(st, ST_TOKEN_ADD, "adding token")) < 0)
+        goto out_rollback;
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    return 0;
+
+out_rollback:
+    tx_rollback(st);
+    return ret;
+}
+
+/* One text column of a one-row lookup keyed by key, into out[len]. */
+static int
+lookup_text(struct sqlite_store *st, enum stmt_id id, const char *key,
+            char *out, size_t len)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    int ret = 0, rc;
+
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "looking up token");
+    } else {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        /* A cut-off name would point at another server: refuse it. */
+        if (strlcpy_s(out, t ? (const char *)t : "", len) >= len)
+            ret = -ENOSPC;
+    }
+    stmt_done(s);
+    return ret;
+}
+
+static int
+sq_token_lookup(struct store *base, const char *token, char *server, size_t len)
+{
+    struct sqlite_store *st = sq(base);
+    return lookup_text(st, ST_TOKEN_LOOKUP, token, server, len);
+}
+
+static int
+sq_token_of_server(struct store *base, const char *server, char *token,
+                   size_t len)
+{
+    struct sqlite_store *st = sq(base);
+    return lookup_text(st, ST_TOKEN_OF_SERVER, server, token, len);
+}
+
+static int
+sq_token_revoke_server(struct store *base, const char *server)
+{
+    struct sqlite_store *st = sq(base);
+    return token_revoke(st, server, now_wall_ms());
+}
+
+const struct store_ops store_sqlite_ops = {
+    .open = sq_open,
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .load_server = sq_load_server,
+    .save_server = sq_save_server,
+    .transition = sq_transition,
+    .append_event = sq_append_event,
+    .list_events = sq_list_events,
+    .token_add = sq_token_add,
+    .token_lookup = sq_token_lookup,
+    .token_of_server = sq_token_of_server,
+    .token_revoke_server = sq_token_revoke_server,
+};
