@@ -947,12 +947,6 @@ console_set_backoff_ms(struct console *c, int first_ms, int max_ms)
     c->max_ms = max_ms;
 }
 
-const char *
-console_id(const struct console *c)
-{
-    return c->id;
-}
-
 bool
 console_connected(const struct console *c)
 {
@@ -999,12 +993,6 @@ console_detach(struct console_viewer *v)
     v->dead = true;
     if (c->dispatching == 0)
         reap_viewers(c);
-}
-
-struct console *
-console_viewer_console(const struct console_viewer *v)
-{
-    return v->c;
 }
 
 struct console_viewer *

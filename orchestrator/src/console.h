@@ -73,7 +73,6 @@ void console_free(struct console *c);
  * CONSOLE_DEFAULT_LOG_MAX); keep CONSOLE_LOG_KEEP older files. */
 void console_set_log_max(struct console *c, size_t max_bytes);
 
-const char *console_id(const struct console *c);
 /* Is the source connected right now? */
 bool console_connected(const struct console *c);
 /* Number of attached viewers (for status and tests). */
@@ -88,7 +87,6 @@ struct console_viewer *console_attach(struct console *c, size_t replay_lines,
                                       void *arg);
 /* Detach and free v; frees the writer seat if v held it.  Accepts NULL. */
 void console_detach(struct console_viewer *v);
-struct console *console_viewer_console(const struct console_viewer *v);
 
 /* The queued bytes of v, contiguous: *data and the length (0: empty). */
 size_t console_viewer_peek(struct console_viewer *v, const char **data);

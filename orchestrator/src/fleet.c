@@ -3,6 +3,7 @@
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "console.h"
+#include "console_session.h"
 #include "dnsmasq.h"
 #include "log.h"
 #include "sshkey.h"
@@ -756,24 +757,36 @@ keys_file_has(const char *path, const char *fingerprint)
     return found;
 }
 
+/* A key is looked up in the admin keys, then the project's; a token comes
+ * with its role (admin or a project) already known. */
 bool
 fleet_console_authorize(struct fleet *f, const char *id,
-                        const char *fingerprint, char *role, size_t rolelen)
+                        const struct console_who *who, char *role,
+                        size_t rolelen)
 {
     struct srv *s = fleet_srv_find(f, id);
-    if (!s || !fingerprint || !*fingerprint)
+    if (!s || !who)
         return false;
-    if (keys_file_has(f->cfg->admin_keys_file, fingerprint)) {
-        snprintf(role, rolelen, "admin");
-        return true;
-    }
     const struct config_project *p =
         config_find_project(f->cfg, s->cfg->project);
-    if (p && keys_file_has(p->keys_file, fingerprint)) {
-        snprintf(role, rolelen, "project:%s", p->name);
-        return true;
+    bool admin = false, member = false;
+    switch (who->kind) {
+    case CONSOLE_WHO_SSH_KEY:
+        if (!who->fingerprint || !*who->fingerprint)
+            return false;
+        admin = keys_file_has(f->cfg->admin_keys_file, who->fingerprint);
+        member = !admin && p && keys_file_has(p->keys_file, who->fingerprint);
+        break;
+    case CONSOLE_WHO_TOKEN:
+        admin = who->admin;
+        member = p && who->project && strcmp(who->project, p->name) == 0;
+        break;
     }
-    return false;
+    if (admin)
+        snprintf(role, rolelen, "admin");
+    else if (member)
+        snprintf(role, rolelen, "project:%s", p->name);
+    return admin || member;
 }
 
 int64_t

@@ -80,11 +80,13 @@ int fleet_phone_home(struct fleet *f, const char *token, json_t *report,
 struct console;
 /* The server's console, or NULL when it has none or does not exist. */
 struct console *fleet_console(struct fleet *f, const char *id);
-/* Does the key with this SHA256 fingerprint belong to the server's project
- * or the admin keys?  role (>= 32 bytes) gets "admin" or "project:NAME".
+struct console_who;
+/* May who open the server's console: an SSH key (by SHA256 fingerprint) in
+ * the admin keys or the server's project's keys, or an API token that is
+ * admin or of the server's project?  role gets "admin" or "project:NAME".
  * An unknown server answers false, like a wrong key. */
 bool fleet_console_authorize(struct fleet *f, const char *id,
-                             const char *fingerprint, char *role,
+                             const struct console_who *who, char *role,
                              size_t rolelen);
 /* Writing is refused while the server changes state and for readonly_grace
  * after it settles; why says until when. */

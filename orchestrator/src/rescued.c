@@ -1,6 +1,7 @@
 /* rescued: the rescue-mode netboot orchestrator daemon. */
 #include "api.h"
 #include "console.h"
+#include "console_session.h"
 #include "config.h"
 #include "fleet.h"
 #include "log.h"
@@ -34,14 +35,14 @@ struct daemon {
     int sigfd;
 };
 
-/* Serial over SSH asks the fleet; these adapt sshd's callbacks. */
+/* The console faces ask the fleet; these adapt console_session's
+ * callbacks. */
 static bool
-sos_authorize(void *arg, const char *server, ssh_key pubkey,
-              const char *fingerprint, char *role_out)
+sos_authorize(void *arg, const char *server, const struct console_who *who,
+              char *role, size_t rolelen)
 {
-    (void)pubkey;
     struct daemon *d = arg;
-    return fleet_console_authorize(d->fleet, server, fingerprint, role_out, 32);
+    return fleet_console_authorize(d->fleet, server, who, role, rolelen);
 }
 
 static struct console *
@@ -68,23 +69,24 @@ sos_audit(void *arg, const char *server, const char *action, const char *detail)
 }
 
 static int
-sos_power(void *arg, const char *server, enum sshd_power_op op, const char *key)
+sos_power(void *arg, const char *server, enum console_power_op op,
+          const char *key)
 {
     struct daemon *d = arg;
     switch (op) {
-    case SSHD_POWER_BREAK:
+    case CONSOLE_POWER_BREAK:
         /* The lab's and most QEMU serial chardevs are named serial0. */
         return fleet_console_power(d->fleet, server, POWER_SERIAL_BREAK,
                                    "serial0");
-    case SSHD_POWER_SYSRQ:
+    case CONSOLE_POWER_SYSRQ:
         return fleet_console_power(d->fleet, server, POWER_SYSRQ, key);
-    case SSHD_POWER_NMI:
+    case CONSOLE_POWER_NMI:
         return fleet_console_power(d->fleet, server, POWER_NMI, NULL);
     }
     return -ENOTSUP;
 }
 
-static const struct sshd_cbs sos_cbs = {
+static const struct console_session_cbs sos_cbs = {
     .authorize = sos_authorize,
     .find_console = sos_find_console,
     .writable = sos_writable,

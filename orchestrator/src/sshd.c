@@ -1,12 +1,11 @@
 #include "sshd.h"
-#include "console.h"
+#include "console_session.h"
 #include "log.h"
 #include "loop.h"
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,8 +21,6 @@
 #define LOGIN_GRACE_MS 60000 /* from accept to an attached console */
 #define SWEEP_MS 1000
 
-enum menu { MENU_NONE, MENU_CMD, MENU_SYSRQ, MENU_NMI };
-
 struct session {
     struct sshd *d;
     struct session *next;
@@ -32,7 +29,7 @@ struct session {
     int fd;
     uint32_t events; /* fd's epoll mask as last set */
     bool kex_done, authed, dead;
-    int64_t started_ms, last_input_ms;
+    int64_t started_ms;
     /* libssh keeps these by pointer: they live as long as the session */
     struct ssh_server_callbacks_struct scb;
     struct ssh_channel_callbacks_struct ccb;
@@ -40,26 +37,20 @@ struct session {
     char user[128], server[64], role[40], fp[128], addr[64];
     bool ro;
     int replay;
-    struct console *con;
-    struct console_viewer *v;
-    enum menu menu;
-    bool told_ro; /* told "read-only": tell when it is lifted */
+    struct console_session *cs; /* once the shell request attached it */
 };
 
 struct sshd {
     struct loop *l;
-    struct sshd_cbs cbs;
+    struct console_session_cbs cbs;
     void *cb_arg;
     int writer_idle_s;
     ssh_bind bind;
     int bind_fd, port;
     struct session *sessions;
-    size_t nsessions;
     uint64_t sweep_timer, reap_timer;
     int in_libssh; /* inside a libssh call that may run our callbacks */
 };
-
-static void session_flush(struct session *ss);
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -94,41 +85,6 @@ sshd_parse_user(const char *user, char *server, size_t serverlen, bool *ro,
         }
     }
     return true;
-}
-
-static void notice(struct session *ss, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* A line for this viewer only, in its stream. */
-static void
-notice(struct session *ss, const char *fmt, ...)
-{
-    if (!ss->v)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    char *line = xasprintf("\r\n[rescued: %s]\r\n", msg);
-    console_viewer_inject(ss->v, line, strlen(line));
-    free(line);
-    session_flush(ss);
-}
-
-static void
-audit(struct session *ss, const char *action, const char *extra)
-{
-    if (!ss->d->cbs.audit)
-        return;
-    char *detail = xasprintf(
-        "user=%s fp=%s addr=%s role=%s%s%s", ss->user, ss->fp, ss->addr,
-        ss->ro ? "watcher"
-               : (ss->con && console_writer(ss->con) == ss->v ? "writer"
-                                                              : "watcher"),
-        extra ? " " : "", extra ? extra : "");
-    ss->d->cbs.audit(ss->d->cb_arg, ss->server, action, detail);
-    free(detail);
 }
 
 static int64_t reap_cb(struct loop *l, void *arg);
@@ -180,231 +136,50 @@ session_update_events(struct session *ss)
         ss->events = ev;
 }
 
-/* Move what the viewer's queue holds into the channel, as far as the
- * peer's window allows; the rest stays queued (bounded by console). */
+/* --- the console session's transport ------------------------------------ */
+
+/* As much as the peer's window allows; console_session keeps the rest in
+ * the viewer's bounded queue until the window opens (cb_write_wontblock). */
+static ssize_t
+io_write(void *arg, const void *data, size_t n)
+{
+    struct session *ss = arg;
+    if (ss->dead || !ss->ch)
+        return 0;
+    uint32_t win = ssh_channel_window_size(ss->ch);
+    if (win == 0)
+        return 0;
+    if (n > win)
+        n = win;
+    int w = ssh_channel_write(ss->ch, data, (uint32_t)n);
+    if (w == SSH_ERROR)
+        return -EIO;
+    return w > 0 ? w : 0;
+}
+
+static void
+io_flushed(void *arg)
+{
+    session_update_events(arg);
+}
+
+static void
+io_close(void *arg)
+{
+    session_kill(arg);
+}
+
+static const struct console_session_io session_io = {
+    .write = io_write,
+    .flushed = io_flushed,
+    .close = io_close,
+};
+
 static void
 session_flush(struct session *ss)
 {
-    if (ss->dead || !ss->v || !ss->ch)
-        return;
-    const char *data;
-    size_t n;
-    while ((n = console_viewer_peek(ss->v, &data)) > 0) {
-        uint32_t win = ssh_channel_window_size(ss->ch);
-        if (win == 0)
-            break;
-        if (n > win)
-            n = win;
-        int w = ssh_channel_write(ss->ch, data, (uint32_t)n);
-        if (w == SSH_ERROR) {
-            session_kill(ss);
-            return;
-        }
-        if (w <= 0)
-            break;
-        console_viewer_consume(ss->v, (size_t)w);
-    }
-    session_update_events(ss);
-}
-
-static struct session *
-session_of_viewer(struct sshd *d, struct console_viewer *v)
-{
-    for (struct session *ss = d->sessions; ss; ss = ss->next)
-        if (ss->v == v && !ss->dead)
-            return ss;
-    return NULL;
-}
-
-/* --- console viewer callbacks ------------------------------------------- */
-
-static void
-viewer_output(struct console_viewer *v, void *arg)
-{
-    (void)v;
-    session_flush(arg);
-}
-
-static void
-viewer_closed(struct console_viewer *v, void *arg)
-{
-    (void)v;
-    struct session *ss = arg;
-    ss->v = NULL;
-    ss->con = NULL;
-    session_kill(ss);
-}
-
-static const struct console_viewer_cbs viewer_cbs = {
-    .output = viewer_output,
-    .closed = viewer_closed,
-};
-
-/* --- writing and the menu ----------------------------------------------- */
-
-/* May this session act on the console now?  Tells the user why not. */
-static bool
-may_write(struct session *ss)
-{
-    if (ss->ro) {
-        notice(ss, "read-only session (.ro): input ignored");
-        return false;
-    }
-    if (console_writer(ss->con) != ss->v) {
-        notice(ss, "you are watching; Ctrl-] w takes the writer seat");
-        return false;
-    }
-    char why[256] = "";
-    if (ss->d->cbs.writable &&
-        !ss->d->cbs.writable(ss->d->cb_arg, ss->server, why, sizeof(why))) {
-        notice(ss, "read-only: %s", why[0] ? why : "server is changing state");
-        ss->told_ro = true;
-        return false;
-    }
-    return true;
-}
-
-static void
-send_keys(struct session *ss, const char *data, size_t n)
-{
-    if (n == 0 || !may_write(ss))
-        return;
-    int r = console_write(ss->v, data, n);
-    if (r == -ENOTCONN)
-        notice(ss, "console source is away; input dropped");
-    else if (r == -ENOBUFS)
-        notice(ss, "console input queue full; input dropped");
-}
-
-static void
-take_seat(struct session *ss)
-{
-    struct sshd *d = ss->d;
-    struct console_viewer *old = console_take_writer(ss->con, ss->v);
-    if (!old)
-        return;
-    struct session *o = session_of_viewer(d, old);
-    if (o) {
-        o->menu = MENU_NONE;
-        notice(o, "%s@%s took the writer seat; you are now watching", ss->role,
-               ss->addr);
-    }
-    audit(ss, "console_takeover", NULL);
-}
-
-static void
-do_power(struct session *ss, enum sshd_power_op op, const char *key)
-{
-    static const char *const names[] = {"break", "SysRq", "NMI"};
-    static const char *const actions[] = {"console_break", "console_sysrq",
-                                          "console_nmi"};
-    int r = -ENOTSUP;
-    if (op == SSHD_POWER_BREAK || op == SSHD_POWER_SYSRQ) {
-        /* A tty can send the break itself; SysRq is break then key. */
-        r = console_send_break(ss->con);
-        if (r == 0 && op == SSHD_POWER_SYSRQ)
-            r = console_write(ss->v, key, 1);
-    }
-    if (r < 0 && ss->d->cbs.power)
-        r = ss->d->cbs.power(ss->d->cb_arg, ss->server, op, key);
-    char extra[32] = "";
-    if (key)
-        snprintf(extra, sizeof(extra), "key=%s", key);
-    audit(ss, actions[op], key ? extra : NULL);
-    if (r < 0)
-        notice(ss, "%s failed: %s", names[op], strerror(-r));
-    else if (key)
-        notice(ss, "%s %s sent", names[op], key);
-    else
-        notice(ss, "%s sent", names[op]);
-}
-
-static const char help_text[] =
-    "Ctrl-] then: b break, s KEY SysRq, n NMI, w take the writer seat, "
-    ". disconnect, ? help; Ctrl-] Ctrl-] sends Ctrl-]";
-
-static void
-menu_key(struct session *ss, char c)
-{
-    enum menu m = ss->menu;
-    ss->menu = MENU_NONE;
-    if (m == MENU_SYSRQ) {
-        char key[2] = {c, '\0'};
-        if ((unsigned char)c < 0x20 || c == 0x7f)
-            notice(ss, "SysRq cancelled");
-        else if (may_write(ss))
-            do_power(ss, SSHD_POWER_SYSRQ, key);
-        return;
-    }
-    if (m == MENU_NMI) {
-        if ((c == 'y' || c == 'Y') && may_write(ss))
-            do_power(ss, SSHD_POWER_NMI, NULL);
-        else if (c != 'y' && c != 'Y')
-            notice(ss, "NMI cancelled");
-        return;
-    }
-    switch (c) {
-    case SSHD_MENU_KEY:
-        send_keys(ss, &c, 1);
-        break;
-    case 'b':
-        if (may_write(ss))
-            do_power(ss, SSHD_POWER_BREAK, NULL);
-        break;
-    case 's':
-        if (may_write(ss)) {
-            ss->menu = MENU_SYSRQ;
-            notice(ss, "SysRq: press the key");
-        }
-        break;
-    case 'n':
-        if (may_write(ss)) {
-            ss->menu = MENU_NMI;
-            notice(ss, "send an NMI to %s? press y to confirm", ss->server);
-        }
-        break;
-    case 'w':
-        if (ss->ro) {
-            notice(ss, "read-only session (.ro) cannot take the writer seat");
-        } else if (console_writer(ss->con) == ss->v) {
-            notice(ss, "you hold the writer seat");
-        } else {
-            take_seat(ss);
-            ss->last_input_ms = now_mono_ms();
-            notice(ss, "you hold the writer seat");
-        }
-        break;
-    case '.':
-        notice(ss, "disconnecting");
-        session_kill(ss);
-        break;
-    case '?':
-        notice(ss, "%s", help_text);
-        break;
-    default:
-        notice(ss, "unknown menu key; Ctrl-] ? for help");
-        break;
-    }
-}
-
-static void
-handle_input(struct session *ss, const char *data, size_t n)
-{
-    size_t run = 0; /* start of plain bytes not yet sent */
-    for (size_t i = 0; i < n && !ss->dead; i++) {
-        if (ss->menu != MENU_NONE) {
-            menu_key(ss, data[i]);
-            run = i + 1;
-        } else if (data[i] == SSHD_MENU_KEY) {
-            send_keys(ss, data + run, i - run);
-            ss->menu = MENU_CMD;
-            run = i + 1;
-        }
-    }
-    if (!ss->dead && run < n)
-        send_keys(ss, data + run, n - run);
-    if (!ss->ro && console_writer(ss->con) == ss->v)
-        ss->last_input_ms = now_mono_ms();
+    if (!ss->dead && ss->cs)
+        console_session_flush(ss->cs);
 }
 
 /* --- libssh callbacks --------------------------------------------------- */
@@ -417,8 +192,8 @@ cb_channel_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     (void)ch;
     (void)is_stderr;
     struct session *ss = ud;
-    if (ss->v && !ss->dead)
-        handle_input(ss, data, len);
+    if (ss->cs && !ss->dead)
+        console_session_input(ss->cs, data, len);
     return (int)len;
 }
 
@@ -470,27 +245,25 @@ cb_shell_request(ssh_session s, ssh_channel ch, void *ud)
     (void)s;
     (void)ch;
     struct session *ss = ud;
-    if (ss->v)
+    if (ss->cs)
         return -1; /* one console per connection */
-    ss->con = ss->d->cbs.find_console(ss->d->cb_arg, ss->server);
-    if (!ss->con)
+    char label[sizeof(ss->user) + sizeof(ss->fp) + 16];
+    snprintf(label, sizeof(label), "user=%s fp=%s", ss->user, ss->fp);
+    struct console_who who = {
+        .kind = CONSOLE_WHO_SSH_KEY, .fingerprint = ss->fp, .label = label};
+    struct console_session_config cfg = {.server = ss->server,
+                                         .who = &who,
+                                         .role = ss->role,
+                                         .addr = ss->addr,
+                                         .ro = ss->ro,
+                                         .replay = (size_t)ss->replay,
+                                         .writer_idle_s = ss->d->writer_idle_s};
+    ss->cs = console_session_new(ss->d->l, &cfg, &ss->d->cbs, ss->d->cb_arg,
+                                 &session_io, ss);
+    if (!ss->cs)
         return -1;
-    ss->v = console_attach(ss->con, (size_t)ss->replay, &viewer_cbs, ss);
-    ss->last_input_ms = now_mono_ms();
-    if (!ss->ro)
-        take_seat(ss);
-    audit(ss, "console_attach", NULL);
     log_info("sshd: %s attached to %s from %s (%s)", ss->fp, ss->server,
              ss->addr, ss->ro ? "watcher" : "writer");
-    notice(ss, "%s as %s; Ctrl-] ? for help", ss->server,
-           ss->ro ? "watcher (read-only)" : "writer");
-    char why[256] = "";
-    if (!ss->ro && ss->d->cbs.writable &&
-        !ss->d->cbs.writable(ss->d->cb_arg, ss->server, why, sizeof(why))) {
-        notice(ss, "read-only: %s", why[0] ? why : "server is changing state");
-        ss->told_ro = true;
-    }
-    session_flush(ss);
     return 0;
 }
 
@@ -553,8 +326,9 @@ cb_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *pubkey,
         ssh_clean_pubkey_hash(&hash);
     }
     struct sshd *d = ss->d;
+    struct console_who who = {.kind = CONSOLE_WHO_SSH_KEY, .fingerprint = fp};
     bool ok = d->cbs.authorize &&
-              d->cbs.authorize(d->cb_arg, server, pubkey, fp, role) &&
+              d->cbs.authorize(d->cb_arg, server, &who, role, sizeof(role)) &&
               d->cbs.find_console && d->cbs.find_console(d->cb_arg, server);
     if (!ok) {
         if (state == SSH_PUBLICKEY_STATE_VALID)
@@ -579,11 +353,8 @@ static void
 session_free(struct session *ss)
 {
     struct sshd *d = ss->d;
-    if (ss->v) {
-        audit(ss, "console_detach", NULL);
-        console_detach(ss->v);
-        ss->v = NULL;
-    }
+    console_session_free(ss->cs);
+    ss->cs = NULL;
     if (ss->fd >= 0)
         loop_del_fd(d->l, ss->fd);
     if (ss->ev) {
@@ -608,7 +379,6 @@ reap(struct sshd *d)
         struct session *ss = *pp;
         if (ss->dead) {
             *pp = ss->next;
-            d->nsessions--;
             session_free(ss);
         } else {
             pp = &ss->next;
@@ -713,7 +483,6 @@ bind_event(struct loop *l, int fd, uint32_t events, void *arg)
 
     ss->next = d->sessions;
     d->sessions = ss;
-    d->nsessions++;
     ss->events = EPOLLIN;
     if (loop_add_fd(l, ss->fd, EPOLLIN, session_event, ss) < 0) {
         session_kill(ss);
@@ -732,27 +501,8 @@ sweep_cb(struct loop *l, void *arg)
     for (struct session *ss = d->sessions; ss; ss = ss->next) {
         if (ss->dead)
             continue;
-        if (!ss->v && now - ss->started_ms > LOGIN_GRACE_MS) {
+        if (!ss->cs && now - ss->started_ms > LOGIN_GRACE_MS)
             session_kill(ss);
-            continue;
-        }
-        if (ss->v && d->writer_idle_s > 0 && console_writer(ss->con) == ss->v &&
-            now - ss->last_input_ms > (int64_t)d->writer_idle_s * 1000) {
-            console_take_writer(ss->con, NULL);
-            audit(ss, "console_idle", NULL);
-            notice(ss,
-                   "writer seat released after %d s without input; "
-                   "Ctrl-] w takes it",
-                   d->writer_idle_s);
-        }
-        /* The grace after start-up has no transition to end it: a
-         * session told "read-only" hears when writing is allowed. */
-        char why[256];
-        if (ss->v && ss->told_ro && d->cbs.writable &&
-            d->cbs.writable(d->cb_arg, ss->server, why, sizeof(why))) {
-            ss->told_ro = false;
-            notice(ss, "console writable again");
-        }
     }
     return SWEEP_MS;
 }
@@ -881,24 +631,11 @@ sshd_port(const struct sshd *d)
     return d->port;
 }
 
-size_t
-sshd_session_count(const struct sshd *d)
-{
-    return d->nsessions;
-}
-
 void
 sshd_writable_changed(struct sshd *d, const char *server)
 {
-    for (struct session *ss = d->sessions; ss; ss = ss->next) {
-        if (ss->dead || !ss->v || !ss->told_ro ||
-            strcmp(ss->server, server) != 0)
-            continue;
-        char why[256] = "";
-        if (d->cbs.writable &&
-            !d->cbs.writable(d->cb_arg, ss->server, why, sizeof(why)))
-            continue;
-        ss->told_ro = false;
-        notice(ss, "console writable again");
-    }
+    for (struct session *ss = d->sessions; ss; ss = ss->next)
+        if (!ss->dead && ss->cs &&
+            strcmp(console_session_server(ss->cs), server) == 0)
+            console_session_writable_changed(ss->cs);
 }

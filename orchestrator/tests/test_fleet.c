@@ -96,7 +96,7 @@ setup(void **state)
     struct config *cfg = config_write(e, false);
     char err[512] = "";
     e->loop = loop_new();
-    e->st = store_open(cfg->data_dir, err, sizeof(err));
+    e->st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
     if (!e->st)
         fail_msg("store: %s", err);
     e->fleet = fleet_new(e->loop, cfg, e->st, err, sizeof(err));

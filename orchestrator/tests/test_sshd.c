@@ -8,9 +8,12 @@
 #include <cmocka.h>
 
 #include "console.h"
+#include "console_session.h"
 #include "loop.h"
 #include "sshd.h"
 #include "util.h"
+
+#include "consolehelp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <libssh/libssh.h>
 
 #define MAX_CLIENTS 8
 
@@ -41,75 +46,10 @@ struct fx {
     int lfd, sfd;
     struct buf src_got; /* what the source received */
     struct loop *l;
-    struct console *c;
+    struct fake_daemon dm; /* the daemon, cb_arg */
     struct sshd *d;
-    ssh_key allowed;
-    bool writable;
-    struct buf audit;
-    int power_calls;
-    enum sshd_power_op power_op;
-    char power_key[8];
     struct client clients[MAX_CLIENTS];
     int nclients;
-};
-
-/* --- the daemon's side, as test callbacks -------------------------------- */
-
-static bool
-t_authorize(void *arg, const char *server, ssh_key pubkey,
-            const char *fingerprint, char *role_out)
-{
-    struct fx *f = arg;
-    assert_non_null(strstr(fingerprint, "SHA256:"));
-    if (strcmp(server, "srv1") != 0)
-        return false;
-    if (ssh_key_cmp(pubkey, f->allowed, SSH_KEY_CMP_PUBLIC) != 0)
-        return false;
-    strcpy(role_out, "project:acme");
-    return true;
-}
-
-static struct console *
-t_find_console(void *arg, const char *server)
-{
-    struct fx *f = arg;
-    return strcmp(server, "srv1") == 0 ? f->c : NULL;
-}
-
-static bool
-t_writable(void *arg, const char *server, char *why, size_t len)
-{
-    (void)server;
-    struct fx *f = arg;
-    if (!f->writable)
-        snprintf(why, len, "srv1 is rebooting");
-    return f->writable;
-}
-
-static void
-t_audit(void *arg, const char *server, const char *action, const char *detail)
-{
-    struct fx *f = arg;
-    buf_printf(&f->audit, "%s %s %s\n", server, action, detail);
-}
-
-static int
-t_power(void *arg, const char *server, enum sshd_power_op op, const char *key)
-{
-    (void)server;
-    struct fx *f = arg;
-    f->power_calls++;
-    f->power_op = op;
-    snprintf(f->power_key, sizeof(f->power_key), "%s", key ? key : "");
-    return 0;
-}
-
-static const struct sshd_cbs test_cbs = {
-    .authorize = t_authorize,
-    .find_console = t_find_console,
-    .writable = t_writable,
-    .audit = t_audit,
-    .power = t_power,
 };
 
 /* --- plumbing ------------------------------------------------------------ */
@@ -266,8 +206,19 @@ setup(void **state)
     run(cmd);
     free(cmd);
     char *pub = xasprintf("%s.pub", f->key_ok);
-    assert_int_equal(ssh_pki_import_pubkey_file(pub, &f->allowed), SSH_OK);
+    ssh_key allowed = NULL;
+    assert_int_equal(ssh_pki_import_pubkey_file(pub, &allowed), SSH_OK);
     free(pub);
+    unsigned char *hash = NULL;
+    size_t hlen = 0;
+    assert_int_equal(ssh_get_publickey_hash(allowed, SSH_PUBLICKEY_HASH_SHA256,
+                                            &hash, &hlen),
+                     0);
+    char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+    strlcpy_s(f->dm.allowed_fp, fp, sizeof(f->dm.allowed_fp));
+    ssh_string_free_char(fp);
+    ssh_clean_pubkey_hash(&hash);
+    ssh_key_free(allowed);
 
     f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -275,17 +226,17 @@ setup(void **state)
     assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(f->lfd, 4), 0);
     f->sfd = -1;
-    f->writable = true;
+    f->dm.writable = true;
     f->l = loop_new();
     char err[256] = "";
     char *uri = xasprintf("unix:%s", f->sock);
-    f->c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
+    f->dm.c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
     free(uri);
-    assert_non_null(f->c);
+    assert_non_null(f->dm.c);
     struct sshd_config cfg = {.listen = "127.0.0.1:0",
                               .host_key_path = f->hostkey,
-                              .cbs = &test_cbs,
-                              .cb_arg = f};
+                              .cbs = &fake_cbs,
+                              .cb_arg = &f->dm};
     f->d = sshd_new(f->l, &cfg, err, sizeof(err));
     if (!f->d)
         fprintf(stderr, "sshd_new: %s\n", err);
@@ -314,9 +265,8 @@ teardown(void **state)
         buf_free(&c->got);
     }
     sshd_free(f->d);
-    console_free(f->c);
+    console_free(f->dm.c);
     loop_free(f->l);
-    ssh_key_free(f->allowed);
     if (f->sfd >= 0)
         close(f->sfd);
     close(f->lfd);
@@ -324,7 +274,7 @@ teardown(void **state)
     run(cmd);
     free(cmd);
     buf_free(&f->src_got);
-    buf_free(&f->audit);
+    buf_free(&f->dm.audit);
     free(f);
     return 0;
 }
@@ -343,8 +293,8 @@ test_watch_and_replay(void **state)
     assert_null(strstr(a->got.data, "line one"));
     source_send(f, "live bytes\r\n");
     assert_true(pump_for(f, &a->got, "live bytes\r\n"));
-    assert_non_null(strstr(f->audit.data, "srv1 console_attach user=srv1"));
-    assert_non_null(strstr(f->audit.data, "role=watcher"));
+    assert_non_null(strstr(f->dm.audit.data, "srv1 console_attach user=srv1"));
+    assert_non_null(strstr(f->dm.audit.data, "role=watcher"));
 }
 
 /* What came after the attach notice. */
@@ -396,7 +346,7 @@ test_writer_types_and_takeover(void **state)
     assert_true(pump_for(f, &w1->got, "[rescued: project:acme@127.0.0.1:"));
     assert_true(
         pump_for(f, &w1->got, "took the writer seat; you are now watching]"));
-    assert_non_null(strstr(f->audit.data, "console_takeover"));
+    assert_non_null(strstr(f->dm.audit.data, "console_takeover"));
 
     buf_reset(&f->src_got);
     type(w1, "x");
@@ -419,7 +369,7 @@ test_writer_types_and_takeover(void **state)
     type(w1, "\x1d.");
     assert_true(pump_exit(f, w1));
     pump(f, 50);
-    assert_non_null(strstr(f->audit.data, "console_detach"));
+    assert_non_null(strstr(f->dm.audit.data, "console_detach"));
 }
 
 static void
@@ -434,7 +384,7 @@ test_ro_cannot_type(void **state)
     assert_true(pump_for(f, &r->got, "cannot take the writer seat"));
     pump(f, 100);
     assert_int_equal(f->src_got.len, 0);
-    assert_null(console_writer(f->c));
+    assert_null(console_writer(f->dm.c));
 }
 
 static void
@@ -456,7 +406,7 @@ test_refusals_are_identical(void **state)
     assert_string_equal(p1, "Permission denied (publickey).\r\n");
     assert_int_equal(bad->got.len, 0);
     assert_int_equal(unk->got.len, 0);
-    assert_null(f->audit.data);
+    assert_null(f->dm.audit.data);
     free(e1);
     free(e2);
 }
@@ -465,14 +415,14 @@ static void
 test_read_only_window(void **state)
 {
     struct fx *f = *state;
-    f->writable = false;
+    f->dm.writable = false;
     struct client *w = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(
         pump_for(f, &w->got, "[rescued: read-only: srv1 is rebooting]"));
     type(w, "a");
     pump(f, 300);
     assert_int_equal(f->src_got.len, 0);
-    f->writable = true;
+    f->dm.writable = true;
     sshd_writable_changed(f->d, "srv1");
     assert_true(pump_for(f, &w->got, "[rescued: console writable again]"));
     type(w, "b");
@@ -488,27 +438,27 @@ test_menu_power(void **state)
     assert_true(pump_for(f, &w->got, "srv1 as writer"));
     type(w, "\x1dn");
     assert_true(pump_for(f, &w->got, "press y to confirm"));
-    assert_int_equal(f->power_calls, 0);
+    assert_int_equal(f->dm.power_calls, 0);
     type(w, "y");
     assert_true(pump_for(f, &w->got, "[rescued: NMI sent]"));
-    assert_int_equal(f->power_calls, 1);
-    assert_int_equal(f->power_op, SSHD_POWER_NMI);
+    assert_int_equal(f->dm.power_calls, 1);
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_NMI);
     type(w, "\x1dnq");
     assert_true(pump_for(f, &w->got, "NMI cancelled"));
-    assert_int_equal(f->power_calls, 1);
+    assert_int_equal(f->dm.power_calls, 1);
     type(w, "\x1dsh");
     assert_true(pump_for(f, &w->got, "SysRq h sent"));
-    assert_int_equal(f->power_op, SSHD_POWER_SYSRQ);
-    assert_string_equal(f->power_key, "h");
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_SYSRQ);
+    assert_string_equal(f->dm.power_key, "h");
     type(w, "\x1d"
             "b");
     assert_true(pump_for(f, &w->got, "break sent"));
-    assert_int_equal(f->power_op, SSHD_POWER_BREAK);
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_BREAK);
     type(w, "\x1d?");
     assert_true(pump_for(f, &w->got, "b break, s KEY SysRq"));
-    assert_non_null(strstr(f->audit.data, "console_nmi"));
-    assert_non_null(strstr(f->audit.data, "console_sysrq"));
-    assert_non_null(strstr(f->audit.data, "key=h"));
+    assert_non_null(strstr(f->dm.audit.data, "console_nmi"));
+    assert_non_null(strstr(f->dm.audit.data, "console_sysrq"));
+    assert_non_null(strstr(f->dm.audit.data, "key=h"));
     /* None of the menu keys reached the console. */
     assert_int_equal(f->src_got.len, 0);
 }
@@ -523,8 +473,8 @@ test_host_key_kept(void **state)
     char err[256];
     struct sshd_config cfg = {.listen = "127.0.0.1:0",
                               .host_key_path = f->hostkey,
-                              .cbs = &test_cbs,
-                              .cb_arg = f};
+                              .cbs = &fake_cbs,
+                              .cb_arg = &f->dm};
     f->d = sshd_new(f->l, &cfg, err, sizeof(err));
     assert_non_null(f->d);
     char *k2 = slurp(f->hostkey);
@@ -542,15 +492,15 @@ test_writer_idle_timeout(void **state)
     struct sshd_config cfg = {.listen = "127.0.0.1:0",
                               .host_key_path = f->hostkey,
                               .writer_idle_s = 1,
-                              .cbs = &test_cbs,
-                              .cb_arg = f};
+                              .cbs = &fake_cbs,
+                              .cb_arg = &f->dm};
     f->d = sshd_new(f->l, &cfg, err, sizeof(err));
     assert_non_null(f->d);
     struct client *w = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w->got, "srv1 as writer"));
-    assert_non_null(console_writer(f->c));
+    assert_non_null(console_writer(f->dm.c));
     assert_true(pump_for(f, &w->got, "writer seat released after 1 s"));
-    assert_null(console_writer(f->c));
+    assert_null(console_writer(f->dm.c));
     type(w, "z");
     assert_true(pump_for(f, &w->got, "you are watching"));
     assert_int_equal(f->src_got.len, 0);

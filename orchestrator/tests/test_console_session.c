@@ -1,0 +1,608 @@
+/* test_console_session: the console user's rules with bytes in and bytes
+ * out, no SSH: a console on a unix-socket source the test serves itself,
+ * sessions whose transport is a buffer, the daemon's answers as test
+ * callbacks; and fleet's side of authorization, for a key and a token. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "console.h"
+#include "console_session.h"
+#include "fleet.h"
+#include "log.h"
+#include "loop.h"
+#include "sshkey.h"
+#include "store.h"
+#include "util.h"
+
+#include "consolehelp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* One user's transport: what it was sent, and how much more it takes. */
+struct user {
+    struct console_session *cs;
+    struct buf got;
+    size_t room; /* bytes write() still takes; SIZE_MAX: all */
+    int err;     /* write() fails with -err when set */
+    int closes, flushes;
+};
+
+struct fx {
+    char dir[64], sock[128], logdir[128];
+    int lfd, sfd;
+    struct buf src_got; /* what the source received */
+    struct loop *l;
+    struct fake_daemon dm; /* the daemon, cb_arg */
+    struct user u[3];
+};
+
+/* --- the transport's side ------------------------------------------------- */
+
+static ssize_t
+u_write(void *arg, const void *data, size_t n)
+{
+    struct user *u = arg;
+    if (u->err)
+        return -u->err;
+    if (n > u->room)
+        n = u->room;
+    buf_append(&u->got, data, n);
+    if (u->room != SIZE_MAX)
+        u->room -= n;
+    return (ssize_t)n;
+}
+
+static void
+u_flushed(void *arg)
+{
+    struct user *u = arg;
+    u->flushes++;
+}
+
+static void
+u_close(void *arg)
+{
+    struct user *u = arg;
+    u->closes++;
+}
+
+static const struct console_session_io test_io = {
+    .write = u_write,
+    .flushed = u_flushed,
+    .close = u_close,
+};
+
+/* --- plumbing ---------------------------------------------------------------
+ */
+
+static void
+pump(struct fx *f, int ms)
+{
+    int64_t end = now_mono_ms() + ms;
+    do {
+        loop_run_once(f->l, 5);
+        if (f->sfd < 0)
+            f->sfd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        char b[4096];
+        ssize_t n;
+        while (f->sfd >= 0 && (n = read(f->sfd, b, sizeof(b))) > 0)
+            buf_append(&f->src_got, b, (size_t)n);
+    } while (now_mono_ms() < end);
+}
+
+/* Pump until needle shows in *b, or 5 s. */
+static bool
+pump_for(struct fx *f, struct buf *b, const char *needle)
+{
+    int64_t end = now_mono_ms() + 5000;
+    while (now_mono_ms() < end) {
+        if (b->data && strstr(b->data, needle))
+            return true;
+        pump(f, 10);
+    }
+    fprintf(stderr, "never saw '%s' in '%s'\n", needle, b->data ? b->data : "");
+    return false;
+}
+
+static bool
+saw(const struct buf *b, const char *needle)
+{
+    return b->data && strstr(b->data, needle);
+}
+
+static void
+type(struct user *u, const char *s)
+{
+    console_session_input(u->cs, s, strlen(s));
+}
+
+/* User i attaches to srv1 from 10.0.0.i:i. */
+static struct user *
+attach(struct fx *f, int i, bool ro, int writer_idle_s)
+{
+    struct user *u = &f->u[i];
+    u->room = SIZE_MAX;
+    char addr[32], label[32];
+    snprintf(addr, sizeof(addr), "10.0.0.%d:%d", i, i);
+    snprintf(label, sizeof(label), "user=u%d fp=SHA256:k%d", i, i);
+    struct console_who who = {
+        .kind = CONSOLE_WHO_SSH_KEY, .fingerprint = "SHA256:k", .label = label};
+    struct console_session_config cfg = {.server = "srv1",
+                                         .who = &who,
+                                         .role = "project:acme",
+                                         .addr = addr,
+                                         .ro = ro,
+                                         .replay = 2,
+                                         .writer_idle_s = writer_idle_s};
+    u->cs = console_session_new(f->l, &cfg, &fake_cbs, &f->dm, &test_io, u);
+    assert_non_null(u->cs);
+    return u;
+}
+
+static int
+setup(void **state)
+{
+    struct fx *f = xcalloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/test_console_session.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof(f->sock), "%s/serial.sock", f->dir);
+    snprintf(f->logdir, sizeof(f->logdir), "%s/console", f->dir);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, f->sock);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(f->lfd, 4), 0);
+    f->sfd = -1;
+    f->dm.writable = true;
+    f->l = loop_new();
+    char err[256] = "";
+    char *uri = xasprintf("unix:%s", f->sock);
+    f->dm.c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
+    free(uri);
+    assert_non_null(f->dm.c);
+    int64_t end = now_mono_ms() + 2000;
+    while ((f->sfd < 0 || !console_connected(f->dm.c)) && now_mono_ms() < end)
+        pump(f, 10);
+    assert_true(f->sfd >= 0);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fx *f = *state;
+    for (size_t i = 0; i < sizeof(f->u) / sizeof(f->u[0]); i++) {
+        console_session_free(f->u[i].cs);
+        buf_free(&f->u[i].got);
+    }
+    console_free(f->dm.c);
+    loop_free(f->l);
+    if (f->sfd >= 0)
+        close(f->sfd);
+    close(f->lfd);
+    char *cmd = xasprintf("rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    buf_free(&f->src_got);
+    buf_free(&f->dm.audit);
+    free(f);
+    return 0;
+}
+
+/* --- tests ------------------------------------------------------------------
+ */
+
+static void
+test_attach_replay_and_audit(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(write(f->sfd, "one\r\ntwo\r\nthree\r\n", 17), 17);
+    pump(f, 50);
+    struct user *w = attach(f, 0, false, 0);
+    struct user *r = attach(f, 1, true, 0);
+    /* Replay first, then where the user stands. */
+    assert_string_equal(w->got.data,
+                        "two\r\nthree\r\n"
+                        "\r\n[rescued: srv1 as writer; Ctrl-] ? for help]\r\n");
+    assert_true(saw(&r->got, "[rescued: srv1 as watcher (read-only); "));
+    assert_true(w->flushes > 0);
+    assert_true(console_session_is_writer(w->cs));
+    assert_false(console_session_is_writer(r->cs));
+    assert_string_equal(console_session_server(w->cs), "srv1");
+    assert_true(saw(&f->dm.audit, "srv1 console_attach user=u0 fp=SHA256:k0 "
+                                  "addr=10.0.0.0:0 role=writer\n"));
+    assert_true(saw(&f->dm.audit, "srv1 console_attach user=u1 fp=SHA256:k1 "
+                                  "addr=10.0.0.1:1 role=watcher\n"));
+    assert_int_equal(console_viewer_count(f->dm.c), 2);
+
+    /* Live output reaches both; the transport's writes are the stream. */
+    assert_int_equal(write(f->sfd, "live\r\n", 6), 6);
+    assert_true(pump_for(f, &w->got, "]\r\nlive\r\n"));
+    assert_true(pump_for(f, &r->got, "]\r\nlive\r\n"));
+
+    console_session_free(r->cs);
+    r->cs = NULL;
+    assert_true(saw(&f->dm.audit, "srv1 console_detach user=u1"));
+    assert_int_equal(console_viewer_count(f->dm.c), 1);
+}
+
+static void
+test_typing_and_menu_keys(void **state)
+{
+    struct fx *f = *state;
+    struct user *w = attach(f, 0, false, 0);
+    type(w, "echo hi\n");
+    assert_true(pump_for(f, &f->src_got, "echo hi\n"));
+
+    /* Ctrl-] twice sends one; the bytes around it go as typed. */
+    buf_reset(&f->src_got);
+    type(w, "a\x1d\x1d"
+            "b");
+    assert_true(pump_for(f, &f->src_got,
+                         "a\x1d"
+                         "b"));
+    assert_int_equal(f->src_got.len, 3);
+
+    /* The menu key may arrive alone: the next input finishes it. */
+    buf_reset(&w->got);
+    type(w, "\x1d");
+    type(w, "?");
+    assert_true(saw(&w->got, "[rescued: Ctrl-] then: b break, s KEY SysRq, "
+                             "n NMI, w take the writer seat, . disconnect"));
+    type(w, "\x1dz");
+    assert_true(saw(&w->got, "unknown menu key; Ctrl-] ? for help"));
+    type(w, "\x1dw");
+    assert_true(saw(&w->got, "you hold the writer seat"));
+
+    /* Ctrl-] . closes the transport once; what follows is ignored. */
+    buf_reset(&f->src_got);
+    type(w, "\x1d.after");
+    assert_true(saw(&w->got, "[rescued: disconnecting]"));
+    assert_int_equal(w->closes, 1);
+    type(w, "more");
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+    assert_int_equal(w->closes, 1);
+}
+
+static void
+test_takeover(void **state)
+{
+    struct fx *f = *state;
+    struct user *a = attach(f, 0, false, 0);
+    struct user *b = attach(f, 1, false, 0);
+    assert_true(saw(&a->got, "[rescued: project:acme@10.0.0.1:1 took the "
+                             "writer seat; you are now watching]"));
+    assert_true(saw(&f->dm.audit, "srv1 console_takeover user=u1 fp=SHA256:k1 "
+                                  "addr=10.0.0.1:1 role=writer\n"));
+    assert_false(console_session_is_writer(a->cs));
+    assert_true(console_session_is_writer(b->cs));
+
+    /* The former writer is read-only now, and told so when it types. */
+    buf_reset(&a->got);
+    type(a, "x");
+    assert_true(saw(&a->got, "you are watching; Ctrl-] w takes the writer"));
+    type(a, "\x1d"
+            "b");
+    assert_int_equal(f->dm.power_calls, 0);
+    type(b, "y");
+    assert_true(pump_for(f, &f->src_got, "y"));
+    assert_null(strchr(f->src_got.data, 'x'));
+
+    /* Ctrl-] w takes it back; a menu half-typed by the loser is dropped. */
+    type(b, "\x1dn");
+    assert_true(saw(&b->got, "press y to confirm"));
+    type(a, "\x1dw");
+    assert_true(saw(&b->got, "[rescued: project:acme@10.0.0.0:0 took the "
+                             "writer seat; you are now watching]"));
+    assert_true(console_session_is_writer(a->cs));
+    buf_reset(&f->src_got);
+    type(b, "y");
+    assert_int_equal(f->dm.power_calls, 0);
+    assert_true(saw(&b->got, "you are watching"));
+    type(a, "z");
+    assert_true(pump_for(f, &f->src_got, "z"));
+    assert_int_equal(f->src_got.len, 1);
+}
+
+static void
+test_ro_session(void **state)
+{
+    struct fx *f = *state;
+    struct user *r = attach(f, 0, true, 0);
+    assert_null(console_writer(f->dm.c));
+    type(r, "rm -rf /\n");
+    assert_true(saw(&r->got, "read-only session (.ro): input ignored"));
+    type(r, "\x1dw");
+    assert_true(saw(&r->got, "read-only session (.ro) cannot take the writer"));
+    type(r, "\x1dsh");
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+    assert_int_equal(f->dm.power_calls, 0);
+    assert_null(console_writer(f->dm.c));
+}
+
+static void
+test_read_only_window(void **state)
+{
+    struct fx *f = *state;
+    f->dm.writable = false;
+    struct user *w = attach(f, 0, false, 0);
+    assert_true(saw(&w->got, "[rescued: read-only: srv1 is rebooting]"));
+    buf_reset(&w->got);
+    type(w, "a");
+    assert_true(saw(&w->got, "[rescued: read-only: srv1 is rebooting]"));
+    type(w, "\x1dn");
+    assert_false(saw(&w->got, "press y"));
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+
+    /* Still closed: a change call says nothing. */
+    buf_reset(&w->got);
+    console_session_writable_changed(w->cs);
+    assert_int_equal(w->got.len, 0);
+    f->dm.writable = true;
+    console_session_writable_changed(w->cs);
+    assert_string_equal(w->got.data,
+                        "\r\n[rescued: console writable again]\r\n");
+    /* Told once. */
+    console_session_writable_changed(w->cs);
+    assert_string_equal(w->got.data,
+                        "\r\n[rescued: console writable again]\r\n");
+    type(w, "b");
+    assert_true(pump_for(f, &f->src_got, "b"));
+    assert_int_equal(f->src_got.len, 1);
+}
+
+static void
+test_read_only_window_ends_by_tick(void **state)
+{
+    struct fx *f = *state;
+    f->dm.writable = false;
+    struct user *w = attach(f, 0, false, 0);
+    assert_true(saw(&w->got, "read-only: srv1 is rebooting"));
+    f->dm.writable = true;
+    assert_true(pump_for(f, &w->got, "[rescued: console writable again]"));
+}
+
+static void
+test_break_sysrq_nmi(void **state)
+{
+    struct fx *f = *state;
+    struct user *w = attach(f, 0, false, 0);
+    /* A unix: source cannot break: the power callback does. */
+    type(w, "\x1d"
+            "b");
+    assert_true(saw(&w->got, "[rescued: break sent]"));
+    assert_int_equal(f->dm.power_calls, 1);
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_BREAK);
+    type(w, "\x1dsh");
+    assert_true(saw(&w->got, "[rescued: SysRq h sent]"));
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_SYSRQ);
+    assert_string_equal(f->dm.power_key, "h");
+    type(w, "\x1ds\r");
+    assert_true(saw(&w->got, "SysRq cancelled"));
+    assert_int_equal(f->dm.power_calls, 2);
+    type(w, "\x1dn");
+    assert_true(saw(&w->got, "send an NMI to srv1? press y to confirm"));
+    type(w, "q");
+    assert_true(saw(&w->got, "NMI cancelled"));
+    assert_int_equal(f->dm.power_calls, 2);
+    type(w, "\x1dny");
+    assert_true(saw(&w->got, "[rescued: NMI sent]"));
+    assert_int_equal(f->dm.power_calls, 3);
+    assert_int_equal(f->dm.power_op, CONSOLE_POWER_NMI);
+    assert_true(saw(&f->dm.audit, "srv1 console_break user=u0 fp=SHA256:k0 "
+                                  "addr=10.0.0.0:0 role=writer\n"));
+    assert_true(saw(&f->dm.audit, "srv1 console_sysrq user=u0 fp=SHA256:k0 "
+                                  "addr=10.0.0.0:0 role=writer key=h\n"));
+    assert_true(saw(&f->dm.audit, "srv1 console_nmi user=u0 fp=SHA256:k0 "
+                                  "addr=10.0.0.0:0 role=writer\n"));
+    /* None of the menu keys reached the console. */
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+}
+
+static void
+test_full_transport_keeps_order(void **state)
+{
+    struct fx *f = *state;
+    struct user *w = attach(f, 0, true, 0);
+    buf_reset(&w->got);
+    w->room = 4;
+    assert_int_equal(write(f->sfd, "0123456789\r\n", 12), 12);
+    pump(f, 100);
+    assert_string_equal(w->got.data, "0123");
+    /* Room again: the transport asks for the rest. */
+    w->room = SIZE_MAX;
+    console_session_flush(w->cs);
+    assert_string_equal(w->got.data, "0123456789\r\n");
+
+    /* A broken transport is closed, once. */
+    w->err = EPIPE;
+    assert_int_equal(write(f->sfd, "x", 1), 1);
+    pump(f, 100);
+    assert_int_equal(w->closes, 1);
+    console_session_flush(w->cs);
+    assert_int_equal(w->closes, 1);
+}
+
+static void
+test_idle_writer(void **state)
+{
+    struct fx *f = *state;
+    struct user *w = attach(f, 0, false, 1);
+    assert_true(console_session_is_writer(w->cs));
+    assert_true(pump_for(f, &w->got,
+                         "[rescued: writer seat released after 1 s "
+                         "without input; Ctrl-] w takes it]"));
+    assert_null(console_writer(f->dm.c));
+    assert_true(saw(&f->dm.audit, "srv1 console_idle user=u0"));
+    type(w, "z");
+    assert_true(saw(&w->got, "you are watching"));
+    type(w, "\x1dw");
+    assert_true(console_session_is_writer(w->cs));
+    pump(f, 100);
+    assert_int_equal(f->src_got.len, 0);
+}
+
+static void
+test_console_gone(void **state)
+{
+    struct fx *f = *state;
+    struct user *w = attach(f, 0, false, 0);
+    console_free(f->dm.c);
+    f->dm.c = NULL;
+    assert_int_equal(w->closes, 1);
+    type(w, "ignored");
+    console_session_flush(w->cs);
+    console_session_free(w->cs);
+    w->cs = NULL;
+    /* The console went first: no detach line for a viewer it dropped. */
+    assert_false(saw(&f->dm.audit, "console_detach"));
+}
+
+static void
+test_no_console(void **state)
+{
+    struct fx *f = *state;
+    struct console_who who = {.kind = CONSOLE_WHO_SSH_KEY, .label = "user=x"};
+    struct console_session_config cfg = {.server = "nosuch", .who = &who};
+    assert_null(
+        console_session_new(f->l, &cfg, &fake_cbs, &f->dm, &test_io, &f->u[0]));
+    assert_null(f->dm.audit.data);
+}
+
+/* fleet_console_authorize: a key by the keys files, a token by its role. */
+static void
+test_fleet_authorize_who(void **state)
+{
+    (void)state;
+    log_set_level(LOG_LEVEL_WARN);
+    char dir[] = "/tmp/test_console_session.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s/admin && "
+                          "ssh-keygen -q -t ed25519 -N '' -f %s/acme && "
+                          "ssh-keygen -q -t ed25519 -N '' -f %s/stranger",
+                          dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    char fp[3][SSHKEY_FP_LEN];
+    const char *names[] = {"admin", "acme", "stranger"};
+    for (int i = 0; i < 3; i++) {
+        char *path = xasprintf("%s/%s.pub", dir, names[i]), *line = NULL;
+        size_t n;
+        assert_int_equal(read_file(path, &line, &n), 0);
+        line[strcspn(line, "\n")] = '\0';
+        assert_int_equal(sshkey_fingerprint(line, fp[i], sizeof(fp[i])), 0);
+        free(line);
+        free(path);
+    }
+    char *ini = xasprintf("%s/rescued.ini", dir);
+    char *text = xasprintf("[rescued]\n"
+                           "listen = 127.0.0.1:8080\n"
+                           "boot_url = http://127.0.0.1:8080\n"
+                           "data_dir = %s/data\n"
+                           "admin_token = admintok\n"
+                           "admin_keys_file = %s/admin.pub\n"
+                           "log_level = error\n"
+                           "[image]\n"
+                           "kernel = %s/vmlinuz\n"
+                           "initrd = %s/initrd\n"
+                           "[project:acme]\n"
+                           "token = acmetok\n"
+                           "keys_file = %s/acme.pub\n"
+                           "[project:other]\n"
+                           "token = othertok\n"
+                           "[server:srv1]\n"
+                           "mac = 52:54:00:00:00:01\n"
+                           "project = acme\n"
+                           "power = manual:\n",
+                           dir, dir, dir, dir, dir);
+    assert_int_equal(write_file_atomic(ini, text, strlen(text), 0600), 0);
+    free(text);
+    char err[512] = "";
+    struct config *cfg = config_load(ini, err, sizeof(err));
+    free(ini);
+    if (!cfg)
+        fail_msg("config: %s", err);
+    struct loop *l = loop_new();
+    struct store *st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
+    assert_non_null(st);
+    struct fleet *fl = fleet_new(l, cfg, st, err, sizeof(err));
+    if (!fl)
+        fail_msg("fleet: %s", err);
+
+    char role[40];
+    struct console_who key = {.kind = CONSOLE_WHO_SSH_KEY};
+    key.fingerprint = fp[0];
+    assert_true(fleet_console_authorize(fl, "srv1", &key, role, sizeof(role)));
+    assert_string_equal(role, "admin");
+    key.fingerprint = fp[1];
+    assert_true(fleet_console_authorize(fl, "srv1", &key, role, sizeof(role)));
+    assert_string_equal(role, "project:acme");
+    key.fingerprint = fp[2];
+    assert_false(fleet_console_authorize(fl, "srv1", &key, role, sizeof(role)));
+    key.fingerprint = "";
+    assert_false(fleet_console_authorize(fl, "srv1", &key, role, sizeof(role)));
+    key.fingerprint = fp[0];
+    assert_false(
+        fleet_console_authorize(fl, "nosuch", &key, role, sizeof(role)));
+
+    struct console_who tok = {.kind = CONSOLE_WHO_TOKEN, .admin = true};
+    assert_true(fleet_console_authorize(fl, "srv1", &tok, role, sizeof(role)));
+    assert_string_equal(role, "admin");
+    tok = (struct console_who){.kind = CONSOLE_WHO_TOKEN, .project = "acme"};
+    assert_true(fleet_console_authorize(fl, "srv1", &tok, role, sizeof(role)));
+    assert_string_equal(role, "project:acme");
+    tok.project = "other";
+    assert_false(fleet_console_authorize(fl, "srv1", &tok, role, sizeof(role)));
+    tok.project = NULL;
+    assert_false(fleet_console_authorize(fl, "srv1", &tok, role, sizeof(role)));
+    tok.project = "acme";
+    assert_false(
+        fleet_console_authorize(fl, "nosuch", &tok, role, sizeof(role)));
+
+    fleet_free(fl);
+    store_close(st);
+    loop_free(l);
+    cmd = xasprintf("rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_attach_replay_and_audit, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_typing_and_menu_keys, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ro_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_window_ends_by_tick,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_break_sysrq_nmi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_transport_keeps_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_idle_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_console_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_console, setup, teardown),
+        cmocka_unit_test(test_fleet_authorize_who),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
