@@ -2,9 +2,8 @@
  * power_manual.c) share, and only they (and their tests) include: the
  * request, the per-server queue, completion, deadlines, and the ops table
  * through which power.c reaches a driver.  power_driver.c implements the
- * queue; it
- * reaches drivers only through p->ops, so no driver calls into power.c
- * and power.c names no driver function.  docs/internals/power.md.
+ * queue; it reaches drivers only through p->ops, so no driver calls into
+ * power.c and power.c names no driver function.  docs/internals/power.md.
  *
  * One request at a time per server: the head of the queue is the active
  * one.  A request completes exactly once, through power_req_complete(),
