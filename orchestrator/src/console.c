@@ -1,4 +1,5 @@
 #include "console.h"
+#include "ipmitool.h"
 #include "log.h"
 #include "loop.h"
 #include "uri.h"
@@ -22,8 +23,7 @@
 #define READ_CHUNK (64 * 1024)
 #define READS_PER_EVENT 16 /* then yield to other fds */
 
-#define IPMI_STOP_GRACE_MS 500 /* SIGTERM, then SIGKILL */
-#define IPMI_STABLE_MS 5000    /* a session this long resets the backoff */
+#define IPMI_STABLE_MS 5000 /* a session this long resets the backoff */
 
 struct console_viewer {
     struct console *c;
@@ -648,49 +648,26 @@ open_tty(struct console *c)
 
 /* --- ipmi-sol: ipmitool as a child on a pty ------------------------------ */
 
-/* argv for ipmitool; the password goes through IPMI_PASSWORD (-E), not the
- * command line, where any local user could read it. */
-static char **
-ipmi_argv(const struct console *c, const char *action)
-{
-    char **argv = xcalloc(16, sizeof(*argv));
-    int n = 0;
-    argv[n++] = xstrdup("ipmitool");
-    argv[n++] = xstrdup("-I");
-    argv[n++] = xstrdup("lanplus");
-    argv[n++] = xstrdup("-H");
-    argv[n++] = xstrdup(c->src->host);
-    argv[n++] = xstrdup("-p");
-    argv[n++] = xstrdup(c->src->port);
-    if (c->src->user) {
-        argv[n++] = xstrdup("-U");
-        argv[n++] = xstrdup(c->src->user);
-        argv[n++] = xstrdup("-E");
-    }
-    if (c->src->cipher) {
-        argv[n++] = xstrdup("-C");
-        argv[n++] = xstrdup(c->src->cipher);
-    }
-    argv[n++] = xstrdup("sol");
-    argv[n++] = xstrdup(action);
-    return argv;
-}
-
-/* Fork and exec ipmitool with stdin/stdout/stderr on fd (after setsid, so
- * a pty slave opened by path becomes its controlling terminal). */
+/* Start ipmitool `sol ACTION` (ipmitool.h: the same argv, password and
+ * stop as the ipmi power driver) with stdin/stdout/stderr on fd, after
+ * setsid, so a pty slave opened by path becomes its controlling terminal.
+ * The pid, or -1 with errno set. */
 static pid_t
 ipmi_spawn(const struct console *c, const char *action, const char *slave,
            int fd)
 {
-    char **argv = ipmi_argv(c, action),
-         **envp = env_with("IPMI_PASSWORD", c->src->pass);
+    const struct uri_console *u = c->src;
+    const struct ipmitool_bmc bmc = {.host = u->host,
+                                     .port = u->port,
+                                     .user = u->user,
+                                     .pass = u->pass,
+                                     .cipher = u->cipher};
+    const char *const cmd[] = {"sol", action, NULL};
     const int fds[3] = {fd, fd, fd};
-    pid_t pid = child_spawn(argv, envp, fds, true, slave);
-    int e = errno;
-    strv_free(argv);
-    strv_free(envp);
-    errno = e;
-    return pid;
+    int pid = ipmitool_spawn(&bmc, cmd, fds, true, slave);
+    if (pid < 0)
+        errno = -pid;
+    return pid < 0 ? -1 : pid;
 }
 
 /* End the child by PID: SIGTERM, a short grace, then SIGKILL; reap it. */
@@ -698,11 +675,9 @@ static void
 ipmi_stop(struct console *c)
 {
     loop_close_fd(c->l, &c->child_out);
-    if (c->child <= 0)
-        return;
     pid_t pid = c->child;
     c->child = 0;
-    child_stop(pid, IPMI_STOP_GRACE_MS);
+    ipmitool_stop(pid);
 }
 
 static int

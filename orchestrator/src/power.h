@@ -1,8 +1,11 @@
-/* power: drivers for a server's power and boot device, behind one
- * interface.  qmp:PATH (QEMU QMP on a unix socket), ipmi:// (the real
- * ipmitool -I lanplus, as a child) and manual: (the operator
- * power-cycles) today; redfish:// later.  Requests
- * are asynchronous on the event loop; each completes exactly once. */
+/* power: a server's power and boot device, behind one interface.  The
+ * drivers, one file each behind an ops table (power_driver.h):
+ * qmp:PATH (power_qmp.c, QEMU QMP on a unix socket), ipmi:// (power_ipmi.c,
+ * the real ipmitool -I lanplus, as a child) and manual: (power_manual.c,
+ * the operator power-cycles) today; redfish:// later.  Requests are
+ * asynchronous on the event loop, one at a time per server; each completes
+ * exactly once.  Nothing blocks but power_reachable (see there).
+ * docs/internals/power.md. */
 #ifndef RESCUED_POWER_H
 #define RESCUED_POWER_H
 
@@ -49,12 +52,5 @@ bool power_reachable(struct power *p, char *err, size_t errlen);
 /* Name used in log lines ("srv1: operator must power-cycle"); the
  * default is the uri. */
 void power_set_name(struct power *p, const char *name);
-
-/* ipmi, pure, for tests: ipmitool's argv (NULL-terminated, without the
- * password) to run cmd ({"power", "status", NULL}) against u's BMC, and
- * "on"/"off" from `power status` output ("Chassis Power is on"), or NULL. */
-struct uri_power;
-char **power_ipmi_argv(const struct uri_power *u, const char *const *cmd);
-const char *power_ipmi_parse_status(const char *out);
 
 #endif

@@ -598,10 +598,11 @@ test_ipmi_sol_child(void **state)
 
     char *a = slurp(args);
     assert_non_null(a);
-    assert_non_null(strstr(a, "-I lanplus -H bmc1 -p 6230 -U admin -E sol "
-                              "deactivate pw=s3cret\n"));
+    assert_non_null(strstr(a, "-I lanplus -H bmc1 -p 6230 -U admin -E -N 1 "
+                              "-R 3 sol deactivate pw=s3cret\n"));
     assert_non_null(strstr(a, "sol deactivate pw=s3cret\n-I lanplus -H bmc1 "
-                              "-p 6230 -U admin -E sol activate pw=s3cret"));
+                              "-p 6230 -U admin -E -N 1 -R 3 sol activate "
+                              "pw=s3cret"));
     assert_null(strstr(a, "-P"));
     free(a);
 

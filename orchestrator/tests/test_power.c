@@ -272,6 +272,9 @@ test_manual(void **state)
     assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), 0);
     assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
     assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), -ENOTSUP);
+    /* An op past the enum is refused the same way by every driver. */
+    assert_int_equal(run_op(l, p, (enum power_op)99, NULL, &r), -EINVAL);
+    assert_string_equal(r.detail, "unknown power op");
     power_free(p);
     loop_free(l);
     dirty = false;
@@ -300,7 +303,14 @@ test_bad_uri(void **state)
     struct power *p = power_new(l, "qmp:/run/x.qmp?nic=net0", err, sizeof(err));
     assert_non_null(p);
     assert_false(power_is_manual(p));
+    struct result r;
+    assert_int_equal(run_op(l, p, (enum power_op)99, NULL, &r), -EINVAL);
+    assert_string_equal(r.detail, "unknown power op");
     power_free(p);
+    /* The driver that is not written yet says so. */
+    p = power_new(l, "redfish://bmc/Systems/1", err, sizeof(err));
+    assert_null(p);
+    assert_string_equal(err, "power: redfish driver not implemented yet");
     loop_free(l);
     dirty = false;
 }

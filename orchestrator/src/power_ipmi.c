@@ -1,0 +1,518 @@
+/* power_ipmi: ipmi://USER:PASS@HOST[:PORT][?cipher=N&boot=efi|legacy].
+ *
+ * Runs the real ipmitool (ipmitool.h: argv, IPMI_PASSWORD, spawn, stop)
+ * as a child per command, one at a time per BMC (BMCs allow few
+ * sessions), its stdout and stderr on pipes and its exit on a pidfd in
+ * the loop, with a deadline per command.  Pre-flight is a synchronous
+ * RMCP presence ping (UDP, at most IPMI_PING_MS) plus the outcome of the
+ * last `power status` (the driver asks once at start), so wrong
+ * credentials are refused before any state moves. */
+#include "ipmitool.h"
+#include "log.h"
+#include "loop.h"
+#include "power_driver.h"
+#include "uri.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A BMC answers a command in well under a second; ipmitool's own retries
+ * (-N 1 -R 3) give up on a dead one after about 4 s. */
+#define IPMI_TIMEOUT_MS 15000
+#define IPMI_PING_MS 300
+#define IPMI_MAX_OUTPUT 65536
+
+struct ipmi {
+    struct ipmitool_bmc bmc; /* points into p->u */
+    char *where;             /* "HOST:PORT", for messages */
+    /* the one ipmitool in flight, for p->head */
+    pid_t child;
+    int pidfd, out, err;
+    struct buf cout, cerr;
+    const char *const *cmd; /* what it runs, for messages */
+    char *status_err;       /* why the last power status failed, or NULL */
+    bool probing;           /* a status probe of ours is queued */
+};
+
+static struct ipmi *
+ipmi_of(const struct power *p)
+{
+    return p->drv;
+}
+
+static const char *const cmd_status[] = {"power", "status", NULL};
+static const char *const cmd_on[] = {"power", "on", NULL};
+static const char *const cmd_off[] = {"power", "off", NULL};
+static const char *const cmd_reset[] = {"power", "reset", NULL};
+static const char *const cmd_diag[] = {"chassis", "power", "diag", NULL};
+/* One-time (no options=persistent); the BMC forgets it about 60 s later,
+ * so the state machine resets right after. */
+static const char *const cmd_pxe_efi[] = {"chassis", "bootdev", "pxe",
+                                          "options=efiboot", NULL};
+static const char *const cmd_pxe_legacy[] = {"chassis", "bootdev", "pxe", NULL};
+
+const char *
+power_ipmi_parse_status(const char *out)
+{
+    static const char key[] = "Chassis Power is ";
+    for (const char *l = out; l && *l; l = strchr(l, '\n')) {
+        l += *l == '\n';
+        if (strncmp(l, key, sizeof(key) - 1) != 0)
+            continue;
+        const char *v = l + sizeof(key) - 1;
+        size_t len = strcspn(v, " \r\n");
+        if (len == 2 && !strncmp(v, "on", 2))
+            return "on";
+        if (len == 3 && !strncmp(v, "off", 3))
+            return "off";
+    }
+    return NULL;
+}
+
+static char *
+cmd_text(const char *const *cmd)
+{
+    struct buf b = {0};
+    for (size_t i = 0; cmd[i]; i++)
+        buf_printf(&b, "%s%s", i ? " " : "", cmd[i]);
+    return b.data;
+}
+
+/* --- the child -------------------------------------------------------- */
+
+/* The child is gone or given up on: stop watching it, reap it. */
+static void
+ipmi_reap(struct power *p)
+{
+    struct ipmi *m = ipmi_of(p);
+    if (!m)
+        return;
+    loop_close_fd(p->l, &m->out);
+    loop_close_fd(p->l, &m->err);
+    loop_close_fd(p->l, &m->pidfd);
+    ipmitool_stop(m->child);
+    m->child = 0;
+    m->cmd = NULL;
+    buf_reset(&m->cout);
+    buf_reset(&m->cerr);
+}
+
+/* Read what is there; false at EOF or error. */
+static bool
+ipmi_drain(int fd, struct buf *b)
+{
+    for (;;) {
+        char chunk[1024];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n > 0) {
+            if (b->len < IPMI_MAX_OUTPUT)
+                buf_append(b, chunk, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+static void
+ipmi_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)events;
+    struct power *p = arg;
+    struct ipmi *m = ipmi_of(p);
+    int *which = fd == m->out ? &m->out : &m->err;
+    if (!ipmi_drain(fd, which == &m->out ? &m->cout : &m->cerr))
+        loop_close_fd(p->l, which);
+}
+
+/* The last line ipmitool wrote to stderr: its own words for the failure. */
+static char *
+last_line(const struct buf *b)
+{
+    if (!b->data)
+        return NULL;
+    const char *end = b->data + b->len;
+    while (end > b->data &&
+           (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    const char *start = end;
+    while (start > b->data && start[-1] != '\n')
+        start--;
+    if (start == end)
+        return NULL;
+    return xasprintf("%.*s", (int)(end - start), start);
+}
+
+/* Remember how the last `power status` went, for pre-flight. */
+static void
+set_status_err(struct ipmi *m, const char *detail)
+{
+    free(m->status_err);
+    m->status_err = detail ? xstrdup(detail) : NULL;
+}
+
+static void ipmi_step(struct power *p, struct power_req *r, const char *out);
+static void ipmi_pump(struct power *p);
+
+static void
+ipmi_on_exit(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct power *p = arg;
+    struct ipmi *m = ipmi_of(p);
+    struct power_req *r = p->head;
+    int st = 0;
+    pid_t w = waitpid(m->child, &st, WNOHANG);
+    if (w == 0)
+        return; /* spurious: not yet */
+    m->child = 0;
+    if (m->out >= 0)
+        ipmi_drain(m->out, &m->cout);
+    if (m->err >= 0)
+        ipmi_drain(m->err, &m->cerr);
+    char *what = cmd_text(m->cmd);
+    bool was_status = m->cmd == cmd_status;
+    char *out = xstrdup(m->cout.data ? m->cout.data : "");
+    char *why = last_line(&m->cerr);
+    ipmi_reap(p);
+    power_req_disarm(r);
+
+    if (w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *detail;
+        if (w > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127)
+            detail = xasprintf("ipmi %s: %s: cannot run %s", m->where, what,
+                               ipmitool_program());
+        else
+            detail = xasprintf("ipmi %s: %s: %s", m->where, what,
+                               why ? why : "ipmitool failed");
+        if (was_status)
+            set_status_err(m, detail);
+        power_req_complete(r, -EIO, detail);
+    } else {
+        set_status_err(m, NULL);
+        if (why)
+            log_debug("%s: ipmitool %s: %s", p->name, what, why);
+        ipmi_step(p, r, out);
+    }
+    free(what);
+    free(why);
+    free(out);
+    ipmi_pump(p);
+}
+
+/* Start ipmitool for cmd on behalf of r, the head of the queue. */
+static void
+ipmi_spawn(struct power *p, struct power_req *r, const char *const *cmd)
+{
+    struct ipmi *m = ipmi_of(p);
+    int out[2] = {-1, -1}, err[2] = {-1, -1};
+    int e;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        e = errno;
+        goto out_close_pipes;
+    }
+    const int fds[3] = {-1, out[1], err[1]};
+    int pid = ipmitool_spawn(&m->bmc, cmd, fds, false, NULL);
+    if (pid < 0) {
+        e = -pid;
+        goto out_close_pipes;
+    }
+    close(out[1]);
+    close(err[1]);
+    m->child = pid;
+    m->cmd = cmd;
+    m->out = out[0];
+    m->err = err[0];
+    m->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    char *what = cmd_text(cmd);
+    if (m->pidfd < 0 || fd_set_nonblock(out[0]) < 0 ||
+        fd_set_nonblock(err[0]) < 0 ||
+        loop_add_fd(p->l, out[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
+        loop_add_fd(p->l, err[0], EPOLLIN, ipmi_on_pipe, p) < 0 ||
+        loop_add_fd(p->l, m->pidfd, EPOLLIN, ipmi_on_exit, p) < 0) {
+        e = errno;
+        ipmi_reap(p);
+        power_req_complete(
+            r, -e, xasprintf("ipmi %s: %s: %s", m->where, what, strerror(e)));
+        free(what);
+        return;
+    }
+    log_debug("%s: ipmitool %s (pid %d)", p->name, what, pid);
+    free(what);
+    power_req_arm(r, IPMI_TIMEOUT_MS);
+    return;
+
+out_close_pipes:
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]);
+        if (err[i] >= 0)
+            close(err[i]);
+    }
+    power_req_complete(
+        r, -e,
+        xasprintf("ipmi %s: cannot start ipmitool: %s", m->where, strerror(e)));
+}
+
+/* --- ops as ipmitool commands ----------------------------------------- */
+
+/* Run the next command of r's op, or complete r.  out is the stdout of
+ * the previous command (NULL before the first). */
+static void
+ipmi_step(struct power *p, struct power_req *r, const char *out)
+{
+    const char *const *cmd = NULL;
+    int step = r->step++;
+    const char *st = out ? power_ipmi_parse_status(out) : NULL;
+
+    switch (r->op) {
+    case POWER_RESET:
+        /* Many BMCs refuse a reset of a chassis that is off. */
+        cmd = step == 0                               ? cmd_status
+              : step == 1 && st && !strcmp(st, "off") ? cmd_on
+              : step == 1                             ? cmd_reset
+                                                      : NULL;
+        break;
+    case POWER_ON:
+        cmd = step == 0 ? cmd_on : NULL;
+        break;
+    case POWER_OFF:
+        cmd = step == 0 ? cmd_off : NULL;
+        break;
+    case POWER_STATUS:
+        if (step == 0) {
+            cmd = cmd_status;
+        } else {
+            power_req_complete(r, 0, xstrdup(st ? st : "unknown"));
+            return;
+        }
+        break;
+    case POWER_NMI:
+        cmd = step == 0 ? cmd_diag : NULL;
+        break;
+    case POWER_NETBOOT_ONCE:
+        if (step == 0)
+            cmd = p->u->boot_legacy ? cmd_pxe_legacy : cmd_pxe_efi;
+        break;
+    default:
+        break;
+    }
+    if (step == 1 && r->op == POWER_RESET && !st) {
+        power_req_complete(r, -EIO,
+                           xasprintf("ipmi %s: power status: unexpected answer",
+                                     ipmi_of(p)->where));
+        return;
+    }
+    if (!cmd) {
+        power_req_complete(r, 0, NULL);
+        return;
+    }
+    ipmi_spawn(p, r, cmd);
+}
+
+static void
+ipmi_pump(struct power *p)
+{
+    while (p->head && ipmi_of(p)->child == 0 && p->head->step == 0 &&
+           !p->closing)
+        ipmi_step(p, p->head, NULL);
+}
+
+/* --- pre-flight ------------------------------------------------------- */
+
+static void
+probe_done(void *arg, int status, const char *detail)
+{
+    struct power *p = arg;
+    if (status == -ECANCELED)
+        return;
+    ipmi_of(p)->probing = false;
+    if (status < 0)
+        log_warnx("%s: %s", p->name, detail ? detail : strerror(-status));
+}
+
+/* Ask the BMC for its power status, in the background. */
+static void
+ipmi_probe(struct power *p)
+{
+    struct ipmi *m = ipmi_of(p);
+    if (m->probing || p->closing)
+        return;
+    m->probing = true;
+    power_submit(p, POWER_STATUS, NULL, probe_done, p);
+}
+
+/* An RMCP presence ping (ASF, DMTF DSP0136) to the BMC's port: a pong
+ * proves a BMC listens there, without a session.  Blocks at most
+ * IPMI_PING_MS. */
+static bool
+ipmi_ping(const struct power *p, char *err, size_t errlen)
+{
+    static const unsigned char ping[] = {0x06, 0x00, 0xff, 0x06, 0x00, 0x00,
+                                         0x11, 0xbe, 0x80, 0x5a, 0x00, 0x00};
+    const char *where = ipmi_of(p)->where;
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(p->u->host, p->u->port, &hints, &ai);
+    if (g != 0) {
+        seterr(err, errlen, "ipmi %s: %s", where, gai_strerror(g));
+        return false;
+    }
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int e = 0;
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        e = errno;
+    freeaddrinfo(ai);
+    int64_t deadline = now_mono_ms() + IPMI_PING_MS;
+    bool pong = false;
+    /* Twice: one lost datagram is no verdict. */
+    for (int tries = 0; !e && !pong && tries < 2; tries++) {
+        if (send(fd, ping, sizeof(ping), 0) < 0) {
+            e = errno;
+            break;
+        }
+        int64_t until = tries ? deadline : now_mono_ms() + IPMI_PING_MS / 2;
+        for (;;) {
+            int64_t left = until - now_mono_ms();
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+                break;
+            unsigned char in[64];
+            ssize_t n = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                e = errno;
+                break;
+            }
+            /* RMCP class ASF, message type pong, our tag. */
+            if (n >= 12 && in[3] == 0x06 && in[8] == 0x40 && in[9] == 0x5a) {
+                pong = true;
+                break;
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (pong)
+        return true;
+    if (e)
+        seterr(err, errlen, "ipmi %s: BMC unreachable: %s", where, strerror(e));
+    else
+        seterr(err, errlen,
+               "ipmi %s: BMC unreachable: no answer to an RMCP ping in %d ms",
+               where, IPMI_PING_MS);
+    return false;
+}
+
+/* --- ops -------------------------------------------------------------- */
+
+static int
+ipmi_init(struct power *p, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    struct ipmi *m = xcalloc(1, sizeof(*m));
+    const struct uri_power *u = p->u;
+    m->bmc = (struct ipmitool_bmc){.host = u->host,
+                                   .port = u->port,
+                                   .user = u->user,
+                                   .pass = u->pass,
+                                   .cipher = u->cipher};
+    m->where = strchr(u->host, ':') ? xasprintf("[%s]:%s", u->host, u->port)
+                                    : xasprintf("%s:%s", u->host, u->port);
+    m->pidfd = m->out = m->err = -1;
+    p->drv = m;
+    /* Learn early whether ipmitool gets in: pre-flight reports it. */
+    ipmi_probe(p);
+    return 0;
+}
+
+/* Refuse what IPMI cannot do before running anything. */
+static char *
+ipmi_check(const struct power *p, const struct power_req *r, int *status)
+{
+    *status = -ENOTSUP;
+    if (r->op == POWER_SYSRQ || r->op == POWER_SERIAL_BREAK)
+        return xasprintf("ipmi %s: IPMI has no %s; send it on an ipmi-sol: "
+                         "console (a SOL break)",
+                         ipmi_of(p)->where, power_op_name(r->op));
+    return NULL;
+}
+
+static void
+ipmi_request(struct power *p, struct power_req *r)
+{
+    (void)r;
+    ipmi_pump(p);
+}
+
+static char *
+ipmi_timeout(struct power *p, struct power_req *r)
+{
+    struct ipmi *m = ipmi_of(p);
+    char *what = cmd_text(m->cmd ? m->cmd : cmd_status);
+    bool was_status = m->cmd == cmd_status;
+    ipmi_reap(p);
+    char *detail = xasprintf("ipmi %s: %s: no answer in %d ms", m->where, what,
+                             r->deadline_ms);
+    if (was_status)
+        set_status_err(m, detail);
+    free(what);
+    return detail;
+}
+
+static bool
+ipmi_reachable(struct power *p, char *err, size_t errlen)
+{
+    struct ipmi *m = ipmi_of(p);
+    if (!ipmi_ping(p, err, errlen))
+        return false;
+    if (m->status_err) {
+        /* It answers pings but not ipmitool: credentials, cipher, a
+         * full session table.  Look again for the next attempt. */
+        seterr(err, errlen, "%s (checking again: retry in a few seconds)",
+               m->status_err);
+        ipmi_probe(p);
+        return false;
+    }
+    return true;
+}
+
+static void
+ipmi_free(struct power *p)
+{
+    struct ipmi *m = ipmi_of(p);
+    if (!m)
+        return;
+    buf_free(&m->cout);
+    buf_free(&m->cerr);
+    free(m->where);
+    free(m->status_err);
+    free(m);
+    p->drv = NULL;
+}
+
+const struct power_ops power_ipmi_ops = {
+    .name = "ipmi",
+    .init = ipmi_init,
+    .check = ipmi_check,
+    .request = ipmi_request,
+    .pump = ipmi_pump,
+    .timeout = ipmi_timeout,
+    .reachable = ipmi_reachable,
+    .stop = ipmi_reap,
+    .free = ipmi_free,
+};
