@@ -1,6 +1,6 @@
 /* bootscript: the iPXE scripts served at /boot/<mac>.ipxe.  Pure text
  * generation: the rescue script (kernel, initrd and the kernel command
- * line of DESIGN.md, with download retries) or the local-disk script. */
+ * line of docs/design.md §4, with download retries) or the local-disk script. */
 #ifndef RESCUED_BOOTSCRIPT_H
 #define RESCUED_BOOTSCRIPT_H
 

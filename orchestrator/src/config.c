@@ -1,4 +1,4 @@
-/* config: load the INI file of DESIGN.md "Config" and check it.
+/* config: load the INI file of docs/design.md §8 and check it.
  *
  * iniparser parses the values (quotes, inline comments, continued lines),
  * but it lowercases names, merges duplicate sections, keeps only the last

@@ -1,4 +1,4 @@
-/* config: the INI file of DESIGN.md, read with iniparser and checked.
+/* config: the INI file of docs/design.md §8, read with iniparser and checked.
  * A bad file is refused with "FILE:LINE: [section] key: reason". */
 #ifndef RESCUED_CONFIG_H
 #define RESCUED_CONFIG_H

@@ -42,7 +42,7 @@ void fleet_reload(struct fleet *f, struct config *cfg);
 const struct config *fleet_config(const struct fleet *f);
 struct store *fleet_store(struct fleet *f);
 
-/* The API's view of one server (see DESIGN.md), new reference.
+/* The API's view of one server (docs/design.md §2.2), new reference.
  * In fleet_view.c. */
 json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 

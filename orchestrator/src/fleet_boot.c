@@ -161,7 +161,7 @@ fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
         snprintf(err, errlen, "the report must be an object with an \"ip\"");
         return -EINVAL;
     }
-    /* The API's names (DESIGN.md): disks from lsblk -J, md_arrays. */
+    /* The API's names (docs/design.md §2.2): disks from lsblk -J, md_arrays. */
     json_t *lsblk = json_object_get(report, "lsblk");
     if (json_is_object(lsblk) && !json_object_get(report, "disks")) {
         json_object_set(report, "disks",

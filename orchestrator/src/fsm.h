@@ -79,7 +79,7 @@ struct fsm_output {
     char reason[256];  /* why refused, or what moved the state */
 };
 
-/* Defaults: the timeouts of DESIGN.md's steps, 2 retries. */
+/* Defaults: the timeouts of the steps in docs/design.md §5, 2 retries. */
 void fsm_limits_default(struct fsm_limits *l);
 /* A new server: FSM_ACTIVE since now. */
 void fsm_server_init(struct fsm_server *s, int64_t now_ms);

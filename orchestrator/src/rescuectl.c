@@ -1,4 +1,4 @@
-/* rescuectl: a thin libcurl client of rescued's HTTP API (DESIGN.md, CLI).
+/* rescuectl: a thin libcurl client of rescued's HTTP API (docs/design.md §7).
  * Uses only libcurl, jansson, util.h and log.h.
  *
  * Exit codes: 0 ok, 1 the operation failed (refused by the daemon, failed

@@ -1,4 +1,4 @@
-/* sshd: Serial over SSH (docs/design.md, console).  `ssh -p PORT
+/* sshd: Serial over SSH (docs/design.md §9).  `ssh -p PORT
  * SERVER@host` attaches to SERVER's console.  libssh 0.10 server API inside
  * our event loop: the bind fd and every session's fd are loop watchers; no
  * thread or process per session.  Public-key authentication only, granted

@@ -9,7 +9,7 @@
  * returns when it is done: a write has been committed, durably, by then.
  * fleet depends on that: a transition is committed before its actions run
  * (power, tokens), so a daemon killed at any moment resumes where it was
- * (docs/design.md "State machine").  Each call below is marked with what it
+ * (docs/design.md §5, §6).  Each call below is marked with what it
  * may wait for:
  *   [none]   no I/O;
  *   [read]   sqlite: the page cache, at worst a few disk reads (us to ms);

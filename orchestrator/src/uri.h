@@ -1,5 +1,5 @@
 /* uri: the console and power URIs of a [server:ID] section and the store
- * URL of [rescued] (DESIGN.md "Config"), parsed in one place.  config
+ * URL of [rescued] (docs/design.md §8), parsed in one place.  config
  * refuses at start-up and reload, with FILE:LINE, exactly what console,
  * power and store would refuse when they attach, and they attach with the
  * parsed fields, never parsing again.  Pure: no I/O, depends only on util.
