@@ -1,8 +1,10 @@
 /* rescued: the rescue-mode netboot orchestrator daemon. */
 #include "api.h"
+#include "bootpath.h"
 #include "console.h"
 #include "config.h"
 #include "fleet.h"
+#include "http.h"
 #include "log.h"
 #include "loop.h"
 #include "sshd.h"
@@ -24,7 +26,7 @@
 struct daemon {
     struct loop *loop;
     struct fleet *fleet;
-    struct api *api;
+    struct http *http;
     struct sshd *sshd;
     uint64_t sub;         /* transitions, for the console's read-only window */
     struct grace *graces; /* pending ends of read-only windows */
@@ -288,9 +290,11 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.api = api_new(d.loop, d.fleet, listen, err, sizeof(err));
-    if (!d.api)
+    d.http = http_new(d.loop, listen, err, sizeof(err));
+    if (!d.http)
         fatalx("%s", err);
+    api_register(d.http, d.fleet);
+    bootpath_register(d.http, d.fleet);
     const struct config *c = fleet_config(d.fleet);
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
     struct sshd_config sc = {.listen = c->console_listen,
@@ -315,7 +319,7 @@ main(int argc, char **argv)
     fleet_unsubscribe(d.fleet, d.sub);
     graces_free(&d);
     sshd_free(d.sshd);
-    api_free(d.api);
+    http_free(d.http);
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);
