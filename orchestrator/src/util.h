@@ -32,7 +32,7 @@ void format_time_iso(int64_t wall_s, char *buf, size_t len);
 int parse_duration(const char *s, long long *out_s);
 /* Parse "1048576", "64K", "1M", "1G" into bytes. */
 int parse_size(const char *s, long long *out_bytes);
-/* A non-negative decimal integer below 2^63, digits only. */
+/* A non-negative decimal integer, digits only, up to INT64_MAX - 8. */
 bool parse_u63(const char *s, int64_t *out);
 /* 0-15 for a hex digit of either case, else -1. */
 int hexval(int c);

@@ -87,6 +87,8 @@ easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
     free(url);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+    if (!strcmp(c->method, "HEAD")) /* else curl waits for the body */
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);

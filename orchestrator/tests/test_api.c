@@ -15,7 +15,6 @@
 #include "util.h"
 
 #include <curl/curl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +24,10 @@
 #include <unistd.h>
 
 #include "httpclient.h"
+#include "fleetenv.h"
 
 extern int api_sse_keepalive_ms;
 
-#define ADMIN "admin-secret"
 #define ACME "acme-secret"
 #define OTHER "other-secret"
 #define KEY                                                                    \
@@ -38,87 +37,23 @@ extern int api_sse_keepalive_ms;
 #define RESCUE_BODY                                                            \
     "{\"type\":\"rescue\",\"ttl\":\"15m\",\"ssh_keys\":[\"" KEY "\"]}"
 
-struct env {
-    char dir[64];
-    struct loop *loop;
-    struct store *st;
-    struct fleet *fleet;
-    struct http *http;
-    CURLM *multi;
-};
-
-static struct env *E;
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int
 setup(void **state)
 {
-    struct env *e = xcalloc(1, sizeof(*e));
-    strcpy(e->dir, "/tmp/test_api.XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    char *ini = xasprintf("%s/rescued.ini", e->dir);
-    char *text = xasprintf("[rescued]\n"
-                           "listen = 127.0.0.1:8080\n"
-                           "boot_url = http://127.0.0.1:8080\n"
-                           "data_dir = %s/data\n"
-                           "admin_token = " ADMIN "\n"
-                           "log_level = error\n"
-                           "max_body = 1K\n"
-                           "[image]\n"
-                           "kernel = %s/vmlinuz\n"
-                           "initrd = %s/initrd\n"
-                           "[project:acme]\n"
-                           "token = " ACME "\n"
-                           "[project:other]\n"
-                           "token = " OTHER "\n"
-                           "[server:srv1]\n"
-                           "mac = 52:54:00:00:00:01\n"
-                           "project = acme\n"
-                           "power = manual:\n"
-                           "[server:srv2]\n"
-                           "mac = 52:54:00:00:00:02\n"
-                           "project = other\n"
-                           "power = manual:\n",
-                           e->dir, e->dir, e->dir);
-    assert_int_equal(write_file_atomic(ini, text, strlen(text), 0600), 0);
-    free(text);
-    /* The rescue pre-flight wants the image files to exist. */
-    const char *files[] = {"vmlinuz", "initrd"};
-    for (size_t i = 0; i < 2; i++) {
-        char *f = xasprintf("%s/%s", e->dir, files[i]);
-        assert_int_equal(write_file_atomic(f, "x", 1, 0644), 0);
-        free(f);
-    }
-    char err[512] = "";
-    struct config *cfg = config_load(ini, err, sizeof(err));
-    free(ini);
-    if (!cfg)
-        fail_msg("config: %s", err);
-    e->loop = loop_new();
-    e->st = store_open(cfg->data_dir, err, sizeof(err));
-    if (!e->st)
-        fail_msg("store: %s", err);
-    e->fleet = fleet_new(e->loop, cfg, e->st, err, sizeof(err));
-    if (!e->fleet)
-        fail_msg("fleet: %s", err);
-    e->http = http_new(e->loop, "127.0.0.1:0", err, sizeof(err));
-    if (!e->http)
-        fail_msg("http: %s", err);
+    struct env *e = env_new("[project:acme]\n"
+                            "token = " ACME "\n"
+                            "[project:other]\n"
+                            "token = " OTHER "\n"
+                            "[server:srv1]\n"
+                            "mac = 52:54:00:00:00:01\n"
+                            "project = acme\n"
+                            "power = manual:\n"
+                            "[server:srv2]\n"
+                            "mac = 52:54:00:00:00:02\n"
+                            "project = other\n"
+                            "power = manual:\n",
+                            "x");
     api_register(e->http, e->fleet);
-    assert_true(http_port(e->http) > 0);
-    e->multi = curl_multi_init();
-    HC.loop = e->loop;
-    HC.multi = e->multi;
-    HC.port = http_port(e->http);
-    E = e;
     *state = e;
     return 0;
 }
@@ -126,15 +61,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    struct env *e = *state;
-    curl_multi_cleanup(e->multi);
-    http_free(e->http);
-    fleet_free(e->fleet);
-    store_close(e->st);
-    loop_free(e->loop);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(e);
-    E = NULL;
+    env_free(*state);
     return 0;
 }
 
