@@ -67,10 +67,13 @@ $(B)/rescued $(B)/rescuectl: $(B)/%: orchestrator/src/%.c $(B)/libcore.a Makefil
 	    $(filter-out Makefile,$^) $(LDLIBS)
 
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
-$(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a
+# The tests' shared headers (testutil.h, ...) are prerequisites too.
+$(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
+             $(wildcard orchestrator/tests/*.h)
 	@mkdir -p $(@D)
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $^ $(LDLIBS) -lcmocka
+	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $(filter-out %.h,$^) \
+	    $(LDLIBS) -lcmocka
 
 unit: $(TESTS)
 	@fail=0; for t in $(TESTS); do \

@@ -1,18 +1,16 @@
-/* api: the HTTP API and boot path on libmicrohttpd, driven by our event
- * loop through MHD's external epoll fd.  JSON with jansson. */
+/* api: the authenticated /v1 face of the HTTP server (servers, actions,
+ * events and their SSE stream, the console log), /healthz and /metrics,
+ * and who a Bearer token is: the admin, or a project that sees its own
+ * servers only.  Routes on http; the state is fleet's.  Handlers run from
+ * the loop and block on nothing but the store's reads. */
 #ifndef RESCUED_API_H
 #define RESCUED_API_H
 
-#include <stddef.h>
-
-struct loop;
+struct http;
 struct fleet;
-struct api;
 
-/* Listen on "host:port" (port 0: any; see api_port). */
-struct api *api_new(struct loop *l, struct fleet *f, const char *listen,
-                    char *err, size_t errlen);
-void api_free(struct api *a);
-int api_port(const struct api *a);
+/* Add the routes to h; f serves them and must outlive h (http_free ends
+ * the open event streams, which unsubscribe from f). */
+void api_register(struct http *h, struct fleet *f);
 
 #endif

@@ -472,19 +472,6 @@ valid_hostport(const char *s)
            uri_parse_port(colon + 1) > 0;
 }
 
-static bool
-valid_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > 63)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
-            return false;
-    return true;
-}
-
 /* The one parser of console and power decides (uri.h): config refuses
  * what console and power would refuse when they attach. */
 static int
@@ -721,7 +708,7 @@ load_sections(struct loader *ld)
             base = p;
         } else if (spec->type == SEC_SERVER) {
             struct config_server *srv = &c->servers[c->nservers++];
-            if (!valid_id(arg))
+            if (!id_valid(arg))
                 return fail(ld, e->line, e->name, NULL,
                             "server id must match [A-Za-z0-9_-]{1,63}");
             srv->id = xstrdup(arg);
@@ -944,20 +931,6 @@ config_find_project(const struct config *c, const char *name)
     return NULL;
 }
 
-/* Compares every byte of equal-length tokens, so the time taken does not
- * tell an attacker how much of a guess was right. */
-static bool
-token_equal(const char *a, const char *b)
-{
-    size_t n = strlen(a);
-    unsigned char diff = 0;
-    if (n != strlen(b))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
-}
-
 const struct config_project *
 config_find_project_by_token(const struct config *c, const char *token)
 {
@@ -966,18 +939,6 @@ config_find_project_by_token(const struct config *c, const char *token)
         if (c->projects[i].token && token_equal(c->projects[i].token, token))
             found = &c->projects[i];
     return found;
-}
-
-static int
-hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
 }
 
 bool

@@ -72,18 +72,6 @@ struct console {
 
 static void source_connect(struct console *c);
 
-static bool
-id_valid(const char *id)
-{
-    if (!id || !*id || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
-            return false;
-    return true;
-}
-
 /* --- viewer queues ------------------------------------------------------ */
 
 static void

@@ -1,9 +1,11 @@
 /* rescued: the rescue-mode netboot orchestrator daemon. */
 #include "api.h"
+#include "bootpath.h"
 #include "console.h"
 #include "console_session.h"
 #include "config.h"
 #include "fleet.h"
+#include "http.h"
 #include "log.h"
 #include "loop.h"
 #include "sshd.h"
@@ -28,7 +30,7 @@
 struct daemon {
     struct loop *loop;
     struct fleet *fleet;
-    struct api *api;
+    struct http *http;
     struct sshd *sshd;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
@@ -252,9 +254,11 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.api = api_new(d.loop, d.fleet, listen, err, sizeof(err));
-    if (!d.api)
+    d.http = http_new(d.loop, listen, err, sizeof(err));
+    if (!d.http)
         fatalx("%s", err);
+    api_register(d.http, d.fleet);
+    bootpath_register(d.http, d.fleet);
     const struct config *c = fleet_config(d.fleet);
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
     struct sshd_config sc = {.listen = c->console_listen,
@@ -279,7 +283,7 @@ main(int argc, char **argv)
     loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
-    api_free(d.api);
+    http_free(d.http);
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);

@@ -170,6 +170,68 @@ parse_size(const char *s, long long *out_bytes)
     return parse_with_units(s, "KMGkmg", f, out_bytes);
 }
 
+bool
+parse_u63(const char *s, int64_t *out)
+{
+    int64_t v = 0;
+    if (!s || !*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int
+hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool
+id_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+bool
+id_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++)
+        if (!id_char((unsigned char)s[n]) || n >= ID_MAX)
+            return false;
+    return n > 0;
+}
+
+/* Every byte up to the longer length is compared, with no early return:
+ * the time depends on the lengths only, never on how much of a guess was
+ * right.  Strings of different lengths differ at the shorter one's end
+ * (a NUL against a byte that is not), so no separate length test. */
+bool
+token_equal(const char *given, const char *secret)
+{
+    size_t lg = strlen(given), ls = strlen(secret);
+    size_t n = lg > ls ? lg : ls;
+    volatile unsigned char d = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = i < lg ? (unsigned char)given[i] : 0;
+        unsigned char b = i < ls ? (unsigned char)secret[i] : 0;
+        d |= a ^ b;
+    }
+    return d == 0;
+}
+
 void
 child_stop(int pid, int grace_ms)
 {

@@ -35,6 +35,20 @@ void format_time_iso(int64_t wall_s, char *buf, size_t len);
 int parse_duration(const char *s, long long *out_s);
 /* Parse "1048576", "64K", "1M", "1G" into bytes. */
 int parse_size(const char *s, long long *out_bytes);
+/* A non-negative decimal integer, digits only, up to INT64_MAX - 8. */
+bool parse_u63(const char *s, int64_t *out);
+/* 0-15 for a hex digit of either case, else -1. */
+int hexval(int c);
+
+/* Server ids (and the other names that become paths and log file names):
+ * 1 to ID_MAX characters of [A-Za-z0-9_-]. */
+#define ID_MAX 63
+bool id_char(int c);
+bool id_valid(const char *s);
+
+/* Compare a given secret (a bearer token) with the real one in time that
+ * depends only on the two lengths, whatever the bytes. */
+bool token_equal(const char *given, const char *secret);
 
 /* End a child we started: SIGTERM, up to grace_ms for it to exit, then
  * SIGKILL; always reaped.  Blocks for at most grace_ms. */

@@ -1,6 +1,6 @@
 /* The HTTP API in-process: a real config, store and fleet, the API on
- * 127.0.0.1:0, and libcurl's multi interface as the client, both driven
- * from this thread (loop_run_once and curl_multi_perform in turn). */
+ * http on 127.0.0.1:0, and libcurl's multi interface as the client, both
+ * driven from this thread (httpclient.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,12 +9,12 @@
 #include "api.h"
 #include "config.h"
 #include "fleet.h"
+#include "http.h"
 #include "loop.h"
 #include "store.h"
 #include "util.h"
 
 #include <curl/curl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Calls are written (struct call){method, path, token, ...}: the fields
- * left out are NULL/false on purpose. */
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include "httpclient.h"
+#include "fleetenv.h"
 
 extern int api_sse_keepalive_ms;
 
-#define ADMIN "admin-secret"
 #define ACME "acme-secret"
 #define OTHER "other-secret"
 #define KEY                                                                    \
@@ -39,91 +37,23 @@ extern int api_sse_keepalive_ms;
 #define RESCUE_BODY                                                            \
     "{\"type\":\"rescue\",\"ttl\":\"15m\",\"ssh_keys\":[\"" KEY "\"]}"
 
-struct env {
-    char dir[64];
-    struct loop *loop;
-    struct store *st;
-    struct fleet *fleet;
-    struct api *api;
-    CURLM *multi;
-};
-
-static struct env *E;
-
-struct resp {
-    long status;
-    long connects; /* new connections this request opened */
-    struct buf body;
-    struct buf headers;
-    json_t *json;
-};
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int
 setup(void **state)
 {
-    struct env *e = xcalloc(1, sizeof(*e));
-    strcpy(e->dir, "/tmp/test_api.XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    char *ini = xasprintf("%s/rescued.ini", e->dir);
-    char *text = xasprintf("[rescued]\n"
-                           "listen = 127.0.0.1:8080\n"
-                           "boot_url = http://127.0.0.1:8080\n"
-                           "data_dir = %s/data\n"
-                           "admin_token = " ADMIN "\n"
-                           "log_level = error\n"
-                           "max_body = 1K\n"
-                           "[image]\n"
-                           "kernel = %s/vmlinuz\n"
-                           "initrd = %s/initrd\n"
-                           "[project:acme]\n"
-                           "token = " ACME "\n"
-                           "[project:other]\n"
-                           "token = " OTHER "\n"
-                           "[server:srv1]\n"
-                           "mac = 52:54:00:00:00:01\n"
-                           "project = acme\n"
-                           "power = manual:\n"
-                           "[server:srv2]\n"
-                           "mac = 52:54:00:00:00:02\n"
-                           "project = other\n"
-                           "power = manual:\n",
-                           e->dir, e->dir, e->dir);
-    assert_int_equal(write_file_atomic(ini, text, strlen(text), 0600), 0);
-    free(text);
-    /* The rescue pre-flight wants the image files to exist. */
-    const char *files[] = {"vmlinuz", "initrd"};
-    for (size_t i = 0; i < 2; i++) {
-        char *f = xasprintf("%s/%s", e->dir, files[i]);
-        assert_int_equal(write_file_atomic(f, "x", 1, 0644), 0);
-        free(f);
-    }
-    char err[512] = "";
-    struct config *cfg = config_load(ini, err, sizeof(err));
-    free(ini);
-    if (!cfg)
-        fail_msg("config: %s", err);
-    e->loop = loop_new();
-    e->st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
-    if (!e->st)
-        fail_msg("store: %s", err);
-    e->fleet = fleet_new(e->loop, cfg, e->st, err, sizeof(err));
-    if (!e->fleet)
-        fail_msg("fleet: %s", err);
-    e->api = api_new(e->loop, e->fleet, "127.0.0.1:0", err, sizeof(err));
-    if (!e->api)
-        fail_msg("api: %s", err);
-    assert_true(api_port(e->api) > 0);
-    e->multi = curl_multi_init();
-    E = e;
+    struct env *e = env_new("[project:acme]\n"
+                            "token = " ACME "\n"
+                            "[project:other]\n"
+                            "token = " OTHER "\n"
+                            "[server:srv1]\n"
+                            "mac = 52:54:00:00:00:01\n"
+                            "project = acme\n"
+                            "power = manual:\n"
+                            "[server:srv2]\n"
+                            "mac = 52:54:00:00:00:02\n"
+                            "project = other\n"
+                            "power = manual:\n",
+                            "x");
+    api_register(e->http, e->fleet);
     *state = e;
     return 0;
 }
@@ -131,169 +61,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    struct env *e = *state;
-    curl_multi_cleanup(e->multi);
-    api_free(e->api);
-    fleet_free(e->fleet);
-    store_close(e->st);
-    loop_free(e->loop);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(e);
-    E = NULL;
+    env_free(*state);
     return 0;
-}
-
-/* One turn of both sides. */
-static void
-pump(void)
-{
-    int running;
-    loop_run_once(E->loop, 2);
-    curl_multi_perform(E->multi, &running);
-    curl_multi_poll(E->multi, NULL, 0, 2, NULL);
-    curl_multi_perform(E->multi, &running);
-}
-
-static size_t
-on_data(char *p, size_t size, size_t n, void *arg)
-{
-    buf_append(arg, p, size * n);
-    return size * n;
-}
-
-struct upload {
-    const char *data;
-    size_t len, off;
-};
-
-static size_t
-on_read(char *p, size_t size, size_t n, void *arg)
-{
-    struct upload *u = arg;
-    size_t k = u->len - u->off;
-    if (k > size * n)
-        k = size * n;
-    memcpy(p, u->data + u->off, k);
-    u->off += k;
-    return k;
-}
-
-struct call {
-    const char *method;
-    const char *path;
-    const char *token;
-    const char *ctype; /* NULL: application/json for a body */
-    const char *body;
-    bool chunked;       /* send the body chunked, without Content-Length */
-    const char *header; /* one extra request header */
-};
-
-static CURL *
-easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
-         struct upload *up)
-{
-    CURL *h = curl_easy_init();
-    char *url = xasprintf("http://127.0.0.1:%d%s", api_port(E->api), c->path);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    free(url);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &r->headers);
-    *hdrs = NULL;
-    if (c->token) {
-        char *a = xasprintf("Authorization: Bearer %s", c->token);
-        *hdrs = curl_slist_append(*hdrs, a);
-        free(a);
-    }
-    if (c->header)
-        *hdrs = curl_slist_append(*hdrs, c->header);
-    if (c->body) {
-        char *ct = xasprintf("Content-Type: %s",
-                             c->ctype ? c->ctype : "application/json");
-        *hdrs = curl_slist_append(*hdrs, ct);
-        free(ct);
-        if (c->chunked) {
-            up->data = c->body;
-            up->len = strlen(c->body);
-            up->off = 0;
-            curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(h, CURLOPT_READDATA, up);
-            *hdrs = curl_slist_append(*hdrs, "Transfer-Encoding: chunked");
-        } else {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
-        }
-        *hdrs = curl_slist_append(*hdrs, "Expect:");
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
-    return h;
-}
-
-/* Run one request to the end; fills r (json when the body parses). */
-static void
-http(const struct call *c, struct resp *r)
-{
-    memset(r, 0, sizeof(*r));
-    struct curl_slist *hdrs;
-    struct upload up;
-    CURL *h = easy_new(c, r, &hdrs, &up);
-    curl_multi_add_handle(E->multi, h);
-    bool done = false;
-    int64_t deadline = now_mono_ms() + 5000;
-    while (!done && now_mono_ms() < deadline) {
-        pump();
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(E->multi, &left)))
-            if (m->msg == CURLMSG_DONE && m->easy_handle == h) {
-                if (m->data.result != CURLE_OK)
-                    fail_msg("%s %.80s: %s", c->method, c->path,
-                             curl_easy_strerror(m->data.result));
-                done = true;
-            }
-    }
-    if (!done)
-        fail_msg("%s %.80s: no answer in 5 s", c->method, c->path);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r->connects);
-    curl_multi_remove_handle(E->multi, h);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    if (r->body.data)
-        r->json = json_loads(r->body.data, 0, NULL);
-}
-
-static void
-resp_clear(struct resp *r)
-{
-    buf_free(&r->body);
-    buf_free(&r->headers);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-static const char *
-jstr(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-/* A JSON error with this status and code. */
-static void
-expect_error(const struct call *c, long status, const char *code)
-{
-    struct resp r;
-    http(c, &r);
-    if (r.status != status || !r.json || !jstr(r.json, "code") ||
-        strcmp(jstr(r.json, "code"), code) != 0 || !jstr(r.json, "error"))
-        fail_msg("%s %.80s: expected %ld %s, got %ld %.300s", c->method,
-                 c->path, status, code, r.status,
-                 r.body.data ? r.body.data : "(no body)");
-    resp_clear(&r);
 }
 
 static int
@@ -823,7 +592,7 @@ test_stream_client_hangup(void **state)
     resp_clear(&sse);
 }
 
-/* A stream left open is ended cleanly by api_free (teardown). */
+/* A stream left open is ended cleanly by http_free (teardown). */
 static void
 test_stream_open_at_shutdown(void **state)
 {
@@ -841,8 +610,8 @@ test_stream_open_at_shutdown(void **state)
     while (!sse.body.data && now_mono_ms() < deadline)
         pump();
     assert_non_null(sse.body.data);
-    api_free(E->api);
-    E->api = NULL;
+    http_free(E->http);
+    E->http = NULL;
     curl_multi_remove_handle(E->multi, h);
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);

@@ -1,0 +1,178 @@
+/* bootpath: the unauthenticated routes that iPXE and the rescue OS use.
+ * A boot token (64 hex digits, minted by fleet for one boot) is the only
+ * key; what is served holds nothing secret. */
+#include "bootpath.h"
+#include "config.h"
+#include "fleet.h"
+#include "http.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void
+h_boot_script(struct http_req *r, void *arg)
+{
+    char mac[18], peer[64];
+    struct buf b = {0};
+    if (!config_parse_mac(http_req_cap(r, 0), mac) ||
+        fleet_boot_script(arg, mac, http_req_peer(r, peer, sizeof(peer)), &b) <
+            0) {
+        buf_free(&b);
+        /* iPXE then falls through to the next boot device. */
+        http_respond_error(r, 404, "no server with this MAC");
+        return;
+    }
+    http_respond_buf(r, 200, &b, "text/plain");
+}
+
+/* "bytes=A-B", "bytes=A-" or "bytes=-N" against size; false: not one
+ * satisfiable range. */
+static bool
+parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
+{
+    char *end;
+    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return false;
+    h += 6;
+    if (*h == '-') {
+        long long n = strtoll(h + 1, &end, 10);
+        if (*end || n <= 0)
+            return false;
+        *from = n >= size ? 0 : size - n;
+        *to = size - 1;
+        return size > 0;
+    }
+    long long a = strtoll(h, &end, 10);
+    if (end == h || *end != '-' || a < 0 || a >= size)
+        return false;
+    const char *b = end + 1;
+    long long z = size - 1;
+    if (*b) {
+        z = strtoll(b, &end, 10);
+        if (*end || z < a)
+            return false;
+        if (z >= size)
+            z = size - 1;
+    }
+    *from = a;
+    *to = z;
+    return true;
+}
+
+static void
+h_image(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const char *name = http_req_cap(r, 0);
+    const char *path = fleet_image_path(f, name);
+    if (!path) {
+        http_respond_error(r, 404, "no such image file");
+        return;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_respond_error(r, 404, "image file %s is missing", name);
+        return;
+    }
+    /* Only a fetch that gets the file moves the boot forward. */
+    fleet_image_fetched(f, name, http_req_query(r, "token"));
+    int64_t from = 0, to = st.st_size - 1;
+    const char *range = http_req_header(r, "Range");
+    unsigned status = 200;
+    char cr[96];
+    if (range) {
+        if (!parse_range(range, st.st_size, &from, &to)) {
+            close(fd);
+            struct http_answer *a =
+                http_answer_error(416, "range not satisfiable");
+            snprintf(cr, sizeof(cr), "bytes */%lld", (long long)st.st_size);
+            http_answer_header(a, "Content-Range", cr);
+            http_respond(r, 416, a);
+            return;
+        }
+        status = 206;
+    }
+    struct http_answer *a =
+        http_answer_file(fd, (uint64_t)from, (uint64_t)(to - from + 1),
+                         "application/octet-stream");
+    if (!a) {
+        http_respond_error(r, 500, "cannot send %s", name);
+        return;
+    }
+    http_answer_header(a, "Accept-Ranges", "bytes");
+    if (status == 206) {
+        snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)from,
+                 (long long)to, (long long)st.st_size);
+        http_answer_header(a, "Content-Range", cr);
+    }
+    http_respond(r, status, a);
+}
+
+static void
+h_overlay(struct http_req *r, void *arg)
+{
+    struct buf b = {0};
+    char err[512] = "";
+    int rc = fleet_overlay(arg, http_req_cap(r, 0), &b, err, sizeof(err));
+    if (rc == -ENOENT) {
+        buf_free(&b);
+        http_respond_error(r, 404, "no such overlay");
+        return;
+    }
+    if (rc < 0) {
+        buf_free(&b);
+        http_respond_error(r, 500, "cannot build the overlay: %s", err);
+        return;
+    }
+    http_respond_buf(r, 200, &b, "application/gzip");
+}
+
+static void
+h_phone_home(struct http_req *r, void *arg)
+{
+    json_t *root = http_req_json(r);
+    if (!root)
+        return;
+    char err[256] = "";
+    int rc = fleet_phone_home(arg, http_req_cap(r, 0), root, err, sizeof(err));
+    json_decref(root);
+    if (rc == -ENOENT)
+        http_respond_error(r, 404, "no such boot token");
+    else if (rc < 0)
+        http_respond_error(r, 400, "%s", err);
+    else
+        http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static const struct http_route routes[] = {
+    {"/boot/{mac}.ipxe", HTTP_GET | HTTP_HEAD, 0, NULL, h_boot_script, NULL},
+    {"/images/{file}", HTTP_GET | HTTP_HEAD, 0, NULL, h_image, NULL},
+    {"/overlay/{token}.tar.gz", HTTP_GET | HTTP_HEAD, 0, NULL, h_overlay, NULL},
+    {"/v1/phone-home/{token}", HTTP_POST, HTTP_JSON_BODY, NULL, h_phone_home,
+     NULL},
+};
+
+static size_t
+bootpath_max_body(void *arg)
+{
+    return (size_t)fleet_config(arg)->max_body;
+}
+
+void
+bootpath_register(struct http *h, struct fleet *f)
+{
+    struct http_face face = {routes, sizeof(routes) / sizeof(routes[0]), f,
+                             bootpath_max_body};
+    http_add_face(h, &face);
+}

@@ -1,0 +1,264 @@
+/* The boot path in-process: a real config, store and fleet, bootpath on
+ * http on 127.0.0.1:0, and curl playing iPXE and the rescue OS: the
+ * script, the kernel with Range, the overlay, phone-home. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "bootpath.h"
+#include "config.h"
+#include "fleet.h"
+#include "http.h"
+#include "loop.h"
+#include "store.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "httpclient.h"
+#include "fleetenv.h"
+
+#define MAC "52:54:00:00:02:01"
+#define KERNEL "KERNEL-BYTES-0123456789" /* 23 bytes */
+#define KEY                                                                    \
+    "ssh-ed25519 "                                                             \
+    "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
+    "test@bootpath"
+
+static int
+setup(void **state)
+{
+    struct env *e = env_new("[project:acme]\n"
+                            "[server:srv1]\n"
+                            "mac = " MAC "\n"
+                            "project = acme\n"
+                            "power = manual:\n",
+                            KERNEL);
+    bootpath_register(e->http, e->fleet);
+    *state = e;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    env_free(*state);
+    return 0;
+}
+
+static char *
+state_of(const char *id)
+{
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), id);
+    json_t *o = fleet_server_json(E->fleet, cs);
+    char *s = xstrdup(json_string_value(json_object_get(o, "state")));
+    json_decref(o);
+    return s;
+}
+
+static void
+expect_state(const char *want)
+{
+    char *got = state_of("srv1");
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* Put srv1 on its way to the rescue image and fetch its script: the
+ * boot's token, from the overlay URL in it. */
+static void
+rescue_token(char out[65])
+{
+    const char *keys[] = {KEY, NULL};
+    struct fleet_action fa = {
+        .event = FSM_EV_RESCUE, .ssh_keys = keys, .nkeys = 1, .actor = "admin"};
+    char err[256] = "";
+    if (fleet_action(E->fleet, "srv1", &fa, err, sizeof(err)) < 0)
+        fail_msg("rescue: %s", err);
+    int64_t deadline = now_mono_ms() + 3000;
+    char *st = state_of("srv1");
+    while (strcmp(st, "rebooting") != 0 && now_mono_ms() < deadline) {
+        loop_run_once(E->loop, 10);
+        free(st);
+        st = state_of("srv1");
+    }
+    assert_string_equal(st, "rebooting");
+    free(st);
+    struct resp r;
+    http(&(struct call){"GET", "/boot/52-54-00-00-02-01.ipxe"}, &r);
+    assert_int_equal(r.status, 200);
+    const char *o = strstr(r.body.data, "overlay/");
+    assert_non_null(o);
+    assert_int_equal(strspn(o + 8, "0123456789abcdef"), 64);
+    memcpy(out, o + 8, 64);
+    out[64] = '\0';
+    resp_clear(&r);
+    expect_state("pxe_booting");
+}
+
+static void
+test_boot_script(void **state)
+{
+    (void)state;
+    struct resp r;
+    expect_error(&(struct call){"GET", "/boot/52:54:00:99:99:99.ipxe"}, 404,
+                 "not_found");
+    /* A capture that is no MAC at all: the same 404. */
+    expect_error(&(struct call){"GET", "/boot/zz.ipxe"}, 404, "not_found");
+    expect_error(&(struct call){"GET", "/boot/52:54:00:00:02.ipxe"}, 404,
+                 "not_found");
+    expect_error(&(struct call){"POST", "/boot/" MAC ".ipxe", NULL, NULL, "{}"},
+                 405, "method_not_allowed");
+    /* An active server boots its own disk. */
+    http(&(struct call){"GET", "/boot/" MAC ".ipxe"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "Content-Type: text/plain\r\n"));
+    assert_non_null(strstr(r.body.data, "sanboot --no-describe --drive 0x80"));
+    resp_clear(&r);
+}
+
+static void
+test_images(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    char *path = xasprintf("/images/vmlinuz?token=%s", token);
+    struct resp r;
+
+    /* Two ranges, as a resuming client asks. */
+    const struct {
+        const char *range, *body, *content_range;
+    } ok[] = {
+        {"Range: bytes=0-5", "KERNEL", "bytes 0-5/23"},
+        {"Range: bytes=7-", "BYTES-0123456789", "bytes 7-22/23"},
+        {"Range: bytes=-4", "6789", "bytes 19-22/23"},
+        {"Range: bytes=20-99", "789", "bytes 20-22/23"},
+        {"Range: bytes=-99", KERNEL, "bytes 0-22/23"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        http(&(struct call){"GET", path, NULL, NULL, NULL, false, ok[i].range},
+             &r);
+        assert_int_equal(r.status, 206);
+        assert_string_equal(r.body.data, ok[i].body);
+        char *cr = xasprintf("Content-Range: %s\r\n", ok[i].content_range);
+        assert_non_null(strstr(r.headers.data, cr));
+        free(cr);
+        resp_clear(&r);
+    }
+    expect_state("rescue_booting");
+
+    /* The whole file, with its length and Accept-Ranges. */
+    http(&(struct call){"GET", path}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, KERNEL);
+    assert_non_null(strstr(r.headers.data, "Content-Length: 23\r\n"));
+    assert_non_null(strstr(r.headers.data, "Accept-Ranges: bytes\r\n"));
+    assert_non_null(
+        strstr(r.headers.data, "Content-Type: application/octet-stream\r\n"));
+    resp_clear(&r);
+    http(&(struct call){"HEAD", "/images/initrd"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "Content-Length: 1\r\n"));
+    resp_clear(&r);
+
+    /* Ranges that cannot be served: 416 with the size. */
+    const char *bad[] = {"Range: bytes=23-",     "Range: bytes=5-2",
+                         "Range: bytes=0-1,4-5", "Range: items=0-1",
+                         "Range: bytes=-0",      "Range: bytes=x-"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        http(&(struct call){"GET", path, NULL, NULL, NULL, false, bad[i]}, &r);
+        if (r.status != 416)
+            fail_msg("%s: got %ld", bad[i], r.status);
+        assert_string_equal(jstr(r.json, "code"), "range_not_satisfiable");
+        assert_non_null(
+            strstr(r.headers.data, "Content-Range: bytes */23\r\n"));
+        resp_clear(&r);
+    }
+    free(path);
+
+    /* Only the image files, by their names. */
+    const char *none[] = {"/images/..%2fetc%2fpasswd", "/images/passwd",
+                          "/images/.vmlinuz", "/images/"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        expect_error(&(struct call){"GET", none[i]}, 404, "not_found");
+    /* Named but gone from the disk. */
+    char *k = xasprintf("%s/vmlinuz", E->dir);
+    assert_int_equal(unlink(k), 0);
+    free(k);
+    http(&(struct call){"GET", "/images/vmlinuz"}, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(jstr(r.json, "error"), "image file vmlinuz is missing");
+    resp_clear(&r);
+}
+
+static void
+test_overlay_and_phone_home(void **state)
+{
+    (void)state;
+    struct resp r;
+    expect_error(&(struct call){"GET", "/overlay/0000.tar.gz"}, 404,
+                 "not_found");
+    expect_error(&(struct call){"GET", "/overlay/ABCD.tar.gz"}, 404,
+                 "not_found");
+    expect_error(&(struct call){"POST", "/v1/phone-home/abcdef", NULL, NULL,
+                                "{\"ip\": \"10.0.0.5\"}"},
+                 404, "not_found");
+    char token[65];
+    rescue_token(token);
+
+    char *p = xasprintf("/overlay/%s.tar.gz", token);
+    http(&(struct call){"GET", p}, &r);
+    free(p);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "Content-Type: application/gzip"));
+    assert_true(r.body.len > 2);
+    assert_int_equal((unsigned char)r.body.data[0], 0x1f);
+    assert_int_equal((unsigned char)r.body.data[1], 0x8b);
+    resp_clear(&r);
+
+    p = xasprintf("/v1/phone-home/%s", token);
+    expect_error(&(struct call){"POST", p, NULL, "text/plain", "ip=1"}, 415,
+                 "unsupported_media_type");
+    expect_error(&(struct call){"POST", p, NULL, NULL, "{\"ip\": "}, 400,
+                 "bad_request");
+    expect_error(&(struct call){"POST", p, NULL, NULL, "{\"mac\": \"x\"}"}, 400,
+                 "bad_request");
+    char big[1100];
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    expect_error(&(struct call){"POST", p, NULL, NULL, big}, 413,
+                 "payload_too_large");
+    http(&(struct call){"POST", p, NULL, NULL,
+                        "{\"ip\": \"10.0.0.5\", \"mac\": \"" MAC "\"}"},
+         &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "ok");
+    resp_clear(&r);
+    free(p);
+    expect_state("rescue");
+}
+
+int
+main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_boot_script, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlay_and_phone_home, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,578 @@
+/* http alone: a face of test routes on 127.0.0.1:0, no fleet.  The
+ * router and its captures, the checks before a body, the body limits,
+ * the reply shapes, a stream, and an upgrade over a real socket. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "http.h"
+#include "loop.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "httpclient.h"
+
+struct env {
+    struct loop *loop;
+    struct http *h;
+    size_t max_body;
+    /* the stream route's */
+    struct http_stream *stream;
+    int stream_closed;
+    /* the upgrade route's */
+    struct http_upgrade *up;
+    int up_calls, up_closed;
+    char up_extra[64];
+};
+
+static struct env *E;
+
+/* {"route": name, "caps": [...], "body": parsed body or null} */
+static void
+h_echo(struct http_req *r, void *arg)
+{
+    (void)arg;
+    json_t *caps = json_array();
+    for (int i = 0; i < HTTP_MAX_CAPS && http_req_cap(r, i)[0]; i++)
+        json_array_append_new(caps, json_string(http_req_cap(r, i)));
+    json_t *body = json_null();
+    if (http_req_header(r, "Content-Type")) {
+        body = http_req_json(r);
+        if (!body) {
+            json_decref(caps);
+            return;
+        }
+    }
+    http_respond_json(r, 200,
+                      json_pack("{s:o, s:o}", "caps", caps, "body", body));
+}
+
+static bool
+check_token(struct http_req *r, void *arg)
+{
+    (void)arg;
+    const char *t = http_req_header(r, "Authorization");
+    if (!t || strcmp(t, "Bearer ok") != 0) {
+        http_respond_error(r, 401, "no");
+        return false;
+    }
+    http_req_set_actor(r, "tester");
+    http_req_set_data(r, xstrdup("data"), free);
+    return true;
+}
+
+static void
+h_data(struct http_req *r, void *arg)
+{
+    (void)arg;
+    http_respond_json(r, 200, json_pack("{s:s}", "data", http_req_data(r)));
+}
+
+static void
+h_silent(struct http_req *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+}
+
+static void
+h_text(struct http_req *r, void *arg)
+{
+    (void)arg;
+    struct buf b = {0};
+    http_respond_buf(r, 200, &b, "text/plain");
+}
+
+static void
+stream_closed(void *arg)
+{
+    struct env *e = arg;
+    e->stream_closed++;
+    e->stream = NULL;
+}
+
+static void
+h_stream(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    e->stream = http_respond_stream(r, 200, "text/x-test", stream_closed, e);
+    assert_non_null(e->stream);
+    http_stream_write(e->stream, "hello\n", 6);
+}
+
+static void
+up_closed(void *arg)
+{
+    struct env *e = arg;
+    e->up_closed++;
+    e->up = NULL;
+}
+
+static void
+on_up(struct http_upgrade *u, void *arg)
+{
+    struct env *e = arg;
+    e->up = u;
+    e->up_calls++;
+    size_t n;
+    const char *x = http_upgrade_extra(u, &n);
+    snprintf(e->up_extra, sizeof(e->up_extra), "%.*s", (int)n, x);
+}
+
+static void
+h_up(struct http_req *r, void *arg)
+{
+    const char *proto = http_req_header(r, "Upgrade");
+    if (!proto || strcmp(proto, "echo") != 0) {
+        http_respond_error(r, 400, "upgrade to echo only");
+        return;
+    }
+    struct http_answer *a = http_answer_upgrade(r, "echo", up_closed, arg);
+    assert_non_null(a);
+    http_answer_header(a, "X-Up", "yes");
+    http_respond(r, 101, a);
+}
+
+/* http_answer_upgrade on a route without HTTP_UPGRADE: refused. */
+static void
+h_not_up(struct http_req *r, void *arg)
+{
+    assert_null(http_answer_upgrade(r, "echo", up_closed, arg));
+    http_respond_error(r, 400, "not an upgrade route");
+}
+
+static const struct http_route routes[] = {
+    {"/plain", HTTP_GET | HTTP_HEAD, 0, NULL, h_echo, NULL},
+    {"/item/{}", HTTP_GET | HTTP_DELETE, 0, NULL, h_echo, NULL},
+    {"/two/{}/and/{}", HTTP_GET, 0, NULL, h_echo, NULL},
+    {"/mac/{mac}.txt", HTTP_GET, 0, NULL, h_echo, NULL},
+    {"/tok/{token}", HTTP_GET, 0, NULL, h_echo, NULL},
+    {"/file/{file}", HTTP_GET, 0, NULL, h_echo, NULL},
+    {"/post", HTTP_POST, HTTP_JSON_BODY, check_token, h_echo, NULL},
+    {"/data", HTTP_GET, 0, check_token, h_data, NULL},
+    {"/silent", HTTP_GET, 0, NULL, h_silent, NULL},
+    {"/text", HTTP_GET, 0, NULL, h_text, NULL},
+    {"/stream", HTTP_GET, 0, NULL, h_stream, NULL},
+    {"/up", HTTP_GET, HTTP_UPGRADE, NULL, h_up, on_up},
+    {"/notup", HTTP_GET, 0, NULL, h_not_up, NULL},
+};
+
+static size_t
+max_body(void *arg)
+{
+    return ((struct env *)arg)->max_body;
+}
+
+static int
+setup(void **state)
+{
+    struct env *e = xcalloc(1, sizeof(*e));
+    char err[256] = "";
+    e->loop = loop_new();
+    e->max_body = 64;
+    e->h = http_new(e->loop, "127.0.0.1:0", err, sizeof(err));
+    if (!e->h)
+        fail_msg("http: %s", err);
+    struct http_face face = {routes, sizeof(routes) / sizeof(routes[0]), e,
+                             max_body};
+    http_add_face(e->h, &face);
+    HC.loop = e->loop;
+    HC.multi = curl_multi_init();
+    HC.port = http_port(e->h);
+    E = e;
+    *state = e;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct env *e = *state;
+    curl_multi_cleanup(HC.multi);
+    http_free(e->h);
+    loop_free(e->loop);
+    free(e);
+    E = NULL;
+    return 0;
+}
+
+/* GET path: 200 with these captures ("a,b"). */
+static void
+expect_caps(const char *path, const char *caps)
+{
+    struct resp r;
+    http(&(struct call){"GET", path}, &r);
+    struct buf got = {0};
+    json_t *arr = json_object_get(r.json, "caps");
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        buf_printf(&got, "%s%s", i ? "," : "",
+                   json_string_value(json_array_get(arr, i)));
+    if (r.status != 200 || strcmp(got.data ? got.data : "", caps) != 0)
+        fail_msg("GET %s: expected 200 [%s], got %ld %s", path, caps, r.status,
+                 r.body.data ? r.body.data : "");
+    buf_free(&got);
+    resp_clear(&r);
+}
+
+static void
+test_router(void **state)
+{
+    (void)state;
+    expect_caps("/plain", "");
+    expect_caps("/plain?x=1#y", "");
+    expect_caps("/item/srv1", "srv1");
+    expect_caps("/item/a%31", "a1");
+    expect_caps("/two/a/and/b", "a,b");
+    expect_caps("/mac/52-54-00-00-00-01.txt", "52-54-00-00-00-01");
+    expect_caps("/mac/52:54:00:AA:bb:01.txt", "52:54:00:AA:bb:01");
+    expect_caps("/file/vmlinuz", "vmlinuz");
+    expect_caps("/file/initrd.gz", "initrd.gz");
+    char tok[80] = "/tok/";
+    memset(tok + 5, 'a', 64);
+    tok[69] = '\0';
+    expect_caps(tok, tok + 5);
+    char id[80] = "/item/";
+    memset(id + 6, 'x', 63);
+    id[69] = '\0';
+    expect_caps(id, id + 6);
+
+    /* A path that names no route, and a capture that is no id. */
+    expect_error(&(struct call){"GET", "/nope"}, 404, "not_found");
+    expect_error(&(struct call){"GET", "/plain/"}, 404, "not_found");
+    expect_error(&(struct call){"GET", "/plainx"}, 404, "not_found");
+    const char *bad[] = {
+        "/item/",      "/item/a.b",   "/item/%2e%2e",
+        "/item/a%00",  "/item/a%2",   "/item/a%zz",
+        "/item/a%2Fb", "/two/a/and/", "/mac/52:54:00:00:00:0g.txt",
+        "/mac/.txt",   "/tok/ABCDEF", "/tok/abc-def",
+        "/file/.hide", "/file/..",    "/file/a%2f..",
+        "/item/a/",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error(&(struct call){"GET", bad[i]}, 404, "not_found");
+    id[6 + 63] = 'x';
+    id[6 + 64] = '\0';
+    expect_error(&(struct call){"GET", id}, 404, "not_found");
+    tok[5 + 64] = 'a';
+    tok[5 + 65] = '\0';
+    expect_error(&(struct call){"GET", tok}, 404, "not_found");
+
+    /* The methods a route takes; the others get 405 and Allow. */
+    struct resp r;
+    http(&(struct call){"HEAD", "/plain"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    http(&(struct call){"DELETE", "/item/x"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    http(&(struct call){"PUT", "/item/x"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(jstr(r.json, "code"), "method_not_allowed");
+    assert_non_null(strstr(r.headers.data, "Allow: GET, DELETE\r\n"));
+    resp_clear(&r);
+    http(&(struct call){"BREW", "/plain"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.headers.data, "Allow: GET, HEAD\r\n"));
+    resp_clear(&r);
+}
+
+static void
+test_check_and_body(void **state)
+{
+    (void)state;
+    /* The check runs first: no token and the wrong type is a 401. */
+    struct resp r;
+    http(&(struct call){"POST", "/post", NULL, "text/plain", "x"}, &r);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(jstr(r.json, "code"), "unauthorized");
+    assert_string_equal(jstr(r.json, "error"), "no");
+    assert_non_null(strstr(r.headers.data, "WWW-Authenticate: Bearer"));
+    resp_clear(&r);
+    expect_error(&(struct call){"POST", "/post", "ok", "text/plain", "{}"}, 415,
+                 "unsupported_media_type");
+    expect_error(
+        &(struct call){"POST", "/post", "ok", "application/jsonx", "{}"}, 415,
+        "unsupported_media_type");
+
+    /* Within max_body (64): parsed; with a charset too. */
+    http(&(struct call){"POST", "/post", "ok",
+                        "application/json; charset=utf-8", "{\"a\": 1}"},
+         &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(r.json, "body"), "a")),
+                     1);
+    resp_clear(&r);
+    http(&(struct call){"POST", "/post", "ok", NULL, "{\"a\": [1, 2]}", true},
+         &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    http(&(struct call){"POST", "/post", "ok", NULL, "{\"a\":\n x}"}, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(jstr(r.json, "error"), "malformed JSON"));
+    assert_non_null(strstr(jstr(r.json, "error"), "line 2, column"));
+    resp_clear(&r);
+    expect_error(
+        &(struct call){"POST", "/post", "ok", NULL, "{\"a\":1,\"a\":2}"}, 400,
+        "bad_request");
+
+    /* Over it: 413, with Content-Length and chunked; the limit is asked
+     * at each request. */
+    char big[200];
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    http(&(struct call){"POST", "/post", "ok", NULL, big}, &r);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(jstr(r.json, "error"),
+                        "the body is larger than 64 bytes");
+    resp_clear(&r);
+    expect_error(&(struct call){"POST", "/post", "ok", NULL, big, true}, 413,
+                 "payload_too_large");
+    E->max_body = 1024;
+    http(&(struct call){"POST", "/post", "ok", NULL, big}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+
+    /* A check's data and actor live as long as the request. */
+    http(&(struct call){"GET", "/data", "ok"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "data"), "data");
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/data", "bad"}, 401, "unauthorized");
+}
+
+static void
+test_answers(void **state)
+{
+    (void)state;
+    struct resp r;
+    /* A handler that forgets to answer still ends the request. */
+    expect_error(&(struct call){"GET", "/silent"}, 500, "internal");
+    http(&(struct call){"GET", "/text"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(r.body.data);
+    assert_non_null(strstr(r.headers.data, "Content-Type: text/plain\r\n"));
+    assert_non_null(strstr(r.headers.data, "Cache-Control: no-store\r\n"));
+    assert_non_null(strstr(r.headers.data, "Content-Length: 0\r\n"));
+    resp_clear(&r);
+    /* Error bodies are {"error", "code"} and a newline, nothing else. */
+    http(&(struct call){"GET", "/nope"}, &r);
+    assert_string_equal(r.body.data, "{\"error\":\"no such endpoint\","
+                                     "\"code\":\"not_found\"}\n");
+    resp_clear(&r);
+    http(&(struct call){"GET", "/notup", NULL, NULL, NULL, false,
+                        "Upgrade: echo"},
+         &r);
+    assert_int_equal(r.status, 400);
+    resp_clear(&r);
+
+    /* Every answer above was counted, by method and status. */
+    struct buf m = {0};
+    http_metrics(E->h, &m);
+    assert_non_null(
+        strstr(m.data,
+               "rescued_http_requests_total{method=\"GET\",code=\"500\"} 1\n"));
+    assert_non_null(
+        strstr(m.data,
+               "rescued_http_requests_total{method=\"GET\",code=\"404\"} 1\n"));
+    assert_non_null(strstr(
+        m.data,
+        "rescued_http_request_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
+    assert_non_null(strstr(m.data, "rescued_http_event_streams 0\n"));
+    buf_free(&m);
+
+    /* Listen addresses that are none. */
+    char err[256] = "";
+    assert_null(http_new(E->loop, "nowhere", err, sizeof(err)));
+    assert_non_null(strstr(err, "not host:port"));
+    assert_null(http_new(E->loop, "127.0.0.1:", err, sizeof(err)));
+    assert_null(http_new(E->loop, "no.such.host.invalid:80", err, sizeof(err)));
+}
+
+static bool
+stream_has(struct resp *r, const char *s)
+{
+    return r->body.data && strstr(r->body.data, s);
+}
+
+static void
+test_stream(void **state)
+{
+    (void)state;
+    struct resp sse;
+    memset(&sse, 0, sizeof(sse));
+    struct curl_slist *hdrs;
+    struct upload up;
+    CURL *c = easy_new(&(struct call){"GET", "/stream"}, &sse, &hdrs, &up);
+    curl_multi_add_handle(HC.multi, c);
+    int64_t deadline = now_mono_ms() + 3000;
+    while (!stream_has(&sse, "hello\n") && now_mono_ms() < deadline)
+        pump();
+    assert_true(stream_has(&sse, "hello\n"));
+    assert_non_null(strstr(sse.headers.data, "Content-Type: text/x-test"));
+    assert_non_null(E->stream);
+    struct buf m = {0};
+    http_metrics(E->h, &m);
+    assert_non_null(strstr(m.data, "rescued_http_event_streams 1\n"));
+    buf_free(&m);
+
+    /* A write later, from outside any request, wakes the parked stream. */
+    for (int i = 0; i < 20; i++)
+        loop_run_once(E->loop, 5);
+    http_stream_write(E->stream, "more\n", 5);
+    deadline = now_mono_ms() + 3000;
+    while (!stream_has(&sse, "more\n") && now_mono_ms() < deadline)
+        pump();
+    assert_true(stream_has(&sse, "hello\nmore\n"));
+
+    /* The client hangs up: closed runs once, and the stream is gone. */
+    curl_multi_remove_handle(HC.multi, c);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    deadline = now_mono_ms() + 3000;
+    while (!E->stream_closed && now_mono_ms() < deadline)
+        loop_run_once(E->loop, 10);
+    assert_int_equal(E->stream_closed, 1);
+    assert_null(E->stream);
+    resp_clear(&sse);
+
+    /* One left open is ended by http_free, closed included. */
+    memset(&sse, 0, sizeof(sse));
+    c = easy_new(&(struct call){"GET", "/stream"}, &sse, &hdrs, &up);
+    curl_multi_add_handle(HC.multi, c);
+    deadline = now_mono_ms() + 3000;
+    while (!stream_has(&sse, "hello\n") && now_mono_ms() < deadline)
+        pump();
+    assert_non_null(E->stream);
+    http_free(E->h);
+    E->h = NULL;
+    assert_int_equal(E->stream_closed, 2);
+    curl_multi_remove_handle(HC.multi, c);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    resp_clear(&sse);
+}
+
+static int
+connect_local(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)HC.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Read from fd into b (until it holds want, or EOF with want NULL),
+ * running the loop meanwhile; true when found. */
+static bool
+read_until(int fd, struct buf *b, const char *want)
+{
+    int64_t deadline = now_mono_ms() + 3000;
+    while (now_mono_ms() < deadline) {
+        if (want && b->data && strstr(b->data, want))
+            return true;
+        loop_run_once(E->loop, 5);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5) <= 0)
+            continue;
+        char tmp[512];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0)
+            return !want && n == 0;
+        buf_append(b, tmp, (size_t)n);
+    }
+    return false;
+}
+
+static void
+test_upgrade(void **state)
+{
+    (void)state;
+    /* Not asked for the right protocol: the handler's own 400. */
+    expect_error(&(struct call){"GET", "/up"}, 400, "bad_request");
+    assert_int_equal(E->up_calls, 0);
+
+    /* 101, then the socket is the route's: bytes both ways. */
+    int fd = connect_local();
+    const char *req = "GET /up HTTP/1.1\r\nHost: test\r\n"
+                      "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    struct buf in = {0};
+    assert_true(read_until(fd, &in, "\r\n\r\n"));
+    assert_true(!strncmp(in.data, "HTTP/1.1 101 ", 13));
+    assert_non_null(strcasestr(in.data, "\r\nUpgrade: echo\r\n"));
+    assert_non_null(strcasestr(in.data, "\r\nConnection: Upgrade\r\n"));
+    assert_non_null(strstr(in.data, "\r\nX-Up: yes\r\n"));
+    int64_t deadline = now_mono_ms() + 2000;
+    while (!E->up && now_mono_ms() < deadline)
+        loop_run_once(E->loop, 5);
+    assert_int_equal(E->up_calls, 1);
+    assert_non_null(E->up);
+
+    int sfd = http_upgrade_fd(E->up);
+    assert_int_equal(write(fd, "ping", 4), 4);
+    struct pollfd p = {.fd = sfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    char got[8] = "";
+    assert_int_equal(read(sfd, got, sizeof(got)), 4);
+    assert_memory_equal(got, "ping", 4);
+    assert_int_equal(write(sfd, "pong", 4), 4);
+    buf_reset(&in);
+    assert_true(read_until(fd, &in, "pong"));
+
+    /* Closed by the route: the client sees the end; closed is not run. */
+    http_upgrade_close(E->up);
+    E->up = NULL;
+    buf_reset(&in);
+    assert_true(read_until(fd, &in, NULL));
+    assert_int_equal(E->up_closed, 0);
+    close(fd);
+    buf_free(&in);
+
+    /* Bytes sent right after the request reach the route as extra; one
+     * left open is closed by http_free, which runs closed. */
+    fd = connect_local();
+    char *req2 = xasprintf("%searly", req);
+    assert_int_equal(write(fd, req2, strlen(req2)), (ssize_t)strlen(req2));
+    free(req2);
+    deadline = now_mono_ms() + 3000;
+    while (!E->up && now_mono_ms() < deadline)
+        loop_run_once(E->loop, 5);
+    assert_non_null(E->up);
+    assert_string_equal(E->up_extra, "early");
+    http_free(E->h);
+    E->h = NULL;
+    assert_int_equal(E->up_closed, 1);
+    assert_null(E->up);
+    close(fd);
+}
+
+int
+main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_router, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_and_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* util: the shared checks that must behave one way everywhere (tokens,
+ * ids, hex digits, decimal numbers). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "util.h"
+
+#include <string.h>
+
+static void
+test_token_equal(void **state)
+{
+    (void)state;
+    assert_true(token_equal("admin-secret", "admin-secret"));
+    assert_true(token_equal("", ""));
+    /* Shorter, longer, a prefix either way, one byte off, empty. */
+    assert_false(token_equal("admin-secre", "admin-secret"));
+    assert_false(token_equal("admin-secretx", "admin-secret"));
+    assert_false(token_equal("admin-secret", "admin-secre"));
+    assert_false(token_equal("admin-secreT", "admin-secret"));
+    assert_false(token_equal("", "admin-secret"));
+    assert_false(token_equal("admin-secret", ""));
+    assert_false(token_equal("\x80", "\x81"));
+}
+
+static void
+test_ids(void **state)
+{
+    (void)state;
+    char id[80];
+    memset(id, 'a', sizeof(id));
+    id[ID_MAX] = '\0';
+    assert_true(id_valid(id));
+    id[ID_MAX] = 'a';
+    id[ID_MAX + 1] = '\0';
+    assert_false(id_valid(id));
+    assert_true(id_valid("srv1"));
+    assert_true(id_valid("A-z_09"));
+    const char *bad[] = {"",    ".",   "..",     "a.b",
+                         "a/b", "a b", "srv1\n", "\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(id_valid(bad[i]));
+    assert_false(id_valid(NULL));
+    assert_true(id_char('_') && id_char('-') && id_char('Z'));
+    assert_false(id_char('.') || id_char('%') || id_char(0) || id_char(0xe9));
+}
+
+static void
+test_numbers(void **state)
+{
+    (void)state;
+    assert_int_equal(hexval('0'), 0);
+    assert_int_equal(hexval('9'), 9);
+    assert_int_equal(hexval('a'), 10);
+    assert_int_equal(hexval('F'), 15);
+    assert_int_equal(hexval('g'), -1);
+    assert_int_equal(hexval(-1), -1);
+    int64_t v = -1;
+    assert_true(parse_u63("0", &v) && v == 0);
+    /* The bound is a little under INT64_MAX: no digit can overflow. */
+    assert_true(parse_u63("9223372036854775799", &v) && v == INT64_MAX - 8);
+    assert_false(parse_u63("9223372036854775808", &v));
+    const char *bad[] = {"", "-1", "+1", "1x", " 1", "1 ", "0x10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(parse_u63(bad[i], &v));
+    assert_false(parse_u63(NULL, &v));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_token_equal),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_numbers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
