@@ -1,7 +1,8 @@
 /* Helpers shared by test_sshd.c and test_console_session.c: the daemon's
  * answers to a console face (struct console_session_cbs), as a fake that
- * records what it was asked.  Pass the struct fake_daemon as cb_arg.
- * Include after cmocka.h, console_session.h and util.h. */
+ * records what it was asked, and srv1's console on a fake serial port.
+ * Pass the struct fake_daemon as cb_arg.  Include after cmocka.h,
+ * console.h, console_session.h, testutil.h and util.h. */
 #ifndef RESCUED_TEST_CONSOLEHELP_H
 #define RESCUED_TEST_CONSOLEHELP_H
 
@@ -77,5 +78,36 @@ static const struct console_session_cbs fake_cbs = {
     .audit = fake_audit,
     .power = fake_power,
 };
+
+/* srv1's console (dm->c, writable), on a fake serial port at
+ * dir/serial.sock that it starts connecting to; it logs in dir/console.
+ * Returns the port, for tu_source_free after fake_daemon_free. */
+static struct tu_source *
+fake_console_new(struct fake_daemon *dm, struct loop *l, const char *dir)
+{
+    char *sock = xasprintf("%s/serial.sock", dir);
+    char *uri = xasprintf("unix:%s", sock);
+    char *logdir = xasprintf("%s/console", dir);
+    struct tu_source *src = tu_source_new(sock);
+    assert_non_null(src);
+    char err[256] = "";
+    dm->writable = true;
+    dm->c = console_new(l, "srv1", uri, logdir, 0, err, sizeof(err));
+    if (!dm->c)
+        fail_msg("console_new: %s", err);
+    free(logdir);
+    free(uri);
+    free(sock);
+    return src;
+}
+
+/* The console and what was recorded. */
+static void
+fake_daemon_free(struct fake_daemon *dm)
+{
+    console_free(dm->c);
+    dm->c = NULL;
+    buf_free(&dm->audit);
+}
 
 #endif

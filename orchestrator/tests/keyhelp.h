@@ -1,9 +1,9 @@
-/* Helpers shared by test_sshkey.c and test_overlay.c: a temporary directory,
- * real keys made by ssh-keygen, base64 for hand-made key blobs. */
+/* Helpers shared by test_sshkey.c and test_overlay.c: real keys made by
+ * ssh-keygen (in a tu_tmpdir_new directory), base64 for hand-made key
+ * blobs. */
 #ifndef RESCUED_TEST_KEYHELP_H
 #define RESCUED_TEST_KEYHELP_H
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,36 +12,6 @@
 #include "util.h"
 
 #define UNUSED_HELPER static __attribute__((unused))
-
-UNUSED_HELPER char *
-tmpdir_make(void)
-{
-    char *dir = xstrdup("/tmp/rescued-test-XXXXXX");
-
-    if (!mkdtemp(dir)) {
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-static int
-tmpdir_rm_one(const char *path, const struct stat *st, int flag,
-              struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-UNUSED_HELPER void
-tmpdir_remove(const char *dir)
-{
-    if (dir)
-        nftw(dir, tmpdir_rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Run a shell command, return its stdout (trailing newline cut) or NULL if
  * it failed. */

@@ -1,6 +1,6 @@
 /* Helpers shared by test_power.c and test_power_ipmi.c: run one power
  * request through a real loop and collect its single completion. Include
- * after cmocka.h, loop.h, power.h and util.h. */
+ * after cmocka.h, loop.h, power.h, testutil.h and util.h. */
 #ifndef RESCUED_TEST_POWERHELP_H
 #define RESCUED_TEST_POWERHELP_H
 
@@ -26,10 +26,7 @@ on_done(void *arg, int status, const char *detail)
 
 static void __attribute__((unused)) wait_done(struct loop *l, struct result *r)
 {
-    int64_t deadline = now_mono_ms() + 15000;
-    while (!r->done && now_mono_ms() < deadline)
-        loop_run_once(l, 100);
-    assert_true(r->done);
+    assert_true(tu_pump_until(l, 15000, tu_flag, &r->done));
 }
 
 /* One request; its status. The callback never runs before power_request

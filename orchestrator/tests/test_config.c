@@ -13,9 +13,10 @@
 
 #include "config.h"
 #include "log.h"
+#include "testutil.h"
 #include "util.h"
 
-static char tmpdir[] = "/tmp/test_config.XXXXXX";
+static char *tmpdir;
 static char path[64];
 
 /* The smallest good file: 7 lines, so added lines start at line 8. */
@@ -39,7 +40,7 @@ static int
 setup_dir(void **state)
 {
     (void)state;
-    if (!mkdtemp(tmpdir))
+    if (!(tmpdir = tu_tmpdir_new("test_config")))
         return -1;
     snprintf(path, sizeof(path), "%s/rescued.ini", tmpdir);
     return 0;
@@ -49,8 +50,7 @@ static int
 remove_dir(void **state)
 {
     (void)state;
-    unlink(path);
-    return rmdir(tmpdir);
+    return tu_tmpdir_free(tmpdir);
 }
 
 static struct config *

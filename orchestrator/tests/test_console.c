@@ -9,6 +9,7 @@
 
 #include "console.h"
 #include "loop.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <errno.h>
@@ -22,16 +23,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
 struct fixture {
-    char dir[64];
+    char *dir;
     char sock[128];
     char logdir[128];
-    int lfd; /* listening */
-    int sfd; /* the accepted source side */
+    struct tu_source *src; /* the serial port's side */
     struct loop *l;
     struct console *c;
 };
@@ -40,16 +39,12 @@ static int
 setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/test_console.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = tu_tmpdir_new("test_console");
+    assert_non_null(f->dir);
     snprintf(f->sock, sizeof(f->sock), "%s/serial.sock", f->dir);
     snprintf(f->logdir, sizeof(f->logdir), "%s/console", f->dir);
-    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, f->sock);
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(f->lfd, 4), 0);
-    f->sfd = -1;
+    f->src = tu_source_new(f->sock);
+    assert_non_null(f->src);
     f->l = loop_new();
     *state = f;
     return 0;
@@ -61,27 +56,10 @@ teardown(void **state)
     struct fixture *f = *state;
     console_free(f->c);
     loop_free(f->l);
-    if (f->sfd >= 0)
-        close(f->sfd);
-    close(f->lfd);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    tu_source_free(f->src);
+    assert_int_equal(tu_tmpdir_free(f->dir), 0);
     free(f);
     return 0;
-}
-
-/* Pump the loop until cond(arg) or ms pass; returns cond's last value. */
-static bool
-pump_until(struct loop *l, int ms, bool (*cond)(void *), void *arg)
-{
-    int64_t end = now_mono_ms() + ms;
-    while (!cond(arg)) {
-        if (now_mono_ms() >= end)
-            return false;
-        loop_run_once(l, 10);
-    }
-    return true;
 }
 
 static bool
@@ -99,27 +77,17 @@ start(struct fixture *f)
     free(uri);
     assert_non_null(f->c);
     console_set_backoff_ms(f->c, 100, 400);
-    assert_true(pump_until(f->l, 2000, is_connected, f->c));
-    f->sfd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    assert_true(f->sfd >= 0);
+    assert_true(tu_pump_until(f->l, 2000, is_connected, f->c));
+    assert_true(tu_source_accept(f->src));
 }
 
 /* Write all of data to the source side while pumping the loop. */
 static void
 source_send(struct fixture *f, const char *data, size_t n)
 {
-    size_t off = 0;
-    int64_t end = now_mono_ms() + 5000;
-    while (off < n && now_mono_ms() < end) {
-        ssize_t w = write(f->sfd, data + off, n - off);
-        if (w > 0)
-            off += (size_t)w;
-        loop_run_once(f->l, 5);
-    }
-    assert_int_equal(off, n);
+    assert_int_equal(tu_source_write(f->src, f->l, data, n, 5000), n);
     /* Let the console read what is left in the socket. */
-    for (int i = 0; i < 20; i++)
-        loop_run_once(f->l, 5);
+    tu_pump_turns(f->l, 20, 5);
 }
 
 struct sink {
@@ -292,23 +260,17 @@ test_reconnect_marks_gap(void **state)
     struct sink s = {.drain = true};
     s.v = console_attach(f->c, 0, &sink_cbs, &s);
     source_send(f, "before\n", 7);
-    close(f->sfd);
-    f->sfd = -1;
-    assert_true(pump_until(f->l, 2000, is_disconnected, f->c));
+    tu_source_hangup(f->src);
+    assert_true(tu_pump_until(f->l, 2000, is_disconnected, f->c));
     /* The source stays away for a while: attempts fail and back off. */
-    close(f->lfd);
-    unlink(f->sock);
-    for (int i = 0; i < 30; i++)
-        loop_run_once(f->l, 50);
+    tu_source_free(f->src);
+    f->src = NULL;
+    tu_pump_turns(f->l, 30, 50);
     assert_false(console_connected(f->c));
-    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, f->sock);
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(f->lfd, 4), 0);
-    assert_true(pump_until(f->l, 3000, is_connected, f->c));
-    f->sfd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    assert_true(f->sfd >= 0);
+    f->src = tu_source_new(f->sock);
+    assert_non_null(f->src);
+    assert_true(tu_pump_until(f->l, 3000, is_connected, f->c));
+    assert_true(tu_source_accept(f->src));
     source_send(f, "after\n", 6);
 
     assert_non_null(strstr(s.got.data, "before\n"));
@@ -380,10 +342,9 @@ test_writer_seat(void **state)
     assert_ptr_equal(console_take_writer(f->c, b.v), a.v);
     assert_int_equal(console_write(a.v, "no", 2), -EPERM);
     assert_int_equal(console_write(b.v, "pwd\r", 4), 0);
-    for (int i = 0; i < 5; i++)
-        loop_run_once(f->l, 5);
+    tu_pump_turns(f->l, 5, 5);
     char got[64] = "";
-    ssize_t n = read(f->sfd, got, sizeof(got) - 1);
+    ssize_t n = read(f->src->fd, got, sizeof(got) - 1);
     assert_int_equal(n, 7);
     assert_string_equal(got, "ls\rpwd\r");
     /* Detaching the writer frees the seat. */
@@ -479,8 +440,8 @@ test_tty_source(void **state)
     struct sink s = {.drain = true};
     s.v = console_attach(f->c, 0, &sink_cbs, &s);
     assert_int_equal(write(master, "hello\n", 6), 6);
-    for (int i = 0; i < 10 && s.got.len < 6; i++)
-        loop_run_once(f->l, 20);
+    tu_pump_until(f->l, 200, tu_buf_has,
+                  &(struct tu_needle){.b = &s.got, .text = "hello\n"});
     assert_non_null(s.got.data);
     assert_memory_equal(s.got.data, "hello\n", 6); /* raw: no \r added */
     console_take_writer(f->c, s.v);
@@ -531,31 +492,24 @@ test_tcp_source(void **state)
     f->c = console_new(f->l, "tcp1", uri, f->logdir, 0, err, sizeof(err));
     free(uri);
     assert_non_null(f->c);
-    assert_true(pump_until(f->l, 2000, is_connected, f->c));
-    f->sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    assert_true(f->sfd >= 0);
+    assert_true(tu_pump_until(f->l, 2000, is_connected, f->c));
+    /* The unix source's plumbing, on the tcp listener. */
+    struct tu_source tcp = {.lfd = lfd, .fd = -1};
+    assert_true(tu_source_accept(&tcp));
     struct sink s = {.drain = true};
     s.v = console_attach(f->c, 0, &sink_cbs, &s);
-    source_send(f, "tcp bytes\n", 10);
+    assert_int_equal(tu_source_write(&tcp, f->l, "tcp bytes\n", 10, 5000), 10);
+    tu_pump_turns(f->l, 20, 5);
     assert_string_equal(s.got.data, "tcp bytes\n");
+    tu_source_hangup(&tcp);
     close(lfd);
     buf_free(&s.got);
 }
 
 static bool
-has_text(void *arg)
-{
-    void **a = arg;
-    struct sink *s = a[0];
-    return s->got.data && strstr(s->got.data, a[1]);
-}
-
-static bool
 sink_has(struct fixture *f, struct sink *s, const char *text, int ms)
 {
-    void *a[2] = {s, (void *)text};
-    (void)f;
-    return pump_until(f->l, ms, has_text, a);
+    return tu_until_text(ms, &s->got, text, tu_loop_turn, f->l);
 }
 
 /* ipmi-sol: against a STAND-IN for ipmitool (a shell script found first on

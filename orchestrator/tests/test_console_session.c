@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "sshkey.h"
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
 
 #include "consolehelp.h"
@@ -25,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* One user's transport: what it was sent, and how much more it takes. */
@@ -39,9 +38,8 @@ struct user {
 };
 
 struct fx {
-    char dir[64], sock[128], logdir[128];
-    int lfd, sfd;
-    struct buf src_got; /* what the source received */
+    char *dir;
+    struct tu_source *src; /* the serial port; got: what it received */
     struct loop *l;
     struct fake_daemon dm; /* the daemon, cb_arg */
     struct user u[3];
@@ -87,32 +85,25 @@ static const struct console_session_io test_io = {
  */
 
 static void
-pump(struct fx *f, int ms)
+source_turn(void *arg)
 {
-    int64_t end = now_mono_ms() + ms;
-    do {
-        loop_run_once(f->l, 5);
-        if (f->sfd < 0)
-            f->sfd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        char b[4096];
-        ssize_t n;
-        while (f->sfd >= 0 && (n = read(f->sfd, b, sizeof(b))) > 0)
-            buf_append(&f->src_got, b, (size_t)n);
-    } while (now_mono_ms() < end);
+    struct fx *f = arg;
+    tu_source_pump(f->src, f->l);
 }
 
 /* Pump until needle shows in *b, or 5 s. */
 static bool
-pump_for(struct fx *f, struct buf *b, const char *needle)
+pump_for(struct fx *f, const struct buf *b, const char *needle)
 {
-    int64_t end = now_mono_ms() + 5000;
-    while (now_mono_ms() < end) {
-        if (b->data && strstr(b->data, needle))
-            return true;
-        pump(f, 10);
-    }
-    fprintf(stderr, "never saw '%s' in '%s'\n", needle, b->data ? b->data : "");
-    return false;
+    return tu_until_text(5000, b, needle, source_turn, f);
+}
+
+/* Connected, and its connection taken. */
+static bool
+source_taken(void *arg)
+{
+    struct fx *f = arg;
+    return f->src->fd >= 0 && console_connected(f->dm.c);
 }
 
 static bool
@@ -154,27 +145,12 @@ static int
 setup(void **state)
 {
     struct fx *f = xcalloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/test_console_session.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->sock, sizeof(f->sock), "%s/serial.sock", f->dir);
-    snprintf(f->logdir, sizeof(f->logdir), "%s/console", f->dir);
-    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, f->sock);
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(f->lfd, 4), 0);
-    f->sfd = -1;
-    f->dm.writable = true;
+    f->dir = tu_tmpdir_new("test_console_session");
+    assert_non_null(f->dir);
     f->l = loop_new();
-    char err[256] = "";
-    char *uri = xasprintf("unix:%s", f->sock);
-    f->dm.c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
-    free(uri);
-    assert_non_null(f->dm.c);
-    int64_t end = now_mono_ms() + 2000;
-    while ((f->sfd < 0 || !console_connected(f->dm.c)) && now_mono_ms() < end)
-        pump(f, 10);
-    assert_true(f->sfd >= 0);
+    f->src = fake_console_new(&f->dm, f->l, f->dir);
+    tu_until(2000, source_taken, f, source_turn, f);
+    assert_true(f->src->fd >= 0);
     *state = f;
     return 0;
 }
@@ -187,16 +163,10 @@ teardown(void **state)
         console_session_free(f->u[i].cs);
         buf_free(&f->u[i].got);
     }
-    console_free(f->dm.c);
+    fake_daemon_free(&f->dm);
     loop_free(f->l);
-    if (f->sfd >= 0)
-        close(f->sfd);
-    close(f->lfd);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
-    buf_free(&f->src_got);
-    buf_free(&f->dm.audit);
+    tu_source_free(f->src);
+    assert_int_equal(tu_tmpdir_free(f->dir), 0);
     free(f);
     return 0;
 }
@@ -208,8 +178,8 @@ static void
 test_attach_replay_and_audit(void **state)
 {
     struct fx *f = *state;
-    assert_int_equal(write(f->sfd, "one\r\ntwo\r\nthree\r\n", 17), 17);
-    pump(f, 50);
+    assert_int_equal(write(f->src->fd, "one\r\ntwo\r\nthree\r\n", 17), 17);
+    tu_until(50, NULL, NULL, source_turn, f);
     struct user *w = attach(f, 0, false, 0);
     struct user *r = attach(f, 1, true, 0);
     /* Replay first, then where the user stands. */
@@ -228,7 +198,7 @@ test_attach_replay_and_audit(void **state)
     assert_int_equal(console_viewer_count(f->dm.c), 2);
 
     /* Live output reaches both; the transport's writes are the stream. */
-    assert_int_equal(write(f->sfd, "live\r\n", 6), 6);
+    assert_int_equal(write(f->src->fd, "live\r\n", 6), 6);
     assert_true(pump_for(f, &w->got, "]\r\nlive\r\n"));
     assert_true(pump_for(f, &r->got, "]\r\nlive\r\n"));
 
@@ -244,16 +214,16 @@ test_typing_and_menu_keys(void **state)
     struct fx *f = *state;
     struct user *w = attach(f, 0, false, 0);
     type(w, "echo hi\n");
-    assert_true(pump_for(f, &f->src_got, "echo hi\n"));
+    assert_true(pump_for(f, &f->src->got, "echo hi\n"));
 
     /* Ctrl-] twice sends one; the bytes around it go as typed. */
-    buf_reset(&f->src_got);
+    buf_reset(&f->src->got);
     type(w, "a\x1d\x1d"
             "b");
-    assert_true(pump_for(f, &f->src_got,
+    assert_true(pump_for(f, &f->src->got,
                          "a\x1d"
                          "b"));
-    assert_int_equal(f->src_got.len, 3);
+    assert_int_equal(f->src->got.len, 3);
 
     /* The menu key may arrive alone: the next input finishes it. */
     buf_reset(&w->got);
@@ -267,13 +237,13 @@ test_typing_and_menu_keys(void **state)
     assert_true(saw(&w->got, "you hold the writer seat"));
 
     /* Ctrl-] . closes the transport once; what follows is ignored. */
-    buf_reset(&f->src_got);
+    buf_reset(&f->src->got);
     type(w, "\x1d.after");
     assert_true(saw(&w->got, "[rescued: disconnecting]"));
     assert_int_equal(w->closes, 1);
     type(w, "more");
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, source_turn, f);
+    assert_int_equal(f->src->got.len, 0);
     assert_int_equal(w->closes, 1);
 }
 
@@ -298,8 +268,8 @@ test_takeover(void **state)
             "b");
     assert_int_equal(f->dm.power_calls, 0);
     type(b, "y");
-    assert_true(pump_for(f, &f->src_got, "y"));
-    assert_null(strchr(f->src_got.data, 'x'));
+    assert_true(pump_for(f, &f->src->got, "y"));
+    assert_null(strchr(f->src->got.data, 'x'));
 
     /* Ctrl-] w takes it back; a menu half-typed by the loser is dropped. */
     type(b, "\x1dn");
@@ -308,13 +278,13 @@ test_takeover(void **state)
     assert_true(saw(&b->got, "[rescued: project:acme@10.0.0.0:0 took the "
                              "writer seat; you are now watching]"));
     assert_true(console_session_is_writer(a->cs));
-    buf_reset(&f->src_got);
+    buf_reset(&f->src->got);
     type(b, "y");
     assert_int_equal(f->dm.power_calls, 0);
     assert_true(saw(&b->got, "you are watching"));
     type(a, "z");
-    assert_true(pump_for(f, &f->src_got, "z"));
-    assert_int_equal(f->src_got.len, 1);
+    assert_true(pump_for(f, &f->src->got, "z"));
+    assert_int_equal(f->src->got.len, 1);
 }
 
 static void
@@ -328,8 +298,8 @@ test_ro_session(void **state)
     type(r, "\x1dw");
     assert_true(saw(&r->got, "read-only session (.ro) cannot take the writer"));
     type(r, "\x1dsh");
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, source_turn, f);
+    assert_int_equal(f->src->got.len, 0);
     assert_int_equal(f->dm.power_calls, 0);
     assert_null(console_writer(f->dm.c));
 }
@@ -346,8 +316,8 @@ test_read_only_window(void **state)
     assert_true(saw(&w->got, "[rescued: read-only: srv1 is rebooting]"));
     type(w, "\x1dn");
     assert_false(saw(&w->got, "press y"));
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, source_turn, f);
+    assert_int_equal(f->src->got.len, 0);
 
     /* Still closed: a change call says nothing. */
     buf_reset(&w->got);
@@ -362,8 +332,8 @@ test_read_only_window(void **state)
     assert_string_equal(w->got.data,
                         "\r\n[rescued: console writable again]\r\n");
     type(w, "b");
-    assert_true(pump_for(f, &f->src_got, "b"));
-    assert_int_equal(f->src_got.len, 1);
+    assert_true(pump_for(f, &f->src->got, "b"));
+    assert_int_equal(f->src->got.len, 1);
 }
 
 static void
@@ -411,8 +381,8 @@ test_break_sysrq_nmi(void **state)
     assert_true(saw(&f->dm.audit, "srv1 console_nmi user=u0 fp=SHA256:k0 "
                                   "addr=10.0.0.0:0 role=writer\n"));
     /* None of the menu keys reached the console. */
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, source_turn, f);
+    assert_int_equal(f->src->got.len, 0);
 }
 
 static void
@@ -422,8 +392,8 @@ test_full_transport_keeps_order(void **state)
     struct user *w = attach(f, 0, true, 0);
     buf_reset(&w->got);
     w->room = 4;
-    assert_int_equal(write(f->sfd, "0123456789\r\n", 12), 12);
-    pump(f, 100);
+    assert_int_equal(write(f->src->fd, "0123456789\r\n", 12), 12);
+    tu_until(100, NULL, NULL, source_turn, f);
     assert_string_equal(w->got.data, "0123");
     /* Room again: the transport asks for the rest. */
     w->room = SIZE_MAX;
@@ -432,8 +402,8 @@ test_full_transport_keeps_order(void **state)
 
     /* A broken transport is closed, once. */
     w->err = EPIPE;
-    assert_int_equal(write(f->sfd, "x", 1), 1);
-    pump(f, 100);
+    assert_int_equal(write(f->src->fd, "x", 1), 1);
+    tu_until(100, NULL, NULL, source_turn, f);
     assert_int_equal(w->closes, 1);
     console_session_flush(w->cs);
     assert_int_equal(w->closes, 1);
@@ -454,8 +424,8 @@ test_idle_writer(void **state)
     assert_true(saw(&w->got, "you are watching"));
     type(w, "\x1dw");
     assert_true(console_session_is_writer(w->cs));
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, source_turn, f);
+    assert_int_equal(f->src->got.len, 0);
 }
 
 static void
@@ -491,8 +461,8 @@ test_fleet_authorize_who(void **state)
 {
     (void)state;
     log_set_level(LOG_LEVEL_WARN);
-    char dir[] = "/tmp/test_console_session.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = tu_tmpdir_new("test_console_session");
+    assert_non_null(dir);
     char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s/admin && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s/acme && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s/stranger",
@@ -578,9 +548,7 @@ test_fleet_authorize_who(void **state)
     fleet_free(fl);
     store_close(st);
     loop_free(l);
-    cmd = xasprintf("rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    assert_int_equal(tu_tmpdir_free(dir), 0);
 }
 
 int

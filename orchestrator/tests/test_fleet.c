@@ -11,6 +11,7 @@
 #include "fleet.h"
 #include "loop.h"
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -24,7 +25,7 @@
     "test@fleet"
 
 struct env {
-    char dir[64];
+    char *dir;
     struct loop *loop;
     struct store *st;
     struct fleet *fleet;
@@ -84,8 +85,8 @@ static int
 setup(void **state)
 {
     struct env *e = xcalloc(1, sizeof(*e));
-    strcpy(e->dir, "/tmp/test_fleet.XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    e->dir = tu_tmpdir_new("test_fleet");
+    assert_non_null(e->dir);
     /* The rescue pre-flight wants the image files to exist. */
     const char *files[] = {"vmlinuz", "initrd"};
     for (size_t i = 0; i < 2; i++) {
@@ -115,9 +116,7 @@ teardown(void **state)
     fleet_free(e->fleet);
     store_close(e->st);
     loop_free(e->loop);
-    char *cmd = xasprintf("rm -rf '%s'", e->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    assert_int_equal(tu_tmpdir_free(e->dir), 0);
     free(e);
     return 0;
 }
@@ -126,10 +125,8 @@ teardown(void **state)
 static bool
 pump_until_calls(struct env *e, int n, int ms)
 {
-    int64_t end = now_mono_ms() + ms;
-    while (e->calls < n && now_mono_ms() < end)
-        loop_run_once(e->loop, 10);
-    return e->calls >= n;
+    struct tu_count c = {.n = &e->calls, .want = n};
+    return tu_pump_until(e->loop, ms, tu_at_least, &c);
 }
 
 /* rescue_requested -> rebooting -> (phone home) rescue: three transitions,
@@ -173,8 +170,7 @@ test_writable_changed_fires(void **state)
     assert_true(e->writable);
     assert_string_equal(e->server, "srv1");
     /* One timer per window: nothing more comes. */
-    for (int i = 0; i < 20; i++)
-        loop_run_once(e->loop, 10);
+    tu_pump_turns(e->loop, 20, 10);
     assert_int_equal(e->calls, 4);
 }
 
@@ -187,9 +183,7 @@ test_reload_drops_grace(void **state)
     fleet_reload(e->fleet, config_write(e, true));
     assert_null(config_find_server(fleet_config(e->fleet), "srv1"));
     /* srv2 is new, so its own window may end meanwhile; srv1's must not. */
-    int64_t end = now_mono_ms() + 1500;
-    while (now_mono_ms() < end)
-        loop_run_once(e->loop, 10);
+    tu_pump_for(e->loop, 1500);
     assert_int_equal(e->srv1_calls, 3);
 }
 

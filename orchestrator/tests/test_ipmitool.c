@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "ipmitool.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <errno.h>
@@ -110,8 +111,8 @@ static void
 test_spawn_stop(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_ipmitool.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = tu_tmpdir_new("test_ipmitool");
+    assert_non_null(dir);
     char *tool = xasprintf("%s/ipmitool", dir);
     char *out = xasprintf("%s/out", dir);
     const char *script = "#!/bin/sh\n"
@@ -160,9 +161,7 @@ test_spawn_stop(void **state)
     assert_int_equal(WEXITSTATUS(st), 127);
     ipmitool_test_set_program("ipmitool");
 
-    unlink(out);
-    unlink(tool);
-    rmdir(dir);
+    assert_int_equal(tu_tmpdir_free(dir), 0);
     free(out);
     free(tool);
 }

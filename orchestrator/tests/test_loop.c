@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "loop.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <unistd.h>
@@ -32,9 +33,8 @@ test_timers_fire_in_deadline_order(void **state)
     uint64_t gone = loop_add_timer(l, 15, record, (void *)9);
     loop_add_timer(l, 20, record, (void *)2);
     loop_del_timer(l, gone);
-    int64_t until = now_mono_ms() + 1000;
-    while (norder < 3 && now_mono_ms() < until)
-        loop_run_once(l, 50);
+    tu_pump_until(l, 1000, tu_at_least,
+                  &(struct tu_count){.n = &norder, .want = 3});
     assert_int_equal(norder, 3);
     assert_int_equal(order[0], 1);
     assert_int_equal(order[1], 2);
@@ -59,9 +59,7 @@ test_timer_repeats_until_minus_one(void **state)
     struct loop *l = loop_new();
     repeats = 0;
     loop_add_timer(l, 0, repeat_three_times, NULL);
-    int64_t until = now_mono_ms() + 500;
-    while (now_mono_ms() < until)
-        loop_run_once(l, 20);
+    tu_pump_for(l, 500);
     assert_int_equal(repeats, 3);
     loop_free(l);
 }

@@ -17,6 +17,7 @@
 #include "util.h"
 
 #include "keyhelp.h"
+#include "testutil.h"
 
 /* Tests run from the repository root; ALPINE_OVERLAY may point elsewhere. */
 static const char *skeleton;
@@ -125,7 +126,7 @@ group_setup(void **state)
         return -1;
     }
     unsetenv("SOURCE_DATE_EPOCH");
-    k.dir = tmpdir_make();
+    k.dir = tu_tmpdir_new("test_overlay");
     if (!k.dir)
         return -1;
     k.ed25519 = keygen(k.dir, "ed", "ed25519", 0, "alice@laptop");
@@ -138,12 +139,11 @@ static int
 group_teardown(void **state)
 {
     (void)state;
-    tmpdir_remove(k.dir);
-    free(k.dir);
+    int rc = tu_tmpdir_free(k.dir);
     free(k.ed25519);
     free(k.ecdsa);
     free(k.rsa1024);
-    return 0;
+    return rc;
 }
 
 static void

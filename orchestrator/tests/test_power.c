@@ -10,6 +10,7 @@
 #include "log.h"
 #include "loop.h"
 #include "power.h"
+#include "testutil.h"
 #include "util.h"
 
 #include "powerhelp.h"
@@ -30,7 +31,7 @@
 
 void power_test_set_timeout(int ms);
 
-static char dir[64];
+static char *dir;
 static char sock_path[128], check_path[128], log_path[128];
 static pid_t qemu_pid = -1;
 static int check_fd = -1;
@@ -200,8 +201,7 @@ group_setup(void **state)
     (void)state;
     log_init(getenv("POWER_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
              "test_power");
-    strlcpy_s(dir, "/tmp/test_power.XXXXXX", sizeof(dir));
-    if (!mkdtemp(dir))
+    if (!(dir = tu_tmpdir_new("test_power")))
         return -1;
     snprintf(sock_path, sizeof(sock_path), "%s/q.sock", dir);
     snprintf(check_path, sizeof(check_path), "%s/check.sock", dir);
@@ -214,14 +214,7 @@ group_teardown(void **state)
 {
     (void)state;
     qemu_kill();
-    const char *names[] = {"q.sock", "check.sock", "qemu.log", "stale.sock"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-    return 0;
+    return tu_tmpdir_free(dir);
 }
 
 /* Each test starts with a running QEMU. */
@@ -504,8 +497,7 @@ test_qemu_restart(void **state)
 
     /* Killed, and the loop notices the drop: the socket file stays. */
     qemu_kill();
-    for (int i = 0; i < 5; i++)
-        loop_run_once(l, 20);
+    tu_pump_turns(l, 5, 20);
     assert_false(power_reachable(p, err, sizeof(err)));
     assert_non_null(strstr(err, sock_path));
     assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), -ECONNREFUSED);
@@ -600,8 +592,7 @@ test_free_cancels(void **state)
     assert_int_equal(t.a.status, 0);
     assert_int_equal(t.b.calls, 1);
     assert_int_equal(t.b.status, -ECANCELED);
-    for (int i = 0; i < 5; i++)
-        loop_run_once(l, 10);
+    tu_pump_turns(l, 5, 10);
     assert_int_equal(t.a.calls, 1);
 
     /* Manual requests not yet delivered are delivered by power_free. */

@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "power.h"
 #include "power_driver.h"
+#include "testutil.h"
 #include "uri.h"
 #include "util.h"
 
@@ -26,7 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64], tool[128], argv_log[128];
+static char *dir;
+static char tool[128], argv_log[128];
 
 static const char fake[] =
     "#!/bin/sh\n"
@@ -43,8 +45,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    strlcpy_s(dir, "/tmp/test_power_ipmi.XXXXXX", sizeof(dir));
-    assert_non_null(mkdtemp(dir));
+    dir = tu_tmpdir_new("test_power_ipmi");
+    assert_non_null(dir);
     snprintf(tool, sizeof(tool), "%s/ipmitool", dir);
     snprintf(argv_log, sizeof(argv_log), "%s/argv.log", dir);
     assert_int_equal(write_file_atomic(tool, fake, strlen(fake), 0755), 0);
@@ -61,11 +63,9 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return -1;
-    return 0;
+    int rc = tu_tmpdir_free(dir);
+    dir = NULL;
+    return rc;
 }
 
 static void
@@ -180,8 +180,7 @@ test_reachable(void **state)
     power_free(p);
     p = power_new(l, "ipmi://a:b@127.0.0.1:9", err, sizeof(err));
     /* Let the start-up probe finish first. */
-    for (int i = 0; i < 20; i++)
-        loop_run_once(l, 50);
+    tu_pump_turns(l, 20, 50);
     assert_false(power_reachable(p, err, sizeof(err)));
     assert_string_equal(err, "ipmi 127.0.0.1:9: BMC unreachable: Connection "
                              "refused");

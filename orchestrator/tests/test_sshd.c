@@ -11,6 +11,7 @@
 #include "console_session.h"
 #include "loop.h"
 #include "sshd.h"
+#include "testutil.h"
 #include "util.h"
 
 #include "consolehelp.h"
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,10 +41,9 @@ struct client {
 };
 
 struct fx {
-    char dir[64], sock[128], key_ok[128], key_bad[128], hostkey[128];
-    char logdir[128];
-    int lfd, sfd;
-    struct buf src_got; /* what the source received */
+    char *dir;
+    char key_ok[128], key_bad[128], hostkey[128];
+    struct tu_source *src; /* the serial port; got: what it received */
     struct loop *l;
     struct fake_daemon dm; /* the daemon, cb_arg */
     struct sshd *d;
@@ -61,20 +60,6 @@ run(const char *cmd)
 }
 
 static void
-pump_source(struct fx *f)
-{
-    if (f->sfd < 0) {
-        f->sfd = accept4(f->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (f->sfd < 0)
-            return;
-    }
-    char b[4096];
-    ssize_t n;
-    while ((n = read(f->sfd, b, sizeof(b))) > 0)
-        buf_append(&f->src_got, b, (size_t)n);
-}
-
-static void
 pump_clients(struct fx *f)
 {
     for (int i = 0; i < f->nclients; i++) {
@@ -88,45 +73,28 @@ pump_clients(struct fx *f)
     }
 }
 
+/* One turn: the loop, the serial port, the ssh clients. */
 static void
-pump(struct fx *f, int ms)
+sshd_turn(void *arg)
 {
-    int64_t end = now_mono_ms() + ms;
-    do {
-        loop_run_once(f->l, 5);
-        pump_source(f);
-        pump_clients(f);
-    } while (now_mono_ms() < end);
+    struct fx *f = arg;
+    tu_source_pump(f->src, f->l);
+    pump_clients(f);
 }
 
 /* Pump until needle shows in *b, or 10 s. */
 static bool
-pump_for(struct fx *f, struct buf *b, const char *needle)
+pump_for(struct fx *f, const struct buf *b, const char *needle)
 {
-    int64_t end = now_mono_ms() + 10000;
-    while (now_mono_ms() < end) {
-        if (b->data && strstr(b->data, needle))
-            return true;
-        pump(f, 10);
-    }
-    fprintf(stderr, "never saw '%s' in '%s'\n", needle, b->data ? b->data : "");
-    return false;
-}
-
-static bool
-pump_exit(struct fx *f, struct client *c)
-{
-    int64_t end = now_mono_ms() + 10000;
-    while (!c->exited && now_mono_ms() < end)
-        pump(f, 10);
-    return c->exited;
+    return tu_until_text(10000, b, needle, sshd_turn, f);
 }
 
 static void
 source_send(struct fx *f, const char *s)
 {
-    assert_true(f->sfd >= 0);
-    assert_int_equal(write(f->sfd, s, strlen(s)), (ssize_t)strlen(s));
+    assert_true(f->src->fd >= 0);
+    assert_int_equal(tu_source_write(f->src, f->l, s, strlen(s), 1000),
+                     strlen(s));
 }
 
 static struct client *
@@ -193,13 +161,11 @@ setup(void **state)
 {
     signal(SIGPIPE, SIG_IGN);
     struct fx *f = xcalloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/test_sshd.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->sock, sizeof(f->sock), "%s/serial.sock", f->dir);
+    f->dir = tu_tmpdir_new("test_sshd");
+    assert_non_null(f->dir);
     snprintf(f->key_ok, sizeof(f->key_ok), "%s/id_ok", f->dir);
     snprintf(f->key_bad, sizeof(f->key_bad), "%s/id_bad", f->dir);
     snprintf(f->hostkey, sizeof(f->hostkey), "%s/ssh_host_ed25519_key", f->dir);
-    snprintf(f->logdir, sizeof(f->logdir), "%s/console", f->dir);
     char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s",
                           f->key_ok, f->key_bad);
@@ -220,19 +186,9 @@ setup(void **state)
     ssh_clean_pubkey_hash(&hash);
     ssh_key_free(allowed);
 
-    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, f->sock);
-    assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(f->lfd, 4), 0);
-    f->sfd = -1;
-    f->dm.writable = true;
     f->l = loop_new();
+    f->src = fake_console_new(&f->dm, f->l, f->dir);
     char err[256] = "";
-    char *uri = xasprintf("unix:%s", f->sock);
-    f->dm.c = console_new(f->l, "srv1", uri, f->logdir, 0, err, sizeof(err));
-    free(uri);
-    assert_non_null(f->dm.c);
     struct sshd_config cfg = {.listen = "127.0.0.1:0",
                               .host_key_path = f->hostkey,
                               .cbs = &fake_cbs,
@@ -242,8 +198,8 @@ setup(void **state)
         fprintf(stderr, "sshd_new: %s\n", err);
     assert_non_null(f->d);
     assert_true(sshd_port(f->d) > 0);
-    pump(f, 50);
-    assert_true(f->sfd >= 0);
+    tu_until(50, NULL, NULL, sshd_turn, f);
+    assert_true(f->src->fd >= 0);
     *state = f;
     return 0;
 }
@@ -265,16 +221,10 @@ teardown(void **state)
         buf_free(&c->got);
     }
     sshd_free(f->d);
-    console_free(f->dm.c);
+    fake_daemon_free(&f->dm);
     loop_free(f->l);
-    if (f->sfd >= 0)
-        close(f->sfd);
-    close(f->lfd);
-    char *cmd = xasprintf("rm -rf '%s'", f->dir);
-    run(cmd);
-    free(cmd);
-    buf_free(&f->src_got);
-    buf_free(&f->dm.audit);
+    tu_source_free(f->src);
+    assert_int_equal(tu_tmpdir_free(f->dir), 0);
     free(f);
     return 0;
 }
@@ -286,7 +236,7 @@ test_watch_and_replay(void **state)
 {
     struct fx *f = *state;
     source_send(f, "line one\r\nline two\r\nline three\r\n");
-    pump(f, 50);
+    tu_until(50, NULL, NULL, sshd_turn, f);
     struct client *a = ssh_client(f, "srv1.ro.replay=2", f->key_ok, false);
     assert_true(pump_for(f, &a->got, "srv1 as watcher"));
     assert_non_null(strstr(a->got.data, "line two\r\nline three\r\n"));
@@ -317,16 +267,12 @@ test_two_viewers_identical_bytes(void **state)
     struct buf sent = {0};
     for (int i = 0; i < 2000; i++)
         buf_printf(&sent, "boot message %05d: some kernel text\r\n", i);
-    size_t off = 0;
-    while (off < sent.len) {
-        ssize_t w = write(f->sfd, sent.data + off, sent.len - off);
-        if (w > 0)
-            off += (size_t)w;
-        pump(f, 5);
-    }
+    assert_int_equal(
+        tu_source_write_with(f->src, sent.data, sent.len, 10000, sshd_turn, f),
+        sent.len);
     assert_true(pump_for(f, &a->got, "boot message 01999"));
     assert_true(pump_for(f, &b->got, "boot message 01999"));
-    pump(f, 100);
+    tu_until(100, NULL, NULL, sshd_turn, f);
     assert_string_equal(after_notice(a), sent.data);
     assert_string_equal(after_notice(b), sent.data);
     buf_free(&sent);
@@ -339,7 +285,7 @@ test_writer_types_and_takeover(void **state)
     struct client *w1 = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w1->got, "srv1 as writer"));
     type(w1, "echo hi\n");
-    assert_true(pump_for(f, &f->src_got, "echo hi\n"));
+    assert_true(pump_for(f, &f->src->got, "echo hi\n"));
 
     struct client *w2 = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w2->got, "srv1 as writer"));
@@ -348,27 +294,27 @@ test_writer_types_and_takeover(void **state)
         pump_for(f, &w1->got, "took the writer seat; you are now watching]"));
     assert_non_null(strstr(f->dm.audit.data, "console_takeover"));
 
-    buf_reset(&f->src_got);
+    buf_reset(&f->src->got);
     type(w1, "x");
     assert_true(pump_for(f, &w1->got, "you are watching; Ctrl-] w takes"));
     type(w2, "y");
-    assert_true(pump_for(f, &f->src_got, "y"));
-    assert_null(strchr(f->src_got.data, 'x'));
+    assert_true(pump_for(f, &f->src->got, "y"));
+    assert_null(strchr(f->src->got.data, 'x'));
 
     /* Ctrl-] w takes the seat back; Ctrl-] Ctrl-] sends one Ctrl-]. */
     type(w1, "\x1dw");
     assert_true(pump_for(f, &w2->got, "you are now watching"));
-    buf_reset(&f->src_got);
+    buf_reset(&f->src->got);
     type(w1, "a\x1d\x1d"
              "b");
-    assert_true(pump_for(f, &f->src_got,
+    assert_true(pump_for(f, &f->src->got,
                          "a\x1d"
                          "b"));
 
     /* Ctrl-] . disconnects. */
     type(w1, "\x1d.");
-    assert_true(pump_exit(f, w1));
-    pump(f, 50);
+    assert_true(tu_until(10000, tu_flag, &w1->exited, sshd_turn, f));
+    tu_until(50, NULL, NULL, sshd_turn, f);
     assert_non_null(strstr(f->dm.audit.data, "console_detach"));
 }
 
@@ -382,8 +328,8 @@ test_ro_cannot_type(void **state)
     assert_true(pump_for(f, &r->got, "read-only session (.ro)"));
     type(r, "\x1dw");
     assert_true(pump_for(f, &r->got, "cannot take the writer seat"));
-    pump(f, 100);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(100, NULL, NULL, sshd_turn, f);
+    assert_int_equal(f->src->got.len, 0);
     assert_null(console_writer(f->dm.c));
 }
 
@@ -393,8 +339,8 @@ test_refusals_are_identical(void **state)
     struct fx *f = *state;
     struct client *bad = ssh_client(f, "srv1", f->key_bad, false);
     struct client *unk = ssh_client(f, "nosuch", f->key_ok, false);
-    assert_true(pump_exit(f, bad));
-    assert_true(pump_exit(f, unk));
+    assert_true(tu_until(10000, tu_flag, &bad->exited, sshd_turn, f));
+    assert_true(tu_until(10000, tu_flag, &unk->exited, sshd_turn, f));
     assert_int_equal(WEXITSTATUS(bad->status), 255);
     assert_int_equal(WEXITSTATUS(unk->status), 255);
     char *e1 = slurp(bad->errpath), *e2 = slurp(unk->errpath);
@@ -420,14 +366,14 @@ test_read_only_window(void **state)
     assert_true(
         pump_for(f, &w->got, "[rescued: read-only: srv1 is rebooting]"));
     type(w, "a");
-    pump(f, 300);
-    assert_int_equal(f->src_got.len, 0);
+    tu_until(300, NULL, NULL, sshd_turn, f);
+    assert_int_equal(f->src->got.len, 0);
     f->dm.writable = true;
     sshd_writable_changed(f->d, "srv1");
     assert_true(pump_for(f, &w->got, "[rescued: console writable again]"));
     type(w, "b");
-    assert_true(pump_for(f, &f->src_got, "b"));
-    assert_int_equal(f->src_got.len, 1);
+    assert_true(pump_for(f, &f->src->got, "b"));
+    assert_int_equal(f->src->got.len, 1);
 }
 
 static void
@@ -460,7 +406,7 @@ test_menu_power(void **state)
     assert_non_null(strstr(f->dm.audit.data, "console_sysrq"));
     assert_non_null(strstr(f->dm.audit.data, "key=h"));
     /* None of the menu keys reached the console. */
-    assert_int_equal(f->src_got.len, 0);
+    assert_int_equal(f->src->got.len, 0);
 }
 
 static void
@@ -503,7 +449,7 @@ test_writer_idle_timeout(void **state)
     assert_null(console_writer(f->dm.c));
     type(w, "z");
     assert_true(pump_for(f, &w->got, "you are watching"));
-    assert_int_equal(f->src_got.len, 0);
+    assert_int_equal(f->src->got.len, 0);
 }
 
 static void

@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include "keyhelp.h"
+#include "testutil.h"
 
 /* Real keys, made once by ssh-keygen for the whole group. */
 static struct {
@@ -48,7 +49,7 @@ static int
 group_setup(void **state)
 {
     (void)state;
-    k.dir = tmpdir_make();
+    k.dir = tu_tmpdir_new("test_sshkey");
     if (!k.dir)
         return -1;
     k.ed25519 = keygen(k.dir, "ed", "ed25519", 0, "alice@laptop");
@@ -83,8 +84,7 @@ static int
 group_teardown(void **state)
 {
     (void)state;
-    tmpdir_remove(k.dir);
-    free(k.dir);
+    int rc = tu_tmpdir_free(k.dir);
     free(k.ed25519);
     free(k.ecdsa256);
     free(k.ecdsa384);
@@ -94,7 +94,7 @@ group_teardown(void **state)
     free(k.dsa);
     free(k.sk_ed25519);
     free(k.sk_ecdsa);
-    return 0;
+    return rc;
 }
 
 static void

@@ -8,10 +8,10 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -23,38 +23,10 @@
 #include <unistd.h>
 
 struct fixture {
-    char dir[64];
+    char *dir;
     char *db_path;
     struct store *st;
 };
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int
-setup(void **state)
-{
-    struct fixture *f = xcalloc(1, sizeof(*f));
-    char err[256] = "";
-
-    strcpy(f->dir, "/tmp/test_store.XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    f->db_path = xasprintf("%s/rescued.db", f->dir);
-    f->st = store_open("sqlite:", f->dir, err, sizeof(err));
-    if (!f->st) {
-        fprintf(stderr, "store_open: %s\n", err);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
 
 /* Tests that craft the database themselves start from an empty dir. */
 static int
@@ -62,11 +34,28 @@ setup_empty(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
 
-    strcpy(f->dir, "/tmp/test_store.XXXXXX");
-    if (!mkdtemp(f->dir))
+    if (!(f->dir = tu_tmpdir_new("test_store"))) {
+        free(f);
         return -1;
+    }
     f->db_path = xasprintf("%s/rescued.db", f->dir);
     *state = f;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    char err[256] = "";
+
+    if (setup_empty(state) < 0)
+        return -1;
+    struct fixture *f = *state;
+    f->st = store_open("sqlite:", f->dir, err, sizeof(err));
+    if (!f->st) {
+        fprintf(stderr, "store_open: %s\n", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -76,10 +65,10 @@ teardown(void **state)
     struct fixture *f = *state;
 
     store_close(f->st);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = tu_tmpdir_free(f->dir);
     free(f->db_path);
     free(f);
-    return 0;
+    return rc;
 }
 
 static struct store *

@@ -99,6 +99,7 @@ tu_until(int ms, tu_cond *cond, void *carg, tu_turn *turn, void *targ)
     return true;
 }
 
+/* One turn of the loop alone (arg is the struct loop *), at most 10 ms. */
 static inline void
 tu_loop_turn(void *l)
 {
@@ -153,6 +154,33 @@ tu_buf_has(void *arg)
         return false;
     return memmem(n->b->data + n->from, n->b->len - n->from, n->text,
                   strlen(n->text)) != NULL;
+}
+
+/* Turn until text shows in b (which fills meanwhile) or ms pass.  On a
+ * timeout it says on stderr what b held, for the failure that follows. */
+static inline bool
+tu_until_text(int ms, const struct buf *b, const char *text, tu_turn *turn,
+              void *targ)
+{
+    struct tu_needle n = {.b = b, .text = text};
+    if (tu_until(ms, tu_buf_has, &n, turn, targ))
+        return true;
+    fprintf(stderr, "never saw '%s' in '%s'\n", text, b->data ? b->data : "");
+    return false;
+}
+
+/* A counter a callback bumps, and how far it must get. */
+struct tu_count {
+    const int *n;
+    int want;
+};
+
+/* arg is a struct tu_count *. */
+static inline bool
+tu_at_least(void *arg)
+{
+    const struct tu_count *c = arg;
+    return *c->n >= c->want;
 }
 
 /* --- a fake console source ------------------------------------------------ */
@@ -221,12 +249,12 @@ tu_source_read(struct tu_source *s)
     }
 }
 
-/* Write data as the serial port, pumping l between writes while the
- * socket is full, for at most ms; returns how many bytes went out (n when
- * all did). */
+/* Write data as the serial port, with one turn(targ) (which runs the
+ * loop) between writes while the socket is full, for at most ms; returns
+ * how many bytes went out (n when all did). */
 static inline size_t
-tu_source_write(struct tu_source *s, struct loop *l, const void *data, size_t n,
-                int ms)
+tu_source_write_with(struct tu_source *s, const void *data, size_t n, int ms,
+                     tu_turn *turn, void *targ)
 {
     size_t off = 0;
     int64_t end = now_mono_ms() + ms;
@@ -239,10 +267,28 @@ tu_source_write(struct tu_source *s, struct loop *l, const void *data, size_t n,
         if (off < n) {
             if (now_mono_ms() >= end)
                 break;
-            loop_run_once(l, 5);
+            turn(targ);
         }
     }
     return off;
+}
+
+/* The same, pumping the loop alone. */
+static inline size_t
+tu_source_write(struct tu_source *s, struct loop *l, const void *data, size_t n,
+                int ms)
+{
+    return tu_source_write_with(s, data, n, ms, tu_loop_turn, l);
+}
+
+/* One turn as the serial port sees it: the loop for at most 5 ms, then
+ * take the console's connection if one waits and read what it wrote. */
+static inline void
+tu_source_pump(struct tu_source *s, struct loop *l)
+{
+    loop_run_once(l, 5);
+    tu_source_accept(s);
+    tu_source_read(s);
 }
 
 /* The serial port drops the console (it reconnects; the socket still
