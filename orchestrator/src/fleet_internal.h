@@ -2,11 +2,24 @@
  * this): fleet.c keeps each server's life, fleet_view.c shows it (API JSON,
  * metrics), fleet_boot.c turns the boot path's fetches into events.
  * fleet_view.c and fleet_boot.c use fleet.c through the functions below;
- * fleet.c calls neither of them, so the calls run one way. */
+ * fleet.c calls neither of them, so the calls run one way.  This header
+ * stands below fleet.h and does not include it. */
 #ifndef RESCUED_FLEET_INTERNAL_H
 #define RESCUED_FLEET_INTERNAL_H
 
-#include "fleet.h"
+#include "config.h"
+#include "fsm.h"
+#include "store_records.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct console;
+struct console_viewer;
+struct dnsmasq;
+struct loop;
+struct power;
+struct store;
 
 /* One server's live state: its stored row, its driver, its timers. */
 struct srv {
@@ -26,8 +39,9 @@ struct srv {
 struct sub {
     uint64_t id;
     char *server; /* NULL: all */
-    fleet_event_cb *cb;
-    fleet_writable_cb *writable;
+    /* fleet_event_cb and fleet_writable_cb of fleet.h, spelled out */
+    void (*cb)(void *arg, const struct store_event *ev);
+    void (*writable)(void *arg, const char *server);
     void *arg;
     struct sub *next;
 };

@@ -9,26 +9,13 @@
 #ifndef RESCUED_POWER_H
 #define RESCUED_POWER_H
 
+#include "power_op.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
 struct loop;
 struct power;
-
-enum power_op {
-    POWER_RESET, /* hard reset; powers on when off */
-    POWER_ON,
-    POWER_OFF,    /* hard off */
-    POWER_STATUS, /* detail: "running", "paused", "shutdown", ... */
-    POWER_NMI,
-    POWER_SYSRQ,        /* arg: one key, e.g. "h" */
-    POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
-    POWER_NETBOOT_ONCE, /* next boot from the network, if the driver can */
-};
-
-/* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).
- * detail: on failure the reason a user reads; on POWER_STATUS the state. */
-typedef void power_done_cb(void *arg, int status, const char *detail);
 
 /* Parse uri and make a driver; NULL with a reason in err for a bad uri. */
 struct power *power_new(struct loop *l, const char *uri, char *err,

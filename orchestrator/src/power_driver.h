@@ -12,12 +12,13 @@
 #ifndef RESCUED_POWER_DRIVER_H
 #define RESCUED_POWER_DRIVER_H
 
-#include "power.h"
+#include "power_op.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+struct loop;
 struct uri_power;
 
 struct power_req {

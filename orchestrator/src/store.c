@@ -1,6 +1,7 @@
 /* store: the public interface (store.h).  It picks the backend the URL
  * names and reaches it only through its ops table (store_backend.h); what
  * holds for every backend is checked here, once. */
+#include "store.h"
 #include "store_backend.h"
 #include "uri.h"
 #include "util.h"

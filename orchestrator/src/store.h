@@ -32,30 +32,12 @@
 #define RESCUED_STORE_H
 
 #include "fsm.h"
+#include "store_records.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 struct store;
-
-/* What is kept per server beyond the state machine's own fields. */
-struct server_row {
-    struct fsm_server fsm;
-    char *ssh_keys;    /* keys added for this rescue, newline-separated */
-    char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
-    unsigned pending_actions; /* fsm_action bits stored, not yet done */
-};
-
-struct store_event {
-    int64_t id; /* increasing; use as a cursor */
-    const char *server;
-    int64_t at_ms;          /* wall clock */
-    const char *kind;       /* "transition", "boot", "action", "audit", ... */
-    const char *from_state; /* transitions only, else NULL */
-    const char *to_state;   /* transitions only, else NULL */
-    const char *actor;      /* who: "admin", "project:acme", "rescued", ... */
-    const char *message;
-};
 
 /* Open (creating and migrating) the store url names:
  *   sqlite:PATH   the SQLite file PATH; its directory is made (0700, the
@@ -100,7 +82,6 @@ int64_t store_append_event(struct store *st, const char *server,
                            const char *kind, const char *actor,
                            const char *message);
 
-typedef int store_event_cb(void *arg, const struct store_event *ev);
 /* Events of one server (or all when server is NULL) with id > after_id,
  * oldest first, at most limit (0: no limit).  A non-zero return from cb
  * stops the walk and is returned.  The event's strings are valid only

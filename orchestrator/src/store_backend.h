@@ -11,10 +11,13 @@
 #ifndef RESCUED_STORE_BACKEND_H
 #define RESCUED_STORE_BACKEND_H
 
-#include "store.h"
+#include "fsm.h"
+#include "store_records.h"
 #include "uri.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct store_ops {
     /* Open (creating and migrating) what u names; a backend with a

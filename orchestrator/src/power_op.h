@@ -1,0 +1,23 @@
+/* power_op: the words power.h's callers and the drivers (power_driver.h)
+ * share: what can be asked of a server's power, and how the answer comes
+ * back.  Types only, no code; both headers include it, so neither
+ * includes the other. */
+#ifndef RESCUED_POWER_OP_H
+#define RESCUED_POWER_OP_H
+
+enum power_op {
+    POWER_RESET, /* hard reset; powers on when off */
+    POWER_ON,
+    POWER_OFF,    /* hard off */
+    POWER_STATUS, /* detail: "running", "paused", "shutdown", ... */
+    POWER_NMI,
+    POWER_SYSRQ,        /* arg: one key, e.g. "h" */
+    POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
+    POWER_NETBOOT_ONCE, /* next boot from the network, if the driver can */
+};
+
+/* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).
+ * detail: on failure the reason a user reads; on POWER_STATUS the state. */
+typedef void power_done_cb(void *arg, int status, const char *detail);
+
+#endif

@@ -1,0 +1,34 @@
+/* store_records: what the store keeps, as store.h's callers and the
+ * backends (store_backend.h) both read it: a server's row, an event of its
+ * history and the callback that walks them.  Types only, no code; both
+ * headers include it, so neither includes the other. */
+#ifndef RESCUED_STORE_RECORDS_H
+#define RESCUED_STORE_RECORDS_H
+
+#include "fsm.h"
+
+#include <stdint.h>
+
+/* What is kept per server beyond the state machine's own fields. */
+struct server_row {
+    struct fsm_server fsm;
+    char *ssh_keys;    /* keys added for this rescue, newline-separated */
+    char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
+    unsigned pending_actions; /* fsm_action bits stored, not yet done */
+};
+
+struct store_event {
+    int64_t id; /* increasing; use as a cursor */
+    const char *server;
+    int64_t at_ms;          /* wall clock */
+    const char *kind;       /* "transition", "boot", "action", "audit", ... */
+    const char *from_state; /* transitions only, else NULL */
+    const char *to_state;   /* transitions only, else NULL */
+    const char *actor;      /* who: "admin", "project:acme", "rescued", ... */
+    const char *message;
+};
+
+/* store_list_events calls it per event; non-zero stops the walk. */
+typedef int store_event_cb(void *arg, const struct store_event *ev);
+
+#endif
