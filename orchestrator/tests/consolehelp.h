@@ -1,8 +1,9 @@
 /* Helpers shared by test_sshd.c and test_console_session.c: the daemon's
  * answers to a console face (struct console_session_cbs), as a fake that
- * records what it was asked, and srv1's console on a fake serial port.
- * Pass the struct fake_daemon as cb_arg.  Include after cmocka.h,
- * console.h, console_session.h, testutil.h and util.h. */
+ * records what it was asked, and what the daemon would hold around them:
+ * a temp dir, the loop, and srv1's console on a fake serial port that the
+ * test plays.  Pass the struct fake_daemon as cb_arg.  Include after
+ * cmocka.h, console.h, console_session.h, testutil.h and util.h. */
 #ifndef RESCUED_TEST_CONSOLEHELP_H
 #define RESCUED_TEST_CONSOLEHELP_H
 
@@ -11,10 +12,13 @@
 #include <string.h>
 
 struct fake_daemon {
-    struct console *c;    /* srv1's console; no other server has one */
-    char allowed_fp[128]; /* the one SSH key authorize() lets in */
-    bool writable;        /* false: "srv1 is rebooting" */
-    struct buf audit;     /* "SERVER ACTION DETAIL\n" per line */
+    char *dir; /* /tmp/<test binary>.XXXXXX */
+    struct loop *l;
+    struct tu_source *src; /* the serial port; got: what it received */
+    struct console *c;     /* srv1's console; no other server has one */
+    char allowed_fp[128];  /* the one SSH key authorize() lets in */
+    bool writable;         /* false: "srv1 is rebooting" */
+    struct buf audit;      /* "SERVER ACTION DETAIL\n" per line */
     int power_calls;
     enum console_power_op power_op; /* of the last call */
     char power_key[8];
@@ -79,35 +83,41 @@ static const struct console_session_cbs fake_cbs = {
     .power = fake_power,
 };
 
-/* srv1's console (dm->c, writable), on a fake serial port at
- * dir/serial.sock that it starts connecting to; it logs in dir/console.
- * Returns the port, for tu_source_free after fake_daemon_free. */
-static struct tu_source *
-fake_console_new(struct fake_daemon *dm, struct loop *l, const char *dir)
+/* dm's dir and loop, and srv1's console (dm->c, writable) on a fake
+ * serial port at dir/serial.sock (dm->src) that it starts connecting to;
+ * it logs in dir/console. */
+static void
+fake_daemon_init(struct fake_daemon *dm)
 {
-    char *sock = xasprintf("%s/serial.sock", dir);
+    dm->dir = tu_tmpdir_new(program_invocation_short_name);
+    assert_non_null(dm->dir);
+    dm->l = loop_new();
+    char *sock = xasprintf("%s/serial.sock", dm->dir);
     char *uri = xasprintf("unix:%s", sock);
-    char *logdir = xasprintf("%s/console", dir);
-    struct tu_source *src = tu_source_new(sock);
-    assert_non_null(src);
+    char *logdir = xasprintf("%s/console", dm->dir);
+    dm->src = tu_source_new(sock);
+    assert_non_null(dm->src);
     char err[256] = "";
     dm->writable = true;
-    dm->c = console_new(l, "srv1", uri, logdir, 0, err, sizeof(err));
+    dm->c = console_new(dm->l, "srv1", uri, logdir, 0, err, sizeof(err));
     if (!dm->c)
         fail_msg("console_new: %s", err);
     free(logdir);
     free(uri);
     free(sock);
-    return src;
 }
 
-/* The console and what was recorded. */
+/* The console, what was recorded, the loop, the serial port and the dir
+ * with all in it. */
 static void
 fake_daemon_free(struct fake_daemon *dm)
 {
     console_free(dm->c);
     dm->c = NULL;
     buf_free(&dm->audit);
+    loop_free(dm->l);
+    tu_source_free(dm->src);
+    assert_int_equal(tu_tmpdir_free(dm->dir), 0);
 }
 
 #endif

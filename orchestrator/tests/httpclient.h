@@ -1,7 +1,9 @@
 /* An HTTP client for the tests of http and its faces: libcurl's multi
  * interface and our loop, both driven from the test's thread in turn
- * (loop_run_once and curl_multi_perform).  Set HC's loop, multi and port
- * first.  Include after cmocka.h, loop.h and util.h. */
+ * (loop_run_once and curl_multi_perform).  hc_serve starts http on
+ * 127.0.0.1:0 and points HC at it; hc_stop undoes HC before the http is
+ * freed.  A request waits at most 5 s, a stream's first bytes 3 s.
+ * Include after cmocka.h. */
 #ifndef RESCUED_TEST_HTTPCLIENT_H
 #define RESCUED_TEST_HTTPCLIENT_H
 
@@ -11,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "http.h"
+#include "loop.h"
+#include "testutil.h"
+#include "util.h"
 
 /* Calls are written (struct call){method, path, token, ...}: the fields
  * left out are NULL/false on purpose. */
@@ -24,6 +31,29 @@ static struct {
     int port;
 } HC;
 
+/* http on l at 127.0.0.1:0, and HC (with a new multi handle) on it. */
+static struct http *
+hc_serve(struct loop *l)
+{
+    char err[256] = "";
+    struct http *h = http_new(l, "127.0.0.1:0", err, sizeof(err));
+    if (!h)
+        fail_msg("http: %s", err);
+    assert_true(http_port(h) > 0);
+    HC.loop = l;
+    HC.multi = curl_multi_init();
+    HC.port = http_port(h);
+    return h;
+}
+
+/* The multi handle goes; the http is the caller's to free. */
+static void
+hc_stop(void)
+{
+    curl_multi_cleanup(HC.multi);
+    memset(&HC, 0, sizeof(HC));
+}
+
 struct resp {
     long status;
     long connects; /* new connections this request opened */
@@ -32,10 +62,11 @@ struct resp {
     json_t *json;
 };
 
-/* One turn of both sides. */
+/* One turn of both sides (a tu_turn; arg is unused). */
 static void
-pump(void)
+hc_turn(void *arg)
 {
+    (void)arg;
     int running;
     loop_run_once(HC.loop, 2);
     curl_multi_perform(HC.multi, &running);
@@ -124,6 +155,31 @@ easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
     return h;
 }
 
+/* A request on its way: done once curl has finished it. */
+struct hc_wait {
+    const struct call *c;
+    CURL *h;
+    bool done;
+};
+
+/* hc_turn, then whether w's request is over (a failed one fails the
+ * test). */
+static void
+hc_wait_turn(void *arg)
+{
+    struct hc_wait *w = arg;
+    hc_turn(NULL);
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(HC.multi, &left)))
+        if (m->msg == CURLMSG_DONE && m->easy_handle == w->h) {
+            if (m->data.result != CURLE_OK)
+                fail_msg("%s %.80s: %s", w->c->method, w->c->path,
+                         curl_easy_strerror(m->data.result));
+            w->done = true;
+        }
+}
+
 /* Run one request to the end; fills r (json when the body parses). */
 static void
 http(const struct call *c, struct resp *r)
@@ -131,28 +187,14 @@ http(const struct call *c, struct resp *r)
     memset(r, 0, sizeof(*r));
     struct curl_slist *hdrs;
     struct upload up;
-    CURL *h = easy_new(c, r, &hdrs, &up);
-    curl_multi_add_handle(HC.multi, h);
-    bool done = false;
-    int64_t deadline = now_mono_ms() + 5000;
-    while (!done && now_mono_ms() < deadline) {
-        pump();
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(HC.multi, &left)))
-            if (m->msg == CURLMSG_DONE && m->easy_handle == h) {
-                if (m->data.result != CURLE_OK)
-                    fail_msg("%s %.80s: %s", c->method, c->path,
-                             curl_easy_strerror(m->data.result));
-                done = true;
-            }
-    }
-    if (!done)
+    struct hc_wait w = {.c = c, .h = easy_new(c, r, &hdrs, &up)};
+    curl_multi_add_handle(HC.multi, w.h);
+    if (!tu_until(5000, tu_flag, &w.done, hc_wait_turn, &w))
         fail_msg("%s %.80s: no answer in 5 s", c->method, c->path);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r->connects);
-    curl_multi_remove_handle(HC.multi, h);
-    curl_easy_cleanup(h);
+    curl_easy_getinfo(w.h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(w.h, CURLINFO_NUM_CONNECTS, &r->connects);
+    curl_multi_remove_handle(HC.multi, w.h);
+    curl_easy_cleanup(w.h);
     curl_slist_free_all(hdrs);
     if (r->body.data)
         r->json = json_loads(r->body.data, 0, NULL);
@@ -167,10 +209,51 @@ resp_clear(struct resp *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* A request left running, as a client of a stream keeps it: r fills as
+ * both sides turn. */
+struct hc_stream {
+    CURL *h;
+    struct curl_slist *hdrs;
+    struct upload up;
+    struct resp r;
+};
+
+/* Start c and turn until text shows in the body ("": any byte) or 3 s
+ * pass; false then. */
+static bool
+hc_stream_open(struct hc_stream *s, const struct call *c, const char *text)
+{
+    memset(s, 0, sizeof(*s));
+    s->h = easy_new(c, &s->r, &s->hdrs, &s->up);
+    curl_multi_add_handle(HC.multi, s->h);
+    return tu_until_text(3000, &s->r.body, text, hc_turn, NULL);
+}
+
+/* The client hangs up: the handle and what it got go. */
+static void
+hc_stream_close(struct hc_stream *s)
+{
+    curl_multi_remove_handle(HC.multi, s->h);
+    curl_easy_cleanup(s->h);
+    curl_slist_free_all(s->hdrs);
+    resp_clear(&s->r);
+}
+
 static const char *
 jstr(json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
+}
+
+/* A JSON object of size - 1 bytes in buf ("{", spaces, "}"), for the body
+ * limits. */
+static void
+hc_big_body(char *buf, size_t size)
+{
+    memset(buf, ' ', size - 1);
+    buf[0] = '{';
+    buf[size - 2] = '}';
+    buf[size - 1] = '\0';
 }
 
 /* A JSON error with this status and code. */

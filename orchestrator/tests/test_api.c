@@ -12,6 +12,7 @@
 #include "http.h"
 #include "loop.h"
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -40,28 +41,19 @@ extern int api_sse_keepalive_ms;
 static int
 setup(void **state)
 {
-    struct env *e = env_new("[project:acme]\n"
-                            "token = " ACME "\n"
-                            "[project:other]\n"
-                            "token = " OTHER "\n"
-                            "[server:srv1]\n"
-                            "mac = 52:54:00:00:00:01\n"
-                            "project = acme\n"
-                            "power = manual:\n"
-                            "[server:srv2]\n"
-                            "mac = 52:54:00:00:00:02\n"
-                            "project = other\n"
-                            "power = manual:\n",
-                            "x");
-    api_register(e->http, e->fleet);
-    *state = e;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    env_free(*state);
+    *state = env_face_new("[project:acme]\n"
+                          "token = " ACME "\n"
+                          "[project:other]\n"
+                          "token = " OTHER "\n"
+                          "[server:srv1]\n"
+                          "mac = 52:54:00:00:00:01\n"
+                          "project = acme\n"
+                          "power = manual:\n"
+                          "[server:srv2]\n"
+                          "mac = 52:54:00:00:00:02\n"
+                          "project = other\n"
+                          "power = manual:\n",
+                          "x", api_register);
     return 0;
 }
 
@@ -462,6 +454,29 @@ metrics_has(const char *s)
     return yes;
 }
 
+/* Every event stream is gone, by /metrics. */
+static bool
+no_streams(void *arg)
+{
+    (void)arg;
+    return metrics_has("rescued_http_event_streams 0\n");
+}
+
+/* n turns of the loop alone (arg is an int *). */
+static void
+loop_turns(void *n)
+{
+    tu_pump_turns(E->loop, *(const int *)n, 10);
+}
+
+/* The client went away: until /metrics counts no stream or ms pass, n
+ * turns of the loop alone between asks. */
+static bool
+streams_gone(int ms, int n)
+{
+    return tu_until(ms, no_streams, NULL, loop_turns, &n);
+}
+
 static void
 test_event_stream(void **state)
 {
@@ -480,24 +495,17 @@ test_event_stream(void **state)
     assert_int_equal(r.status, 202);
     resp_clear(&r);
 
-    struct resp sse;
-    memset(&sse, 0, sizeof(sse));
-    struct curl_slist *hdrs;
-    struct upload up;
-    CURL *h =
-        easy_new(&(struct call){"GET", "/v1/servers/srv1/events", ACME, NULL,
-                                NULL, false, "Accept: text/event-stream"},
-                 &sse, &hdrs, &up);
-    curl_multi_add_handle(E->multi, h);
-    int64_t deadline = now_mono_ms() + 3000;
-    while (!(sse.body.data && strstr(sse.body.data, "event: audit\n")) &&
-           now_mono_ms() < deadline)
-        pump();
-    assert_non_null(sse.body.data);
-    assert_non_null(strstr(sse.headers.data, "text/event-stream"));
-    assert_non_null(strstr(sse.body.data, "event: audit\ndata: {"));
-    assert_non_null(strstr(sse.body.data, "reboot requested"));
-    assert_null(strstr(sse.body.data, "srv2"));
+    struct hc_stream sse;
+    hc_stream_open(&sse,
+                   &(struct call){"GET", "/v1/servers/srv1/events", ACME, NULL,
+                                  NULL, false, "Accept: text/event-stream"},
+                   "event: audit\n");
+    const struct buf *body = &sse.r.body;
+    assert_non_null(body->data);
+    assert_non_null(strstr(sse.r.headers.data, "text/event-stream"));
+    assert_non_null(strstr(body->data, "event: audit\ndata: {"));
+    assert_non_null(strstr(body->data, "reboot requested"));
+    assert_null(strstr(body->data, "srv2"));
     assert_true(metrics_has("rescued_http_event_streams 1\n"));
 
     /* Idle: parked, not spinning.  Only the loop runs for 1.5 s. */
@@ -514,45 +522,29 @@ test_event_stream(void **state)
                  iters);
 
     /* The keepalive arrived meanwhile. */
-    deadline = now_mono_ms() + 2000;
-    while (!strstr(sse.body.data, ": keepalive\n\n") &&
-           now_mono_ms() < deadline)
-        pump();
-    assert_non_null(strstr(sse.body.data, ": keepalive\n\n"));
+    tu_until_text(2000, body, ": keepalive\n\n", hc_turn, NULL);
+    assert_non_null(strstr(body->data, ": keepalive\n\n"));
 
     /* A transition arrives live, in SSE framing. */
-    size_t mark = sse.body.len;
+    size_t mark = body->len;
     http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
                         RESCUE_BODY},
          &r);
     assert_int_equal(r.status, 202);
     resp_clear(&r);
-    deadline = now_mono_ms() + 3000;
-    while (!strstr(sse.body.data + mark, "\"to\":\"rescue_requested\"") &&
-           now_mono_ms() < deadline)
-        pump();
-    const char *live = strstr(sse.body.data + mark, "event: transition\n");
+    struct tu_needle live_to = {body, mark, "\"to\":\"rescue_requested\""};
+    tu_until(3000, tu_buf_has, &live_to, hc_turn, NULL);
+    const char *live = strstr(body->data + mark, "event: transition\n");
     assert_non_null(live);
-    assert_non_null(
-        strstr(sse.body.data + mark, "\"to\":\"rescue_requested\""));
+    assert_non_null(strstr(body->data + mark, "\"to\":\"rescue_requested\""));
     /* "id: N\nevent: transition\ndata: {...}\n\n" */
-    assert_true(live - sse.body.data >= 4);
-    assert_null(strstr(sse.body.data, "srv2"));
+    assert_true(live - body->data >= 4);
+    assert_null(strstr(body->data, "srv2"));
 
     /* The client goes away: the next keepalive finds out, and the stream
      * is unsubscribed and freed. */
-    curl_multi_remove_handle(E->multi, h);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    deadline = now_mono_ms() + 3000;
-    bool gone = false;
-    while (!gone && now_mono_ms() < deadline) {
-        for (int i = 0; i < 50; i++)
-            loop_run_once(E->loop, 10);
-        gone = metrics_has("rescued_http_event_streams 0\n");
-    }
-    assert_true(gone);
-    resp_clear(&sse);
+    hc_stream_close(&sse);
+    assert_true(streams_gone(3000, 50));
 }
 
 /* A client that hangs up on a parked stream is noticed at once, not at the
@@ -562,34 +554,16 @@ test_stream_client_hangup(void **state)
 {
     (void)state;
     api_sse_keepalive_ms = 15000;
-    struct resp sse;
-    memset(&sse, 0, sizeof(sse));
-    struct curl_slist *hdrs;
-    struct upload up;
-    CURL *h =
-        easy_new(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN, NULL,
-                                NULL, false, "Accept: text/event-stream"},
-                 &sse, &hdrs, &up);
-    curl_multi_add_handle(E->multi, h);
-    int64_t deadline = now_mono_ms() + 3000;
-    while (!sse.body.data && now_mono_ms() < deadline)
-        pump();
-    assert_non_null(sse.body.data);
-    for (int i = 0; i < 20; i++)
-        loop_run_once(E->loop, 5);
+    struct hc_stream sse;
+    hc_stream_open(&sse,
+                   &(struct call){"GET", "/v1/servers/srv1/events", ADMIN, NULL,
+                                  NULL, false, "Accept: text/event-stream"},
+                   "");
+    assert_non_null(sse.r.body.data);
+    tu_pump_turns(E->loop, 20, 5);
     assert_true(metrics_has("rescued_http_event_streams 1\n"));
-    curl_multi_remove_handle(E->multi, h);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    deadline = now_mono_ms() + 2000;
-    bool gone = false;
-    while (!gone && now_mono_ms() < deadline) {
-        for (int i = 0; i < 10; i++)
-            loop_run_once(E->loop, 10);
-        gone = metrics_has("rescued_http_event_streams 0\n");
-    }
-    assert_true(gone);
-    resp_clear(&sse);
+    hc_stream_close(&sse);
+    assert_true(streams_gone(2000, 10));
 }
 
 /* A stream left open is ended cleanly by http_free (teardown). */
@@ -597,25 +571,16 @@ static void
 test_stream_open_at_shutdown(void **state)
 {
     (void)state;
-    struct resp sse;
-    memset(&sse, 0, sizeof(sse));
-    struct curl_slist *hdrs;
-    struct upload up;
-    CURL *h =
-        easy_new(&(struct call){"GET", "/v1/servers/srv1/events?after=0", ADMIN,
-                                NULL, NULL, false, "Accept: text/event-stream"},
-                 &sse, &hdrs, &up);
-    curl_multi_add_handle(E->multi, h);
-    int64_t deadline = now_mono_ms() + 3000;
-    while (!sse.body.data && now_mono_ms() < deadline)
-        pump();
-    assert_non_null(sse.body.data);
+    struct hc_stream sse;
+    hc_stream_open(&sse,
+                   &(struct call){"GET", "/v1/servers/srv1/events?after=0",
+                                  ADMIN, NULL, NULL, false,
+                                  "Accept: text/event-stream"},
+                   "");
+    assert_non_null(sse.r.body.data);
     http_free(E->http);
     E->http = NULL;
-    curl_multi_remove_handle(E->multi, h);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    resp_clear(&sse);
+    hc_stream_close(&sse);
 }
 
 int
@@ -624,17 +589,21 @@ main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_token_matrix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_token_matrix, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup,
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_event_stream, setup, teardown),
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_event_stream, setup,
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_stream_client_hangup, setup,
-                                        teardown),
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_stream_open_at_shutdown, setup,
-                                        teardown),
+                                        env_face_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

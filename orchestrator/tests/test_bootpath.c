@@ -12,6 +12,7 @@
 #include "http.h"
 #include "loop.h"
 #include "store.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -34,21 +35,12 @@
 static int
 setup(void **state)
 {
-    struct env *e = env_new("[project:acme]\n"
-                            "[server:srv1]\n"
-                            "mac = " MAC "\n"
-                            "project = acme\n"
-                            "power = manual:\n",
-                            KERNEL);
-    bootpath_register(e->http, e->fleet);
-    *state = e;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    env_free(*state);
+    *state = env_face_new("[project:acme]\n"
+                          "[server:srv1]\n"
+                          "mac = " MAC "\n"
+                          "project = acme\n"
+                          "power = manual:\n",
+                          KERNEL, bootpath_register);
     return 0;
 }
 
@@ -71,6 +63,16 @@ expect_state(const char *want)
     free(got);
 }
 
+/* arg is a server's id: in state rebooting. */
+static bool
+rebooting(void *arg)
+{
+    char *st = state_of(arg);
+    bool yes = strcmp(st, "rebooting") == 0;
+    free(st);
+    return yes;
+}
+
 /* Put srv1 on its way to the rescue image and fetch its script: the
  * boot's token, from the overlay URL in it. */
 static void
@@ -82,15 +84,8 @@ rescue_token(char out[65])
     char err[256] = "";
     if (fleet_action(E->fleet, "srv1", &fa, err, sizeof(err)) < 0)
         fail_msg("rescue: %s", err);
-    int64_t deadline = now_mono_ms() + 3000;
-    char *st = state_of("srv1");
-    while (strcmp(st, "rebooting") != 0 && now_mono_ms() < deadline) {
-        loop_run_once(E->loop, 10);
-        free(st);
-        st = state_of("srv1");
-    }
-    assert_string_equal(st, "rebooting");
-    free(st);
+    tu_pump_until(E->loop, 3000, rebooting, "srv1");
+    expect_state("rebooting");
     struct resp r;
     http(&(struct call){"GET", "/boot/52-54-00-00-02-01.ipxe"}, &r);
     assert_int_equal(r.status, 200);
@@ -232,10 +227,7 @@ test_overlay_and_phone_home(void **state)
     expect_error(&(struct call){"POST", p, NULL, NULL, "{\"mac\": \"x\"}"}, 400,
                  "bad_request");
     char big[1100];
-    memset(big, ' ', sizeof(big) - 1);
-    big[0] = '{';
-    big[sizeof(big) - 2] = '}';
-    big[sizeof(big) - 1] = '\0';
+    hc_big_body(big, sizeof(big));
     expect_error(&(struct call){"POST", p, NULL, NULL, big}, 413,
                  "payload_too_large");
     http(&(struct call){"POST", p, NULL, NULL,
@@ -253,10 +245,11 @@ main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_boot_script, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_boot_script, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_images, setup, env_face_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_and_phone_home, setup,
-                                        teardown),
+                                        env_face_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -21,6 +21,7 @@
 #include "util.h"
 
 #include "consolehelp.h"
+#include "fleetenv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,10 +39,7 @@ struct user {
 };
 
 struct fx {
-    char *dir;
-    struct tu_source *src; /* the serial port; got: what it received */
-    struct loop *l;
-    struct fake_daemon dm; /* the daemon, cb_arg */
+    struct fake_daemon dm; /* dir, loop, console, serial port; cb_arg */
     struct user u[3];
 };
 
@@ -88,7 +86,7 @@ static void
 source_turn(void *arg)
 {
     struct fx *f = arg;
-    tu_source_pump(f->src, f->l);
+    tu_source_pump(f->dm.src, f->dm.l);
 }
 
 /* Pump until needle shows in *b, or 5 s. */
@@ -103,7 +101,7 @@ static bool
 source_taken(void *arg)
 {
     struct fx *f = arg;
-    return f->src->fd >= 0 && console_connected(f->dm.c);
+    return f->dm.src->fd >= 0 && console_connected(f->dm.c);
 }
 
 static bool
@@ -136,7 +134,7 @@ attach(struct fx *f, int i, bool ro, int writer_idle_s)
                                          .ro = ro,
                                          .replay = 2,
                                          .writer_idle_s = writer_idle_s};
-    u->cs = console_session_new(f->l, &cfg, &fake_cbs, &f->dm, &test_io, u);
+    u->cs = console_session_new(f->dm.l, &cfg, &fake_cbs, &f->dm, &test_io, u);
     assert_non_null(u->cs);
     return u;
 }
@@ -145,12 +143,9 @@ static int
 setup(void **state)
 {
     struct fx *f = xcalloc(1, sizeof(*f));
-    f->dir = tu_tmpdir_new("test_console_session");
-    assert_non_null(f->dir);
-    f->l = loop_new();
-    f->src = fake_console_new(&f->dm, f->l, f->dir);
+    fake_daemon_init(&f->dm);
     tu_until(2000, source_taken, f, source_turn, f);
-    assert_true(f->src->fd >= 0);
+    assert_true(f->dm.src->fd >= 0);
     *state = f;
     return 0;
 }
@@ -164,9 +159,6 @@ teardown(void **state)
         buf_free(&f->u[i].got);
     }
     fake_daemon_free(&f->dm);
-    loop_free(f->l);
-    tu_source_free(f->src);
-    assert_int_equal(tu_tmpdir_free(f->dir), 0);
     free(f);
     return 0;
 }
@@ -178,7 +170,7 @@ static void
 test_attach_replay_and_audit(void **state)
 {
     struct fx *f = *state;
-    assert_int_equal(write(f->src->fd, "one\r\ntwo\r\nthree\r\n", 17), 17);
+    assert_int_equal(write(f->dm.src->fd, "one\r\ntwo\r\nthree\r\n", 17), 17);
     tu_until(50, NULL, NULL, source_turn, f);
     struct user *w = attach(f, 0, false, 0);
     struct user *r = attach(f, 1, true, 0);
@@ -198,7 +190,7 @@ test_attach_replay_and_audit(void **state)
     assert_int_equal(console_viewer_count(f->dm.c), 2);
 
     /* Live output reaches both; the transport's writes are the stream. */
-    assert_int_equal(write(f->src->fd, "live\r\n", 6), 6);
+    assert_int_equal(write(f->dm.src->fd, "live\r\n", 6), 6);
     assert_true(pump_for(f, &w->got, "]\r\nlive\r\n"));
     assert_true(pump_for(f, &r->got, "]\r\nlive\r\n"));
 
@@ -214,16 +206,16 @@ test_typing_and_menu_keys(void **state)
     struct fx *f = *state;
     struct user *w = attach(f, 0, false, 0);
     type(w, "echo hi\n");
-    assert_true(pump_for(f, &f->src->got, "echo hi\n"));
+    assert_true(pump_for(f, &f->dm.src->got, "echo hi\n"));
 
     /* Ctrl-] twice sends one; the bytes around it go as typed. */
-    buf_reset(&f->src->got);
+    buf_reset(&f->dm.src->got);
     type(w, "a\x1d\x1d"
             "b");
-    assert_true(pump_for(f, &f->src->got,
+    assert_true(pump_for(f, &f->dm.src->got,
                          "a\x1d"
                          "b"));
-    assert_int_equal(f->src->got.len, 3);
+    assert_int_equal(f->dm.src->got.len, 3);
 
     /* The menu key may arrive alone: the next input finishes it. */
     buf_reset(&w->got);
@@ -237,13 +229,13 @@ test_typing_and_menu_keys(void **state)
     assert_true(saw(&w->got, "you hold the writer seat"));
 
     /* Ctrl-] . closes the transport once; what follows is ignored. */
-    buf_reset(&f->src->got);
+    buf_reset(&f->dm.src->got);
     type(w, "\x1d.after");
     assert_true(saw(&w->got, "[rescued: disconnecting]"));
     assert_int_equal(w->closes, 1);
     type(w, "more");
     tu_until(100, NULL, NULL, source_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
     assert_int_equal(w->closes, 1);
 }
 
@@ -268,8 +260,8 @@ test_takeover(void **state)
             "b");
     assert_int_equal(f->dm.power_calls, 0);
     type(b, "y");
-    assert_true(pump_for(f, &f->src->got, "y"));
-    assert_null(strchr(f->src->got.data, 'x'));
+    assert_true(pump_for(f, &f->dm.src->got, "y"));
+    assert_null(strchr(f->dm.src->got.data, 'x'));
 
     /* Ctrl-] w takes it back; a menu half-typed by the loser is dropped. */
     type(b, "\x1dn");
@@ -278,13 +270,13 @@ test_takeover(void **state)
     assert_true(saw(&b->got, "[rescued: project:acme@10.0.0.0:0 took the "
                              "writer seat; you are now watching]"));
     assert_true(console_session_is_writer(a->cs));
-    buf_reset(&f->src->got);
+    buf_reset(&f->dm.src->got);
     type(b, "y");
     assert_int_equal(f->dm.power_calls, 0);
     assert_true(saw(&b->got, "you are watching"));
     type(a, "z");
-    assert_true(pump_for(f, &f->src->got, "z"));
-    assert_int_equal(f->src->got.len, 1);
+    assert_true(pump_for(f, &f->dm.src->got, "z"));
+    assert_int_equal(f->dm.src->got.len, 1);
 }
 
 static void
@@ -299,7 +291,7 @@ test_ro_session(void **state)
     assert_true(saw(&r->got, "read-only session (.ro) cannot take the writer"));
     type(r, "\x1dsh");
     tu_until(100, NULL, NULL, source_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
     assert_int_equal(f->dm.power_calls, 0);
     assert_null(console_writer(f->dm.c));
 }
@@ -317,7 +309,7 @@ test_read_only_window(void **state)
     type(w, "\x1dn");
     assert_false(saw(&w->got, "press y"));
     tu_until(100, NULL, NULL, source_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
 
     /* Still closed: a change call says nothing. */
     buf_reset(&w->got);
@@ -332,8 +324,8 @@ test_read_only_window(void **state)
     assert_string_equal(w->got.data,
                         "\r\n[rescued: console writable again]\r\n");
     type(w, "b");
-    assert_true(pump_for(f, &f->src->got, "b"));
-    assert_int_equal(f->src->got.len, 1);
+    assert_true(pump_for(f, &f->dm.src->got, "b"));
+    assert_int_equal(f->dm.src->got.len, 1);
 }
 
 static void
@@ -382,7 +374,7 @@ test_break_sysrq_nmi(void **state)
                                   "addr=10.0.0.0:0 role=writer\n"));
     /* None of the menu keys reached the console. */
     tu_until(100, NULL, NULL, source_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
 }
 
 static void
@@ -392,7 +384,7 @@ test_full_transport_keeps_order(void **state)
     struct user *w = attach(f, 0, true, 0);
     buf_reset(&w->got);
     w->room = 4;
-    assert_int_equal(write(f->src->fd, "0123456789\r\n", 12), 12);
+    assert_int_equal(write(f->dm.src->fd, "0123456789\r\n", 12), 12);
     tu_until(100, NULL, NULL, source_turn, f);
     assert_string_equal(w->got.data, "0123");
     /* Room again: the transport asks for the rest. */
@@ -402,7 +394,7 @@ test_full_transport_keeps_order(void **state)
 
     /* A broken transport is closed, once. */
     w->err = EPIPE;
-    assert_int_equal(write(f->src->fd, "x", 1), 1);
+    assert_int_equal(write(f->dm.src->fd, "x", 1), 1);
     tu_until(100, NULL, NULL, source_turn, f);
     assert_int_equal(w->closes, 1);
     console_session_flush(w->cs);
@@ -425,7 +417,7 @@ test_idle_writer(void **state)
     type(w, "\x1dw");
     assert_true(console_session_is_writer(w->cs));
     tu_until(100, NULL, NULL, source_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
 }
 
 static void
@@ -450,8 +442,8 @@ test_no_console(void **state)
     struct fx *f = *state;
     struct console_who who = {.kind = CONSOLE_WHO_SSH_KEY, .label = "user=x"};
     struct console_session_config cfg = {.server = "nosuch", .who = &who};
-    assert_null(
-        console_session_new(f->l, &cfg, &fake_cbs, &f->dm, &test_io, &f->u[0]));
+    assert_null(console_session_new(f->dm.l, &cfg, &fake_cbs, &f->dm, &test_io,
+                                    &f->u[0]));
     assert_null(f->dm.audit.data);
 }
 
@@ -461,8 +453,8 @@ test_fleet_authorize_who(void **state)
 {
     (void)state;
     log_set_level(LOG_LEVEL_WARN);
-    char *dir = tu_tmpdir_new("test_console_session");
-    assert_non_null(dir);
+    struct env *e = env_dir_new("x");
+    const char *dir = e->dir;
     char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s/admin && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s/acme && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s/stranger",
@@ -480,40 +472,21 @@ test_fleet_authorize_who(void **state)
         free(line);
         free(path);
     }
-    char *ini = xasprintf("%s/rescued.ini", dir);
-    char *text = xasprintf("[rescued]\n"
-                           "listen = 127.0.0.1:8080\n"
-                           "boot_url = http://127.0.0.1:8080\n"
-                           "data_dir = %s/data\n"
-                           "admin_token = admintok\n"
-                           "admin_keys_file = %s/admin.pub\n"
-                           "log_level = error\n"
-                           "[image]\n"
-                           "kernel = %s/vmlinuz\n"
-                           "initrd = %s/initrd\n"
-                           "[project:acme]\n"
-                           "token = acmetok\n"
-                           "keys_file = %s/acme.pub\n"
-                           "[project:other]\n"
-                           "token = othertok\n"
-                           "[server:srv1]\n"
-                           "mac = 52:54:00:00:00:01\n"
-                           "project = acme\n"
-                           "power = manual:\n",
-                           dir, dir, dir, dir, dir);
-    assert_int_equal(write_file_atomic(ini, text, strlen(text), 0600), 0);
-    free(text);
-    char err[512] = "";
-    struct config *cfg = config_load(ini, err, sizeof(err));
-    free(ini);
-    if (!cfg)
-        fail_msg("config: %s", err);
-    struct loop *l = loop_new();
-    struct store *st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
-    assert_non_null(st);
-    struct fleet *fl = fleet_new(l, cfg, st, err, sizeof(err));
-    if (!fl)
-        fail_msg("fleet: %s", err);
+    char *rescued = xasprintf("admin_keys_file = %s/admin.pub\n", dir);
+    char *sections = xasprintf("[project:acme]\n"
+                               "token = acmetok\n"
+                               "keys_file = %s/acme.pub\n"
+                               "[project:other]\n"
+                               "token = othertok\n"
+                               "[server:srv1]\n"
+                               "mac = 52:54:00:00:00:01\n"
+                               "project = acme\n"
+                               "power = manual:\n",
+                               dir);
+    env_start(e, rescued, sections);
+    free(rescued);
+    free(sections);
+    struct fleet *fl = e->fleet;
 
     char role[40];
     struct console_who key = {.kind = CONSOLE_WHO_SSH_KEY};
@@ -545,10 +518,7 @@ test_fleet_authorize_who(void **state)
     assert_false(
         fleet_console_authorize(fl, "nosuch", &tok, role, sizeof(role)));
 
-    fleet_free(fl);
-    store_close(st);
-    loop_free(l);
-    assert_int_equal(tu_tmpdir_free(dir), 0);
+    env_free(e);
 }
 
 int

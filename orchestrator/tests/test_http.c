@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "loop.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -176,18 +177,12 @@ static int
 setup(void **state)
 {
     struct env *e = xcalloc(1, sizeof(*e));
-    char err[256] = "";
     e->loop = loop_new();
     e->max_body = 64;
-    e->h = http_new(e->loop, "127.0.0.1:0", err, sizeof(err));
-    if (!e->h)
-        fail_msg("http: %s", err);
+    e->h = hc_serve(e->loop);
     struct http_face face = {routes, sizeof(routes) / sizeof(routes[0]), e,
                              max_body};
     http_add_face(e->h, &face);
-    HC.loop = e->loop;
-    HC.multi = curl_multi_init();
-    HC.port = http_port(e->h);
     E = e;
     *state = e;
     return 0;
@@ -197,7 +192,7 @@ static int
 teardown(void **state)
 {
     struct env *e = *state;
-    curl_multi_cleanup(HC.multi);
+    hc_stop();
     http_free(e->h);
     loop_free(e->loop);
     free(e);
@@ -328,10 +323,7 @@ test_check_and_body(void **state)
     /* Over it: 413, with Content-Length and chunked; the limit is asked
      * at each request. */
     char big[200];
-    memset(big, ' ', sizeof(big) - 1);
-    big[0] = '{';
-    big[sizeof(big) - 2] = '}';
-    big[sizeof(big) - 1] = '\0';
+    hc_big_body(big, sizeof(big));
     http(&(struct call){"POST", "/post", "ok", NULL, big}, &r);
     assert_int_equal(r.status, 413);
     assert_string_equal(jstr(r.json, "error"),
@@ -400,27 +392,21 @@ test_answers(void **state)
     assert_null(http_new(E->loop, "no.such.host.invalid:80", err, sizeof(err)));
 }
 
+/* arg is the struct env *: the stream route's stream closed n times. */
 static bool
-stream_has(struct resp *r, const char *s)
+stream_closed_once(void *arg)
 {
-    return r->body.data && strstr(r->body.data, s);
+    return ((struct env *)arg)->stream_closed >= 1;
 }
 
 static void
 test_stream(void **state)
 {
     (void)state;
-    struct resp sse;
-    memset(&sse, 0, sizeof(sse));
-    struct curl_slist *hdrs;
-    struct upload up;
-    CURL *c = easy_new(&(struct call){"GET", "/stream"}, &sse, &hdrs, &up);
-    curl_multi_add_handle(HC.multi, c);
-    int64_t deadline = now_mono_ms() + 3000;
-    while (!stream_has(&sse, "hello\n") && now_mono_ms() < deadline)
-        pump();
-    assert_true(stream_has(&sse, "hello\n"));
-    assert_non_null(strstr(sse.headers.data, "Content-Type: text/x-test"));
+    struct hc_stream sse;
+    assert_true(
+        hc_stream_open(&sse, &(struct call){"GET", "/stream"}, "hello\n"));
+    assert_non_null(strstr(sse.r.headers.data, "Content-Type: text/x-test"));
     assert_non_null(E->stream);
     struct buf m = {0};
     http_metrics(E->h, &m);
@@ -428,74 +414,88 @@ test_stream(void **state)
     buf_free(&m);
 
     /* A write later, from outside any request, wakes the parked stream. */
-    for (int i = 0; i < 20; i++)
-        loop_run_once(E->loop, 5);
+    tu_pump_turns(E->loop, 20, 5);
     http_stream_write(E->stream, "more\n", 5);
-    deadline = now_mono_ms() + 3000;
-    while (!stream_has(&sse, "more\n") && now_mono_ms() < deadline)
-        pump();
-    assert_true(stream_has(&sse, "hello\nmore\n"));
+    tu_until_text(3000, &sse.r.body, "more\n", hc_turn, NULL);
+    assert_non_null(strstr(sse.r.body.data, "hello\nmore\n"));
 
     /* The client hangs up: closed runs once, and the stream is gone. */
-    curl_multi_remove_handle(HC.multi, c);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    deadline = now_mono_ms() + 3000;
-    while (!E->stream_closed && now_mono_ms() < deadline)
-        loop_run_once(E->loop, 10);
+    hc_stream_close(&sse);
+    tu_pump_until(E->loop, 3000, stream_closed_once, E);
     assert_int_equal(E->stream_closed, 1);
     assert_null(E->stream);
-    resp_clear(&sse);
 
     /* One left open is ended by http_free, closed included. */
-    memset(&sse, 0, sizeof(sse));
-    c = easy_new(&(struct call){"GET", "/stream"}, &sse, &hdrs, &up);
-    curl_multi_add_handle(HC.multi, c);
-    deadline = now_mono_ms() + 3000;
-    while (!stream_has(&sse, "hello\n") && now_mono_ms() < deadline)
-        pump();
+    assert_true(
+        hc_stream_open(&sse, &(struct call){"GET", "/stream"}, "hello\n"));
     assert_non_null(E->stream);
     http_free(E->h);
     E->h = NULL;
     assert_int_equal(E->stream_closed, 2);
-    curl_multi_remove_handle(HC.multi, c);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdrs);
-    resp_clear(&sse);
+    hc_stream_close(&sse);
 }
 
-static int
-connect_local(void)
+/* A client on a raw socket to http: what the server sent, how it ended. */
+struct peer {
+    int fd;
+    struct buf in;
+    int end; /* 0 while open, 1 at EOF, -1 when a read failed */
+};
+
+static void
+peer_connect(struct peer *p)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(p, 0, sizeof(*p));
+    p->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)HC.port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
+    assert_true(p->fd >= 0);
+    assert_int_equal(connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 }
 
-/* Read from fd into b (until it holds want, or EOF with want NULL),
- * running the loop meanwhile; true when found. */
-static bool
-read_until(int fd, struct buf *b, const char *want)
+static void
+peer_close(struct peer *p)
 {
-    int64_t deadline = now_mono_ms() + 3000;
-    while (now_mono_ms() < deadline) {
-        if (want && b->data && strstr(b->data, want))
-            return true;
-        loop_run_once(E->loop, 5);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 5) <= 0)
-            continue;
-        char tmp[512];
-        ssize_t n = read(fd, tmp, sizeof(tmp));
-        if (n <= 0)
-            return !want && n == 0;
-        buf_append(b, tmp, (size_t)n);
-    }
-    return false;
+    close(p->fd);
+    buf_free(&p->in);
+}
+
+/* One turn: the loop, then what the server sent (5 ms at most each). */
+static void
+peer_turn(void *arg)
+{
+    struct peer *p = arg;
+    loop_run_once(E->loop, 5);
+    struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+    if (p->end || poll(&pf, 1, 5) <= 0)
+        return;
+    char tmp[512];
+    ssize_t n = read(p->fd, tmp, sizeof(tmp));
+    if (n > 0)
+        buf_append(&p->in, tmp, (size_t)n);
+    else
+        p->end = n == 0 ? 1 : -1;
+}
+
+static bool
+peer_ended(void *arg)
+{
+    return ((struct peer *)arg)->end != 0;
+}
+
+/* Turn until the server has sent text, or 3 s. */
+static bool
+peer_until(struct peer *p, const char *text)
+{
+    return tu_until_text(3000, &p->in, text, peer_turn, p);
+}
+
+/* arg is the struct env *: the upgrade route has its connection. */
+static bool
+upgraded(void *arg)
+{
+    return ((struct env *)arg)->up != NULL;
 }
 
 static void
@@ -507,58 +507,54 @@ test_upgrade(void **state)
     assert_int_equal(E->up_calls, 0);
 
     /* 101, then the socket is the route's: bytes both ways. */
-    int fd = connect_local();
+    struct peer c;
+    peer_connect(&c);
     const char *req = "GET /up HTTP/1.1\r\nHost: test\r\n"
                       "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n";
-    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    struct buf in = {0};
-    assert_true(read_until(fd, &in, "\r\n\r\n"));
-    assert_true(!strncmp(in.data, "HTTP/1.1 101 ", 13));
-    assert_non_null(strcasestr(in.data, "\r\nUpgrade: echo\r\n"));
-    assert_non_null(strcasestr(in.data, "\r\nConnection: Upgrade\r\n"));
-    assert_non_null(strstr(in.data, "\r\nX-Up: yes\r\n"));
-    int64_t deadline = now_mono_ms() + 2000;
-    while (!E->up && now_mono_ms() < deadline)
-        loop_run_once(E->loop, 5);
+    assert_int_equal(write(c.fd, req, strlen(req)), (ssize_t)strlen(req));
+    assert_true(peer_until(&c, "\r\n\r\n"));
+    assert_true(!strncmp(c.in.data, "HTTP/1.1 101 ", 13));
+    assert_non_null(strcasestr(c.in.data, "\r\nUpgrade: echo\r\n"));
+    assert_non_null(strcasestr(c.in.data, "\r\nConnection: Upgrade\r\n"));
+    assert_non_null(strstr(c.in.data, "\r\nX-Up: yes\r\n"));
+    tu_pump_until(E->loop, 2000, upgraded, E);
     assert_int_equal(E->up_calls, 1);
     assert_non_null(E->up);
 
     int sfd = http_upgrade_fd(E->up);
-    assert_int_equal(write(fd, "ping", 4), 4);
+    assert_int_equal(write(c.fd, "ping", 4), 4);
     struct pollfd p = {.fd = sfd, .events = POLLIN};
     assert_int_equal(poll(&p, 1, 2000), 1);
     char got[8] = "";
     assert_int_equal(read(sfd, got, sizeof(got)), 4);
     assert_memory_equal(got, "ping", 4);
     assert_int_equal(write(sfd, "pong", 4), 4);
-    buf_reset(&in);
-    assert_true(read_until(fd, &in, "pong"));
+    buf_reset(&c.in);
+    assert_true(peer_until(&c, "pong"));
 
     /* Closed by the route: the client sees the end; closed is not run. */
     http_upgrade_close(E->up);
     E->up = NULL;
-    buf_reset(&in);
-    assert_true(read_until(fd, &in, NULL));
+    buf_reset(&c.in);
+    assert_true(tu_until(3000, peer_ended, &c, peer_turn, &c));
+    assert_int_equal(c.end, 1);
     assert_int_equal(E->up_closed, 0);
-    close(fd);
-    buf_free(&in);
+    peer_close(&c);
 
     /* Bytes sent right after the request reach the route as extra; one
      * left open is closed by http_free, which runs closed. */
-    fd = connect_local();
+    peer_connect(&c);
     char *req2 = xasprintf("%searly", req);
-    assert_int_equal(write(fd, req2, strlen(req2)), (ssize_t)strlen(req2));
+    assert_int_equal(write(c.fd, req2, strlen(req2)), (ssize_t)strlen(req2));
     free(req2);
-    deadline = now_mono_ms() + 3000;
-    while (!E->up && now_mono_ms() < deadline)
-        loop_run_once(E->loop, 5);
+    tu_pump_until(E->loop, 3000, upgraded, E);
     assert_non_null(E->up);
     assert_string_equal(E->up_extra, "early");
     http_free(E->h);
     E->h = NULL;
     assert_int_equal(E->up_closed, 1);
     assert_null(E->up);
-    close(fd);
+    peer_close(&c);
 }
 
 int

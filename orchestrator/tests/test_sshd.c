@@ -41,11 +41,8 @@ struct client {
 };
 
 struct fx {
-    char *dir;
     char key_ok[128], key_bad[128], hostkey[128];
-    struct tu_source *src; /* the serial port; got: what it received */
-    struct loop *l;
-    struct fake_daemon dm; /* the daemon, cb_arg */
+    struct fake_daemon dm; /* dir, loop, console, serial port; cb_arg */
     struct sshd *d;
     struct client clients[MAX_CLIENTS];
     int nclients;
@@ -78,7 +75,7 @@ static void
 sshd_turn(void *arg)
 {
     struct fx *f = arg;
-    tu_source_pump(f->src, f->l);
+    tu_source_pump(f->dm.src, f->dm.l);
     pump_clients(f);
 }
 
@@ -92,8 +89,8 @@ pump_for(struct fx *f, const struct buf *b, const char *needle)
 static void
 source_send(struct fx *f, const char *s)
 {
-    assert_true(f->src->fd >= 0);
-    assert_int_equal(tu_source_write(f->src, f->l, s, strlen(s), 1000),
+    assert_true(f->dm.src->fd >= 0);
+    assert_int_equal(tu_source_write(f->dm.src, f->dm.l, s, strlen(s), 1000),
                      strlen(s));
 }
 
@@ -103,7 +100,7 @@ ssh_client(struct fx *f, const char *user, const char *key, bool with_stdin)
     assert_true(f->nclients < MAX_CLIENTS);
     struct client *c = &f->clients[f->nclients++];
     memset(c, 0, sizeof(*c));
-    char *ep = xasprintf("%s/err.%d", f->dir, f->nclients);
+    char *ep = xasprintf("%s/err.%d", f->dm.dir, f->nclients);
     strlcpy_s(c->errpath, ep, sizeof(c->errpath));
     free(ep);
     int out[2], in[2] = {-1, -1};
@@ -161,11 +158,11 @@ setup(void **state)
 {
     signal(SIGPIPE, SIG_IGN);
     struct fx *f = xcalloc(1, sizeof(*f));
-    f->dir = tu_tmpdir_new("test_sshd");
-    assert_non_null(f->dir);
-    snprintf(f->key_ok, sizeof(f->key_ok), "%s/id_ok", f->dir);
-    snprintf(f->key_bad, sizeof(f->key_bad), "%s/id_bad", f->dir);
-    snprintf(f->hostkey, sizeof(f->hostkey), "%s/ssh_host_ed25519_key", f->dir);
+    fake_daemon_init(&f->dm);
+    snprintf(f->key_ok, sizeof(f->key_ok), "%s/id_ok", f->dm.dir);
+    snprintf(f->key_bad, sizeof(f->key_bad), "%s/id_bad", f->dm.dir);
+    snprintf(f->hostkey, sizeof(f->hostkey), "%s/ssh_host_ed25519_key",
+             f->dm.dir);
     char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s && "
                           "ssh-keygen -q -t ed25519 -N '' -f %s",
                           f->key_ok, f->key_bad);
@@ -186,20 +183,18 @@ setup(void **state)
     ssh_clean_pubkey_hash(&hash);
     ssh_key_free(allowed);
 
-    f->l = loop_new();
-    f->src = fake_console_new(&f->dm, f->l, f->dir);
     char err[256] = "";
     struct sshd_config cfg = {.listen = "127.0.0.1:0",
                               .host_key_path = f->hostkey,
                               .cbs = &fake_cbs,
                               .cb_arg = &f->dm};
-    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    f->d = sshd_new(f->dm.l, &cfg, err, sizeof(err));
     if (!f->d)
         fprintf(stderr, "sshd_new: %s\n", err);
     assert_non_null(f->d);
     assert_true(sshd_port(f->d) > 0);
     tu_until(50, NULL, NULL, sshd_turn, f);
-    assert_true(f->src->fd >= 0);
+    assert_true(f->dm.src->fd >= 0);
     *state = f;
     return 0;
 }
@@ -222,9 +217,6 @@ teardown(void **state)
     }
     sshd_free(f->d);
     fake_daemon_free(&f->dm);
-    loop_free(f->l);
-    tu_source_free(f->src);
-    assert_int_equal(tu_tmpdir_free(f->dir), 0);
     free(f);
     return 0;
 }
@@ -267,9 +259,9 @@ test_two_viewers_identical_bytes(void **state)
     struct buf sent = {0};
     for (int i = 0; i < 2000; i++)
         buf_printf(&sent, "boot message %05d: some kernel text\r\n", i);
-    assert_int_equal(
-        tu_source_write_with(f->src, sent.data, sent.len, 10000, sshd_turn, f),
-        sent.len);
+    assert_int_equal(tu_source_write_with(f->dm.src, sent.data, sent.len, 10000,
+                                          sshd_turn, f),
+                     sent.len);
     assert_true(pump_for(f, &a->got, "boot message 01999"));
     assert_true(pump_for(f, &b->got, "boot message 01999"));
     tu_until(100, NULL, NULL, sshd_turn, f);
@@ -285,7 +277,7 @@ test_writer_types_and_takeover(void **state)
     struct client *w1 = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w1->got, "srv1 as writer"));
     type(w1, "echo hi\n");
-    assert_true(pump_for(f, &f->src->got, "echo hi\n"));
+    assert_true(pump_for(f, &f->dm.src->got, "echo hi\n"));
 
     struct client *w2 = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w2->got, "srv1 as writer"));
@@ -294,20 +286,20 @@ test_writer_types_and_takeover(void **state)
         pump_for(f, &w1->got, "took the writer seat; you are now watching]"));
     assert_non_null(strstr(f->dm.audit.data, "console_takeover"));
 
-    buf_reset(&f->src->got);
+    buf_reset(&f->dm.src->got);
     type(w1, "x");
     assert_true(pump_for(f, &w1->got, "you are watching; Ctrl-] w takes"));
     type(w2, "y");
-    assert_true(pump_for(f, &f->src->got, "y"));
-    assert_null(strchr(f->src->got.data, 'x'));
+    assert_true(pump_for(f, &f->dm.src->got, "y"));
+    assert_null(strchr(f->dm.src->got.data, 'x'));
 
     /* Ctrl-] w takes the seat back; Ctrl-] Ctrl-] sends one Ctrl-]. */
     type(w1, "\x1dw");
     assert_true(pump_for(f, &w2->got, "you are now watching"));
-    buf_reset(&f->src->got);
+    buf_reset(&f->dm.src->got);
     type(w1, "a\x1d\x1d"
              "b");
-    assert_true(pump_for(f, &f->src->got,
+    assert_true(pump_for(f, &f->dm.src->got,
                          "a\x1d"
                          "b"));
 
@@ -329,7 +321,7 @@ test_ro_cannot_type(void **state)
     type(r, "\x1dw");
     assert_true(pump_for(f, &r->got, "cannot take the writer seat"));
     tu_until(100, NULL, NULL, sshd_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
     assert_null(console_writer(f->dm.c));
 }
 
@@ -367,13 +359,13 @@ test_read_only_window(void **state)
         pump_for(f, &w->got, "[rescued: read-only: srv1 is rebooting]"));
     type(w, "a");
     tu_until(300, NULL, NULL, sshd_turn, f);
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
     f->dm.writable = true;
     sshd_writable_changed(f->d, "srv1");
     assert_true(pump_for(f, &w->got, "[rescued: console writable again]"));
     type(w, "b");
-    assert_true(pump_for(f, &f->src->got, "b"));
-    assert_int_equal(f->src->got.len, 1);
+    assert_true(pump_for(f, &f->dm.src->got, "b"));
+    assert_int_equal(f->dm.src->got.len, 1);
 }
 
 static void
@@ -406,7 +398,7 @@ test_menu_power(void **state)
     assert_non_null(strstr(f->dm.audit.data, "console_sysrq"));
     assert_non_null(strstr(f->dm.audit.data, "key=h"));
     /* None of the menu keys reached the console. */
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
 }
 
 static void
@@ -421,7 +413,7 @@ test_host_key_kept(void **state)
                               .host_key_path = f->hostkey,
                               .cbs = &fake_cbs,
                               .cb_arg = &f->dm};
-    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    f->d = sshd_new(f->dm.l, &cfg, err, sizeof(err));
     assert_non_null(f->d);
     char *k2 = slurp(f->hostkey);
     assert_string_equal(k1, k2);
@@ -440,7 +432,7 @@ test_writer_idle_timeout(void **state)
                               .writer_idle_s = 1,
                               .cbs = &fake_cbs,
                               .cb_arg = &f->dm};
-    f->d = sshd_new(f->l, &cfg, err, sizeof(err));
+    f->d = sshd_new(f->dm.l, &cfg, err, sizeof(err));
     assert_non_null(f->d);
     struct client *w = ssh_client(f, "srv1", f->key_ok, true);
     assert_true(pump_for(f, &w->got, "srv1 as writer"));
@@ -449,7 +441,7 @@ test_writer_idle_timeout(void **state)
     assert_null(console_writer(f->dm.c));
     type(w, "z");
     assert_true(pump_for(f, &w->got, "you are watching"));
-    assert_int_equal(f->src->got.len, 0);
+    assert_int_equal(f->dm.src->got.len, 0);
 }
 
 static void
