@@ -68,12 +68,16 @@ $(B)/rescued $(B)/rescuectl: $(B)/%: orchestrator/src/%.c $(B)/libcore.a Makefil
 
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
 # The tests' shared headers (testutil.h, ...) are prerequisites too.
+# LDFLAGS_<test> adds a test's own link flags: test_fleet swaps in a power
+# driver double and a clock it moves (STYLE.md: outside calls by --wrap).
+LDFLAGS_test_fleet := -Wl,--wrap=power_new \
+                      -Wl,--wrap=now_mono_ms,--wrap=now_wall_ms
 $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
-             $(wildcard orchestrator/tests/*.h)
+             $(wildcard orchestrator/tests/*.h) Makefile
 	@mkdir -p $(@D)
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -o $@ $(filter-out %.h,$^) \
-	    $(LDLIBS) -lcmocka
+	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST $(LDFLAGS_$*) -o $@ \
+	    $(filter-out %.h Makefile,$^) $(LDLIBS) -lcmocka
 
 unit: $(TESTS)
 	@fail=0; for t in $(TESTS); do \

@@ -1,25 +1,214 @@
-/* fleet: the console's writable-changed notification.  A real config,
- * store and fleet (fleetenv.h) with one manual: server and readonly_grace
- * = 1; the boot path takes it into rescue, and the loop is pumped until
- * the read-only window after that transition ends. */
+/* fleet: each server's life, driven through fleet.h.  A real config, store
+ * and loop in a temp dir (fleetenv.h), and two stand-ins brought in by
+ * -Wl,--wrap (LDFLAGS_test_fleet in the Makefile):
+ * - power: every qmp: server gets a driver double that records each
+ *   request and answers only when a test says so (manual: servers keep the
+ *   real manual driver);
+ * - the clock: now_mono_ms and now_wall_ms are the real ones plus an
+ *   offset the tests move forward, so a 300 s deadline passes at once and
+ *   the loop's timers fire as they would.
+ * A check that nothing happened (yet) waits for a marker timer that fires
+ * after everything then due (settle), never for a guessed while. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include "config.h"
+#include "console.h"
+#include "console_session.h"
 #include "fleet.h"
+#include "log.h"
 #include "loop.h"
+#include "power.h"
+#include "power_driver.h"
 #include "store.h"
 #include "testutil.h"
 #include "util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fleetenv.h"
+
+/* --- the clock ------------------------------------------------------------ */
+
+/* How far the tests moved both clocks.  Only ever forward, across tests
+ * too, so no timer of the loop goes back in time. */
+static int64_t clock_skew_ms;
+
+int64_t __real_now_mono_ms(void);
+int64_t __real_now_wall_ms(void);
+int64_t __wrap_now_mono_ms(void);
+int64_t __wrap_now_wall_ms(void);
+
+int64_t
+__wrap_now_mono_ms(void)
+{
+    return __real_now_mono_ms() + clock_skew_ms;
+}
+
+int64_t
+__wrap_now_wall_ms(void)
+{
+    return __real_now_wall_ms() + clock_skew_ms;
+}
+
+static void
+clock_skip_s(int64_t s)
+{
+    clock_skew_ms += s * 1000;
+}
+
+/* --- the power driver double ---------------------------------------------- */
+
+enum req_state { REQ_PENDING, REQ_DONE, REQ_CANCELLED };
+
+/* One request a server's driver got, in the order they came. */
+struct fake_req {
+    char server[64]; /* the driver's name: the server's id */
+    char uri[128];   /* the driver's uri */
+    enum power_op op;
+    enum req_state state;
+    const struct power *p;
+    struct power_req *r; /* while pending */
+};
+
+static struct fake_req reqs[256];
+static size_t nreqs;
+/* Set: power_reachable() fails with these words. */
+static const char *fake_unreachable;
+
+static int
+fake_init(struct power *p, char *err, size_t errlen)
+{
+    (void)p;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static void
+fake_request(struct power *p, struct power_req *r)
+{
+    assert_true(nreqs < sizeof(reqs) / sizeof(reqs[0]));
+    struct fake_req *q = &reqs[nreqs++];
+    strlcpy_s(q->server, p->name, sizeof(q->server));
+    strlcpy_s(q->uri, p->uri, sizeof(q->uri));
+    q->op = r->op;
+    q->state = REQ_PENDING;
+    q->p = p;
+    q->r = r;
+}
+
+static void
+fake_nothing(struct power *p)
+{
+    (void)p;
+}
+
+/* No deadline is ever armed: a request waits for the test. */
+static char *
+fake_timeout(struct power *p, struct power_req *r)
+{
+    (void)p;
+    (void)r;
+    return NULL;
+}
+
+static bool
+fake_reachable(struct power *p, char *err, size_t errlen)
+{
+    (void)p;
+    if (fake_unreachable)
+        snprintf(err, errlen, "%s", fake_unreachable);
+    return !fake_unreachable;
+}
+
+/* power_free: what is still queued is cancelled right after this. */
+static void
+fake_stop(struct power *p)
+{
+    for (size_t i = 0; i < nreqs; i++)
+        if (reqs[i].p == p && reqs[i].state == REQ_PENDING) {
+            reqs[i].state = REQ_CANCELLED;
+            reqs[i].r = NULL;
+        }
+}
+
+static const struct power_ops fake_ops = {
+    .name = "fake",
+    .init = fake_init,
+    .request = fake_request,
+    .pump = fake_nothing,
+    .timeout = fake_timeout,
+    .reachable = fake_reachable,
+    .stop = fake_stop,
+    .free = fake_nothing,
+};
+
+struct power *__real_power_new(struct loop *l, const char *uri, char *err,
+                               size_t errlen);
+struct power *__wrap_power_new(struct loop *l, const char *uri, char *err,
+                               size_t errlen);
+
+struct power *
+__wrap_power_new(struct loop *l, const char *uri, char *err, size_t errlen)
+{
+    if (strncmp(uri, "qmp:", 4) != 0)
+        return __real_power_new(l, uri, err, errlen);
+    struct power *p = power_alloc(l, uri);
+    p->ops = &fake_ops;
+    return p;
+}
+
+/* Requests of server for op, in state st (-1: in any state). */
+static int
+nreq(const char *server, enum power_op op, int st)
+{
+    int n = 0;
+    for (size_t i = 0; i < nreqs; i++)
+        n += reqs[i].op == op && strcmp(reqs[i].server, server) == 0 &&
+             (st < 0 || (int)reqs[i].state == st);
+    return n;
+}
+
+/* Requests of server since request number from, of any op. */
+static int
+nreq_since(size_t from, const char *server)
+{
+    int n = 0;
+    for (size_t i = from; i < nreqs; i++)
+        n += strcmp(reqs[i].server, server) == 0;
+    return n;
+}
+
+/* The driver answers the oldest pending op of server.  The fleet hears it
+ * later, from the loop (settle). */
+static void
+fake_answer(const char *server, enum power_op op, int status,
+            const char *detail)
+{
+    for (size_t i = 0; i < nreqs; i++) {
+        struct fake_req *q = &reqs[i];
+        if (q->state != REQ_PENDING || q->op != op ||
+            strcmp(q->server, server) != 0)
+            continue;
+        q->state = REQ_DONE;
+        power_req_complete(q->r, status, detail ? xstrdup(detail) : NULL);
+        q->r = NULL;
+        return;
+    }
+    fail_msg("%s: no pending %s request", server, power_op_name(op));
+}
+
+/* --- the console's writable-changed notification ----------------------
+ * One manual: server (the real driver) and readonly_grace = 1; the boot
+ * path takes it into rescue, and the loop is pumped until the read-only
+ * window after that transition ends. */
 
 #define KEY                                                                    \
     "ssh-ed25519 "                                                             \
@@ -147,14 +336,893 @@ test_reload_drops_grace(void **state)
     assert_int_equal(f->srv1_calls, 3);
 }
 
+/* --- a server's life, with the double and the clock ------------------- */
+
+/* [timeouts]: each step its own length, so a message shows which ran. */
+#define TIMEOUTS                                                               \
+    "[timeouts]\n"                                                             \
+    "rebooting = 100\n"                                                        \
+    "pxe_booting = 110\n"                                                      \
+    "rescue_booting = 120\n"                                                   \
+    "exiting = 130\n"                                                          \
+    "booting_local = 140\n"                                                    \
+    "retries = 2\n"
+#define PROJECTS                                                               \
+    "[project:acme]\n"                                                         \
+    "token = acme-secret\n"                                                    \
+    "[project:beta]\n"                                                         \
+    "token = beta-secret\n"
+/* A server on the double; n is its MAC's last digit. */
+#define SERVER(id, n, project, power)                                          \
+    "[server:" id "]\n"                                                        \
+    "mac = 52:54:00:00:00:0" n "\n"                                            \
+    "project = " project "\n"                                                  \
+    "power = " power "\n"
+#define TWO                                                                    \
+    TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1")            \
+        SERVER("srv2", "2", "acme", "qmp:/fake/srv2")
+
+/* Every live event of the fleet, one line each: "SERVER KIND: MESSAGE" or
+ * "SERVER transition FROM->TO: MESSAGE". */
+static struct buf events;
+/* The ini's sections now, for a restart. */
+static char *sections_now;
+/* What the console shows, from a viewer of the test's own (console tests). */
+static struct buf screen;
+static struct tu_source *serial; /* srv1's serial port (console tests) */
+
+static void
+on_event(void *arg, const struct store_event *ev)
+{
+    (void)arg;
+    buf_printf(&events, "%s %s", ev->server, ev->kind);
+    if (ev->from_state)
+        buf_printf(&events, " %s->%s", ev->from_state, ev->to_state);
+    buf_printf(&events, ": %s\n", ev->message ? ev->message : "");
+}
+
+static bool
+saw(const char *text)
+{
+    return events.data && strstr(events.data, text);
+}
+
+/* How many event lines start with "SERVER ". */
+static int
+events_of(const char *server)
+{
+    char *key = xasprintf("%s ", server);
+    int n = 0;
+    for (const char *l = events.data; l && *l; l = strchr(l, '\n') + 1)
+        n += strncmp(l, key, strlen(key)) == 0;
+    free(key);
+    return n;
+}
+
+static void
+life_start(struct env *e, const char *sections)
+{
+    free(sections_now);
+    sections_now = xstrdup(sections);
+    env_start(e, NULL, sections);
+    fleet_subscribe(e->fleet, NULL, on_event, NULL);
+}
+
+static void
+life_reset(void)
+{
+    nreqs = 0;
+    fake_unreachable = NULL;
+    buf_reset(&events);
+    buf_reset(&screen);
+}
+
+/* A fresh env on these sections, in *state. */
+static int
+life_setup_with(void **state, const char *sections)
+{
+    life_reset();
+    struct env *e = env_dir_new("kernel");
+    life_start(e, sections);
+    *state = e;
+    return 0;
+}
+
+static int
+life_setup(void **state)
+{
+    return life_setup_with(state, TWO);
+}
+
+static int
+life_teardown(void **state)
+{
+    tu_source_free(serial);
+    serial = NULL;
+    env_free(*state);
+    free(sections_now);
+    sections_now = NULL;
+    return 0;
+}
+
+/* Run the loop until every timer due now has fired (a completion's
+ * deferred callback, a deadline the clock just passed): a 0 ms timer added
+ * now fires in the same turn as those or after it.  Twice, so that a
+ * 0 ms timer those add (a refused request's answer) has run too. */
+static int64_t
+marker_fired(struct loop *l, void *arg)
+{
+    (void)l;
+    *(bool *)arg = true;
+    return -1;
+}
+
+static void
+settle(void)
+{
+    for (int i = 0; i < 2; i++) {
+        bool fired = false;
+        loop_add_timer(E->loop, 0, marker_fired, &fired);
+        assert_true(tu_pump_until(E->loop, 5000, tu_flag, &fired));
+    }
+}
+
+/* The driver answers, and the fleet has heard it. */
+static void
+answer(const char *server, enum power_op op, int status, const char *detail)
+{
+    fake_answer(server, op, status, detail);
+    settle();
+}
+
+/* Swap in this inventory, as SIGHUP does. */
+static void
+reload(const char *sections)
+{
+    free(sections_now);
+    sections_now = xstrdup(sections);
+    fleet_reload(E->fleet, env_config(E, NULL, sections));
+}
+
+/* The daemon stops and a new one starts: a new loop, the same store file
+ * opened again.  What the driver had not answered is lost with the old. */
+static void
+restart(void)
+{
+    struct env *e = E;
+    char *sections = sections_now;
+    sections_now = NULL;
+    fleet_free(e->fleet);
+    store_close(e->st);
+    loop_free(e->loop);
+    life_start(e, sections);
+    free(sections);
+}
+
+/* A string member of the server's API view ("" for null), into out. */
+static const char *
+field(const char *id, const char *key, char *out, size_t len)
+{
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), id);
+    assert_non_null(cs);
+    json_t *o = fleet_server_json(E->fleet, cs);
+    const char *v = json_string_value(json_object_get(o, key));
+    strlcpy_s(out, v ? v : "", len);
+    json_decref(o);
+    return out;
+}
+
+static const char *
+state_of(const char *id)
+{
+    static char v[64];
+    return field(id, "state", v, sizeof(v));
+}
+
+static const char *
+last_error(const char *id)
+{
+    static char v[300];
+    return field(id, "last_error", v, sizeof(v));
+}
+
+static int
+retries_of(const char *id)
+{
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), id);
+    json_t *o = fleet_server_json(E->fleet, cs);
+    int n = (int)json_integer_value(json_object_get(o, "retries"));
+    json_decref(o);
+    return n;
+}
+
+/* The value of one series of fleet_metrics ("name{label=\"v\"}"), or -1. */
+static long long
+metric(const char *series)
+{
+    struct buf m = {0};
+    fleet_metrics(E->fleet, &m);
+    char *key = xasprintf("\n%s ", series);
+    const char *at = strstr(m.data, key);
+    long long v = at ? strtoll(at + strlen(key), NULL, 10) : -1;
+    free(key);
+    buf_free(&m);
+    return v;
+}
+
+static long long
+step_metric(const char *name, const char *step)
+{
+    char *series = xasprintf("%s{step=\"%s\"}", name, step);
+    long long v = metric(series);
+    free(series);
+    return v;
+}
+
+/* The server's row as the store has it (what a restart would load). */
+static void
+stored(const char *id, enum fsm_state *st, unsigned *pending)
+{
+    struct server_row row = {0};
+    assert_int_equal(store_load_server(E->st, id, &row), 0);
+    *st = row.fsm.state;
+    *pending = row.pending_actions;
+    server_row_clear(&row);
+}
+
+static char action_err[256];
+
+/* A user action as admin (a rescue brings one key); 0 or the refusal,
+ * whose words are in action_err. */
+static int
+act(const char *id, enum fsm_event ev, int64_t ttl_s)
+{
+    const char *keys[] = {KEY};
+    struct fleet_action a = {.event = ev,
+                             .ttl_s = ttl_s,
+                             .ssh_keys = keys,
+                             .nkeys = ev == FSM_EV_RESCUE,
+                             .actor = "admin"};
+    action_err[0] = '\0';
+    return fleet_action(E->fleet, id, &a, action_err, sizeof(action_err));
+}
+
+/* The server fetches its iPXE script: true when it is the rescue one. */
+static bool
+fetch_script(const char *id)
+{
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), id);
+    struct buf b = {0};
+    assert_int_equal(fleet_boot_script(E->fleet, cs->mac, "192.0.2.1", &b), 0);
+    bool rescue = strstr(b.data, "boots the rescue image") != NULL;
+    buf_free(&b);
+    return rescue;
+}
+
+static void
+token_of(const char *id, char token[65])
+{
+    assert_int_equal(store_token_of_server(E->st, id, token, 65), 0);
+}
+
+/* active -> rescue_requested -> (netboot set) rebooting; its reset is
+ * asked and not answered. */
+static void
+to_rebooting(const char *id, int64_t ttl_s)
+{
+    assert_int_equal(act(id, FSM_EV_RESCUE, ttl_s), 0);
+    assert_string_equal(state_of(id), "rescue_requested");
+    assert_int_equal(nreq(id, POWER_NETBOOT_ONCE, REQ_PENDING), 1);
+    assert_int_equal(nreq(id, POWER_RESET, -1), 0);
+    answer(id, POWER_NETBOOT_ONCE, 0, NULL);
+    assert_string_equal(state_of(id), "rebooting");
+    assert_int_equal(nreq(id, POWER_RESET, REQ_PENDING), 1);
+}
+
+/* ... the reset done, the rescue script fetched: pxe_booting. */
+static void
+to_pxe_booting(const char *id, int64_t ttl_s)
+{
+    to_rebooting(id, ttl_s);
+    answer(id, POWER_RESET, 0, NULL);
+    assert_true(fetch_script(id));
+    assert_string_equal(state_of(id), "pxe_booting");
+}
+
+/* ... the kernel fetched with its token: rescue_booting. */
+static void
+to_rescue_booting(const char *id, int64_t ttl_s)
+{
+    char token[65];
+    to_pxe_booting(id, ttl_s);
+    token_of(id, token);
+    fleet_image_fetched(E->fleet, "vmlinuz", token);
+    assert_string_equal(state_of(id), "rescue_booting");
+}
+
+/* ... the rescue OS phones home: rescue. */
+static void
+to_rescue(const char *id, int64_t ttl_s)
+{
+    char token[65], err[256];
+    to_rescue_booting(id, ttl_s);
+    token_of(id, token);
+    json_t *report = json_pack("{s:s}", "ip", "192.0.2.9");
+    assert_int_equal(
+        fleet_phone_home(E->fleet, token, report, err, sizeof(err)), 0);
+    json_decref(report);
+    assert_string_equal(state_of(id), "rescue");
+}
+
+/* ... exit_rescue: exiting, its reset asked and not answered. */
+static void
+to_exiting(const char *id)
+{
+    to_rescue(id, 0);
+    int resets = nreq(id, POWER_RESET, -1);
+    assert_int_equal(act(id, FSM_EV_EXIT_RESCUE, 0), 0);
+    assert_string_equal(state_of(id), "exiting");
+    assert_int_equal(nreq(id, POWER_RESET, -1), resets + 1);
+    assert_int_equal(nreq(id, POWER_RESET, REQ_PENDING), 1);
+}
+
+/* The step's deadline passes, retries (2) times: each time the server is
+ * reset, a retry event and the metric say so and a full new deadline
+ * runs.  Then it fails with last_error naming the step. */
+static void
+retries_then_fail(const char *id, const char *step, int64_t timeout_s,
+                  const char *failed)
+{
+    int resets = nreq(id, POWER_RESET, -1);
+    assert_int_equal(step_metric("rescued_step_retries_total", step), 0);
+    for (int k = 1; k <= 2; k++) {
+        char before[64], after[64];
+        field(id, "deadline", before, sizeof(before));
+        assert_string_not_equal(before, "");
+        clock_skip_s(timeout_s - 5);
+        settle();
+        assert_string_equal(state_of(id), step);
+        assert_int_equal(nreq(id, POWER_RESET, -1), resets + k - 1);
+        assert_int_equal(retries_of(id), k - 1);
+
+        clock_skip_s(10);
+        settle();
+        assert_string_equal(state_of(id), step);
+        assert_int_equal(nreq(id, POWER_RESET, -1), resets + k);
+        assert_int_equal(nreq(id, POWER_RESET, REQ_PENDING), 1);
+        assert_int_equal(retries_of(id), k);
+        assert_int_equal(step_metric("rescued_step_retries_total", step), k);
+        assert_string_not_equal(field(id, "deadline", after, sizeof(after)),
+                                before);
+        char *msg =
+            xasprintf("%s retry: %s: timed out after %lld s; reset, retry %d "
+                      "of 2\n",
+                      id, step, (long long)timeout_s, k);
+        if (!saw(msg))
+            fail_msg("no '%s' in:\n%s", msg, events.data);
+        free(msg);
+        answer(id, POWER_RESET, 0, NULL);
+        assert_string_equal(state_of(id), step);
+    }
+    clock_skip_s(timeout_s - 5);
+    settle();
+    assert_string_equal(state_of(id), step);
+    clock_skip_s(10);
+    settle();
+    assert_string_equal(state_of(id), failed);
+    char *why = xasprintf("%s: timed out after %lld s (2 retries)", step,
+                          (long long)timeout_s);
+    assert_string_equal(last_error(id), why);
+    free(why);
+    assert_int_equal(nreq(id, POWER_RESET, -1), resets + 2);
+    assert_int_equal(step_metric("rescued_step_retries_total", step), 2);
+    assert_int_equal(step_metric("rescued_step_failures_total", step), 1);
+    char dl[64];
+    assert_string_equal(field(id, "deadline", dl, sizeof(dl)), "");
+}
+
+/* Preparing is rescued's own work: its 30 s pass without a retry. */
+static void
+test_rescue_requested_times_out(void **state)
+{
+    (void)state;
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), 0);
+    clock_skip_s(25);
+    settle();
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    clock_skip_s(10);
+    settle();
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_string_equal(last_error("srv1"),
+                        "rescue_requested: timed out after 30 s (0 retries)");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
+    assert_int_equal(
+        step_metric("rescued_step_retries_total", "rescue_requested"), 0);
+    assert_int_equal(
+        step_metric("rescued_step_failures_total", "rescue_requested"), 1);
+    /* The late answer moves nothing. */
+    answer("srv1", POWER_NETBOOT_ONCE, 0, NULL);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
+}
+
+static void
+test_rebooting_retries_then_fails(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    answer("srv1", POWER_RESET, 0, NULL);
+    retries_then_fail("srv1", "rebooting", 100, "rescue_failed");
+    /* The other server saw none of it. */
+    assert_string_equal(state_of("srv2"), "active");
+    assert_int_equal(events_of("srv2"), 0);
+}
+
+static void
+test_pxe_booting_retries_then_fails(void **state)
+{
+    (void)state;
+    to_pxe_booting("srv1", 0);
+    retries_then_fail("srv1", "pxe_booting", 110, "rescue_failed");
+}
+
+static void
+test_rescue_booting_retries_then_fails(void **state)
+{
+    (void)state;
+    to_rescue_booting("srv1", 0);
+    retries_then_fail("srv1", "rescue_booting", 120, "rescue_failed");
+}
+
+static void
+test_exiting_retries_then_fails(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    answer("srv1", POWER_RESET, 0, NULL);
+    retries_then_fail("srv1", "exiting", 130, "exit_failed");
+    /* exit_failed takes exit_rescue again: a fresh step, a new reset. */
+    assert_int_equal(act("srv1", FSM_EV_EXIT_RESCUE, 0), 0);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_int_equal(retries_of("srv1"), 0);
+    assert_string_equal(last_error("srv1"), "");
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+}
+
+/* A failed reset fails the step at once, in the driver's words. */
+static void
+test_power_failure_fails_rescue(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    answer("srv1", POWER_RESET, -EIO, "qmp /fake/srv1: connection refused");
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_string_equal(last_error("srv1"),
+                        "rebooting: power: qmp /fake/srv1: connection refused");
+    assert_true(saw("srv1 error: power: qmp /fake/srv1: connection refused\n"));
+    assert_int_equal(step_metric("rescued_step_failures_total", "rebooting"),
+                     1);
+    /* Nothing more is waited for, and a new rescue is taken. */
+    char dl[64];
+    assert_string_equal(field("srv1", "deadline", dl, sizeof(dl)), "");
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), 0);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    assert_string_equal(last_error("srv1"), "");
+}
+
+/* The one-time netboot: a failure fails the rescue before any reset; a
+ * driver that cannot set it leaves the choice to the iPXE script. */
+static void
+test_netboot_failure_and_unsupported(void **state)
+{
+    (void)state;
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), 0);
+    answer("srv1", POWER_NETBOOT_ONCE, -EIO, "bootdev pxe refused");
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_string_equal(
+        last_error("srv1"),
+        "rescue_requested: one-time network boot: bootdev pxe refused");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
+    assert_int_equal(
+        step_metric("rescued_step_failures_total", "rescue_requested"), 1);
+
+    assert_int_equal(act("srv2", FSM_EV_RESCUE, 0), 0);
+    answer("srv2", POWER_NETBOOT_ONCE, -ENOTSUP, NULL);
+    assert_string_equal(state_of("srv2"), "rebooting");
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_PENDING), 1);
+}
+
+/* The way out fails in the driver's words too. */
+static void
+test_exit_power_failure(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    answer("srv1", POWER_RESET, -ETIMEDOUT, "qmp /fake/srv1: no answer");
+    assert_string_equal(state_of("srv1"), "exit_failed");
+    assert_string_equal(last_error("srv1"),
+                        "exiting: power: qmp /fake/srv1: no answer");
+    assert_int_equal(step_metric("rescued_step_failures_total", "exiting"), 1);
+    /* The target was set to the local disk before the reset failed. */
+    assert_false(fetch_script("srv1"));
+}
+
+/* A pre-flight refusal moves nothing and asks the driver nothing. */
+static void
+test_preflight_refuses_unreachable(void **state)
+{
+    (void)state;
+    fake_unreachable = "qmp /fake/srv1: no such socket";
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), -EBUSY);
+    assert_string_equal(action_err, "qmp /fake/srv1: no such socket");
+    assert_string_equal(state_of("srv1"), "active");
+    assert_int_equal(nreq_since(0, "srv1"), 0);
+    assert_int_equal(events_of("srv1"), 0);
+}
+
+/* A rescue with a ttl exits by itself when the ttl runs out. */
+static void
+test_ttl_expiry_exits(void **state)
+{
+    (void)state;
+    to_rescue("srv1", 3600);
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    json_t *o = fleet_server_json(E->fleet, cs);
+    assert_true(json_is_string(
+        json_object_get(json_object_get(o, "rescue"), "expires_at")));
+    json_decref(o);
+    int resets = nreq("srv1", POWER_RESET, -1);
+
+    clock_skip_s(3595);
+    settle();
+    assert_string_equal(state_of("srv1"), "rescue");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), resets);
+    clock_skip_s(10);
+    settle();
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_true(
+        saw("srv1 transition rescue->exiting: rescue ttl of 3600 s expired\n"));
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+    char token[65];
+    assert_int_equal(store_token_of_server(E->st, "srv1", token, sizeof(token)),
+                     -ENOENT);
+    /* Its way home: no console to watch, so active at the local script. */
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "active");
+}
+
+/* Reload: a new server appears active, a removed one is gone with its
+ * request and its deadline; the rest keep going. */
+static void
+test_reload_adds_and_removes(void **state)
+{
+    (void)state;
+    to_rebooting("srv2", 0);
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1")
+               SERVER("srv3", "3", "beta", "qmp:/fake/srv3"));
+    assert_string_equal(state_of("srv3"), "active");
+    assert_null(config_find_server(fleet_config(E->fleet), "srv2"));
+    assert_int_equal(act("srv2", FSM_EV_RESCUE, 0), -ENOENT);
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_CANCELLED), 1);
+    assert_int_equal(metric("rescued_servers{state=\"active\"}"), 2);
+    assert_int_equal(metric("rescued_servers{state=\"rebooting\"}"), 0);
+
+    /* srv2's deadline went with it. */
+    int srv2_events = events_of("srv2");
+    clock_skip_s(200);
+    settle();
+    assert_int_equal(events_of("srv2"), srv2_events);
+    assert_int_equal(nreq_since(0, "srv2"), 2); /* netboot, reset */
+
+    /* The new one works like any other. */
+    to_rebooting("srv3", 0);
+    assert_string_equal(state_of("srv1"), "active");
+}
+
+/* A server moved to another project keeps its state, its token and its
+ * timers (same power, same console); only who may see it changes. */
+static void
+test_reload_moves_project(void **state)
+{
+    (void)state;
+    to_rescue("srv1", 3600);
+    char token[65], now[65];
+    token_of("srv1", token);
+    size_t before = nreqs;
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "beta", "qmp:/fake/srv1")
+               SERVER("srv2", "2", "acme", "qmp:/fake/srv2"));
+    assert_string_equal(state_of("srv1"), "rescue");
+    char project[32];
+    assert_string_equal(field("srv1", "project", project, sizeof(project)),
+                        "beta");
+    token_of("srv1", now);
+    assert_string_equal(now, token);
+    assert_true(fetch_script("srv1"));
+    assert_int_equal(nreqs, before); /* the same driver, nothing re-run */
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_CANCELLED), 0);
+
+    char role[64] = "";
+    struct console_who beta = {.kind = CONSOLE_WHO_TOKEN, .project = "beta"};
+    struct console_who acme = {.kind = CONSOLE_WHO_TOKEN, .project = "acme"};
+    assert_true(
+        fleet_console_authorize(E->fleet, "srv1", &beta, role, sizeof(role)));
+    assert_string_equal(role, "project:beta");
+    assert_false(
+        fleet_console_authorize(E->fleet, "srv1", &acme, role, sizeof(role)));
+
+    /* The ttl armed before the reload still ends the rescue. */
+    clock_skip_s(3605);
+    settle();
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+}
+
+/* A server with a new power uri gets a new driver and resumes from the
+ * store: its unanswered reset runs again, once, on the new driver. */
+static void
+test_reload_new_power_resumes(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    char before[64], after[64];
+    field("srv1", "deadline", before, sizeof(before));
+    size_t from = nreqs;
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1-new")
+               SERVER("srv2", "2", "acme", "qmp:/fake/srv2"));
+    settle();
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_string_equal(field("srv1", "deadline", after, sizeof(after)),
+                        before);
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_CANCELLED), 1);
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(reqs[from].op, POWER_RESET);
+    assert_string_equal(reqs[from].uri, "qmp:/fake/srv1-new");
+    assert_int_equal(nreq_since(from, "srv2"), 0);
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "active");
+}
+
+/* Restart: each stored but unfinished action runs again exactly once; a
+ * finished one does not; deadlines are armed again. */
+#define FOUR                                                                   \
+    TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1")            \
+        SERVER("srv2", "2", "acme", "qmp:/fake/srv2")                          \
+            SERVER("srv3", "3", "acme", "qmp:/fake/srv3")                      \
+                SERVER("srv4", "4", "acme", "qmp:/fake/srv4")
+
+static int
+four_setup(void **state)
+{
+    return life_setup_with(state, FOUR);
+}
+
+static void
+test_restart_reruns_unfinished(void **state)
+{
+    (void)state;
+    enum fsm_state st;
+    unsigned pending;
+    /* srv3: rebooting, its reset done; its deadline is the oldest. */
+    to_rebooting("srv3", 0);
+    answer("srv3", POWER_RESET, 0, NULL);
+    stored("srv3", &st, &pending);
+    assert_int_equal(st, FSM_REBOOTING);
+    assert_int_equal(pending, 0);
+    clock_skip_s(50);
+    /* srv1: exiting, the target set, the reset not answered. */
+    to_exiting("srv1");
+    stored("srv1", &st, &pending);
+    assert_int_equal(st, FSM_EXITING);
+    assert_int_equal(pending, FSM_ACT_POWER_RESET);
+    /* srv2: powered off (done), then on (not answered). */
+    assert_int_equal(act("srv2", FSM_EV_POWER_OFF, 0), 0);
+    answer("srv2", POWER_OFF, 0, NULL);
+    assert_int_equal(act("srv2", FSM_EV_POWER_ON, 0), 0);
+    stored("srv2", &st, &pending);
+    assert_int_equal(st, FSM_ACTIVE);
+    assert_int_equal(pending, FSM_ACT_POWER_ON);
+    /* srv4: rescue asked, the netboot not answered. */
+    assert_int_equal(act("srv4", FSM_EV_RESCUE, 0), 0);
+    stored("srv4", &st, &pending);
+    assert_int_equal(st, FSM_RESCUE_REQUESTED);
+    assert_int_equal(pending, FSM_ACT_PREPARE_RESCUE);
+
+    size_t from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+    assert_int_equal(nreq_since(from, "srv2"), 1);
+    assert_int_equal(nreq("srv2", POWER_ON, REQ_PENDING), 1);
+    assert_int_equal(nreq("srv2", POWER_OFF, -1), 1);
+    assert_int_equal(nreq_since(from, "srv3"), 0);
+    assert_int_equal(nreq_since(from, "srv4"), 1);
+    assert_int_equal(nreq("srv4", POWER_NETBOOT_ONCE, REQ_PENDING), 1);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_string_equal(state_of("srv4"), "rescue_requested");
+
+    /* Each answer clears its own stored bit. */
+    answer("srv1", POWER_RESET, 0, NULL);
+    answer("srv2", POWER_ON, 0, NULL);
+    answer("srv4", POWER_NETBOOT_ONCE, 0, NULL);
+    assert_string_equal(state_of("srv4"), "rebooting");
+    answer("srv4", POWER_RESET, 0, NULL);
+    const char *ids[] = {"srv1", "srv2", "srv3", "srv4"};
+    for (size_t i = 0; i < 4; i++) {
+        stored(ids[i], &st, &pending);
+        assert_int_equal(pending, 0);
+    }
+
+    /* srv3's deadline was armed again: it runs out first, and alone. */
+    clock_skip_s(55);
+    settle();
+    assert_int_equal(retries_of("srv3"), 1);
+    assert_int_equal(nreq("srv3", POWER_RESET, REQ_PENDING), 1);
+    assert_int_equal(retries_of("srv1"), 0);
+    assert_int_equal(retries_of("srv4"), 0);
+    answer("srv3", POWER_RESET, 0, NULL);
+
+    /* Nothing left undone: a second restart asks nothing. */
+    from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreqs, from);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_string_equal(state_of("srv2"), "active");
+    assert_string_equal(state_of("srv3"), "rebooting");
+    assert_string_equal(state_of("srv4"), "rebooting");
+}
+
+/* --- the console: the local OS seen ----------------------------------------
+ */
+
+static void
+screen_output(struct console_viewer *v, void *arg)
+{
+    (void)arg;
+    const char *data;
+    size_t n;
+    while ((n = console_viewer_peek(v, &data)) > 0) {
+        buf_append(&screen, data, n);
+        console_viewer_consume(v, n);
+    }
+}
+
+static const struct console_viewer_cbs screen_cbs = {.output = screen_output};
+
+static void
+serial_turn(void *arg)
+{
+    (void)arg;
+    tu_source_pump(serial, E->loop);
+}
+
+static bool
+serial_up(void *arg)
+{
+    (void)arg;
+    return serial->fd >= 0 &&
+           console_connected(fleet_console(E->fleet, "srv1"));
+}
+
+/* srv1 with a console on a fake serial port, a pattern of its own. */
+static int
+console_setup(void **state)
+{
+    life_reset();
+    struct env *e = env_dir_new("kernel");
+    char *sock = xasprintf("%s/srv1.sock", e->dir);
+    serial = tu_source_new(sock);
+    assert_non_null(serial);
+    char *sections =
+        xasprintf(TIMEOUTS "local_boot_pattern = Welcome to Debian\n" PROJECTS
+                           "[server:srv1]\n"
+                           "mac = 52:54:00:00:00:01\n"
+                           "project = acme\n"
+                           "power = qmp:/fake/srv1\n"
+                           "console = unix:%s\n",
+                  sock);
+    life_start(e, sections);
+    free(sections);
+    free(sock);
+    assert_true(tu_until(5000, serial_up, NULL, serial_turn, NULL));
+    console_attach(fleet_console(e->fleet, "srv1"), 0, &screen_cbs, NULL);
+    *state = e;
+    return 0;
+}
+
+/* The serial port prints text, and the console (so the fleet's watcher,
+ * in the same dispatch) has seen all of it. */
+static void
+serial_print(const char *text)
+{
+    size_t n = strlen(text), from = screen.len;
+    assert_int_equal(tu_source_write(serial, E->loop, text, n, 5000), n);
+    struct tu_needle nd = {.b = &screen, .from = from, .text = text};
+    assert_true(tu_until(5000, tu_buf_has, &nd, serial_turn, NULL));
+}
+
+/* exiting -> booting_local: the local script fetched, a console to watch. */
+static void
+to_booting_local(const char *id)
+{
+    to_exiting(id);
+    answer(id, POWER_RESET, 0, NULL);
+    assert_false(fetch_script(id));
+    assert_string_equal(state_of(id), "booting_local");
+}
+
+/* Only local_boot_pattern, only in booting_local, even split across
+ * chunks, says the local OS is up; the default "login:" does not. */
+static void
+test_local_boot_pattern(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    serial_print("Welcome to Debian (the rescue OS going down)\r\n");
+    assert_string_equal(state_of("srv1"), "exiting");
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+
+    serial_print("Debian GNU/Linux 12 srv1 ttyS0\r\n\r\nsrv1 login: ");
+    assert_string_equal(state_of("srv1"), "booting_local");
+    serial_print("\r\nWelcome to");
+    assert_string_equal(state_of("srv1"), "booting_local");
+    serial_print(" Debian\r\n");
+    assert_string_equal(state_of("srv1"), "active");
+    assert_true(saw("srv1 transition booting_local->active: local OS seen on "
+                    "the console\n"));
+}
+
+/* A console that never shows the pattern: booting_local retries, then
+ * exit_failed. */
+static void
+test_booting_local_retries_then_fails(void **state)
+{
+    (void)state;
+    to_booting_local("srv1");
+    retries_then_fail("srv1", "booting_local", 140, "exit_failed");
+}
+
 int
 main(void)
 {
+    log_set_level(LOG_LEVEL_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writable_changed_fires, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reload_drops_grace, setup,
                                         teardown),
+#define LIFE(t) cmocka_unit_test_setup_teardown(t, life_setup, life_teardown)
+        LIFE(test_rescue_requested_times_out),
+        LIFE(test_rebooting_retries_then_fails),
+        LIFE(test_pxe_booting_retries_then_fails),
+        LIFE(test_rescue_booting_retries_then_fails),
+        LIFE(test_exiting_retries_then_fails),
+        LIFE(test_power_failure_fails_rescue),
+        LIFE(test_netboot_failure_and_unsupported),
+        LIFE(test_exit_power_failure),
+        LIFE(test_preflight_refuses_unreachable),
+        LIFE(test_ttl_expiry_exits),
+        LIFE(test_reload_adds_and_removes),
+        LIFE(test_reload_moves_project),
+        LIFE(test_reload_new_power_resumes),
+        cmocka_unit_test_setup_teardown(test_restart_reruns_unfinished,
+                                        four_setup, life_teardown),
+        cmocka_unit_test_setup_teardown(test_local_boot_pattern, console_setup,
+                                        life_teardown),
+        cmocka_unit_test_setup_teardown(test_booting_local_retries_then_fails,
+                                        console_setup, life_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    buf_free(&events);
+    buf_free(&screen);
+    return r;
 }
