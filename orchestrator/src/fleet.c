@@ -162,7 +162,7 @@ power_done(void *arg, int status, const char *detail)
     struct srv *s = pc->s;
     unsigned action = pc->action;
     free(pc);
-    if (status == -ECANCELED)
+    if (status == -ECANCELED || s->closing)
         return;
     if (status == 0) {
         action_done(s, action);
@@ -191,7 +191,7 @@ static void
 netboot_set(void *arg, int status, const char *detail)
 {
     struct srv *s = arg;
-    if (status == -ECANCELED)
+    if (status == -ECANCELED || s->closing)
         return;
     /* A driver that cannot set it leaves the decision to the iPXE script. */
     if (status != 0 && status != -ENOTSUP) {
@@ -448,6 +448,11 @@ srv_free(struct srv *s)
 {
     if (!s)
         return;
+    /* power_free delivers the answers not yet heard: a server being
+     * dropped (or rebuilt, reading the store afresh) must not act on them,
+     * nor arm timers that would outlive it.  Not heard means not known
+     * done: a rebuilt server or a restart runs the action again. */
+    s->closing = true;
     loop_del_timer(s->f->loop, s->timer);
     loop_del_timer(s->f->loop, s->grace);
     if (s->watcher)
@@ -833,7 +838,7 @@ static void
 console_power_done(void *arg, int status, const char *detail)
 {
     struct srv *s = arg;
-    if (status != 0 && status != -ECANCELED) {
+    if (status != 0 && status != -ECANCELED && !s->closing) {
         char msg[256];
         snprintf(msg, sizeof(msg), "console power request failed: %s",
                  detail ? detail : strerror(-status));

@@ -11,6 +11,7 @@
 #include "fsm.h"
 #include "store_records.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ struct srv {
     struct console_viewer *watcher; /* looks for the local OS booting */
     char tail[128];                 /* console text kept across chunks */
     size_t tail_len;
+    bool closing; /* in srv_free: its driver's last answers go unheard */
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

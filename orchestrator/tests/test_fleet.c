@@ -988,6 +988,40 @@ test_reload_new_power_resumes(void **state)
     assert_string_equal(state_of("srv1"), "active");
 }
 
+/* A reload that drops or rebuilds a server whose driver has answered but
+ * whose answer the fleet has not yet heard: the dropped server's answer
+ * must not act on a server that is gone (its timers would outlive it). */
+static void
+test_reload_drops_unheard_answers(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    to_rebooting("srv2", 0);
+    fake_answer("srv1", POWER_RESET, -EIO, "qmp /fake/srv1: gone");
+    fake_answer("srv2", POWER_RESET, -EIO, "qmp /fake/srv2: gone");
+    int srv2_events = events_of("srv2");
+    size_t from = nreqs;
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1-new"));
+    settle();
+    /* srv1 resumes from the store on its new driver: still rebooting, its
+     * reset asked again there. */
+    assert_string_equal(state_of("srv1"), "rebooting");
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv1", &st, &pending);
+    assert_int_equal(st, FSM_REBOOTING);
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_string_equal(reqs[from].uri, "qmp:/fake/srv1-new");
+    /* srv2 is gone: nothing more is said or stored about it. */
+    assert_int_equal(events_of("srv2"), srv2_events);
+    stored("srv2", &st, &pending);
+    assert_int_equal(st, FSM_REBOOTING);
+    /* Past every window and deadline the gone servers had. */
+    clock_skip_s(200);
+    settle();
+    assert_int_equal(events_of("srv2"), srv2_events);
+}
+
 /* Restart: each stored but unfinished action runs again exactly once; a
  * finished one does not; deadlines are armed again. */
 #define FOUR                                                                   \
@@ -1214,6 +1248,7 @@ main(void)
         LIFE(test_reload_adds_and_removes),
         LIFE(test_reload_moves_project),
         LIFE(test_reload_new_power_resumes),
+        LIFE(test_reload_drops_unheard_answers),
         cmocka_unit_test_setup_teardown(test_restart_reruns_unfinished,
                                         four_setup, life_teardown),
         cmocka_unit_test_setup_teardown(test_local_boot_pattern, console_setup,
