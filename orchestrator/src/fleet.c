@@ -318,6 +318,31 @@ fleet_srv_feed(struct srv *s, enum fsm_event ev)
     apply(s, &in, "rescued");
 }
 
+/* Running a step's actions again starts its wait again: a fresh deadline,
+ * stored before they run.  Not stored, the old one stands. */
+static void
+renew_deadline(struct srv *s, unsigned pending)
+{
+    struct fsm_server *fs = &s->row.fsm;
+    int64_t now = now_wall_ms(), old = fs->deadline_ms;
+    if (!fsm_resume(&s->f->limits, fs, pending, now))
+        return;
+    if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0) {
+        fs->deadline_ms = old;
+        log_warnx("%s: cannot store its renewed deadline", s->cfg->id);
+        return;
+    }
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "%s: deadline renewed, %lld s from now: %sits unfinished "
+             "actions run again",
+             fsm_state_name(fs->state),
+             (long long)(fs->deadline_ms - now) / 1000,
+             old && old <= now ? "the daemon was down past it; " : "");
+    log_info("%s: %s", s->cfg->id, msg);
+    fleet_srv_note(s, "action", "rescued", msg);
+}
+
 /* Pick up where a stopped daemon left off: re-arm the step's deadline and
  * re-run the actions that were stored with it but not known done. */
 static void
@@ -330,6 +355,7 @@ resume(struct srv *s)
         return;
     log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
              pending ? ", re-running its unfinished actions" : "");
+    renew_deadline(s, pending);
     arm_deadline(s);
     run_actions(s, pending);
 }

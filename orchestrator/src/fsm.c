@@ -148,6 +148,17 @@ step_timed_out(const struct fsm_limits *l, struct fsm_server *s, int64_t now,
     fail(l, s, failed, why, now, out);
 }
 
+bool
+fsm_resume(const struct fsm_limits *l, struct fsm_server *s, unsigned pending,
+           int64_t now_ms)
+{
+    if (pending == 0 || fsm_state_is_stable(s->state) ||
+        l->timeout_ms[s->state] == 0)
+        return false;
+    s->deadline_ms = now_ms + l->timeout_ms[s->state];
+    return true;
+}
+
 static void
 user_action(const struct fsm_limits *l, struct fsm_server *s,
             const struct fsm_input *in, int64_t now, struct fsm_output *out)

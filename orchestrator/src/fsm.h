@@ -35,9 +35,9 @@ enum fsm_event {
     FSM_EV_KERNEL_FETCHED, /* GET /images/<kernel> */
     FSM_EV_INITRD_FETCHED,
     FSM_EV_OVERLAY_FETCHED,
-    FSM_EV_PHONE_HOME,     /* POST /v1/phone-home/<token> */
-    FSM_EV_LOCAL_OS_SEEN,  /* the console shows the installed OS booting */
-    FSM_EV_TIMEOUT,        /* the state's deadline passed */
+    FSM_EV_PHONE_HOME,    /* POST /v1/phone-home/<token> */
+    FSM_EV_LOCAL_OS_SEEN, /* the console shows the installed OS booting */
+    FSM_EV_TIMEOUT,       /* the state's deadline passed */
     FSM_NEVENTS
 };
 
@@ -73,10 +73,10 @@ struct fsm_input {
 };
 
 struct fsm_output {
-    int status;        /* 0 accepted; -EBUSY: the action does not fit */
-    bool changed;      /* the state changed: store a transition */
-    unsigned actions;  /* enum fsm_action bits */
-    char reason[256];  /* why refused, or what moved the state */
+    int status;       /* 0 accepted; -EBUSY: the action does not fit */
+    bool changed;     /* the state changed: store a transition */
+    unsigned actions; /* enum fsm_action bits */
+    char reason[256]; /* why refused, or what moved the state */
 };
 
 /* Defaults: the timeouts of the steps in docs/design.md §5, 2 retries. */
@@ -87,6 +87,13 @@ void fsm_server_init(struct fsm_server *s, int64_t now_ms);
 void fsm_step(const struct fsm_limits *l, struct fsm_server *s,
               const struct fsm_input *in, int64_t now_ms,
               struct fsm_output *out);
+/* A resumed step (after a restart, or on a rebuilt driver) runs its
+ * pending actions again, which starts its wait again: it gets a fresh
+ * deadline, its retries kept.  Stable states keep theirs: the rescue ttl
+ * is the user's clock, and one that ran out meanwhile ends now.  True when
+ * s->deadline_ms was renewed. */
+bool fsm_resume(const struct fsm_limits *l, struct fsm_server *s,
+                unsigned pending, int64_t now_ms);
 
 const char *fsm_state_name(enum fsm_state s);
 const char *fsm_event_name(enum fsm_event e);

@@ -74,8 +74,11 @@ struct fake_req {
     enum power_op op;
     enum req_state state;
     const struct power *p;
-    struct power_req *r; /* while pending */
+    struct power_req *r;        /* while pending */
+    int64_t stored_deadline_ms; /* the server's, in the store, when asked */
 };
+
+static int64_t stored_deadline(const char *id);
 
 static struct fake_req reqs[256];
 static size_t nreqs;
@@ -102,6 +105,9 @@ fake_request(struct power *p, struct power_req *r)
     q->state = REQ_PENDING;
     q->p = p;
     q->r = r;
+    /* What a restart would load as the step's deadline at this moment:
+     * stored before acting. */
+    q->stored_deadline_ms = stored_deadline(p->name);
 }
 
 static void
@@ -372,19 +378,44 @@ static struct buf screen;
 static struct tu_source *serial; /* srv1's serial port (console tests) */
 
 static void
+event_line(struct buf *b, const struct store_event *ev)
+{
+    buf_printf(b, "%s %s", ev->server, ev->kind);
+    if (ev->from_state)
+        buf_printf(b, " %s->%s", ev->from_state, ev->to_state);
+    buf_printf(b, ": %s\n", ev->message ? ev->message : "");
+}
+
+static void
 on_event(void *arg, const struct store_event *ev)
 {
     (void)arg;
-    buf_printf(&events, "%s %s", ev->server, ev->kind);
-    if (ev->from_state)
-        buf_printf(&events, " %s->%s", ev->from_state, ev->to_state);
-    buf_printf(&events, ": %s\n", ev->message ? ev->message : "");
+    event_line(&events, ev);
 }
 
 static bool
 saw(const char *text)
 {
     return events.data && strstr(events.data, text);
+}
+
+static int
+stored_event(void *arg, const struct store_event *ev)
+{
+    event_line(arg, ev);
+    return 0;
+}
+
+/* In the stored history (GET .../events), which also has what a restart
+ * said before anyone could subscribe. */
+static bool
+saw_stored(const char *text)
+{
+    struct buf b = {0};
+    assert_int_equal(store_list_events(E->st, NULL, 0, 0, stored_event, &b), 0);
+    bool seen = b.data && strstr(b.data, text);
+    buf_free(&b);
+    return seen;
 }
 
 /* How many event lines start with "SERVER ". */
@@ -570,6 +601,18 @@ stored(const char *id, enum fsm_state *st, unsigned *pending)
     *st = row.fsm.state;
     *pending = row.pending_actions;
     server_row_clear(&row);
+}
+
+/* The server's deadline as the store has it; 0 without a store or row. */
+static int64_t
+stored_deadline(const char *id)
+{
+    struct server_row row = {0};
+    if (!E || !E->st || store_load_server(E->st, id, &row) < 0)
+        return 0;
+    int64_t d = row.fsm.deadline_ms;
+    server_row_clear(&row);
+    return d;
 }
 
 static char action_err[256];
@@ -963,21 +1006,28 @@ test_reload_moves_project(void **state)
 }
 
 /* A server with a new power uri gets a new driver and resumes from the
- * store: its unanswered reset runs again, once, on the new driver. */
+ * store: its unanswered reset runs again, once, on the new driver, and
+ * the step waits for that reset a full timeout again (not the 70 s left
+ * of the old one, which would reset it a second time). */
 static void
 test_reload_new_power_resumes(void **state)
 {
     (void)state;
     to_exiting("srv1");
-    char before[64], after[64];
-    field("srv1", "deadline", before, sizeof(before));
+    clock_skip_s(60);
     size_t from = nreqs;
+    int64_t t0 = now_wall_ms();
     reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1-new")
                SERVER("srv2", "2", "acme", "qmp:/fake/srv2"));
+    int64_t t1 = now_wall_ms();
     settle();
     assert_string_equal(state_of("srv1"), "exiting");
-    assert_string_equal(field("srv1", "deadline", after, sizeof(after)),
-                        before);
+    int64_t d = stored_deadline("srv1");
+    assert_in_range(d, t0 + 130000, t1 + 130000);
+    assert_int_equal(reqs[from].stored_deadline_ms, d);
+    assert_true(saw("srv1 action: exiting: deadline renewed, 130 s from now: "
+                    "its unfinished actions run again\n"));
+    assert_int_equal(retries_of("srv1"), 0);
     assert_int_equal(nreq("srv1", POWER_RESET, REQ_CANCELLED), 1);
     assert_int_equal(nreq_since(from, "srv1"), 1);
     assert_int_equal(reqs[from].op, POWER_RESET);
@@ -1111,6 +1161,85 @@ test_restart_reruns_unfinished(void **state)
     assert_string_equal(state_of("srv2"), "active");
     assert_string_equal(state_of("srv3"), "rebooting");
     assert_string_equal(state_of("srv4"), "rebooting");
+}
+
+/* rescued is down for down_s, starts again and has done what was due at
+ * once; returns the number of requests before the restart. */
+static size_t
+down_for_s(int64_t down_s)
+{
+    clock_skip_s(down_s);
+    size_t from = nreqs;
+    restart();
+    settle();
+    return from;
+}
+
+/* rescued killed in rebooting with the reset not known done, and down
+ * past the step's deadline: the restart resets once, on a fresh deadline
+ * stored before the reset; the daemon's absence costs no retry, and the
+ * step times out from its new deadline as usual. */
+static void
+test_restart_past_deadline_renews(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    int64_t t0 = now_wall_ms() + 120 * 1000;
+    size_t from = down_for_s(120); /* the step has 100 s */
+    int64_t t1 = now_wall_ms();
+    assert_string_equal(state_of("srv1"), "rebooting");
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(reqs[from].op, POWER_RESET);
+    assert_int_equal(retries_of("srv1"), 0);
+    assert_int_equal(step_metric("rescued_step_retries_total", "rebooting"), 0);
+    int64_t d = stored_deadline("srv1");
+    assert_in_range(d, t0 + 100000, t1 + 100000);
+    assert_int_equal(reqs[from].stored_deadline_ms, d);
+    assert_true(
+        saw_stored("srv1 action: rebooting: deadline renewed, 100 s from "
+                   "now: the daemon was down past it; its unfinished "
+                   "actions run again\n"));
+    answer("srv1", POWER_RESET, 0, NULL);
+    retries_then_fail("srv1", "rebooting", 100, "rescue_failed");
+}
+
+/* Down past the deadline with nothing left undone (the reset was done,
+ * the server never fetched its script): a real timeout, at once. */
+static void
+test_restart_past_deadline_times_out(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    answer("srv1", POWER_RESET, 0, NULL);
+    size_t from = down_for_s(120);
+    assert_string_equal(state_of("srv1"), "rebooting");
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(reqs[from].op, POWER_RESET);
+    assert_int_equal(retries_of("srv1"), 1);
+    assert_int_equal(step_metric("rescued_step_retries_total", "rebooting"), 1);
+    assert_true(saw("srv1 retry: rebooting: timed out after 100 s; reset, "
+                    "retry 1 of 2\n"));
+    assert_false(saw_stored("renewed"));
+}
+
+/* A ttl that ran out while the daemon was down ends the rescue at once,
+ * even with a power action of the user's still to run: the ttl is the
+ * user's clock, not a wait on the server. */
+static void
+test_restart_past_ttl_exits(void **state)
+{
+    (void)state;
+    to_rescue("srv1", 600);
+    assert_int_equal(act("srv1", FSM_EV_POWER_OFF, 0), 0);
+    size_t from = down_for_s(700);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_true(
+        saw("srv1 transition rescue->exiting: rescue ttl of 600 s expired\n"));
+    assert_false(saw_stored("renewed"));
+    assert_int_equal(nreq_since(from, "srv1"), 2);
+    assert_int_equal(reqs[from].op, POWER_OFF);
+    assert_int_equal(reqs[from + 1].op, POWER_RESET);
+    assert_false(fetch_script("srv1"));
 }
 
 /* --- the console: the local OS seen ----------------------------------------
@@ -1251,6 +1380,9 @@ main(void)
         LIFE(test_reload_drops_unheard_answers),
         cmocka_unit_test_setup_teardown(test_restart_reruns_unfinished,
                                         four_setup, life_teardown),
+        LIFE(test_restart_past_deadline_renews),
+        LIFE(test_restart_past_deadline_times_out),
+        LIFE(test_restart_past_ttl_exits),
         cmocka_unit_test_setup_teardown(test_local_boot_pattern, console_setup,
                                         life_teardown),
         cmocka_unit_test_setup_teardown(test_booting_local_retries_then_fails,

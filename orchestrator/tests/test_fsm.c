@@ -317,6 +317,52 @@ test_full_round_trip(void **state)
     }
 }
 
+/* A resumed step with actions to run again waits its full timeout from
+ * now, on the retries it had; with none, or in a stable state (a rescue
+ * whose ttl ran out), its deadline stands and fires as it would. */
+static void
+test_resume_renews_only_a_step_that_acts_again(void **state)
+{
+    (void)state;
+    for (int st = 0; st < FSM_NSTATES; st++) {
+        struct fsm_server s = at(st);
+        if (st == FSM_RESCUE)
+            s.deadline_ms = s.expires_at_ms = 5000; /* the ttl */
+        s.retries = 1;
+        struct fsm_server none = s;
+        assert_false(fsm_resume(&lim, &none, 0, NOW));
+        assert_memory_equal(&none, &s, sizeof(s));
+
+        struct fsm_server again = s;
+        bool renews = st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+                      st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+                      st == FSM_EXITING || st == FSM_BOOTING_LOCAL;
+        assert_int_equal(fsm_resume(&lim, &again, FSM_ACT_POWER_RESET, NOW),
+                         renews);
+        assert_int_equal(again.deadline_ms,
+                         renews ? NOW + lim.timeout_ms[st] : s.deadline_ms);
+        assert_int_equal(again.retries, 1);
+        assert_int_equal(again.state, st);
+        assert_int_equal(again.since_ms, s.since_ms);
+    }
+    /* From there the step times out on its new deadline as usual. */
+    struct fsm_server s = at(FSM_REBOOTING);
+    assert_true(fsm_resume(&lim, &s, FSM_ACT_POWER_RESET, NOW));
+    assert_int_equal(feed(&s, FSM_EV_TIMEOUT, NOW + 179000).actions, 0);
+    assert_int_equal(feed(&s, FSM_EV_TIMEOUT, NOW + 180000).actions,
+                     FSM_ACT_POWER_RESET);
+    assert_int_equal(s.retries, 1);
+
+    /* The ttl that ran out meanwhile ends the rescue now. */
+    s = at(FSM_RESCUE);
+    s.ttl_s = 5;
+    s.deadline_ms = s.expires_at_ms = 5000;
+    assert_false(fsm_resume(&lim, &s, FSM_ACT_POWER_OFF, NOW));
+    struct fsm_output out = feed(&s, FSM_EV_TIMEOUT, NOW);
+    assert_int_equal(s.state, FSM_EXITING);
+    assert_int_equal(out.actions, FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET);
+}
+
 static void
 test_names_round_trip(void **state)
 {
@@ -344,6 +390,7 @@ main(void)
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_rescue_without_ttl_never_expires),
         cmocka_unit_test(test_full_round_trip),
+        cmocka_unit_test(test_resume_renews_only_a_step_that_acts_again),
         cmocka_unit_test(test_names_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
