@@ -591,6 +591,9 @@ fleet_reload(struct fleet *f, struct config *cfg)
         snprintf(err, sizeof(err), "cannot store the new servers");
         goto out_free_next;
     }
+    /* The new timeouts before any server resumes: a rebuilt server's
+     * renewed deadline is the new config's. */
+    limits_from_config(&f->limits, cfg);
     /* Then keep the live state, timers and connections of the others. */
     for (size_t i = 0; i < cfg->nservers; i++) {
         if (next[i]) {
@@ -609,7 +612,6 @@ fleet_reload(struct fleet *f, struct config *cfg)
     f->nsrvs = cfg->nservers;
     config_free(f->cfg);
     f->cfg = cfg;
-    limits_from_config(&f->limits, cfg);
     if (f->dnsmasq)
         dnsmasq_update(f->dnsmasq, cfg);
     log_info("inventory reloaded: %zu %s", f->nsrvs,

@@ -1038,6 +1038,32 @@ test_reload_new_power_resumes(void **state)
     assert_string_equal(state_of("srv1"), "active");
 }
 
+/* A reload that gives srv1 a new driver and `exiting` a new timeout: the
+ * rebuilt server's renewed deadline is the new config's, not the old. */
+static void
+test_reload_new_timeout_renews_with_it(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    clock_skip_s(60);
+    int64_t t0 = now_wall_ms();
+    reload("[timeouts]\n"
+           "rebooting = 100\n"
+           "pxe_booting = 110\n"
+           "rescue_booting = 120\n"
+           "exiting = 300\n"
+           "booting_local = 140\n"
+           "retries = 2\n" PROJECTS SERVER("srv1", "1", "acme",
+                                           "qmp:/fake/srv1-new")
+               SERVER("srv2", "2", "acme", "qmp:/fake/srv2"));
+    int64_t t1 = now_wall_ms();
+    settle();
+    int64_t d = stored_deadline("srv1");
+    assert_in_range(d, t0 + 300000, t1 + 300000);
+    assert_true(saw("srv1 action: exiting: deadline renewed, 300 s from now: "
+                    "its unfinished actions run again\n"));
+}
+
 /* A reload that drops or rebuilds a server whose driver has answered but
  * whose answer the fleet has not yet heard: the dropped server's answer
  * must not act on a server that is gone (its timers would outlive it). */
@@ -1377,6 +1403,7 @@ main(void)
         LIFE(test_reload_adds_and_removes),
         LIFE(test_reload_moves_project),
         LIFE(test_reload_new_power_resumes),
+        LIFE(test_reload_new_timeout_renews_with_it),
         LIFE(test_reload_drops_unheard_answers),
         cmocka_unit_test_setup_teardown(test_restart_reruns_unfinished,
                                         four_setup, life_teardown),
