@@ -622,3 +622,172 @@ serial_run()
 {
     "$ROOT/scripts/lab-serial" "ssh:$1" run "$2" "$3" --timeout "${4:-120}"
 }
+
+# ---- verbs added for issue 10 cases ----
+
+# qmp_proxy NAME [HOLD]: qmpproxy.py on $T/NAME.proxy.qmp in front of QEMU
+# NAME's $T/NAME.qmp (give rescued power = qmp:$T/NAME.proxy.qmp); its log
+# of what passed, in $T/NAME.proxy.log.  HOLD: the first command of that
+# name is never passed on (qmpproxy.py).
+qmp_proxy()
+{
+    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$T/$1.qmp" ${2:+"$2"} \
+        >"$T/$1.proxy.log" 2>&1 &
+    track $! "$HERE/qmpproxy.py"
+    wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
+        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+}
+
+# expect_proxy NAME REGEX [SECS]: a line of NAME's proxy log matches.
+expect_proxy()
+{
+    wait_for "grep -qE -- '$2' $T/$1.proxy.log" "${3:-10}" ||
+        fail "qmp proxy $1: no /$2/ within ${3:-10} s; log: $(tail -n 8 \
+            "$T/$1.proxy.log" | tr '\n' ';')"
+}
+
+# proxy_count NAME REGEX: how many lines of NAME's proxy log match.
+proxy_count()
+{
+    awk -v re="$2" '$0 ~ re {n++} END {print n + 0}' "$T/$1.proxy.log"
+}
+
+# qmp_count NAME JQ-CONDITION: how many of QEMU NAME's QMP events so far
+# meet it, e.g. '.event == "RESET" and .data.guest == false'.
+qmp_count()
+{
+    jq -Rn "[inputs | fromjson? | select($2)] | length" "$T/$1.events" ||
+        fail "qmp_count $1: cannot read $T/$1.events"
+}
+
+# qemu_start_lab_guest NAME [QEMU-ARGS...]: qemu_start_guest, but with the
+# serial chardev named serial0 as the lab names it: rescued asks QMP's
+# chardev-send-break for serial0 when a console user sends a break.
+qemu_start_lab_guest()
+{
+    local name=$1
+    shift
+    guest_kernel
+    rm -f "$T/$name.qmp" "$T/$name.test.qmp" "$T/$name.log.qmp"
+    qemu-system-x86_64 -accel tcg -nodefaults -display none -m 256 -S \
+        -name "$name" -nic none \
+        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
+        -append "console=ttyS0 loglevel=7 panic=-1" \
+        -chardev "socket,id=serial0,path=$T/$name.serial,server=on,wait=off" \
+        -serial chardev:serial0 \
+        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
+        -qmp "unix:$T/$name.test.qmp,server=on,wait=off" \
+        -qmp "unix:$T/$name.log.qmp,server=on,wait=off" \
+        "$@" >>"$T/$name.qemu.log" 2>&1 &
+    track $! qemu-system-x86_64
+    echo $! >"$T/$name.qemupid"
+    qmp_logger "$name"
+}
+
+# pty_open NAME CMD...: CMD on a pty through sosview.py, as sos_open runs
+# ssh: its output in $T/NAME.out, and sos_send, sos_mark, sos_expect and
+# sos_wait_exit work on NAME.  sos_send NAME '\x03' is a Ctrl-C at the
+# terminal.
+pty_open()
+{
+    local name=$1
+    shift
+    rm -f "$T/$name.fifo" "$T/$name.out.status"
+    mkfifo "$T/$name.fifo"
+    : >"$T/$name.out"
+    printf '0' >"$T/$name.mark"
+    python3 "$HERE/sosview.py" "$T/$name.out" "$T/$name.fifo" 300 -- "$@" &
+    track $! "$HERE/sosview.py"
+    echo $! >"$T/$name.viewpid"
+}
+
+# sos_writable NAME [SECS]: NAME, a writer session, may type now: it was
+# not told "read-only" when it attached, or it has been told "console
+# writable again" since.
+sos_writable()
+{
+    sos_expect "$1" 'as writer' 10
+    if grep -aq 'read-only' "$T/$1.out"; then
+        wait_for "grep -aq 'console writable again' $T/$1.out" "${2:-60}" ||
+            fail "$1: still read-only after ${2:-60} s"
+    fi
+}
+
+# head_request PATH [TOKEN]: HEAD PATH on the daemon (admin token by
+# default, "-" for none) over a plain socket, so that bytes sent after the
+# headers would show.  Sets STATUS; the headers go to $T/last.head, the
+# bytes after them to $T/last.body.
+head_request()
+{
+    local token=${2:-$ADMIN_TOKEN} hostport=${RESCUED_URL#http://}
+    in_ns python3 - "${hostport%%/*}" "$1" "$token" "$T" <<'PY' ||
+import socket, sys
+hostport, path, token, t = sys.argv[1:5]
+host, port = hostport.rsplit(":", 1)
+req = "HEAD %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n" % (path, hostport)
+if token != "-":
+    req += "Authorization: Bearer %s\r\n" % token
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall((req + "\r\n").encode())
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+head, _, body = data.partition(b"\r\n\r\n")
+open(t + "/last.head", "wb").write(head + b"\r\n")
+open(t + "/last.body", "wb").write(body)
+PY
+        fail "HEAD $1: no answer from rescued"
+    STATUS=$(head -1 "$T/last.head" | awk '{print $2}')
+    echo "HEAD $1 -> $STATUS"
+}
+
+# expect_header NAME REGEX: the last head_request's NAME header matches.
+expect_header()
+{
+    grep -iqE "^$1: $2"$'\r'"?\$" "$T/last.head" ||
+        fail "expected header $1: /$2/, got: $(tr -d '\r' <"$T/last.head")"
+}
+
+# netns_new NAME: a network namespace of the case's own, with lo up, held
+# by a tracked process: it goes away with that process at tear-down, with
+# whatever the case built inside it (bridges, taps, veths).
+netns_new()
+{
+    unshare --net -- sleep 3600 &
+    track $! "sleep 3600"
+    echo $! >"$T/$1.nspid"
+    wait_for "[ \"\$(readlink /proc/$!/ns/net)\" != \"\$(readlink /proc/self/ns/net)\" ]" 5 ||
+        fail "netns $1: no namespace"
+    netns_exec "$1" ip link set lo up || fail "netns $1: lo"
+}
+
+# netns_exec NAME CMD...: CMD inside namespace NAME.
+netns_exec()
+{
+    local pid
+    pid=$(cat "$T/$1.nspid") || fail "no netns $1"
+    shift
+    nsenter -t "$pid" -n -- "$@"
+}
+
+# netns_bg NAME OUT CMD...: CMD in the background inside namespace NAME,
+# its output to OUT, tracked by its own PID and name (nsenter execs it).
+netns_bg()
+{
+    local pid out=$2
+    pid=$(cat "$T/$1.nspid") || fail "no netns $1"
+    shift 2
+    nsenter -t "$pid" -n -- "$@" >"$out" 2>&1 &
+    track $! "$1"
+}
+
+# netns_daemon NAME URL: from here on the daemon under test runs in
+# namespace NAME and answers at URL (as lab_up does for the lab).
+netns_daemon()
+{
+    NS_EXEC="nsenter -t $(cat "$T/$1.nspid") -n --"
+    RESCUED_URL=$2
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in serial port for console tests: listens on unix:PATH or
-tcp:PORT (127.0.0.1), one client at a time.
+tcp:PORT (127.0.0.1), one client at a time; or pty:LINK, a pty whose
+other end (LINK, a symlink to it) is the serial device to open.
 
     serialsrv.py ADDR tick     "TICK n" every 0.5 s; echoes input as ECHO:..
     serialsrv.py ADDR flood N FILE
@@ -13,6 +14,29 @@ import select
 import socket
 import sys
 import time
+import tty
+
+
+class Pty:
+    """The master of a pty, with the socket calls serve() makes.  The slave
+    stays open here too, so its user may close and reopen it."""
+
+    def __init__(self, link):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo of our own output as input
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(os.ttyname(self.slave), link)
+
+    def fileno(self):
+        return self.master
+
+    def recv(self, n):
+        return os.read(self.master, n)
+
+    def sendall(self, data):
+        while data:
+            data = data[os.write(self.master, data):]
 
 
 def listen(addr):
@@ -56,6 +80,11 @@ def serve(c, mode, arg, trigger):
 
 
 def main():
+    if sys.argv[1].startswith("pty:"):
+        p = Pty(sys.argv[1][4:])
+        print("ready", flush=True)
+        serve(p, sys.argv[2], *(sys.argv[3:5] + ["", ""])[:2])
+        return
     s = listen(sys.argv[1])
     print("ready", flush=True)
     while True:

@@ -21,6 +21,10 @@ def main():
     cmd = sys.argv[sys.argv.index("--") + 1:]
     pid, master = pty.fork()
     if pid == 0:
+        # A background job of a script ignores SIGINT and SIGQUIT; the
+        # command gets a terminal's defaults, so Ctrl-C works as for a user.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         os.execvp(cmd[0], cmd)
     # O_RDWR: the pipe never reports EOF between the harness's writes.
     fifo = os.open(fifo_path, os.O_RDWR | os.O_NONBLOCK)

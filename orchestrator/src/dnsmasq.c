@@ -4,8 +4,11 @@
 #include "loop.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +39,8 @@ struct dnsmasq {
 };
 
 void
-dnsmasq_write_conf(const struct config *c, const char *dir, struct buf *out)
+dnsmasq_write_conf(const struct config *c, const char *dir,
+                   const char *next_server, struct buf *out)
 {
     buf_printf(out, "# Written by rescued from %s; edits are overwritten.\n",
                c->path);
@@ -61,7 +65,12 @@ dnsmasq_write_conf(const struct config *c, const char *dir, struct buf *out)
                    "pxe-service=tag:!ipxe,x86PC,\"rescued\",undionly.kpxe\n");
         buf_printf(out,
                    "pxe-service=tag:!ipxe,x86-64_EFI,\"rescued\",ipxe.efi\n");
-        buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
+        /* iPXE takes a proxy's file name only with a next server
+         * (siaddr), which dnsmasq's proxy mode leaves empty unless told. */
+        if (next_server)
+            buf_printf(out, "dhcp-boot=tag:ipxe,%s,,%s\n", script, next_server);
+        else
+            buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
     } else {
         buf_printf(out, "dhcp-range=%s\n", c->dhcp_range);
         buf_printf(out, "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n");
@@ -77,6 +86,24 @@ dnsmasq_write_hosts(const struct config *c, struct buf *out)
     for (size_t i = 0; i < c->nservers; i++)
         buf_printf(out, "%s,set:known,%s\n", c->servers[i].mac,
                    c->servers[i].id);
+}
+
+/* The first IPv4 address of interface ifname, as text; false if none. */
+static bool
+iface_ipv4(const char *ifname, char *out, size_t outlen)
+{
+    struct ifaddrs *all;
+    bool found = false;
+    if (!ifname || getifaddrs(&all) < 0)
+        return false;
+    for (struct ifaddrs *i = all; i && !found; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+            strcmp(i->ifa_name, ifname) == 0)
+            found = inet_ntop(AF_INET,
+                              &((struct sockaddr_in *)i->ifa_addr)->sin_addr,
+                              out, (socklen_t)outlen) != NULL;
+    freeifaddrs(all);
+    return found;
 }
 
 static int
@@ -218,7 +245,19 @@ dnsmasq_new(struct loop *l, const struct config *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", d->dir, strerror(errno));
         goto out_free;
     }
-    dnsmasq_write_conf(c, d->dir, &b);
+    /* The proxy names this host as the boot server, as dnsmasq does by
+     * itself in dhcp mode. */
+    char addr[INET_ADDRSTRLEN];
+    const char *next_server = NULL;
+    if (c->pxe_mode == PXE_PROXY) {
+        if (iface_ipv4(c->pxe_interface, addr, sizeof(addr)))
+            next_server = addr;
+        else
+            log_warnx("dnsmasq: %s has no IPv4 address: iPXE will ignore "
+                      "the proxy's answers",
+                      c->pxe_interface);
+    }
+    dnsmasq_write_conf(c, d->dir, next_server, &b);
     if ((r = write_buf(d->conf_path, &b)) < 0) {
         snprintf(err, errlen, "%s: %s", d->conf_path, strerror(-r));
         goto out_free;

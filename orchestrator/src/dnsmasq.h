@@ -12,9 +12,11 @@ struct config;
 struct buf;
 struct dnsmasq;
 
-/* The files it reads: dnsmasq.conf (fixed for a run) and hosts. */
+/* The files it reads: dnsmasq.conf (fixed for a run) and hosts.
+ * next_server: the address proxy mode names as the boot server (this
+ * host's on the PXE interface), or NULL. */
 void dnsmasq_write_conf(const struct config *c, const char *dir,
-                        struct buf *out);
+                        const char *next_server, struct buf *out);
 void dnsmasq_write_hosts(const struct config *c, struct buf *out);
 
 /* Write the files into DATA_DIR/dnsmasq and start the child.  NULL with a

@@ -142,7 +142,7 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     assert_string_equal(b.data, "52:54:00:77:00:01,set:known,srv1\n"
                                 "52:54:00:77:00:02,set:known,srv2\n");
     buf_free(&b);
-    dnsmasq_write_conf(c, "/d", &b);
+    dnsmasq_write_conf(c, "/d", NULL, &b);
     assert_non_null(strstr(b.data, "\ndhcp-ignore=tag:!known\n"));
     assert_non_null(strstr(b.data, "\nport=0\n"));
     assert_non_null(strstr(b.data, "\ninterface=br0\n"));
@@ -165,10 +165,13 @@ test_dnsmasq_proxy_mode_has_pxe_services(void **state)
     (void)state;
     struct config *c = load("proxy");
     struct buf b = {0};
-    dnsmasq_write_conf(c, "/d", &b);
+    dnsmasq_write_conf(c, "/d", "10.77.0.1", &b);
     assert_non_null(strstr(b.data, ",proxy\n"));
     /* dnsmasq answers proxy requests only with a pxe-service line. */
     assert_int_equal(count(b.data, "\npxe-service="), 2);
+    /* iPXE ignores a proxy offer's file name without a next server. */
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:ipxe,http://10.77.0.1:8080"
+                                   "/boot/${net0/mac}.ipxe,,10.77.0.1\n"));
     buf_free(&b);
     config_free(c);
 }
