@@ -11,6 +11,13 @@
 #
 # Nothing here blocks for long without a bound: waits go through wait_for
 # (a deadline in seconds), curl calls carry -m.
+#
+# Cases run with errexit and pipefail (run).  So a verb either tests (a
+# predicate: healthy, alive_rescued, ours; its status is the answer) or
+# does and fails loudly: a verb that fetches (server_field, events_total,
+# metric, qmp_status) ends the case when curl, jq or QMP fail, rather
+# than print nothing for a check to compare.  fail and the expect_* verbs
+# work from inside $(...) too.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -22,9 +29,16 @@ OTHER_TOKEN=other-secret-0123456789
 
 # ---- plumbing ----
 
+# fail MSG: end the case, failed.  From a subshell ($(...), a pipeline) it
+# signals the case's shell (run traps USR1), so the failure is not lost
+# with the subshell's status.
 fail()
 {
     echo "FAIL: $*" >&2
+    [ -e "$T/.fail" ] || echo "$*" >"$T/.fail"
+    if [ -n "${CASE_PID:-}" ] && [ "$BASHPID" != "$CASE_PID" ]; then
+        kill -USR1 "$CASE_PID" 2>/dev/null
+    fi
     exit 1
 }
 
@@ -33,11 +47,32 @@ note()
     echo "# $*"
 }
 
-# skip MSG: this case cannot run here (counted apart from passes).
+# skip MSG: this case cannot run here (counted apart from passes).  Under
+# STRICT=1 (make integration) a skip is a failure: what is missing
+# (an image, a tool) is for setup to provide.
 skip()
 {
     echo "SKIP: $*"
+    [ -e "$T/.skip" ] || echo "$*" >"$T/.skip"
+    if [ -n "${CASE_PID:-}" ] && [ "$BASHPID" != "$CASE_PID" ]; then
+        kill -USR2 "$CASE_PID" 2>/dev/null
+    fi
     exit 77
+}
+
+# skip_unless_machine WHAT: skip the case unless this machine has WHAT,
+# something no setup step can give it; the only skips STRICT=1 accepts.
+# WHAT is one of: kvm (a usable /dev/kvm).
+skip_unless_machine()
+{
+    local why
+    case $1 in
+    kvm) [ -r /dev/kvm ] && [ -w /dev/kvm ] && return 0
+        why="no usable /dev/kvm" ;;
+    *) fail "skip_unless_machine: '$1' is not a machine property (kvm)" ;;
+    esac
+    echo "$1" >"$T/.skip_machine"
+    skip "$why"
 }
 
 # Record a child we started: "PID NAME", checked against /proc before kill.
@@ -158,8 +193,8 @@ user_key()
 # check_config [FILE]: rescued -n; sets EXIT and OUT.
 check_config()
 {
-    "$RESCUED" -n -c "${1:-$T/rescued.ini}" >"$T/last.out" 2>&1
-    EXIT=$?
+    EXIT=0
+    "$RESCUED" -n -c "${1:-$T/rescued.ini}" >"$T/last.out" 2>&1 || EXIT=$?
     OUT=$(cat "$T/last.out")
 }
 
@@ -194,24 +229,34 @@ alive_rescued()
     ours "$(rescued_pid)" "$RESCUED"
 }
 
+# stop_rescued: SIGTERM; it exits 0 (ours: its status is checked) and is
+# gone (the lab's, started by scripts/lab, is not our child).
 stop_rescued()
 {
-    local pid
+    local pid rc=0
     pid=$(rescued_pid)
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    ours "$pid" "$RESCUED" || fail "rescued is not running"
+    kill -TERM "$pid"
+    if [ "$pid" = "${RESCUED_PID:-}" ]; then
+        wait "$pid" 2>/dev/null || rc=$?
+        [ $rc = 0 ] || fail "rescued exited $rc on SIGTERM"
+    fi
+    wait_for "! ours $pid $RESCUED" 10 || fail "rescued survived SIGTERM"
 }
 
-# kill9_rescued: SIGKILL, and wait until it is gone (ours is reaped by
-# wait; the lab's, started by scripts/lab, is not our child).
+# kill9_rescued: SIGKILL, and wait until it is gone.
 kill9_rescued()
 {
-    local pid
+    local pid rc=0
     pid=$(rescued_pid)
     ours "$pid" "$RESCUED" || fail "rescued is not running"
     kill -KILL "$pid"
-    wait "$pid" 2>/dev/null
-    wait_for "! kill -0 $pid 2>/dev/null" 5 || fail "rescued survived kill -9"
+    if [ "$pid" = "${RESCUED_PID:-}" ]; then
+        wait "$pid" 2>/dev/null || rc=$?
+        [ $rc = 137 ] || fail "rescued exited $rc, not of SIGKILL"
+    fi
+    # (Gone is "no longer ours": a zombie still answers kill -0.)
+    wait_for "! ours $pid $RESCUED" 5 || fail "rescued survived kill -9"
 }
 
 restart_rescued()
@@ -224,13 +269,15 @@ reload_rescued()
     kill -HUP "$(rescued_pid)"
 }
 
-# rescued_child PATTERN: the pid of rescued's child whose command matches.
+# rescued_child PATTERN: the pid of rescued's child whose command matches
+# (nothing if none).
 rescued_child()
 {
     local pid c
     pid=$(rescued_pid)
-    for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-        ours "$c" "$1" && echo "$c"
+    ours "$pid" "$RESCUED" || fail "rescued is not running"
+    for c in $(cat /proc/"$pid"/task/*/children); do
+        if ours "$c" "$1"; then echo "$c"; fi
     done
 }
 
@@ -253,9 +300,8 @@ api()
         esac
     fi
     STATUS=$(printf '%s' "$body" |
-        in_ns curl "${args[@]}" "$RESCUED_URL$path")
-    [ "$STATUS" = 000 ] && fail "api $method $path: no answer from rescued"
-    return 0
+        in_ns curl "${args[@]}" "$RESCUED_URL$path") ||
+        fail "api $method $path: no answer from rescued (curl: $?)"
 }
 
 body()
@@ -291,10 +337,10 @@ expect_error()
 # Environment prefixes work: RESCUED_TOKEN=x ctl list.
 ctl()
 {
+    EXIT=0
     RESCUED_URL=${RESCUED_URL:-http://127.0.0.1:$PORT} \
         RESCUED_TOKEN=${RESCUED_TOKEN-$ADMIN_TOKEN} \
-        in_ns "$RESCUECTL" "$@" >"$T/last.out" 2>&1
-    EXIT=$?
+        in_ns "$RESCUECTL" "$@" >"$T/last.out" 2>&1 || EXIT=$?
     OUT=$(cat "$T/last.out")
     echo "\$ rescuectl $* -> $EXIT"
     sed 's/^/  | /' "$T/last.out"
@@ -318,11 +364,22 @@ expect_no_output()
         fail "expected no output matching /$1/, got: $OUT"
 }
 
+# admin_get PATH: the body of a GET as admin, which must answer 2xx: a
+# broken endpoint fails the case instead of reading as "nothing".
+admin_get()
+{
+    local out
+    out=$(in_ns curl -sS -f -m 5 -H "Authorization: Bearer $ADMIN_TOKEN" \
+        "$RESCUED_URL$1" 2>&1) || fail "GET $1: ${out:-no answer}"
+    printf '%s\n' "$out"
+}
+
 # server_field SERVER FIELD: .FIELD (a jq path) of the server, as admin.
 server_field()
 {
-    in_ns curl -s -m 5 -H "Authorization: Bearer $ADMIN_TOKEN" \
-        "$RESCUED_URL/v1/servers/$1" | jq -r ".$2"
+    local j
+    j=$(admin_get "/v1/servers/$1")
+    jq -r ".$2" <<<"$j" || fail "$1: no .$2 in $(head -c 300 <<<"$j")"
 }
 
 server_state()
@@ -344,24 +401,29 @@ wait_state()
         fail "$1: not $2 within $3 s (state: $(server_state "$1"), last_error: $(server_field "$1" last_error))"
 }
 
-# The number of events every server has, for "nothing changed" checks.
+# Every server's events, one a line, for "nothing changed" checks; the
+# case fails if the list or an event log cannot be read.
 events_total()
 {
-    local ids id
-    ids=$(in_ns curl -s -m 5 -H "Authorization: Bearer $ADMIN_TOKEN" \
-        "$RESCUED_URL/v1/servers" | jq -r '(.servers // .)[].id')
+    local j ids id
+    j=$(admin_get /v1/servers)
+    ids=$(jq -r '(.servers // .)[].id' <<<"$j") ||
+        fail "events_total: not a server list: $(head -c 300 <<<"$j")"
+    [ -n "$ids" ] || fail "events_total: no servers"
     for id in $ids; do
-        in_ns curl -s -m 5 -H "Authorization: Bearer $ADMIN_TOKEN" \
-            "$RESCUED_URL/v1/servers/$id/events" |
-            jq -c '.events[] | [.id, .kind, .to]'
+        j=$(admin_get "/v1/servers/$id/events")
+        jq -c '.events[] | [.id, .kind, .to]' <<<"$j" ||
+            fail "events_total: $id: not an event list: $(head -c 300 <<<"$j")"
     done
 }
 
-# metric NAME{LABELS}: a value from the daemon's /metrics.
+# metric NAME{LABELS}: a value from the daemon's /metrics (nothing if the
+# daemon has no such series; the case fails if /metrics does not answer).
 metric()
 {
-    in_ns curl -s -m 5 "$RESCUED_URL/metrics" |
-        awk -v m="$1" '$1 == m {print $2}'
+    local m
+    m=$(admin_get /metrics)
+    awk -v m="$1" '$1 == m {print $2}' <<<"$m"
 }
 
 # ---- Serial over SSH: interactive sessions through sosview.py ----
@@ -404,22 +466,31 @@ sos_mark()
 # sos_since NAME: the output since the mark.
 sos_since()
 {
-    tail -c +$(($(cat "$T/$1.mark") + 1)) "$T/$1.out"
+    local m
+    m=$(cat "$T/$1.mark") || fail "no session $1"
+    [ -f "$T/$1.out" ] || fail "$1: no output file"
+    # (Not tail || fail: a reader that stops early is no failure.)
+    tail -c +$((m + 1)) "$T/$1.out"
 }
 
 # sos_expect NAME REGEX SECS: the output since the mark matches (grep -aE).
+# (grep reads it all: with -q it could end first, and under pipefail the
+# writer's SIGPIPE would read as "no match".)
 sos_expect()
 {
-    wait_for "sos_since $1 | grep -aqE -- '$2'" "${3:-10}" ||
+    wait_for "sos_since $1 | grep -aE -- '$2' >/dev/null" "${3:-10}" ||
         fail "$1: no /$2/ within ${3:-10} s; got: $(sos_since "$1" |
             tail -c 600 | tr -d '\r')"
 }
 
 # sos_expect_not NAME REGEX: the output since the mark does not match.
+# Only after a marker that follows what must not show: see the cases.
 sos_expect_not()
 {
-    ! sos_since "$1" | grep -aqE -- "$2" ||
-        fail "$1: unexpected /$2/: $(sos_since "$1" | tail -c 600)"
+    sos_since "$1" >"$T/$1.since"
+    if grep -aqE -- "$2" "$T/$1.since"; then
+        fail "$1: unexpected /$2/: $(tail -c 600 "$T/$1.since")"
+    fi
 }
 
 # sos_wait_exit NAME SECS: the session ended; prints its exit status.
@@ -433,7 +504,10 @@ sos_wait_exit()
 # sos_ssh_pid NAME: the ssh client under the session's helper.
 sos_ssh_pid()
 {
-    ps -o pid= --ppid "$(cat "$T/$1.viewpid")" | tr -d ' '
+    local pid
+    pid=$(ps -o pid= --ppid "$(cat "$T/$1.viewpid")") ||
+        fail "$1: no ssh under its session"
+    echo "${pid##* }"
 }
 
 # sos_batch USER [KEY]: a non-interactive ssh (no pty, stdin closed),
@@ -442,9 +516,9 @@ sos_batch()
 {
     local key=${2:-$T/user_key}
     # shellcheck disable=SC2046
+    EXIT=0
     timeout 10 ssh $(ssh_args "$key") -T "$1@127.0.0.1" </dev/null \
-        >"$T/last.out" 2>&1
-    EXIT=$?
+        >"$T/last.out" 2>&1 || EXIT=$?
     OUT=$(cat "$T/last.out")
 }
 
@@ -500,6 +574,7 @@ qemu_start()
         -qmp "unix:$T/$name.log.qmp,server=on,wait=off" \
         >"$T/$name.qemu.log" 2>&1 &
     track $! qemu-system-x86_64
+    echo $! >"$T/$name.qemupid"
     qmp_logger "$name"
 }
 
@@ -523,7 +598,9 @@ qmp()
 
 qmp_status()
 {
-    qmp "$1" query-status | jq -r .status
+    local j
+    j=$(qmp "$1" query-status) || fail "qemu $1: query-status failed"
+    jq -r .status <<<"$j" || fail "qemu $1: query-status said $j"
 }
 
 # expect_qmp_status NAME STATUS [SECONDS]
@@ -536,7 +613,7 @@ expect_qmp_status()
 # qmp_events NAME: the QMP event names seen so far, one a line.
 qmp_events()
 {
-    grep -v '^ready' "$T/$1.events" | jq -r .event
+    sed '/^ready/d' "$T/$1.events" | jq -r .event
 }
 
 qmp_mark()
@@ -547,14 +624,19 @@ qmp_mark()
 # expect_qmp_event NAME EVENT [SECONDS]: EVENT arrived since qmp_mark.
 expect_qmp_event()
 {
-    wait_for "tail -n +$((QMP_MARK + 1)) $T/$1.events | grep -q '\"$2\"'" \
-        "${3:-5}" || fail "qemu $1: no QMP $2 event (saw: $(qmp_events "$1" |
+    wait_for "tail -n +$((QMP_MARK + 1)) $T/$1.events |
+        grep '\"$2\"' >/dev/null" "${3:-5}" || fail "qemu $1: no QMP $2 event (saw: $(qmp_events "$1" |
         tr '\n' ' '))"
 }
 
 # ---- the lab: real servers booting through dnsmasq, iPXE and rescued ----
 
-LAB_DIR=$ROOT/build/lab
+# scripts/lab's dir and namespace: LAB_DIR and LAB_NETNS from the
+# environment (a lab per worktree or per helper), else build/lab and
+# rescue-lab; exported, so scripts/lab, lab-serial and the tear-down agree.
+LAB_DIR=${LAB_DIR:-$ROOT/build/lab}
+LAB_NETNS=${LAB_NETNS:-rescue-lab}
+export LAB_DIR LAB_NETNS
 # shellcheck disable=SC2034 # the cases log in with it
 LAB_PASSWORD=labroot
 
@@ -566,13 +648,16 @@ lab_up()
 {
     local n=$1
     shift
+    local env
     touch "$T/.lab"
     # A fresh store: no server carries a state over from another case.
-    "$ROOT/scripts/lab" down >>"$T/lab.log" 2>&1
+    "$ROOT/scripts/lab" down >>"$T/lab.log" 2>&1 ||
+        fail "lab down: $(tail -5 "$T/lab.log")"
     rm -rf "$LAB_DIR/data"
     LAB_ONLY="$*" "$ROOT/scripts/lab" up "$n" >>"$T/lab.log" 2>&1 ||
         fail "lab up: $(tail -5 "$T/lab.log")"
-    eval "$("$ROOT/scripts/lab" env)"
+    env=$("$ROOT/scripts/lab" env) || fail "lab env failed"
+    eval "$env"
     export RESCUED_URL RESCUED_TOKEN LAB_SSH_KEY
     ln -sf "$LAB_DIR/rescued.log" "$T/rescued.log"
     daemon_lab

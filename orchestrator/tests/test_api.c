@@ -436,14 +436,6 @@ test_actions_and_events(void **state)
     resp_clear(&r);
 }
 
-static double
-cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static bool
 metrics_has(const char *s)
 {
@@ -508,18 +500,20 @@ test_event_stream(void **state)
     assert_null(strstr(body->data, "srv2"));
     assert_true(metrics_has("rescued_http_event_streams 1\n"));
 
-    /* Idle: parked, not spinning.  Only the loop runs for 1.5 s. */
-    double c0 = cpu_s();
-    int iters = 0;
+    /* Idle: parked, not spinning.  Only the loop runs for 1.5 s, each turn
+     * waiting up to 1 s for I/O or a timer: a parked stream wakes it for
+     * its keepalive (every 300 ms) and little else; a spinning one (a
+     * writable socket always ready, a timer re-armed at 0) turns it
+     * thousands of times.  Turns, not CPU time: a busy machine can only
+     * make them fewer. */
+    int turns = 0;
     int64_t end = now_mono_ms() + 1500;
     while (now_mono_ms() < end) {
         loop_run_once(E->loop, 1000);
-        iters++;
+        turns++;
     }
-    double used = cpu_s() - c0;
-    if (used > 0.3 || iters > 200)
-        fail_msg("idle stream: %.3f s CPU, %d loop turns in 1.5 s", used,
-                 iters);
+    if (turns > 50)
+        fail_msg("idle stream: %d loop turns in 1.5 s", turns);
 
     /* The keepalive arrived meanwhile. */
     tu_until_text(2000, body, ": keepalive\n\n", hc_turn, NULL);

@@ -12,6 +12,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +109,25 @@ test_envp(void **state)
     unsetenv("TEST_IPMITOOL_KEEP");
 }
 
+/* A child's stdout, read in turns of at most 10 ms. */
+struct child_out {
+    int fd;
+    struct buf got;
+};
+
+static void
+child_read(void *arg)
+{
+    struct child_out *c = arg;
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    char b[256];
+    if (poll(&p, 1, 10) <= 0)
+        return;
+    ssize_t n = read(c->fd, b, sizeof(b));
+    if (n > 0)
+        buf_append(&c->got, b, (size_t)n);
+}
+
 static void
 test_spawn_stop(void **state)
 {
@@ -117,8 +138,8 @@ test_spawn_stop(void **state)
     char *out = xasprintf("%s/out", dir);
     const char *script = "#!/bin/sh\n"
                          "echo \"$* pw=$IPMI_PASSWORD\"\n"
-                         "case \"$*\" in *hang*) trap '' TERM; sleep 5 ;; "
-                         "esac\n";
+                         "case \"$*\" in *hang*) trap '' TERM; "
+                         "echo trapped; exec sleep 60 ;; esac\n";
     assert_int_equal(write_file_atomic(tool, script, strlen(script), 0755), 0);
     ipmitool_test_set_program(tool);
 
@@ -140,16 +161,24 @@ test_spawn_stop(void **state)
                              "power status pw=s3cret\n");
     free(got);
 
-    /* A child that ignores SIGTERM is killed after the grace, and reaped. */
+    /* A child that ignores SIGTERM is killed after the grace, and reaped:
+     * stop returns after the grace, long before the child (60 s) would
+     * end by itself; the upper bound is only a hang guard. */
     static const char *const hang[] = {"hang", NULL};
-    pid = ipmitool_spawn(&b, hang, (const int[3]){-1, -1, -1}, false, NULL);
+    int pfd[2];
+    assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+    pid = ipmitool_spawn(&b, hang, (const int[3]){-1, pfd[1], -1}, false, NULL);
     assert_true(pid > 0);
-    usleep(200 * 1000); /* let the trap be set */
+    close(pfd[1]);
+    struct child_out co = {.fd = pfd[0]};
+    assert_true(tu_until_text(10000, &co.got, "trapped\n", child_read, &co));
     int64_t t0 = now_mono_ms();
     ipmitool_stop(pid);
     int64_t took = now_mono_ms() - t0;
     assert_true(took >= IPMITOOL_STOP_GRACE_MS - 20);
-    assert_true(took < IPMITOOL_STOP_GRACE_MS + 1000);
+    assert_true(took < 30000);
+    close(pfd[0]);
+    buf_free(&co.got);
     assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
 
