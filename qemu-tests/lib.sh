@@ -536,7 +536,8 @@ guest_kernel()
 
 # qemu_start_guest NAME [QEMU-ARGS...]: like qemu_start, but paused (-S),
 # 256 MB, booting the rescue image's kernel with console=ttyS0 on a serial
-# socket $T/NAME.serial (server; rescued connects to it).  The PC's i8042
+# socket $T/NAME.serial (server; rescued connects to it), its chardev named
+# serial0 like the lab's, which rescued's break goes to.  The PC's i8042
 # keyboard stays (not a -device, so -nodefaults keeps it): SysRq by QMP
 # send-key reaches the guest.
 qemu_start_guest()
@@ -549,8 +550,8 @@ qemu_start_guest()
         -name "$name" -nic none \
         -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
         -append "console=ttyS0 loglevel=7 panic=-1" \
-        -chardev "socket,id=ser0,path=$T/$name.serial,server=on,wait=off" \
-        -serial chardev:ser0 \
+        -chardev "socket,id=serial0,path=$T/$name.serial,server=on,wait=off" \
+        -serial chardev:serial0 \
         -qmp "unix:$T/$name.qmp,server=on,wait=off" \
         -qmp "unix:$T/$name.test.qmp,server=on,wait=off" \
         -qmp "unix:$T/$name.log.qmp,server=on,wait=off" \
@@ -743,30 +744,6 @@ qmp_count()
 {
     jq -Rn "[inputs | fromjson? | select($2)] | length" "$T/$1.events" ||
         fail "qmp_count $1: cannot read $T/$1.events"
-}
-
-# qemu_start_lab_guest NAME [QEMU-ARGS...]: qemu_start_guest, but with the
-# serial chardev named serial0 as the lab names it: rescued asks QMP's
-# chardev-send-break for serial0 when a console user sends a break.
-qemu_start_lab_guest()
-{
-    local name=$1
-    shift
-    guest_kernel
-    rm -f "$T/$name.qmp" "$T/$name.test.qmp" "$T/$name.log.qmp"
-    qemu-system-x86_64 -accel tcg -nodefaults -display none -m 256 -S \
-        -name "$name" -nic none \
-        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" \
-        -append "console=ttyS0 loglevel=7 panic=-1" \
-        -chardev "socket,id=serial0,path=$T/$name.serial,server=on,wait=off" \
-        -serial chardev:serial0 \
-        -qmp "unix:$T/$name.qmp,server=on,wait=off" \
-        -qmp "unix:$T/$name.test.qmp,server=on,wait=off" \
-        -qmp "unix:$T/$name.log.qmp,server=on,wait=off" \
-        "$@" >>"$T/$name.qemu.log" 2>&1 &
-    track $! qemu-system-x86_64
-    echo $! >"$T/$name.qemupid"
-    qmp_logger "$name"
 }
 
 # pty_open NAME CMD...: CMD on a pty through sosview.py, as sos_open runs
