@@ -299,9 +299,16 @@ api()
         *) args+=(--data-binary "@-") ;;
         esac
     fi
-    STATUS=$(printf '%s' "$body" |
-        in_ns curl "${args[@]}" "$RESCUED_URL$path") ||
-        fail "api $method $path: no answer from rescued (curl: $?)"
+    # Only a body is piped: a curl that reads no stdin may be gone before
+    # printf writes, and the SIGPIPE would fail the call under pipefail.
+    if [ "$body" = - ] || [ "${body#@}" != "$body" ]; then
+        STATUS=$(in_ns curl "${args[@]}" "$RESCUED_URL$path" </dev/null) ||
+            fail "api $method $path: no answer from rescued (curl: $?)"
+    else
+        STATUS=$(printf '%s' "$body" |
+            in_ns curl "${args[@]}" "$RESCUED_URL$path") ||
+            fail "api $method $path: no answer from rescued (curl: $?)"
+    fi
 }
 
 body()
