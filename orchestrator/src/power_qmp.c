@@ -7,7 +7,14 @@
  * qmp_step().  When the socket is missing or the connection drops, every
  * queued request fails and the next request connects again, so a
  * restarted QEMU is picked up.  Each request has one deadline for all its
- * commands (QMP_TIMEOUT_MS), counted from when it was queued. */
+ * commands (QMP_TIMEOUT_MS), counted from when it was queued.
+ *
+ * QEMU has no one-time boot device over QMP: bootindex is kept until set
+ * again.  A one-time disk boot takes the NIC out of the boot order
+ * (bootindex -1: the firmware boots the next entry, the disk, as the local
+ * iPXE script's `exit` would) and the next reset puts it back once QEMU
+ * has reset, which is when it hands the firmware the boot order
+ * (fw_cfg "bootorder" is rebuilt at reset, before the RESET event). */
 #include "log.h"
 #include "loop.h"
 #include "power_driver.h"
@@ -42,7 +49,14 @@ struct qmp {
     struct buf in, out;
     uint64_t next_id;
     uint64_t caps_id;
+    /* A one-time disk boot is set: the NIC's bootindex to put back after
+     * the next reset, or -1.  Kept across connections, not restarts. */
+    int restore_nic;
+    bool reset_seen; /* a RESET event since our last system_reset */
 };
+
+/* A reset's step that puts the NIC back; the step after it completes. */
+#define QMP_STEP_RESTORE 100
 
 static struct qmp *
 qmp_of(const struct power *p)
@@ -174,16 +188,39 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
 {
     const char *cmd = NULL;
     json_t *args = NULL;
+    struct qmp *q = qmp_of(p);
     bool running = json_is_true(json_object_get(ret, "running"));
     int step = r->step++;
 
     switch (r->op) {
     case POWER_RESET:
+        if (step == QMP_STEP_RESTORE) {
+            /* Wait for QEMU's RESET event: the boot order is taken then.
+             * It comes before the query-status answer in practice. */
+            if (!q->reset_seen) {
+                r->step = QMP_STEP_RESTORE;
+                return;
+            }
+            cmd = "qom-set";
+            args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
+                             "bootindex", "value", q->restore_nic);
+            q->restore_nic = -1;
+            break;
+        }
+        if (step > QMP_STEP_RESTORE)
+            break;
         /* A paused or shut-down VM stays stopped after system_reset. */
         cmd = step == 0               ? "system_reset"
               : step == 1             ? "query-status"
               : step == 2 && !running ? "cont"
                                       : NULL;
+        if (step == 0)
+            q->reset_seen = false;
+        if (!cmd && q->restore_nic >= 0) {
+            r->step = QMP_STEP_RESTORE;
+            qmp_step(p, r, NULL);
+            return;
+        }
         break;
     case POWER_ON:
         cmd = step == 0               ? "query-status"
@@ -225,8 +262,11 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
         break;
     case POWER_NETBOOT_ONCE:
         /* Takes effect at the next system_reset.  QEMU refuses to set a
-         * bootindex the device already holds, so read it first. */
+         * bootindex the device already holds, so read it first.  The NIC
+         * goes to the front: a one-time disk boot not yet carried out is
+         * void. */
         if (step == 0) {
+            q->restore_nic = -1;
             cmd = "qom-get";
             args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
                              "bootindex");
@@ -235,6 +275,23 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
             args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
                              "bootindex", "value", 0);
         }
+        break;
+    case POWER_BOOT_DISK_ONCE:
+        /* Out of the boot order for one reset; the reset puts it back.
+         * Already out (a disk boot not yet carried out): keep what is to
+         * be put back. */
+        if (step == 0) {
+            cmd = "qom-get";
+            args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
+                             "bootindex");
+        } else if (step == 1 && json_integer_value(ret) >= 0) {
+            q->restore_nic = (int)json_integer_value(ret);
+            cmd = "qom-set";
+            args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
+                             "bootindex", "value", -1);
+        }
+        break;
+    case POWER_NOPS:
         break;
     }
     if (!cmd) {
@@ -270,6 +327,15 @@ static void
 qmp_on_event(struct power *p, json_t *msg)
 {
     const char *ev = json_string_value(json_object_get(msg, "event"));
+    struct qmp *q = qmp_of(p);
+    struct power_req *r = p->head;
+    if (ev && !strcmp(ev, "RESET")) {
+        q->reset_seen = true;
+        /* A reset that waits to put the NIC back goes on. */
+        if (r && r->op == POWER_RESET && r->step == QMP_STEP_RESTORE &&
+            r->cmd_id == 0)
+            qmp_step(p, r, NULL);
+    }
     if (ev && (!strcmp(ev, "RESET") || !strcmp(ev, "SHUTDOWN") ||
                !strcmp(ev, "POWERDOWN")))
         log_debug("%s: qmp event %s", p->name, ev);
@@ -281,6 +347,7 @@ qmp_on_message(struct power *p, json_t *msg)
     struct qmp *q = qmp_of(p);
     if (json_object_get(msg, "event")) {
         qmp_on_event(p, msg);
+        qmp_pump(p); /* a reset it completed lets the next one start */
         return;
     }
     if (q->state == QMP_GREETING) {
@@ -431,6 +498,7 @@ qmp_init(struct power *p, char *err, size_t errlen)
     (void)errlen;
     struct qmp *q = xcalloc(1, sizeof(*q));
     q->fd = -1;
+    q->restore_nic = -1;
     p->drv = q;
     return 0;
 }
@@ -453,11 +521,14 @@ qmp_check(const struct power *p, const struct power_req *r, int *status)
             return xstrdup("serial break: needs a chardev id");
         break;
     case POWER_NETBOOT_ONCE:
+    case POWER_BOOT_DISK_ONCE:
         if (!p->u->nic) {
             *status = -ENOTSUP;
-            return xasprintf("qmp %s: netboot needs ?nic=DEVICE_ID in the "
+            return xasprintf("qmp %s: %s needs ?nic=DEVICE_ID in the "
                              "power uri",
-                             p->u->path);
+                             p->u->path,
+                             r->op == POWER_NETBOOT_ONCE ? "netboot"
+                                                         : "disk boot");
         }
         break;
     default:
