@@ -10,11 +10,14 @@
  * commands (QMP_TIMEOUT_MS), counted from when it was queued.
  *
  * QEMU has no one-time boot device over QMP: bootindex is kept until set
- * again.  A one-time disk boot takes the NIC out of the boot order
- * (bootindex -1: the firmware boots the next entry, the disk, as the local
- * iPXE script's `exit` would) and the next reset puts it back once QEMU
- * has reset, which is when it hands the firmware the boot order
- * (fw_cfg "bootorder" is rebuilt at reset, before the RESET event). */
+ * again, and the firmware's boot order (fw_cfg "bootorder") is rebuilt at
+ * every reset, the guest's own too: SeaBIOS resets the machine once more
+ * itself ~10 ms after ours, so putting the NIC back right after our reset
+ * made the lab's server netboot.  So a one-time disk boot takes the NIC out
+ * of the boot order (bootindex -1: the firmware boots the next entry, the
+ * disk, as the local iPXE script's `exit` would) for the reset that
+ * follows, and puts it back before rescued's next reset, power on or off,
+ * or netboot of this server.  docs/internals/power.md. */
 #include "log.h"
 #include "loop.h"
 #include "power_driver.h"
@@ -49,14 +52,12 @@ struct qmp {
     struct buf in, out;
     uint64_t next_id;
     uint64_t caps_id;
-    /* A one-time disk boot is set: the NIC's bootindex to put back after
-     * the next reset, or -1.  Kept across connections, not restarts. */
+    /* The NIC is out of the boot order for a one-time disk boot: its
+     * bootindex to put back, or -1.  Kept across connections, not
+     * restarts. */
     int restore_nic;
-    bool reset_seen; /* a RESET event since our last system_reset */
+    bool disk_armed; /* set, and the reset that carries it out not begun */
 };
-
-/* A reset's step that puts the NIC back; the step after it completes. */
-#define QMP_STEP_RESTORE 100
 
 static struct qmp *
 qmp_of(const struct power *p)
@@ -192,35 +193,34 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
     bool running = json_is_true(json_object_get(ret, "running"));
     int step = r->step++;
 
+    bool power =
+        r->op == POWER_RESET || r->op == POWER_ON || r->op == POWER_OFF;
+    if (power && step == 0 && q->disk_armed) {
+        q->disk_armed = false; /* this one carries the disk boot out */
+    } else if (power && step == 0 && q->restore_nic >= 0) {
+        /* The disk boot was carried out: the NIC back first, then the
+         * op from its first step. */
+        r->step = 0;
+        r->cmd_id =
+            qmp_send(p, "qom-set",
+                     json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
+                               "bootindex", "value", q->restore_nic));
+        q->restore_nic = -1;
+        if (r->cmd_id == 0)
+            power_req_complete(r, -ENOMEM,
+                               xasprintf("qmp %s: qom-set: cannot encode the "
+                                         "command",
+                                         p->u->path));
+        return;
+    }
+
     switch (r->op) {
     case POWER_RESET:
-        if (step == QMP_STEP_RESTORE) {
-            /* Wait for QEMU's RESET event: the boot order is taken then.
-             * It comes before the query-status answer in practice. */
-            if (!q->reset_seen) {
-                r->step = QMP_STEP_RESTORE;
-                return;
-            }
-            cmd = "qom-set";
-            args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
-                             "bootindex", "value", q->restore_nic);
-            q->restore_nic = -1;
-            break;
-        }
-        if (step > QMP_STEP_RESTORE)
-            break;
         /* A paused or shut-down VM stays stopped after system_reset. */
         cmd = step == 0               ? "system_reset"
               : step == 1             ? "query-status"
               : step == 2 && !running ? "cont"
                                       : NULL;
-        if (step == 0)
-            q->reset_seen = false;
-        if (!cmd && q->restore_nic >= 0) {
-            r->step = QMP_STEP_RESTORE;
-            qmp_step(p, r, NULL);
-            return;
-        }
         break;
     case POWER_ON:
         cmd = step == 0               ? "query-status"
@@ -267,6 +267,7 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
          * void. */
         if (step == 0) {
             q->restore_nic = -1;
+            q->disk_armed = false;
             cmd = "qom-get";
             args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
                              "bootindex");
@@ -290,6 +291,8 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
             args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
                              "bootindex", "value", -1);
         }
+        if (step == 1)
+            q->disk_armed = true;
         break;
     case POWER_NOPS:
         break;
@@ -327,15 +330,6 @@ static void
 qmp_on_event(struct power *p, json_t *msg)
 {
     const char *ev = json_string_value(json_object_get(msg, "event"));
-    struct qmp *q = qmp_of(p);
-    struct power_req *r = p->head;
-    if (ev && !strcmp(ev, "RESET")) {
-        q->reset_seen = true;
-        /* A reset that waits to put the NIC back goes on. */
-        if (r && r->op == POWER_RESET && r->step == QMP_STEP_RESTORE &&
-            r->cmd_id == 0)
-            qmp_step(p, r, NULL);
-    }
     if (ev && (!strcmp(ev, "RESET") || !strcmp(ev, "SHUTDOWN") ||
                !strcmp(ev, "POWERDOWN")))
         log_debug("%s: qmp event %s", p->name, ev);
@@ -347,7 +341,6 @@ qmp_on_message(struct power *p, json_t *msg)
     struct qmp *q = qmp_of(p);
     if (json_object_get(msg, "event")) {
         qmp_on_event(p, msg);
-        qmp_pump(p); /* a reset it completed lets the next one start */
         return;
     }
     if (q->state == QMP_GREETING) {

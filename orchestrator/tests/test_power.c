@@ -466,9 +466,10 @@ set_nic_bootindex(int n)
                           n));
 }
 
-/* QEMU has no one-time boot device: the NIC leaves the boot order for
- * the next reset, which puts it back after QEMU's RESET (when the
- * firmware's boot order is taken), so a later reset netboots again. */
+/* QEMU has no one-time boot device, and rebuilds the firmware's boot
+ * order at every reset (SeaBIOS's own too): the NIC leaves the boot order
+ * for the reset after the disk boot, and is put back before the next
+ * reset, power op or netboot, so that one netboots again. */
 static void
 test_disk_boot_once(void **state)
 {
@@ -491,10 +492,22 @@ test_disk_boot_once(void **state)
     nevents = 0;
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     assert_true(check_wait_event("RESET"));
+    /* Out until the firmware is surely past it: the next reset. */
+    assert_int_equal(nic_bootindex(), -1);
+    nevents = 0;
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_true(check_wait_event("RESET"));
     assert_int_equal(nic_bootindex(), 1);
     /* A reset with no disk boot asked changes nothing. */
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     assert_int_equal(nic_bootindex(), 1);
+    /* Power off after a carried-out disk boot puts it back too. */
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), -1);
+    assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), 1);
+    assert_int_equal(run_op(l, p, POWER_ON, NULL, &r), 0);
 
     /* A rescue's netboot voids a disk boot not yet carried out. */
     assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
