@@ -860,3 +860,93 @@ netns_daemon()
     NS_EXEC="nsenter -t $(cat "$T/$1.nspid") -n --"
     RESCUED_URL=$2
 }
+
+# ---- verbs added for issue 18 ----
+
+# ipmi_sim_up PORT: ipmi_sim (Debian's openipmi) on 127.0.0.1:PORT, user
+# admin / s3cret, whose chassis_control program $T/chassis logs each
+# command to $T/chassis.log and keeps the power and the boot device (read
+# back by `chassis bootparam get 5`), unless $T/boot.ignored exists: then
+# it accepts a boot device and keeps none, as a BMC that drops it.
+ipmi_sim_up()
+{
+    command -v ipmi_sim >/dev/null || fail "ipmi_sim missing (scripts/setup)"
+    command -v ipmitool >/dev/null || fail "ipmitool missing (scripts/setup)"
+    cat >"$T/chassis" <<EOF2
+#!/bin/sh
+echo "\$*" >>"$T/chassis.log"
+case "\$1" in
+get) shift
+     for p in "\$@"; do
+         case \$p in
+         power) echo "power:\$(cat "$T/power" 2>/dev/null || echo 1)" ;;
+         boot) echo "boot:\$(cat "$T/boot" 2>/dev/null || echo none)" ;;
+         *) echo "\$p:0" ;;
+         esac
+     done ;;
+set) [ "\$2" = power ] && echo "\$3" >"$T/power"
+     [ "\$2" = boot ] && [ ! -e "$T/boot.ignored" ] && echo "\$3" >"$T/boot" ;;
+esac
+exit 0
+EOF2
+    chmod +x "$T/chassis"
+    mkdir -p "$T/ipmi-state"
+    cat >"$T/lan.conf" <<EOF2
+name "issue18"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 $1
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control "$T/chassis"
+  user 2 true "admin" "s3cret" admin 10 none md2 md5 straight
+EOF2
+    printf '%s\n' 'mc_setbmc 0x20' \
+        'mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr' \
+        'mc_enable 0x20' >"$T/sim.emu"
+    ipmi_sim -c "$T/lan.conf" -f "$T/sim.emu" -s "$T/ipmi-state" -n \
+        >"$T/ipmi_sim.log" 2>&1 &
+    track $! ipmi_sim
+    wait_for "ss -Hlun | grep -q 127.0.0.1:$1" 5 || fail "ipmi_sim did not listen"
+}
+
+# chassis_line REGEX: the number of the first line of $T/chassis.log that
+# matches, or nothing.
+chassis_line()
+{
+    grep -nE -- "$1" "$T/chassis.log" | head -1 | cut -d: -f1
+}
+
+# boot_as_server ID: what a server's iPXE does, by curl: fetch its script
+# (GET /boot/MAC.ipxe); prints the script.
+boot_as_server()
+{
+    local mac
+    mac=$(server_field "$1" mac)
+    in_ns curl -s -m 10 "$RESCUED_URL/boot/$mac.ipxe"
+}
+
+# lab_proxy ID FAKE: qmpproxy.py in front of lab server ID's QMP socket
+# on $T/ID.proxy.qmp, answering FAKE commands itself (qmpproxy.py
+# fake:FAKE), its log in $T/ID.proxy.log; then the lab's rescued drives
+# ID through it (the ini's power line, and a reload).
+lab_proxy()
+{
+    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$LAB_DIR/$1.qmp" \
+        "fake:$2" >"$T/$1.proxy.log" 2>&1 &
+    track $! "$HERE/qmpproxy.py"
+    wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
+        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+    sed -i "s|^power *= *qmp:$LAB_DIR/$1.qmp|power    = qmp:$T/$1.proxy.qmp|" \
+        "$LAB_DIR/rescued.ini"
+    grep -q "qmp:$T/$1.proxy.qmp" "$LAB_DIR/rescued.ini" ||
+        fail "lab_proxy: no power line of $1 in $LAB_DIR/rescued.ini"
+    reload_rescued
+    wait_for "grep -q '^1 open' $T/$1.proxy.log || grep -q 'inventory reloaded' $LAB_DIR/rescued.log" 10 ||
+        fail "lab_proxy: the lab's rescued did not reload"
+}

@@ -11,7 +11,9 @@ from the client of connection N); "N < CMD ok" or "N < CMD error: DESC"
 command is never passed on: "N hold CMD" when it arrives, and "N dropped
 CMD" when its client goes away, so a case can kill rescued while the
 command is in flight and know that QEMU never saw it.  Later HOLD
-commands pass.
+commands pass.  HOLD "fake:CMD" instead answers every CMD with an empty
+success itself and never passes it on ("N fake CMD"): a BMC that accepts
+what it does not do (issue 18: a boot device that is never set).
 """
 import json
 import os
@@ -38,6 +40,9 @@ class Conn:
 def main():
     listen, upstream_path = sys.argv[1], sys.argv[2]
     hold = sys.argv[3] if len(sys.argv) > 3 else None
+    fake = hold[5:] if hold and hold.startswith("fake:") else None
+    if fake:
+        hold = None
     if os.path.exists(listen):
         os.unlink(listen)
     srv = socket.socket(socket.AF_UNIX)
@@ -66,6 +71,14 @@ def main():
         if "id" in msg:
             c.ids[json.dumps(msg["id"])] = cmd
         log("%d > %s" % (c.n, cmd))
+        if fake and cmd == fake:
+            c.ids.pop(json.dumps(msg.get("id")), None)
+            log("%d fake %s" % (c.n, cmd))
+            reply = {"return": {}}
+            if "id" in msg:
+                reply["id"] = msg["id"]
+            c.client.sendall(json.dumps(reply).encode() + b"\n")
+            return
         if hold and cmd == hold:
             hold = None
             c.held = cmd

@@ -133,6 +133,7 @@ static const struct key_spec timeout_keys[] = {
     {"booting_local", K_TIMEOUT, CFG(timeout_booting_local), "300", false},
     {"retries", K_COUNT, CFG(max_retries), "2", false},
     {"local_boot_pattern", K_STR, CFG(local_boot_pattern), "login:", false},
+    {"local_settle", K_SECONDS, CFG(local_settle), "60", false},
     {NULL, 0, 0, NULL, false},
 };
 

@@ -36,8 +36,8 @@ struct config {
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
     char *admin_token;
-    int log_level;      /* enum log_level */
-    long long max_body; /* request-body limit, bytes (default 64K) */
+    int log_level;         /* enum log_level */
+    long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
@@ -60,6 +60,9 @@ struct config {
     int timeout_exiting, timeout_booting_local;
     int max_retries;          /* default 2 */
     char *local_boot_pattern; /* console text that shows the OS is up */
+    /* a server without a console counts as up this long (s, >= 0) after
+     * it heads for its disk */
+    int local_settle;
 
     struct config_project *projects;
     size_t nprojects;

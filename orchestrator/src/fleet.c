@@ -37,6 +37,8 @@ limits_from_config(struct fsm_limits *l, const struct config *c)
         l->timeout_ms[FSM_BOOTING_LOCAL] = c->timeout_booting_local * 1000LL;
     if (c->max_retries >= 0)
         l->max_retries = c->max_retries;
+    if (c->local_settle >= 0)
+        l->local_settle_ms = c->local_settle * 1000LL;
 }
 
 /* Tell subscribers about an event that is already committed. */
@@ -164,8 +166,14 @@ power_done(void *arg, int status, const char *detail)
     free(pc);
     if (status == -ECANCELED || s->closing)
         return;
+    bool to_disk = action == FSM_ACT_POWER_RESET && s->disk_boot;
+    if (action == FSM_ACT_POWER_RESET)
+        s->disk_boot = false;
     if (status == 0) {
         action_done(s, action);
+        /* Reset with its disk boot set: it is on its way home now. */
+        if (to_disk)
+            fleet_srv_feed(s, FSM_EV_RESET_TO_DISK);
         return;
     }
     char why[256];
@@ -204,6 +212,28 @@ netboot_set(void *arg, int status, const char *detail)
     }
     struct fsm_input in = {.event = FSM_EV_PREPARED};
     apply(s, &in, "rescued");
+}
+
+/* The one-time disk boot before an exit's reset.  Not set, the server
+ * netboots and its iPXE script sends it home: slower, no less right. */
+static void
+disk_boot_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing)
+        return;
+    action_done(s, FSM_ACT_BOOT_DISK);
+    s->disk_boot = status == 0;
+    if (status == 0)
+        return;
+    char msg[300];
+    snprintf(msg, sizeof(msg),
+             "%s: %s; it boots through the network and its iPXE script "
+             "sends it home",
+             status == -ENOTSUP ? "no one-time disk boot"
+                                : "one-time disk boot failed",
+             detail ? detail : strerror(-status));
+    fleet_srv_note(s, status == -ENOTSUP ? "action" : "error", "rescued", msg);
 }
 
 /* A boot token: 32 random bytes in hex.  0, or a negative errno. */
@@ -250,6 +280,11 @@ run_actions(struct srv *s, unsigned acts)
         }
         power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
     }
+    if (acts & FSM_ACT_BOOT_DISK) {
+        /* Queued before the reset, so the driver sets it first. */
+        s->disk_boot = false;
+        power_request(s->power, POWER_BOOT_DISK_ONCE, NULL, disk_boot_set, s);
+    }
     if (acts & FSM_ACT_POWER_OFF)
         power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
@@ -261,14 +296,16 @@ run_actions(struct srv *s, unsigned acts)
 /* The one place a server's state changes: step the machine, store the
  * result, log it, then act. */
 static void
-apply(struct srv *s, const struct fsm_input *in, const char *actor)
+apply(struct srv *s, const struct fsm_input *given, const char *actor)
 {
     struct fleet *f = s->f;
     struct fsm_server before = s->row.fsm;
     struct fsm_output out;
+    struct fsm_input in = *given;
+    in.no_console = !s->cfg->console;
 
     unsigned pending_before = s->row.pending_actions;
-    fsm_step(&f->limits, &s->row.fsm, in, now_wall_ms(), &out);
+    fsm_step(&f->limits, &s->row.fsm, &in, now_wall_ms(), &out);
     if (out.status < 0)
         return;
     /* Stored with the step, cleared as each completes: a restart re-runs

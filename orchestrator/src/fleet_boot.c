@@ -62,9 +62,6 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
              rescue ? "rescue image" : "local disk", peer ? peer : "?");
     fleet_srv_note(s, "boot", "server", msg);
     fleet_srv_feed(s, FSM_EV_IPXE_FETCHED);
-    /* Without a console there is nothing to watch the OS come up on. */
-    if (!rescue && !cs->console && s->row.fsm.state == FSM_BOOTING_LOCAL)
-        fleet_srv_feed(s, FSM_EV_LOCAL_OS_SEEN);
     return 0;
 }
 

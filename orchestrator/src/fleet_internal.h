@@ -35,6 +35,8 @@ struct srv {
     char tail[128];                 /* console text kept across chunks */
     size_t tail_len;
     bool closing; /* in srv_free: its driver's last answers go unheard */
+    /* the driver set a one-time disk boot for the reset queued after it */
+    bool disk_boot;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

@@ -32,6 +32,7 @@ static const char *const event_names[FSM_NEVENTS] = {
     [FSM_EV_OVERLAY_FETCHED] = "overlay fetched",
     [FSM_EV_PHONE_HOME] = "rescue OS phoned home",
     [FSM_EV_LOCAL_OS_SEEN] = "local OS seen on the console",
+    [FSM_EV_RESET_TO_DISK] = "reset done, one-time disk boot set",
     [FSM_EV_TIMEOUT] = "timeout",
 };
 
@@ -74,6 +75,7 @@ fsm_limits_default(struct fsm_limits *l)
     l->timeout_ms[FSM_EXITING] = 180 * 1000;
     l->timeout_ms[FSM_BOOTING_LOCAL] = 300 * 1000;
     l->max_retries = 2;
+    l->local_settle_ms = 60 * 1000;
 }
 
 void
@@ -114,6 +116,33 @@ fail(const struct fsm_limits *l, struct fsm_server *s, enum fsm_state to,
     s->deadline_ms = 0;
 }
 
+/* Into booting_local (why: what moved it).  A server with no console
+ * shows nothing to wait for: it counts as up after local_settle. */
+static void
+to_booting_local(const struct fsm_limits *l, struct fsm_server *s,
+                 const struct fsm_input *in, const char *why, int64_t now,
+                 struct fsm_output *out)
+{
+    int64_t settle = l->local_settle_ms / 1000;
+    if (!in->no_console) {
+        enter(l, s, FSM_BOOTING_LOCAL, now, out);
+        strlcpy_s(out->reason, why, sizeof(out->reason));
+    } else if (l->local_settle_ms > 0) {
+        enter(l, s, FSM_BOOTING_LOCAL, now, out);
+        s->deadline_ms = now + l->local_settle_ms;
+        snprintf(out->reason, sizeof(out->reason),
+                 "%s; no console to watch: counted as up in %lld s "
+                 "(local_settle)",
+                 why, (long long)settle);
+    } else {
+        enter(l, s, FSM_ACTIVE, now, out);
+        snprintf(out->reason, sizeof(out->reason),
+                 "%s; no console to watch: counted as up at once "
+                 "(local_settle 0)",
+                 why);
+    }
+}
+
 static bool
 entering_rescue(enum fsm_state s)
 {
@@ -135,6 +164,8 @@ step_timed_out(const struct fsm_limits *l, struct fsm_server *s, int64_t now,
         s->retries++;
         s->deadline_ms = now + l->timeout_ms[s->state];
         out->actions |= FSM_ACT_POWER_RESET;
+        if (!entering_rescue(s->state))
+            out->actions |= FSM_ACT_BOOT_DISK;
         snprintf(out->reason, sizeof(out->reason),
                  "%s: timed out after %lld s; reset, retry %d of %d",
                  fsm_state_name(s->state), (long long)secs, s->retries,
@@ -191,7 +222,8 @@ user_action(const struct fsm_limits *l, struct fsm_server *s,
         s->last_error[0] = '\0';
         s->expires_at_ms = 0;
         enter(l, s, FSM_EXITING, now, out);
-        out->actions = FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET;
+        out->actions =
+            FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK | FSM_ACT_POWER_RESET;
         snprintf(out->reason, sizeof(out->reason),
                  "exit from rescue requested");
         break;
@@ -244,10 +276,20 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
                  in->detail ? in->detail : "failed", now, out);
         return;
     case FSM_EV_IPXE_FETCHED:
-        if (st == FSM_REBOOTING || st == FSM_RESCUE_BOOTING)
+        if (st == FSM_REBOOTING || st == FSM_RESCUE_BOOTING) {
             enter(l, s, FSM_PXE_BOOTING, now, out);
-        else if (st == FSM_EXITING)
-            enter(l, s, FSM_BOOTING_LOCAL, now, out);
+        } else if (st == FSM_EXITING) {
+            to_booting_local(l, s, in, why, now, out);
+            return;
+        }
+        break;
+    case FSM_EV_RESET_TO_DISK:
+        /* Heading for its disk already: the local script, if it still
+         * netboots, finds it in booting_local and moves nothing. */
+        if (st == FSM_EXITING) {
+            to_booting_local(l, s, in, why, now, out);
+            return;
+        }
         break;
     case FSM_EV_KERNEL_FETCHED:
         if (st == FSM_PXE_BOOTING || st == FSM_REBOOTING)
@@ -273,9 +315,18 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
         if (st == FSM_RESCUE) {
             s->expires_at_ms = 0;
             enter(l, s, FSM_EXITING, now, out);
-            out->actions = FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET;
+            out->actions =
+                FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK | FSM_ACT_POWER_RESET;
             snprintf(out->reason, sizeof(out->reason),
                      "rescue ttl of %lld s expired", (long long)s->ttl_s);
+            return;
+        }
+        if (st == FSM_BOOTING_LOCAL && in->no_console) {
+            enter(l, s, FSM_ACTIVE, now, out);
+            snprintf(out->reason, sizeof(out->reason),
+                     "no console to watch: counted as up %lld s after it "
+                     "headed for its disk (local_settle)",
+                     (long long)(l->local_settle_ms / 1000));
             return;
         }
         if (!fsm_state_is_stable(st))

@@ -37,6 +37,7 @@ enum fsm_event {
     FSM_EV_OVERLAY_FETCHED,
     FSM_EV_PHONE_HOME,    /* POST /v1/phone-home/<token> */
     FSM_EV_LOCAL_OS_SEEN, /* the console shows the installed OS booting */
+    FSM_EV_RESET_TO_DISK, /* reset done with a one-time disk boot set */
     FSM_EV_TIMEOUT,       /* the state's deadline passed */
     FSM_NEVENTS
 };
@@ -49,6 +50,8 @@ enum fsm_action {
     FSM_ACT_POWER_ON = 1u << 3,
     FSM_ACT_POWER_RESET = 1u << 4,
     FSM_ACT_CLEAR_RESCUE_INFO = 1u << 5, /* forget ip, fingerprints, disks */
+    /* ask the driver for a one-time disk boot, before the reset */
+    FSM_ACT_BOOT_DISK = 1u << 6,
 };
 
 struct fsm_server {
@@ -64,12 +67,16 @@ struct fsm_server {
 struct fsm_limits {
     int64_t timeout_ms[FSM_NSTATES]; /* 0: the state has no timeout */
     int max_retries;                 /* per step */
+    /* A server without a console: booting_local lasts this long, then
+     * it counts as up.  0: at once. */
+    int64_t local_settle_ms;
 };
 
 struct fsm_input {
     enum fsm_event event;
     int64_t ttl_s;      /* FSM_EV_RESCUE: 0 for none */
     const char *detail; /* FSM_EV_STEP_FAILED: the cause; may be NULL */
+    bool no_console;    /* every event: the server has no console to watch */
 };
 
 struct fsm_output {

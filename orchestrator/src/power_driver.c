@@ -22,6 +22,7 @@ static const char *const op_names[] = {
     [POWER_SYSRQ] = "sysrq",
     [POWER_SERIAL_BREAK] = "serial break",
     [POWER_NETBOOT_ONCE] = "netboot once",
+    [POWER_BOOT_DISK_ONCE] = "disk boot once",
 };
 
 const char *
@@ -178,7 +179,7 @@ power_submit(struct power *p, enum power_op op, const char *arg,
 
     int status = -EINVAL;
     char *why = NULL;
-    if ((unsigned)op > POWER_NETBOOT_ONCE)
+    if ((unsigned)op >= POWER_NOPS)
         why = xstrdup("unknown power op");
     else if (p->ops->check)
         why = p->ops->check(p, r, &status);

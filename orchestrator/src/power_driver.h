@@ -63,8 +63,11 @@ struct power_ops {
      * (power_submit). */
     int (*init)(struct power *p, char *err, size_t errlen);
     /* Refuse what the driver cannot do before anything is touched: NULL,
-     * or the reason (the caller frees it) with *status set.  Ops past
-     * POWER_NETBOOT_ONCE never get here.  May be NULL: all accepted. */
+     * or the reason (the caller frees it) with *status set (-ENOTSUP for
+     * an op the driver has no command for: POWER_BOOT_DISK_ONCE on a
+     * driver that cannot choose the boot device).  Unknown ops never get
+     * here.  May be NULL: all accepted.  A redfish driver answers
+     * POWER_BOOT_DISK_ONCE in its request (Hdd, Once, read back). */
     char *(*check)(const struct power *p, const struct power_req *r,
                    int *status);
     /* r was just queued (at the tail) and checked: arm its deadline if
@@ -92,6 +95,9 @@ extern const struct power_ops power_manual_ops;
 /* power_ipmi.c, pure, for tests: "on"/"off" from `power status` output
  * ("Chassis Power is on"), or NULL. */
 const char *power_ipmi_parse_status(const char *out);
+/* power_ipmi.c, pure, for tests: the boot device `chassis bootparam get 5`
+ * shows ("pxe", "disk", "none", "other"), or NULL. */
+const char *power_ipmi_parse_bootdev(const char *out);
 
 /* "reset", "power on", ... for messages. */
 const char *power_op_name(enum power_op op);

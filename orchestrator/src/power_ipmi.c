@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,11 +55,48 @@ static const char *const cmd_on[] = {"power", "on", NULL};
 static const char *const cmd_off[] = {"power", "off", NULL};
 static const char *const cmd_reset[] = {"power", "reset", NULL};
 static const char *const cmd_diag[] = {"chassis", "power", "diag", NULL};
-/* One-time (no options=persistent); the BMC forgets it about 60 s later,
- * so the state machine resets right after. */
+/* A one-time boot device, as Ironic sets it: clear the boot-flag-valid
+ * timer first (Set System Boot Options, parameter 3; not every BMC has
+ * it, so a refusal only goes to the debug log), set the device (no
+ * options=persistent: the next boot only; the BMC forgets it about 60 s
+ * later, so the state machine resets right after), and read parameter 5
+ * back: some BMCs accept and drop it. */
+static const char *const cmd_clear_valid[] = {"raw",  "0x00", "0x08",
+                                              "0x03", "0x08", NULL};
 static const char *const cmd_pxe_efi[] = {"chassis", "bootdev", "pxe",
                                           "options=efiboot", NULL};
 static const char *const cmd_pxe_legacy[] = {"chassis", "bootdev", "pxe", NULL};
+static const char *const cmd_disk_efi[] = {"chassis", "bootdev", "disk",
+                                           "options=efiboot", NULL};
+static const char *const cmd_disk_legacy[] = {"chassis", "bootdev", "disk",
+                                              NULL};
+static const char *const cmd_bootparam[] = {"chassis", "bootparam", "get", "5",
+                                            NULL};
+
+const char *
+power_ipmi_parse_bootdev(const char *out)
+{
+    /* "Boot parameter data: 0008000000": byte 2, bits 5-2, the device. */
+    static const char key[] = "Boot parameter data: ";
+    const char *v = out ? strstr(out, key) : NULL;
+    if (!v)
+        return NULL;
+    v += sizeof(key) - 1;
+    unsigned b;
+    if (strspn(v, "0123456789abcdefABCDEF") < 4 ||
+        sscanf(v + 2, "%2x", &b) != 1)
+        return NULL;
+    switch ((b >> 2) & 0x0f) {
+    case 0:
+        return "none";
+    case 1:
+        return "pxe";
+    case 2:
+        return "disk";
+    default:
+        return "other";
+    }
+}
 
 const char *
 power_ipmi_parse_status(const char *out)
@@ -185,12 +223,20 @@ ipmi_on_exit(struct loop *l, int fd, uint32_t events, void *arg)
         ipmi_drain(m->err, &m->cerr);
     char *what = cmd_text(m->cmd);
     bool was_status = m->cmd == cmd_status;
+    bool was_clear = m->cmd == cmd_clear_valid;
     char *out = xstrdup(m->cout.data ? m->cout.data : "");
     char *why = last_line(&m->cerr);
     ipmi_reap(p);
     power_req_disarm(r);
 
-    if (w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    bool failed = w < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    if (failed && was_clear && w > 0 && WIFEXITED(st) &&
+        WEXITSTATUS(st) != 127) {
+        /* Not every BMC has parameter 3: set the device all the same. */
+        log_debug("%s: ipmitool %s: %s", p->name, what, why ? why : "refused");
+        failed = false;
+    }
+    if (failed) {
         char *detail;
         if (w > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 127)
             detail = xasprintf("ipmi %s: %s: cannot run %s", m->where, what,
@@ -304,9 +350,29 @@ ipmi_step(struct power *p, struct power_req *r, const char *out)
         cmd = step == 0 ? cmd_diag : NULL;
         break;
     case POWER_NETBOOT_ONCE:
-        if (step == 0)
-            cmd = p->u->boot_legacy ? cmd_pxe_legacy : cmd_pxe_efi;
+    case POWER_BOOT_DISK_ONCE: {
+        bool pxe = r->op == POWER_NETBOOT_ONCE;
+        if (step == 0) {
+            cmd = cmd_clear_valid;
+        } else if (step == 1) {
+            cmd = pxe ? (p->u->boot_legacy ? cmd_pxe_legacy : cmd_pxe_efi)
+                      : (p->u->boot_legacy ? cmd_disk_legacy : cmd_disk_efi);
+        } else if (step == 2) {
+            cmd = cmd_bootparam;
+        } else {
+            const char *want = pxe ? "pxe" : "disk";
+            const char *got = power_ipmi_parse_bootdev(out);
+            if (!got || strcmp(got, want) != 0) {
+                power_req_complete(
+                    r, -EIO,
+                    xasprintf("ipmi %s: chassis bootdev %s: the BMC did not "
+                              "keep it (boot parameter 5 reads %s)",
+                              ipmi_of(p)->where, want, got ? got : "nothing"));
+                return;
+            }
+        }
         break;
+    }
     default:
         break;
     }

@@ -21,10 +21,14 @@ static char *
 manual_check(const struct power *p, const struct power_req *r, int *status)
 {
     (void)p;
-    if (r->op != POWER_STATUS)
-        return NULL;
     *status = -ENOTSUP;
-    return xstrdup("manual: power status is not known");
+    if (r->op == POWER_STATUS)
+        return xstrdup("manual: power status is not known");
+    /* The operator's reset boots whatever the firmware picks: the iPXE
+     * script sends the server home. */
+    if (r->op == POWER_BOOT_DISK_ONCE)
+        return xstrdup("manual: cannot choose the boot device");
+    return NULL;
 }
 
 static void

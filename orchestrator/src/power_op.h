@@ -14,6 +14,14 @@ enum power_op {
     POWER_SYSRQ,        /* arg: one key, e.g. "h" */
     POWER_SERIAL_BREAK, /* arg: chardev id, e.g. "serial0" */
     POWER_NETBOOT_ONCE, /* next boot from the network, if the driver can */
+    /* Next boot from the local disk, if the driver can (-ENOTSUP: it
+     * cannot choose; the iPXE script then sends the server home).  Asked
+     * right before POWER_RESET, which carries it out: qmp takes the NIC
+     * out of the boot order for that one reset and puts it back once the
+     * reset is done; ipmi sets `chassis bootdev disk` and reads it back;
+     * redfish (not built) will PATCH BootSourceOverrideTarget Hdd, Once. */
+    POWER_BOOT_DISK_ONCE,
+    POWER_NOPS /* not an op: how many there are */
 };
 
 /* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).

@@ -7,7 +7,17 @@
  * qmp_step().  When the socket is missing or the connection drops, every
  * queued request fails and the next request connects again, so a
  * restarted QEMU is picked up.  Each request has one deadline for all its
- * commands (QMP_TIMEOUT_MS), counted from when it was queued. */
+ * commands (QMP_TIMEOUT_MS), counted from when it was queued.
+ *
+ * QEMU has no one-time boot device over QMP: bootindex is kept until set
+ * again, and the firmware's boot order (fw_cfg "bootorder") is rebuilt at
+ * every reset, the guest's own too: SeaBIOS resets the machine once more
+ * itself ~10 ms after ours, so putting the NIC back right after our reset
+ * made the lab's server netboot.  So a one-time disk boot takes the NIC out
+ * of the boot order (bootindex -1: the firmware boots the next entry, the
+ * disk, as the local iPXE script's `exit` would) for the reset that
+ * follows, and puts it back before rescued's next reset, power on or off,
+ * or netboot of this server.  docs/internals/power.md. */
 #include "log.h"
 #include "loop.h"
 #include "power_driver.h"
@@ -42,6 +52,11 @@ struct qmp {
     struct buf in, out;
     uint64_t next_id;
     uint64_t caps_id;
+    /* The NIC is out of the boot order for a one-time disk boot: its
+     * bootindex to put back, or -1.  Kept across connections, not
+     * restarts. */
+    int restore_nic;
+    bool disk_armed; /* set, and the reset that carries it out not begun */
 };
 
 static struct qmp *
@@ -174,8 +189,30 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
 {
     const char *cmd = NULL;
     json_t *args = NULL;
+    struct qmp *q = qmp_of(p);
     bool running = json_is_true(json_object_get(ret, "running"));
     int step = r->step++;
+
+    bool power =
+        r->op == POWER_RESET || r->op == POWER_ON || r->op == POWER_OFF;
+    if (power && step == 0 && q->disk_armed) {
+        q->disk_armed = false; /* this one carries the disk boot out */
+    } else if (power && step == 0 && q->restore_nic >= 0) {
+        /* The disk boot was carried out: the NIC back first, then the
+         * op from its first step. */
+        r->step = 0;
+        r->cmd_id =
+            qmp_send(p, "qom-set",
+                     json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
+                               "bootindex", "value", q->restore_nic));
+        q->restore_nic = -1;
+        if (r->cmd_id == 0)
+            power_req_complete(r, -ENOMEM,
+                               xasprintf("qmp %s: qom-set: cannot encode the "
+                                         "command",
+                                         p->u->path));
+        return;
+    }
 
     switch (r->op) {
     case POWER_RESET:
@@ -225,8 +262,12 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
         break;
     case POWER_NETBOOT_ONCE:
         /* Takes effect at the next system_reset.  QEMU refuses to set a
-         * bootindex the device already holds, so read it first. */
+         * bootindex the device already holds, so read it first.  The NIC
+         * goes to the front: a one-time disk boot not yet carried out is
+         * void. */
         if (step == 0) {
+            q->restore_nic = -1;
+            q->disk_armed = false;
             cmd = "qom-get";
             args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
                              "bootindex");
@@ -235,6 +276,25 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
             args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
                              "bootindex", "value", 0);
         }
+        break;
+    case POWER_BOOT_DISK_ONCE:
+        /* Out of the boot order for one reset; the reset puts it back.
+         * Already out (a disk boot not yet carried out): keep what is to
+         * be put back. */
+        if (step == 0) {
+            cmd = "qom-get";
+            args = json_pack("{s:s,s:s}", "path", p->u->nic, "property",
+                             "bootindex");
+        } else if (step == 1 && json_integer_value(ret) >= 0) {
+            q->restore_nic = (int)json_integer_value(ret);
+            cmd = "qom-set";
+            args = json_pack("{s:s,s:s,s:i}", "path", p->u->nic, "property",
+                             "bootindex", "value", -1);
+        }
+        if (step == 1)
+            q->disk_armed = true;
+        break;
+    case POWER_NOPS:
         break;
     }
     if (!cmd) {
@@ -431,6 +491,7 @@ qmp_init(struct power *p, char *err, size_t errlen)
     (void)errlen;
     struct qmp *q = xcalloc(1, sizeof(*q));
     q->fd = -1;
+    q->restore_nic = -1;
     p->drv = q;
     return 0;
 }
@@ -453,11 +514,14 @@ qmp_check(const struct power *p, const struct power_req *r, int *status)
             return xstrdup("serial break: needs a chardev id");
         break;
     case POWER_NETBOOT_ONCE:
+    case POWER_BOOT_DISK_ONCE:
         if (!p->u->nic) {
             *status = -ENOTSUP;
-            return xasprintf("qmp %s: netboot needs ?nic=DEVICE_ID in the "
+            return xasprintf("qmp %s: %s needs ?nic=DEVICE_ID in the "
                              "power uri",
-                             p->u->path);
+                             p->u->path,
+                             r->op == POWER_NETBOOT_ONCE ? "netboot"
+                                                         : "disk boot");
         }
         break;
     default:

@@ -117,6 +117,7 @@ test_full_file(void **state)
         "booting_local = 1h\n"
         "retries = 0\n"
         "local_boot_pattern = \"Welcome to\"\n"
+        "local_settle = 2m\n"
         "[project:acme]\n"
         "token = acmetok\n"
         "keys_file = /etc/rescued/acme.keys\n"
@@ -158,6 +159,7 @@ test_full_file(void **state)
     assert_int_equal(c->timeout_booting_local, 3600);
     assert_int_equal(c->max_retries, 0);
     assert_string_equal(c->local_boot_pattern, "Welcome to");
+    assert_int_equal(c->local_settle, 120);
 
     assert_int_equal(c->nprojects, 2);
     assert_string_equal(c->projects[0].name, "acme");
@@ -216,6 +218,7 @@ test_defaults(void **state)
     assert_int_equal(c->timeout_booting_local, 300);
     assert_int_equal(c->max_retries, 2);
     assert_string_equal(c->local_boot_pattern, "login:");
+    assert_int_equal(c->local_settle, 60);
     assert_null(c->projects[0].keys_file);
     assert_int_equal(c->nservers, 1);
     assert_string_equal(c->servers[0].name, "srv1");
@@ -557,6 +560,8 @@ test_bad_numbers(void **state)
                    ":9: [timeouts] pxe_booting: ", "not a positive duration");
     expect_refusal(HEAD "[timeouts]\nretries = -1\n",
                    ":9: [timeouts] retries: ", "'-1' is not a number");
+    expect_refusal(HEAD "[timeouts]\nlocal_settle = -5\n",
+                   ":9: [timeouts] local_settle: ", "not a duration");
     expect_refusal(HEAD "[console]\nreadonly_grace = soon\n",
                    ":9: [console] readonly_grace: ", "not a duration");
     expect_refusal(HEAD "[console]\nscrollback = 1Q\n",

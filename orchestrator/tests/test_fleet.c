@@ -84,6 +84,19 @@ static struct fake_req reqs[256];
 static size_t nreqs;
 /* Set: power_reachable() fails with these words. */
 static const char *fake_unreachable;
+/* Set: the driver takes POWER_BOOT_DISK_ONCE (and waits for the test, as
+ * every request); unset it cannot choose, -ENOTSUP at once. */
+static bool fake_disk_boot;
+
+static char *
+fake_check(const struct power *p, const struct power_req *r, int *status)
+{
+    (void)p;
+    if (r->op != POWER_BOOT_DISK_ONCE || fake_disk_boot)
+        return NULL;
+    *status = -ENOTSUP;
+    return xstrdup("fake: cannot choose the boot device");
+}
 
 static int
 fake_init(struct power *p, char *err, size_t errlen)
@@ -148,6 +161,7 @@ fake_stop(struct power *p)
 static const struct power_ops fake_ops = {
     .name = "fake",
     .init = fake_init,
+    .check = fake_check,
     .request = fake_request,
     .pump = fake_nothing,
     .timeout = fake_timeout,
@@ -444,6 +458,7 @@ life_reset(void)
 {
     nreqs = 0;
     fake_unreachable = NULL;
+    fake_disk_boot = false;
     buf_reset(&events);
     buf_reset(&screen);
 }
@@ -656,10 +671,11 @@ token_of(const char *id, char token[65])
 static void
 to_rebooting(const char *id, int64_t ttl_s)
 {
+    int resets = nreq(id, POWER_RESET, -1);
     assert_int_equal(act(id, FSM_EV_RESCUE, ttl_s), 0);
     assert_string_equal(state_of(id), "rescue_requested");
     assert_int_equal(nreq(id, POWER_NETBOOT_ONCE, REQ_PENDING), 1);
-    assert_int_equal(nreq(id, POWER_RESET, -1), 0);
+    assert_int_equal(nreq(id, POWER_RESET, -1), resets);
     answer(id, POWER_NETBOOT_ONCE, 0, NULL);
     assert_string_equal(state_of(id), "rebooting");
     assert_int_equal(nreq(id, POWER_RESET, REQ_PENDING), 1);
@@ -710,6 +726,7 @@ to_exiting(const char *id)
     assert_string_equal(state_of(id), "exiting");
     assert_int_equal(nreq(id, POWER_RESET, -1), resets + 1);
     assert_int_equal(nreq(id, POWER_RESET, REQ_PENDING), 1);
+    settle(); /* the double's answer to the disk boot, when it has one */
 }
 
 /* The step's deadline passes, retries (2) times: each time the server is
@@ -933,10 +950,29 @@ test_ttl_expiry_exits(void **state)
     char token[65];
     assert_int_equal(store_token_of_server(E->st, "srv1", token, sizeof(token)),
                      -ENOENT);
-    /* Its way home: no console to watch, so active at the local script. */
+    /* Its way home: the double cannot choose the disk, so the local
+     * script moves it; no console to watch, so it counts as up after
+     * local_settle (60 s by default), and the events say so. */
+    assert_true(saw("srv1 action: no one-time disk boot: fake: cannot choose "
+                    "the boot device; it boots through the network and its "
+                    "iPXE script sends it home\n"));
     answer("srv1", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv1"), "exiting");
     assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+    assert_true(saw("srv1 transition exiting->booting_local: ipxe script "
+                    "fetched; no console to watch: counted as up in 60 s "
+                    "(local_settle)\n"));
+    clock_skip_s(55);
+    settle();
+    assert_string_equal(state_of("srv1"), "booting_local");
+    clock_skip_s(10);
+    settle();
     assert_string_equal(state_of("srv1"), "active");
+    assert_true(saw("srv1 transition booting_local->active: no console to "
+                    "watch: counted as up 60 s after it headed for its disk "
+                    "(local_settle)\n"));
+    assert_int_equal(retries_of("srv1"), 0);
 }
 
 /* Reload: a new server appears active, a removed one is gone with its
@@ -1035,7 +1071,7 @@ test_reload_new_power_resumes(void **state)
     assert_int_equal(nreq_since(from, "srv2"), 0);
     answer("srv1", POWER_RESET, 0, NULL);
     assert_false(fetch_script("srv1"));
-    assert_string_equal(state_of("srv1"), "active");
+    assert_string_equal(state_of("srv1"), "booting_local");
 }
 
 /* A reload that gives srv1 a new driver and `exiting` a new timeout: the
@@ -1380,6 +1416,124 @@ test_booting_local_retries_then_fails(void **state)
     retries_then_fail("srv1", "booting_local", 140, "exit_failed");
 }
 
+/* Index in reqs of server's first request for op since from, or -1. */
+static int
+req_index(size_t from, const char *server, enum power_op op)
+{
+    for (size_t i = from; i < nreqs; i++)
+        if (reqs[i].op == op && strcmp(reqs[i].server, server) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A driver that can choose: exit asks for the disk boot before the reset,
+ * and the reset done ends exiting at once; booting_local lasts until the
+ * console shows the local OS, and a late netboot's local script moves
+ * nothing. */
+static void
+test_exit_through_disk_boot(void **state)
+{
+    (void)state;
+    fake_disk_boot = true;
+    to_rescue("srv1", 0);
+    size_t from = nreqs;
+    assert_int_equal(act("srv1", FSM_EV_EXIT_RESCUE, 0), 0);
+    int disk = req_index(from, "srv1", POWER_BOOT_DISK_ONCE);
+    int reset = req_index(from, "srv1", POWER_RESET);
+    assert_true(disk >= 0 && reset > disk);
+    answer("srv1", POWER_BOOT_DISK_ONCE, 0, NULL);
+    assert_string_equal(state_of("srv1"), "exiting");
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv1"), "booting_local");
+    assert_true(saw("srv1 transition exiting->booting_local: reset done, "
+                    "one-time disk boot set\n"));
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv1", &st, &pending);
+    assert_int_equal(pending, 0);
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+    serial_print("Debian GNU/Linux 12\r\nWelcome to Debian\r\n");
+    assert_string_equal(state_of("srv1"), "active");
+
+    /* The next exit asks again; a retry of the way home does too. */
+    to_rescue("srv1", 0);
+    from = nreqs;
+    assert_int_equal(act("srv1", FSM_EV_EXIT_RESCUE, 0), 0);
+    answer("srv1", POWER_BOOT_DISK_ONCE, 0, NULL);
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv1"), "booting_local");
+    clock_skip_s(145);
+    settle();
+    assert_int_equal(retries_of("srv1"), 1);
+    disk = req_index(nreqs - 2, "srv1", POWER_BOOT_DISK_ONCE);
+    reset = req_index(nreqs - 2, "srv1", POWER_RESET);
+    assert_true(disk >= 0 && reset > disk);
+}
+
+/* A driver that cannot choose (-ENOTSUP) keeps today's path: the reset
+ * done moves nothing, the local script ends exiting.  One that fails, or
+ * whose BMC does not keep it, costs time, not the exit: an error event,
+ * the reset all the same, and the local script sends it home. */
+static void
+test_exit_without_disk_boot(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    assert_true(saw("srv1 action: no one-time disk boot: fake: cannot "
+                    "choose the boot device"));
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+    assert_true(saw("srv1 transition exiting->booting_local: ipxe script "
+                    "fetched\n"));
+    serial_print("Welcome to Debian\r\n");
+    assert_string_equal(state_of("srv1"), "active");
+
+    fake_disk_boot = true;
+    to_rescue("srv1", 0);
+    assert_int_equal(act("srv1", FSM_EV_EXIT_RESCUE, 0), 0);
+    answer("srv1", POWER_BOOT_DISK_ONCE, -EIO,
+           "ipmi 10.0.0.5:623: chassis bootdev disk: the BMC did not keep "
+           "it (boot parameter 5 reads none)");
+    assert_true(saw("srv1 error: one-time disk boot failed: ipmi "
+                    "10.0.0.5:623: chassis bootdev disk: the BMC did not "
+                    "keep it (boot parameter 5 reads none); it boots through "
+                    "the network and its iPXE script sends it home\n"));
+    assert_string_equal(state_of("srv1"), "exiting");
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_string_equal(last_error("srv1"), "");
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+    serial_print("Welcome to Debian\r\n");
+    assert_string_equal(state_of("srv1"), "active");
+}
+
+/* No console, a driver that can choose: booting_local from the reset,
+ * then local_settle (60 s by default) and active, each saying why. */
+static void
+test_exit_no_console_settles(void **state)
+{
+    (void)state;
+    fake_disk_boot = true;
+    to_exiting("srv2");
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    answer("srv2", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv2"), "booting_local");
+    assert_true(saw("srv2 transition exiting->booting_local: reset done, "
+                    "one-time disk boot set; no console to watch: counted "
+                    "as up in 60 s (local_settle)\n"));
+    clock_skip_s(55);
+    settle();
+    assert_string_equal(state_of("srv2"), "booting_local");
+    clock_skip_s(10);
+    settle();
+    assert_string_equal(state_of("srv2"), "active");
+    assert_int_equal(nreq("srv2", POWER_RESET, -1), 2);
+}
+
 int
 main(void)
 {
@@ -1414,6 +1568,11 @@ main(void)
                                         life_teardown),
         cmocka_unit_test_setup_teardown(test_booting_local_retries_then_fails,
                                         console_setup, life_teardown),
+        cmocka_unit_test_setup_teardown(test_exit_through_disk_boot,
+                                        console_setup, life_teardown),
+        cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
+                                        console_setup, life_teardown),
+        LIFE(test_exit_no_console_settles),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);

@@ -12,6 +12,8 @@
 #define NOW 1000000
 
 static struct fsm_limits lim;
+/* What feed() says of the server: it has no console to watch. */
+static bool no_console;
 
 static int
 setup(void **state)
@@ -34,7 +36,7 @@ at(enum fsm_state st)
 static struct fsm_output
 feed(struct fsm_server *s, enum fsm_event ev, int64_t now)
 {
-    struct fsm_input in = {.event = ev};
+    struct fsm_input in = {.event = ev, .no_console = no_console};
     struct fsm_output out;
     fsm_step(&lim, s, &in, now, &out);
     return out;
@@ -56,17 +58,18 @@ static const struct expect moves[] = {
     {FSM_EXIT_FAILED, FSM_EV_RESCUE, FSM_RESCUE_REQUESTED,
      FSM_ACT_PREPARE_RESCUE | FSM_ACT_CLEAR_RESCUE_INFO},
     {FSM_RESCUE, FSM_EV_EXIT_RESCUE, FSM_EXITING,
-     FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET},
+     FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK | FSM_ACT_POWER_RESET},
     {FSM_RESCUE_FAILED, FSM_EV_EXIT_RESCUE, FSM_EXITING,
-     FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET},
+     FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK | FSM_ACT_POWER_RESET},
     {FSM_EXIT_FAILED, FSM_EV_EXIT_RESCUE, FSM_EXITING,
-     FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET},
+     FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK | FSM_ACT_POWER_RESET},
     {FSM_RESCUE, FSM_EV_REBOOT, FSM_REBOOTING,
      FSM_ACT_POWER_RESET | FSM_ACT_CLEAR_RESCUE_INFO},
     {FSM_RESCUE_REQUESTED, FSM_EV_PREPARED, FSM_REBOOTING, FSM_ACT_POWER_RESET},
     {FSM_REBOOTING, FSM_EV_IPXE_FETCHED, FSM_PXE_BOOTING, 0},
     {FSM_RESCUE_BOOTING, FSM_EV_IPXE_FETCHED, FSM_PXE_BOOTING, 0},
     {FSM_EXITING, FSM_EV_IPXE_FETCHED, FSM_BOOTING_LOCAL, 0},
+    {FSM_EXITING, FSM_EV_RESET_TO_DISK, FSM_BOOTING_LOCAL, 0},
     {FSM_REBOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
     {FSM_PXE_BOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
     {FSM_REBOOTING, FSM_EV_PHONE_HOME, FSM_RESCUE, 0},
@@ -96,50 +99,125 @@ is_power_in_place(enum fsm_state st, enum fsm_event ev, unsigned *acts)
     return true;
 }
 
+/* Every pair, for a server with a console and for one without: the same
+ * moves (booting_local's own wait differs, tested below). */
 static void
 test_every_pair(void **state)
 {
     (void)state;
-    for (int st = 0; st < FSM_NSTATES; st++) {
-        for (int ev = 0; ev < FSM_NEVENTS; ev++) {
-            if (ev == FSM_EV_TIMEOUT)
-                continue; /* its own tests below */
-            struct fsm_server s = at(st);
-            struct fsm_output out = feed(&s, ev, NOW);
-            const struct expect *m = NULL;
-            for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++)
-                if (moves[i].from == (enum fsm_state)st &&
-                    moves[i].ev == (enum fsm_event)ev)
-                    m = &moves[i];
-            unsigned acts = 0;
-            bool user = ev <= FSM_EV_POWER_OFF;
-            if (m) {
-                assert_int_equal(out.status, 0);
-                assert_true(out.changed);
-                assert_int_equal(s.state, m->to);
-                assert_int_equal(out.actions, m->actions);
-                assert_int_equal(s.since_ms, NOW);
-                assert_true(out.reason[0] != '\0');
-            } else if (is_power_in_place(st, ev, &acts)) {
-                assert_int_equal(out.status, 0);
-                assert_false(out.changed);
-                assert_int_equal(out.actions, acts);
-                assert_int_equal(s.state, st);
-            } else if (user) {
-                /* Does not fit: 409 with a reason, nothing moves. */
-                assert_int_equal(out.status, -EBUSY);
-                assert_false(out.changed);
-                assert_int_equal(out.actions, 0);
-                assert_int_equal(s.state, st);
-                assert_true(strlen(out.reason) > 10);
-            } else {
-                assert_int_equal(out.status, 0);
-                assert_false(out.changed);
-                assert_int_equal(out.actions, 0);
-                assert_int_equal(s.state, st);
+    for (int nc = 0; nc < 2; nc++)
+        for (int st = 0; st < FSM_NSTATES; st++) {
+            no_console = nc;
+            for (int ev = 0; ev < FSM_NEVENTS; ev++) {
+                if (ev == FSM_EV_TIMEOUT)
+                    continue; /* its own tests below */
+                struct fsm_server s = at(st);
+                struct fsm_output out = feed(&s, ev, NOW);
+                const struct expect *m = NULL;
+                for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++)
+                    if (moves[i].from == (enum fsm_state)st &&
+                        moves[i].ev == (enum fsm_event)ev)
+                        m = &moves[i];
+                unsigned acts = 0;
+                bool user = ev <= FSM_EV_POWER_OFF;
+                if (m) {
+                    assert_int_equal(out.status, 0);
+                    assert_true(out.changed);
+                    assert_int_equal(s.state, m->to);
+                    assert_int_equal(out.actions, m->actions);
+                    assert_int_equal(s.since_ms, NOW);
+                    assert_true(out.reason[0] != '\0');
+                } else if (is_power_in_place(st, ev, &acts)) {
+                    assert_int_equal(out.status, 0);
+                    assert_false(out.changed);
+                    assert_int_equal(out.actions, acts);
+                    assert_int_equal(s.state, st);
+                } else if (user) {
+                    /* Does not fit: 409 with a reason, nothing moves. */
+                    assert_int_equal(out.status, -EBUSY);
+                    assert_false(out.changed);
+                    assert_int_equal(out.actions, 0);
+                    assert_int_equal(s.state, st);
+                    assert_true(strlen(out.reason) > 10);
+                } else {
+                    assert_int_equal(out.status, 0);
+                    assert_false(out.changed);
+                    assert_int_equal(out.actions, 0);
+                    assert_int_equal(s.state, st);
+                }
             }
         }
+    no_console = false;
+}
+
+/* exiting is left when the reset into the disk is done or the local
+ * script is fetched, whichever comes first; the other then moves
+ * nothing, and the console's local OS ends booting_local. */
+static void
+test_exit_direct_or_through_the_script(void **state)
+{
+    (void)state;
+    static const enum fsm_event first[] = {FSM_EV_RESET_TO_DISK,
+                                           FSM_EV_IPXE_FETCHED};
+    for (size_t i = 0; i < 2; i++) {
+        struct fsm_server s = at(FSM_EXITING);
+        struct fsm_output out = feed(&s, first[i], NOW);
+        assert_int_equal(s.state, FSM_BOOTING_LOCAL);
+        assert_string_equal(out.reason, fsm_event_name(first[i]));
+        assert_int_equal(s.deadline_ms,
+                         NOW + lim.timeout_ms[FSM_BOOTING_LOCAL]);
+        out = feed(&s, first[1 - i], NOW + 5);
+        assert_false(out.changed);
+        assert_int_equal(s.since_ms, NOW);
+        feed(&s, FSM_EV_LOCAL_OS_SEEN, NOW + 10);
+        assert_int_equal(s.state, FSM_ACTIVE);
     }
+}
+
+/* No console: nothing shows the local OS, so booting_local waits
+ * local_settle and then counts it up, and both transitions say so; 0
+ * counts it up at once.  booting_local's own timeout is not used. */
+static void
+test_no_console_settles(void **state)
+{
+    (void)state;
+    no_console = true;
+    lim.local_settle_ms = 45000;
+    struct fsm_server s = at(FSM_EXITING);
+    struct fsm_output out = feed(&s, FSM_EV_RESET_TO_DISK, NOW);
+    assert_int_equal(s.state, FSM_BOOTING_LOCAL);
+    assert_int_equal(s.deadline_ms, NOW + 45000);
+    assert_string_equal(out.reason,
+                        "reset done, one-time disk boot set; no console to "
+                        "watch: counted as up in 45 s (local_settle)");
+    out = feed(&s, FSM_EV_TIMEOUT, NOW + 44999);
+    assert_false(out.changed);
+    out = feed(&s, FSM_EV_TIMEOUT, NOW + 45000);
+    assert_true(out.changed);
+    assert_int_equal(out.actions, 0);
+    assert_int_equal(s.state, FSM_ACTIVE);
+    assert_int_equal(s.deadline_ms, 0);
+    assert_string_equal(out.reason,
+                        "no console to watch: counted as up 45 s after it "
+                        "headed for its disk (local_settle)");
+    assert_string_equal(s.last_error, "");
+
+    lim.local_settle_ms = 0;
+    s = at(FSM_EXITING);
+    out = feed(&s, FSM_EV_IPXE_FETCHED, NOW);
+    assert_int_equal(s.state, FSM_ACTIVE);
+    assert_int_equal(s.deadline_ms, 0);
+    assert_non_null(strstr(out.reason, "ipxe script fetched; no console"));
+    assert_non_null(strstr(out.reason, "at once (local_settle 0)"));
+
+    /* With a console, booting_local's timeout retries as before. */
+    no_console = false;
+    fsm_limits_default(&lim);
+    s = at(FSM_EXITING);
+    feed(&s, FSM_EV_RESET_TO_DISK, NOW);
+    out = feed(&s, FSM_EV_TIMEOUT, NOW + lim.local_settle_ms);
+    assert_false(out.changed);
+    assert_int_equal(s.state, FSM_BOOTING_LOCAL);
 }
 
 static void
@@ -190,10 +268,14 @@ test_timeout_retries_then_fails(void **state)
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         struct fsm_server s = at(steps[i]);
         int64_t t = s.deadline_ms;
+        /* On the way home each retry asks for the disk boot again. */
+        unsigned acts = FSM_ACT_POWER_RESET;
+        if (steps[i] == FSM_EXITING || steps[i] == FSM_BOOTING_LOCAL)
+            acts |= FSM_ACT_BOOT_DISK;
         for (int r = 1; r <= lim.max_retries; r++) {
             struct fsm_output out = feed(&s, FSM_EV_TIMEOUT, t);
             assert_false(out.changed);
-            assert_int_equal(out.actions, FSM_ACT_POWER_RESET);
+            assert_int_equal(out.actions, acts);
             assert_int_equal(s.retries, r);
             assert_int_equal(s.state, steps[i]);
             assert_int_equal(s.deadline_ms, t + lim.timeout_ms[steps[i]]);
@@ -277,7 +359,8 @@ test_ttl(void **state)
     out = feed(&s, FSM_EV_TIMEOUT, NOW + 10 + 60000);
     assert_true(out.changed);
     assert_int_equal(s.state, FSM_EXITING);
-    assert_int_equal(out.actions, FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET);
+    assert_int_equal(out.actions, FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK |
+                                      FSM_ACT_POWER_RESET);
     assert_non_null(strstr(out.reason, "ttl"));
     assert_int_equal(s.expires_at_ms, 0);
 }
@@ -360,7 +443,8 @@ test_resume_renews_only_a_step_that_acts_again(void **state)
     assert_false(fsm_resume(&lim, &s, FSM_ACT_POWER_OFF, NOW));
     struct fsm_output out = feed(&s, FSM_EV_TIMEOUT, NOW);
     assert_int_equal(s.state, FSM_EXITING);
-    assert_int_equal(out.actions, FSM_ACT_TARGET_LOCAL | FSM_ACT_POWER_RESET);
+    assert_int_equal(out.actions, FSM_ACT_TARGET_LOCAL | FSM_ACT_BOOT_DISK |
+                                      FSM_ACT_POWER_RESET);
 }
 
 static void
@@ -380,6 +464,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_pair),
+        cmocka_unit_test(test_exit_direct_or_through_the_script),
+        cmocka_unit_test(test_no_console_settles),
         cmocka_unit_test(test_refusal_reasons),
         cmocka_unit_test(test_entering_sets_deadline_and_resets_retries),
         cmocka_unit_test(test_timeout_before_deadline_is_ignored),

@@ -265,6 +265,9 @@ test_manual(void **state)
     assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), 0);
     assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
     assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), -ENOTSUP);
+    /* The operator's reset boots what the firmware picks. */
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), -ENOTSUP);
+    assert_string_equal(r.detail, "manual: cannot choose the boot device");
     /* An op past the enum is refused the same way by every driver. */
     assert_int_equal(run_op(l, p, (enum power_op)99, NULL, &r), -EINVAL);
     assert_string_equal(r.detail, "unknown power op");
@@ -444,6 +447,80 @@ test_netboot_once(void **state)
     dirty = false;
 }
 
+static int
+nic_bootindex(void)
+{
+    json_t *v = check_cmd("{\"execute\":\"qom-get\",\"arguments\":"
+                          "{\"path\":\"net0\",\"property\":\"bootindex\"}}");
+    assert_true(json_is_integer(v));
+    int n = (int)json_integer_value(v);
+    json_decref(v);
+    return n;
+}
+
+static void
+set_nic_bootindex(int n)
+{
+    json_decref(check_cmd("{\"execute\":\"qom-set\",\"arguments\":{\"path\":"
+                          "\"net0\",\"property\":\"bootindex\",\"value\":%d}}",
+                          n));
+}
+
+/* QEMU has no one-time boot device, and rebuilds the firmware's boot
+ * order at every reset (SeaBIOS's own too): the NIC leaves the boot order
+ * for the reset after the disk boot, and is put back before the next
+ * reset, power op or netboot, so that one netboots again. */
+static void
+test_disk_boot_once(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    struct result r;
+
+    struct power *p = qmp_new(l, "");
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), -ENOTSUP);
+    assert_non_null(strstr(r.detail, "disk boot needs ?nic=DEVICE_ID"));
+    power_free(p);
+
+    set_nic_bootindex(1);
+    p = qmp_new(l, "?nic=net0");
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), -1);
+    /* Asked twice before the reset: what is put back is still 1. */
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), -1);
+    nevents = 0;
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_true(check_wait_event("RESET"));
+    /* Out until the firmware is surely past it: the next reset. */
+    assert_int_equal(nic_bootindex(), -1);
+    nevents = 0;
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_true(check_wait_event("RESET"));
+    assert_int_equal(nic_bootindex(), 1);
+    /* A reset with no disk boot asked changes nothing. */
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), 1);
+    /* Power off after a carried-out disk boot puts it back too. */
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), -1);
+    assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), 1);
+    assert_int_equal(run_op(l, p, POWER_ON, NULL, &r), 0);
+
+    /* A rescue's netboot voids a disk boot not yet carried out. */
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_int_equal(nic_bootindex(), 0);
+    set_nic_bootindex(-1);
+    power_free(p);
+    loop_free(l);
+    dirty = false;
+}
+
 static void
 test_missing_socket(void **state)
 {
@@ -617,6 +694,7 @@ main(void)
         cmocka_unit_test_setup(test_reset, test_setup),
         cmocka_unit_test_setup(test_nmi_sysrq_break, test_setup),
         cmocka_unit_test_setup(test_netboot_once, test_setup),
+        cmocka_unit_test_setup(test_disk_boot_once, test_setup),
         cmocka_unit_test_setup(test_missing_socket, test_setup),
         cmocka_unit_test_setup(test_qemu_restart, test_setup),
         cmocka_unit_test_setup(test_timeout, test_setup),

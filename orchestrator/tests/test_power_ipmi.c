@@ -38,6 +38,17 @@ static const char fake[] =
     "*'power diag') echo 'Set Chassis Power Control to Diag failed: "
     "Invalid data field in request' >&2; exit 1 ;;\n"
     "*'power off') sleep 30 ;;\n"
+    /* The boot device, kept in a file unless the BMC drops it, and read
+     * back as ipmitool shows parameter 5; the valid-timer clear refused
+     * when the file noraw exists. */
+    "*'raw 0x00 0x08 0x03 0x08') [ ! -e \"$(dirname \"$0\")/noraw\" ] || "
+    "{ echo 'Unable to send RAW command' >&2; exit 1; } ;;\n"
+    "*'bootdev pxe'*) echo 04 > \"$(dirname \"$0\")/dev\" ;;\n"
+    "*'bootdev disk'*) echo 08 > \"$(dirname \"$0\")/dev\" ;;\n"
+    "*'bootparam get 5') [ -e \"$(dirname \"$0\")/drop\" ] && "
+    "echo 00 > \"$(dirname \"$0\")/dev\";\n"
+    "  echo \"Boot parameter data: 80$(cat \"$(dirname \"$0\")/dev\")000000\" "
+    ";;\n"
     "*) echo ok ;;\n"
     "esac\n";
 
@@ -79,6 +90,27 @@ test_parse_status(void **state)
     assert_null(power_ipmi_parse_status(""));
     assert_null(power_ipmi_parse_status("Chassis Power is onward\n"));
     assert_null(power_ipmi_parse_status("Chassis Power Control: Up/On\n"));
+}
+
+/* `chassis bootparam get 5` as ipmitool prints it (from ipmi_sim). */
+static void
+test_parse_bootdev(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        power_ipmi_parse_bootdev("Boot parameter version: 1\n"
+                                 "Boot parameter data: 0008000000\n"
+                                 " Boot Flags :\n"),
+        "disk");
+    assert_string_equal(
+        power_ipmi_parse_bootdev("Boot parameter data: a004000000\n"), "pxe");
+    assert_string_equal(
+        power_ipmi_parse_bootdev("Boot parameter data: 0000000000\n"), "none");
+    assert_string_equal(
+        power_ipmi_parse_bootdev("Boot parameter data: 8014000000\n"), "other");
+    assert_null(power_ipmi_parse_bootdev("Boot parameter data: 0\n"));
+    assert_null(power_ipmi_parse_bootdev("Set Boot Device to disk\n"));
+    assert_null(power_ipmi_parse_bootdev(NULL));
 }
 
 static char *
@@ -132,11 +164,40 @@ test_driver(void **state)
     assert_null(strstr(s, "power reset"));
     free(s);
 
-    unlink(argv_log);
-    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), 0);
-    s = log_text();
-    assert_non_null(strstr(s, "chassis bootdev pxe options=efiboot pw="));
-    free(s);
+    /* A one-time boot device: the valid timer cleared, the device set,
+     * read back, in that order. */
+    static const enum power_op bootops[] = {POWER_NETBOOT_ONCE,
+                                            POWER_BOOT_DISK_ONCE};
+    static const char *const bootdevs[] = {"pxe", "disk"};
+    for (size_t i = 0; i < 2; i++) {
+        unlink(argv_log);
+        if (run_op(l, p, bootops[i], NULL, &r) != 0)
+            fail_msg("%s", r.detail);
+        s = log_text();
+        char *set =
+            xasprintf("chassis bootdev %s options=efiboot pw=", bootdevs[i]);
+        const char *clear = strstr(s, "raw 0x00 0x08 0x03 0x08 pw=");
+        const char *dev = strstr(s, set);
+        const char *back = strstr(s, "chassis bootparam get 5 pw=");
+        assert_true(clear && dev && back && clear < dev && dev < back);
+        free(set);
+        free(s);
+    }
+    /* A BMC without the timer parameter still gets the device. */
+    char flag[128];
+    snprintf(flag, sizeof(flag), "%s/noraw", dir);
+    assert_int_equal(write_file_atomic(flag, "", 0, 0644), 0);
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    unlink(flag);
+    /* One that accepts it and drops it: the read-back says so. */
+    snprintf(flag, sizeof(flag), "%s/drop", dir);
+    assert_int_equal(write_file_atomic(flag, "", 0, 0644), 0);
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), -EIO);
+    assert_string_equal(r.detail,
+                        "ipmi 127.0.0.1:1: chassis bootdev disk: the BMC did "
+                        "not keep it (boot parameter 5 reads none)");
+    assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), -EIO);
+    unlink(flag);
 
     /* A refusal names the command and carries ipmitool's own words. */
     assert_int_equal(run_op(l, p, POWER_NMI, NULL, &r), -EIO);
@@ -204,6 +265,7 @@ main(void)
              "test_power_ipmi");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_status),
+        cmocka_unit_test(test_parse_bootdev),
         cmocka_unit_test_setup_teardown(test_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reachable, setup, teardown),
     };
