@@ -229,35 +229,26 @@ alive_rescued()
     ours "$(rescued_pid)" "$RESCUED"
 }
 
-# stop_rescued: SIGTERM; it exits 0 (ours: its status is checked) and is
-# gone (the lab's, started by scripts/lab, is not our child).
-stop_rescued()
+# signal_rescued SIG STATUS SECONDS: send SIG; rescued exits with STATUS
+# (checked where it is our child; the lab's, started by scripts/lab, is
+# not) and is gone within SECONDS.  Gone is "no longer ours": a zombie
+# still answers kill -0.
+signal_rescued()
 {
-    local pid rc=0
+    local sig=$1 want=$2 secs=$3 pid rc=0
     pid=$(rescued_pid)
     ours "$pid" "$RESCUED" || fail "rescued is not running"
-    kill -TERM "$pid"
+    kill -"$sig" "$pid"
     if [ "$pid" = "${RESCUED_PID:-}" ]; then
         wait "$pid" 2>/dev/null || rc=$?
-        [ $rc = 0 ] || fail "rescued exited $rc on SIGTERM"
+        [ $rc = "$want" ] || fail "rescued exited $rc on SIG$sig, not $want"
     fi
-    wait_for "! ours $pid $RESCUED" 10 || fail "rescued survived SIGTERM"
+    wait_for "! ours $pid $RESCUED" "$secs" || fail "rescued survived SIG$sig"
 }
 
-# kill9_rescued: SIGKILL, and wait until it is gone.
-kill9_rescued()
-{
-    local pid rc=0
-    pid=$(rescued_pid)
-    ours "$pid" "$RESCUED" || fail "rescued is not running"
-    kill -KILL "$pid"
-    if [ "$pid" = "${RESCUED_PID:-}" ]; then
-        wait "$pid" 2>/dev/null || rc=$?
-        [ $rc = 137 ] || fail "rescued exited $rc, not of SIGKILL"
-    fi
-    # (Gone is "no longer ours": a zombie still answers kill -0.)
-    wait_for "! ours $pid $RESCUED" 5 || fail "rescued survived kill -9"
-}
+# stop_rescued: SIGTERM, a clean exit 0.  kill9_rescued: SIGKILL.
+stop_rescued() { signal_rescued TERM 0 10; }
+kill9_rescued() { signal_rescued KILL 137 5; }
 
 restart_rescued()
 {
