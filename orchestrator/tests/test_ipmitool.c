@@ -40,6 +40,20 @@ env_get(char **envp, const char *name)
     return NULL;
 }
 
+/* ipmitool_argv(b, cmd) joined by spaces is want, and never holds the
+ * password: argv is what ps shows everyone. */
+static void
+expect_argv(const struct ipmitool_bmc *b, const char *const *cmd,
+            const char *want)
+{
+    char **v = ipmitool_argv(b, cmd);
+    char *s = join(v);
+    assert_string_equal(s, want);
+    assert_null(strstr(s, "s3cret"));
+    free(s);
+    strv_free(v);
+}
+
 static void
 test_argv(void **state)
 {
@@ -51,36 +65,25 @@ test_argv(void **state)
                              .user = "admin",
                              .pass = "s3cret",
                              .cipher = "3"};
-    char **v = ipmitool_argv(&b, status);
-    char *s = join(v);
-    assert_string_equal(s, "ipmitool -I lanplus -H 127.0.0.1 -p 6230 -U admin "
-                           "-E -N 1 -R 3 -C 3 power status");
-    /* Never the password: argv is what ps shows everyone. */
-    assert_null(strstr(s, "s3cret"));
-    free(s);
-    strv_free(v);
+    expect_argv(&b, status,
+                "ipmitool -I lanplus -H 127.0.0.1 -p 6230 -U admin "
+                "-E -N 1 -R 3 -C 3 power status");
 
     /* The console's form, without a cipher. */
     static const char *const sol[] = {"sol", "activate", NULL};
     b.cipher = NULL;
     b.host = "bmc1";
     b.port = "623";
-    v = ipmitool_argv(&b, sol);
-    s = join(v);
-    assert_string_equal(s, "ipmitool -I lanplus -H bmc1 -p 623 -U admin -E "
-                           "-N 1 -R 3 sol activate");
-    free(s);
-    strv_free(v);
+    expect_argv(&b, sol,
+                "ipmitool -I lanplus -H bmc1 -p 623 -U admin -E "
+                "-N 1 -R 3 sol activate");
 
     /* No user: neither -U nor -E (ipmitool then uses no password). */
     b.user = b.pass = NULL;
     b.cipher = "17";
-    v = ipmitool_argv(&b, sol);
-    s = join(v);
-    assert_string_equal(s, "ipmitool -I lanplus -H bmc1 -p 623 -N 1 -R 3 "
-                           "-C 17 sol activate");
-    free(s);
-    strv_free(v);
+    expect_argv(&b, sol,
+                "ipmitool -I lanplus -H bmc1 -p 623 -N 1 -R 3 "
+                "-C 17 sol activate");
 }
 
 static void
