@@ -36,8 +36,8 @@ struct config {
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
     char *admin_token;
-    int log_level;      /* enum log_level */
-    long long max_body; /* request-body limit, bytes (default 64K) */
+    int log_level;         /* enum log_level */
+    long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
@@ -53,6 +53,7 @@ struct config {
     /* [image] */
     char *kernel;
     char *initrd;
+    char *tools;       /* the tools archive (squashfs), or NULL for none */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */
