@@ -941,3 +941,23 @@ lab_proxy()
     wait_for "grep -q '^1 open' $T/$1.proxy.log || grep -q 'inventory reloaded' $LAB_DIR/rescued.log" 10 ||
         fail "lab_proxy: the lab's rescued did not reload"
 }
+
+# ---- verbs added for issue 11 ----
+
+# The LUKS server's passphrase (srv4, srv9...: scripts/lab-disks).
+# shellcheck disable=SC2034 # the cases use it
+LAB_LUKS_PASSPHRASE=$(sed -n 's/^LUKS_PASSPHRASE=//p' "$ROOT/scripts/lab-disks")
+
+# rescue_mount_root SERVER: run, in the rescue OS, the mount command of the
+# inventory's root guess (rescue.root_guess.mount), with the LUKS
+# passphrase on its stdin (cryptsetup reads it there); the installed
+# system's root is then on /mnt.  Prints what the command printed.
+rescue_mount_root()
+{
+    local cmd
+    cmd=$(server_field "$1" rescue.root_guess.mount)
+    [ -n "$cmd" ] && [ "$cmd" != null ] || fail "$1: no root guess"
+    note "$1: $cmd"
+    printf '%s' "$LAB_LUKS_PASSPHRASE" | rescue_ssh "$1" "$cmd" 2>&1 ||
+        fail "$1: $cmd failed"
+}

@@ -163,10 +163,15 @@ static const struct http_route routes[] = {
      NULL},
 };
 
+/* The phone-home is the one body here: an inventory grows with the disks
+ * (a 60-disk JBOD with multipath is some 100 KB), so at least 1 MiB. */
+#define PHONE_HOME_MAX_BODY (1024 * 1024)
+
 static size_t
 bootpath_max_body(void *arg)
 {
-    return (size_t)fleet_config(arg)->max_body;
+    size_t max = (size_t)fleet_config(arg)->max_body;
+    return max > PHONE_HOME_MAX_BODY ? max : PHONE_HOME_MAX_BODY;
 }
 
 void

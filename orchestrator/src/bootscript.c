@@ -11,9 +11,12 @@ bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out)
     buf_printf(out,
                "console=%s ip=dhcp BOOTIF=01-${netX/mac:hexhyp} "
                "apkovl=%s/overlay/%s.tar.gz "
-               "rescue_phone_home=%s/v1/phone-home/%s "
-               "modloop=none",
+               "rescue_phone_home=%s/v1/phone-home/%s ",
                r->console_tty, r->boot_url, r->token, r->boot_url, r->token);
+    if (r->tools_name)
+        buf_printf(out, "rescue_tools=%s/images/%s?token=%s ", r->boot_url,
+                   r->tools_name, r->token);
+    buf_printf(out, "modloop=none");
     if (r->cmdline && *r->cmdline)
         buf_printf(out, " %s", r->cmdline);
 }

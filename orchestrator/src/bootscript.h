@@ -1,6 +1,7 @@
 /* bootscript: the iPXE scripts served at /boot/<mac>.ipxe.  Pure text
  * generation: the rescue script (kernel, initrd and the kernel command
- * line of docs/design.md §4, with download retries) or the local-disk script. */
+ * line of docs/design.md §4, with download retries) or the local-disk script.
+ */
 #ifndef RESCUED_BOOTSCRIPT_H
 #define RESCUED_BOOTSCRIPT_H
 
@@ -17,6 +18,7 @@ struct bootscript_rescue {
     const char *token;       /* this boot's one-time token */
     const char *kernel_name; /* file names served under /images/ */
     const char *initrd_name;
+    const char *tools_name;  /* the tools archive, or NULL for none */
     const char *console_tty; /* "ttyS0,115200n8" */
     const char *cmdline;     /* extra kernel arguments; may be "" or NULL */
     enum firmware firmware;

@@ -116,10 +116,12 @@ static const struct key_spec console_keys[] = {
     {NULL, 0, 0, NULL, false},
 };
 
-/* kernel and initrd default to DATA_DIR/images/..., set after loading. */
+/* kernel and initrd default to DATA_DIR/images/..., set after loading;
+ * tools has no default (none offered). */
 static const struct key_spec image_keys[] = {
     {"kernel", K_OPTSTR, CFG(kernel), NULL, false},
     {"initrd", K_OPTSTR, CFG(initrd), NULL, false},
+    {"tools", K_OPTSTR, CFG(tools), NULL, false},
     {"cmdline", K_TEXT, CFG(cmdline), "", false},
     {"overlay", K_STR, CFG(overlay_dir), "alpine-overlay", false},
     {NULL, 0, 0, NULL, false},

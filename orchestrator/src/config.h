@@ -53,6 +53,7 @@ struct config {
     /* [image] */
     char *kernel;
     char *initrd;
+    char *tools;       /* the tools archive (squashfs), or NULL for none */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */

@@ -701,9 +701,9 @@ preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
                      s->cfg->project);
             return false;
         }
-        const char *files[] = {f->cfg->kernel, f->cfg->initrd};
-        for (size_t i = 0; i < 2; i++)
-            if (access(files[i], R_OK) != 0) {
+        const char *files[] = {f->cfg->kernel, f->cfg->initrd, f->cfg->tools};
+        for (size_t i = 0; i < 3; i++)
+            if (files[i] && access(files[i], R_OK) != 0) {
                 snprintf(err, errlen, "rescue image file %s: %s", files[i],
                          strerror(errno));
                 return false;

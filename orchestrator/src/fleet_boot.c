@@ -5,6 +5,7 @@
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "bootscript.h"
+#include "inventory.h"
 #include "log.h"
 #include "overlay.h"
 #include "sshkey.h"
@@ -45,14 +46,16 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
         target_is_rescue(s->row.fsm.state) &&
         store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
     if (rescue) {
-        struct bootscript_rescue r = {.server_id = cs->id,
-                                      .boot_url = f->cfg->boot_url,
-                                      .token = token,
-                                      .kernel_name = base_name(f->cfg->kernel),
-                                      .initrd_name = base_name(f->cfg->initrd),
-                                      .console_tty = cs->console_tty,
-                                      .cmdline = f->cfg->cmdline,
-                                      .firmware = cs->firmware};
+        struct bootscript_rescue r = {
+            .server_id = cs->id,
+            .boot_url = f->cfg->boot_url,
+            .token = token,
+            .kernel_name = base_name(f->cfg->kernel),
+            .initrd_name = base_name(f->cfg->initrd),
+            .tools_name = f->cfg->tools ? base_name(f->cfg->tools) : NULL,
+            .console_tty = cs->console_tty,
+            .cmdline = f->cfg->cmdline,
+            .firmware = cs->firmware};
         bootscript_rescue(&r, out);
     } else {
         bootscript_local(cs->id, cs->firmware, out);
@@ -81,6 +84,8 @@ fleet_image_path(struct fleet *f, const char *name)
         return f->cfg->kernel;
     if (strcmp(name, base_name(f->cfg->initrd)) == 0)
         return f->cfg->initrd;
+    if (f->cfg->tools && strcmp(name, base_name(f->cfg->tools)) == 0)
+        return f->cfg->tools;
     return NULL;
 }
 
@@ -91,12 +96,18 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token)
     const char *path = fleet_image_path(f, name);
     if (!s || !path)
         return;
-    bool kernel = path == f->cfg->kernel;
+    bool kernel = path == f->cfg->kernel, tools = path == f->cfg->tools;
     char msg[160];
     snprintf(msg, sizeof(msg), "fetching the %s %s",
-             kernel ? "kernel" : "initrd", name);
+             kernel  ? "kernel"
+             : tools ? "tools archive"
+                     : "initrd",
+             name);
     fleet_srv_note(s, "boot", "server", msg);
-    fleet_srv_feed(s, kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
+    /* The tools archive is fetched by the running rescue OS: no step. */
+    if (!tools)
+        fleet_srv_feed(s,
+                       kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
 }
 
 int
@@ -158,18 +169,10 @@ fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
         snprintf(err, errlen, "the report must be an object with an \"ip\"");
         return -EINVAL;
     }
-    /* The API's names (docs/design.md §2.2): disks from lsblk -J, md_arrays. */
-    json_t *lsblk = json_object_get(report, "lsblk");
-    if (json_is_object(lsblk) && !json_object_get(report, "disks")) {
-        json_object_set(report, "disks",
-                        json_object_get(lsblk, "blockdevices"));
-        json_object_del(report, "lsblk");
-    }
-    json_t *md = json_object_get(report, "md");
-    if (md && !json_object_get(report, "md_arrays")) {
-        json_object_set(report, "md_arrays", md);
-        json_object_del(report, "md");
-    }
+    /* The API's names and shapes (docs/design.md §2.2). */
+    int rc = inventory_normalize(report, err, errlen);
+    if (rc < 0)
+        return rc;
     free(s->row.rescue_json);
     s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
     store_save_server(f->st, s->cfg->id, &s->row);

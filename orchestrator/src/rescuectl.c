@@ -1,8 +1,10 @@
 /* rescuectl: a thin libcurl client of rescued's HTTP API (docs/design.md §7).
- * Uses only libcurl, jansson, util.h and log.h.
+ * Uses only libcurl, jansson, util.h, log.h and inventory.h (the disks
+ * table).
  *
  * Exit codes: 0 ok, 1 the operation failed (refused by the daemon, failed
  * state, timeout), 2 usage, 3 daemon unreachable or an HTTP error. */
+#include "inventory.h"
 #include "log.h"
 #include "util.h"
 
@@ -458,11 +460,12 @@ print_status(const json_t *s)
         json_decref(v);
         free(line);
     }
-    static const char *lists[][2] = {
-        {"disks", "disk:"}, {"md_arrays", "md_array:"}, {"nics", "nic:"}};
-    for (size_t k = 0; k < 3; k++)
-        json_array_foreach(json_object_get(r, lists[k][0]), i, x)
-            print_item(lists[k][1], x);
+    json_array_foreach(json_object_get(r, "nics"), i, x) print_item("nic:", x);
+    /* Disks as a table like lsblk -f, arrays, LVM, the root guess. */
+    struct buf b = {0};
+    inventory_format(r, &b);
+    fputs(b.data ? b.data : "", stdout);
+    buf_free(&b);
 }
 
 static void

@@ -44,6 +44,38 @@ setup(void **state)
     return 0;
 }
 
+/* As setup, with a tools archive in [image] (env_config writes the
+ * caller's text right after its own [image] lines). */
+#define TOOLS "SQUASHFS-TOOLS" /* 14 bytes */
+static int
+setup_tools(void **state)
+{
+    struct env *e = env_dir_new(KERNEL);
+    char *f = xasprintf("%s/tools.squashfs", e->dir);
+    assert_int_equal(write_file_atomic(f, TOOLS, strlen(TOOLS), 0644), 0);
+    char *sections = xasprintf("tools = %s\n"
+                               "[project:acme]\n"
+                               "[server:srv1]\n"
+                               "mac = " MAC "\n"
+                               "project = acme\n"
+                               "power = manual:\n",
+                               f);
+    env_start(e, NULL, sections);
+    free(sections);
+    free(f);
+    e->http = hc_serve(e->loop);
+    bootpath_register(e->http, e->fleet);
+    *state = e;
+    return 0;
+}
+
+/* Whether srv1 has an event whose message is arg. */
+static int
+has_message(void *arg, const struct store_event *ev)
+{
+    return strcmp(ev->message, arg) == 0;
+}
+
 static char *
 state_of(const char *id)
 {
@@ -194,6 +226,54 @@ test_images(void **state)
     resp_clear(&r);
 }
 
+/* The tools archive: named on the kernel command line with the boot's
+ * token, served like the kernel, and its fetch an event of the server's
+ * that moves no state (the rescue OS fetches it once it runs). */
+static void
+test_tools_archive(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    struct resp r;
+    http(&(struct call){"GET", "/boot/52-54-00-00-02-01.ipxe"}, &r);
+    assert_int_equal(r.status, 200);
+    const char *t = strstr(r.body.data, " rescue_tools=http://127.0.0.1:8080/"
+                                        "images/tools.squashfs?token=");
+    assert_non_null(t);
+    assert_int_equal(strncmp(strstr(t, "token=") + 6, token, 64), 0);
+    char *path = xasprintf("/images/tools.squashfs?token=%s", token);
+    resp_clear(&r);
+    expect_state("pxe_booting");
+
+    http(&(struct call){"GET", path}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, TOOLS);
+    resp_clear(&r);
+    free(path);
+    expect_state("pxe_booting");
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
+                                       "fetching the tools archive "
+                                       "tools.squashfs"),
+                     1);
+}
+
+/* Without [image] tools there is no such image, and no rescue_tools=. */
+static void
+test_no_tools_archive(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    char *path = xasprintf("/images/tools.squashfs?token=%s", token);
+    expect_error(&(struct call){"GET", path}, 404, "not_found");
+    free(path);
+    struct resp r;
+    http(&(struct call){"GET", "/boot/52-54-00-00-02-01.ipxe"}, &r);
+    assert_null(strstr(r.body.data, "rescue_tools="));
+    resp_clear(&r);
+}
+
 static void
 test_overlay_and_phone_home(void **state)
 {
@@ -226,18 +306,53 @@ test_overlay_and_phone_home(void **state)
                  "bad_request");
     expect_error(&(struct call){"POST", p, NULL, NULL, "{\"mac\": \"x\"}"}, 400,
                  "bad_request");
-    char big[1100];
-    hc_big_body(big, sizeof(big));
+    /* An inventory is not bound by max_body (1K here) but by 1 MiB. */
+    size_t nbig = 1024 * 1024 + 100;
+    char *big = xmalloc(nbig);
+    hc_big_body(big, nbig);
     expect_error(&(struct call){"POST", p, NULL, NULL, big}, 413,
                  "payload_too_large");
-    http(&(struct call){"POST", p, NULL, NULL,
-                        "{\"ip\": \"10.0.0.5\", \"mac\": \"" MAC "\"}"},
-         &r);
+    free(big);
+    /* A member of the inventory of the wrong shape is refused. */
+    expect_error(&(struct call){"POST", p, NULL, NULL,
+                                "{\"ip\": \"10.0.0.5\", \"disks\": {}}"},
+                 400, "bad_request");
+    expect_error(&(struct call){"POST", p, NULL, NULL,
+                                "{\"ip\": \"10.0.0.5\", \"disks\": [1]}"},
+                 400, "bad_request");
+    expect_state("pxe_booting"); /* a refused report moves nothing */
+    /* A large inventory (300 devices, ~60 KB) is taken whole. */
+    struct buf inv = {0};
+    buf_printf(&inv, "{\"ip\": \"10.0.0.5\", \"mac\": \"" MAC "\", "
+                     "\"disks\": [");
+    for (int i = 0; i < 300; i++)
+        buf_printf(&inv,
+                   "%s{\"name\": \"sd%d\", \"size\": 4000787030016, "
+                   "\"type\": \"disk\", \"fstype\": \"linux_raid_member\", "
+                   "\"serial\": \"WD-WCC7K%07d\", \"model\": \"WDC "
+                   "WD40EFRX-68N32N0\", \"holds\": \"md member of md127\"}",
+                   i ? ", " : "", i, i);
+    buf_printf(&inv, "], \"root_guess\": {\"device\": \"/dev/md127\"}}");
+    assert_true(inv.len > 50000);
+    http(&(struct call){"POST", p, NULL, NULL, inv.data}, &r);
+    buf_free(&inv);
     assert_int_equal(r.status, 200);
     assert_string_equal(jstr(r.json, "status"), "ok");
     resp_clear(&r);
     free(p);
     expect_state("rescue");
+    /* Stored as the rescue object, every inventory member present. */
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    json_t *o = fleet_server_json(E->fleet, cs);
+    json_t *resc = json_object_get(o, "rescue");
+    assert_int_equal(json_array_size(json_object_get(resc, "disks")), 300);
+    assert_string_equal(jstr(json_object_get(resc, "root_guess"), "device"),
+                        "/dev/md127");
+    const char *nulls[] = {"md_arrays", "lvm", "tools"};
+    for (size_t i = 0; i < 3; i++)
+        assert_true(json_is_null(json_object_get(resc, nulls[i])));
+    json_decref(o);
 }
 
 int
@@ -249,6 +364,10 @@ main(void)
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, env_face_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_and_phone_home, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_tools_archive, setup_tools,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_no_tools_archive, setup,
                                         env_face_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,29 @@ test_cmdline_is_the_design_contract(void **state)
     buf_free(&b);
 }
 
+/* With a tools archive, the image is told where to fetch it, with the
+ * boot's token (the fetch is recorded for that server). */
+static void
+test_cmdline_names_the_tools_archive(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_BIOS);
+    struct buf plain = {0}, b = {0};
+    bootscript_cmdline(&r, &plain);
+    r.tools_name = "tools.squashfs";
+    bootscript_cmdline(&r, &b);
+    /* The same line, with rescue_tools= before modloop=. */
+    const char *m = strstr(plain.data, "modloop=none");
+    assert_non_null(m);
+    char *want = xasprintf("%.*srescue_tools=http://10.77.0.1:8080/images/"
+                           "tools.squashfs?token=abc123 %s",
+                           (int)(m - plain.data), plain.data, m);
+    assert_string_equal(b.data, want);
+    free(want);
+    buf_free(&plain);
+    buf_free(&b);
+}
+
 static void
 test_uefi_names_the_initrd(void **state)
 {
@@ -181,6 +204,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_is_the_design_contract),
+        cmocka_unit_test(test_cmdline_names_the_tools_archive),
         cmocka_unit_test(test_uefi_names_the_initrd),
         cmocka_unit_test(test_rescue_script_retries_each_download),
         cmocka_unit_test(test_local_scripts),

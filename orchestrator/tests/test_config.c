@@ -108,6 +108,7 @@ test_full_file(void **state)
         "[image]\n"
         "kernel = /img/vmlinuz-lts\n"
         "initrd = /img/initramfs-lts\n"
+        "tools = /img/tools.squashfs\n"
         "cmdline = quiet modloop=x\n"
         "[timeouts]\n"
         "rebooting = 90\n"
@@ -151,6 +152,7 @@ test_full_file(void **state)
     assert_int_equal(c->scrollback, 2 * 1024 * 1024);
     assert_string_equal(c->kernel, "/img/vmlinuz-lts");
     assert_string_equal(c->initrd, "/img/initramfs-lts");
+    assert_string_equal(c->tools, "/img/tools.squashfs");
     assert_string_equal(c->cmdline, "quiet modloop=x");
     assert_int_equal(c->timeout_rebooting, 90);
     assert_int_equal(c->timeout_pxe_booting, 120);
@@ -210,6 +212,7 @@ test_defaults(void **state)
     assert_int_equal(c->scrollback, 1024 * 1024);
     assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
     assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
+    assert_null(c->tools); /* no tools archive unless one is named */
     assert_string_equal(c->cmdline, "");
     assert_int_equal(c->timeout_rebooting, 180);
     assert_int_equal(c->timeout_pxe_booting, 120);
