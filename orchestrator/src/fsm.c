@@ -296,8 +296,8 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
             enter(l, s, FSM_RESCUE_BOOTING, now, out);
         break;
     case FSM_EV_PHONE_HOME:
-        if (st == FSM_RESCUE_BOOTING || st == FSM_PXE_BOOTING ||
-            st == FSM_REBOOTING) {
+        /* Only the rescue OS the kernel fetch started can phone home. */
+        if (st == FSM_RESCUE_BOOTING) {
             enter(l, s, FSM_RESCUE, now, out);
             if (s->ttl_s > 0) {
                 s->expires_at_ms = now + s->ttl_s * 1000;

@@ -130,6 +130,20 @@ rescue_token(char out[65])
     expect_state("pxe_booting");
 }
 
+/* The kernel with the boot's token, from 127.0.0.1: rescue_booting, the
+ * token bound to that address. */
+static void
+fetch_kernel(const char *token)
+{
+    char *path = xasprintf("/images/vmlinuz?token=%s", token);
+    struct resp r;
+    http(&(struct call){"GET", path}, &r);
+    free(path);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_state("rescue_booting");
+}
+
 static void
 test_boot_script(void **state)
 {
@@ -246,15 +260,18 @@ test_tools_archive(void **state)
     resp_clear(&r);
     expect_state("pxe_booting");
 
+    /* Before its boot fetched the kernel, the token is no boot's. */
+    expect_error(&(struct call){"GET", path}, 409, "conflict");
+    fetch_kernel(token);
     http(&(struct call){"GET", path}, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body.data, TOOLS);
     resp_clear(&r);
     free(path);
-    expect_state("pxe_booting");
+    expect_state("rescue_booting");
     assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
                                        "fetching the tools archive "
-                                       "tools.squashfs"),
+                                       "tools.squashfs from 127.0.0.1"),
                      1);
 }
 
@@ -288,6 +305,7 @@ test_overlay_and_phone_home(void **state)
                  404, "not_found");
     char token[65];
     rescue_token(token);
+    fetch_kernel(token);
 
     char *p = xasprintf("/overlay/%s.tar.gz", token);
     http(&(struct call){"GET", p}, &r);
@@ -320,7 +338,7 @@ test_overlay_and_phone_home(void **state)
     expect_error(&(struct call){"POST", p, NULL, NULL,
                                 "{\"ip\": \"10.0.0.5\", \"disks\": [1]}"},
                  400, "bad_request");
-    expect_state("pxe_booting"); /* a refused report moves nothing */
+    expect_state("rescue_booting"); /* a refused report moves nothing */
     /* A large inventory (300 devices, ~60 KB) is taken whole. */
     struct buf inv = {0};
     buf_printf(&inv, "{\"ip\": \"10.0.0.5\", \"mac\": \"" MAC "\", "

@@ -17,8 +17,7 @@
 static struct bootscript_rescue
 rescue_params(enum firmware fw)
 {
-    struct bootscript_rescue r = {.server_id = "srv1",
-                                  .boot_url = "http://10.77.0.1:8080",
+    struct bootscript_rescue r = {.boot_url = "http://10.77.0.1:8080",
                                   .token = "abc123",
                                   .kernel_name = "vmlinuz",
                                   .initrd_name = "initramfs",
@@ -122,10 +121,10 @@ test_local_scripts(void **state)
 {
     (void)state;
     struct buf b = {0};
-    bootscript_local("srv1", FW_BIOS, &b);
+    bootscript_local(FW_BIOS, &b);
     assert_non_null(strstr(b.data, "\nsanboot --no-describe --drive 0x80\n"));
     buf_free(&b);
-    bootscript_local("srv2", FW_UEFI, &b);
+    bootscript_local(FW_UEFI, &b);
     assert_non_null(strstr(b.data, "\nexit\n"));
     assert_null(strstr(b.data, "sanboot"));
     buf_free(&b);

@@ -316,11 +316,17 @@ into_rescue(struct fx *f)
     char token[65];
     assert_int_equal(store_token_of_server(e->st, "srv1", token, sizeof(token)),
                      0);
+    /* Its kernel, then its rescue OS phones home from that address. */
+    assert_int_equal(fleet_image_fetched(e->fleet, "vmlinuz", token,
+                                         "192.0.2.9", false, err, sizeof(err)),
+                     0);
+    assert_int_equal(f->calls, 3); /* -> rescue_booting */
     json_t *report = json_pack("{s:s}", "ip", "192.0.2.9");
-    assert_int_equal(
-        fleet_phone_home(e->fleet, token, report, err, sizeof(err)), 0);
+    assert_int_equal(fleet_phone_home(e->fleet, token, "192.0.2.9", report, err,
+                                      sizeof(err)),
+                     0);
     json_decref(report);
-    assert_int_equal(f->calls, 3); /* -> rescue, read-only for 1 s */
+    assert_int_equal(f->calls, 4); /* -> rescue, read-only for 1 s */
     assert_false(f->writable);
     char why[256];
     assert_false(fleet_console_writable(e->fleet, "srv1", why, sizeof(why)));
@@ -333,13 +339,13 @@ test_writable_changed_fires(void **state)
     struct fx *f = *state;
     into_rescue(f);
     int64_t t0 = now_mono_ms();
-    assert_true(pump_until_calls(f, 4, 3000));
+    assert_true(pump_until_calls(f, 5, 3000));
     assert_true(now_mono_ms() - t0 >= 900);
     assert_true(f->writable);
     assert_string_equal(f->server, "srv1");
     /* One timer per window: nothing more comes. */
     tu_pump_turns(f->env->loop, 20, 10);
-    assert_int_equal(f->calls, 4);
+    assert_int_equal(f->calls, 5);
 }
 
 /* A server dropped at reload takes its pending window with it. */
@@ -353,7 +359,7 @@ test_reload_drops_grace(void **state)
     assert_null(config_find_server(fleet_config(e->fleet), "srv1"));
     /* srv2 is new, so its own window may end meanwhile; srv1's must not. */
     tu_pump_for(e->loop, 1500);
-    assert_int_equal(f->srv1_calls, 3);
+    assert_int_equal(f->srv1_calls, 4);
 }
 
 /* --- a server's life, with the double and the clock ------------------- */
@@ -647,6 +653,9 @@ act(const char *id, enum fsm_event ev, int64_t ttl_s)
     return fleet_action(E->fleet, id, &a, action_err, sizeof(action_err));
 }
 
+/* Where the servers' boots come from. */
+#define SERVER_ADDR "192.0.2.1"
+
 /* The server fetches its iPXE script: true when it is the rescue one. */
 static bool
 fetch_script(const char *id)
@@ -654,7 +663,8 @@ fetch_script(const char *id)
     const struct config_server *cs =
         config_find_server(fleet_config(E->fleet), id);
     struct buf b = {0};
-    assert_int_equal(fleet_boot_script(E->fleet, cs->mac, "192.0.2.1", &b), 0);
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, SERVER_ADDR, false, &b), 0);
     bool rescue = strstr(b.data, "boots the rescue image") != NULL;
     buf_free(&b);
     return rescue;
@@ -695,10 +705,12 @@ to_pxe_booting(const char *id, int64_t ttl_s)
 static void
 to_rescue_booting(const char *id, int64_t ttl_s)
 {
-    char token[65];
+    char token[65], err[128];
     to_pxe_booting(id, ttl_s);
     token_of(id, token);
-    fleet_image_fetched(E->fleet, "vmlinuz", token);
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", token,
+                                         SERVER_ADDR, false, err, sizeof(err)),
+                     0);
     assert_string_equal(state_of(id), "rescue_booting");
 }
 
@@ -709,9 +721,10 @@ to_rescue(const char *id, int64_t ttl_s)
     char token[65], err[256];
     to_rescue_booting(id, ttl_s);
     token_of(id, token);
-    json_t *report = json_pack("{s:s}", "ip", "192.0.2.9");
-    assert_int_equal(
-        fleet_phone_home(E->fleet, token, report, err, sizeof(err)), 0);
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(fleet_phone_home(E->fleet, token, SERVER_ADDR, report, err,
+                                      sizeof(err)),
+                     0);
     json_decref(report);
     assert_string_equal(state_of(id), "rescue");
 }

@@ -72,8 +72,8 @@ static const struct expect moves[] = {
     {FSM_EXITING, FSM_EV_RESET_TO_DISK, FSM_BOOTING_LOCAL, 0},
     {FSM_REBOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
     {FSM_PXE_BOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
-    {FSM_REBOOTING, FSM_EV_PHONE_HOME, FSM_RESCUE, 0},
-    {FSM_PXE_BOOTING, FSM_EV_PHONE_HOME, FSM_RESCUE, 0},
+    /* Only the booted rescue OS phones home: not a server still
+     * rebooting or fetching its script (issue 12). */
     {FSM_RESCUE_BOOTING, FSM_EV_PHONE_HOME, FSM_RESCUE, 0},
     {FSM_EXITING, FSM_EV_LOCAL_OS_SEEN, FSM_ACTIVE, 0},
     {FSM_BOOTING_LOCAL, FSM_EV_LOCAL_OS_SEEN, FSM_ACTIVE, 0},
