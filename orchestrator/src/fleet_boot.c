@@ -41,27 +41,65 @@ base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-/* Note a boot-path event once per step: the same words again (a retrying
- * client, a flood) append nothing and cost no fsync. */
-static void
-boot_note(struct srv *s, const char *kind, const char *msg)
+static uint64_t
+note_hash(const char *kind, const char *msg)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (const char *p = kind; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     for (const char *p = msg; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* Remember a note as made in this step; false when it was already, or
+ * when this step's notes are full (a flood of different words). */
+static bool
+note_remember(struct srv *s, uint64_t h)
+{
     size_t max = sizeof(s->boot_noted) / sizeof(s->boot_noted[0]);
     for (size_t i = 0; i < s->nboot_noted; i++)
         if (s->boot_noted[i] == h)
-            return;
-    if (s->nboot_noted == max) {
-        log_debug("%s: %s (not stored: this step's boot notes are full)",
-                  s->cfg->id, msg);
-        return;
-    }
+            return false;
+    if (s->nboot_noted == max)
+        return false;
     s->boot_noted[s->nboot_noted++] = h;
-    fleet_srv_note(s, kind, kind[0] == 'a' ? "rescued" : "server", msg);
+    return true;
+}
+
+static bool
+note_is_news(const struct srv *s, uint64_t h)
+{
+    size_t max = sizeof(s->boot_noted) / sizeof(s->boot_noted[0]);
+    for (size_t i = 0; i < s->nboot_noted; i++)
+        if (s->boot_noted[i] == h)
+            return false;
+    return s->nboot_noted < max;
+}
+
+/* Note a boot-path event once per step: the same words again (a retrying
+ * client, a flood) append nothing and cost no fsync.  True when noted. */
+static bool
+boot_note(struct srv *s, const char *kind, const char *msg)
+{
+    if (!note_remember(s, note_hash(kind, msg)))
+        return false;
+    fleet_srv_note(s, kind, strcmp(kind, "audit") == 0 ? "rescued" : "server",
+                   msg);
+    return true;
+}
+
+/* A fetch that moves the state: noted (once) before the event is fed, and
+ * remembered in the step it led to, so its repeats are not news there. */
+static void
+boot_note_feed(struct srv *s, const char *msg, enum fsm_event ev)
+{
+    uint64_t h = note_hash("boot", msg);
+    bool news = note_is_news(s, h);
+    if (news)
+        fleet_srv_note(s, "boot", "server", msg);
+    fleet_srv_feed(s, ev);
+    note_remember(s, h);
 }
 
 /* A refusal: an audit event (once per step and words) and the words for
@@ -73,8 +111,9 @@ refuse(struct srv *s, int rc, const char *what, const char *peer,
     char msg[200];
     snprintf(msg, sizeof(msg), "refused %s from %s: %s", what,
              peer && *peer ? peer : "?", why);
-    log_warnx("%s: %s", s->cfg->id, msg);
-    boot_note(s, "audit", msg);
+    /* Logged with its event: a flood is one line, not one per request. */
+    if (boot_note(s, "audit", msg))
+        log_warnx("%s: %s", s->cfg->id, msg);
     if (err)
         snprintf(err, errlen, "%s",
                  rc == -EACCES ? "this boot token belongs to another address"
@@ -160,8 +199,7 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     }
     snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
              rescue ? "rescue image" : "local disk", peer);
-    boot_note(s, "boot", msg);
-    fleet_srv_feed(s, FSM_EV_IPXE_FETCHED);
+    boot_note_feed(s, msg, FSM_EV_IPXE_FETCHED);
     return 0;
 }
 
@@ -230,9 +268,10 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
     }
     char msg[160];
     snprintf(msg, sizeof(msg), "fetching the %s %s from %s", what, name, peer);
-    boot_note(s, "boot", msg);
-    if (!tools)
-        fleet_srv_feed(s,
+    if (tools)
+        boot_note(s, "boot", msg);
+    else
+        boot_note_feed(s, msg,
                        kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
     return 0;
 }

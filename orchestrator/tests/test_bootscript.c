@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 static struct bootscript_rescue
@@ -181,6 +182,35 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     config_free(c);
 }
 
+/* Who rescued's dnsmasq leased a MAC to: the boot path takes a server's
+ * boot only from there (fleet_boot.c).  A MAC may hold two leases (iPXE
+ * and the rescue OS with another client id). */
+static void
+test_dnsmasq_lease_match(void **state)
+{
+    (void)state;
+    const char *leases =
+        "1764590000 52:54:00:77:00:01 10.77.0.150 srv1 01:52:54:00:77:00:01\n"
+        "1764590100 52:54:00:77:00:02 10.77.0.151 * *\n"
+        "1764590200 52:54:00:77:00:01 10.77.0.152 srv1 ff:00:11\n";
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.150"), 1);
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.152"), 1);
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.151"), 0);
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:03", "10.77.0.150"),
+        -ENOENT);
+    /* Case of the MAC does not matter; a prefix of an address is not it. */
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:02", "10.77.0.15"), 0);
+    assert_int_equal(dnsmasq_lease_match("", "52:54:00:77:00:01", "1.2.3.4"),
+                     -ENOENT);
+    assert_int_equal(dnsmasq_leased(NULL, "52:54:00:77:00:01", "1.2.3.4"),
+                     -ENOENT);
+}
+
 static void
 test_dnsmasq_proxy_mode_has_pxe_services(void **state)
 {
@@ -209,6 +239,7 @@ main(void)
         cmocka_unit_test(test_local_scripts),
         cmocka_unit_test(test_dnsmasq_answers_only_the_inventory),
         cmocka_unit_test(test_dnsmasq_proxy_mode_has_pxe_services),
+        cmocka_unit_test(test_dnsmasq_lease_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -850,6 +850,69 @@ test_rescue_booting_retries_then_fails(void **state)
     retries_then_fail("srv1", "rescue_booting", 120, "rescue_failed");
 }
 
+/* A boot token lives with its boot: a failed step revokes it, and a
+ * retry's reset of a boot that used its token gets a fresh one, which the
+ * retried boot binds anew (the old one is no key any more). */
+static void
+test_tokens_follow_the_boot(void **state)
+{
+    (void)state;
+    char used[65], fresh[65], err[128];
+    to_rescue_booting("srv1", 0);
+    token_of("srv1", used);
+    clock_skip_s(125);
+    settle(); /* rescue_booting timed out: reset, retry 1 */
+    assert_int_equal(retries_of("srv1"), 1);
+    token_of("srv1", fresh);
+    assert_string_not_equal(fresh, used);
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_overlay(E->fleet, used, SERVER_ADDR, &b, err, sizeof(err)),
+        -ENOENT);
+    buf_free(&b);
+    /* The retried boot: its script carries the fresh token. */
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_true(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "pxe_booting");
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", fresh,
+                                         "192.0.2.77", false, err, sizeof(err)),
+                     0);
+    assert_string_equal(state_of("srv1"), "rescue_booting");
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(fleet_phone_home(E->fleet, fresh, SERVER_ADDR, report, err,
+                                      sizeof(err)),
+                     -EACCES);
+    assert_string_equal(state_of("srv1"), "rescue_booting");
+    /* Failed (its retries used up): the token dies with the step. */
+    for (int i = 0; i < 3; i++) {
+        clock_skip_s(125);
+        settle();
+        if (nreq("srv1", POWER_RESET, REQ_PENDING))
+            answer("srv1", POWER_RESET, 0, NULL);
+    }
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_int_equal(store_token_of_server(E->st, "srv1", fresh, 65), -ENOENT);
+    assert_int_equal(fleet_phone_home(E->fleet, fresh, "192.0.2.77", report,
+                                      err, sizeof(err)),
+                     -ENOENT);
+    json_decref(report);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+}
+
+/* A reboot from rescue is a new boot: a new token, the old one spent. */
+static void
+test_reboot_from_rescue_mints_a_token(void **state)
+{
+    (void)state;
+    char old[65], now[65];
+    to_rescue("srv1", 0);
+    token_of("srv1", old);
+    assert_int_equal(act("srv1", FSM_EV_REBOOT, 0), 0);
+    assert_string_equal(state_of("srv1"), "rebooting");
+    token_of("srv1", now);
+    assert_string_not_equal(now, old);
+}
+
 static void
 test_exiting_retries_then_fails(void **state)
 {
@@ -1562,6 +1625,8 @@ main(void)
         LIFE(test_pxe_booting_retries_then_fails),
         LIFE(test_rescue_booting_retries_then_fails),
         LIFE(test_exiting_retries_then_fails),
+        LIFE(test_tokens_follow_the_boot),
+        LIFE(test_reboot_from_rescue_mints_a_token),
         LIFE(test_power_failure_fails_rescue),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
