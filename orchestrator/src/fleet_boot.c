@@ -148,6 +148,12 @@ script_may_move(struct srv *s, const char *peer)
             0)
             store_token_get(s->f->st, token, &t);
         return addr_ok(s, peer, t.addr);
+    case FSM_RESCUE:
+        /* The rescue OS restarted: only from its boot's address. */
+        if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
+            0)
+            store_token_get(s->f->st, token, &t);
+        return t.addr[0] && addr_ok(s, peer, t.addr);
     case FSM_EXITING:
         /* On its way home: from the address its rescue boot had. */
         store_token_last_addr(s->f->st, s->cfg->id, addr, sizeof(addr));
@@ -165,6 +171,14 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     if (!cs)
         return -ENOENT;
     struct srv *s = fleet_srv_of(f, cs);
+    if (!peer || !*peer)
+        peer = "?";
+    /* HEAD asks what a GET would get: it moves nothing. */
+    bool moves = !head && script_may_move(s, peer);
+    /* A rescue OS that restarted itself boots anew: its last token is
+     * spent, this boot gets its own. */
+    if (moves && s->row.fsm.state == FSM_RESCUE)
+        fleet_srv_new_token(s);
     char token[65];
     bool rescue =
         target_is_rescue(s->row.fsm.state) &&
@@ -183,13 +197,10 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     } else {
         bootscript_local(cs->firmware, out);
     }
-    /* HEAD asks what a GET would get: it moves nothing. */
     if (head)
         return 0;
-    if (!peer || !*peer)
-        peer = "?";
     char msg[160];
-    if (!script_may_move(s, peer)) {
+    if (!moves) {
         snprintf(msg, sizeof(msg),
                  "iPXE script fetched from %s, not this server's address: "
                  "moves nothing",

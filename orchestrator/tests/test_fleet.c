@@ -899,6 +899,46 @@ test_tokens_follow_the_boot(void **state)
     assert_string_equal(state_of("srv1"), "rescue_failed");
 }
 
+/* A rescue OS that restarts by itself netboots again: its own fetch of
+ * the script is a new boot (pxe_booting, a fresh token, the old report
+ * gone); a stranger's fetch moves nothing. */
+static void
+test_rescue_os_restarts_itself(void **state)
+{
+    (void)state;
+    char old[65], now[65];
+    to_rescue("srv1", 0);
+    token_of("srv1", old);
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, "192.0.2.66", false, &b), 0);
+    buf_free(&b);
+    assert_string_equal(state_of("srv1"), "rescue");
+    token_of("srv1", now);
+    assert_string_equal(now, old);
+    assert_true(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "pxe_booting");
+    token_of("srv1", now);
+    assert_string_not_equal(now, old);
+    json_t *o = fleet_server_json(E->fleet, cs);
+    assert_true(json_is_null(json_object_get(o, "rescue")) ||
+                !json_object_get(o, "rescue"));
+    json_decref(o);
+    /* ...and it comes back into rescue with the new token. */
+    char err[128];
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", now, SERVER_ADDR,
+                                         false, err, sizeof(err)),
+                     0);
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(
+        fleet_phone_home(E->fleet, now, SERVER_ADDR, report, err, sizeof(err)),
+        0);
+    json_decref(report);
+    assert_string_equal(state_of("srv1"), "rescue");
+}
+
 /* A reboot from rescue is a new boot: a new token, the old one spent. */
 static void
 test_reboot_from_rescue_mints_a_token(void **state)
@@ -1097,7 +1137,13 @@ test_reload_moves_project(void **state)
                         "beta");
     token_of("srv1", now);
     assert_string_equal(now, token);
-    assert_true(fetch_script("srv1"));
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, SERVER_ADDR, true, &b), 0);
+    assert_non_null(strstr(b.data, "boots the rescue image"));
+    buf_free(&b);
     assert_int_equal(nreqs, before); /* the same driver, nothing re-run */
     assert_int_equal(nreq("srv1", POWER_RESET, REQ_CANCELLED), 0);
 
@@ -1627,6 +1673,7 @@ main(void)
         LIFE(test_exiting_retries_then_fails),
         LIFE(test_tokens_follow_the_boot),
         LIFE(test_reboot_from_rescue_mints_a_token),
+        LIFE(test_rescue_os_restarts_itself),
         LIFE(test_power_failure_fails_rescue),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
