@@ -315,7 +315,8 @@ dnsmasq_update(struct dnsmasq *d, const struct config *c)
 }
 
 int
-dnsmasq_lease_match(const char *leases, const char *mac, const char *addr)
+dnsmasq_lease_match(const char *leases, const char *mac, const char *addr,
+                    int64_t now_s)
 {
     int r = -ENOENT;
     for (const char *l = leases; l && *l && r != 1;) {
@@ -325,8 +326,10 @@ dnsmasq_lease_match(const char *leases, const char *mac, const char *addr)
         if (n < sizeof(line)) {
             memcpy(line, l, n);
             line[n] = '\0';
-            if (sscanf(line, "%*s %31s %63s", lmac, laddr) == 2 &&
-                strcasecmp(lmac, mac) == 0)
+            long long expiry;
+            /* Expiry 0 is an infinite lease; a past one is no lease. */
+            if (sscanf(line, "%lld %31s %63s", &expiry, lmac, laddr) == 3 &&
+                (expiry == 0 || expiry >= now_s) && strcasecmp(lmac, mac) == 0)
                 r = strcmp(laddr, addr) == 0 ? 1 : 0;
         }
         l = nl ? nl + 1 : l + n;
@@ -342,7 +345,7 @@ dnsmasq_leased(const struct dnsmasq *d, const char *mac, const char *addr)
     char *path = xasprintf("%s/leases", d->dir), *text = NULL;
     int r = read_file(path, &text, NULL) < 0
                 ? -ENOENT
-                : dnsmasq_lease_match(text, mac, addr);
+                : dnsmasq_lease_match(text, mac, addr, now_wall_ms() / 1000);
     free(text);
     free(path);
     return r;

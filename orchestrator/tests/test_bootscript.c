@@ -189,26 +189,28 @@ static void
 test_dnsmasq_lease_match(void **state)
 {
     (void)state;
+    const int64_t now = 1796000000;
     const char *leases =
-        "1764590000 52:54:00:77:00:01 10.77.0.150 srv1 01:52:54:00:77:00:01\n"
-        "1764590100 52:54:00:77:00:02 10.77.0.151 * *\n"
-        "1764590200 52:54:00:77:00:01 10.77.0.152 srv1 ff:00:11\n";
+        "1796000100 52:54:00:77:00:01 10.77.0.150 srv1 01:52:54:00:77:00:01\n"
+        "0 52:54:00:77:00:02 10.77.0.151 * *\n"
+        "1796000200 52:54:00:77:00:01 10.77.0.152 srv1 ff:00:11\n"
+        "1795999999 52:54:00:77:00:03 10.77.0.153 srv3 *\n";
+    const char *m1 = "52:54:00:77:00:01", *m2 = "52:54:00:77:00:02";
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.150", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.152", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.151", now), 0);
+    /* An infinite lease counts; a prefix of an address is not it. */
+    assert_int_equal(dnsmasq_lease_match(leases, m2, "10.77.0.151", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m2, "10.77.0.15", now), 0);
+    /* An expired lease is none; nor is a MAC not in the file. */
     assert_int_equal(
-        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.150"), 1);
-    assert_int_equal(
-        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.152"), 1);
-    assert_int_equal(
-        dnsmasq_lease_match(leases, "52:54:00:77:00:01", "10.77.0.151"), 0);
-    assert_int_equal(
-        dnsmasq_lease_match(leases, "52:54:00:77:00:03", "10.77.0.150"),
+        dnsmasq_lease_match(leases, "52:54:00:77:00:03", "10.77.0.153", now),
         -ENOENT);
-    /* Case of the MAC does not matter; a prefix of an address is not it. */
     assert_int_equal(
-        dnsmasq_lease_match(leases, "52:54:00:77:00:02", "10.77.0.15"), 0);
-    assert_int_equal(dnsmasq_lease_match("", "52:54:00:77:00:01", "1.2.3.4"),
-                     -ENOENT);
-    assert_int_equal(dnsmasq_leased(NULL, "52:54:00:77:00:01", "1.2.3.4"),
-                     -ENOENT);
+        dnsmasq_lease_match(leases, "52:54:00:77:00:04", "10.77.0.150", now),
+        -ENOENT);
+    assert_int_equal(dnsmasq_lease_match("", m1, "1.2.3.4", now), -ENOENT);
+    assert_int_equal(dnsmasq_leased(NULL, m1, "1.2.3.4"), -ENOENT);
 }
 
 static void
