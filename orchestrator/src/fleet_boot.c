@@ -111,6 +111,7 @@ refuse(struct srv *s, int rc, const char *what, const char *peer,
     char msg[200];
     snprintf(msg, sizeof(msg), "refused %s from %s: %s", what,
              peer && *peer ? peer : "?", why);
+    s->f->boot_refused[rc == -EACCES ? 0 : 1]++;
     /* Logged with its event: a flood is one line, not one per request. */
     if (boot_note(s, "audit", msg))
         log_warnx("%s: %s", s->cfg->id, msg);

@@ -582,6 +582,12 @@ test_flood_grows_nothing(void **state)
     expect_state("rescue_booting");
     /* One each: the stranger's script fetch, the refused phone-home. */
     assert_int_equal(events(), before + 2);
+    /* Each refusal is counted all the same. */
+    struct buf m = {0};
+    fleet_metrics(E->fleet, &m);
+    assert_non_null(
+        strstr(m.data, "\nrescued_boot_refusals_total{code=\"403\"} 50\n"));
+    buf_free(&m);
     free(k);
     free(ph);
 }
