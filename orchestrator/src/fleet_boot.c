@@ -134,33 +134,41 @@ addr_ok(struct srv *s, const char *peer, const char *bound)
     return !bound || !*bound || strcmp(bound, peer) == 0;
 }
 
+/* The address the server's live token is bound to into t ("" if none). */
+static void
+live_token_addr(struct srv *s, struct store_token *t)
+{
+    char token[65];
+    memset(t, 0, sizeof(*t));
+    if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) == 0)
+        store_token_get(s->f->st, token, t);
+}
+
 /* Does this fetch of the script come from the server itself?  Only then
  * may it move the state: a stranger who knows the MAC gets the same
- * answer and moves nothing. */
+ * answer and moves nothing.  In the states a fetch does not move, any. */
 static bool
 script_may_move(struct srv *s, const char *peer)
 {
-    char token[65], addr[64] = "";
-    struct store_token t = {0};
+    char addr[64] = "";
+    struct store_token t;
     switch (s->row.fsm.state) {
+    case FSM_REBOOTING:
+        return addr_ok(s, peer, NULL);
     case FSM_RESCUE_BOOTING:
         /* Started again mid-boot: from the address its kernel went to. */
-        if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
-            0)
-            store_token_get(s->f->st, token, &t);
+        live_token_addr(s, &t);
         return addr_ok(s, peer, t.addr);
     case FSM_RESCUE:
         /* The rescue OS restarted: only from its boot's address. */
-        if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
-            0)
-            store_token_get(s->f->st, token, &t);
+        live_token_addr(s, &t);
         return t.addr[0] && addr_ok(s, peer, t.addr);
     case FSM_EXITING:
         /* On its way home: from the address its rescue boot had. */
         store_token_last_addr(s->f->st, s->cfg->id, addr, sizeof(addr));
         return addr_ok(s, peer, addr);
     default:
-        return addr_ok(s, peer, NULL);
+        return true;
     }
 }
 
