@@ -589,10 +589,8 @@ test_stream_open_at_shutdown(void **state)
 static void
 test_metrics_token(void **state)
 {
-    (void)state;
-    hc_stop();
-    env_free(E);
     struct env *e = env_dir_new("K");
+    *state = e; /* for the teardown, whatever fails below */
     env_start(e, "metrics_token = scrape-0123456789abcdef\n",
               "[project:acme]\n"
               "token = " ACME "\n");
@@ -608,7 +606,6 @@ test_metrics_token(void **state)
     expect_error(
         &(struct call){"GET", "/v1/servers", "scrape-0123456789abcdef"}, 401,
         "unauthorized");
-    *state = e;
 }
 
 int
@@ -616,7 +613,7 @@ main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_metrics_token, setup,
+        cmocka_unit_test_setup_teardown(test_metrics_token, NULL,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
                                         env_face_teardown),
