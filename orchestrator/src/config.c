@@ -98,6 +98,7 @@ static const struct key_spec rescued_keys[] = {
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {"store", K_STORE, CFG(store), "sqlite:", false},
+    {"metrics_token", K_OPTSTR, CFG(metrics_token), NULL, false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -760,6 +761,11 @@ finish(struct loader *ld)
     if (c->pxe_mode != PXE_OFF && !c->pxe_interface)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",
                     "required when mode is dhcp or proxy");
+
+    /* /metrics shows the fleet's states to whoever holds it. */
+    if (c->metrics_token && strlen(c->metrics_token) < 16)
+        return fail(ld, key_line(ld, "rescued", "metrics_token"), "rescued",
+                    "metrics_token", "at least 16 characters");
 
     for (size_t i = 0; i < c->nprojects; i++) {
         const struct config_project *p = &c->projects[i];

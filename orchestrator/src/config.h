@@ -41,6 +41,8 @@ struct config {
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* a Bearer token for /metrics only (>= 16 chars); NULL: admin only */
+    char *metrics_token;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;

@@ -249,6 +249,8 @@ status_code_name(unsigned status)
         return "bad_request";
     case 401:
         return "unauthorized";
+    case 403:
+        return "forbidden";
     case 404:
         return "not_found";
     case 405:
@@ -462,6 +464,12 @@ http_req_json(struct http_req *r)
         http_respond_error(r, 400, "malformed JSON: %s (line %d, column %d)",
                            jerr.text, jerr.line, jerr.column);
     return root;
+}
+
+unsigned
+http_req_method(const struct http_req *r)
+{
+    return r->method;
 }
 
 const char *

@@ -103,6 +103,8 @@ const char *http_req_cap(const struct http_req *r, int i);
 /* The body of an HTTP_JSON_BODY route as JSON; NULL once it answered 400
  * (malformed JSON, with line and column). */
 json_t *http_req_json(struct http_req *r);
+/* The request's method (an enum http_method bit; 0 for another). */
+unsigned http_req_method(const struct http_req *r);
 /* The client's IPv4 address into buf ("" for another family). */
 const char *http_req_peer(struct http_req *r, char *buf, size_t len);
 /* Who is calling, for the request's log line ("admin"); copied. */

@@ -658,6 +658,18 @@ test_bad_listen(void **state)
                    ":9: [console] listen: ", "not host:port");
 }
 
+/* /metrics's own token is a secret like the others: 16 characters. */
+static void
+test_metrics_token_short(void **state)
+{
+    (void)state;
+    expect_refusal("[rescued]\nlisten = 127.0.0.1:8080\n"
+                   "boot_url = http://127.0.0.1:8080/\n"
+                   "data_dir = /var/lib/rescued\nadmin_token = admintok\n"
+                   "metrics_token = short\n",
+                   ":6: [rescued] metrics_token: ", "at least 16 characters");
+}
+
 static void
 test_token_clash(void **state)
 {
@@ -797,6 +809,7 @@ main(void)
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
         cmocka_unit_test(test_token_clash),
+        cmocka_unit_test(test_metrics_token_short),
         cmocka_unit_test(test_parse_mac),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_many_servers),
