@@ -15,6 +15,7 @@
  * starts afresh anyway), through a memfd. */
 
 #include "config.h"
+#include "tls.h"
 #include "log.h"
 #include "uri.h"
 #include "util.h"
@@ -98,6 +99,9 @@ static const struct key_spec rescued_keys[] = {
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {"store", K_STORE, CFG(store), "sqlite:", false},
+    {"tls_cert", K_OPTSTR, CFG(tls_cert), NULL, false},
+    {"tls_key", K_OPTSTR, CFG(tls_key), NULL, false},
+    {"boot_listen", K_LISTEN, CFG(boot_listen), NULL, false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -745,6 +749,44 @@ cmp_server_mac(const void *a, const void *b)
                   (*(const struct config_server *const *)b)->mac);
 }
 
+/* tls_cert and tls_key come together and are a pair; with TLS on, a boot
+ * path over plain HTTP needs its own listener (iPXE and the rescue OS cannot
+ * check our certificate). */
+static int
+check_tls(struct loader *ld)
+{
+    struct config *c = ld->c;
+    char err[512];
+    if (!c->tls_cert != !c->tls_key) {
+        const char *has = c->tls_cert ? "tls_cert" : "tls_key";
+        return fail(ld, key_line(ld, "rescued", has), "rescued",
+                    c->tls_cert ? "tls_key" : "tls_cert", "required with %s",
+                    has);
+    }
+    if (!c->tls_cert) {
+        if (c->boot_listen)
+            return fail(ld, key_line(ld, "rescued", "boot_listen"), "rescued",
+                        "boot_listen", "only with tls_cert and tls_key");
+        return 0;
+    }
+    struct tls_pair *p =
+        tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (!p) {
+        /* Blame the key line unless the certificate is what failed. */
+        bool cert = strncmp(err, c->tls_cert, strlen(c->tls_cert)) == 0 &&
+                    err[strlen(c->tls_cert)] == ':';
+        const char *k = cert ? "tls_cert" : "tls_key";
+        return fail(ld, key_line(ld, "rescued", k), "rescued", k, "%s", err);
+    }
+    tls_pair_free(p);
+    if (strncmp(c->boot_url, "http://", 7) == 0 && !c->boot_listen)
+        return fail(ld, key_line(ld, "rescued", "boot_url"), "rescued",
+                    "boot_url",
+                    "plain HTTP while listen is TLS: set boot_listen to "
+                    "serve the boot path there");
+    return 0;
+}
+
 /* Defaults that depend on other keys, and checks across sections. */
 static int
 finish(struct loader *ld)
@@ -757,6 +799,8 @@ finish(struct loader *ld)
         c->kernel = xasprintf("%s%simages/vmlinuz", c->data_dir, sep);
     if (!c->initrd)
         c->initrd = xasprintf("%s%simages/initramfs", c->data_dir, sep);
+    if (check_tls(ld) < 0)
+        return -EINVAL;
     if (c->pxe_mode != PXE_OFF && !c->pxe_interface)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",
                     "required when mode is dhcp or proxy");

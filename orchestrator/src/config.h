@@ -41,6 +41,11 @@ struct config {
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* PEM files: the API listener speaks TLS with them (both or neither) */
+    char *tls_cert, *tls_key;
+    /* host:port of a plain-HTTP listener for the boot path alone, beside a
+     * TLS listen; NULL: none */
+    char *boot_listen;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;

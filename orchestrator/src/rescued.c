@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "sshd.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -31,6 +32,8 @@ struct daemon {
     struct loop *loop;
     struct fleet *fleet;
     struct http *http;
+    struct http *boot_http; /* [rescued] boot_listen, beside a TLS listen */
+    bool tls;               /* listen speaks TLS */
     struct sshd *sshd;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
@@ -136,6 +139,28 @@ usage(FILE *out)
                  "  --version   print the version and exit\n");
 }
 
+/* The certificate files are read again at each reload (a renewed one
+ * replaces the old from the next handshake on); turning TLS on or off
+ * takes a restart, as a new listen address does. */
+static int
+reload_tls(struct daemon *d, const struct config *c)
+{
+    char err[512];
+    if (!c->tls_cert != !d->tls)
+        log_warnx("reload: TLS %s takes a restart", d->tls ? "off" : "on");
+    if (!c->tls_cert || !d->tls)
+        return 0;
+    struct tls_pair *p =
+        tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (!p) {
+        log_warnx("reload refused, old config stays in force: %s", err);
+        return -1;
+    }
+    log_info("TLS: serving %s", tls_pair_describe(p));
+    tls_serve(p);
+    return 0;
+}
+
 /* SIGHUP reloads the inventory; a bad file keeps the old one in force. */
 static void
 reload(struct daemon *d)
@@ -144,6 +169,10 @@ reload(struct daemon *d)
     struct config *c = config_load(d->config_path, err, sizeof(err));
     if (!c) {
         log_warnx("reload refused, old config stays in force: %s", err);
+        return;
+    }
+    if (reload_tls(d, c) < 0) {
+        config_free(c);
         return;
     }
     log_set_level(c->log_level);
@@ -254,12 +283,28 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.http = http_new(d.loop, listen, err, sizeof(err));
+    const struct config *c = fleet_config(d.fleet);
+    if (c->tls_cert) {
+        struct tls_pair *p =
+            tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+        if (!p)
+            fatalx("%s", err);
+        log_info("TLS: serving %s", tls_pair_describe(p));
+        tls_serve(p);
+        d.tls = true;
+    }
+    d.http = http_new_tls(d.loop, listen, d.tls, err, sizeof(err));
     if (!d.http)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
-    const struct config *c = fleet_config(d.fleet);
+    if (c->boot_listen) {
+        d.boot_http = http_new(d.loop, c->boot_listen, err, sizeof(err));
+        if (!d.boot_http)
+            fatalx("boot_listen: %s", err);
+        bootpath_register(d.boot_http, d.fleet);
+        log_info("boot path also on %s (HTTP)", c->boot_listen);
+    }
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
     struct sshd_config sc = {.listen = c->console_listen,
                              .host_key_path = host_key,
@@ -272,9 +317,9 @@ main(int argc, char **argv)
         fatalx("console: %s", err);
     d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
-    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu %s, "
+    log_info("listening on %s (%s) and %s (Serial over SSH), %zu %s, "
              "data in %s",
-             listen, c->console_listen, c->nservers,
+             listen, d.tls ? "HTTPS" : "HTTP", c->console_listen, c->nservers,
              plural(c->nservers, "server", "servers"), c->data_dir);
 
     int r = loop_run(d.loop);
@@ -283,7 +328,9 @@ main(int argc, char **argv)
     loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
+    http_free(d.boot_http);
     http_free(d.http);
+    tls_serve_end();
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);
