@@ -17,6 +17,9 @@ MAINS   := orchestrator/src/rescued.c orchestrator/src/rescuectl.c
 SRCS    := $(filter-out $(MAINS),$(wildcard orchestrator/src/*.c))
 OBJS    := $(SRCS:orchestrator/src/%.c=$(B)/obj/%.o)
 SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
+# docs/openapi.yaml as JSON, embedded (served at /v1/openapi.json).
+OBJS    += $(B)/obj/openapi.o
+SANOBJS += $(B)/san/openapi.o
 TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
 SETUP   := $(B)/.setup-done
 
@@ -54,6 +57,16 @@ $(B)/san/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
 	@mkdir -p $(@D)
 	@echo "  CC san  $<"
 	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -c -o $@ $<
+
+$(B)/gen/openapi.json $(B)/gen/openapi.c &: docs/openapi.yaml \
+                                          scripts/openapi-gen | $(SETUP)
+	@mkdir -p $(@D)
+	@echo "  GEN     $(B)/gen/openapi.c"
+	@scripts/openapi-gen $< $(B)/gen/openapi.json $(B)/gen/openapi.c
+$(B)/obj/openapi.o $(B)/san/openapi.o: $(B)/gen/openapi.c \
+                                       orchestrator/src/openapi.h
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libcore.a: $(OBJS)
 	@rm -f $@ && ar rcs $@ $^
@@ -126,7 +139,7 @@ format:
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image
+	    $(B)/mkrescue $(B)/image $(B)/gen
 
 -include $(wildcard $(B)/obj/*.d)
 
