@@ -4,7 +4,7 @@
 # The version, written here only: rescued and rescuectl print it.
 VERSION := 0.2.0
 CC      ?= cc
-PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls
+PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls libsystemd
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \

@@ -35,7 +35,8 @@ struct config {
     char *listen;   /* host:port */
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
-    char *admin_token;
+    char *admin_token; /* from the file when admin_token_file is set */
+    char *admin_token_file;
     int log_level;         /* enum log_level */
     long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"
@@ -34,6 +36,7 @@ struct daemon {
     struct http *http;
     struct http *boot_http; /* [rescued] boot_listen, beside a TLS listen */
     bool tls;               /* listen speaks TLS */
+    int64_t watchdog_ms;    /* systemd's WatchDogSec, halved; 0: none */
     struct sshd *sshd;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
@@ -139,6 +142,40 @@ usage(FILE *out)
                  "  --version   print the version and exit\n");
 }
 
+/* systemd (Type=notify): READY=1 once every listener is up, RELOADING=1
+ * then READY=1 around a SIGHUP, STOPPING=1, and WATCHDOG=1 at half of
+ * WATCHDOG_USEC from the loop, so a loop that hangs gets the daemon
+ * restarted.  Without NOTIFY_SOCKET each call does nothing. */
+static void
+notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL +
+                   (unsigned long long)ts.tv_nsec / 1000);
+}
+
+static int64_t
+on_watchdog(struct loop *l, void *arg)
+{
+    (void)l;
+    struct daemon *d = arg;
+    sd_notify(0, "WATCHDOG=1");
+    return d->watchdog_ms;
+}
+
+static void
+watchdog_start(struct daemon *d)
+{
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
+        return;
+    d->watchdog_ms = (int64_t)(usec / 2000);
+    loop_add_timer(d->loop, d->watchdog_ms, on_watchdog, d);
+    log_info("systemd watchdog: every %lld ms", (long long)d->watchdog_ms);
+}
+
 /* The certificate files are read again at each reload (a renewed one
  * replaces the old from the next handshake on); turning TLS on or off
  * takes a restart, as a new listen address does. */
@@ -189,12 +226,15 @@ on_signal(struct loop *l, int fd, uint32_t events, void *arg)
         switch (si.ssi_signo) {
         case SIGHUP:
             log_info("SIGHUP: reloading %s", d->config_path);
+            notify_reloading();
             reload(d);
+            sd_notify(0, "READY=1");
             break;
         case SIGTERM:
         case SIGINT:
             log_info("%s: shutting down",
                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            sd_notify(0, "STOPPING=1");
             loop_stop(l);
             break;
         }
@@ -322,6 +362,9 @@ main(int argc, char **argv)
              listen, d.tls ? "HTTPS" : "HTTP", c->console_listen, c->nservers,
              plural(c->nservers, "server", "servers"), c->data_dir);
 
+    watchdog_start(&d);
+    sd_notifyf(0, "READY=1\nSTATUS=%zu %s", c->nservers,
+               plural(c->nservers, "server", "servers"));
     int r = loop_run(d.loop);
 
     /* Every transition is already stored: stopping loses nothing. */
