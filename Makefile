@@ -79,6 +79,14 @@ $(B)/rescued $(B)/rescuectl: $(B)/%: orchestrator/src/%.c $(B)/libcore.a Makefil
 	@$(CC) $(CFLAGS) -DRESCUED_VERSION='"$(VERSION)"' -o $@ \
 	    $(filter-out Makefile,$^) $(LDLIBS)
 
+# Man pages, from scdoc sources in docs/man (NAME.SECTION.scd).
+MANS := $(patsubst docs/man/%.scd,$(B)/man/%,$(wildcard docs/man/*.scd))
+all: $(MANS)
+$(B)/man/%: docs/man/%.scd | $(SETUP)
+	@mkdir -p $(@D)
+	@echo "  SCDOC   $@"
+	@scdoc <$< >$@.tmp && mv $@.tmp $@
+
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
 # The tests' shared headers (testutil.h, ...) are prerequisites too.
 # LDFLAGS_<test> adds a test's own link flags: test_fleet swaps in a power
@@ -139,7 +147,7 @@ format:
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image $(B)/gen
+	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man
 
 -include $(wildcard $(B)/obj/*.d)
 
