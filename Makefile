@@ -24,7 +24,7 @@ TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image bench-rescue clean format
+        check-image bench-image bench-rescue clean format deb check-deb
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -141,6 +141,13 @@ bench-image: image
 
 bench-rescue: all image
 	scripts/bench-rescue
+
+# The Debian packages, and the same installed and run under systemd in a
+# container (outside make check: see scripts/deb and scripts/check-deb).
+deb: all
+	scripts/deb
+check-deb: deb
+	scripts/check-deb
 
 format:
 	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
