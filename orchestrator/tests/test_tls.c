@@ -15,7 +15,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "config.h"
+#include "http.h"
+#include "loop.h"
 #include "testutil.h"
 #include "tls.h"
 #include "util.h"
@@ -166,12 +176,161 @@ test_config_keys(void **state)
                   ":6: [rescued] boot_listen: only with tls_cert");
 }
 
+/* --- an upgraded connection (the console's WebSocket) over TLS --- */
+
+struct up_env {
+    struct http_upgrade *up;
+    int port;
+    atomic_int client_state; /* 0 running, 1 got its pong, -1 failed */
+    char status_line[64];
+};
+
+static void
+on_up(struct http_upgrade *u, void *arg)
+{
+    ((struct up_env *)arg)->up = u;
+}
+
+static void
+h_up(struct http_req *r, void *arg)
+{
+    struct http_answer *a = http_answer_upgrade(r, "echo", NULL, arg);
+    assert_non_null(a);
+    http_respond(r, 101, a);
+}
+
+static const struct http_route up_routes[] = {
+    {"/up", HTTP_GET, HTTP_UPGRADE, NULL, h_up, on_up},
+};
+
+/* The client, in a thread of its own since it blocks: TLS (no check of
+ * the self-signed certificate: what is tested is the server's side), the
+ * upgrade, "ping" out and "pong" back through the upgraded socket. */
+static void *
+up_client(void *arg)
+{
+    struct up_env *e = arg;
+    gnutls_session_t s;
+    gnutls_certificate_credentials_t cred;
+    char buf[512];
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)e->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        goto out_close;
+    gnutls_certificate_allocate_credentials(&cred);
+    gnutls_init(&s, GNUTLS_CLIENT);
+    gnutls_set_default_priority(s);
+    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
+    gnutls_transport_set_int(s, fd);
+    gnutls_handshake_set_timeout(s, 5000);
+    if (gnutls_handshake(s) < 0)
+        goto out_tls;
+    const char *req = "GET /up HTTP/1.1\r\nHost: t\r\n"
+                      "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+    if (gnutls_record_send(s, req, strlen(req)) < 0)
+        goto out_tls;
+    while (got < sizeof(buf) - 1) {
+        ssize_t n = gnutls_record_recv(s, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            goto out_tls;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    snprintf(e->status_line, sizeof(e->status_line), "%.*s",
+             (int)strcspn(buf, "\r"), buf);
+    if (gnutls_record_send(s, "ping", 4) != 4)
+        goto out_tls;
+    got = 0;
+    while (got < 4) {
+        ssize_t n = gnutls_record_recv(s, buf + got, 4 - got);
+        if (n <= 0)
+            goto out_tls;
+        got += (size_t)n;
+    }
+    ok = memcmp(buf, "pong", 4) == 0 ? 1 : -1;
+out_tls:
+    gnutls_bye(s, GNUTLS_SHUT_WR);
+    gnutls_deinit(s);
+    gnutls_certificate_free_credentials(cred);
+out_close:
+    close(fd);
+    atomic_store(&e->client_state, ok);
+    return NULL;
+}
+
+static bool
+upgraded(void *arg)
+{
+    return ((struct up_env *)arg)->up != NULL ||
+           atomic_load(&((struct up_env *)arg)->client_state) != 0;
+}
+
+static bool
+upgrade_readable(void *arg)
+{
+    struct pollfd p = {.fd = http_upgrade_fd(((struct up_env *)arg)->up),
+                       .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+static bool
+client_done(void *arg)
+{
+    return atomic_load(&((struct up_env *)arg)->client_state) != 0;
+}
+
+static void
+test_upgrade_over_tls(void **state)
+{
+    (void)state;
+    char c1[256], k1[256], err[512] = "";
+    make_pair("up", c1, k1);
+    struct tls_pair *p = tls_pair_load(c1, k1, err, sizeof(err));
+    assert_non_null(p);
+    tls_serve(p);
+    struct loop *l = loop_new();
+    struct http *h = http_new_tls(l, "127.0.0.1:0", true, err, sizeof(err));
+    if (!h)
+        fail_msg("%s", err);
+    struct up_env e = {.port = http_port(h)};
+    struct http_face face = {up_routes, 1, &e, NULL};
+    http_add_face(h, &face);
+
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, up_client, &e), 0);
+    assert_true(tu_pump_until(l, 5000, upgraded, &e));
+    assert_non_null(e.up);
+    /* MHD carries the bytes between TLS and our socket from its runs. */
+    assert_true(tu_pump_until(l, 5000, upgrade_readable, &e));
+    char got[8] = "";
+    int fd = http_upgrade_fd(e.up);
+    assert_int_equal(read(fd, got, sizeof(got)), 4);
+    assert_memory_equal(got, "ping", 4);
+    assert_int_equal(write(fd, "pong", 4), 4);
+    assert_true(tu_pump_until(l, 5000, client_done, &e));
+    pthread_join(t, NULL);
+    assert_string_equal(e.status_line, "HTTP/1.1 101 Switching Protocols");
+    assert_int_equal(atomic_load(&e.client_state), 1);
+
+    http_upgrade_close(e.up);
+    http_free(h);
+    loop_free(l);
+    tls_serve_end();
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pair),
         cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_upgrade_over_tls),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }
