@@ -1075,9 +1075,12 @@ struct http *
 http_new_tls(struct loop *l, const char *listen, bool tls, char *err,
              size_t errlen)
 {
-    /* TLS: the certificate is asked for at each handshake (tls.h). */
+    /* TLS: the certificate is asked for at each handshake (tls.h); 1.2
+     * and 1.3 only (GnuTLS's NORMAL still offers 1.0 and 1.1). */
     struct MHD_OptionItem tls_opts[] = {
         {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, tls_retrieve_fn()},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
         {MHD_OPTION_END, 0, NULL},
     };
     bool v6 = false;
@@ -1098,7 +1101,7 @@ http_new_tls(struct loop *l, const char *listen, bool tls, char *err,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[1], MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[2], MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "listen %s: cannot start the HTTP server",
                  listen);
