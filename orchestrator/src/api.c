@@ -9,6 +9,7 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "openapi.h"
 #include "loop.h"
 #include "store.h"
 #include "util.h"
@@ -158,6 +159,16 @@ h_metrics(struct http_req *r, void *arg)
     fleet_metrics(arg, &b);
     http_metrics(http_req_http(r), &b);
     http_respond_buf(r, 200, &b, "text/plain; version=0.0.4");
+}
+
+/* docs/openapi.yaml, as the build converted it. */
+static void
+h_openapi(struct http_req *r, void *arg)
+{
+    (void)arg;
+    struct buf b = {0};
+    buf_append(&b, openapi_json, openapi_json_len);
+    http_respond_buf(r, 200, &b, "application/json");
 }
 
 static void
@@ -563,6 +574,7 @@ h_console_log(struct http_req *r, void *arg)
 static const struct http_route routes[] = {
     {"/healthz", HTTP_GET | HTTP_HEAD, 0, NULL, h_healthz, NULL},
     {"/metrics", HTTP_GET | HTTP_HEAD, 0, metrics_check, h_metrics, NULL},
+    {"/v1/openapi.json", HTTP_GET | HTTP_HEAD, 0, NULL, h_openapi, NULL},
     {"/v1/servers", HTTP_GET | HTTP_HEAD, 0, authenticate, h_servers, NULL},
     {"/v1/servers/{}", HTTP_GET | HTTP_HEAD, 0, authenticate, h_server, NULL},
     {"/v1/servers/{}/actions", HTTP_POST, HTTP_JSON_BODY, authenticate,

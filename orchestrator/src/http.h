@@ -80,6 +80,9 @@ struct http_face {
 /* Listen on "host:port" ("[v6]:port" too; port 0: any, see http_port). */
 struct http *http_new(struct loop *l, const char *listen, char *err,
                       size_t errlen);
+/* The same over TLS when tls: the pair tls_serve gave, at each handshake. */
+struct http *http_new_tls(struct loop *l, const char *listen, bool tls,
+                          char *err, size_t errlen);
 /* Ends every stream and upgrade still open (their closed callbacks run
  * from here), then stops MHD.  Free the faces after it. */
 void http_free(struct http *h);
