@@ -29,8 +29,11 @@ the loopback cases.
 
 Quirks (the BMCs users complain about; FACTS.md):
   --revert-once     the first override PATCH answers 204 and keeps nothing
+  --revert-always   every override PATCH answers 204 and keeps nothing
   --drop-mode       BootSourceOverrideMode is kept only when the PATCH before
-                    carried it too (resent); else it falls back to Legacy
+                    carried it too (resent); else it falls to the other mode
+                    (Supermicro), and a reset with the wrong mode ignores
+                    the override
   --refuse-mode     a PATCH carrying BootSourceOverrideMode is refused (400)
   --weak-etag       ETags are weak (W/"..."), and If-Match must be strong
   --stale-etag      the first PATCH with If-Match gets 412 whatever it says
@@ -562,7 +565,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "PropertyValueNotInList", "A Boot value is not "
                     "one of its AllowableValues."))
             log("patch Boot %s %s %s" % (t, e, m or "-"))
-            if ARGS.revert_once and not STATE["reverted"] and t != "None":
+            if ARGS.revert_always or (ARGS.revert_once and
+                                      not STATE["reverted"] and t != "None"):
                 STATE["reverted"] = True
                 log("reverted (quirk)")
                 return self.answer(204)
@@ -571,7 +575,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if m and STATE["last_patch_mode"]:
                     STATE["mode"] = m
                 else:
-                    STATE["mode"] = "Legacy"
+                    fw = "UEFI" if ARGS.firmware == "uefi" else "Legacy"
+                    STATE["mode"] = "Legacy" if fw == "UEFI" else "UEFI"
                 STATE["last_patch_mode"] = m is not None
             elif m:
                 STATE["mode"] = m
@@ -594,7 +599,7 @@ def main():
     ap.add_argument("--user", default="admin")
     ap.add_argument("--password", default="s3cret")
     ap.add_argument("--firmware", default="bios", choices=["bios", "uefi"])
-    for q in ("revert-once", "drop-mode", "refuse-mode", "weak-etag",
+    for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
               "action-info", "ignore-boot"):
         ap.add_argument("--" + q, action="store_true")

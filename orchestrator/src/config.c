@@ -155,6 +155,7 @@ static const struct key_spec server_keys[] = {
     {"firmware", K_FIRMWARE, SRV(firmware), "bios", false},
     {"console", K_CONSOLE, SRV(console), NULL, false},
     {"console_tty", K_STR, SRV(console_tty), "ttyS0,115200n8", false},
+    {"power_credentials", K_OPTSTR, SRV(power_credentials), NULL, false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -482,11 +483,6 @@ check_power(const char *v, char *buf, size_t len)
 {
     struct uri_power *u = uri_power_parse(v, buf, len);
     int r = u ? 0 : -EINVAL;
-    /* Refused here, with FILE:LINE, rather than by power at start-up. */
-    if (u && u->kind == URI_POWER_REDFISH) {
-        snprintf(buf, len, "redfish power driver not implemented yet");
-        r = -EINVAL;
-    }
     uri_power_free(u);
     return r;
 }

@@ -27,6 +27,9 @@ struct config_server {
     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
     char *console;
     char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
+    /* redfish: USER:PASSWORD on the first line of this file (0600), not
+     * in the power uri; NULL: the uri's */
+    char *power_credentials;
 };
 
 struct config {

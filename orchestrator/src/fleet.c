@@ -488,6 +488,13 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    if (cs->power_credentials &&
+        power_set_credentials(s->power, cs->power_credentials, err, errlen) <
+            0) {
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
     if (cs->console && console_open(s, err, errlen) < 0) {
         power_free(s->power);
         free(s);
@@ -614,7 +621,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
-            same_str(old->cfg->console, cs->console)) {
+            same_str(old->cfg->console, cs->console) &&
+            same_str(old->cfg->power_credentials, cs->power_credentials)) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }

@@ -81,6 +81,10 @@ struct power_ops {
     char *(*timeout)(struct power *p, struct power_req *r);
     /* Pre-flight: see power_reachable() in power.h. */
     bool (*reachable)(struct power *p, char *err, size_t errlen);
+    /* Credentials from FILE (power_set_credentials), right after init;
+     * NULL: the driver takes none that way. */
+    int (*credentials)(struct power *p, const char *file, char *err,
+                       size_t errlen);
     /* Close connections, end children: no I/O after this.  Idempotent;
      * p->drv may be NULL. */
     void (*stop)(struct power *p);
@@ -91,6 +95,7 @@ struct power_ops {
 extern const struct power_ops power_qmp_ops;
 extern const struct power_ops power_ipmi_ops;
 extern const struct power_ops power_manual_ops;
+extern const struct power_ops power_redfish_ops;
 
 /* power_ipmi.c, pure, for tests: "on"/"off" from `power status` output
  * ("Chassis Power is on"), or NULL. */

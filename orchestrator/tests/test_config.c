@@ -409,6 +409,8 @@ test_power_uri(void **state)
         "ipmi://admin:secret@10.0.0.5:6230?cipher=3&boot=legacy",
         "manual:",
         "qmp:/run/lab/srv1.qmp?nic=net0",
+        "redfish://root:calvin@10.0.0.5/Systems/1",
+        "redfish://10.0.0.5:8443/Systems/1?ca=/etc/bmc.pem&boot=uefi",
     };
     static const char *bad[] = {
         "wol:52:54:00:00:00:01",
@@ -424,6 +426,8 @@ test_power_uri(void **state)
         "manual:now",
         "qmp:/x?bootdev=net0",
         "qmp:/x?nic=",
+        "redfish://bmc/Systems/1?tls=off",
+        "redfish://bmc/Systems/1?ca=/x&tls=insecure",
     };
     char text[1024];
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -445,12 +449,14 @@ test_power_uri(void **state)
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\npower = wol:x\n",
                    ":11: [server:srv1] power: ", "unknown power URI scheme");
-    /* Well-formed, but no driver yet: refused here, with FILE:LINE. */
-    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
-                        "project = acme\n"
-                        "power = redfish://root:calvin@10.0.0.5/Systems/1\n",
-                   ":11: [server:srv1] power: ",
-                   "redfish power driver not implemented yet");
+    /* power_credentials names a file; the driver reads it. */
+    struct config *c =
+        expect_load(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "power_credentials = /etc/rescued/bmc1\n");
+    assert_string_equal(c->servers[0].power_credentials, "/etc/rescued/bmc1");
+    config_free(c);
 }
 
 /* [rescued] store: a URL with a backend, default "sqlite:"; any other
