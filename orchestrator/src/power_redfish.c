@@ -82,8 +82,9 @@ struct rf {
     char *patch;    /* where Boot is PATCHed: @Redfish.Settings or system */
     char *fw_mode;  /* BootSourceOverrideMode to send, NULL: none */
     bool mode_refused;
-    struct redfish_system sys; /* the last answer */
-    char *token;               /* X-Auth-Token, or NULL */
+    struct redfish_system sys;  /* the system's last answer */
+    struct redfish_system boot; /* where Boot is PATCHed: its last answer */
+    char *token;                /* X-Auth-Token, or NULL */
 
     /* the exchange in flight, kept to replay after a login or a 503 */
     const char *q_method;
@@ -115,6 +116,7 @@ struct rf {
     /* pre-flight */
     char *pre_err;
     bool answered, probing;
+    bool said_ok; /* the last probe worked, and the log said so */
     int64_t answered_at;
     uint64_t start_timer;
 };
@@ -623,7 +625,7 @@ rf_again(struct power *p, int ms)
 static bool
 boot_stuck(const struct rf *f)
 {
-    const struct redfish_system *s = &f->sys;
+    const struct redfish_system *s = &f->boot;
     if (!s->boot_target || strcmp(s->boot_target, f->boot_want) != 0)
         return false;
     /* FACTS.md: some BMCs keep Continuous whatever was PATCHed. */
@@ -640,7 +642,7 @@ rf_after_boot_read(struct power *p, struct power_req *r)
     struct rf *f = rf_of(p);
     if (boot_stuck(f)) {
         f->armed = f->boot_want;
-        f->armed_continuous = strcmp(f->sys.boot_enabled, "Continuous") == 0;
+        f->armed_continuous = strcmp(f->boot.boot_enabled, "Continuous") == 0;
         if (f->verify) {
             f->verify = false;
             rf_do_reset(p);
@@ -657,9 +659,9 @@ rf_after_boot_read(struct power *p, struct power_req *r)
             "one-time boot %s%s: the BMC did not keep it after %d tries "
             "(reads Target %s, Enabled %s, Mode %s)",
             f->boot_want, f->verify ? " before the reset" : "", f->boot_tries,
-            f->sys.boot_target ? f->sys.boot_target : "-",
-            f->sys.boot_enabled ? f->sys.boot_enabled : "-",
-            f->sys.boot_mode ? f->sys.boot_mode : "-");
+            f->boot.boot_target ? f->boot.boot_target : "-",
+            f->boot.boot_enabled ? f->boot.boot_enabled : "-",
+            f->boot.boot_mode ? f->boot.boot_mode : "-");
         f->armed = NULL;
         rf_fail(p, -EIO, what);
         free(what);
@@ -668,19 +670,22 @@ rf_after_boot_read(struct power *p, struct power_req *r)
     log_info("%s: redfish %s: one-time boot %s did not stick (reads Target "
              "%s, Enabled %s, Mode %s); again",
              p->name, f->where, f->boot_want,
-             f->sys.boot_target ? f->sys.boot_target : "-",
-             f->sys.boot_enabled ? f->sys.boot_enabled : "-",
-             f->sys.boot_mode ? f->sys.boot_mode : "-");
+             f->boot.boot_target ? f->boot.boot_target : "-",
+             f->boot.boot_enabled ? f->boot.boot_enabled : "-",
+             f->boot.boot_mode ? f->boot.boot_mode : "-");
     f->ifm_stage = 0;
     rf_boot_start(p);
 }
 
+/* The last answer into f->sys (the system) or f->boot (the PATCH
+ * target); false when it failed the request. */
 static bool
-parse_sys(struct power *p, const char *what)
+parse_into(struct power *p, const char *what, bool boot)
 {
     struct rf *f = rf_of(p);
     char err[128];
     struct redfish_system s;
+    struct redfish_system *into = boot ? &f->boot : &f->sys;
     if (redfish_parse_system(f->in.data, f->in.len, &s, err, sizeof(err)) < 0) {
         char *w = xasprintf("%s: %s", what, err);
         rf_fail(p, -EPROTO, w);
@@ -688,16 +693,28 @@ parse_sys(struct power *p, const char *what)
         return false;
     }
     /* An ActionInfo's list outlives the system's answers. */
-    if (!s.resets_listed && f->sys.resets_listed && f->sys.action_info &&
-        s.action_info && strcmp(s.action_info, f->sys.action_info) == 0) {
-        s.resets = f->sys.resets;
-        s.nresets = f->sys.nresets;
+    if (!boot && !s.resets_listed && into->resets_listed && into->action_info &&
+        s.action_info && strcmp(s.action_info, into->action_info) == 0) {
+        s.resets = into->resets;
+        s.nresets = into->nresets;
         s.resets_listed = true;
-        f->sys.resets = NULL;
+        into->resets = NULL;
     }
-    redfish_system_clear(&f->sys);
-    f->sys = s;
+    redfish_system_clear(into);
+    *into = s;
     return true;
+}
+
+static bool
+parse_sys(struct power *p, const char *what)
+{
+    return parse_into(p, what, false);
+}
+
+static bool
+parse_boot(struct power *p, const char *what)
+{
+    return parse_into(p, what, true);
 }
 
 /* The answer to the exchange of step, with HTTP status code. */
@@ -876,9 +893,9 @@ rf_step(struct power *p, struct power_req *r, long code)
             free(w);
             return;
         }
-        if (!parse_sys(p, f->patch))
+        if (!parse_boot(p, f->patch))
             return;
-        if (f->sys.targets && !redfish_listed(f->sys.targets, f->boot_want)) {
+        if (f->boot.targets && !redfish_listed(f->boot.targets, f->boot_want)) {
             char *w = xasprintf("the BMC offers no BootSourceOverrideTarget "
                                 "%s",
                                 f->boot_want);
@@ -938,7 +955,7 @@ rf_step(struct power *p, struct power_req *r, long code)
             free(w);
             return;
         }
-        if (parse_sys(p, f->patch))
+        if (parse_boot(p, f->patch))
             rf_after_boot_read(p, r);
         return;
     case ST_CLEAR:
@@ -1079,8 +1096,12 @@ probe_done(void *arg, int status, const char *detail)
     f->pre_err = NULL;
     if (status < 0) {
         f->pre_err = xstrdup(detail ? detail : strerror(-status));
-        log_warnx("%s: %s", p->name, f->pre_err);
+        log_warnx("%s: pre-flight: %s", p->name, f->pre_err);
+    } else if (!f->said_ok) {
+        log_info("%s: pre-flight: redfish %s answers (power %s)", p->name,
+                 f->where, detail ? detail : "unknown");
     }
+    f->said_ok = status == 0;
 }
 
 static void
@@ -1290,6 +1311,7 @@ rf_free(struct power *p)
     free(f->patch);
     free(f->fw_mode);
     redfish_system_clear(&f->sys);
+    redfish_system_clear(&f->boot);
     free(f->token);
     free(f->q_path);
     free(f->q_body);
