@@ -1009,10 +1009,11 @@ bmc_line()
     grep -nE -- "$2" "$T/$1.bmc.log" | head -1 | cut -d: -f1
 }
 
-# redfish_ready ID: rescued's driver for ID has its first pre-flight
-# answer (it answers, or why not) since the last start.
+# redfish_ready ID PORT: rescued's driver for ID has its first pre-flight
+# answer from the BMC on PORT (it answers, or why not).  The port tells
+# this start's lines from an older one's (the lab's log is appended to).
 redfish_ready()
 {
-    wait_for "grep -q '$1: pre-flight: ' $RESCUED_DIR/rescued.log" 10 ||
+    wait_for "grep -qE '$1: pre-flight: redfish [^ ]*:$2[: ]' $RESCUED_DIR/rescued.log" 10 ||
         fail "$1: the redfish driver said nothing: $(tail -n 5 "$RESCUED_DIR/rescued.log")"
 }

@@ -38,7 +38,8 @@ Quirks (the BMCs users complain about; FACTS.md):
   --weak-etag       ETags are weak (W/"..."), and If-Match must be strong
   --stale-etag      the first PATCH with If-Match gets 412 whatever it says
   --task-reset      Reset answers 202 with a task monitor (done after 1 s)
-  --session-ttl S   sessions expire S seconds after login (401 after)
+  --session-ttl S   sessions expire S seconds after login ("session N
+                    expired" then; 401 after)
   --no-sessions     no SessionService: HTTP Basic only
   --settings        Boot is PATCHed through @Redfish.Settings (Systems/1/Settings)
   --action-info     allowed ResetTypes in @Redfish.ActionInfo, not inline
@@ -481,6 +482,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         tok = hashlib.sha256(os.urandom(16)).hexdigest()
         SESSIONS[tok] = (sid, time.time())
         log("session %s created" % sid)
+        if ARGS.session_ttl:
+            def expire():
+                with LOCK:
+                    if SESSIONS.pop(tok, None):
+                        log("session %s expired" % sid)
+            t = threading.Timer(ARGS.session_ttl, expire)
+            t.daemon = True
+            t.start()
         loc = "/redfish/v1/SessionService/Sessions/" + sid
         self.answer(201, odata(loc, "#Session.v1_6_0.Session",
                                {"Id": sid, "UserName": ARGS.user}),
