@@ -1,8 +1,8 @@
 /* power_driver: what power.c and its drivers (power_qmp.c, power_ipmi.c,
- * power_manual.c) share, and only they (and their tests) include: the
- * request, the per-server queue, completion, deadlines, and the ops table
- * through which power.c reaches a driver.  power_driver.c implements the
- * queue; it reaches drivers only through p->ops, so no driver calls into
+ * power_redfish.c, power_manual.c) share, and only they (and their tests)
+ * include: the request, the per-server queue, completion, deadlines, and the
+ * ops table through which power.c reaches a driver.  power_driver.c implements
+ * the queue; it reaches drivers only through p->ops, so no driver calls into
  * power.c and power.c names no driver function.  docs/internals/power.md.
  *
  * One request at a time per server: the head of the queue is the active
@@ -66,7 +66,7 @@ struct power_ops {
      * or the reason (the caller frees it) with *status set (-ENOTSUP for
      * an op the driver has no command for: POWER_BOOT_DISK_ONCE on a
      * driver that cannot choose the boot device).  Unknown ops never get
-     * here.  May be NULL: all accepted.  A redfish driver answers
+     * here.  May be NULL: all accepted.  redfish answers
      * POWER_BOOT_DISK_ONCE in its request (Hdd, Once, read back). */
     char *(*check)(const struct power *p, const struct power_req *r,
                    int *status);

@@ -19,7 +19,8 @@ enum power_op {
      * right before POWER_RESET, which carries it out: qmp takes the NIC
      * out of the boot order for that one reset and puts it back once the
      * reset is done; ipmi sets `chassis bootdev disk` and reads it back;
-     * redfish (not built) will PATCH BootSourceOverrideTarget Hdd, Once. */
+     * redfish PATCHes BootSourceOverrideTarget Hdd, Once and reads it
+     * back. */
     POWER_BOOT_DISK_ONCE,
     POWER_NOPS /* not an op: how many there are */
 };
