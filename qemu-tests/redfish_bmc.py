@@ -348,6 +348,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *a):
         pass
 
+    def setup(self):
+        super().setup()
+        log("connection")  # one per TCP connection: keep-alive shows
+
     def answer(self, code, body=None, headers=None):
         data = b""
         if body is not None:

@@ -159,8 +159,9 @@ rf_sockfn(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
     struct power *p = userp;
     struct rf *f = rf_of(p);
     if (what == CURL_POLL_REMOVE) {
+        /* curl forgets the socket's pointer itself (and may be inside
+         * curl_multi_cleanup). */
         loop_del_fd(p->l, s);
-        curl_multi_assign(f->multi, s, NULL);
         return 0;
     }
     uint32_t ev = (what & CURL_POLL_IN ? EPOLLIN : 0) |

@@ -547,6 +547,7 @@ test_driver_power(void **state)
     assert_int_equal(run_op(l, p, POWER_SYSRQ, "h", &r), -ENOTSUP);
     /* One session for all of it: one connection, one login. */
     assert_int_equal(log_count(" created"), 1);
+    assert_int_equal(log_count("connection\n"), 1);
     power_free(p);
 }
 
