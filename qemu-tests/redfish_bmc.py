@@ -19,7 +19,12 @@ through its QMP socket (one short connection per operation):
   PowerState                    query-status: running is On, else Off
   Boot override, at the next reset: Pxe puts the NIC back at its own
   bootindex; Hdd takes the NIC out of the boot order (bootindex -1) for
-  that boot, as power_qmp does; Once is then cleared (Disabled, None).
+  that boot, as power_qmp does; Cd puts the CD drive (--cd) first
+  (bootindex 0); Once is then cleared (Disabled, None).
+  Virtual media (Managers/1/VirtualMedia/CD1): InsertMedia downloads
+  Image (http:// or file://) to a file of its own and puts it in the CD
+  drive (blockdev-change-medium on --cd, QEMU's own "ide1-cd0" by
+  default); EjectMedia empties it (eject).
 Without --qmp the machine is a variable (power on/off only), enough for
 the loopback cases.
 
@@ -45,6 +50,9 @@ Quirks (the BMCs users complain about; FACTS.md):
   --action-info     allowed ResetTypes in @Redfish.ActionInfo, not inline
   --reset-types L   comma list of allowed ResetTypes (default: the standard)
   --ignore-boot     accepts and shows the override, never applies it
+  --vm-strict       InsertMedia refuses explicit Inserted / WriteProtected
+                    (Supermicro X11)
+  --vm-patch        no InsertMedia action: the Image is PATCHed
 SIGHUP is a BMC restart: every session is dropped, ETags change, and the
 BMC answers 503 for 2 s.
 
@@ -63,6 +71,7 @@ import socket
 import socketserver
 import ssl
 import sys
+import tempfile
 import threading
 import time
 
@@ -80,7 +89,9 @@ STATE = {
     "nic_index": None,  # the NIC's own bootindex, once read
     "nic_out": False,
     "down_until": 0.0,
-    "media": None,
+    "media": None,  # the Image inserted, or None
+    "media_file": None,
+    "cd_out": None,  # the CD's bootindex to put back after a Cd boot
 }
 SESSIONS = {}  # token -> (id, created)
 TASKS = {}  # id -> done-at
@@ -153,6 +164,66 @@ def nic_set(index):
                          "value": index}))
 
 
+def cd_qom():
+    """The QOM path of the CD drive's device (bootindex lives there)."""
+    for b in qmp(("query-block", None))[0]:
+        if b.get("device") == ARGS.cd or b.get("qdev") == ARGS.cd:
+            return b.get("qdev") or ARGS.cd
+    return ARGS.cd
+
+
+def media_insert(image):
+    """Fetch image into our own file and put it in the CD drive."""
+    import urllib.request
+    fd, path = tempfile.mkstemp(prefix="redfish_bmc.", suffix=".iso")
+    os.close(fd)
+    with urllib.request.urlopen(image, timeout=30) as r, \
+            open(path, "wb") as out:
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            out.write(chunk)
+    if ARGS.qmp:
+        qmp(("blockdev-change-medium", {"device": ARGS.cd, "filename": path,
+                                        "format": "raw",
+                                        "read-only-mode": "read-only"}))
+    media_drop_file()
+    STATE["media"], STATE["media_file"] = image, path
+    log("media inserted %s" % image)
+
+
+def media_drop_file():
+    if STATE["media_file"]:
+        try:
+            os.unlink(STATE["media_file"])
+        except OSError:
+            pass
+    STATE["media_file"] = None
+
+
+def media_eject():
+    if ARGS.qmp:
+        qmp(("eject", {"device": ARGS.cd, "force": True}))
+    media_drop_file()
+    STATE["media"] = None
+    log("media ejected")
+
+
+def virtual_media():
+    p = "/redfish/v1/Managers/1/VirtualMedia/CD1"
+    b = {"Id": "CD1", "Name": "Virtual CD", "MediaTypes": ["CD", "DVD"],
+         "Image": STATE["media"], "Inserted": STATE["media"] is not None,
+         "WriteProtected": True, "ConnectedVia": "URI"}
+    if not ARGS.vm_patch:
+        b["Actions"] = {
+            "#VirtualMedia.InsertMedia": {
+                "target": p + "/Actions/VirtualMedia.InsertMedia"},
+            "#VirtualMedia.EjectMedia": {
+                "target": p + "/Actions/VirtualMedia.EjectMedia"}}
+    return odata(p, "#VirtualMedia.v1_6_0.VirtualMedia", b)
+
+
 def apply_override():
     """At a reset: the override for this boot, then Once is used up."""
     target = STATE["target"] if STATE["enabled"] != "Disabled" else "None"
@@ -163,7 +234,20 @@ def apply_override():
         target = "None"
     if ARGS.ignore_boot:
         target = "None"
-    if ARGS.qmp and ARGS.nic:
+    if ARGS.qmp and STATE["cd_out"] is not None and target != "Cd":
+        qmp(("qom-set", {"path": cd_qom(), "property": "bootindex",
+                         "value": STATE["cd_out"]}))
+        STATE["cd_out"] = None
+    if ARGS.qmp and target == "Cd":
+        cur = qmp(("qom-get", {"path": cd_qom(), "property": "bootindex"}))[0]
+        if STATE["cd_out"] is None:
+            STATE["cd_out"] = cur
+        if cur != 0:
+            if ARGS.nic:
+                nic_set(-1)  # 0 may be the NIC's: out of the way
+            qmp(("qom-set", {"path": cd_qom(), "property": "bootindex",
+                             "value": 0}))
+    elif ARGS.qmp and ARGS.nic:
         if target == "Hdd":
             nic_set(-1)
         elif STATE["nic_index"] is not None or target == "Pxe":
@@ -306,8 +390,16 @@ def resource(path):
         return odata(path, "#Manager.v1_17_0.Manager", {
             "Id": "1", "Name": "BMC", "ManagerType": "BMC",
             "FirmwareVersion": "emulator-1",
+            "VirtualMedia": {
+                "@odata.id": "/redfish/v1/Managers/1/VirtualMedia"},
             "Links": {"ManagerForServers": [
                 {"@odata.id": "/redfish/v1/Systems/1"}]}})
+    if path == "/redfish/v1/Managers/1/VirtualMedia":
+        return collection(path, "#VirtualMediaCollection."
+                          "VirtualMediaCollection",
+                          ["/redfish/v1/Managers/1/VirtualMedia/CD1"])
+    if path == "/redfish/v1/Managers/1/VirtualMedia/CD1":
+        return virtual_media()
     if path == "/redfish/v1/Chassis":
         return collection(path, "#ChassisCollection.ChassisCollection",
                           ["/redfish/v1/Chassis/1"])
@@ -472,6 +564,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.login(body)
             if path == "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset":
                 return self.reset(body)
+            vm = "/redfish/v1/Managers/1/VirtualMedia/CD1/Actions/"
+            if path == vm + "VirtualMedia.InsertMedia" and not ARGS.vm_patch:
+                return self.insert(body)
+            if path == vm + "VirtualMedia.EjectMedia" and not ARGS.vm_patch:
+                try:
+                    media_eject()
+                except OSError as e:
+                    return self.answer(500, error_body("InternalError",
+                                                       str(e)))
+                return self.answer(204)
             self.answer(405, error_body("ActionNotSupported", "No action."))
 
     def login(self, body):
@@ -498,6 +600,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(201, odata(loc, "#Session.v1_6_0.Session",
                                {"Id": sid, "UserName": ARGS.user}),
                     {"X-Auth-Token": tok, "Location": loc})
+
+    def insert(self, body):
+        if ARGS.vm_strict and ("Inserted" in body or
+                               "WriteProtected" in body):
+            log("refused Inserted/WriteProtected (quirk)")
+            return self.answer(400, error_body(
+                "ActionParameterNotSupported", "The parameters Inserted "
+                "and WriteProtected are not supported."))
+        image = body.get("Image")
+        if not isinstance(image, str) or not image:
+            return self.answer(400, error_body(
+                "ActionParameterMissing", "Image is required."))
+        try:
+            media_insert(image)
+        except (OSError, ValueError) as e:
+            log("media insert failed: %s" % e)
+            return self.answer(400, error_body(
+                "ResourceAtUriUnauthorized" if "403" in str(e)
+                else "CouldNotEstablishConnection",
+                "The image %s could not be fetched: %s" % (image, e)))
+        self.answer(204)
 
     def reset(self, body):
         kind = body.get("ResetType")
@@ -538,6 +661,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             path = self.path.split("?")[0]
             body = self.body()
+            if path == "/redfish/v1/Managers/1/VirtualMedia/CD1" and \
+                    ARGS.vm_patch:
+                image = (body or {}).get("Image")
+                try:
+                    if image:
+                        media_insert(image)
+                    else:
+                        media_eject()
+                except (OSError, ValueError) as e:
+                    return self.answer(400, error_body(
+                        "CouldNotEstablishConnection", str(e)))
+                return self.answer(204)
             want = "/redfish/v1/Systems/1/Settings" if ARGS.settings \
                 else "/redfish/v1/Systems/1"
             if path != want:
@@ -607,6 +742,7 @@ def main():
     ap.add_argument("--listen", required=True)
     ap.add_argument("--qmp")
     ap.add_argument("--nic", default="net0")
+    ap.add_argument("--cd", default="ide1-cd0")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--user", default="admin")
@@ -614,7 +750,7 @@ def main():
     ap.add_argument("--firmware", default="bios", choices=["bios", "uefi"])
     for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
-              "action-info", "ignore-boot"):
+              "action-info", "ignore-boot", "vm-strict", "vm-patch"):
         ap.add_argument("--" + q, action="store_true")
     ap.add_argument("--session-ttl", type=float, default=0)
     ap.add_argument("--reset-types")
@@ -635,6 +771,12 @@ def main():
         log("bmc restart")
 
     signal.signal(signal.SIGHUP, restart)
+
+    def stop(*_):
+        media_drop_file()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     log("ready %s" % ARGS.listen)
     srv.serve_forever()
 
