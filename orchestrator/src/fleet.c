@@ -488,6 +488,7 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    power_set_firmware(s->power, cs->firmware == FW_UEFI);
     if (cs->power_credentials &&
         power_set_credentials(s->power, cs->power_credentials, err, errlen) <
             0) {

@@ -66,6 +66,13 @@ power_set_credentials(struct power *p, const char *file, char *err,
 }
 
 void
+power_set_firmware(struct power *p, bool uefi)
+{
+    if (p->ops->firmware)
+        p->ops->firmware(p, uefi);
+}
+
+void
 power_free(struct power *p)
 {
     if (!p || p->dead || p->closing)

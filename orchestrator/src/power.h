@@ -27,6 +27,10 @@ struct power *power_new(struct loop *l, const char *uri, char *err,
  * in err, which never holds the password. */
 int power_set_credentials(struct power *p, const char *file, char *err,
                           size_t errlen);
+/* The server's firmware (config's firmware =), right after power_new:
+ * redfish sends BootSourceOverrideMode UEFI or Legacy from it unless the
+ * uri says boot=; other drivers ignore it. */
+void power_set_firmware(struct power *p, bool uefi);
 /* Pending requests complete with -ECANCELED before this returns. */
 void power_free(struct power *p);
 

@@ -85,6 +85,9 @@ struct power_ops {
      * NULL: the driver takes none that way. */
     int (*credentials)(struct power *p, const char *file, char *err,
                        size_t errlen);
+    /* The server's firmware from its config (power_set_firmware), right
+     * after init; NULL: the driver has no use for it. */
+    void (*firmware)(struct power *p, bool uefi);
     /* Close connections, end children: no I/O after this.  Idempotent;
      * p->drv may be NULL. */
     void (*stop)(struct power *p);

@@ -81,6 +81,7 @@ struct rf {
     char *system;   /* the system's path */
     char *patch;    /* where Boot is PATCHed: @Redfish.Settings or system */
     char *fw_mode;  /* BootSourceOverrideMode to send, NULL: none */
+    const char *fw_hint; /* from the config's firmware, or NULL */
     bool mode_refused;
     struct redfish_system sys;  /* the system's last answer */
     struct redfish_system boot; /* where Boot is PATCHed: its last answer */
@@ -428,7 +429,10 @@ rf_discovered(struct power *p, struct power_req *r)
     free(f->patch);
     f->patch = xstrdup(path_ok(f->sys.settings) ? f->sys.settings : f->system);
     if (!f->fw_mode) {
-        const char *m = p->u->boot_mode ? p->u->boot_mode : f->sys.boot_mode;
+        /* The uri's boot=, else the config's firmware, else the BMC's. */
+        const char *m = p->u->boot_mode ? p->u->boot_mode
+                        : f->fw_hint    ? f->fw_hint
+                                        : f->sys.boot_mode;
         if (m && (strcmp(m, "UEFI") == 0 || strcmp(m, "Legacy") == 0))
             f->fw_mode = xstrdup(m);
     }
@@ -1237,6 +1241,12 @@ rf_credentials(struct power *p, const char *file, char *err, size_t errlen)
     return 0;
 }
 
+static void
+rf_firmware(struct power *p, bool uefi)
+{
+    rf_of(p)->fw_hint = uefi ? "UEFI" : "Legacy";
+}
+
 static char *
 rf_check(const struct power *p, const struct power_req *r, int *status)
 {
@@ -1336,6 +1346,7 @@ const struct power_ops power_redfish_ops = {
     .timeout = rf_timeout,
     .reachable = rf_reachable,
     .credentials = rf_credentials,
+    .firmware = rf_firmware,
     .stop = rf_stop,
     .free = rf_free,
 };

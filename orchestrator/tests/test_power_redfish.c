@@ -572,10 +572,14 @@ test_driver_boot_quirks(void **state)
     /* Reverted once, weak ETags, a stale one, a task for the reset. */
     bmc_start("--revert-once", "--weak-etag");
     p = power_at("admin:s3cret@", "");
+    /* The server's firmware from the config decides the Mode. */
+    power_set_firmware(p, true);
     assert_true(preflight(p, err, sizeof(err)));
     assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
     assert_true(log_has("reverted (quirk)"));
     assert_true(log_has("412 If-Match W/"));
+    assert_true(log_has("patch Boot Hdd Once UEFI"));
+    assert_false(log_has("patch Boot Hdd Once Legacy"));
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     assert_true(log_has("apply Hdd"));
     power_free(p);
