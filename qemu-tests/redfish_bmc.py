@@ -50,6 +50,8 @@ Quirks (the BMCs users complain about; FACTS.md):
   --action-info     allowed ResetTypes in @Redfish.ActionInfo, not inline
   --reset-types L   comma list of allowed ResetTypes (default: the standard)
   --ignore-boot     accepts and shows the override, never applies it
+  --continuous      keeps BootSourceOverrideEnabled Continuous whatever is
+                    PATCHed (as sushy-tools does): nothing clears it
   --vm-strict       InsertMedia refuses explicit Inserted / WriteProtected
                     (Supermicro X11)
   --vm-patch        no InsertMedia action: the Image is PATCHed
@@ -718,6 +720,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["reverted"] = True
                 log("reverted (quirk)")
                 return self.answer(204)
+            if ARGS.continuous and e == "Once":
+                e = "Continuous"
             STATE["target"], STATE["enabled"] = t, e
             if ARGS.drop_mode:
                 if m and STATE["last_patch_mode"]:
@@ -750,7 +754,8 @@ def main():
     ap.add_argument("--firmware", default="bios", choices=["bios", "uefi"])
     for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
-              "action-info", "ignore-boot", "vm-strict", "vm-patch"):
+              "action-info", "ignore-boot", "vm-strict", "vm-patch",
+              "continuous"):
         ap.add_argument("--" + q, action="store_true")
     ap.add_argument("--session-ttl", type=float, default=0)
     ap.add_argument("--reset-types")

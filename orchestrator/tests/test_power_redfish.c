@@ -583,6 +583,17 @@ test_driver_boot_quirks(void **state)
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     assert_true(log_has("apply Hdd"));
     power_free(p);
+
+    /* A BMC that keeps Continuous: the exit's Hdd is set back to None
+     * after its reset, so nothing stays overridden. */
+    bmc_start("--continuous", NULL);
+    p = power_at("admin:s3cret@", "");
+    assert_true(preflight(p, err, sizeof(err)));
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_true(log_has("apply Hdd"));
+    assert_true(log_has("patch Boot None Disabled"));
+    power_free(p);
 }
 
 static void
