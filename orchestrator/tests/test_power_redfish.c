@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -632,6 +633,29 @@ test_driver_refusals(void **state)
              bmc_port);
     p = power_new(l, uri, err, sizeof(err));
     assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+
+    /* Credentials from a file: used, and refused when others may read
+     * it or it is not USER:PASSWORD; the reason never holds them. */
+    char creds[300];
+    snprintf(creds, sizeof(creds), "%s/creds", dir);
+    assert_int_equal(write_file_atomic(creds, "admin:s3cret\n", 13, 0600), 0);
+    p = power_at("", "");
+    assert_int_equal(power_set_credentials(p, creds, err, sizeof(err)), 0);
+    assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+    chmod(creds, 0644);
+    p = power_at("", "");
+    assert_int_equal(power_set_credentials(p, creds, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "readable by others (chmod 600 it)"));
+    assert_null(strstr(err, "s3cret"));
+    power_free(p);
+    assert_int_equal(write_file_atomic(creds, "s3cret\n", 7, 0600), 0);
+    p = power_at("", "");
+    assert_int_equal(power_set_credentials(p, creds, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "the first line must be USER:PASSWORD"));
+    assert_null(strstr(err, "s3cret"));
     power_free(p);
 
     bmc_stop();
