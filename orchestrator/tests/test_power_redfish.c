@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -413,6 +414,8 @@ bmc_start(const char *q1, const char *q2)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* A test that crashes takes its BMC with it. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         FILE *f = freopen(bmclog, "a", stdout);
         (void)f;
         dup2(1, 2);
