@@ -58,6 +58,7 @@ struct power {
 struct power_ops {
     const char *name; /* "qmp", "ipmi", "manual" */
     bool manual;      /* the operator acts: power_is_manual() */
+    bool media; /* has virtual media (POWER_MEDIA_*, POWER_CD_BOOT_ONCE) */
     /* Make p->drv from p->u; 0, or a negative errno with the reason in
      * err (then stop and free still run).  May queue requests of its own
      * (power_submit). */

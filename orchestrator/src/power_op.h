@@ -22,7 +22,12 @@ enum power_op {
      * redfish PATCHes BootSourceOverrideTarget Hdd, Once and reads it
      * back. */
     POWER_BOOT_DISK_ONCE,
-    POWER_NOPS /* not an op: how many there are */
+    /* Virtual media (redfish: the manager's virtual CD; other drivers
+     * refuse them, -ENOTSUP): arg the image's URL; read back. */
+    POWER_MEDIA_INSERT,
+    POWER_MEDIA_EJECT,
+    POWER_CD_BOOT_ONCE, /* next boot from the (virtual) CD */
+    POWER_NOPS          /* not an op: how many there are */
 };
 
 /* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).

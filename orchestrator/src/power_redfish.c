@@ -58,6 +58,13 @@ enum rf_step {
     ST_BOOT_PATCH, /* PATCH Boot */
     ST_BOOT_READ,  /* GET it back */
     ST_CLEAR,      /* PATCH Boot back to None after the exit's reset */
+    ST_VM_MANAGER, /* GET the manager: its VirtualMedia */
+    ST_VM_LIST,    /* GET the VirtualMedia collection */
+    ST_VM_MEMBER,  /* GET one member: a CD? */
+    ST_VM_GET,     /* GET the CD before inserting or ejecting */
+    ST_VM_EJECT,   /* EjectMedia (or PATCH Image null) */
+    ST_VM_INSERT,  /* InsertMedia (or PATCH Image) */
+    ST_VM_READ,    /* GET the CD back */
 };
 
 struct rf {
@@ -109,6 +116,14 @@ struct rf {
     int boot_tries, ifm_stage;
     char *boot_etag;
     char *words; /* what the BMC said last, for the failure */
+
+    /* virtual media: the manager's CD, found on first use */
+    char *vm;          /* its path, or NULL */
+    char **vm_members; /* while looking for it */
+    int vm_i;
+    struct redfish_media media; /* its last answer */
+    bool vm_plain;       /* InsertMedia without Inserted/WriteProtected */
+    bool vm_then_insert; /* ejecting an old image before the insert */
 
     /* the one-time boot set and not yet carried out by a reset */
     const char *armed;
@@ -511,9 +526,24 @@ rf_op_start(struct power *p, struct power_req *r)
     switch (r->op) {
     case POWER_NETBOOT_ONCE:
     case POWER_BOOT_DISK_ONCE:
-        f->boot_want = r->op == POWER_NETBOOT_ONCE ? "Pxe" : "Hdd";
+    case POWER_CD_BOOT_ONCE:
+        f->boot_want = r->op == POWER_NETBOOT_ONCE     ? "Pxe"
+                       : r->op == POWER_BOOT_DISK_ONCE ? "Hdd"
+                                                       : "Cd";
         f->armed = NULL;
         rf_boot_start(p);
+        return;
+    case POWER_MEDIA_INSERT:
+    case POWER_MEDIA_EJECT:
+        if (f->vm) {
+            rf_send(p, ST_VM_GET, "GET", f->vm, NULL, NULL);
+        } else if (path_ok(f->sys.manager)) {
+            rf_send(p, ST_VM_MANAGER, "GET", f->sys.manager, NULL, NULL);
+        } else {
+            rf_fail(p, -ENOTSUP,
+                    "the system names no manager (Links."
+                    "ManagedBy): no virtual media");
+        }
         return;
     default:
         rf_get_system(p, ST_OP_GET);
@@ -720,6 +750,196 @@ static bool
 parse_boot(struct power *p, const char *what)
 {
     return parse_into(p, what, true);
+}
+
+/* --- virtual media -------------------------------------------------- */
+
+static bool
+parse_media(struct power *p)
+{
+    struct rf *f = rf_of(p);
+    char err[128];
+    redfish_media_clear(&f->media);
+    if (redfish_parse_media(f->in.data, f->in.len, &f->media, err,
+                            sizeof(err)) < 0) {
+        char *w = xasprintf("virtual media %s: %s", f->q_path, err);
+        rf_fail(p, -EPROTO, w);
+        free(w);
+        return false;
+    }
+    return true;
+}
+
+static void
+rf_vm_member(struct power *p)
+{
+    struct rf *f = rf_of(p);
+    const char *m = f->vm_members ? f->vm_members[f->vm_i] : NULL;
+    if (!m) {
+        strv_free(f->vm_members);
+        f->vm_members = NULL;
+        rf_fail(p, -ENOTSUP, "the manager has no virtual CD");
+        return;
+    }
+    if (!path_ok(m)) {
+        f->vm_i++;
+        rf_vm_member(p);
+        return;
+    }
+    rf_send(p, ST_VM_MEMBER, "GET", m, NULL, NULL);
+}
+
+static void
+rf_vm_eject(struct power *p)
+{
+    struct rf *f = rf_of(p);
+    if (path_ok(f->media.eject))
+        rf_send(p, ST_VM_EJECT, "POST", f->media.eject, xstrdup("{}"), NULL);
+    else
+        rf_send(p, ST_VM_EJECT, "PATCH", f->vm, redfish_media_body(NULL, 0),
+                NULL);
+}
+
+static void
+rf_vm_insert(struct power *p, struct power_req *r)
+{
+    struct rf *f = rf_of(p);
+    if (path_ok(f->media.insert))
+        rf_send(p, ST_VM_INSERT, "POST", f->media.insert,
+                redfish_media_body(r->arg, f->vm_plain), NULL);
+    else
+        rf_send(p, ST_VM_INSERT, "PATCH", f->vm,
+                redfish_media_body(r->arg, true), NULL);
+}
+
+/* The CD's answer before the op (ST_VM_GET) or after it (ST_VM_READ). */
+static void
+rf_vm_state(struct power *p, struct power_req *r, bool after)
+{
+    struct rf *f = rf_of(p);
+    bool insert = r->op == POWER_MEDIA_INSERT;
+    bool has = f->media.inserted && f->media.image &&
+               (!insert || strcmp(f->media.image, r->arg) == 0);
+    bool empty = !f->media.inserted;
+    if (!after) {
+        if (insert && has) {
+            power_req_complete(r, 0, NULL); /* already in */
+            rf_pump(p);
+        } else if (insert && !empty) {
+            f->vm_then_insert = true; /* another image: out first */
+            rf_vm_eject(p);
+        } else if (insert) {
+            rf_vm_insert(p, r);
+        } else if (empty) {
+            power_req_complete(r, 0, NULL);
+            rf_pump(p);
+        } else {
+            rf_vm_eject(p);
+        }
+        return;
+    }
+    if ((insert && has) || (!insert && empty)) {
+        power_req_complete(r, 0, NULL);
+        rf_pump(p);
+        return;
+    }
+    char *w = xasprintf("%s: the BMC did not keep it (reads Image %s, "
+                        "Inserted %s)",
+                        power_op_name(r->op),
+                        f->media.image ? f->media.image : "none",
+                        f->media.inserted ? "true" : "false");
+    rf_fail(p, -EIO, w);
+    free(w);
+}
+
+/* The answer to one exchange of the virtual media ops. */
+static void
+rf_vm_step(struct power *p, struct power_req *r, enum rf_step step, long code)
+{
+    struct rf *f = rf_of(p);
+    bool ok = code >= 200 && code < 300;
+    char err[128];
+    if (!ok && step != ST_VM_INSERT) {
+        char *w = xasprintf("%s: %s %s: HTTP %ld", power_op_name(r->op),
+                            f->q_method, f->q_path, code);
+        rf_fail(p, -EIO, w);
+        free(w);
+        return;
+    }
+    switch (step) {
+    case ST_VM_MANAGER: {
+        char *l = redfish_parse_link(f->in.data, f->in.len, "VirtualMedia");
+        if (!path_ok(l)) {
+            free(l);
+            rf_fail(p, -ENOTSUP, "the manager has no VirtualMedia");
+            return;
+        }
+        rf_send(p, ST_VM_LIST, "GET", l, NULL, NULL);
+        free(l);
+        return;
+    }
+    case ST_VM_LIST: {
+        size_t n;
+        strv_free(f->vm_members);
+        f->vm_members =
+            redfish_parse_members(f->in.data, f->in.len, &n, err, sizeof(err));
+        f->vm_i = 0;
+        rf_vm_member(p);
+        return;
+    }
+    case ST_VM_MEMBER:
+        if (!parse_media(p))
+            return;
+        if (!f->media.cd) {
+            f->vm_i++;
+            rf_vm_member(p);
+            return;
+        }
+        f->vm = xstrdup(f->vm_members[f->vm_i]);
+        strv_free(f->vm_members);
+        f->vm_members = NULL;
+        log_info("%s: redfish %s: virtual CD %s (%s)", p->name, f->where, f->vm,
+                 f->media.insert ? "InsertMedia" : "PATCH");
+        rf_vm_state(p, r, false);
+        return;
+    case ST_VM_GET:
+        if (parse_media(p))
+            rf_vm_state(p, r, false);
+        return;
+    case ST_VM_EJECT:
+        if (f->vm_then_insert) {
+            f->vm_then_insert = false;
+            rf_vm_insert(p, r);
+            return;
+        }
+        rf_send(p, ST_VM_READ, "GET", f->vm, NULL, NULL);
+        return;
+    case ST_VM_INSERT:
+        if (code == 400 && !f->vm_plain && path_ok(f->media.insert)) {
+            /* Supermicro X11: no Inserted / WriteProtected. */
+            f->vm_plain = true;
+            log_info("%s: redfish %s: InsertMedia refused (%s); again with "
+                     "Image only",
+                     p->name, f->where, f->words ? f->words : "HTTP 400");
+            rf_vm_insert(p, r);
+            return;
+        }
+        if (!ok) {
+            char *w = xasprintf("insert media %s: HTTP %ld", r->arg, code);
+            rf_fail(p, -EIO, w);
+            free(w);
+            return;
+        }
+        rf_send(p, ST_VM_READ, "GET", f->vm, NULL, NULL);
+        return;
+    case ST_VM_READ:
+        if (parse_media(p))
+            rf_vm_state(p, r, true);
+        return;
+    default:
+        rf_fail(p, -EPROTO, "answer out of step");
+        return;
+    }
 }
 
 /* The answer to the exchange of step, with HTTP status code. */
@@ -971,6 +1191,15 @@ rf_step(struct power *p, struct power_req *r, long code)
                       f->words ? f->words : "");
         power_req_complete(r, 0, NULL);
         rf_pump(p);
+        return;
+    case ST_VM_MANAGER:
+    case ST_VM_LIST:
+    case ST_VM_MEMBER:
+    case ST_VM_GET:
+    case ST_VM_EJECT:
+    case ST_VM_INSERT:
+    case ST_VM_READ:
+        rf_vm_step(p, r, step, code);
         return;
     case ST_IDLE:
         break;
@@ -1256,6 +1485,12 @@ rf_check(const struct power *p, const struct power_req *r, int *status)
         return xasprintf("redfish %s: Redfish has no %s; send it on the "
                          "serial console",
                          f->where, power_op_name(r->op));
+    if (r->op == POWER_MEDIA_INSERT &&
+        (!r->arg || (strncmp(r->arg, "http://", 7) != 0 &&
+                     strncmp(r->arg, "https://", 8) != 0))) {
+        *status = -EINVAL;
+        return xstrdup("insert media: needs the image's http(s):// URL");
+    }
     if (r->op == POWER_NMI && f->discovered && f->sys.resets_listed &&
         !redfish_listed(f->sys.resets, "Nmi"))
         return xasprintf("redfish %s: the BMC does not allow ResetType Nmi",
@@ -1332,6 +1567,9 @@ rf_free(struct power *p)
     free(f->r_ifm);
     free(f->boot_etag);
     free(f->words);
+    free(f->vm);
+    strv_free(f->vm_members);
+    redfish_media_clear(&f->media);
     free(f->pre_err);
     free(f);
     p->drv = NULL;
@@ -1339,6 +1577,7 @@ rf_free(struct power *p)
 
 const struct power_ops power_redfish_ops = {
     .name = "redfish",
+    .media = true,
     .init = rf_init,
     .check = rf_check,
     .request = rf_request,

@@ -326,3 +326,64 @@ redfish_if_match(const char *etag, int stage)
         return etag;
     return strncmp(etag, "W/", 2) == 0 ? etag + 2 : NULL;
 }
+
+int
+redfish_parse_media(const char *body, size_t len, struct redfish_media *m,
+                    char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    json_t *j = load(body, len, err, errlen);
+    if (!j)
+        return -EPROTO;
+    json_t *types = json_object_get(j, "MediaTypes"), *v;
+    size_t i;
+    json_array_foreach(types, i, v)
+    {
+        const char *t = json_string_value(v);
+        if (t && (strcmp(t, "CD") == 0 || strcmp(t, "DVD") == 0))
+            m->cd = true;
+    }
+    const char *img = json_string_value(json_object_get(j, "Image"));
+    m->image = img && *img ? xstrdup(img) : NULL;
+    json_t *ins = json_object_get(j, "Inserted");
+    m->inserted = json_is_boolean(ins) ? json_is_true(ins) : m->image != NULL;
+    json_t *acts = json_object_get(j, "Actions");
+    m->insert = dup_str(json_object_get(
+        json_object_get(acts, "#VirtualMedia.InsertMedia"), "target"));
+    m->eject = dup_str(json_object_get(
+        json_object_get(acts, "#VirtualMedia.EjectMedia"), "target"));
+    json_decref(j);
+    return 0;
+}
+
+void
+redfish_media_clear(struct redfish_media *m)
+{
+    free(m->image);
+    free(m->insert);
+    free(m->eject);
+    memset(m, 0, sizeof(*m));
+}
+
+char *
+redfish_parse_link(const char *body, size_t len, const char *key)
+{
+    char err[64];
+    json_t *j = load(body, len, err, sizeof(err));
+    if (!j)
+        return NULL;
+    char *l = link_of(j, key);
+    json_decref(j);
+    return l;
+}
+
+char *
+redfish_media_body(const char *image, bool plain)
+{
+    if (!image)
+        return dump(json_pack("{s:n}", "Image"));
+    if (plain)
+        return dump(json_pack("{s:s}", "Image", image));
+    return dump(json_pack("{s:s,s:b,s:b}", "Image", image, "Inserted", 1,
+                          "WriteProtected", 1));
+}

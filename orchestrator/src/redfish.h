@@ -49,6 +49,25 @@ int redfish_parse_system(const char *body, size_t len,
                          struct redfish_system *out, char *err, size_t errlen);
 void redfish_system_clear(struct redfish_system *s);
 
+/* A virtual media resource (Managers/ID/VirtualMedia/X). */
+struct redfish_media {
+    bool cd;       /* MediaTypes holds CD or DVD */
+    char *image;   /* Image, NULL when none */
+    bool inserted; /* Inserted, or an Image when Inserted is absent */
+    char *insert;  /* the InsertMedia action's target, or NULL: PATCH */
+    char *eject;   /* the EjectMedia action's target, or NULL: PATCH */
+};
+int redfish_parse_media(const char *body, size_t len, struct redfish_media *m,
+                        char *err, size_t errlen);
+void redfish_media_clear(struct redfish_media *m);
+/* obj[key]["@odata.id"] of an answer (a manager's "VirtualMedia"), or
+ * NULL. */
+char *redfish_parse_link(const char *body, size_t len, const char *key);
+/* InsertMedia's body: {Image, Inserted: true, WriteProtected: true}, or
+ * only {Image} when plain (Supermicro X11 refuses the others); a PATCH's
+ * when image is NULL: {"Image": null} (eject). */
+char *redfish_media_body(const char *image, bool plain);
+
 /* An ActionInfo's ResetType AllowableValues into s (resets_listed). */
 int redfish_parse_action_info(const char *body, size_t len,
                               struct redfish_system *s, char *err,

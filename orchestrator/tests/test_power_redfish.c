@@ -22,6 +22,7 @@
 #include "powerhelp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -316,6 +317,52 @@ test_bodies(void **state)
                         "p\"w\\x");
     json_decref(j);
     free(s);
+}
+
+static void
+test_media(void **state)
+{
+    (void)state;
+    char err[128];
+    struct redfish_media m;
+    static const char cd[] =
+        "{\"Id\": \"CD1\", \"MediaTypes\": [\"CD\", \"DVD\"], \"Image\": null,"
+        " \"Inserted\": false, \"Actions\": {\"#VirtualMedia.InsertMedia\":"
+        " {\"target\": \"/vm/CD1/Actions/VirtualMedia.InsertMedia\"},"
+        " \"#VirtualMedia.EjectMedia\": {\"target\":"
+        " \"/vm/CD1/Actions/VirtualMedia.EjectMedia\"}}}";
+    assert_int_equal(redfish_parse_media(cd, LEN(cd), &m, err, sizeof(err)), 0);
+    assert_true(m.cd);
+    assert_null(m.image);
+    assert_false(m.inserted);
+    assert_string_equal(m.insert, "/vm/CD1/Actions/VirtualMedia.InsertMedia");
+    assert_string_equal(m.eject, "/vm/CD1/Actions/VirtualMedia.EjectMedia");
+    redfish_media_clear(&m);
+    /* A USB stick, no actions (PATCH), Inserted absent: an Image is in. */
+    static const char usb[] = "{\"MediaTypes\": [\"USBStick\"],"
+                              " \"Image\": \"http://x/a.img\"}";
+    assert_int_equal(redfish_parse_media(usb, LEN(usb), &m, err, sizeof(err)),
+                     0);
+    assert_false(m.cd);
+    assert_true(m.inserted);
+    assert_null(m.insert);
+    redfish_media_clear(&m);
+    static const char mgr[] = "{\"VirtualMedia\": {\"@odata.id\":"
+                              " \"/redfish/v1/Managers/1/VirtualMedia\"}}";
+    char *l = redfish_parse_link(mgr, LEN(mgr), "VirtualMedia");
+    assert_string_equal(l, "/redfish/v1/Managers/1/VirtualMedia");
+    free(l);
+    assert_null(redfish_parse_link("{}", 2, "VirtualMedia"));
+    char *b = redfish_media_body("http://r/rescue.iso", false);
+    assert_string_equal(b, "{\"Image\":\"http://r/rescue.iso\",\"Inserted\":"
+                           "true,\"WriteProtected\":true}");
+    free(b);
+    b = redfish_media_body("http://r/rescue.iso", true);
+    assert_string_equal(b, "{\"Image\":\"http://r/rescue.iso\"}");
+    free(b);
+    b = redfish_media_body(NULL, false);
+    assert_string_equal(b, "{\"Image\":null}");
+    free(b);
 }
 
 static void
@@ -668,6 +715,68 @@ test_driver_refusals(void **state)
     power_free(p);
 }
 
+static void
+test_driver_media(void **state)
+{
+    (void)state;
+    /* The image, served over HTTP as rescued serves it. */
+    char iso[300], port[16], url[128];
+    snprintf(iso, sizeof(iso), "%s/www/rescue.iso", dir);
+    char www[300];
+    snprintf(www, sizeof(www), "%s/www", dir);
+    mkdir(www, 0755);
+    assert_int_equal(write_file_atomic(iso, "CD001", 5, 0644), 0);
+    snprintf(port, sizeof(port), "%d", free_port());
+    snprintf(url, sizeof(url), "http://127.0.0.1:%s/rescue.iso", port);
+    pid_t web = fork();
+    assert_true(web >= 0);
+    if (web == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("python3", "python3", "-m", "http.server", "--bind", "127.0.0.1",
+               "--directory", www, port, (char *)NULL);
+        _exit(127);
+    }
+    /* Supermicro X11: InsertMedia without Inserted / WriteProtected. */
+    bmc_start("--vm-strict", NULL);
+    struct power *p = power_at("admin:s3cret@", "");
+    char err[256];
+    assert_true(preflight(p, err, sizeof(err)));
+    struct result r;
+    /* The web server may still be starting: the BMC's fetch says so. */
+    for (int i = 0; i < 50; i++) {
+        if (run_op(l, p, POWER_MEDIA_INSERT, url, &r) == 0)
+            break;
+        tu_pump_for(l, 100);
+    }
+    assert_int_equal(r.status, 0);
+    assert_true(log_has("refused Inserted/WriteProtected (quirk)"));
+    assert_true(log_has("media inserted http://127.0.0.1:"));
+    /* Inserted already: nothing to do. */
+    int before = log_count("media inserted");
+    assert_int_equal(run_op(l, p, POWER_MEDIA_INSERT, url, &r), 0);
+    assert_int_equal(log_count("media inserted"), before);
+    assert_int_equal(run_op(l, p, POWER_CD_BOOT_ONCE, NULL, &r), 0);
+    assert_true(log_has("patch Boot Cd Once Legacy"));
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_true(log_has("apply Cd"));
+    assert_int_equal(run_op(l, p, POWER_MEDIA_EJECT, NULL, &r), 0);
+    assert_true(log_has("media ejected"));
+    assert_int_equal(run_op(l, p, POWER_MEDIA_INSERT, "file:///x.iso", &r),
+                     -EINVAL);
+    power_free(p);
+    kill(web, SIGTERM);
+    waitpid(web, NULL, 0);
+
+    /* Drivers without virtual media refuse it. */
+    p = power_new(l, "manual:", err, sizeof(err));
+    assert_int_equal(run_op(l, p, POWER_MEDIA_INSERT, url, &r), -ENOTSUP);
+    assert_string_equal(r.detail, "manual: no virtual media");
+    power_free(p);
+}
+
 int
 main(void)
 {
@@ -676,12 +785,13 @@ main(void)
         cmocka_unit_test(test_root),           cmocka_unit_test(test_members),
         cmocka_unit_test(test_system),         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_task_and_error), cmocka_unit_test(test_bodies),
-        cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_choices),        cmocka_unit_test(test_media),
     };
     const struct CMUnitTest driver[] = {
         cmocka_unit_test(test_driver_power),
         cmocka_unit_test(test_driver_boot_quirks),
         cmocka_unit_test(test_driver_refusals),
+        cmocka_unit_test(test_driver_media),
     };
     int fails = cmocka_run_group_tests_name("redfish", pure, NULL, NULL);
     fails += cmocka_run_group_tests_name("redfish driver", driver, setup_bmc,
