@@ -214,6 +214,39 @@ netboot_set(void *arg, int status, const char *detail)
     apply(s, &in, "rescued");
 }
 
+/* Virtual media: the CD is in; now the one-time boot from it, whose
+ * answer moves the rescue on as the netboot's does. */
+static void
+media_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing)
+        return;
+    if (status != 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 detail ? detail : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
+}
+
+/* On the way home the CD comes out first; a BMC that fails it is an
+ * error event, and the disk boot goes on. */
+static void
+media_ejected(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing || status == 0)
+        return;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
+             detail ? detail : strerror(-status));
+    fleet_srv_note(s, "error", "rescued", msg);
+}
+
 /* The one-time disk boot before an exit's reset.  Not set, the server
  * netboots and its iPXE script sends it home: slower, no less right. */
 static void
@@ -278,9 +311,19 @@ run_actions(struct srv *s, unsigned acts)
             apply(s, &in, "rescued");
             return;
         }
-        power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
+            const char *iso = strrchr(f->cfg->iso, '/');
+            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
+                                  iso ? iso + 1 : f->cfg->iso);
+            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+            free(url);
+        } else {
+            power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        }
     }
     if (acts & FSM_ACT_BOOT_DISK) {
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA)
+            power_request(s->power, POWER_MEDIA_EJECT, NULL, media_ejected, s);
         /* Queued before the reset, so the driver sets it first. */
         s->disk_boot = false;
         power_request(s->power, POWER_BOOT_DISK_ONCE, NULL, disk_boot_set, s);

@@ -459,6 +459,40 @@ test_power_uri(void **state)
     config_free(c);
 }
 
+/* boot = pxe | virtualmedia; virtualmedia only with redfish and a CD. */
+static void
+test_boot_mode(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_int_equal(c->servers[0].boot, BOOT_PXE);
+    assert_null(c->iso);
+    config_free(c);
+    c = expect_load(HEAD "[image]\niso = /srv/rescue.iso\n"
+                         "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "boot = virtualmedia\n");
+    assert_int_equal(c->servers[0].boot, BOOT_VIRTUALMEDIA);
+    assert_string_equal(c->iso, "/srv/rescue.iso");
+    config_free(c);
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "boot = usb\n",
+                   ":12: [server:srv1] boot: ",
+                   "'usb' is not pxe or "
+                   "virtualmedia");
+    /* A driver without virtual media, or no CD to put in. */
+    expect_refusal(HEAD "[image]\niso = /srv/rescue.iso\n" SERVER(
+                       "srv1", "52:54:00:00:00:01") "boot = virtualmedia\n",
+                   ":14: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
+    expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                        "project = acme\n"
+                        "power = redfish://10.0.0.5/Systems/1\n"
+                        "boot = virtualmedia\n",
+                   ":12: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
+}
+
 /* [rescued] store: a URL with a backend, default "sqlite:"; any other
  * scheme refused at start with FILE:LINE, never echoing what follows it. */
 static void
@@ -797,6 +831,7 @@ main(void)
         cmocka_unit_test(test_power_uri),
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_store_url),
+        cmocka_unit_test(test_boot_mode),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_log_levels),
