@@ -49,7 +49,8 @@ Quirks (the BMCs users complain about; FACTS.md):
   --settings        Boot is PATCHed through @Redfish.Settings (Systems/1/Settings)
   --action-info     allowed ResetTypes in @Redfish.ActionInfo, not inline
   --reset-types L   comma list of allowed ResetTypes (default: the standard)
-  --ignore-boot     accepts and shows the override, never applies it
+  --ignore-boot [T] accepts and shows the override, never applies it (only
+                    when its target is T, if given: --ignore-boot Hdd)
   --continuous      keeps BootSourceOverrideEnabled Continuous whatever is
                     PATCHed (as sushy-tools does): nothing clears it
   --vm-strict       InsertMedia refuses explicit Inserted / WriteProtected
@@ -234,7 +235,9 @@ def apply_override():
         log("apply %s ignored: mode %s on a %s server" %
             (target, STATE["mode"], fw_mode))
         target = "None"
-    if ARGS.ignore_boot:
+    if ARGS.ignore_boot and ARGS.ignore_boot in ("all", target):
+        if target != "None":
+            log("ignored %s (quirk)" % target)
         target = "None"
     if ARGS.qmp and STATE["cd_out"] is not None and target != "Cd":
         qmp(("qom-set", {"path": cd_qom(), "property": "bootindex",
@@ -754,11 +757,12 @@ def main():
     ap.add_argument("--firmware", default="bios", choices=["bios", "uefi"])
     for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
-              "action-info", "ignore-boot", "vm-strict", "vm-patch",
+              "action-info", "vm-strict", "vm-patch",
               "continuous"):
         ap.add_argument("--" + q, action="store_true")
     ap.add_argument("--session-ttl", type=float, default=0)
     ap.add_argument("--reset-types")
+    ap.add_argument("--ignore-boot", nargs="?", const="all")
     ARGS = ap.parse_args()
     STATE["mode"] = "UEFI" if ARGS.firmware == "uefi" else "Legacy"
     host, _, port = ARGS.listen.rpartition(":")

@@ -4,7 +4,8 @@
  * choices (ResetType, If-Match); then the redfish:// driver on a real
  * loop against qemu-tests/redfish_bmc.py over TLS (a certificate made with
  * openssl for the test): power ops, the one-time boot with its quirks,
- * pre-flight's refusals.  qemu-tests/cases/080-082 run it in rescued. */
+ * pre-flight's refusals.  qemu-tests/cases/080-082 and 084 run it in rescued.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
