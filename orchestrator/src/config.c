@@ -72,6 +72,7 @@ enum kind {
     K_COUNT,   /* int >= 0 */
     K_PXEMODE,
     K_FIRMWARE,
+    K_BOOT,
     K_ARCH,
     K_MAC,
     K_POWER,
@@ -129,6 +130,7 @@ static const struct key_spec image_keys[] = {
     {"kernel", K_OPTSTR, CFG(kernel), NULL, false},
     {"initrd", K_OPTSTR, CFG(initrd), NULL, false},
     {"tools", K_OPTSTR, CFG(tools), NULL, false},
+    {"iso", K_OPTSTR, CFG(iso), NULL, false},
     {"cmdline", K_TEXT, CFG(cmdline), "", false},
     {"overlay", K_STR, CFG(overlay_dir), "alpine-overlay", false},
     {NULL, 0, 0, NULL, false},
@@ -162,6 +164,8 @@ static const struct key_spec server_keys[] = {
     {"firmware", K_FIRMWARE, SRV(firmware), "bios", false},
     {"console", K_CONSOLE, SRV(console), NULL, false},
     {"console_tty", K_STR, SRV(console_tty), "ttyS0,115200n8", false},
+    {"power_credentials", K_OPTSTR, SRV(power_credentials), NULL, false},
+    {"boot", K_BOOT, SRV(boot), "pxe", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -186,6 +190,7 @@ static const struct section_spec sections[] = {
 
 static const char *const pxe_modes[] = {"dhcp", "proxy", "off", NULL};
 static const char *const firmwares[] = {"bios", "uefi", NULL};
+static const char *const boots[] = {"pxe", "virtualmedia", NULL};
 static const char *const arches[] = {"x86_64", "aarch64", NULL};
 
 /* Write "FILE[:LINE]: [[sec] [key]: ]reason" into the caller's err. */
@@ -489,11 +494,6 @@ check_power(const char *v, char *buf, size_t len)
 {
     struct uri_power *u = uri_power_parse(v, buf, len);
     int r = u ? 0 : -EINVAL;
-    /* Refused here, with FILE:LINE, rather than by power at start-up. */
-    if (u && u->kind == URI_POWER_REDFISH) {
-        snprintf(buf, len, "redfish power driver not implemented yet");
-        r = -EINVAL;
-    }
     uri_power_free(u);
     return r;
 }
@@ -586,6 +586,11 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         if ((i = lookup(v, firmwares)) < 0)
             return why(buf, len, "'%s' is not bios or uefi", v);
         *(enum firmware *)p = (enum firmware)i;
+        return 0;
+    case K_BOOT:
+        if ((i = lookup(v, boots)) < 0)
+            return why(buf, len, "'%s' is not pxe or virtualmedia", v);
+        *(enum boot_mode *)p = (enum boot_mode)i;
         return 0;
     case K_ARCH:
         if (lookup(v, arches) < 0)
@@ -881,6 +886,14 @@ finish(struct loader *ld)
             snprintf(sec, sizeof(sec), "server:%s", s->id);
             return fail(ld, key_line(ld, sec, "project"), sec, "project",
                         "no [project:%s] section", s->project);
+        }
+        /* Virtual media: a BMC that has it, and a CD to put in. */
+        if (s->boot == BOOT_VIRTUALMEDIA &&
+            (strncmp(s->power, "redfish://", 10) != 0 || !c->iso)) {
+            snprintf(sec, sizeof(sec), "server:%s", s->id);
+            return fail(ld, key_line(ld, sec, "boot"), sec, "boot",
+                        "virtualmedia needs power = redfish://... and "
+                        "[image] iso (scripts/mkiso)");
         }
     }
 

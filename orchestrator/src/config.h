@@ -8,6 +8,7 @@
 
 enum pxe_mode { PXE_DHCP, PXE_PROXY, PXE_OFF };
 enum firmware { FW_BIOS, FW_UEFI };
+enum boot_mode { BOOT_PXE, BOOT_VIRTUALMEDIA };
 
 struct config_project {
     char *name;      /* from [project:NAME] */
@@ -27,6 +28,12 @@ struct config_server {
     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
     char *console;
     char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
+    /* redfish: USER:PASSWORD on the first line of this file (0600), not
+     * in the power uri; NULL: the uri's */
+    char *power_credentials;
+    /* pxe (default), or virtualmedia: the [image] iso on the BMC's virtual
+     * CD, a one-time boot from it; redfish only */
+    enum boot_mode boot;
 };
 
 struct config {
@@ -62,6 +69,7 @@ struct config {
     char *kernel;
     char *initrd;
     char *tools;       /* the tools archive (squashfs), or NULL for none */
+    char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */

@@ -214,6 +214,39 @@ netboot_set(void *arg, int status, const char *detail)
     apply(s, &in, "rescued");
 }
 
+/* Virtual media: the CD is in; now the one-time boot from it, whose
+ * answer moves the rescue on as the netboot's does. */
+static void
+media_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing)
+        return;
+    if (status != 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 detail ? detail : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
+}
+
+/* On the way home the CD comes out first; a BMC that fails it is an
+ * error event, and the disk boot goes on. */
+static void
+media_ejected(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing || status == 0)
+        return;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
+             detail ? detail : strerror(-status));
+    fleet_srv_note(s, "error", "rescued", msg);
+}
+
 /* The one-time disk boot before an exit's reset.  Not set, the server
  * netboots and its iPXE script sends it home: slower, no less right. */
 static void
@@ -299,9 +332,19 @@ run_actions(struct srv *s, unsigned acts)
             apply(s, &in, "rescued");
             return;
         }
-        power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
+            const char *iso = strrchr(f->cfg->iso, '/');
+            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
+                                  iso ? iso + 1 : f->cfg->iso);
+            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+            free(url);
+        } else {
+            power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        }
     }
     if (acts & FSM_ACT_BOOT_DISK) {
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA)
+            power_request(s->power, POWER_MEDIA_EJECT, NULL, media_ejected, s);
         /* Queued before the reset, so the driver sets it first. */
         s->disk_boot = false;
         power_request(s->power, POWER_BOOT_DISK_ONCE, NULL, disk_boot_set, s);
@@ -525,6 +568,14 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    power_set_firmware(s->power, cs->firmware == FW_UEFI);
+    if (cs->power_credentials &&
+        power_set_credentials(s->power, cs->power_credentials, err, errlen) <
+            0) {
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
     if (cs->console && console_open(s, err, errlen) < 0) {
         power_free(s->power);
         free(s);
@@ -651,7 +702,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
-            same_str(old->cfg->console, cs->console)) {
+            same_str(old->cfg->console, cs->console) &&
+            same_str(old->cfg->power_credentials, cs->power_credentials)) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }

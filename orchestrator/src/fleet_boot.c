@@ -241,6 +241,9 @@ fleet_image_path(struct fleet *f, const char *name)
         return f->cfg->initrd;
     if (f->cfg->tools && strcmp(name, base_name(f->cfg->tools)) == 0)
         return f->cfg->tools;
+    /* The virtual-media CD: fetched by BMCs, without a token. */
+    if (f->cfg->iso && strcmp(name, base_name(f->cfg->iso)) == 0)
+        return f->cfg->iso;
     return NULL;
 }
 

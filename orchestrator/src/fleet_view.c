@@ -3,6 +3,7 @@
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "dnsmasq.h"
+#include "uri.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -47,6 +48,14 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         "power", scheme, "console", console);
     free(scheme);
     free(console);
+    /* A BMC whose certificate goes unchecked says so wherever it shows. */
+    char perr[160];
+    struct uri_power *pu = uri_power_parse(cs->power, perr, sizeof(perr));
+    if (pu && pu->insecure)
+        json_object_set_new(o, "power_warning",
+                            json_string("tls=insecure: the BMC's certificate "
+                                        "is not checked"));
+    uri_power_free(pu);
     if (fs->state == FSM_RESCUE) {
         json_t *r = NULL;
         if (s->row.rescue_json)

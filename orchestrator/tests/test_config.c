@@ -409,6 +409,8 @@ test_power_uri(void **state)
         "ipmi://admin:secret@10.0.0.5:6230?cipher=3&boot=legacy",
         "manual:",
         "qmp:/run/lab/srv1.qmp?nic=net0",
+        "redfish://root:calvin@10.0.0.5/Systems/1",
+        "redfish://10.0.0.5:8443/Systems/1?ca=/etc/bmc.pem&boot=uefi",
     };
     static const char *bad[] = {
         "wol:52:54:00:00:00:01",
@@ -424,6 +426,8 @@ test_power_uri(void **state)
         "manual:now",
         "qmp:/x?bootdev=net0",
         "qmp:/x?nic=",
+        "redfish://bmc/Systems/1?tls=off",
+        "redfish://bmc/Systems/1?ca=/x&tls=insecure",
     };
     char text[1024];
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -445,12 +449,48 @@ test_power_uri(void **state)
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\npower = wol:x\n",
                    ":11: [server:srv1] power: ", "unknown power URI scheme");
-    /* Well-formed, but no driver yet: refused here, with FILE:LINE. */
+    /* power_credentials names a file; the driver reads it. */
+    struct config *c =
+        expect_load(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "power_credentials = /etc/rescued/bmc1\n");
+    assert_string_equal(c->servers[0].power_credentials, "/etc/rescued/bmc1");
+    config_free(c);
+}
+
+/* boot = pxe | virtualmedia; virtualmedia only with redfish and a CD. */
+static void
+test_boot_mode(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_int_equal(c->servers[0].boot, BOOT_PXE);
+    assert_null(c->iso);
+    config_free(c);
+    c = expect_load(HEAD "[image]\niso = /srv/rescue.iso\n"
+                         "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "boot = virtualmedia\n");
+    assert_int_equal(c->servers[0].boot, BOOT_VIRTUALMEDIA);
+    assert_string_equal(c->iso, "/srv/rescue.iso");
+    config_free(c);
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "boot = usb\n",
+                   ":12: [server:srv1] boot: ",
+                   "'usb' is not pxe or "
+                   "virtualmedia");
+    /* A driver without virtual media, or no CD to put in. */
+    expect_refusal(HEAD "[image]\niso = /srv/rescue.iso\n" SERVER(
+                       "srv1", "52:54:00:00:00:01") "boot = virtualmedia\n",
+                   ":14: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\n"
-                        "power = redfish://root:calvin@10.0.0.5/Systems/1\n",
-                   ":11: [server:srv1] power: ",
-                   "redfish power driver not implemented yet");
+                        "power = redfish://10.0.0.5/Systems/1\n"
+                        "boot = virtualmedia\n",
+                   ":12: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
 }
 
 /* [rescued] store: a URL with a backend, default "sqlite:"; any other
@@ -837,6 +877,7 @@ main(void)
         cmocka_unit_test(test_power_uri),
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_store_url),
+        cmocka_unit_test(test_boot_mode),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_log_levels),
