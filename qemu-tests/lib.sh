@@ -922,6 +922,23 @@ boot_as_server()
     in_ns curl -s -m 10 "$RESCUED_URL/boot/$mac.ipxe"
 }
 
+# rescue_as_server ID [IP]: what a server and its rescue OS do, by curl:
+# the iPXE script, the kernel with the script's boot token (which binds the
+# token to this address), then the phone-home with IP (default 192.0.2.7);
+# waits for rescue.  Sets TOKEN.
+rescue_as_server()
+{
+    TOKEN=$(boot_as_server "$1" | grep -o 'overlay/[0-9a-f]*' | head -1 |
+        cut -d/ -f2)
+    [ -n "$TOKEN" ] || fail "$1: no token in the rescue script"
+    in_ns curl -s -f -o /dev/null "$RESCUED_URL/images/vmlinuz?token=$TOKEN" ||
+        fail "$1: kernel fetch failed"
+    wait_state "$1" rescue_booting 5
+    api POST "/v1/phone-home/$TOKEN" "{\"ip\": \"${2:-192.0.2.7}\"}" -
+    expect_status 200
+    wait_state "$1" rescue 5
+}
+
 # lab_proxy ID FAKE: qmpproxy.py in front of lab server ID's QMP socket
 # on $T/ID.proxy.qmp, answering FAKE commands itself (qmpproxy.py
 # fake:FAKE), its log in $T/ID.proxy.log; then the lab's rescued drives
