@@ -372,7 +372,16 @@ struct sse {
     struct buf out;        /* SSE text not yet written to s */
     int64_t last_id;
     uint64_t sub, keepalive;
+    char id[ID_MAX + 1];
+    /* Paging through the history: live events wait in the store (they are
+     * stored before they are published) until a short page says it is
+     * read to the end. */
+    bool live;
+    int paged; /* events in the page being read */
 };
+
+/* History events read at once: what an SSE stream holds in memory. */
+#define SSE_PAGE 200
 
 static void
 sse_flush(struct sse *e)
@@ -403,15 +412,50 @@ sse_event(struct sse *e, const struct store_event *ev)
 static int
 sse_history(void *arg, const struct store_event *ev)
 {
-    sse_event(arg, ev);
+    struct sse *e = arg;
+    e->paged++;
+    sse_event(e, ev);
     return 0;
+}
+
+/* The next page of history into e->out; a short one ends the paging. */
+static int
+sse_page(struct sse *e)
+{
+    e->paged = 0;
+    int rc = store_list_events(fleet_store(e->f), e->id, e->last_id, SSE_PAGE,
+                               sse_history, e);
+    if (rc < 0 || e->paged < SSE_PAGE)
+        e->live = true;
+    return rc;
+}
+
+/* The stream sent what it had: the next page, until live. */
+static void
+sse_drained(void *arg)
+{
+    struct sse *e = arg;
+    if (e->live)
+        return;
+    int rc = sse_page(e);
+    if (rc < 0) {
+        log_warnx("api: events of %s: cannot read the history: %s", e->id,
+                  strerror(-rc));
+        buf_printf(&e->out, ": history unreadable, live events follow\n\n");
+    }
+    if (e->live)
+        http_stream_on_drained(e->s, NULL);
+    sse_flush(e);
 }
 
 static void
 sse_live(void *arg, const struct store_event *ev)
 {
-    sse_event(arg, ev);
-    sse_flush(arg);
+    struct sse *e = arg;
+    if (!e->live)
+        return;
+    sse_event(e, ev);
+    sse_flush(e);
 }
 
 static int64_t
@@ -444,8 +488,9 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     e->f = f;
     e->loop = http_loop(http_req_http(r));
     e->last_id = after;
+    strlcpy_s(e->id, id, sizeof(e->id));
     buf_printf(&e->out, ": rescued events of %s\n\n", id);
-    int rc = store_list_events(fleet_store(f), id, after, 0, sse_history, e);
+    int rc = sse_page(e);
     if (rc < 0) {
         buf_free(&e->out);
         free(e);
@@ -459,6 +504,8 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
         free(e);
         return;
     }
+    if (!e->live)
+        http_stream_on_drained(e->s, sse_drained);
     e->sub = fleet_subscribe(f, id, sse_live, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);

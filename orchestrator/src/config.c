@@ -98,6 +98,15 @@ static const struct key_spec rescued_keys[] = {
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {"store", K_STORE, CFG(store), "sqlite:", false},
+    {"max_connections", K_COUNT, CFG(max_connections), "1024", false},
+    {"max_connections_per_ip", K_COUNT, CFG(max_connections_per_ip), "32",
+     false},
+    {"request_timeout", K_TIMEOUT, CFG(request_timeout), "30", false},
+    {"max_event_streams", K_COUNT, CFG(max_event_streams), "256", false},
+    {"max_event_streams_per_token", K_COUNT, CFG(max_event_streams_per_token),
+     "8", false},
+    {"retention_days", K_COUNT, CFG(retention_days), "90", false},
+    {"retention_events", K_COUNT, CFG(retention_events), "100000", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -113,6 +122,11 @@ static const struct key_spec console_keys[] = {
     {"readonly_grace", K_SECONDS, CFG(readonly_grace), "30", false},
     {"scrollback", K_SIZE, CFG(scrollback), "1M", false},
     {"writer_idle", K_SECONDS, CFG(writer_idle), "0", false},
+    {"max_startups", K_COUNT, CFG(max_startups), "10", false},
+    {"max_startups_per_source", K_COUNT, CFG(max_startups_per_source), "3",
+     false},
+    {"login_grace", K_TIMEOUT, CFG(login_grace), "60", false},
+    {"max_auth_tries", K_COUNT, CFG(max_auth_tries), "6", false},
     {NULL, 0, 0, NULL, false},
 };
 

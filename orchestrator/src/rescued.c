@@ -104,25 +104,28 @@ on_writable_changed(void *arg, const char *server)
     sshd_writable_changed(d->sshd, server);
 }
 
-/* Each server holds a console source, its log and a power connection: a
- * large fleet needs more than the usual soft limit of 1024 descriptors. */
+/* Each server holds a console source, its log and a power connection,
+ * and every HTTP or SSH client a socket: take the hard limit of open
+ * files, and say what we got (and what a large fleet would want). */
 static void
 raise_nofile(size_t nservers)
 {
     struct rlimit rl;
     rlim_t want = (rlim_t)nservers * 4 + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-        return;
-    rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        log_warn("setrlimit NOFILE");
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("getrlimit NOFILE");
         return;
     }
-    log_info("open files limit raised from %llu to %llu for %zu %s%s",
-             (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
-             plural(nservers, "server", "servers"),
-             rl.rlim_cur < want ? " (the hard limit)" : "");
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (old < rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("setrlimit NOFILE");
+        rl.rlim_cur = old;
+    }
+    log_info("open files limit %llu (was %llu, hard limit %llu)%s",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)old,
+             (unsigned long long)rl.rlim_max,
+             rl.rlim_cur < want ? ": too few for this fleet" : "");
 }
 
 static void
@@ -136,6 +139,24 @@ usage(FILE *out)
                  "  --version   print the version and exit\n");
 }
 
+/* [rescued]'s client limits for http; 0 is no limit of ours. */
+static struct http_limits
+http_limits_of(const struct config *c)
+{
+    unsigned none = 1u << 30;
+#define LIM(v) ((v) > 0 ? (unsigned)(v) : none)
+    struct http_limits lim = {
+        .max_conns = LIM(c->max_connections),
+        .per_ip_conns = c->max_connections_per_ip > 0
+                            ? (unsigned)c->max_connections_per_ip
+                            : 0, /* MHD's 0: no limit */
+        .request_timeout_s = c->request_timeout,
+        .max_streams = LIM(c->max_event_streams),
+        .max_streams_per_caller = LIM(c->max_event_streams_per_token)};
+#undef LIM
+    return lim;
+}
+
 /* SIGHUP reloads the inventory; a bad file keeps the old one in force. */
 static void
 reload(struct daemon *d)
@@ -147,6 +168,8 @@ reload(struct daemon *d)
         return;
     }
     log_set_level(c->log_level);
+    struct http_limits lim = http_limits_of(c);
+    http_set_limits(d->http, &lim);
     fleet_reload(d->fleet, c);
 }
 
@@ -254,7 +277,8 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.http = http_new(d.loop, listen, err, sizeof(err));
+    struct http_limits lim = http_limits_of(fleet_config(d.fleet));
+    d.http = http_new_limited(d.loop, listen, &lim, err, sizeof(err));
     if (!d.http)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
