@@ -285,11 +285,18 @@ main(int argc, char **argv)
     bootpath_register(d.http, d.fleet);
     const struct config *c = fleet_config(d.fleet);
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
-    struct sshd_config sc = {.listen = c->console_listen,
-                             .host_key_path = host_key,
-                             .writer_idle_s = c->writer_idle,
-                             .cbs = &sos_cbs,
-                             .cb_arg = &d};
+    struct sshd_config sc = {
+        .listen = c->console_listen,
+        .host_key_path = host_key,
+        .writer_idle_s = c->writer_idle,
+        /* the config's 0, no limit, is sshd's < 0 */
+        .max_startups = c->max_startups ? c->max_startups : -1,
+        .max_startups_per_source =
+            c->max_startups_per_source ? c->max_startups_per_source : -1,
+        .login_grace_s = c->login_grace,
+        .max_auth_tries = c->max_auth_tries ? c->max_auth_tries : -1,
+        .cbs = &sos_cbs,
+        .cb_arg = &d};
     d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
     free(host_key);
     if (!d.sshd)
