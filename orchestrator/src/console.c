@@ -163,6 +163,13 @@ console_viewer_consume(struct console_viewer *v, size_t n)
 void
 console_viewer_inject(struct console_viewer *v, const void *data, size_t len)
 {
+    /* A notice counts against the bound like the source's bytes: a user
+     * typing into a zero window must not grow the queue without end. */
+    if (v->qlen + len > CONSOLE_VIEWER_QUEUE) {
+        v->dropped_pending += len;
+        v->dropped_total += len;
+        return;
+    }
     vq_put(v, data, len);
 }
 
@@ -371,7 +378,7 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
     struct chunk *chunks = NULL;
     size_t nchunks = 0;
     bool any = false, first_byte = true, found = n == 0;
-    size_t count = 0;
+    size_t count = 0, total = 0;
     int r = 0;
     for (int g = 0; g <= CONSOLE_LOG_KEEP && !found; g++) {
         char *path = log_file(log_dir, id, g);
@@ -388,6 +395,12 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
         off_t pos = fstat(fd, &st) == 0 ? st.st_size : 0;
         while (pos > 0 && !found) {
             size_t blk = pos > 65536 ? 65536 : (size_t)pos;
+            /* At most CONSOLE_TAIL_MAX bytes per request, the newest. */
+            bool last = false;
+            if (total + blk >= CONSOLE_TAIL_MAX) {
+                blk = CONSOLE_TAIL_MAX - total;
+                last = true;
+            }
             pos -= (off_t)blk;
             char *d = xmalloc(blk);
             ssize_t got = pread(fd, d, blk, pos);
@@ -410,6 +423,14 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
                     break;
                 }
             }
+            if (last && !found) {
+                /* Cut at the bound: start at a line if the chunk has one. */
+                found = true;
+                char *nl = memchr(d, '\n', blk);
+                if (nl && (size_t)(nl - d) + 1 < blk)
+                    keep_from = (size_t)(nl - d) + 1;
+            }
+            total += blk - keep_from;
             chunks = xrealloc(chunks, sizeof(*chunks) * (nchunks + 1));
             chunks[nchunks].data = d;
             chunks[nchunks].len = blk;

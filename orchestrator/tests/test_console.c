@@ -598,6 +598,46 @@ test_ipmi_sol_child(void **state)
     free(bin);
 }
 
+/* console/log?tail=N reads from the end and at most CONSOLE_TAIL_MAX
+ * bytes: an 8 MB log of one endless line gives its last bytes, a log of
+ * many lines gives whole lines up to the bound, ending with the last. */
+static void
+test_tail_bounded(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mkdir_p(f->logdir, 0700, NULL, 0), 0);
+    size_t big = 8 * 1024 * 1024;
+    char *x = xmalloc(big);
+    memset(x, 'x', big);
+    memcpy(x + big - 4, "END!", 4);
+    char *path = xasprintf("%s/srv2.log", f->logdir);
+    assert_int_equal(write_file_atomic(path, x, big, 0600), 0);
+    struct buf t = {0};
+    assert_int_equal(console_tail_log(f->logdir, "srv2", 100000, &t), 0);
+    if (t.len > CONSOLE_TAIL_MAX)
+        fail_msg("tail read %zu bytes (the bound is %d)", t.len,
+                 CONSOLE_TAIL_MAX);
+    assert_memory_equal(t.data + t.len - 4, "END!", 4);
+    buf_free(&t);
+    /* 2 MB of 100-byte lines in .1 and the current file */
+    struct buf lines = {0};
+    for (int i = 0; i < 20000; i++)
+        buf_printf(&lines, "%-98d|\n", i);
+    assert_int_equal(write_file_atomic(path, lines.data, lines.len, 0600), 0);
+    char *p1 = xasprintf("%s/srv2.log.1", f->logdir);
+    assert_int_equal(write_file_atomic(p1, lines.data, lines.len, 0600), 0);
+    assert_int_equal(console_tail_log(f->logdir, "srv2", 100000, &t), 0);
+    assert_true(t.len <= CONSOLE_TAIL_MAX && t.len > CONSOLE_TAIL_MAX - 200);
+    assert_int_equal(t.len % 100, 0); /* whole lines */
+    assert_memory_equal(t.data + t.len - 100, lines.data + lines.len - 100,
+                        100);
+    buf_free(&t);
+    buf_free(&lines);
+    free(p1);
+    free(path);
+    free(x);
+}
+
 int
 main(void)
 {
@@ -606,6 +646,7 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_keeps_only_its_size, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_tail_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_keeps_tail_working, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_marks_gap, setup,
