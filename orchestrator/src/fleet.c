@@ -526,6 +526,30 @@ srv_free(struct srv *s)
     free(s);
 }
 
+/* Retention ([rescued] retention_days, retention_events): a bounded
+ * batch at a time, so the loop waits a few ms, not the whole backlog;
+ * again at once while batches come full, else hourly. */
+#define RETENTION_BATCH 2000
+#define RETENTION_EVERY_MS 3600000
+
+static int64_t
+retention_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct fleet *f = arg;
+    int64_t before =
+        f->cfg->retention_days > 0
+            ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000
+            : 0;
+    int64_t n =
+        store_prune(f->st, before, f->cfg->retention_events, RETENTION_BATCH);
+    if (n < 0)
+        log_warnx("retention: cannot prune the store: %s", strerror((int)-n));
+    else if (n > 0)
+        log_info("retention: %lld old events and tokens deleted", (long long)n);
+    return n >= RETENTION_BATCH ? 100 : RETENTION_EVERY_MS;
+}
+
 struct fleet *
 fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
           size_t errlen)
@@ -561,6 +585,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     }
     for (size_t i = 0; i < f->nsrvs; i++)
         resume(f->srvs[i]);
+    f->retention_timer = loop_add_timer(l, 0, retention_cb, f);
     return f;
 out_free:
     fleet_free(f);
@@ -573,6 +598,7 @@ fleet_free(struct fleet *f)
     if (!f)
         return;
     dnsmasq_free(f->dnsmasq);
+    loop_del_timer(f->loop, f->retention_timer);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     free(f->srvs);

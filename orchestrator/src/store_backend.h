@@ -48,6 +48,8 @@ struct store_ops {
     int (*token_of_server)(struct store *st, const char *server, char *token,
                            size_t len);
     int (*token_revoke_server)(struct store *st, const char *server);
+    int64_t (*prune)(struct store *st, int64_t before_ms, int keep_per_server,
+                     int max_rows);
 };
 
 /* The first member of every backend's struct. */
