@@ -117,6 +117,7 @@ struct http {
     uint64_t cut_timer;
     uint64_t ncut;      /* connections cut at the request deadline */
     size_t stream_peak; /* the most bytes one stream had queued */
+    size_t nconns;      /* client connections open */
     struct req_count *counts;
     size_t ncounts;
     uint64_t hist[NBUCKETS]; /* per bucket, not cumulative */
@@ -236,6 +237,11 @@ http_metrics(struct http *h, struct buf *out)
                "# TYPE rescued_http_event_streams gauge\n"
                "rescued_http_event_streams %zu\n",
                h->nstreams);
+    buf_printf(out,
+               "# HELP rescued_http_connections Client connections open.\n"
+               "# TYPE rescued_http_connections gauge\n"
+               "rescued_http_connections %zu\n",
+               h->nconns);
     buf_printf(out,
                "# HELP rescued_http_requests_cut_total Connections closed "
                "because no whole request came within request_timeout.\n"
@@ -375,8 +381,10 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
         c->h = h;
         c->conn = conn;
         *socket_context = c;
+        h->nconns++;
         pend_append(c);
     } else if (c) {
+        h->nconns--;
         pend_unlink(c);
         free(c);
         *socket_context = NULL;
@@ -1220,7 +1228,7 @@ listen_on(const char *addr, bool *v6, char *err, size_t errlen)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
         close(fd);
