@@ -272,6 +272,69 @@ parse_action(json_t *root, struct fleet_action *fa, char *err, size_t errlen)
     return 0;
 }
 
+/* fleet_action's answer in HTTP words. */
+static void
+respond_action(struct http_req *r, int rc, const char *err)
+{
+    if (rc == -ENOENT)
+        http_respond_error(r, 404, "%s", err);
+    else if (rc == -EINVAL)
+        http_respond_error(r, 400, "%s", err);
+    else if (rc == -EBUSY)
+        http_respond_error(r, 409, "%s", err);
+    else
+        http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
+}
+
+/* An action whose pre-flight is out: the request (NULL once it ended)
+ * and, once it came, the verdict. */
+struct pending_answer {
+    struct fleet *f;
+    struct http_req *r;
+    char id[ID_MAX + 1];
+    bool done;
+    int rc;
+    char err[512];
+};
+
+static void
+action_done(void *arg, int rc, const char *err)
+{
+    struct pending_answer *pa = arg;
+    pa->done = true;
+    pa->rc = rc;
+    strlcpy_s(pa->err, err ? err : "", sizeof(pa->err));
+    if (pa->r)
+        http_req_resume(pa->r);
+    else
+        free(pa);
+}
+
+static void
+action_gone(void *arg)
+{
+    struct pending_answer *pa = arg;
+    pa->r = NULL;
+    if (pa->done)
+        free(pa);
+}
+
+static void
+action_answer(struct http_req *r, void *arg)
+{
+    struct pending_answer *pa = arg;
+    struct fleet *f = pa->f;
+    const struct config_server *cs =
+        config_find_server(fleet_config(f), pa->id);
+    if (pa->rc < 0)
+        respond_action(r, pa->rc, pa->err);
+    else if (cs)
+        http_respond_json(r, 202, fleet_server_json(f, cs));
+    else
+        http_respond_error(r, 404, "no such server: %s", pa->id);
+    free(pa);
+}
+
 static void
 h_actions(struct http_req *r, void *arg)
 {
@@ -302,26 +365,21 @@ h_actions(struct http_req *r, void *arg)
     }
     int rc = parse_action(root, &fa, err, sizeof(err));
     if (rc == 0) {
-        /* The id is copied: a reload inside fleet_action may free cs. */
-        char id[ID_MAX + 1];
-        strlcpy_s(id, cs->id, sizeof(id));
-        rc = fleet_action(f, id, &fa, err, sizeof(err));
-        if (rc == 0) {
-            cs = config_find_server(fleet_config(f), id);
-            if (cs)
-                http_respond_json(r, 202, fleet_server_json(f, cs));
-            else
-                http_respond_error(r, 404, "no such server: %s", id);
-        }
+        /* The pre-flight may ping a BMC: the answer waits for it, the
+         * loop does not. */
+        struct pending_answer *pa = xcalloc(1, sizeof(*pa));
+        pa->f = f;
+        pa->r = r;
+        strlcpy_s(pa->id, cs->id, sizeof(pa->id));
+        rc = fleet_action_async(f, pa->id, &fa, action_done, pa, err,
+                                sizeof(err));
+        if (rc == 0)
+            http_req_defer(r, action_answer, action_gone, pa);
+        else
+            free(pa);
     }
-    if (rc == -ENOENT)
-        http_respond_error(r, 404, "%s", err);
-    else if (rc == -EINVAL)
-        http_respond_error(r, 400, "%s", err);
-    else if (rc == -EBUSY)
-        http_respond_error(r, 409, "%s", err);
-    else if (rc < 0)
-        http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
+    if (rc < 0)
+        respond_action(r, rc, err);
     free(fa.ssh_keys);
     json_decref(root);
 }

@@ -84,6 +84,12 @@ struct http_req {
     size_t discarded;
     http_closed_fn *up_closed; /* what http_answer_upgrade was given */
     void *up_arg;
+    /* http_req_defer's: parked until resumed, then fn answers */
+    http_handler_fn *defer_fn;
+    http_closed_fn *defer_gone;
+    void *defer_arg;
+    bool deferred, resumed;
+    struct http_req *dprev, *dnext; /* h's deferred requests */
     struct http_stream stream;
 };
 
@@ -110,6 +116,8 @@ struct http {
     struct http_stream *streams;
     size_t nstreams;
     struct http_upgrade *upgrades;
+    struct http_req *deferred; /* parked by http_req_defer */
+    bool stopping;             /* in http_free */
     struct http_limits lim;
     /* connections waiting for a whole request, oldest first: the deadline
      * of the first is the next to come */
@@ -1043,6 +1051,61 @@ req_body(struct http_req *r, const char *data, size_t n)
 }
 
 static void
+defer_unlink(struct http_req *r)
+{
+    struct http *h = r->h;
+    if (r->dprev)
+        r->dprev->dnext = r->dnext;
+    else
+        h->deferred = r->dnext;
+    if (r->dnext)
+        r->dnext->dprev = r->dprev;
+    r->dprev = r->dnext = NULL;
+}
+
+void
+http_req_defer(struct http_req *r, http_handler_fn *fn, http_closed_fn *gone,
+               void *arg)
+{
+    struct http *h = r->h;
+    r->defer_fn = fn;
+    r->defer_gone = gone;
+    r->defer_arg = arg;
+    r->deferred = true;
+    r->resumed = false;
+    r->dnext = h->deferred;
+    if (h->deferred)
+        h->deferred->dprev = r;
+    h->deferred = r;
+    conn_answered(r->conn); /* the whole request is in */
+    MHD_suspend_connection(r->conn);
+}
+
+void
+http_req_resume(struct http_req *r)
+{
+    if (!r->deferred || r->resumed)
+        return;
+    r->resumed = true;
+    MHD_resume_connection(r->conn);
+    http_kick(r->h);
+}
+
+/* MHD calls again after a resume: the deferred answer. */
+static void
+req_deferred_answer(struct http_req *r)
+{
+    r->deferred = false;
+    defer_unlink(r);
+    r->defer_fn(r, r->defer_arg);
+    if (!r->answered) {
+        log_warnx("http: %s %.200s: the deferred handler gave no answer",
+                  r->method_name, r->uri);
+        http_respond_error(r, 500, "no answer");
+    }
+}
+
+static void
 req_end(struct http_req *r)
 {
     if (r->too_large) {
@@ -1051,7 +1114,7 @@ req_end(struct http_req *r)
         return;
     }
     r->route->fn(r, r->face->arg);
-    if (!r->answered) {
+    if (!r->answered && !r->deferred) {
         log_warnx("http: %s %.200s: the handler gave no answer", r->method_name,
                   r->uri);
         http_respond_error(r, 500, "no answer");
@@ -1094,8 +1157,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return ok ? MHD_YES : MHD_NO;
     }
-    if (!r->answered)
+    if (r->deferred) {
+        if (r->h->stopping)
+            return MHD_NO; /* no answer at shutdown: gone runs */
+        if (r->resumed)
+            req_deferred_answer(r);
+    } else if (!r->answered) {
         req_end(r);
+    }
     return MHD_YES;
 }
 
@@ -1104,6 +1173,13 @@ req_free(struct http_req *r)
 {
     if (!r)
         return;
+    if (r->deferred) {
+        /* Ended before its answer: the face hears it. */
+        r->deferred = false;
+        defer_unlink(r);
+        if (r->defer_gone)
+            r->defer_gone(r->defer_arg);
+    }
     stream_stop(r);
     if (r->data_free)
         r->data_free(r->data);
@@ -1228,7 +1304,8 @@ listen_on(const char *addr, bool *v6, char *err, size_t errlen)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
         close(fd);
@@ -1342,6 +1419,13 @@ http_free(struct http *h)
         s->closing = true;
         stream_wake(s);
     }
+    /* Parked requests too: resumed, MHD ends them (gone runs). */
+    h->stopping = true;
+    for (struct http_req *r = h->deferred; r; r = r->dnext)
+        if (!r->resumed) {
+            r->resumed = true;
+            MHD_resume_connection(r->conn);
+        }
     while (h->upgrades) {
         struct http_upgrade *u = h->upgrades;
         http_closed_fn *closed = u->closed;

@@ -135,6 +135,16 @@ void http_req_set_actor(struct http_req *r, const char *actor);
 void http_req_set_data(struct http_req *r, void *data, void (*free_fn)(void *));
 void *http_req_data(const struct http_req *r);
 
+/* The answer comes later, from the loop (a pre-flight on the network):
+ * from a handler, park the connection; once the answer is known, call
+ * http_req_resume, and fn(r, arg) runs from MHD to give it.  If the
+ * request ends first (the client went, http_free), gone(arg) runs
+ * instead, and r is gone.  A deferred request no longer counts against
+ * request_timeout. */
+void http_req_defer(struct http_req *r, http_handler_fn *fn,
+                    http_closed_fn *gone, void *arg);
+void http_req_resume(struct http_req *r);
+
 /* --- answers --- */
 
 /* Answer with a (consumed; NULL: MHD could not make it, logged). */

@@ -10,12 +10,17 @@
 #include "config.h"
 #include "fleet.h"
 #include "http.h"
+#include "ipmitool.h"
 #include "loop.h"
 #include "store.h"
 #include "testutil.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -639,6 +644,76 @@ test_event_stream_pages(void **state)
     hc_stream_close(&sse);
 }
 
+/* An action on an ipmi server whose BMC never answers its RMCP ping:
+ * the loop goes on serving meanwhile (a /healthz is answered at once,
+ * before the action's answer), and the action answers 409 with the
+ * reason once the ping's 300 ms are over. */
+static void
+test_action_preflight_async(void **state)
+{
+    (void)state;
+    ipmitool_test_set_program("/bin/false");
+    int bmc = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(bmc, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(bmc, (struct sockaddr *)&sa, &sl);
+    char *sections = xasprintf("[server:srv9]\n"
+                               "mac = 52:54:00:00:00:09\n"
+                               "project = acme\n"
+                               "power = ipmi://a:b@127.0.0.1:%d\n"
+                               "[project:acme]\n"
+                               "token = " ACME "\n",
+                               ntohs(sa.sin_port));
+    struct env *e = env_face_new(sections, "x", api_register);
+    free(sections);
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)HC.port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    const char *body = "{\"type\":\"reboot\"}";
+    char *req = xasprintf("POST /v1/servers/srv9/actions HTTP/1.1\r\n"
+                          "Host: t\r\nAuthorization: Bearer " ADMIN "\r\n"
+                          "Content-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n%s",
+                          strlen(body), body);
+    int64_t t0 = now_mono_ms();
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    free(req);
+    tu_pump_turns(e->loop, 5, 2); /* the POST is in, its ping out */
+    struct resp r;
+    http(&(struct call){"GET", "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    int64_t healthz_at = now_mono_ms() - t0;
+    if (healthz_at >= 250)
+        fail_msg("/healthz waited %lld ms behind the pre-flight",
+                 (long long)healthz_at);
+
+    struct buf got = {0};
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int64_t end = now_mono_ms() + 3000;
+    while (now_mono_ms() < end && !(got.data && strstr(got.data, "}\n"))) {
+        loop_run_once(e->loop, 5);
+        char tmp[1024];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n > 0)
+            buf_append(&got, tmp, (size_t)n);
+    }
+    assert_non_null(got.data);
+    assert_true(!strncmp(got.data, "HTTP/1.1 409 ", 13));
+    assert_non_null(strstr(got.data, "no answer to an RMCP ping in 300 ms"));
+    assert_true(now_mono_ms() - t0 >= 250);
+    buf_free(&got);
+    close(fd);
+    close(bmc);
+    void *st = e;
+    env_face_teardown(&st);
+}
+
 int
 main(void)
 {
@@ -662,6 +737,7 @@ main(void)
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_event_stream_pages, setup,
                                         env_face_teardown),
+        cmocka_unit_test(test_action_preflight_async),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
