@@ -32,6 +32,9 @@ struct env {
     /* the upgrade route's */
     struct http_upgrade *up;
     int up_calls, up_closed;
+    /* the deferred route's */
+    struct http_req *parked;
+    int answers, gones;
     char up_extra[64];
 };
 
@@ -152,7 +155,33 @@ h_not_up(struct http_req *r, void *arg)
     http_respond_error(r, 400, "not an upgrade route");
 }
 
+static void
+deferred_answer(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    e->answers++;
+    e->parked = NULL;
+    http_respond_json(r, 200, json_pack("{s:s}", "later", "yes"));
+}
+
+static void
+deferred_gone(void *arg)
+{
+    struct env *e = arg;
+    e->gones++;
+    e->parked = NULL;
+}
+
+static void
+h_defer(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    e->parked = r;
+    http_req_defer(r, deferred_answer, deferred_gone, e);
+}
+
 static const struct http_route routes[] = {
+    {"/defer", HTTP_GET, 0, NULL, h_defer, NULL},
     {"/plain", HTTP_GET | HTTP_HEAD, 0, NULL, h_echo, NULL},
     {"/item/{}", HTTP_GET | HTTP_DELETE, 0, NULL, h_echo, NULL},
     {"/two/{}/and/{}", HTTP_GET, 0, NULL, h_echo, NULL},
@@ -714,6 +743,55 @@ test_per_ip_limit(void **state)
     http_free(h2);
 }
 
+static bool
+parked(void *arg)
+{
+    return ((struct env *)arg)->parked != NULL;
+}
+
+static bool
+gone_once(void *arg)
+{
+    return ((struct env *)arg)->gones >= 1;
+}
+
+/* A deferred answer: parked while others are served, answered when
+ * resumed; a client that left meanwhile gets gone, not the answer; one
+ * still parked at http_free gets gone too. */
+static void
+test_deferred(void **state)
+{
+    (void)state;
+    struct peer p;
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    expect_caps("/plain", ""); /* served meanwhile */
+    assert_null(p.in.data);
+    http_req_resume(E->parked);
+    assert_true(peer_until(&p, "\"later\""));
+    assert_true(!strncmp(p.in.data, "HTTP/1.1 200 ", 13));
+    assert_int_equal(E->answers, 1);
+    peer_close(&p);
+
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    peer_close(&p);
+    http_req_resume(E->parked);
+    assert_true(tu_pump_until(E->loop, 2000, gone_once, E));
+    assert_int_equal(E->answers, 1);
+
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    http_free(E->h);
+    E->h = NULL;
+    assert_int_equal(E->gones, 2);
+    assert_int_equal(E->answers, 1);
+    peer_close(&p);
+}
+
 int
 main(void)
 {
@@ -728,6 +806,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_body_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_ip_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
