@@ -2,6 +2,7 @@
 #include "ipmitool.h"
 #include "log.h"
 #include "loop.h"
+#include "resolve.h"
 #include "uri.h"
 #include "util.h"
 
@@ -49,6 +50,7 @@ struct console {
     bool connecting, connected, ever_connected;
     bool want_out; /* EPOLLOUT is in fd's mask: input waits to be written */
     uint64_t retry_timer;
+    struct resolve *resolving; /* tcp: the host's lookup in flight */
     int backoff_ms, first_ms, max_ms;
     int64_t lost_wall, lost_mono; /* 0: no gap to report */
 
@@ -781,6 +783,34 @@ ipmi_start(struct console *c)
     return 0;
 }
 
+static void source_watch(struct console *c, int fd, bool pending, int r);
+
+/* tcp: the host's addresses came (resolve.h: never a blocking lookup). */
+static void
+tcp_resolved(void *arg, int rc, const struct addrinfo *ai, const char *err)
+{
+    struct console *c = arg;
+    c->resolving = NULL;
+    int fd = -1, r = rc;
+    bool pending = false;
+    if (rc < 0) {
+        log_debug("console %s: %s", c->id, err);
+        r = -EHOSTUNREACH;
+    } else {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+        if (fd < 0) {
+            r = -errno;
+        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            if (errno == EINPROGRESS)
+                pending = true;
+            else
+                r = -errno;
+        }
+    }
+    source_watch(c, fd, pending, r);
+}
+
 static void
 source_connect(struct console *c)
 {
@@ -803,28 +833,11 @@ source_connect(struct console *c)
         }
         break;
     }
-    case URI_CONSOLE_TCP: {
-        /* Blocking resolution: hosts are expected to be addresses or in
-         * /etc/hosts. */
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        int g = getaddrinfo(c->src->host, c->src->port, &hints, &ai);
-        if (g != 0 || !ai) {
-            r = -EHOSTUNREACH;
-            break;
-        }
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-        if (fd < 0) {
-            r = -errno;
-        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            if (errno == EINPROGRESS)
-                pending = true;
-            else
-                r = -errno;
-        }
-        freeaddrinfo(ai);
-        break;
-    }
+    case URI_CONSOLE_TCP:
+        /* The host is looked up again at each connect, off the loop. */
+        c->resolving = resolve_start(c->l, c->src->host, c->src->port,
+                                     SOCK_STREAM, tcp_resolved, c);
+        return;
     case URI_CONSOLE_TTY:
         fd = open_tty(c);
         if (fd < 0)
@@ -838,6 +851,13 @@ source_connect(struct console *c)
         }
         return;
     }
+    source_watch(c, fd, pending, r);
+}
+
+/* A socket (or tty) opened, r its error: watch it, or retry later. */
+static void
+source_watch(struct console *c, int fd, bool pending, int r)
+{
     if (r == 0) {
         r = loop_add_fd(c->l, fd, pending ? EPOLLOUT : EPOLLIN, source_event,
                         c);
@@ -905,6 +925,7 @@ console_free(struct console *c)
         viewer_free(v);
     }
     loop_del_timer(c->l, c->retry_timer);
+    resolve_cancel(c->resolving);
     source_close(c);
     log_flush(c);
     if (c->log_fd >= 0)

@@ -40,9 +40,9 @@ bool power_reachable(struct power *p, char *err, size_t errlen);
  * the reason in err, or -ECANCELED when p was freed first. */
 typedef void power_preflight_cb(void *arg, int status, const char *err);
 /* power_reachable without blocking the loop: cb runs later from the loop
- * (never before this returns), once.  ipmi pings the BMC on the loop (a
- * BMC given by name is still resolved with a blocking getaddrinfo); the
- * other drivers answer power_reachable's verdict from a 0 ms timer. */
+ * (never before this returns), once.  ipmi looks the BMC up (resolve.h)
+ * and pings it on the loop; the other drivers answer power_reachable's
+ * verdict from a 0 ms timer. */
 void power_preflight(struct power *p, power_preflight_cb *cb, void *arg);
 /* Name used in log lines ("srv1: operator must power-cycle"); the
  * default is the uri. */

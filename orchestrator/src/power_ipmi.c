@@ -7,12 +7,14 @@
  * ping (UDP, at most IPMI_PING_MS: on the loop for power_preflight,
  * blocking for power_reachable) plus the outcome of the last `power
  * status` (the driver asks once at start), so wrong credentials are
- * refused before any state moves.  A BMC named by a host name, not an
- * address, is resolved with getaddrinfo, which blocks. */
+ * refused before any state moves.  power_reachable's lookup of a BMC
+ * named by a host name blocks (getaddrinfo); power_preflight's does not
+ * (resolve.h). */
 #include "ipmitool.h"
 #include "log.h"
 #include "loop.h"
 #include "power_driver.h"
+#include "resolve.h"
 #include "uri.h"
 #include "util.h"
 
@@ -48,6 +50,7 @@ struct ipmi {
     int ping_fd;
     uint64_t ping_timer;
     int ping_tries;
+    struct resolve *resolving; /* the BMC's name, looked up off the loop */
 };
 
 static struct ipmi *
@@ -442,7 +445,7 @@ is_pong(const unsigned char *in, ssize_t n)
 /* A UDP socket connected to the BMC (an address: no lookup; a name:
  * getaddrinfo, blocking); -1 with err written. */
 static int
-ping_socket(const struct power *p, int flags, int *e, char *err, size_t errlen)
+ping_socket(const struct power *p, int *e, char *err, size_t errlen)
 {
     const char *where = ipmi_of(p)->where;
     struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
@@ -457,7 +460,7 @@ ping_socket(const struct power *p, int flags, int *e, char *err, size_t errlen)
         seterr(err, errlen, "ipmi %s: %s", where, gai_strerror(g));
         return -1;
     }
-    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC | flags, 0);
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     *e = 0;
     if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         *e = errno;
@@ -472,7 +475,7 @@ ipmi_ping(const struct power *p, char *err, size_t errlen)
     const unsigned char *ping = rmcp_ping;
     const char *where = ipmi_of(p)->where;
     int e = 0;
-    int fd = ping_socket(p, 0, &e, err, errlen);
+    int fd = ping_socket(p, &e, err, errlen);
     if (fd < 0 && !e)
         return false;
     int64_t deadline = now_mono_ms() + IPMI_PING_MS;
@@ -522,6 +525,8 @@ ping_stop(struct power *p)
     struct ipmi *m = ipmi_of(p);
     if (!m)
         return;
+    resolve_cancel(m->resolving);
+    m->resolving = NULL;
     loop_close_fd(p->l, &m->ping_fd);
     loop_del_timer(p->l, m->ping_timer);
     m->ping_timer = 0;
@@ -590,20 +595,24 @@ ping_tick(struct loop *l, void *arg)
     return -1;
 }
 
+/* The BMC's address came: send the ping. */
 static void
-ipmi_preflight(struct power *p, struct power_check *c)
+ping_resolved(void *arg, int rc, const struct addrinfo *ai, const char *rerr)
 {
-    (void)c; /* it waits on p->checks with the others */
+    struct power *p = arg;
     struct ipmi *m = ipmi_of(p);
-    if (m->ping_fd >= 0)
-        return; /* a ping is out: its answer is everyone's */
+    m->resolving = NULL;
     char err[256] = "";
-    int e = 0;
-    int fd = ping_socket(p, SOCK_NONBLOCK, &e, err, sizeof(err));
-    if (fd < 0 || e) {
-        if (e)
-            seterr(err, sizeof(err), "ipmi %s: BMC unreachable: %s", m->where,
-                   strerror(e));
+    if (rc < 0) {
+        seterr(err, sizeof(err), "ipmi %s: %s", m->where, rerr);
+        ping_finish(p, -EHOSTUNREACH, err);
+        return;
+    }
+    int fd =
+        socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        seterr(err, sizeof(err), "ipmi %s: BMC unreachable: %s", m->where,
+               strerror(errno));
         if (fd >= 0)
             close(fd);
         ping_finish(p, -EHOSTUNREACH, err);
@@ -617,6 +626,17 @@ ipmi_preflight(struct power *p, struct power_check *c)
     m->ping_fd = fd;
     m->ping_tries = 0;
     m->ping_timer = loop_add_timer(p->l, 0, ping_tick, p);
+}
+
+static void
+ipmi_preflight(struct power *p, struct power_check *c)
+{
+    (void)c; /* it waits on p->checks with the others */
+    struct ipmi *m = ipmi_of(p);
+    if (m->ping_fd >= 0 || m->resolving)
+        return; /* a ping is out: its answer is everyone's */
+    m->resolving = resolve_start(p->l, p->u->host, p->u->port, SOCK_DGRAM,
+                                 ping_resolved, p);
 }
 
 static void

@@ -506,6 +506,41 @@ test_tcp_source(void **state)
     buf_free(&s.got);
 }
 
+/* A tcp: source by host name: looked up off the loop (resolve.c, glibc's
+ * getaddrinfo_a), then connected; console_new returns before any of it,
+ * and a console freed while the lookup is out never connects. */
+static void
+test_tcp_source_by_name(void **state)
+{
+    struct fixture *f = *state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &sl);
+    char err[256] = "";
+    char *uri = xasprintf("tcp:localhost:%d", ntohs(sa.sin_port));
+    f->c = console_new(f->l, "tcp2", uri, f->logdir, 0, err, sizeof(err));
+    assert_non_null(f->c);
+    assert_false(console_connected(f->c)); /* nothing waited for yet */
+    assert_true(tu_pump_until(f->l, 3000, is_connected, f->c));
+    struct tu_source tcp = {.lfd = lfd, .fd = -1};
+    assert_true(tu_source_accept(&tcp));
+    tu_source_hangup(&tcp);
+    console_free(f->c);
+    /* Freed with the lookup out: no connection comes, nothing leaks. */
+    f->c = console_new(f->l, "tcp3", uri, f->logdir, 0, err, sizeof(err));
+    assert_non_null(f->c);
+    console_free(f->c);
+    f->c = NULL;
+    tu_pump_for(f->l, 200);
+    assert_true(accept(lfd, NULL, NULL) < 0 && errno == EAGAIN);
+    free(uri);
+    close(lfd);
+}
+
 static bool
 sink_has(struct fixture *f, struct sink *s, const char *text, int ms)
 {
@@ -647,6 +682,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ring_keeps_only_its_size, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tail_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_source_by_name, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rotation_keeps_tail_working, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_marks_gap, setup,
