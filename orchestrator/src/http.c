@@ -396,6 +396,12 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
         pend_unlink(c);
         free(c);
         *socket_context = NULL;
+        /* Out of descriptors, MHD stops accepting, and only puts its
+         * listening socket back at the start of a later MHD_run: have
+         * that run now, or a connection waiting in the backlog waits for
+         * some other event (seen in case 057: never came). */
+        if (!h->stopping)
+            http_kick(h);
     }
 }
 
