@@ -961,3 +961,33 @@ rescue_mount_root()
     printf '%s' "$LAB_LUKS_PASSPHRASE" | rescue_ssh "$1" "$cmd" 2>&1 ||
         fail "$1: $cmd failed"
 }
+
+# ---- verbs added for issue 16 (TLS) ----
+
+# tls_ca NAME: a CA made with openssl, $T/NAME.pem and $T/NAME.key.
+tls_ca()
+{
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/$1.key" -out "$T/$1.pem" -days 2 -subj "/CN=$1" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: no CA $1"
+}
+
+# tls_cert NAME CA: a server certificate for 127.0.0.1 and localhost signed
+# by CA (tls_ca), $T/NAME.pem and $T/NAME.key.
+tls_cert()
+{
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/$1.key" -out "$T/$1.csr" -subj "/CN=$1" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: no request for $1"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/$1.ext"
+    openssl x509 -req -in "$T/$1.csr" -CA "$T/$2.pem" -CAkey "$T/$2.key" \
+        -CAcreateserial -days 1 -extfile "$T/$1.ext" -out "$T/$1.pem" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: cannot sign $1"
+}
+
+# served_cert HOST:PORT: the subject of the certificate served there.
+served_cert()
+{
+    openssl s_client -connect "$1" </dev/null 2>/dev/null |
+        openssl x509 -noout -subject 2>/dev/null
+}

@@ -35,7 +35,8 @@ struct config {
     char *listen;   /* host:port */
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
-    char *admin_token;
+    char *admin_token; /* from the file when admin_token_file is set */
+    char *admin_token_file;
     int log_level;         /* enum log_level */
     long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
@@ -48,6 +49,13 @@ struct config {
     /* history kept: events younger than this many days (0: all), at most
      * this many per server (0: all); tokens that old go too */
     int retention_days, retention_events;
+    /* a Bearer token for /metrics only (>= 16 chars); NULL: admin only */
+    char *metrics_token;
+    /* PEM files: the API listener speaks TLS with them (both or neither) */
+    char *tls_cert, *tls_key;
+    /* host:port of a plain-HTTP listener for the boot path alone, beside a
+     * TLS listen; NULL: none */
+    char *boot_listen;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;

@@ -249,6 +249,36 @@ mint_token(char out[65])
     return 0;
 }
 
+int
+fleet_srv_new_token(struct srv *s)
+{
+    char token[65];
+    int r = mint_token(token);
+    if (r < 0)
+        log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
+    else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
+             0)
+        log_warnx("%s: cannot store a new boot token", s->cfg->id);
+    return r;
+}
+
+/* A reset that starts a rescue boot gets a token no boot has used: the
+ * last one stays with the boot it was bound to. */
+static void
+fresh_token_for_reset(struct srv *s)
+{
+    enum fsm_state st = s->row.fsm.state;
+    struct store_token t;
+    char token[65];
+    if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
+         st == FSM_RESCUE_BOOTING) &&
+        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
+            0 &&
+        store_token_get(s->f->st, token, &t) == 0 &&
+        (t.addr[0] || t.overlay_ms))
+        fleet_srv_new_token(s);
+}
+
 static void
 run_actions(struct srv *s, unsigned acts)
 {
@@ -263,18 +293,9 @@ run_actions(struct srv *s, unsigned acts)
         action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         /* No token, no rescue: this server fails, the daemon goes on. */
-        char token[65];
-        const char *why = NULL;
-        int r = mint_token(token);
-        if (r < 0) {
-            log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
-            why = "cannot make a boot token";
-        } else if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) <
-                   0) {
-            why = "cannot store the boot token";
-        }
-        if (why) {
-            struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        if (fleet_srv_new_token(s) < 0) {
+            struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                   .detail = "cannot make a boot token"};
             apply(s, &in, "rescued");
             return;
         }
@@ -289,8 +310,20 @@ run_actions(struct srv *s, unsigned acts)
         power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
         power_call(s, POWER_ON, FSM_ACT_POWER_ON);
-    if (acts & FSM_ACT_POWER_RESET)
+    if (acts & FSM_ACT_POWER_RESET) {
+        fresh_token_for_reset(s);
         power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
+    }
+}
+
+/* Tokens live while a rescue boot needs them: a failure or the way home
+ * revokes the server's. */
+static bool
+holds_token(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
 }
 
 /* The one place a server's state changes: step the machine, store the
@@ -312,6 +345,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
      * exactly what was not done.  A new step drops the old step's. */
     s->row.pending_actions =
         out.changed ? out.actions : pending_before | out.actions;
+    if (out.changed || out.actions)
+        s->nboot_noted = 0; /* a new step: its fetches are news again */
     if (out.changed) {
         int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
                                       out.reason);
@@ -333,6 +368,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
         tell_writable(f, s->cfg->id);
         arm_grace(s);
+        if (holds_token(before.state) && !holds_token(s->row.fsm.state))
+            store_token_revoke_server(f->st, s->cfg->id);
     } else if (out.actions) {
         store_save_server(f->st, s->cfg->id, &s->row);
         if (s->row.fsm.retries != before.retries) {

@@ -100,4 +100,12 @@ fleet_metrics(struct fleet *f, struct buf *out)
                "# TYPE rescued_dnsmasq_up gauge\n"
                "rescued_dnsmasq_up %d\n",
                dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
+    buf_printf(out,
+               "# HELP rescued_boot_refusals_total Boot-path requests refused "
+               "(403: another address, 409: not this step or spent).\n"
+               "# TYPE rescued_boot_refusals_total counter\n"
+               "rescued_boot_refusals_total{code=\"403\"} %llu\n"
+               "rescued_boot_refusals_total{code=\"409\"} %llu\n",
+               (unsigned long long)f->boot_refused[0],
+               (unsigned long long)f->boot_refused[1]);
 }

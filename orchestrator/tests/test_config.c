@@ -681,6 +681,18 @@ test_bad_listen(void **state)
                    ":9: [console] listen: ", "not host:port");
 }
 
+/* /metrics's own token is a secret like the others: 16 characters. */
+static void
+test_metrics_token_short(void **state)
+{
+    (void)state;
+    expect_refusal("[rescued]\nlisten = 127.0.0.1:8080\n"
+                   "boot_url = http://127.0.0.1:8080/\n"
+                   "data_dir = /var/lib/rescued\nadmin_token = admintok\n"
+                   "metrics_token = short\n",
+                   ":6: [rescued] metrics_token: ", "at least 16 characters");
+}
+
 static void
 test_token_clash(void **state)
 {
@@ -793,6 +805,40 @@ test_many_servers_far_lines(void **state)
     buf_free(&b);
 }
 
+/* admin_token_file: the token from the file's first line, the file kept
+ * from group and others; one of admin_token and admin_token_file. */
+static void
+test_admin_token_file(void **state)
+{
+    (void)state;
+    char tok[128], text[512];
+    snprintf(tok, sizeof(tok), "%s/admin.token", tmpdir);
+#define WITH_FILE(extra)                                                       \
+    snprintf(text, sizeof(text),                                               \
+             "[rescued]\nlisten = 127.0.0.1:1\nboot_url = http://x\n"          \
+             "data_dir = /d\nadmin_token_file = %s\n%s",                       \
+             tok, extra)
+    assert_int_equal(write_file_atomic(tok, "s3cret\n", 7, 0600), 0);
+    WITH_FILE("");
+    struct config *c = expect_load(text);
+    assert_string_equal(c->admin_token, "s3cret");
+    config_free(c);
+    WITH_FILE("admin_token = x\n");
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "admin_token is set too");
+    assert_int_equal(write_file_atomic(tok, "s3cret\n", 7, 0640), 0);
+    WITH_FILE("");
+    expect_refusal(text, ":5: [rescued] admin_token_file: ",
+                   "readable by others (mode 640)");
+    assert_int_equal(write_file_atomic(tok, "\n", 1, 0600), 0);
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "no token on its first line");
+    unlink(tok);
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "cannot read: No such file");
+#undef WITH_FILE
+}
+
 int
 main(void)
 {
@@ -820,10 +866,12 @@ main(void)
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
         cmocka_unit_test(test_token_clash),
+        cmocka_unit_test(test_metrics_token_short),
         cmocka_unit_test(test_parse_mac),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_many_servers),
         cmocka_unit_test(test_many_servers_far_lines),
+        cmocka_unit_test(test_admin_token_file),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }

@@ -724,7 +724,7 @@ test_per_ip_limit(void **state)
     lim.per_ip_conns = 2;
     char err[256] = "";
     struct http *h2 =
-        http_new_limited(E->loop, "127.0.0.1:0", &lim, err, sizeof(err));
+        http_new_limited(E->loop, "127.0.0.1:0", false, &lim, err, sizeof(err));
     assert_non_null(h2);
     struct http_face face = {routes, sizeof(routes) / sizeof(routes[0]), E,
                              max_body};
