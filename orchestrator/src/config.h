@@ -49,6 +49,13 @@ struct config {
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* what clients may hold (0: no limit of ours) */
+    int max_connections, max_connections_per_ip; /* at start only */
+    int request_timeout; /* s from accept to a whole request, > 0 */
+    int max_event_streams, max_event_streams_per_token;
+    /* history kept: events younger than this many days (0: all), at most
+     * this many per server (0: all); tokens that old go too */
+    int retention_days, retention_events;
     /* a Bearer token for /metrics only (>= 16 chars); NULL: admin only */
     char *metrics_token;
     /* PEM files: the API listener speaks TLS with them (both or neither) */
@@ -65,6 +72,11 @@ struct config {
     int readonly_grace;   /* seconds, default 30 */
     long long scrollback; /* bytes, default 1M */
     int writer_idle;      /* seconds a writer may idle; 0: forever */
+    /* like OpenSSH's MaxStartups, LoginGraceTime, MaxAuthTries (0: no
+     * limit) */
+    int max_startups, max_startups_per_source;
+    int login_grace; /* s from accept to an attached console, > 0 */
+    int max_auth_tries;
     /* [image] */
     char *kernel;
     char *initrd;

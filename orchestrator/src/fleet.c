@@ -614,6 +614,30 @@ srv_free(struct srv *s)
     free(s);
 }
 
+/* Retention ([rescued] retention_days, retention_events): a bounded
+ * batch at a time, so the loop waits a few ms, not the whole backlog;
+ * again at once while batches come full, else hourly. */
+#define RETENTION_BATCH 2000
+#define RETENTION_EVERY_MS 3600000
+
+static int64_t
+retention_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct fleet *f = arg;
+    int64_t before =
+        f->cfg->retention_days > 0
+            ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000
+            : 0;
+    int64_t n =
+        store_prune(f->st, before, f->cfg->retention_events, RETENTION_BATCH);
+    if (n < 0)
+        log_warnx("retention: cannot prune the store: %s", strerror((int)-n));
+    else if (n > 0)
+        log_info("retention: %lld old events and tokens deleted", (long long)n);
+    return n >= RETENTION_BATCH ? 100 : RETENTION_EVERY_MS;
+}
+
 struct fleet *
 fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
           size_t errlen)
@@ -649,6 +673,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     }
     for (size_t i = 0; i < f->nsrvs; i++)
         resume(f->srvs[i]);
+    f->retention_timer = loop_add_timer(l, 0, retention_cb, f);
     return f;
 out_free:
     fleet_free(f);
@@ -661,6 +686,7 @@ fleet_free(struct fleet *f)
     if (!f)
         return;
     dnsmasq_free(f->dnsmasq);
+    loop_del_timer(f->loop, f->retention_timer);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     free(f->srvs);
@@ -765,13 +791,12 @@ fleet_store(struct fleet *f)
     return f->st;
 }
 
-/* Refuse before anything moves when the action cannot succeed. */
+/* What pre-flight checks besides the power driver: a rescue needs a key
+ * and the image files. */
 static bool
-preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
-          char *err, size_t errlen)
+preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
+               char *err, size_t errlen)
 {
-    if (!power_reachable(s->power, err, errlen))
-        return false;
     if (a->event == FSM_EV_RESCUE) {
         /* A rescue nobody can log in to is no rescue. */
         const struct config_project *p =
@@ -801,9 +826,11 @@ preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
     return true;
 }
 
-int
-fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
-             char *err, size_t errlen)
+/* The checks that need no network: the server, the request, and whether
+ * the state machine takes the event now.  0, or the refusal. */
+static int
+action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
+                struct srv **sp, char *err, size_t errlen)
 {
     struct srv *s = fleet_srv_find(f, id);
     if (!s) {
@@ -834,8 +861,14 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
     }
-    if (!preflight(f, s, a, err, errlen))
-        return -EBUSY;
+    *sp = s;
+    return 0;
+}
+
+/* Checked: store the keys, note who asked, and feed the event. */
+static void
+action_apply(struct srv *s, const struct fleet_action *a)
+{
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
         for (size_t i = 0; i < a->nkeys; i++)
@@ -846,7 +879,103 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     char msg[128];
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
     fleet_srv_note(s, "audit", a->actor, msg);
+    struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
     apply(s, &in, a->actor);
+}
+
+int
+fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
+             char *err, size_t errlen)
+{
+    struct srv *s;
+    int rc = action_validate(f, id, a, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (!power_reachable(s->power, err, errlen) ||
+        !preflight_rest(f, s, a, err, errlen))
+        return -EBUSY;
+    action_apply(s, a);
+    return 0;
+}
+
+/* An action waiting for its power pre-flight: a copy of the request. */
+struct pending_action {
+    struct fleet *f;
+    char id[ID_MAX + 1];
+    struct power *power; /* the server's when asked: a rebuilt one differs */
+    struct fleet_action a;
+    char *actor;
+    char **keys;
+    fleet_action_cb *cb;
+    void *arg;
+};
+
+static void
+pending_free(struct pending_action *pa)
+{
+    for (size_t i = 0; i < pa->a.nkeys; i++)
+        free(pa->keys[i]);
+    free(pa->keys);
+    free(pa->actor);
+    free(pa);
+}
+
+/* The verdict came: check again what may have moved meanwhile (a reload,
+ * another action), then act or refuse. */
+static void
+on_preflight(void *arg, int status, const char *perr)
+{
+    struct pending_action *pa = arg;
+    char err[512] = "";
+    int rc = 0;
+    struct srv *s = NULL;
+    if (status == -ECANCELED) {
+        /* The driver went (reload, shutdown): look nothing up. */
+        snprintf(err, sizeof(err),
+                 "server %s was reconfigured meanwhile; try again", pa->id);
+        rc = -EBUSY;
+    } else if ((rc = action_validate(pa->f, pa->id, &pa->a, &s, err,
+                                     sizeof(err))) < 0) {
+        /* refused as it stands now */
+    } else if (s->power != pa->power) {
+        snprintf(err, sizeof(err),
+                 "server %s was reconfigured meanwhile; try again", pa->id);
+        rc = -EBUSY;
+    } else if (status < 0) {
+        snprintf(err, sizeof(err), "%s", perr);
+        rc = -EBUSY;
+    } else if (!preflight_rest(pa->f, s, &pa->a, err, sizeof(err))) {
+        rc = -EBUSY;
+    } else {
+        action_apply(s, &pa->a);
+    }
+    pa->cb(pa->arg, rc, err);
+    pending_free(pa);
+}
+
+int
+fleet_action_async(struct fleet *f, const char *id,
+                   const struct fleet_action *a, fleet_action_cb *cb, void *arg,
+                   char *err, size_t errlen)
+{
+    struct srv *s;
+    int rc = action_validate(f, id, a, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct pending_action *pa = xcalloc(1, sizeof(*pa));
+    pa->f = f;
+    strlcpy_s(pa->id, id, sizeof(pa->id));
+    pa->power = s->power;
+    pa->a = *a;
+    pa->actor = a->actor ? xstrdup(a->actor) : NULL;
+    pa->a.actor = pa->actor;
+    pa->keys = xcalloc(a->nkeys ? a->nkeys : 1, sizeof(*pa->keys));
+    for (size_t i = 0; i < a->nkeys; i++)
+        pa->keys[i] = xstrdup(a->ssh_keys[i]);
+    pa->a.ssh_keys = (const char **)pa->keys;
+    pa->cb = cb;
+    pa->arg = arg;
+    power_preflight(s->power, on_preflight, pa);
     return 0;
 }
 

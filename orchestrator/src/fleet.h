@@ -46,6 +46,17 @@ struct store *fleet_store(struct fleet *f);
  * In fleet_view.c. */
 json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 
+/* The verdict of fleet_action_async: 0 (the action was taken) or what
+ * fleet_action returns, with the reason in err. */
+typedef void fleet_action_cb(void *arg, int rc, const char *err);
+/* fleet_action with the power pre-flight on the loop (an ipmi ping):
+ * what needs no network is checked now (a refusal returned, as
+ * fleet_action's, with cb never run); else 0, and cb(arg, ...) runs
+ * later from the loop, once, after the state is checked again: the
+ * action is taken or refused then.  a is copied. */
+int fleet_action_async(struct fleet *f, const char *id,
+                       const struct fleet_action *a, fleet_action_cb *cb,
+                       void *arg, char *err, size_t errlen);
 /* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
  * -EINVAL (400: bad keys, bad ttl), -EBUSY (409: does not fit the state or
  * a pre-flight check failed); err says why in words a user reads. */

@@ -68,6 +68,7 @@ struct fleet {
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+    uint64_t retention_timer;      /* prunes the store by [rescued] retention */
     uint64_t boot_refused[2];      /* boot-path refusals: 403, 409 */
 };
 

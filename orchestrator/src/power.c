@@ -100,3 +100,23 @@ power_reachable(struct power *p, char *err, size_t errlen)
 {
     return p->ops->reachable(p, err, errlen);
 }
+
+void
+power_preflight(struct power *p, power_preflight_cb *cb, void *arg)
+{
+    struct power_check *c = xcalloc(1, sizeof(*c));
+    c->p = p;
+    c->cb = cb;
+    c->arg = arg;
+    c->next = p->checks;
+    p->checks = c;
+    if (p->closing || p->dead) {
+        power_check_done(c, -ECANCELED, "power driver closing");
+    } else if (p->ops->preflight) {
+        p->ops->preflight(p, c);
+    } else {
+        char err[256] = "";
+        bool ok = p->ops->reachable(p, err, sizeof(err));
+        power_check_done(c, ok ? 0 : -EHOSTUNREACH, err);
+    }
+}

@@ -47,6 +47,14 @@ bool power_is_manual(const struct power *p);
  * QEMU serves one QMP client per socket at a time: other tools need a
  * second -qmp socket. */
 bool power_reachable(struct power *p, char *err, size_t errlen);
+/* The pre-flight's verdict: status 0 (reachable), a negative errno with
+ * the reason in err, or -ECANCELED when p was freed first. */
+typedef void power_preflight_cb(void *arg, int status, const char *err);
+/* power_reachable without blocking the loop: cb runs later from the loop
+ * (never before this returns), once.  ipmi looks the BMC up (resolve.h)
+ * and pings it on the loop; the other drivers answer power_reachable's
+ * verdict from a 0 ms timer. */
+void power_preflight(struct power *p, power_preflight_cb *cb, void *arg);
 /* Name used in log lines ("srv1: operator must power-cycle"); the
  * default is the uri. */
 void power_set_name(struct power *p, const char *name);

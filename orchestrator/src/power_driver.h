@@ -36,6 +36,18 @@ struct power_req {
     char *detail;
 };
 
+/* One power_preflight waiting for its verdict. */
+struct power_check {
+    struct power_check *next;
+    struct power *p;
+    void (*cb)(void *arg, int status,
+               const char *err); /* power.h's power_preflight_cb */
+    void *arg;
+    uint64_t timer; /* the verdict's delivery */
+    int status;
+    char err[256];
+};
+
 struct power {
     const struct power_ops *ops;
     void *drv; /* the driver's own state, made by ops->init */
@@ -47,9 +59,10 @@ struct power {
     struct power_req *head, *tail;      /* queued, head is the active one */
     struct power_req *done, *done_tail; /* finished, callback not yet run */
     uint64_t defer_timer;
-    bool draining; /* inside the callbacks of done requests */
-    bool closing;  /* inside power_free() */
-    bool dead;     /* power_free() called from a callback */
+    bool draining;              /* inside the callbacks of done requests */
+    bool closing;               /* inside power_free() */
+    bool dead;                  /* power_free() called from a callback */
+    struct power_check *checks; /* power_preflight's, waiting */
 };
 
 /* A driver.  power.c picks one by the uri's kind and calls nothing else of
@@ -89,6 +102,10 @@ struct power_ops {
     /* The server's firmware from its config (power_set_firmware), right
      * after init; NULL: the driver has no use for it. */
     void (*firmware)(struct power *p, bool uefi);
+    /* The same without blocking: start finding out, and call
+     * power_check_done(c, ...) later from the loop.  NULL: reachable's
+     * verdict is given at once.  stop forgets every check. */
+    void (*preflight)(struct power *p, struct power_check *c);
     /* Close connections, end children: no I/O after this.  Idempotent;
      * p->drv may be NULL. */
     void (*stop)(struct power *p);
@@ -129,6 +146,10 @@ void power_req_complete(struct power_req *r, int status, char *detail);
 void power_req_arm(struct power_req *r, int ms);
 /* Stop r's deadline. */
 void power_req_disarm(struct power_req *r);
+
+/* c's verdict (err may be NULL when status is 0): cb runs from a 0 ms
+ * timer. */
+void power_check_done(struct power_check *c, int status, const char *err);
 
 /* power_free() after ops->stop: cancel what is queued, run every callback
  * now (cancelling what they request), then free p, or mark it dead when

@@ -110,25 +110,28 @@ on_writable_changed(void *arg, const char *server)
     sshd_writable_changed(d->sshd, server);
 }
 
-/* Each server holds a console source, its log and a power connection: a
- * large fleet needs more than the usual soft limit of 1024 descriptors. */
+/* Each server holds a console source, its log and a power connection,
+ * and every HTTP or SSH client a socket: take the hard limit of open
+ * files, and say what we got (and what a large fleet would want). */
 static void
 raise_nofile(size_t nservers)
 {
     struct rlimit rl;
     rlim_t want = (rlim_t)nservers * 4 + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-        return;
-    rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        log_warn("setrlimit NOFILE");
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("getrlimit NOFILE");
         return;
     }
-    log_info("open files limit raised from %llu to %llu for %zu %s%s",
-             (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
-             plural(nservers, "server", "servers"),
-             rl.rlim_cur < want ? " (the hard limit)" : "");
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (old < rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("setrlimit NOFILE");
+        rl.rlim_cur = old;
+    }
+    log_info("open files limit %llu (was %llu, hard limit %llu)%s",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)old,
+             (unsigned long long)rl.rlim_max,
+             rl.rlim_cur < want ? ": too few for this fleet" : "");
 }
 
 static void
@@ -140,6 +143,24 @@ usage(FILE *out)
                  "  -n          check the config file and exit\n"
                  "  -h, --help  this text\n"
                  "  --version   print the version and exit\n");
+}
+
+/* [rescued]'s client limits for http; 0 is no limit of ours. */
+static struct http_limits
+http_limits_of(const struct config *c)
+{
+    unsigned none = 1u << 30;
+#define LIM(v) ((v) > 0 ? (unsigned)(v) : none)
+    struct http_limits lim = {
+        .max_conns = LIM(c->max_connections),
+        .per_ip_conns = c->max_connections_per_ip > 0
+                            ? (unsigned)c->max_connections_per_ip
+                            : 0, /* MHD's 0: no limit */
+        .request_timeout_s = c->request_timeout,
+        .max_streams = LIM(c->max_event_streams),
+        .max_streams_per_caller = LIM(c->max_event_streams_per_token)};
+#undef LIM
+    return lim;
 }
 
 /* systemd (Type=notify): READY=1 once every listener is up, RELOADING=1
@@ -213,6 +234,10 @@ reload(struct daemon *d)
         return;
     }
     log_set_level(c->log_level);
+    struct http_limits lim = http_limits_of(c);
+    http_set_limits(d->http, &lim);
+    if (d->boot_http)
+        http_set_limits(d->boot_http, &lim);
     fleet_reload(d->fleet, c);
 }
 
@@ -333,24 +358,33 @@ main(int argc, char **argv)
         tls_serve(p);
         d.tls = true;
     }
-    d.http = http_new_tls(d.loop, listen, d.tls, err, sizeof(err));
+    struct http_limits lim = http_limits_of(c);
+    d.http = http_new_limited(d.loop, listen, d.tls, &lim, err, sizeof(err));
     if (!d.http)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
     if (c->boot_listen) {
-        d.boot_http = http_new(d.loop, c->boot_listen, err, sizeof(err));
+        d.boot_http = http_new_limited(d.loop, c->boot_listen, false, &lim, err,
+                                       sizeof(err));
         if (!d.boot_http)
             fatalx("boot_listen: %s", err);
         bootpath_register(d.boot_http, d.fleet);
         log_info("boot path also on %s (HTTP)", c->boot_listen);
     }
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
-    struct sshd_config sc = {.listen = c->console_listen,
-                             .host_key_path = host_key,
-                             .writer_idle_s = c->writer_idle,
-                             .cbs = &sos_cbs,
-                             .cb_arg = &d};
+    struct sshd_config sc = {
+        .listen = c->console_listen,
+        .host_key_path = host_key,
+        .writer_idle_s = c->writer_idle,
+        /* the config's 0, no limit, is sshd's < 0 */
+        .max_startups = c->max_startups ? c->max_startups : -1,
+        .max_startups_per_source =
+            c->max_startups_per_source ? c->max_startups_per_source : -1,
+        .login_grace_s = c->login_grace,
+        .max_auth_tries = c->max_auth_tries ? c->max_auth_tries : -1,
+        .cbs = &sos_cbs,
+        .cb_arg = &d};
     d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
     free(host_key);
     if (!d.sshd)

@@ -143,6 +143,13 @@ store_token_revoke_server(struct store *st, const char *server)
     return st->ops->token_revoke_server(st, server);
 }
 
+int64_t
+store_prune(struct store *st, int64_t before_ms, int keep_per_server,
+            int max_rows)
+{
+    return st->ops->prune(st, before_ms, keep_per_server, max_rows);
+}
+
 int
 store_token_get(struct store *st, const char *token, struct store_token *out)
 {

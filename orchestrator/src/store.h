@@ -118,4 +118,14 @@ int store_token_mark(struct store *st, const char *token, const char *addr,
 int store_token_last_addr(struct store *st, const char *server, char *addr,
                           size_t len);
 
+/* Retention: delete events older than before_ms (0: none for age) and
+ * each server's events past its newest keep_per_server (0: no cap), and
+ * tokens revoked before before_ms; at most max_rows events per call, the
+ * rest at the next.  Returns the rows deleted or a negative errno.
+ * [commit], after reads of the oldest max_rows events and of each
+ * server's two ends of the index (plus keep_per_server index steps for a
+ * server that has more). */
+int64_t store_prune(struct store *st, int64_t before_ms, int keep_per_server,
+                    int max_rows);
+
 #endif

@@ -210,6 +210,18 @@ test_defaults(void **state)
     assert_string_equal(c->console_listen, "127.0.0.1:2222");
     assert_int_equal(c->readonly_grace, 30);
     assert_int_equal(c->scrollback, 1024 * 1024);
+    /* what clients may hold, and how long history is kept */
+    assert_int_equal(c->max_connections, 1024);
+    assert_int_equal(c->max_connections_per_ip, 32);
+    assert_int_equal(c->request_timeout, 30);
+    assert_int_equal(c->max_event_streams, 256);
+    assert_int_equal(c->max_event_streams_per_token, 8);
+    assert_int_equal(c->retention_days, 90);
+    assert_int_equal(c->retention_events, 100000);
+    assert_int_equal(c->max_startups, 10);
+    assert_int_equal(c->max_startups_per_source, 3);
+    assert_int_equal(c->login_grace, 60);
+    assert_int_equal(c->max_auth_tries, 6);
     assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
     assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
     assert_null(c->tools); /* no tools archive unless one is named */
@@ -611,6 +623,17 @@ test_bad_numbers(void **state)
                    ":9: [console] scrollback: ", "'1Q' is not a size");
     expect_refusal("[rescued]\nmax_body = lots\n",
                    ":2: [rescued] max_body: ", "not a size");
+    expect_refusal(
+        "[rescued]\nrequest_timeout = 0\n",
+        ":2: [rescued] request_timeout: ", "not a positive duration");
+    expect_refusal("[rescued]\nmax_connections_per_ip = many\n",
+                   ":2: [rescued] max_connections_per_ip: ", "not a number");
+    expect_refusal("[rescued]\nretention_days = -1\n",
+                   ":2: [rescued] retention_days: ", "not a number");
+    expect_refusal(HEAD "[console]\nlogin_grace = 0\n",
+                   ":9: [console] login_grace: ", "not a positive duration");
+    expect_refusal(HEAD "[console]\nmax_auth_tries = x\n",
+                   ":9: [console] max_auth_tries: ", "not a number");
 }
 
 static void

@@ -1656,6 +1656,48 @@ test_exit_no_console_settles(void **state)
     assert_int_equal(nreq("srv2", POWER_RESET, -1), 2);
 }
 
+static int
+count_one(void *arg, const struct store_event *ev)
+{
+    (void)ev;
+    ++*(int *)arg;
+    return 0;
+}
+
+struct kept {
+    struct store *st;
+    int max;
+};
+
+static bool
+events_at_most(void *arg)
+{
+    struct kept *k = arg;
+    int n = 0;
+    store_list_events(k->st, "srv1", 0, 0, count_one, &n);
+    return n <= k->max;
+}
+
+/* [rescued] retention_events: the fleet prunes each server's history
+ * down to its newest N, from the loop, without a restart. */
+static void
+test_retention_prunes(void **state)
+{
+    (void)state;
+    struct env *e = env_dir_new("x");
+    env_start(e, "retention_events = 5\n", INVENTORY("srv1"));
+    assert_int_equal(store_begin(e->st), 0);
+    for (int i = 0; i < 40; i++)
+        assert_true(store_append_event(e->st, "srv1", "audit", "t", "x") > 0);
+    assert_int_equal(store_commit(e->st), 0);
+    struct kept k = {e->st, 5};
+    assert_true(tu_pump_until(e->loop, 3000, events_at_most, &k));
+    int n = 0;
+    store_list_events(e->st, "srv1", 0, 0, count_one, &n);
+    assert_int_equal(n, 5);
+    env_free(e);
+}
+
 int
 main(void)
 {
@@ -1698,6 +1740,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
                                         console_setup, life_teardown),
         LIFE(test_exit_no_console_settles),
+        cmocka_unit_test(test_retention_prunes),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);
