@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
            $(PKG_CFLAGS) -I/usr/include/iniparser
-LDLIBS   = $(PKG_LIBS) -liniparser -lm
+LDLIBS   = $(PKG_LIBS) -liniparser -lwslay -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B       := build

@@ -77,6 +77,10 @@ struct config {
     int max_startups, max_startups_per_source;
     int login_grace; /* s from accept to an attached console, > 0 */
     int max_auth_tries;
+    bool console_record;  /* asciicast recordings of sessions, default on */
+    int record_days;      /* recordings older than this are removed */
+    /* [ui] */
+    char *ui_origin; /* the Origin the browser console accepts besides Host */
     /* [image] */
     char *kernel;
     char *initrd;

@@ -9,6 +9,7 @@
 #include "sshkey.h"
 #include "loop.h"
 #include "power.h"
+#include "ticket.h"
 #include "util.h"
 
 #include <errno.h>
@@ -697,6 +698,7 @@ fleet_free(struct fleet *f)
         free(u);
     }
     config_free(f->cfg);
+    ticket_store_free(f->tickets);
     free(f);
 }
 
