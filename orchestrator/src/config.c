@@ -127,6 +127,12 @@ static const struct key_spec image_keys[] = {
     {NULL, 0, 0, NULL, false},
 };
 
+static const struct key_spec ui_keys[] = {
+    {"dir", K_OPTSTR, CFG(ui_dir), NULL, false},
+    {"session_ttl", K_TIMEOUT, CFG(session_ttl), "8h", false},
+    {NULL, 0, 0, NULL, false},
+};
+
 static const struct key_spec timeout_keys[] = {
     {"rebooting", K_TIMEOUT, CFG(timeout_rebooting), "180", false},
     {"pxe_booting", K_TIMEOUT, CFG(timeout_pxe_booting), "120", false},
@@ -172,6 +178,7 @@ static const struct section_spec sections[] = {
     {"console", SEC_SINGLE, console_keys},
     {"image", SEC_SINGLE, image_keys},
     {"timeouts", SEC_SINGLE, timeout_keys},
+    {"ui", SEC_SINGLE, ui_keys}, /* the portal */
     {"project", SEC_PROJECT, project_keys},
     {"server", SEC_SERVER, server_keys},
 };

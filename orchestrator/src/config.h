@@ -56,6 +56,9 @@ struct config {
     char *tools;       /* the tools archive (squashfs), or NULL for none */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
+    /* [ui]: the portal */
+    char *ui_dir;    /* its files; NULL: "ui" beside the rescued binary */
+    int session_ttl; /* seconds a sign-in lasts, default 8h */
     /* [timeouts]: seconds per step, and retries per step */
     int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
     int timeout_exiting, timeout_booting_local;

@@ -63,6 +63,8 @@ struct fleet {
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+    /* the portal's sign-ins */
+    struct session_store *sessions;
 };
 
 /* The live server of an inventory entry of f->cfg. */

@@ -253,6 +253,8 @@ status_code_name(unsigned status)
         return "not_found";
     case 405:
         return "method_not_allowed";
+    case 403:
+        return "forbidden";
     case 409:
         return "conflict";
     case 413:
@@ -438,6 +440,20 @@ const char *
 http_req_header(struct http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+unsigned
+http_req_method(const struct http_req *r)
+{
+    return r->method;
+}
+
+bool
+http_req_tls(const struct http_req *r)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(r->h->mhd, MHD_DAEMON_INFO_FLAGS);
+    return i && (i->flags & MHD_USE_TLS);
 }
 
 const char *
@@ -775,22 +791,29 @@ max_body(const struct http_req *r)
 }
 
 /* The first route of any face that the path names (even with a capture
- * that is no id). */
+ * that is no id); of those, the first that takes the method, so one path
+ * may have a route per method (a JSON POST beside a GET). */
 static enum match
 route_find(struct http_req *r, const char *path, size_t plen)
 {
     struct http *h = r->h;
+    enum match found = MATCH_NONE;
     for (size_t f = 0; f < h->nfaces; f++)
         for (size_t i = 0; i < h->faces[f]->nroutes; i++) {
             const struct http_route *rt = &h->faces[f]->routes[i];
             enum match m = route_match(rt, path, plen, r->caps);
-            if (m != MATCH_NONE) {
+            if (m == MATCH_NONE)
+                continue;
+            bool takes = (r->method & rt->methods) != 0;
+            if (found == MATCH_NONE || takes) {
                 r->face = h->faces[f];
                 r->route = rt;
-                return m;
+                found = m;
             }
+            if (takes)
+                return m;
         }
-    return MATCH_NONE;
+    return found;
 }
 
 /* Headers are in: route, check, and answer what can be answered now. */

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "portal.h"
 #include "sshd.h"
 #include "store.h"
 #include "util.h"
@@ -259,6 +260,7 @@ main(int argc, char **argv)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
+    portal_register(d.http, d.fleet);
     const struct config *c = fleet_config(d.fleet);
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
     struct sshd_config sc = {.listen = c->console_listen,
