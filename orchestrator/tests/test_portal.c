@@ -50,13 +50,18 @@ put(const char *dir, const char *name, const char *text)
     free(p);
 }
 
+#define KEY                                                                    \
+    "ssh-ed25519 "                                                             \
+    "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
+    "test@portal"
+
 static char *
 sections(const char *dir, const char *acme_token)
 {
     return xasprintf("[ui]\ndir = %s/ui\nsession_ttl = 1h\n"
-                     "[project:acme]\ntoken = %s\n"
+                     "[project:acme]\ntoken = %s\nkeys_file = %s/acme.keys\n"
                      "[project:other]\ntoken = " OTHER "\n" SERVERS,
-                     dir, acme_token);
+                     dir, acme_token, dir);
 }
 
 static int
@@ -71,6 +76,7 @@ setup(void **state)
     put(assets, "app.css", "body{}");
     put(assets, "notes.unknown", "x");
     put(e->dir, "secret.js", "the secret");
+    put(e->dir, "acme.keys", "# acme's keys\n" KEY "\n");
     char *sub = xasprintf("%s/dir.js", assets);
     assert_int_equal(mkdir(sub, 0755), 0);
     char *link = xasprintf("%s/link.js", assets);
@@ -465,6 +471,57 @@ test_list_stream(void **state)
     hc_stream_close(&sse);
 }
 
+/* The Rescue dialog's keys: the project's, and a check of pasted ones. */
+static void
+test_keys(void **state)
+{
+    (void)state;
+    struct signin s;
+    sign_in(ACME, &s);
+    struct resp r;
+    http(&(struct call){"GET", "/v1/servers/srv1/keys", NULL, NULL, NULL, false,
+                        s.cookie},
+         &r);
+    assert_int_equal(r.status, 200);
+    json_t *keys = json_object_get(r.json, "keys");
+    assert_int_equal(json_array_size(keys), 1);
+    json_t *k = json_array_get(keys, 0);
+    assert_string_equal(jstr(k, "type"), "ssh-ed25519");
+    assert_string_equal(jstr(k, "comment"), "test@portal");
+    assert_true(strncmp(jstr(k, "fingerprint"), "SHA256:", 7) == 0);
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/v1/servers/srv2/keys", NULL, NULL,
+                                NULL, false, s.cookie},
+                 404, "not_found");
+    /* srv2's project has no keys file: none. */
+    http(&(struct call){"GET", "/v1/servers/srv2/keys", OTHER}, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "keys")), 0);
+    resp_clear(&r);
+
+    const char *body = "{\"ssh_keys\":[\"" KEY "\", \"ssh-ed25519 AAAAnope "
+                       "x\", \"ssh-dss AAAAB3NzaC1kc3MAAACBAP x\", 7]}";
+    expect_error(&(struct call){"POST", "/v1/keys/check", NULL, NULL, body,
+                                false, s.cookie},
+                 403, "forbidden");
+    http(&(struct call){"POST", "/v1/keys/check", NULL, NULL, body, false,
+                        s.cookie, s.csrf},
+         &r);
+    assert_int_equal(r.status, 200);
+    keys = json_object_get(r.json, "keys");
+    assert_int_equal(json_array_size(keys), 4);
+    assert_true(json_is_true(json_object_get(json_array_get(keys, 0), "ok")));
+    for (size_t i = 1; i < 4; i++) {
+        json_t *bad = json_array_get(keys, i);
+        assert_true(json_is_false(json_object_get(bad, "ok")));
+        assert_non_null(jstr(bad, "error"));
+    }
+    assert_non_null(strstr(jstr(json_array_get(keys, 2), "error"), "ssh-dss"));
+    resp_clear(&r);
+    expect_error(&(struct call){"POST", "/v1/keys/check", NULL, NULL,
+                                "{\"keys\":1}", false, s.cookie, s.csrf},
+                 400, "bad_request");
+}
+
 int
 main(void)
 {
@@ -474,6 +531,7 @@ main(void)
         T(test_files),    T(test_files_refused),       T(test_not_installed),
         T(test_sign_in),  T(test_cookie_is_the_token), T(test_csrf),
         T(test_sign_out), T(test_revoked_token),       T(test_list_stream),
+        T(test_keys),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -15,11 +15,12 @@ import { confirmDialog } from './dialogs.js';
 // ticket rides in the subprotocol list, binary frames are console bytes,
 // text frames JSON control messages.
 export const PROTO = {
-  path: (id, watchOnly) => `/v1/servers/${sid(id)}/console/ws${watchOnly ? '?mode=ro' : ''}`,
-  subprotocols: (ticket) => ['rescued.console.v1', 'ticket.' + ticket],
+  path: (id, watchOnly) => `/v1/servers/${sid(id)}/console/ws${watchOnly ? '?mode=watch' : ''}`,
+  subprotocols: (ticket) => ['rescued.console', 'ticket.' + ticket],
   take: () => ({ type: 'take_seat' }),
   brk: () => ({ type: 'break' }),
-  sysrq: (key) => ({ type: 'sysrq', key }),
+  // The daemon sends a sequence key by key, as one types it.
+  sysrq: (keys) => ({ type: 'sysrq', keys }),
   nmi: () => ({ type: 'nmi' }),
   resize: (cols, rows) => ({ type: 'resize', cols, rows }),
 };
@@ -110,17 +111,13 @@ export function consolePane(srv, ctx) {
     send(obj);
     notices.textContent = said;
   }
-  async function sendSequence() {
+  function sendSequence() {
     const keys = sequence.value.trim();
-    if (!/^[0-9a-z]+$/.test(keys)) {
-      notices.textContent = 'A sequence is SysRq keys, like reisub.';
+    if (!/^[0-9a-z]{1,16}$/.test(keys)) {
+      notices.textContent = 'A sequence is up to 16 SysRq keys, like reisub.';
       return;
     }
-    // Key by key, a second apart, as one types it on a keyboard.
-    for (const [i, k] of [...keys].entries()) {
-      if (i) await new Promise((r) => setTimeout(r, 1000));
-      control(PROTO.sysrq(k), `SysRq ${keys.slice(0, i + 1)} sent`);
-    }
+    control(PROTO.sysrq(keys), `SysRq ${keys} sent, key by key`);
   }
   async function nmi() {
     if (await confirmDialog(`Send an NMI to ${srv.id}?`,
@@ -148,14 +145,16 @@ export function consolePane(srv, ctx) {
     ws.send(enc.encode(d));
   });
 
+  // {"type":"role","role":"writer"|"watcher","read_only":b,"reason":s}
+  // and {"type":"notice","text":s}.
   function onControl(m) {
-    if (typeof m.writer === 'boolean') writer = m.writer;
-    if (m.seat === 'writer' || m.role === 'writer') writer = true;
-    if (m.seat === 'watcher' || m.role === 'watcher') writer = false;
-    if (typeof m.readonly === 'boolean') readonly = m.readonly;
-    if (typeof m.read_only === 'boolean') readonly = m.read_only;
-    const text = m.text || m.message || m.notice;
-    if (text) notices.textContent = text;
+    if (m.type === 'role') {
+      writer = m.role === 'writer';
+      readonly = !!m.read_only;
+      badge.title = m.reason || '';
+    } else if (m.type === 'notice' && m.text) {
+      notices.textContent = m.text;
+    }
     showSeat();
   }
 
@@ -242,12 +241,12 @@ export function consolePane(srv, ctx) {
       const list = d.recordings || [];
       recStatus.textContent = list.length ? '' : 'No recordings.';
       recBody.replaceChildren(...list.map((r) => {
-        const n = r.n ?? r.id ?? r.number;
-        const when = r.started_at || r.start || r.at;
-        const len = r.duration ?? r.seconds;
+        const n = r.n;
+        const len = r.ended_at ? Date.parse(r.ended_at) - Date.parse(r.started_at) : null;
         return h('tr', {},
-          h('td', {}, clock(when)), h('td', {}, r.who || r.actor || r.role || ''),
-          h('td', {}, typeof len === 'number' ? span(len * 1000) : ''),
+          h('td', {}, clock(r.started_at)),
+          h('td', {}, `${r.who || ''}${r.transport ? ' (' + r.transport + ')' : ''}`),
+          h('td', {}, len !== null ? span(len) : 'still open'),
           h('td', {}, h('button', { type: 'button', class: 'small', onclick: () => play(n) }, `Play ${n}`),
             ' ', h('a', { href: `/v1/servers/${sid(srv.id)}/console/recordings/${n}.cast`, download: `${srv.id}-${n}.cast` }, 'Download')));
       }));
@@ -323,13 +322,8 @@ export function consolePane(srv, ctx) {
   connect();
   return {
     element,
-    // The daemon says read-only itself; until it does, a moving server is
-    // shown read-only (as Serial over SSH makes it).
-    stateChanged(s) {
-      const stable = ['active', 'rescue', 'rescue_failed', 'exit_failed'].includes(s.state);
-      if (!stable) readonly = true;
-      showSeat();
-    },
+    // The daemon says when the console is read-only (role messages).
+    stateChanged() {},
     close() {
       closed = true;
       clearTimeout(timer);
