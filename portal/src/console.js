@@ -140,10 +140,19 @@ export function consolePane(srv, ctx) {
     term.options.cursorBlink = writer && !readonly && !ro;
   }
 
+  // Keystrokes go to the daemon whatever the seat: it is the daemon that
+  // keeps a watcher's or a watch-only session's bytes off the console
+  // (one set of rules, with Serial over SSH), and says so.
   term.onData((d) => {
-    if (watch.checked || !ws || ws.readyState !== 1) return;
-    ws.send(enc.encode(d));
+    if (ws && ws.readyState === 1) ws.send(enc.encode(d));
   });
+  // The text on the console (scrollback too), for copying and the tests.
+  element.consoleText = () => {
+    const b = term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? '');
+    return lines.join('\n');
+  };
 
   // {"type":"role","role":"writer"|"watcher","read_only":b,"reason":s}
   // and {"type":"notice","text":s}.
