@@ -175,7 +175,11 @@ export function consolePane(srv, ctx) {
     try {
       t = await api('POST', `/v1/servers/${sid(srv.id)}/console/ticket`);
     } catch (err) {
-      if (err.status === 404 || err.status === 401 || err.status === 403) {
+      if (err.status === 401) {
+        status.textContent = 'Your session ended: sign in again to reattach.';
+        return;
+      }
+      if (err.status === 404 || err.status === 403) {
         status.textContent = 'No console: ' + err.message;
         return;
       }

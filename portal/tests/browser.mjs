@@ -19,7 +19,10 @@ if (!script || !url || !shots) {
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
-const { steps } = await import(pathToFileURL(resolve(script)).href);
+const all = (await import(pathToFileURL(resolve(script)).href)).steps;
+// ONLY=REGEX runs the steps whose names match (while developing a case).
+const only = process.env.ONLY ? new RegExp(process.env.ONLY) : null;
+const steps = only ? all.filter(([name]) => only.test(name)) : all;
 
 // The flags that work on this machine: no sandbox as root, and nothing
 // that phones out (the network is closed; FACTS.md).
@@ -33,6 +36,7 @@ const browser = await chromium.launch({
 
 const t = {
   url,
+  shots,
   env: process.env,
   pages: {},
   browser,

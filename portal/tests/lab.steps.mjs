@@ -152,4 +152,27 @@ export const steps = [
     await prog.getByText(/booting_local -> active/).waitFor({ timeout: 120000 });
     await p.getByLabel('State').getByText('active', { exact: true }).waitFor();
   }],
+  ['a recording plays back', async (t) => {
+    const p = t.pages.a;
+    const c = p.getByRole('region', { name: 'Console' });
+    await c.getByText('Recordings', { exact: true }).first().click();
+    // b's session ended when its browser closed: its recording is whole.
+    const play = c.getByRole('button', { name: /^Play \d+$/ });
+    await play.first().waitFor();
+    const n = await play.count();
+    let found = false;
+    for (let i = 0; i < n && !found; i++) {
+      await play.nth(i).click();
+      const d = p.getByRole('dialog', { name: /^Recording / });
+      await d.waitFor();
+      const deadline = Date.now() + 20000;
+      while (!found && Date.now() < deadline) {
+        found = (await d.locator('.xterm-rows').textContent()).includes(`seat-${tag}-42`);
+        if (!found) await new Promise((r) => setTimeout(r, 300));
+      }
+      if (found) await p.screenshot({ path: t.shots + '/recording-playback.png' }).catch(() => {});
+      await d.getByRole('button', { name: 'Close' }).click();
+    }
+    t.expect(found, 'no recording plays back b\'s typing');
+  }],
 ];
