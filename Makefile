@@ -4,12 +4,12 @@
 # The version, written here only: rescued and rescuectl print it.
 VERSION := 0.2.0
 CC      ?= cc
-PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3
+PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
            $(PKG_CFLAGS) -I/usr/include/iniparser
-LDLIBS   = $(PKG_LIBS) -liniparser -lm
+LDLIBS   = $(PKG_LIBS) -liniparser -lwslay -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B       := build

@@ -12,16 +12,20 @@
 #include "session.h"
 #include "sshkey.h"
 #include "loop.h"
+#include "recording.h"
 #include "store.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Tests shorten the keepalive to watch a dead client being noticed. */
 #ifdef UNITTEST
@@ -686,6 +690,90 @@ h_console_log(struct http_req *r, void *arg)
     http_respond_buf(r, 200, &b, "text/plain; charset=utf-8");
 }
 
+/* --- the browser console: tickets and recordings (docs/design.md §9) --- */
+
+/* POST /v1/servers/{id}/console/ticket: the WebSocket handshake's one-time
+ * ticket, for a caller who may open this console. */
+static void
+h_console_ticket(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    if (!cs->console) {
+        http_respond_error(r, 404, "server %s has no console", cs->id);
+        return;
+    }
+    char tk[80], exp[32];
+    int64_t exp_s = 0;
+    int rc =
+        fleet_console_ticket(f, cs->id, who(r)->actor, tk, sizeof(tk), &exp_s);
+    if (rc == -ENOENT) {
+        http_respond_error(r, 404, "no such server: %s", cs->id);
+        return;
+    }
+    if (rc < 0) {
+        http_respond_error(r, 503, "no ticket now: %s", strerror(-rc));
+        return;
+    }
+    format_time_iso(exp_s, exp, sizeof(exp));
+    http_respond_json(r, 201,
+                      json_pack("{s:s,s:s}", "ticket", tk, "expires_at", exp));
+}
+
+static char *
+recordings_dir(struct fleet *f)
+{
+    return xasprintf("%s/recordings", fleet_config(f)->data_dir);
+}
+
+static void
+h_console_recordings(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    char *dir = recordings_dir(f);
+    json_t *o = NULL;
+    int rc = recording_list(dir, cs->id, &o);
+    free(dir);
+    if (rc < 0) {
+        json_decref(o);
+        http_respond_error(r, 500, "cannot list recordings: %s", strerror(-rc));
+        return;
+    }
+    http_respond_json(r, 200, o);
+}
+
+static void
+h_console_recording(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    int64_t n = 0;
+    char *dir = recordings_dir(f);
+    char *path = parse_u63(http_req_cap(r, 1), &n) && n < 1000000000
+                     ? recording_path(dir, cs->id, (int)n)
+                     : NULL;
+    free(dir);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    free(path);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_respond_error(r, 404, "no such recording: %s", http_req_cap(r, 1));
+        return;
+    }
+    http_respond(r, 200,
+                 http_answer_file(fd, 0, (uint64_t)st.st_size,
+                                  "application/x-asciicast"));
+}
+
 static const struct http_route routes[] = {
     {"/healthz", HTTP_GET | HTTP_HEAD, 0, NULL, h_healthz, NULL},
     {"/metrics", HTTP_GET | HTTP_HEAD, 0, NULL, h_metrics, NULL},
@@ -697,6 +785,12 @@ static const struct http_route routes[] = {
      NULL},
     {"/v1/servers/{}/console/log", HTTP_GET | HTTP_HEAD, 0, authenticate,
      h_console_log, NULL},
+    {"/v1/servers/{}/console/ticket", HTTP_POST, 0, authenticate,
+     h_console_ticket, NULL},
+    {"/v1/servers/{}/console/recordings", HTTP_GET | HTTP_HEAD, 0, authenticate,
+     h_console_recordings, NULL},
+    {"/v1/servers/{}/console/recordings/{}.cast", HTTP_GET | HTTP_HEAD, 0,
+     authenticate, h_console_recording, NULL},
     {"/v1/events", HTTP_GET, 0, authenticate, h_all_events, NULL},
     {"/v1/servers/{}/keys", HTTP_GET, 0, authenticate, h_keys, NULL},
     {"/v1/keys/check", HTTP_POST, HTTP_JSON_BODY, authenticate, h_keys_check,

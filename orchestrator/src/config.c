@@ -75,6 +75,7 @@ enum kind {
     K_POWER,
     K_CONSOLE, /* "" means none */
     K_STORE,   /* a store URL (uri.h) */
+    K_ONOFF,   /* "on" or "off", into a bool */
 };
 
 struct key_spec {
@@ -113,6 +114,18 @@ static const struct key_spec console_keys[] = {
     {"readonly_grace", K_SECONDS, CFG(readonly_grace), "30", false},
     {"scrollback", K_SIZE, CFG(scrollback), "1M", false},
     {"writer_idle", K_SECONDS, CFG(writer_idle), "0", false},
+    {"record", K_ONOFF, CFG(console_record), "on", false},
+    {"record_days", K_COUNT, CFG(record_days), "30", false},
+    {NULL, 0, 0, NULL, false},
+};
+
+/* [ui]: the portal's files and sign-ins; origin is the browser console's
+ * Origin check: the page's origin when it is not the Host the browser
+ * connected to (a proxy in front). */
+static const struct key_spec ui_keys[] = {
+    {"origin", K_OPTSTR, CFG(ui_origin), NULL, false},
+    {"dir", K_OPTSTR, CFG(ui_dir), NULL, false},
+    {"session_ttl", K_TIMEOUT, CFG(session_ttl), "8h", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -124,12 +137,6 @@ static const struct key_spec image_keys[] = {
     {"tools", K_OPTSTR, CFG(tools), NULL, false},
     {"cmdline", K_TEXT, CFG(cmdline), "", false},
     {"overlay", K_STR, CFG(overlay_dir), "alpine-overlay", false},
-    {NULL, 0, 0, NULL, false},
-};
-
-static const struct key_spec ui_keys[] = {
-    {"dir", K_OPTSTR, CFG(ui_dir), NULL, false},
-    {"session_ttl", K_TIMEOUT, CFG(session_ttl), "8h", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -187,6 +194,7 @@ static const struct section_spec sections[] = {
 static const char *const pxe_modes[] = {"dhcp", "proxy", "off", NULL};
 static const char *const firmwares[] = {"bios", "uefi", NULL};
 static const char *const arches[] = {"x86_64", "aarch64", NULL};
+static const char *const onoff[] = {"off", "on", NULL};
 
 /* Write "FILE[:LINE]: [[sec] [key]: ]reason" into the caller's err. */
 static int __attribute__((format(printf, 5, 6)))
@@ -591,6 +599,11 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         if (lookup(v, arches) < 0)
             return why(buf, len, "'%s' is not x86_64 or aarch64", v);
         break;
+    case K_ONOFF:
+        if ((i = lookup(v, onoff)) < 0)
+            return why(buf, len, "'%s' is not on or off", v);
+        *(bool *)p = i == 1;
+        return 0;
     case K_MAC:
         if (!config_parse_mac(v, p))
             return why(buf, len, "'%s' is not a MAC address", v);

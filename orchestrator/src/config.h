@@ -50,6 +50,10 @@ struct config {
     int readonly_grace;   /* seconds, default 30 */
     long long scrollback; /* bytes, default 1M */
     int writer_idle;      /* seconds a writer may idle; 0: forever */
+    bool console_record;  /* asciicast recordings of sessions, default on */
+    int record_days;      /* recordings older than this are removed */
+    /* [ui] */
+    char *ui_origin; /* the Origin the browser console accepts besides Host */
     /* [image] */
     char *kernel;
     char *initrd;

@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "power.h"
 #include "session.h"
+#include "ticket.h"
 #include "util.h"
 
 #include <errno.h>
@@ -586,6 +587,7 @@ fleet_free(struct fleet *f)
     }
     session_store_free(f->sessions);
     config_free(f->cfg);
+    ticket_store_free(f->tickets);
     free(f);
 }
 

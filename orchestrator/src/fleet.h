@@ -98,6 +98,17 @@ void fleet_audit(struct fleet *f, const char *id, const char *actor,
 /* NMI, SysRq KEY or a serial break through the power driver. */
 int fleet_console_power(struct fleet *f, const char *id, enum power_op op,
                         const char *arg);
+/* The browser console's one-time tickets (ticket.h), in fleet_ticket.c.
+ * Issue one for a caller who may open the server's console (principal
+ * "admin" or "project:NAME"): 0 with the ticket and its expiry (wall
+ * seconds), -ENOENT when the server is not the caller's, -EBUSY when too
+ * many are live.  Redeem: true once for that server, with the principal
+ * the ticket was issued to. */
+int fleet_console_ticket(struct fleet *f, const char *id, const char *principal,
+                         char *out, size_t outlen, int64_t *expires_wall_s);
+bool fleet_console_redeem(struct fleet *f, const char *id, const char *ticket,
+                          char *principal, size_t len);
+
 /* Milliseconds until the read-only window ends (0: writable or busy). */
 int64_t fleet_readonly_left_ms(struct fleet *f, const char *id);
 

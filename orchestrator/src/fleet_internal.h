@@ -18,6 +18,7 @@
 struct console;
 struct console_viewer;
 struct dnsmasq;
+struct ticket_store;
 struct loop;
 struct power;
 struct store;
@@ -63,6 +64,7 @@ struct fleet {
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+    struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
     /* the portal's sign-ins */
     struct session_store *sessions;
 };

@@ -12,6 +12,7 @@
 #include "sshd.h"
 #include "store.h"
 #include "util.h"
+#include "webconsole.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,7 @@ struct daemon {
     struct fleet *fleet;
     struct http *http;
     struct sshd *sshd;
+    struct webconsole *webconsole;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
     int sigfd;
@@ -103,6 +105,7 @@ on_writable_changed(void *arg, const char *server)
 {
     struct daemon *d = arg;
     sshd_writable_changed(d->sshd, server);
+    webconsole_writable_changed(d->webconsole, server);
 }
 
 /* Each server holds a console source, its log and a power connection: a
@@ -263,13 +266,27 @@ main(int argc, char **argv)
     portal_register(d.http, d.fleet);
     const struct config *c = fleet_config(d.fleet);
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
+    /* Both console faces record into one place (api lists it). */
+    char *rec_dir =
+        c->console_record ? xasprintf("%s/recordings", c->data_dir) : NULL;
     struct sshd_config sc = {.listen = c->console_listen,
                              .host_key_path = host_key,
                              .writer_idle_s = c->writer_idle,
+                             .record_dir = rec_dir,
+                             .record_days = c->record_days,
                              .cbs = &sos_cbs,
                              .cb_arg = &d};
     d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
     free(host_key);
+    struct webconsole_config wcc = {.fleet = d.fleet,
+                                    .cbs = &sos_cbs,
+                                    .cb_arg = &d,
+                                    .writer_idle_s = c->writer_idle,
+                                    .record_dir = rec_dir,
+                                    .record_days = c->record_days,
+                                    .origin = c->ui_origin};
+    d.webconsole = webconsole_register(d.http, &wcc);
+    free(rec_dir);
     if (!d.sshd)
         fatalx("console: %s", err);
     d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
@@ -286,6 +303,7 @@ main(int argc, char **argv)
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
     http_free(d.http);
+    webconsole_free(d.webconsole);
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);

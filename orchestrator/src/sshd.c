@@ -45,6 +45,8 @@ struct sshd {
     struct console_session_cbs cbs;
     void *cb_arg;
     int writer_idle_s;
+    char *record_dir;
+    int record_days;
     ssh_bind bind;
     int bind_fd, port;
     struct session *sessions;
@@ -257,7 +259,10 @@ cb_shell_request(ssh_session s, ssh_channel ch, void *ud)
                                          .addr = ss->addr,
                                          .ro = ss->ro,
                                          .replay = (size_t)ss->replay,
-                                         .writer_idle_s = ss->d->writer_idle_s};
+                                         .writer_idle_s = ss->d->writer_idle_s,
+                                         .record_dir = ss->d->record_dir,
+                                         .record_days = ss->d->record_days,
+                                         .transport = "ssh"};
     ss->cs = console_session_new(ss->d->l, &cfg, &ss->d->cbs, ss->d->cb_arg,
                                  &session_io, ss);
     if (!ss->cs)
@@ -564,6 +569,8 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
         d->cbs = *cfg->cbs;
     d->cb_arg = cfg->cb_arg;
     d->writer_idle_s = cfg->writer_idle_s;
+    d->record_dir = cfg->record_dir ? xstrdup(cfg->record_dir) : NULL;
+    d->record_days = cfg->record_days;
     d->bind_fd = -1;
     d->bind = ssh_bind_new();
     if (!d->bind) {
@@ -605,6 +612,7 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
 out_bind:
     ssh_bind_free(d->bind);
 out_free:
+    free(d->record_dir);
     free(d);
     return NULL;
 }
@@ -622,6 +630,7 @@ sshd_free(struct sshd *d)
     if (d->bind_fd >= 0)
         loop_del_fd(d->l, d->bind_fd);
     ssh_bind_free(d->bind);
+    free(d->record_dir);
     free(d);
 }
 

@@ -33,6 +33,8 @@ struct sshd_config {
     const char *listen;        /* "HOST:PORT"; port 0 picks one */
     const char *host_key_path; /* DATA_DIR/ssh_host_ed25519_key */
     int writer_idle_s;         /* drop the writer seat after this; 0 off */
+    const char *record_dir;    /* recordings (console_session.h); NULL off */
+    int record_days;
     const struct console_session_cbs *cbs; /* copied */
     void *cb_arg;
 };
