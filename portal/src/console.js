@@ -146,6 +146,11 @@ export function consolePane(srv, ctx) {
   term.onData((d) => {
     if (ws && ws.readyState === 1) ws.send(enc.encode(d));
   });
+  // Drop the socket as a failed network would (the tests' way to see the
+  // reconnection and its gap).
+  element.consoleDrop = () => {
+    if (ws) ws.close(4000, 'dropped');
+  };
   // The text on the console (scrollback too), for copying and the tests.
   element.consoleText = () => {
     const b = term.buffer.active;
@@ -286,7 +291,7 @@ export function consolePane(srv, ctx) {
         return null;
       }
     }).filter((e) => Array.isArray(e) && e[1] === 'o');
-    const box = h('div', { class: 'term' });
+    const box = h('div', { class: 'term play' });
     const state = h('span', { role: 'status' }, '');
     const pause = h('button', { type: 'button' }, 'Pause');
     const close = h('button', { type: 'button' }, 'Close');

@@ -89,10 +89,22 @@ export const steps = [
     mark = await lineCount(p);
     await type(p, '\r');
     await until(p, 'a login prompt', 30000, async () => (await linesAfter(p, mark - 1)).some((l) => /login:/.test(l)));
+    // login flushes what was typed before it is done: wait for the shell.
     await type(p, 'root\r');
+    await until(p, 'a root shell', 30000, async () => (await linesAfter(p, mark)).some((l) => /^rescue:.*# ?$/.test(l)));
     await type(p, `echo portal-${tag}-$((6*7))\r`);
     await until(p, 'the echo of a command', 30000,
       async () => (await linesAfter(p, mark)).some((l) => l.trim() === `portal-${tag}-42`));
+  }],
+  ['the socket drops: it reconnects and shows the gap', async (t) => {
+    const p = t.pages.a;
+    const conn = p.getByRole('region', { name: 'Console' }).getByRole('status', { name: 'Connection' });
+    mark = await lineCount(p);
+    await p.evaluate(() => document.querySelector('[aria-label="Console"]').consoleDrop());
+    await conn.filter({ hasText: /Disconnected for .*; retrying in/ }).waitFor();
+    await conn.filter({ hasText: 'Connected' }).waitFor();
+    await until(p, 'the gap marked', 10000,
+      async () => (await linesAfter(p, mark - 1)).some((l) => /console was out of reach for \d+s/.test(l)));
   }],
   ['a second browser takes the seat; the first is told', async (t) => {
     const a = t.pages.a;
