@@ -136,6 +136,8 @@ export const steps = [
     t.expect(!(await cb.getByRole('button', { name: 'Take the seat' }).isEnabled()), 'Take the seat is enabled while watching only');
     mark = await lineCount(a);
     await type(b, `echo watchonly-${tag}\r`);
+    // The daemon says it kept them off the console.
+    await cb.getByRole('alert', { name: 'Console notice' }).filter({ hasText: /input ignored/ }).waitFor();
     // Then a takes the seat back and types a later line: once its echo
     // is in, the watch-only line would have been too.
     const ca = a.getByRole('region', { name: 'Console' });
