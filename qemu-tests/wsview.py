@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """A browser-console client for tests (python3-websockets, asyncio).
 
-    wsview.py session URL TOKEN OUT CMDS SECS [--watch] [--origin O]
+    wsview.py session URL TOKEN OUT CTL CMDS SECS [--watch] [--origin O]
         POST URL/v1/servers/ID/console/ticket with TOKEN, then open
         URL/v1/servers/ID/console/ws (URL names the server:
         http://H:P/v1/servers/ID).  Binary frames received are appended to
-        OUT, text frames as lines to OUT.ctl; lines read from the fifo CMDS
-        are sent: "B <hex>" as a binary frame, "T <json>" as a text frame.
+        OUT, text frames as lines to CTL; lines read from the fifo CMDS
+        are sent: "B <hex>" as a binary frame, "T <json>" as a text frame, "C" closes (1000).
         Ends after SECS, or when the server closes (close code into
-        OUT.status).
+        OUT.status).  "ready" goes into CTL once the socket is open.
     wsview.py probe URL TICKET ORIGIN
         One handshake with that ticket and Origin ("-": none): prints the
         HTTP status (101 when upgraded).
@@ -52,7 +52,7 @@ async def probe(url, tk, origin):
         return e.status_code
 
 
-async def session(url, token, out, cmds, secs, watch, origin):
+async def session(url, token, out, ctl, cmds, secs, watch, origin):
     tk = ticket(url, token)
     status = out + ".status"
     async with websockets.connect(
@@ -62,7 +62,8 @@ async def session(url, token, out, cmds, secs, watch, origin):
             open_timeout=10) as ws:
         assert ws.subprotocol == "rescued.console", ws.subprotocol
         fo = open(out, "ab", buffering=0)
-        fc = open(out + ".ctl", "a", buffering=1)
+        fc = open(ctl, "a", buffering=1)
+        fc.write("ready\n")
         loop = asyncio.get_running_loop()
         fd = os.open(cmds, os.O_RDWR | os.O_NONBLOCK)
         pending = b""
@@ -80,6 +81,8 @@ async def session(url, token, out, cmds, secs, watch, origin):
                         line[2:].decode())))
                 elif line.startswith(b"T "):
                     asyncio.ensure_future(ws.send(line[2:].decode()))
+                elif line == b"C":
+                    asyncio.ensure_future(ws.close(1000, "done"))
         loop.add_reader(fd, readable)
         try:
             async def rx():
@@ -107,7 +110,7 @@ def main():
     elif a[0] == "session":
         watch = "--watch" in a
         origin = a[a.index("--origin") + 1] if "--origin" in a else None
-        asyncio.run(session(a[1], a[2], a[3], a[4], float(a[5]), watch,
+        asyncio.run(session(a[1], a[2], a[3], a[4], a[5], float(a[6]), watch,
                             origin))
 
 

@@ -29,11 +29,12 @@ struct ws {
     int code;
     int ping_ms;
     int64_t last_rx_ms;
-    uint64_t ping_timer, close_timer;
+    uint64_t ping_timer, close_timer, drain_timer;
 };
 
 static void finish(struct ws *w, int code);
-static void pump_locked(struct ws *w, bool readable);
+static void pump_locked(struct ws *w, bool readable, bool notify);
+static void pump(struct ws *w, bool readable, bool notify);
 
 static ssize_t
 recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -119,20 +120,38 @@ update_events(struct ws *w)
     }
 }
 
+static int64_t
+drain_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct ws *w = arg;
+    w->drain_timer = 0;
+    pump(w, false, true);
+    return -1;
+}
+
+/* notify: the drained callback may run (from the loop's events only: a
+ * sender inside ws_send must not be re-entered with its own bytes still
+ * unconsumed). */
 static void
-pump(struct ws *w, bool readable)
+pump(struct ws *w, bool readable, bool notify)
 {
     if (w->done || w->busy)
         return;
     w->busy++;
-    pump_locked(w, readable);
+    pump_locked(w, readable, notify);
     w->busy--;
-    if (!w->done)
-        update_events(w);
+    if (w->done)
+        return;
+    /* Drained while the sender was inside ws_send: tell it from the loop. */
+    if (!notify && w->want_drained && ws_queued(w) < LOW_MARK &&
+        !w->drain_timer)
+        w->drain_timer = loop_add_timer(w->l, 0, drain_cb, w);
+    update_events(w);
 }
 
 static void
-pump_locked(struct ws *w, bool readable)
+pump_locked(struct ws *w, bool readable, bool notify)
 {
     if (readable && wslay_event_recv(w->ctx) < 0) {
         finish(w, WS_CLOSE_ABNORMAL);
@@ -144,7 +163,7 @@ pump_locked(struct ws *w, bool readable)
         finish(w, WS_CLOSE_ABNORMAL);
         return;
     }
-    if (w->want_drained && ws_queued(w) < LOW_MARK) {
+    if (notify && w->want_drained && ws_queued(w) < LOW_MARK) {
         w->want_drained = false;
         if (w->cbs.drained)
             w->cbs.drained(w->arg);
@@ -158,7 +177,7 @@ on_fd(struct loop *l, int fd, uint32_t events, void *arg)
     (void)fd;
     struct ws *w = arg;
     /* A hang-up still has bytes to read (the peer's close frame). */
-    pump(w, events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+    pump(w, events & (EPOLLIN | EPOLLHUP | EPOLLERR), true);
 }
 
 static int64_t
@@ -175,7 +194,7 @@ ping_cb(struct loop *l, void *arg)
     }
     struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
     wslay_event_queue_msg(w->ctx, &m);
-    pump(w, false);
+    pump(w, false, true);
     return w->ping_ms;
 }
 
@@ -199,7 +218,8 @@ finish(struct ws *w, int code)
     loop_del_fd(w->l, w->fd);
     loop_del_timer(w->l, w->ping_timer);
     loop_del_timer(w->l, w->close_timer);
-    w->ping_timer = w->close_timer = 0;
+    loop_del_timer(w->l, w->drain_timer);
+    w->ping_timer = w->close_timer = w->drain_timer = 0;
     if (w->cbs.closed)
         w->cbs.closed(w->arg, code);
 }
@@ -231,7 +251,7 @@ ws_new(struct loop *l, int fd, const void *extra, size_t nextra, size_t max_msg,
     }
     w->ping_timer = loop_add_timer(l, w->ping_ms, ping_cb, w);
     if (nextra)
-        pump(w, true);
+        pump(w, true, true);
     return w;
 }
 
@@ -245,6 +265,7 @@ ws_free(struct ws *w)
         loop_del_fd(w->l, w->fd);
         loop_del_timer(w->l, w->ping_timer);
         loop_del_timer(w->l, w->close_timer);
+        loop_del_timer(w->l, w->drain_timer);
     }
     wslay_event_context_free(w->ctx);
     free(w->extra);
@@ -262,7 +283,7 @@ ws_send(struct ws *w, bool text, const void *data, size_t n)
         return -EPIPE;
     if (ws_queued(w) >= LOW_MARK)
         w->want_drained = true;
-    pump(w, false);
+    pump(w, false, false);
     return 0;
 }
 
@@ -282,7 +303,7 @@ ws_close(struct ws *w, int code, const char *reason)
     if (!w->close_timer)
         w->close_timer =
             loop_add_timer(w->l, CLOSE_WAIT_MS, close_timeout_cb, w);
-    pump(w, false);
+    pump(w, false, false);
 }
 
 void

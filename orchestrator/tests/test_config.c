@@ -210,6 +210,9 @@ test_defaults(void **state)
     assert_string_equal(c->console_listen, "127.0.0.1:2222");
     assert_int_equal(c->readonly_grace, 30);
     assert_int_equal(c->scrollback, 1024 * 1024);
+    assert_true(c->console_record); /* recordings on unless turned off */
+    assert_int_equal(c->record_days, 30);
+    assert_null(c->ui_origin);
     assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
     assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
     assert_null(c->tools); /* no tools archive unless one is named */
@@ -587,11 +590,29 @@ test_bad_enums(void **state)
                    ":12: [server:srv1] arch: ",
                    "'arm64' is not x86_64 or "
                    "aarch64");
+    expect_refusal(HEAD "[console]\nrecord = yes\n",
+                   ":9: [console] record: ", "'yes' is not on or off");
     expect_refusal("[rescued]\nlog_level = verbose\n",
                    ":2: [rescued] log_level: ", "'verbose' is not error");
     /* dhcp and proxy need an interface. */
     expect_refusal(HEAD "[pxe]\nmode = dhcp\n", ":9: [pxe] interface: ",
                    "required when mode is dhcp or proxy");
+}
+
+/* The browser console's settings: record off, retention, [ui] origin. */
+static void
+test_console_record(void **state)
+{
+    (void)state;
+    struct config *c =
+        expect_load(HEAD "[console]\nrecord = off\n"
+                         "record_days = 7\n"
+                         "[ui]\norigin = https://portal.example\n" SERVER(
+                             "srv1", "52:54:00:00:00:01"));
+    assert_false(c->console_record);
+    assert_int_equal(c->record_days, 7);
+    assert_string_equal(c->ui_origin, "https://portal.example");
+    config_free(c);
 }
 
 /* Our four words and the syslog names, each on the nearest level. */
@@ -793,6 +814,7 @@ main(void)
         cmocka_unit_test(test_store_url),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
+        cmocka_unit_test(test_console_record),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
