@@ -60,7 +60,7 @@ export function consolePane(srv, ctx) {
 
   const element = h('section', { class: 'card console', 'aria-label': 'Console' },
     h('div', { class: 'console-head' }, h('h2', {}, 'Console'), status, seat, badge),
-    h('div', { class: 'toolbar' }, take,
+    h('div', { class: 'toolbar console-live' }, take,
       h('span', { class: 'row' }, watch, h('label', { for: watch.id }, 'Watch only')),
       menuButton),
     menu, notices, screen,
@@ -185,7 +185,9 @@ export function consolePane(srv, ctx) {
         return;
       }
       if (err.status === 404 || err.status === 403) {
+        // A server without a console (or not ours): nothing to show.
         status.textContent = 'No console: ' + err.message;
+        for (const el of [element.querySelector('.console-live'), menu, screen]) el.hidden = true;
         return;
       }
       return retry();

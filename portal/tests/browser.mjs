@@ -96,11 +96,11 @@ for (const [name, fn] of steps) {
   try {
     await fn(t);
     for (const [pname, page] of Object.entries(t.pages))
-      if (!page.isClosed()) await page.screenshot({ path: join(shots, `${tag}-${pname}.png`) });
+      if (!page.isClosed()) await page.screenshot({ path: join(shots, `${tag}-${pname}.png`), fullPage: true });
     console.log(`ok ${n} ${name} (${((Date.now() - s0) / 1000).toFixed(1)} s)`);
   } catch (e) {
     for (const [pname, page] of Object.entries(t.pages))
-      if (!page.isClosed()) await page.screenshot({ path: join(shots, `FAIL-${tag}-${pname}.png`) }).catch(() => {});
+      if (!page.isClosed()) await page.screenshot({ path: join(shots, `FAIL-${tag}-${pname}.png`), fullPage: true }).catch(() => {});
     console.error(`FAIL step ${n} ${name}: ${e.message}`);
     code = 1;
     break;
