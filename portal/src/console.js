@@ -201,6 +201,9 @@ export function consolePane(srv, ctx) {
     sock.onopen = () => {
       if (lostAt) {
         const gap = Date.now() - lostAt;
+        // Said above the screen too: the replay that follows scrolls the
+        // marker out of view.
+        notices.textContent = `Reconnected: the console was out of reach for ${span(gap)} (from ${clock(new Date(lostAt).toISOString())}); the replay below picks up.`;
         term.write(`\r\n\x1b[2m--- console was out of reach for ${span(gap)} (${clock(new Date(lostAt).toISOString())} to ${clock(new Date().toISOString())}); what it printed then is in the replay or the log ---\x1b[0m\r\n`);
       }
       lostAt = null;

@@ -95,12 +95,19 @@ for (const [name, fn] of steps) {
   const s0 = Date.now();
   try {
     await fn(t);
-    for (const [pname, page] of Object.entries(t.pages))
-      if (!page.isClosed()) await page.screenshot({ path: join(shots, `${tag}-${pname}.png`), fullPage: true });
+    // The viewport, and the Console region apart (a full-page shot resizes
+    // the window, and xterm.js then shows the top of its scrollback).
+    for (const [pname, page] of Object.entries(t.pages)) {
+      if (page.isClosed()) continue;
+      await page.screenshot({ path: join(shots, `${tag}-${pname}.png`) });
+      const c = page.getByRole('region', { name: 'Console' });
+      if (await c.locator('.xterm').isVisible().catch(() => false))
+        await c.screenshot({ path: join(shots, `${tag}-${pname}-console.png`) });
+    }
     console.log(`ok ${n} ${name} (${((Date.now() - s0) / 1000).toFixed(1)} s)`);
   } catch (e) {
     for (const [pname, page] of Object.entries(t.pages))
-      if (!page.isClosed()) await page.screenshot({ path: join(shots, `FAIL-${tag}-${pname}.png`), fullPage: true }).catch(() => {});
+      if (!page.isClosed()) await page.screenshot({ path: join(shots, `FAIL-${tag}-${pname}.png`) }).catch(() => {});
     console.error(`FAIL step ${n} ${name}: ${e.message}`);
     code = 1;
     break;
