@@ -44,6 +44,7 @@ export function consolePane(srv, ctx) {
   const watch = h('input', { type: 'checkbox', id: 'watch-only-' + srv.id });
   const menuButton = h('button', { type: 'button', 'aria-haspopup': 'true', 'aria-expanded': 'false' }, 'Console menu');
   const notices = h('p', { class: 'notice', role: 'alert', 'aria-label': 'Console notice' });
+  const gapNote = h('p', { class: 'muted gap', role: 'status', 'aria-label': 'Console gap', hidden: true });
   const screen = h('div', { class: 'term', 'aria-label': 'Console screen' });
   const sysrqKey = h('select', { id: 'sysrq-key-' + srv.id }, SYSRQ_KEYS.map(([k, t]) => h('option', { value: k }, t)));
   const sequence = h('input', { id: 'sysrq-seq-' + srv.id, type: 'text', value: 'reisub', size: 8, spellcheck: 'false' });
@@ -63,7 +64,7 @@ export function consolePane(srv, ctx) {
     h('div', { class: 'toolbar console-live' }, take,
       h('span', { class: 'row' }, watch, h('label', { for: watch.id }, 'Watch only')),
       menuButton),
-    menu, notices, screen,
+    menu, notices, gapNote, screen,
     h('details', { class: 'recordings' },
       h('summary', {}, 'Recordings'), recStatus,
       h('div', { class: 'scroll' }, h('table', { class: 'small' }, h('caption', {}, 'Recordings'),
@@ -203,7 +204,8 @@ export function consolePane(srv, ctx) {
         const gap = Date.now() - lostAt;
         // Said above the screen too: the replay that follows scrolls the
         // marker out of view.
-        notices.textContent = `Reconnected: the console was out of reach for ${span(gap)} (from ${clock(new Date(lostAt).toISOString())}); the replay below picks up.`;
+        gapNote.hidden = false;
+        gapNote.textContent = `Reconnected: the console was out of reach for ${span(gap)} (from ${clock(new Date(lostAt).toISOString())}); the replay below picks up.`;
         term.write(`\r\n\x1b[2m--- console was out of reach for ${span(gap)} (${clock(new Date(lostAt).toISOString())} to ${clock(new Date().toISOString())}); what it printed then is in the replay or the log ---\x1b[0m\r\n`);
       }
       lostAt = null;

@@ -103,7 +103,7 @@ export const steps = [
     await p.evaluate(() => document.querySelector('[aria-label="Console"]').consoleDrop());
     await conn.filter({ hasText: /Disconnected for .*; retrying in/ }).waitFor();
     await conn.filter({ hasText: 'Connected' }).waitFor();
-    await p.getByRole('alert', { name: 'Console notice' }).filter({ hasText: /Reconnected: the console was out of reach for \d+s/ }).waitFor();
+    await p.getByRole('status', { name: 'Console gap' }).filter({ hasText: /Reconnected: the console was out of reach for \d+s/ }).waitFor();
     await until(p, 'the gap marked', 10000,
       async () => (await linesAfter(p, mark - 1)).some((l) => /console was out of reach for \d+s/.test(l)));
   }],
