@@ -302,8 +302,8 @@ main(int argc, char **argv)
     loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
-    http_free(d.http);
     webconsole_free(d.webconsole);
+    http_free(d.http);
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);

@@ -14,8 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define HIGH_MARK (64 * 1024) /* queued in ws: the viewer's queue holds more   \
-                               */
+#define HIGH_MARK                                                              \
+    (64 * 1024) /* queued in ws: the viewer's queue holds more                 \
+                 */
 #define SUBPROTOCOL "rescued.console"
 #define MAX_SYSRQ_KEYS 16
 #define REPLAY_LINES 24 /* a screenful, as Serial over SSH */
@@ -88,6 +89,8 @@ conn_kill(struct conn *c)
 static void
 conn_free(struct conn *c)
 {
+    if (c->holder) /* still pending: the request must not reach us */
+        *c->holder = NULL;
     console_session_free(c->cs);
     ws_free(c->ws);
     if (c->u)
@@ -427,8 +430,12 @@ webconsole_free(struct webconsole *wc)
 {
     if (!wc)
         return;
-    for (struct conn *c = wc->conns; c; c = c->next)
+    /* A close frame, so that browsers see a stop (1001), not a break. */
+    for (struct conn *c = wc->conns; c; c = c->next) {
+        if (c->state == CONN_OPEN && c->ws)
+            ws_close(c->ws, WS_CLOSE_GOING_AWAY, "rescued is stopping");
         c->state = CONN_DEAD;
+    }
     reap(wc);
     loop_del_timer(wc->l, wc->reap_timer);
     free(wc->record_dir);

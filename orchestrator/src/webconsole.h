@@ -32,7 +32,8 @@ struct webconsole_config {
     const char *origin; /* accepted besides the Host's; may be NULL */
 };
 
-/* Add the route to h.  cfg's strings are copied; free after http_free. */
+/* Add the route to h.  cfg's strings are copied.  Free before http_free:
+ * open sockets get a close frame (1001) and are handed back to http. */
 struct webconsole *webconsole_register(struct http *h,
                                        const struct webconsole_config *cfg);
 void webconsole_free(struct webconsole *w);

@@ -8,6 +8,8 @@
 #include <gnutls/gnutls.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
@@ -244,6 +246,10 @@ ws_new(struct loop *l, int fd, const void *extra, size_t nextra, size_t max_msg,
         fatalx("wslay: out of memory");
     wslay_event_config_set_max_recv_msg_length(w->ctx, max_msg);
     fd_set_nonblock(fd);
+    /* A console is interactive: a keystroke's echo goes out at once (as
+     * sshd does; a unix socket in the tests just refuses the option). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     w->events = EPOLLIN;
     if (loop_add_fd(l, fd, EPOLLIN, on_fd, w) < 0) {
         w->done = true;
