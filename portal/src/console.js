@@ -159,6 +159,8 @@ export function consolePane(srv, ctx) {
     for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? '');
     return lines.join('\n');
   };
+  // The line the cursor is on, as an index into consoleText()'s lines.
+  element.consoleCursorLine = () => term.buffer.active.baseY + term.buffer.active.cursorY;
 
   // {"type":"role","role":"writer"|"watcher","read_only":b,"reason":s}
   // and {"type":"notice","text":s}.

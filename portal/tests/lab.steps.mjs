@@ -16,9 +16,10 @@ async function until(p, what, ms, fn) {
     await new Promise((r) => setTimeout(r, 300));
   }
 }
-// Lines of the console after the first `from` lines.
+// The console's lines from line `from` on; a mark is the cursor's line
+// (output that follows lands there or below).
 const linesAfter = async (p, from) => (await text(p)).split('\n').slice(from);
-const lineCount = async (p) => (await text(p)).split('\n').length;
+const lineCount = (p) => p.evaluate(() => document.querySelector('[aria-label="Console"]').consoleCursorLine());
 const role = (p) => p.getByRole('region', { name: 'Console' }).getByLabel('Seat');
 const writable = async (p) => (await role(p).textContent()) === 'you have the seat' &&
   (await p.getByRole('region', { name: 'Console' }).getByText('read-only', { exact: true }).isHidden());
@@ -88,7 +89,7 @@ export const steps = [
     });
     mark = await lineCount(p);
     await type(p, '\r');
-    await until(p, 'a login prompt', 30000, async () => (await linesAfter(p, mark - 1)).some((l) => /login:/.test(l)));
+    await until(p, 'a login prompt', 30000, async () => (await linesAfter(p, mark)).some((l) => /login:/.test(l)));
     // login flushes what was typed before it is done: wait for the shell.
     await type(p, 'root\r');
     await until(p, 'a root shell', 30000, async () => (await linesAfter(p, mark)).some((l) => /^rescue:.*# ?$/.test(l)));
@@ -105,7 +106,7 @@ export const steps = [
     await conn.filter({ hasText: 'Connected' }).waitFor();
     await p.getByRole('status', { name: 'Console gap' }).filter({ hasText: /Reconnected: the console was out of reach for \d+s/ }).waitFor();
     await until(p, 'the gap marked', 10000,
-      async () => (await linesAfter(p, mark - 1)).some((l) => /console was out of reach for \d+s/.test(l)));
+      async () => (await linesAfter(p, mark)).some((l) => /console was out of reach for \d+s/.test(l)));
   }],
   ['a second browser takes the seat; the first is told', async (t) => {
     const a = t.pages.a;
@@ -152,6 +153,22 @@ export const steps = [
       async () => (await linesAfter(a, mark)).some((l) => l.trim() === `after-${tag}-42`));
     const seen = (await linesAfter(a, mark)).join('\n');
     t.expect(!seen.includes(`watchonly-${tag}`), 'the watch-only session typed on the console');
+  }],
+  ['the menu: SysRq key, NMI after a confirmation', async (t) => {
+    const p = t.pages.a;
+    const c = p.getByRole('region', { name: 'Console' });
+    await c.getByRole('button', { name: 'Console menu' }).click();
+    const menu = c.getByRole('group', { name: 'Console menu' });
+    mark = await lineCount(p);
+    await menu.getByLabel('SysRq key').selectOption('h');
+    await menu.getByRole('button', { name: 'Send SysRq' }).click();
+    await until(p, "the kernel's SysRq help", 30000,
+      async () => (await linesAfter(p, mark)).some((l) => /sysrq: HELP/i.test(l)));
+    await menu.getByRole('button', { name: 'NMI', exact: true }).click();
+    const d = p.getByRole('dialog', { name: 'Send an NMI to srv1?' });
+    await d.getByRole('button', { name: 'NMI', exact: true }).click();
+    await p.getByRole('log', { name: 'Events' }).getByText(/console_nmi/).waitFor();
+    await p.getByRole('log', { name: 'Events' }).getByText(/console_sysrq/).first().waitFor();
   }],
   ['exit rescue: the local OS boots to its login prompt', async (t) => {
     const p = t.pages.a;
