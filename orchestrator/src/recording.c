@@ -21,6 +21,7 @@ struct recording {
     uint64_t bytes;
     unsigned char carry[4]; /* a UTF-8 sequence cut by the chunk's end */
     size_t ncarry;
+    struct buf line; /* the event line being written */
 };
 
 /* The number of a file named "N.cast", else 0. */
@@ -124,6 +125,8 @@ recording_open(const char *dir, const struct recording_meta *m, char *err,
     r->f = fdopen(fd, "w");
     if (!r->f)
         fatal("fdopen");
+    /* Fewer writes for a busy console; recording_flush empties it. */
+    setvbuf(r->f, NULL, _IOFBF, 64 * 1024);
     r->n = n;
     r->t0_ms = now_mono_ms();
     r->meta_path = xasprintf("%s/%d.json", sdir, n);
@@ -175,12 +178,31 @@ utf8_seq(const unsigned char *p, size_t avail)
     return len;
 }
 
-/* JSON string body of what can be written now; the rest stays in carry. */
+/* Bytes copied as they are inside a JSON string: printable ASCII but the
+ * quote and the backslash. */
+static bool
+plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* JSON string body of what can be written now; the rest stays in carry.
+ * Runs of plain bytes go in one copy: a flood seen by many recorded
+ * viewers is mostly plain text. */
 static void
 escape(struct recording *r, const unsigned char *p, size_t n, struct buf *out)
 {
+    static const char hex[] = "0123456789abcdef";
     size_t i = 0;
     while (i < n) {
+        size_t run = i;
+        while (run < n && plain(p[run]))
+            run++;
+        if (run > i) {
+            buf_append(out, p + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned char c = p[i];
         int l = utf8_seq(p + i, n - i);
         if (l == 0) {
@@ -195,8 +217,13 @@ escape(struct recording *r, const unsigned char *p, size_t n, struct buf *out)
             char e[2] = {'\\', (char)c};
             buf_append(out, e, 2);
             i++;
+        } else if (c == '\r' || c == '\n' || c == '\t') {
+            char e[2] = {'\\', c == '\r' ? 'r' : c == '\n' ? 'n' : 't'};
+            buf_append(out, e, 2);
+            i++;
         } else if (c < 0x20 || c == 0x7f) {
-            buf_printf(out, "\\u%04x", c);
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_append(out, e, 6);
             i++;
         } else {
             buf_append(out, p + i, (size_t)l);
@@ -221,14 +248,19 @@ recording_write(struct recording *r, const void *data, size_t n)
         p = joined;
         r->ncarry = 0;
     }
-    struct buf out = {0};
-    escape(r, p, n, &out);
+    /* One line, built in a buffer kept between calls. */
+    struct buf *out = &r->line;
+    out->len = 0;
+    char head[32];
+    int hl = snprintf(head, sizeof(head), "[%.3f, \"o\", \"",
+                      (double)(now_mono_ms() - r->t0_ms) / 1000.0);
+    buf_append(out, head, (size_t)hl);
+    escape(r, p, n, out);
     free(joined);
-    if (out.len > 0) {
-        double t = (double)(now_mono_ms() - r->t0_ms) / 1000.0;
-        fprintf(r->f, "[%.3f, \"o\", \"%s\"]\n", t, out.data);
+    if (out->len > (size_t)hl) {
+        buf_append(out, "\"]\n", 3);
+        fwrite(out->data, 1, out->len, r->f);
     }
-    buf_free(&out);
 }
 
 void
@@ -250,6 +282,7 @@ recording_close(struct recording *r)
     write_meta(r);
     json_decref(r->meta);
     free(r->meta_path);
+    buf_free(&r->line);
     free(r);
 }
 

@@ -73,7 +73,7 @@ test_utf8_and_escapes(void **state)
     recording_write(r, "\xf0\x9f\x98\x80", 4); /* 😀 whole */
     recording_close(r);
     char *ev = events(dir, 1);
-    assert_string_equal(ev, "\"a\\\"b\\\\c\\u001b[0m\\u000d\\u000a\"]\n"
+    assert_string_equal(ev, "\"a\\\"b\\\\c\\u001b[0m\\r\\n\"]\n"
                             "\"\\ufffd\\ufffd(\"]\n"
                             "\"\xe2\x82\xac!\"]\n"
                             "\"\\ufffd\\ufffd\\ufffd\"]\n"
