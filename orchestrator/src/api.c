@@ -11,6 +11,7 @@
 #include "log.h"
 #include "session.h"
 #include "sshkey.h"
+#include "openapi.h"
 #include "loop.h"
 #include "recording.h"
 #include "store.h"
@@ -175,6 +176,28 @@ h_healthz(struct http_req *r, void *arg)
     http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* /metrics: the admin token or [rescued] metrics_token; the states and
+ * counts of the fleet are no stranger's business. */
+static bool
+metrics_check(struct http_req *r, void *arg)
+{
+    const struct config *cfg = fleet_config(arg);
+    const char *h = http_req_header(r, "Authorization");
+    const char *tok = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+    while (tok && *tok == ' ')
+        tok++;
+    bool admin = tok && cfg->admin_token && token_equal(tok, cfg->admin_token);
+    if (admin ||
+        (tok && cfg->metrics_token && token_equal(tok, cfg->metrics_token))) {
+        http_req_set_actor(r, admin ? "admin" : "metrics");
+        return true;
+    }
+    http_respond_error(r, 401,
+                       "missing or wrong token (Authorization: Bearer TOKEN, "
+                       "the metrics_token or the admin token)");
+    return false;
+}
+
 static void
 h_metrics(struct http_req *r, void *arg)
 {
@@ -182,6 +205,16 @@ h_metrics(struct http_req *r, void *arg)
     fleet_metrics(arg, &b);
     http_metrics(http_req_http(r), &b);
     http_respond_buf(r, 200, &b, "text/plain; version=0.0.4");
+}
+
+/* docs/openapi.yaml, as the build converted it. */
+static void
+h_openapi(struct http_req *r, void *arg)
+{
+    (void)arg;
+    struct buf b = {0};
+    buf_append(&b, openapi_json, openapi_json_len);
+    http_respond_buf(r, 200, &b, "application/json");
 }
 
 static void
@@ -776,7 +809,8 @@ h_console_recording(struct http_req *r, void *arg)
 
 static const struct http_route routes[] = {
     {"/healthz", HTTP_GET | HTTP_HEAD, 0, NULL, h_healthz, NULL},
-    {"/metrics", HTTP_GET | HTTP_HEAD, 0, NULL, h_metrics, NULL},
+    {"/metrics", HTTP_GET | HTTP_HEAD, 0, metrics_check, h_metrics, NULL},
+    {"/v1/openapi.json", HTTP_GET | HTTP_HEAD, 0, NULL, h_openapi, NULL},
     {"/v1/servers", HTTP_GET | HTTP_HEAD, 0, authenticate, h_servers, NULL},
     {"/v1/servers/{}", HTTP_GET | HTTP_HEAD, 0, authenticate, h_server, NULL},
     {"/v1/servers/{}/actions", HTTP_POST, HTTP_JSON_BODY, authenticate,

@@ -8,6 +8,7 @@
 
 enum pxe_mode { PXE_DHCP, PXE_PROXY, PXE_OFF };
 enum firmware { FW_BIOS, FW_UEFI };
+enum boot_mode { BOOT_PXE, BOOT_VIRTUALMEDIA };
 
 struct config_project {
     char *name;      /* from [project:NAME] */
@@ -27,6 +28,12 @@ struct config_server {
     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
     char *console;
     char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
+    /* redfish: USER:PASSWORD on the first line of this file (0600), not
+     * in the power uri; NULL: the uri's */
+    char *power_credentials;
+    /* pxe (default), or virtualmedia: the [image] iso on the BMC's virtual
+     * CD, a one-time boot from it; redfish only */
+    enum boot_mode boot;
 };
 
 struct config {
@@ -35,12 +42,20 @@ struct config {
     char *listen;   /* host:port */
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
-    char *admin_token;
+    char *admin_token; /* from the file when admin_token_file is set */
+    char *admin_token_file;
     int log_level;         /* enum log_level */
     long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* a Bearer token for /metrics only (>= 16 chars); NULL: admin only */
+    char *metrics_token;
+    /* PEM files: the API listener speaks TLS with them (both or neither) */
+    char *tls_cert, *tls_key;
+    /* host:port of a plain-HTTP listener for the boot path alone, beside a
+     * TLS listen; NULL: none */
+    char *boot_listen;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
@@ -58,6 +73,7 @@ struct config {
     char *kernel;
     char *initrd;
     char *tools;       /* the tools archive (squashfs), or NULL for none */
+    char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [ui]: the portal */

@@ -216,6 +216,39 @@ netboot_set(void *arg, int status, const char *detail)
     apply(s, &in, "rescued");
 }
 
+/* Virtual media: the CD is in; now the one-time boot from it, whose
+ * answer moves the rescue on as the netboot's does. */
+static void
+media_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing)
+        return;
+    if (status != 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 detail ? detail : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
+}
+
+/* On the way home the CD comes out first; a BMC that fails it is an
+ * error event, and the disk boot goes on. */
+static void
+media_ejected(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing || status == 0)
+        return;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
+             detail ? detail : strerror(-status));
+    fleet_srv_note(s, "error", "rescued", msg);
+}
+
 /* The one-time disk boot before an exit's reset.  Not set, the server
  * netboots and its iPXE script sends it home: slower, no less right. */
 static void
@@ -251,6 +284,36 @@ mint_token(char out[65])
     return 0;
 }
 
+int
+fleet_srv_new_token(struct srv *s)
+{
+    char token[65];
+    int r = mint_token(token);
+    if (r < 0)
+        log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
+    else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
+             0)
+        log_warnx("%s: cannot store a new boot token", s->cfg->id);
+    return r;
+}
+
+/* A reset that starts a rescue boot gets a token no boot has used: the
+ * last one stays with the boot it was bound to. */
+static void
+fresh_token_for_reset(struct srv *s)
+{
+    enum fsm_state st = s->row.fsm.state;
+    struct store_token t;
+    char token[65];
+    if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
+         st == FSM_RESCUE_BOOTING) &&
+        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
+            0 &&
+        store_token_get(s->f->st, token, &t) == 0 &&
+        (t.addr[0] || t.overlay_ms))
+        fleet_srv_new_token(s);
+}
+
 static void
 run_actions(struct srv *s, unsigned acts)
 {
@@ -265,24 +328,25 @@ run_actions(struct srv *s, unsigned acts)
         action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         /* No token, no rescue: this server fails, the daemon goes on. */
-        char token[65];
-        const char *why = NULL;
-        int r = mint_token(token);
-        if (r < 0) {
-            log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
-            why = "cannot make a boot token";
-        } else if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) <
-                   0) {
-            why = "cannot store the boot token";
-        }
-        if (why) {
-            struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        if (fleet_srv_new_token(s) < 0) {
+            struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                   .detail = "cannot make a boot token"};
             apply(s, &in, "rescued");
             return;
         }
-        power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
+            const char *iso = strrchr(f->cfg->iso, '/');
+            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
+                                  iso ? iso + 1 : f->cfg->iso);
+            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+            free(url);
+        } else {
+            power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        }
     }
     if (acts & FSM_ACT_BOOT_DISK) {
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA)
+            power_request(s->power, POWER_MEDIA_EJECT, NULL, media_ejected, s);
         /* Queued before the reset, so the driver sets it first. */
         s->disk_boot = false;
         power_request(s->power, POWER_BOOT_DISK_ONCE, NULL, disk_boot_set, s);
@@ -291,8 +355,20 @@ run_actions(struct srv *s, unsigned acts)
         power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
         power_call(s, POWER_ON, FSM_ACT_POWER_ON);
-    if (acts & FSM_ACT_POWER_RESET)
+    if (acts & FSM_ACT_POWER_RESET) {
+        fresh_token_for_reset(s);
         power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
+    }
+}
+
+/* Tokens live while a rescue boot needs them: a failure or the way home
+ * revokes the server's. */
+static bool
+holds_token(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
 }
 
 /* The one place a server's state changes: step the machine, store the
@@ -314,6 +390,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
      * exactly what was not done.  A new step drops the old step's. */
     s->row.pending_actions =
         out.changed ? out.actions : pending_before | out.actions;
+    if (out.changed || out.actions)
+        s->nboot_noted = 0; /* a new step: its fetches are news again */
     if (out.changed) {
         int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
                                       out.reason);
@@ -335,6 +413,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
         tell_writable(f, s->cfg->id);
         arm_grace(s);
+        if (holds_token(before.state) && !holds_token(s->row.fsm.state))
+            store_token_revoke_server(f->st, s->cfg->id);
     } else if (out.actions) {
         store_save_server(f->st, s->cfg->id, &s->row);
         if (s->row.fsm.retries != before.retries) {
@@ -490,6 +570,14 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    power_set_firmware(s->power, cs->firmware == FW_UEFI);
+    if (cs->power_credentials &&
+        power_set_credentials(s->power, cs->power_credentials, err, errlen) <
+            0) {
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
     if (cs->console && console_open(s, err, errlen) < 0) {
         power_free(s->power);
         free(s);
@@ -625,7 +713,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
-            same_str(old->cfg->console, cs->console)) {
+            same_str(old->cfg->console, cs->console) &&
+            same_str(old->cfg->power_credentials, cs->power_credentials)) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }

@@ -38,6 +38,11 @@ struct srv {
     bool closing; /* in srv_free: its driver's last answers go unheard */
     /* the driver set a one-time disk boot for the reset queued after it */
     bool disk_boot;
+    /* The boot path's notes of this step (hashes of their words): a
+     * repeated fetch is noted once, a flood not at all.  A transition or
+     * an action starts a new step (fleet_boot.c). */
+    uint64_t boot_noted[8];
+    size_t nboot_noted;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -67,6 +72,7 @@ struct fleet {
     struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
     /* the portal's sign-ins */
     struct session_store *sessions;
+    uint64_t boot_refused[2];      /* boot-path refusals: 403, 409 */
 };
 
 /* The live server of an inventory entry of f->cfg. */
@@ -83,6 +89,10 @@ struct srv *fleet_srv_find(struct fleet *f, const char *id);
  * ...) and tell the subscribers.  Writes the store. */
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
+
+/* Mint a fresh boot token for the server's next boot (the old one dies in
+ * the same write).  0, or a negative errno, logged. */
+int fleet_srv_new_token(struct srv *s);
 
 /* Feed an event to the server's state machine: the transition is stored
  * before its actions run.  Writes the store. */

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -249,6 +250,8 @@ status_code_name(unsigned status)
         return "bad_request";
     case 401:
         return "unauthorized";
+    case 403:
+        return "forbidden";
     case 404:
         return "not_found";
     case 405:
@@ -478,6 +481,12 @@ http_req_json(struct http_req *r)
         http_respond_error(r, 400, "malformed JSON: %s (line %d, column %d)",
                            jerr.text, jerr.line, jerr.column);
     return root;
+}
+
+unsigned
+http_req_method(const struct http_req *r)
+{
+    return r->method;
 }
 
 const char *
@@ -1090,6 +1099,21 @@ bound_port(int fd)
 struct http *
 http_new(struct loop *l, const char *listen, char *err, size_t errlen)
 {
+    return http_new_tls(l, listen, false, err, errlen);
+}
+
+struct http *
+http_new_tls(struct loop *l, const char *listen, bool tls, char *err,
+             size_t errlen)
+{
+    /* TLS: the certificate is asked for at each handshake (tls.h); 1.2
+     * and 1.3 only (GnuTLS's NORMAL still offers 1.0 and 1.1). */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, tls_retrieve_fn()},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     bool v6 = false;
     int fd = listen_on(listen, &v6, err, errlen);
     if (fd < 0)
@@ -1100,7 +1124,7 @@ http_new(struct loop *l, const char *listen, char *err, size_t errlen)
     /* MHD_USE_EPOLL without an internal thread: we poll its epoll fd. */
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
-                     (v6 ? MHD_USE_IPv6 : 0);
+                     (v6 ? MHD_USE_IPv6 : 0) | (tls ? MHD_USE_TLS : 0);
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
@@ -1108,7 +1132,7 @@ http_new(struct loop *l, const char *listen, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[2], MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "listen %s: cannot start the HTTP server",
                  listen);

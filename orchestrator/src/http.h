@@ -80,6 +80,9 @@ struct http_face {
 /* Listen on "host:port" ("[v6]:port" too; port 0: any, see http_port). */
 struct http *http_new(struct loop *l, const char *listen, char *err,
                       size_t errlen);
+/* The same over TLS when tls: the pair tls_serve gave, at each handshake. */
+struct http *http_new_tls(struct loop *l, const char *listen, bool tls,
+                          char *err, size_t errlen);
 /* Ends every stream and upgrade still open (their closed callbacks run
  * from here), then stops MHD.  Free the faces after it. */
 void http_free(struct http *h);
@@ -107,6 +110,8 @@ const char *http_req_cap(const struct http_req *r, int i);
 /* The body of an HTTP_JSON_BODY route as JSON; NULL once it answered 400
  * (malformed JSON, with line and column). */
 json_t *http_req_json(struct http_req *r);
+/* The request's method (an enum http_method bit; 0 for another). */
+unsigned http_req_method(const struct http_req *r);
 /* The client's IPv4 address into buf ("" for another family). */
 const char *http_req_peer(struct http_req *r, char *buf, size_t len);
 /* Who is calling, for the request's log line ("admin"); copied. */

@@ -23,6 +23,9 @@ static const char *const op_names[] = {
     [POWER_SERIAL_BREAK] = "serial break",
     [POWER_NETBOOT_ONCE] = "netboot once",
     [POWER_BOOT_DISK_ONCE] = "disk boot once",
+    [POWER_MEDIA_INSERT] = "insert media",
+    [POWER_MEDIA_EJECT] = "eject media",
+    [POWER_CD_BOOT_ONCE] = "cd boot once",
 };
 
 const char *
@@ -179,9 +182,14 @@ power_submit(struct power *p, enum power_op op, const char *arg,
 
     int status = -EINVAL;
     char *why = NULL;
-    if ((unsigned)op >= POWER_NOPS)
+    if ((unsigned)op >= POWER_NOPS) {
         why = xstrdup("unknown power op");
-    else if (p->ops->check)
+    } else if (!p->ops->media &&
+               (op == POWER_MEDIA_INSERT || op == POWER_MEDIA_EJECT ||
+                op == POWER_CD_BOOT_ONCE)) {
+        status = -ENOTSUP;
+        why = xasprintf("%s: no virtual media", p->ops->name);
+    } else if (p->ops->check)
         why = p->ops->check(p, r, &status);
     if (why)
         power_req_complete(r, status, why);

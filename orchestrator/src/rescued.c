@@ -11,6 +11,7 @@
 #include "portal.h"
 #include "sshd.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 #include "webconsole.h"
 
@@ -22,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"
@@ -33,6 +36,9 @@ struct daemon {
     struct loop *loop;
     struct fleet *fleet;
     struct http *http;
+    struct http *boot_http; /* [rescued] boot_listen, beside a TLS listen */
+    bool tls;               /* listen speaks TLS */
+    int64_t watchdog_ms;    /* systemd's WatchDogSec, halved; 0: none */
     struct sshd *sshd;
     struct webconsole *webconsole;
     uint64_t sub; /* the fleet tells when a console turns writable */
@@ -140,6 +146,62 @@ usage(FILE *out)
                  "  --version   print the version and exit\n");
 }
 
+/* systemd (Type=notify): READY=1 once every listener is up, RELOADING=1
+ * then READY=1 around a SIGHUP, STOPPING=1, and WATCHDOG=1 at half of
+ * WATCHDOG_USEC from the loop, so a loop that hangs gets the daemon
+ * restarted.  Without NOTIFY_SOCKET each call does nothing. */
+static void
+notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL +
+                   (unsigned long long)ts.tv_nsec / 1000);
+}
+
+static int64_t
+on_watchdog(struct loop *l, void *arg)
+{
+    (void)l;
+    struct daemon *d = arg;
+    sd_notify(0, "WATCHDOG=1");
+    return d->watchdog_ms;
+}
+
+static void
+watchdog_start(struct daemon *d)
+{
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
+        return;
+    d->watchdog_ms = (int64_t)(usec / 2000);
+    loop_add_timer(d->loop, d->watchdog_ms, on_watchdog, d);
+    log_info("systemd watchdog: every %lld ms", (long long)d->watchdog_ms);
+}
+
+/* The certificate files are read again at each reload (a renewed one
+ * replaces the old from the next handshake on); turning TLS on or off
+ * takes a restart, as a new listen address does. */
+static int
+reload_tls(struct daemon *d, const struct config *c)
+{
+    char err[512];
+    if (!c->tls_cert != !d->tls)
+        log_warnx("reload: TLS %s takes a restart", d->tls ? "off" : "on");
+    if (!c->tls_cert || !d->tls)
+        return 0;
+    struct tls_pair *p =
+        tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (!p) {
+        log_warnx("reload refused, old config stays in force: %s", err);
+        return -1;
+    }
+    log_info("TLS: serving %s", tls_pair_describe(p));
+    tls_serve(p);
+    return 0;
+}
+
 /* SIGHUP reloads the inventory; a bad file keeps the old one in force. */
 static void
 reload(struct daemon *d)
@@ -148,6 +210,10 @@ reload(struct daemon *d)
     struct config *c = config_load(d->config_path, err, sizeof(err));
     if (!c) {
         log_warnx("reload refused, old config stays in force: %s", err);
+        return;
+    }
+    if (reload_tls(d, c) < 0) {
+        config_free(c);
         return;
     }
     log_set_level(c->log_level);
@@ -164,12 +230,15 @@ on_signal(struct loop *l, int fd, uint32_t events, void *arg)
         switch (si.ssi_signo) {
         case SIGHUP:
             log_info("SIGHUP: reloading %s", d->config_path);
+            notify_reloading();
             reload(d);
+            sd_notify(0, "READY=1");
             break;
         case SIGTERM:
         case SIGINT:
             log_info("%s: shutting down",
                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            sd_notify(0, "STOPPING=1");
             loop_stop(l);
             break;
         }
@@ -258,13 +327,29 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.http = http_new(d.loop, listen, err, sizeof(err));
+    const struct config *c = fleet_config(d.fleet);
+    if (c->tls_cert) {
+        struct tls_pair *p =
+            tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+        if (!p)
+            fatalx("%s", err);
+        log_info("TLS: serving %s", tls_pair_describe(p));
+        tls_serve(p);
+        d.tls = true;
+    }
+    d.http = http_new_tls(d.loop, listen, d.tls, err, sizeof(err));
     if (!d.http)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
     portal_register(d.http, d.fleet);
-    const struct config *c = fleet_config(d.fleet);
+    if (c->boot_listen) {
+        d.boot_http = http_new(d.loop, c->boot_listen, err, sizeof(err));
+        if (!d.boot_http)
+            fatalx("boot_listen: %s", err);
+        bootpath_register(d.boot_http, d.fleet);
+        log_info("boot path also on %s (HTTP)", c->boot_listen);
+    }
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
     /* Both console faces record into one place (api lists it). */
     char *rec_dir =
@@ -291,11 +376,14 @@ main(int argc, char **argv)
         fatalx("console: %s", err);
     d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
-    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu %s, "
+    log_info("listening on %s (%s) and %s (Serial over SSH), %zu %s, "
              "data in %s",
-             listen, c->console_listen, c->nservers,
+             listen, d.tls ? "HTTPS" : "HTTP", c->console_listen, c->nservers,
              plural(c->nservers, "server", "servers"), c->data_dir);
 
+    watchdog_start(&d);
+    sd_notifyf(0, "READY=1\nSTATUS=%zu %s", c->nservers,
+               plural(c->nservers, "server", "servers"));
     int r = loop_run(d.loop);
 
     /* Every transition is already stored: stopping loses nothing. */
@@ -303,7 +391,9 @@ main(int argc, char **argv)
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
     webconsole_free(d.webconsole);
+    http_free(d.boot_http);
     http_free(d.http);
+    tls_serve_end();
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);

@@ -142,3 +142,23 @@ store_token_revoke_server(struct store *st, const char *server)
 {
     return st->ops->token_revoke_server(st, server);
 }
+
+int
+store_token_get(struct store *st, const char *token, struct store_token *out)
+{
+    return st->ops->token_get(st, token, out);
+}
+
+int
+store_token_mark(struct store *st, const char *token, const char *addr,
+                 int64_t overlay_ms)
+{
+    return st->ops->token_mark(st, token, addr, overlay_ms);
+}
+
+int
+store_token_last_addr(struct store *st, const char *server, char *addr,
+                      size_t len)
+{
+    return st->ops->token_last_addr(st, server, addr, len);
+}

@@ -55,6 +55,10 @@ static const char *const migrations[] = {
      * restart re-runs exactly those. */
     "ALTER TABLE servers ADD COLUMN pending_actions INTEGER NOT NULL"
     " DEFAULT 0;",
+    /* 4: a token bound to its boot: the address that fetched the kernel,
+     * and when the overlay was served (once). */
+    "ALTER TABLE tokens ADD COLUMN addr TEXT;"
+    "ALTER TABLE tokens ADD COLUMN overlay_ms INTEGER;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -74,6 +78,9 @@ enum stmt_id {
     ST_TOKEN_LOOKUP,
     ST_TOKEN_OF_SERVER,
     ST_TOKEN_REVOKE,
+    ST_TOKEN_GET,
+    ST_TOKEN_MARK,
+    ST_TOKEN_LAST_ADDR,
     ST_COUNT
 };
 
@@ -109,6 +116,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
     [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2"
                         " WHERE server = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_GET] = "SELECT server, addr, overlay_ms FROM tokens"
+                     " WHERE token = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_MARK] = "UPDATE tokens SET addr = COALESCE(addr, ?2),"
+                      " overlay_ms = COALESCE(overlay_ms, ?3)"
+                      " WHERE token = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_LAST_ADDR] = "SELECT addr FROM tokens"
+                           " WHERE server = ?1 AND addr IS NOT NULL"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
 };
 
 struct sqlite_store {
@@ -628,6 +643,63 @@ sq_token_revoke_server(struct store *base, const char *server)
     return token_revoke(st, server, now_wall_ms());
 }
 
+static int
+sq_token_get(struct store *base, const char *token, struct store_token *out)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_GET];
+    int ret = 0, rc;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "looking up token");
+    } else {
+        const unsigned char *srv = sqlite3_column_text(s, 0),
+                            *addr = sqlite3_column_text(s, 1);
+        if (strlcpy_s(out->server, srv ? (const char *)srv : "",
+                      sizeof(out->server)) >= sizeof(out->server))
+            ret = -ENOSPC;
+        strlcpy_s(out->addr, addr ? (const char *)addr : "", sizeof(out->addr));
+        out->overlay_ms = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return ret;
+}
+
+static int
+sq_token_mark(struct store *base, const char *token, const char *addr,
+              int64_t overlay_ms)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_MARK];
+
+    sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+    if (addr)
+        sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 2);
+    if (overlay_ms > 0)
+        sqlite3_bind_int64(s, 3, overlay_ms);
+    else
+        sqlite3_bind_null(s, 3);
+    int ret = stmt_run(st, ST_TOKEN_MARK, "marking token");
+    if (ret == 0 && sqlite3_changes(st->db) == 0)
+        ret = -ENOENT;
+    return ret;
+}
+
+static int
+sq_token_last_addr(struct store *base, const char *server, char *addr,
+                   size_t len)
+{
+    struct sqlite_store *st = sq(base);
+    return lookup_text(st, ST_TOKEN_LAST_ADDR, server, addr, len);
+}
+
 const struct store_ops store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
@@ -644,4 +716,7 @@ const struct store_ops store_sqlite_ops = {
     .token_lookup = sq_token_lookup,
     .token_of_server = sq_token_of_server,
     .token_revoke_server = sq_token_revoke_server,
+    .token_get = sq_token_get,
+    .token_mark = sq_token_mark,
+    .token_last_addr = sq_token_last_addr,
 };

@@ -85,7 +85,7 @@ test_healthz_and_metrics(void **state)
     assert_non_null(strstr(r.headers.data, "application/json"));
     resp_clear(&r);
 
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers.data, "text/plain"));
     /* fleet's own, then ours: the healthz above was counted. */
@@ -101,6 +101,14 @@ test_healthz_and_metrics(void **state)
     assert_non_null(
         strstr(r.body.data, "rescued_http_request_duration_seconds_sum "));
     resp_clear(&r);
+
+    /* The fleet's states are no stranger's business (issue 12): the
+     * admin token or metrics_token (test_metrics_token), no other. */
+    expect_error(&(struct call){"GET", "/metrics"}, 401, "unauthorized");
+    http(&(struct call){"HEAD", "/metrics"}, &r);
+    assert_int_equal(r.status, 401);
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/metrics", ACME}, 401, "unauthorized");
 
     expect_error(&(struct call){"POST", "/healthz", NULL, NULL, "{}"}, 405,
                  "method_not_allowed");
@@ -121,7 +129,7 @@ test_keep_alive(void **state)
         {"GET", "/healthz"},
         {"GET", "/v1/servers/srv1", ADMIN},
         {"GET", "/v1/servers", ADMIN},
-        {"GET", "/metrics"},
+        {"GET", "/metrics", ADMIN},
     };
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         struct resp r;
@@ -426,7 +434,7 @@ test_actions_and_events(void **state)
     resp_clear(&r);
 
     /* Every one of them was counted. */
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     assert_non_null(strstr(
         r.body.data,
         "rescued_http_requests_total{method=\"POST\",code=\"202\"} 2\n"));
@@ -440,7 +448,7 @@ static bool
 metrics_has(const char *s)
 {
     struct resp r;
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     bool yes = r.body.data && strstr(r.body.data, s);
     resp_clear(&r);
     return yes;
@@ -577,11 +585,36 @@ test_stream_open_at_shutdown(void **state)
     hc_stream_close(&sse);
 }
 
+/* [rescued] metrics_token opens /metrics, and nothing else. */
+static void
+test_metrics_token(void **state)
+{
+    struct env *e = env_dir_new("K");
+    *state = e; /* for the teardown, whatever fails below */
+    env_start(e, "metrics_token = scrape-0123456789abcdef\n",
+              "[project:acme]\n"
+              "token = " ACME "\n");
+    e->http = hc_serve(e->loop);
+    api_register(e->http, e->fleet);
+    struct resp r;
+    http(&(struct call){"GET", "/metrics", "scrape-0123456789abcdef"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "rescued_servers{state=\"active\"}"));
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/metrics", "scrape-0123456789abcdeX"},
+                 401, "unauthorized");
+    expect_error(
+        &(struct call){"GET", "/v1/servers", "scrape-0123456789abcdef"}, 401,
+        "unauthorized");
+}
+
 int
 main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_metrics_token, NULL,
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup,

@@ -209,7 +209,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
-    assert_int_equal(store_schema_version(st), 3);
+    assert_int_equal(store_schema_version(st), 4);
     store_close(st);
     free(sub);
 
@@ -267,7 +267,7 @@ test_open_url_forms(void **state)
     f->st = store_open(url, data, err, sizeof(err));
     if (!f->st)
         fail_msg("%s: %s", url, err);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
     assert_int_equal(stat(file, &sb), 0);
     assert_int_equal(stat(where, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
@@ -375,7 +375,7 @@ test_migrates_older_schema(void **state)
 
     f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     assert_non_null(f->st);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
 
     /* The old data is still there, with nothing pending... */
     assert_int_equal(store_load_server(f->st, "old", &got), 0);
@@ -393,12 +393,12 @@ test_migrates_older_schema(void **state)
     /* ...and what version 2 added works, and stays after a reopen. */
     assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
     reopen(f);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
     assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
     sqlite3_close(db);
 }
 
@@ -770,6 +770,44 @@ find_id(void *arg, const struct store_event *ev)
     return ev->id == *want ? 1 : 2;
 }
 
+/* A token bound to its boot: the first address stays, the overlay is
+ * marked once, both survive a reopen, and a revoked token cannot be
+ * marked; the server's last address outlives the revocation. */
+static void
+test_token_binding(void **state)
+{
+    struct fixture *f = *state;
+    struct store_token t;
+    char addr[64];
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     -ENOENT);
+    assert_int_equal(store_token_add(f->st, "t1", "srv1", 1000), 0);
+    assert_int_equal(store_token_get(f->st, "t1", &t), 0);
+    assert_string_equal(t.server, "srv1");
+    assert_string_equal(t.addr, "");
+    assert_int_equal(t.overlay_ms, 0);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.5", 0), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.6", 0), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", NULL, 5000), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", NULL, 6000), 0);
+    reopen(f);
+    assert_int_equal(store_token_get(f->st, "t1", &t), 0);
+    assert_string_equal(t.addr, "10.0.0.5");
+    assert_int_equal(t.overlay_ms, 5000);
+    assert_int_equal(store_token_revoke_server(f->st, "srv1"), 0);
+    assert_int_equal(store_token_get(f->st, "t1", &t), -ENOENT);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.7", 0), -ENOENT);
+    assert_int_equal(store_token_mark(f->st, "nope", "10.0.0.7", 0), -ENOENT);
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     0);
+    assert_string_equal(addr, "10.0.0.5");
+    /* A new boot's token, unbound: the last address is still the old. */
+    assert_int_equal(store_token_add(f->st, "t2", "srv1", 2000), 0);
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     0);
+    assert_string_equal(addr, "10.0.0.5");
+}
+
 static void
 test_kill9_loses_nothing_committed(void **state)
 {
@@ -844,6 +882,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
     };
