@@ -823,7 +823,7 @@ static const struct http_route routes[] = {
      h_console_ticket, NULL},
     {"/v1/servers/{}/console/recordings", HTTP_GET | HTTP_HEAD, 0, authenticate,
      h_console_recordings, NULL},
-    {"/v1/servers/{}/console/recordings/{}.cast", HTTP_GET | HTTP_HEAD, 0,
+    {"/v1/servers/{}/console/recordings/{file}.cast", HTTP_GET | HTTP_HEAD, 0,
      authenticate, h_console_recording, NULL},
     {"/v1/events", HTTP_GET, 0, authenticate, h_all_events, NULL},
     {"/v1/servers/{}/keys", HTTP_GET, 0, authenticate, h_keys, NULL},

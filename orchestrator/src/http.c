@@ -66,6 +66,7 @@ struct http_req {
     bool started, answered, too_large, streaming;
     const struct http_face *face;
     const struct http_route *route;
+    unsigned allow; /* the methods the path's routes take */
     char caps[HTTP_MAX_CAPS][HTTP_CAP_MAX + 1];
     char *actor;
     void *data;
@@ -256,8 +257,6 @@ status_code_name(unsigned status)
         return "not_found";
     case 405:
         return "method_not_allowed";
-    case 403:
-        return "forbidden";
     case 409:
         return "conflict";
     case 413:
@@ -397,7 +396,7 @@ http_respond_error(struct http_req *r, unsigned status, const char *fmt, ...)
         http_answer_header(a, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (status == 405) {
         char allow[64] = "";
-        unsigned m = r->route ? r->route->methods : 0;
+        unsigned m = r->allow;
         static const struct {
             unsigned bit;
             const char *name;
@@ -443,12 +442,6 @@ const char *
 http_req_header(struct http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-unsigned
-http_req_method(const struct http_req *r)
-{
-    return r->method;
 }
 
 bool
@@ -813,6 +806,7 @@ route_find(struct http_req *r, const char *path, size_t plen)
             enum match m = route_match(rt, path, plen, r->caps);
             if (m == MATCH_NONE)
                 continue;
+            r->allow |= rt->methods; /* a 405's Allow: every route's */
             bool takes = (r->method & rt->methods) != 0;
             if (found == MATCH_NONE || takes) {
                 r->face = h->faces[f];

@@ -100,8 +100,6 @@ void http_metrics(struct http *h, struct buf *out);
 
 struct http *http_req_http(const struct http_req *r);
 const char *http_req_header(struct http_req *r, const char *name);
-/* The request's enum http_method bit (0 for another method). */
-unsigned http_req_method(const struct http_req *r);
 /* Did it come over TLS (a cookie set on it is then Secure)? */
 bool http_req_tls(const struct http_req *r);
 const char *http_req_query(struct http_req *r, const char *name);
