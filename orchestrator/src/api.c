@@ -9,6 +9,8 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "session.h"
+#include "sshkey.h"
 #include "openapi.h"
 #include "loop.h"
 #include "recording.h"
@@ -87,14 +89,54 @@ caller_of(const struct config *cfg, const char *h)
     return c;
 }
 
-/* The check of every /v1 route: the Authorization header names a caller,
- * or the answer is 401. */
+/* The portal's cookie: the caller of the session's token, as the config
+ * has it now (a reload that revokes the token ends the session).  A
+ * request that changes something must carry the session's CSRF token too,
+ * which a page of another site cannot read; else 403.  NULL once it
+ * answered. */
+static struct caller *
+caller_of_cookie(struct http_req *r, struct fleet *f, const char *cookie)
+{
+    char id[SESSION_ID_LEN + 1];
+    const struct session *s = NULL;
+    struct caller *c = NULL;
+    if (session_cookie_id(cookie, id))
+        s = session_find(fleet_sessions(f), id, now_wall_ms());
+    if (s) {
+        char *h = xasprintf("Bearer %s", s->token);
+        c = caller_of(fleet_config(f), h);
+        explicit_bzero(h, strlen(h));
+        free(h);
+    }
+    if (!c) {
+        http_respond_error(r, 401, "signed out, or the session expired");
+        return NULL;
+    }
+    if (!(http_req_method(r) & (HTTP_GET | HTTP_HEAD)) &&
+        !session_csrf_ok(s, http_req_header(r, SESSION_CSRF_HEADER))) {
+        caller_free(c);
+        http_respond_error(r, 403,
+                           "missing or wrong " SESSION_CSRF_HEADER " header");
+        return NULL;
+    }
+    return c;
+}
+
+/* The check of every /v1 route: the Authorization header names a caller
+ * (without one, the portal's session cookie does), or the answer is 401. */
 static bool
 authenticate(struct http_req *r, void *arg)
 {
     struct fleet *f = arg;
-    struct caller *c =
-        caller_of(fleet_config(f), http_req_header(r, "Authorization"));
+    const char *authz = http_req_header(r, "Authorization");
+    const char *cookie = http_req_header(r, "Cookie");
+    struct caller *c;
+    if (!authz && cookie && strstr(cookie, SESSION_COOKIE "=")) {
+        if (!(c = caller_of_cookie(r, f, cookie)))
+            return false;
+    } else {
+        c = caller_of(fleet_config(f), authz);
+    }
     if (!c) {
         http_respond_error(
             r, 401, "missing or wrong token (Authorization: Bearer TOKEN)");
@@ -473,6 +515,7 @@ struct sse {
      * read to the end. */
     bool live;
     int paged; /* events in the page being read */
+    char *project; /* GET /v1/events of a project: its servers' only */
 };
 
 /* History events read at once: what an SSE stream holds in memory. */
@@ -549,6 +592,12 @@ sse_live(void *arg, const struct store_event *ev)
     struct sse *e = arg;
     if (!e->live)
         return;
+    if (e->project) {
+        const struct config_server *cs =
+            config_find_server(fleet_config(e->f), ev->server);
+        if (!cs || strcmp(cs->project, e->project) != 0)
+            return;
+    }
     sse_event(e, ev);
     sse_flush(e);
 }
@@ -571,6 +620,7 @@ sse_closed(void *arg)
     fleet_unsubscribe(e->f, e->sub);
     loop_del_timer(e->loop, e->keepalive);
     buf_free(&e->out);
+    free(e->project);
     free(e);
 }
 
@@ -647,6 +697,103 @@ h_events(struct http_req *r, void *arg)
         return;
     }
     http_respond_json(r, 200, json_pack("{s:o}", "events", arr));
+}
+
+/* --- SSH keys, for the portal's Rescue dialog --- */
+
+/* One key's view: its type, fingerprint and comment, or why it is no key. */
+static json_t *
+key_json(const char *line, size_t len)
+{
+    char err[256], fp[SSHKEY_FP_LEN], comment[256];
+    if (!sshkey_valid_n(line, len, err, sizeof(err)))
+        return json_pack("{s:b, s:s}", "ok", 0, "error", err);
+    char *canon = sshkey_canonical(line);
+    sshkey_comment(canon, comment, sizeof(comment));
+    json_t *o = json_pack(
+        "{s:b, s:s%, s:s, s:s}", "ok", 1, "type", canon, strcspn(canon, " "),
+        "fingerprint", sshkey_fingerprint(canon, fp, sizeof(fp)) == 0 ? fp : "",
+        "comment", comment);
+    free(canon);
+    return o;
+}
+
+/* GET /v1/servers/{id}/keys: the project's keys a rescue puts in (public
+ * keys: fingerprints and comments). */
+static void
+h_keys(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    const struct config_project *p =
+        config_find_project(fleet_config(f), cs->project);
+    char **keys = NULL, err[512] = "";
+    size_t n = 0;
+    if (p && p->keys_file &&
+        sshkey_load_file(p->keys_file, &keys, &n, err, sizeof(err)) < 0) {
+        http_respond_error(r, 500, "cannot read the project's keys");
+        log_warnx("%s", err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, key_json(keys[i], strlen(keys[i])));
+    sshkey_list_free(keys);
+    http_respond_json(r, 200, json_pack("{s:o}", "keys", arr));
+}
+
+/* POST /v1/keys/check {"ssh_keys": [...]}: each key as a rescue would
+ * take it or refuse it, before the rescue is asked for. */
+static void
+h_keys_check(struct http_req *r, void *arg)
+{
+    (void)arg;
+    json_t *root = http_req_json(r);
+    if (!root)
+        return;
+    json_t *keys = json_object_get(root, "ssh_keys");
+    if (!json_is_array(keys)) {
+        json_decref(root);
+        http_respond_error(r, 400, "the body must be {\"ssh_keys\": [...]}");
+        return;
+    }
+    json_t *arr = json_array();
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) json_array_append_new(
+        arr, json_is_string(k)
+                 ? key_json(json_string_value(k), json_string_length(k))
+                 : json_pack("{s:b, s:s}", "ok", 0, "error", "not a string"));
+    json_decref(root);
+    http_respond_json(r, 200, json_pack("{s:o}", "keys", arr));
+}
+
+/* GET /v1/events: the live transitions of every server the caller sees
+ * (the portal's list); no history, GET /v1/servers is the present. */
+static void
+h_all_events(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    struct sse *e = xcalloc(1, sizeof(*e));
+    e->f = f;
+    e->loop = http_loop(http_req_http(r));
+    e->last_id = 0;
+    if (!who(r)->admin)
+        e->project = xstrdup(who(r)->project);
+    buf_printf(&e->out, ": rescued events\n\n");
+    e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
+    if (!e->s) {
+        buf_free(&e->out);
+        free(e->project);
+        free(e);
+        return;
+    }
+    e->sub = fleet_subscribe(f, NULL, sse_live, e);
+    e->keepalive =
+        loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
+    sse_flush(e);
 }
 
 static void
@@ -780,8 +927,12 @@ static const struct http_route routes[] = {
      h_console_ticket, NULL},
     {"/v1/servers/{}/console/recordings", HTTP_GET | HTTP_HEAD, 0, authenticate,
      h_console_recordings, NULL},
-    {"/v1/servers/{}/console/recordings/{}.cast", HTTP_GET | HTTP_HEAD, 0,
+    {"/v1/servers/{}/console/recordings/{file}.cast", HTTP_GET | HTTP_HEAD, 0,
      authenticate, h_console_recording, NULL},
+    {"/v1/events", HTTP_GET, 0, authenticate, h_all_events, NULL},
+    {"/v1/servers/{}/keys", HTTP_GET, 0, authenticate, h_keys, NULL},
+    {"/v1/keys/check", HTTP_POST, HTTP_JSON_BODY, authenticate, h_keys_check,
+     NULL},
 };
 
 static size_t

@@ -141,10 +141,13 @@ static const struct key_spec console_keys[] = {
     {NULL, 0, 0, NULL, false},
 };
 
-/* The browser console's Origin check: the page's origin when it is not
- * the Host the browser connected to (a proxy in front). */
+/* [ui]: the portal's files and sign-ins; origin is the browser console's
+ * Origin check: the page's origin when it is not the Host the browser
+ * connected to (a proxy in front). */
 static const struct key_spec ui_keys[] = {
     {"origin", K_OPTSTR, CFG(ui_origin), NULL, false},
+    {"dir", K_OPTSTR, CFG(ui_dir), NULL, false},
+    {"session_ttl", K_TIMEOUT, CFG(session_ttl), "8h", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -202,10 +205,14 @@ struct section_spec {
 };
 
 static const struct section_spec sections[] = {
-    {"rescued", SEC_SINGLE, rescued_keys},  {"pxe", SEC_SINGLE, pxe_keys},
-    {"console", SEC_SINGLE, console_keys},  {"image", SEC_SINGLE, image_keys},
-    {"timeouts", SEC_SINGLE, timeout_keys}, {"ui", SEC_SINGLE, ui_keys},
-    {"project", SEC_PROJECT, project_keys}, {"server", SEC_SERVER, server_keys},
+    {"rescued", SEC_SINGLE, rescued_keys},
+    {"pxe", SEC_SINGLE, pxe_keys},
+    {"console", SEC_SINGLE, console_keys},
+    {"image", SEC_SINGLE, image_keys},
+    {"timeouts", SEC_SINGLE, timeout_keys},
+    {"ui", SEC_SINGLE, ui_keys}, /* the portal */
+    {"project", SEC_PROJECT, project_keys},
+    {"server", SEC_SERVER, server_keys},
 };
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 

@@ -88,6 +88,9 @@ struct config {
     char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
+    /* [ui]: the portal */
+    char *ui_dir;    /* its files; NULL: "ui" beside the rescued binary */
+    int session_ttl; /* seconds a sign-in lasts, default 8h */
     /* [timeouts]: seconds per step, and retries per step */
     int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
     int timeout_exiting, timeout_booting_local;

@@ -147,6 +147,11 @@ uint64_t fleet_on_writable_changed(struct fleet *f, fleet_writable_cb *cb,
 /* Ends a subscription or a writable listener. */
 void fleet_unsubscribe(struct fleet *f, uint64_t id);
 
+/* The portal's sign-in sessions (session.h), the fleet's to free: the
+ * API's cookie check and the portal's sign-in share them. */
+struct session_store;
+struct session_store *fleet_sessions(struct fleet *f);
+
 /* Prometheus text: servers per state, transitions and failures per step.
  * In fleet_view.c. */
 void fleet_metrics(struct fleet *f, struct buf *out);

@@ -72,6 +72,8 @@ struct fleet {
     uint64_t retention_timer;      /* prunes the store by [rescued] retention */
     uint64_t boot_refused[2];      /* boot-path refusals: 403, 409 */
     struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
+    /* the portal's sign-ins */
+    struct session_store *sessions;
 };
 
 /* The live server of an inventory entry of f->cfg. */

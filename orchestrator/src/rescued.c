@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "portal.h"
 #include "sshd.h"
 #include "store.h"
 #include "tls.h"
@@ -367,6 +368,7 @@ main(int argc, char **argv)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
+    portal_register(d.http, d.fleet);
     if (c->boot_listen) {
         d.boot_http = http_new_limited(d.loop, c->boot_listen, false, &lim, err,
                                        sizeof(err));

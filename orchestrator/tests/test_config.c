@@ -678,6 +678,27 @@ test_console_record(void **state)
     config_free(c);
 }
 
+/* The portal's keys: its files' dir (default: beside the binary, so
+ * unset here) and how long a sign-in lasts. */
+static void
+test_ui(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_null(c->ui_dir);
+    assert_int_equal(c->session_ttl, 8 * 3600);
+    config_free(c);
+    c = expect_load(HEAD "[ui]\ndir = /srv/ui\nsession_ttl = 15m\n" SERVER(
+        "srv1", "52:54:00:00:00:01"));
+    assert_string_equal(c->ui_dir, "/srv/ui");
+    assert_int_equal(c->session_ttl, 15 * 60);
+    config_free(c);
+    expect_refusal(HEAD "[ui]\nsession_ttl = 0\n",
+                   ":9: [ui] session_ttl: ", "");
+    expect_refusal(HEAD "[ui]\nsession_ttl = soon\n",
+                   ":9: [ui] session_ttl: ", "");
+}
+
 /* Our four words and the syslog names, each on the nearest level. */
 static void
 test_log_levels(void **state)
@@ -925,6 +946,7 @@ main(void)
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_console_record),
+        cmocka_unit_test(test_ui),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
