@@ -780,6 +780,7 @@ h_all_events(struct http_req *r, void *arg)
     e->f = f;
     e->loop = http_loop(http_req_http(r));
     e->last_id = 0;
+    e->live = true; /* no history to page through */
     if (!who(r)->admin)
         e->project = xstrdup(who(r)->project);
     buf_printf(&e->out, ": rescued events\n\n");
