@@ -320,6 +320,8 @@ h_actions(struct http_req *r, void *arg)
         http_respond_error(r, 400, "%s", err);
     else if (rc == -EBUSY)
         http_respond_error(r, 409, "%s", err);
+    else if (rc == -EIO)
+        http_respond_error(r, 503, "%s", err); /* the store refused it */
     else if (rc < 0)
         http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
     free(fa.ssh_keys);

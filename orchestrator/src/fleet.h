@@ -48,7 +48,8 @@ json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 
 /* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
  * -EINVAL (400: bad keys, bad ttl), -EBUSY (409: does not fit the state or
- * a pre-flight check failed); err says why in words a user reads. */
+ * a pre-flight check failed), -EIO (503: the store refused the change,
+ * nothing ran); err says why in words a user reads. */
 int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
                  char *err, size_t errlen);
 

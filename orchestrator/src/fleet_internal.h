@@ -37,6 +37,12 @@ struct srv {
     bool closing; /* in srv_free: its driver's last answers go unheard */
     /* the driver set a one-time disk boot for the reset queued after it */
     bool disk_boot;
+    /* The last change the store refused, "" when the last one was stored:
+     * the API shows it as last_error until a change is stored again. */
+    char store_error[320];
+    int64_t store_backoff_ms; /* the next retry of a refused deadline */
+    int64_t store_logged_ms;  /* when the refusal was last logged */
+    unsigned store_quiet;     /* refusals not logged since */
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

@@ -42,7 +42,9 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         "firmware", cs->firmware == FW_UEFI ? "uefi" : "bios", "project",
         cs->project, "state", fsm_state_name(fs->state), "state_since",
         time_or_null(fs->since_ms), "last_error",
-        fs->last_error[0] ? json_string(fs->last_error) : json_null(),
+        s->store_error[0]   ? json_string(s->store_error)
+        : fs->last_error[0] ? json_string(fs->last_error)
+                            : json_null(),
         "deadline", time_or_null(fs->deadline_ms), "retries", fs->retries,
         "power", scheme, "console", console);
     free(scheme);

@@ -13,6 +13,20 @@
 #include <string.h>
 
 #define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_LOG_INTERVAL_MS 10000
+
+/* How long a write waits for another process's lock; tests shorten it. */
+static int busy_timeout_ms = STORE_BUSY_TIMEOUT_MS;
+
+#ifdef UNITTEST
+void store_test_set_busy_timeout(int ms);
+/* For the stores opened after it. */
+void
+store_test_set_busy_timeout(int ms)
+{
+    busy_timeout_ms = ms;
+}
+#endif
 
 /* The schema, as an ordered list of migrations: migration i takes the
  * database from user_version i to i + 1.  Append only: a shipped
@@ -116,6 +130,8 @@ struct sqlite_store {
     sqlite3 *db;
     int version;
     sqlite3_stmt *stmt[ST_COUNT];
+    int64_t logged_ms; /* when sq_fail last logged, 0: never */
+    unsigned quiet;    /* failures not logged since */
 };
 
 static struct sqlite_store *
@@ -124,11 +140,29 @@ sq(struct store *st)
     return (struct sqlite_store *)st;
 }
 
-/* Log SQLite's own words for what failed; always -EIO for the caller. */
+/* Keep SQLite's own words for what failed (store_last_error) and log
+ * them, once per STORE_LOG_INTERVAL_MS while the same failure repeats (a
+ * full disk fails every write); always -EIO for the caller. */
 static int
 sq_fail(struct sqlite_store *st, const char *what)
 {
-    log_warnx("store: %s: %s", what, sqlite3_errmsg(st->db));
+    char why[sizeof(st->base.last_error)];
+    snprintf(why, sizeof(why), "%s: %s", what, sqlite3_errmsg(st->db));
+    int64_t now = now_mono_ms();
+    if (strcmp(why, st->base.last_error) != 0 || st->logged_ms == 0 ||
+        now - st->logged_ms >= STORE_LOG_INTERVAL_MS) {
+        if (st->quiet)
+            log_warnx("store: %s (and %u more failures since the last "
+                      "report)",
+                      why, st->quiet);
+        else
+            log_warnx("store: %s", why);
+        st->logged_ms = now;
+        st->quiet = 0;
+    } else {
+        st->quiet++;
+    }
+    strlcpy_s(st->base.last_error, why, sizeof(st->base.last_error));
     return -EIO;
 }
 
@@ -284,7 +318,7 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
                  st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
         goto out_close_db;
     }
-    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(st->db, busy_timeout_ms);
     if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
         0) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));

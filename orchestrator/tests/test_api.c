@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "fleetenv.h"
 
 extern int api_sse_keepalive_ms;
+void store_test_set_busy_timeout(int ms);
 
 #define ACME "acme-secret"
 #define OTHER "other-secret"
@@ -577,9 +579,40 @@ test_stream_open_at_shutdown(void **state)
     hc_stream_close(&sse);
 }
 
+/* Another process holds the store's write lock: an action cannot be
+ * recorded, so it is refused with 503 and the store's words, and nothing
+ * was done (no audit, no reset). */
+static void
+test_action_store_locked(void **state)
+{
+    (void)state;
+    struct resp r;
+    int64_t before[2], after[2];
+    store_snapshot(before);
+    sqlite3 *locker;
+    char *path = xasprintf("%s/data/rescued.db", E->dir);
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    free(path);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
+                     SQLITE_OK);
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME,
+                        "application/json", "{\"type\":\"reboot\"}"},
+         &r);
+    sqlite3_exec(locker, "ROLLBACK", 0, 0, 0);
+    sqlite3_close(locker);
+    assert_int_equal(r.status, 503);
+    const char *e = jstr(r.json, "error");
+    if (!strstr(e, "database is locked") || !strstr(e, "nothing was done"))
+        fail_msg("error: %s", e);
+    resp_clear(&r);
+    store_snapshot(after);
+    assert_int_equal(after[0], before[0]);
+}
+
 int
 main(void)
 {
+    store_test_set_busy_timeout(0); /* a held lock fails a write at once */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
@@ -589,6 +622,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_matrix, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_action_store_locked, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
                                         env_face_teardown),

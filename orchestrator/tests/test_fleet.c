@@ -27,10 +27,13 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fleetenv.h"
 
@@ -61,6 +64,27 @@ static void
 clock_skip_s(int64_t s)
 {
     clock_skew_ms += s * 1000;
+}
+
+/* --- the store's transitions, counted ------------------------------------ */
+
+/* Every store_transition fleet asks for, stored or not. */
+static int transitions_asked;
+
+int64_t __real_store_transition(struct store *st, const char *id,
+                                const struct server_row *row,
+                                enum fsm_state from, const char *why);
+int64_t __wrap_store_transition(struct store *st, const char *id,
+                                const struct server_row *row,
+                                enum fsm_state from, const char *why);
+
+int64_t
+__wrap_store_transition(struct store *st, const char *id,
+                        const struct server_row *row, enum fsm_state from,
+                        const char *why)
+{
+    transitions_asked++;
+    return __real_store_transition(st, id, row, from, why);
 }
 
 /* --- the power driver double ---------------------------------------------- */
@@ -1534,6 +1558,162 @@ test_exit_no_console_settles(void **state)
     assert_int_equal(nreq("srv2", POWER_RESET, -1), 2);
 }
 
+/* --- a store that refuses writes ------------------------------------------
+ * Another process (an administrator's sqlite3 shell) holds the write lock;
+ * the store waits 0 ms for it (store_test_set_busy_timeout), so each write
+ * fails at once, as on a full disk. */
+
+void store_test_set_busy_timeout(int ms);
+
+static sqlite3 *locker;
+
+static void
+store_lock(void)
+{
+    char *path = xasprintf("%s/data/rescued.db", E->dir);
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    free(path);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
+                     SQLITE_OK);
+}
+
+static void
+store_unlock(void)
+{
+    assert_int_equal(sqlite3_exec(locker, "ROLLBACK", 0, 0, 0), SQLITE_OK);
+    sqlite3_close(locker);
+    locker = NULL;
+}
+
+static int
+locked_setup(void **state)
+{
+    store_test_set_busy_timeout(0);
+    return life_setup(state);
+}
+
+static int
+locked_teardown(void **state)
+{
+    if (locker)
+        store_unlock();
+    store_test_set_busy_timeout(5000);
+    return life_teardown(state);
+}
+
+/* stderr into a file while the log is read; returns the saved fd. */
+static int
+log_capture(const char *path)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    log_set_level(LOG_LEVEL_WARN);
+    return saved;
+}
+
+/* Lines of the captured log that hold text. */
+static int
+log_lines(const char *path, const char *text)
+{
+    fflush(stderr);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(read_file(path, &data, &len), 0);
+    int n = 0;
+    for (char *l = data; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        n += strstr(l, text) != NULL;
+        l = nl ? nl + 1 : NULL;
+    }
+    free(data);
+    return n;
+}
+
+static void
+log_release(int saved)
+{
+    fflush(stderr);
+    log_set_level(LOG_LEVEL_ERROR);
+    dup2(saved, 2);
+    close(saved);
+}
+
+/* An action the store cannot record is refused with the reason (the API's
+ * 503) and runs nothing; a deadline whose change cannot be stored is tried
+ * again with a growing back-off, not at once; the server's last_error says
+ * why and the log says it once per interval; when the lock goes the step
+ * goes on. */
+static void
+test_store_refuses_writes(void **state)
+{
+    (void)state;
+    store_lock();
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), -EIO);
+    if (!strstr(action_err, "cannot store the change to rescue_requested") ||
+        !strstr(action_err, "database is locked"))
+        fail_msg("action_err: %s", action_err);
+    assert_string_equal(state_of("srv1"), "active");
+    assert_int_equal(nreqs, 0);
+    assert_non_null(strstr(last_error("srv1"), "database is locked"));
+    store_unlock();
+
+    /* Stored: last_error is the state machine's again. */
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), 0);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    assert_string_equal(last_error("srv1"), "");
+
+    /* The 30 s of rescue_requested pass while the lock is held. */
+    char *logf = xasprintf("%s/log", E->dir);
+    int saved = log_capture(logf);
+    store_lock();
+    int n0 = transitions_asked;
+    clock_skip_s(31);
+    settle();
+    tu_pump_for(E->loop, 300); /* a 0 ms re-arm would try thousands */
+    assert_int_equal(transitions_asked - n0, 1);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    if (!strstr(last_error("srv1"),
+                "cannot store the change to rescue_failed: ") ||
+        !strstr(last_error("srv1"), "database is locked"))
+        fail_msg("last_error: %s", last_error("srv1"));
+    /* Back-off 1, 2, 4 s: tries at +1, +3, +7 s. */
+    int64_t tries_at[] = {1, 3, 7}, t = 0;
+    for (size_t k = 0; k < 3; k++) {
+        clock_skip_s(tries_at[k] - t);
+        t = tries_at[k];
+        settle();
+        assert_int_equal(transitions_asked - n0, (int)k + 2);
+    }
+    clock_skip_s(1); /* +8: the next is at +15 */
+    settle();
+    assert_int_equal(transitions_asked - n0, 4);
+    int said =
+        log_lines(logf, "srv1: cannot store the change to rescue_failed");
+    int store_said = log_lines(logf, "database is locked");
+    clock_skip_s(7); /* +15: 10 s after the first report, said again */
+    settle();
+    assert_int_equal(transitions_asked - n0, 5);
+    int said_again = log_lines(logf, "more times since the last report");
+    store_unlock();
+    clock_skip_s(16); /* +31, the try after +15 */
+    settle();
+    log_release(saved);
+    free(logf);
+    assert_int_equal(said, 1);
+    assert_int_equal(store_said, 2); /* the store's line, fleet's line */
+    assert_int_equal(said_again, 1);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_string_equal(last_error("srv1"),
+                        "rescue_requested: timed out after 30 s (0 retries)");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
+}
+
 int
 main(void)
 {
@@ -1573,6 +1753,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
                                         console_setup, life_teardown),
         LIFE(test_exit_no_console_settles),
+        cmocka_unit_test_setup_teardown(test_store_refuses_writes, locked_setup,
+                                        locked_teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);
