@@ -195,8 +195,8 @@ power_done(void *arg, int status, const char *detail)
         return;
     }
     char why[256];
-    snprintf(why, sizeof(why), "power: %s",
-             detail ? detail : strerror(-status));
+    snprintf_utf8(why, sizeof(why), "power: %s",
+                  detail ? detail : strerror(-status));
     log_warnx("%s: %s", s->cfg->id, why);
     action_done(s, action);
     fleet_srv_note(s, "error", "rescued", why);
@@ -222,8 +222,8 @@ netboot_set(void *arg, int status, const char *detail)
     /* A driver that cannot set it leaves the decision to the iPXE script. */
     if (status != 0 && status != -ENOTSUP) {
         char why[256];
-        snprintf(why, sizeof(why), "one-time network boot: %s",
-                 detail ? detail : strerror(-status));
+        snprintf_utf8(why, sizeof(why), "one-time network boot: %s",
+                      detail ? detail : strerror(-status));
         struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
         apply(s, &in, "rescued");
         return;
@@ -245,12 +245,12 @@ disk_boot_set(void *arg, int status, const char *detail)
     if (status == 0)
         return;
     char msg[300];
-    snprintf(msg, sizeof(msg),
-             "%s: %s; it boots through the network and its iPXE script "
-             "sends it home",
-             status == -ENOTSUP ? "no one-time disk boot"
-                                : "one-time disk boot failed",
-             detail ? detail : strerror(-status));
+    snprintf_utf8(msg, sizeof(msg),
+                  "%s: %s; it boots through the network and its iPXE script "
+                  "sends it home",
+                  status == -ENOTSUP ? "no one-time disk boot"
+                                     : "one-time disk boot failed",
+                  detail ? detail : strerror(-status));
     fleet_srv_note(s, status == -ENOTSUP ? "action" : "error", "rescued", msg);
 }
 
@@ -316,8 +316,9 @@ run_actions(struct srv *s, unsigned acts)
 static void
 store_refused(struct srv *s, const char *what, enum fsm_state state)
 {
-    snprintf(s->store_error, sizeof(s->store_error), "cannot store %s %s: %s",
-             what, fsm_state_name(state), store_last_error(s->f->st));
+    snprintf_utf8(s->store_error, sizeof(s->store_error),
+                  "cannot store %s %s: %s", what, fsm_state_name(state),
+                  store_last_error(s->f->st));
     int64_t now = now_mono_ms();
     if (s->store_logged_ms &&
         now - s->store_logged_ms < STORE_LOG_INTERVAL_MS) {
@@ -967,8 +968,8 @@ console_power_done(void *arg, int status, const char *detail)
     struct srv *s = arg;
     if (status != 0 && status != -ECANCELED && !s->closing) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "console power request failed: %s",
-                 detail ? detail : strerror(-status));
+        snprintf_utf8(msg, sizeof(msg), "console power request failed: %s",
+                      detail ? detail : strerror(-status));
         fleet_srv_note(s, "error", "rescued", msg);
     }
 }

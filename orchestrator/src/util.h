@@ -92,4 +92,17 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 
+/* UTF-8, for what becomes JSON (jansson refuses invalid strings) or a
+ * line someone reads.  utf8_cut_len: the length of s's longest prefix of
+ * at most max bytes that does not end inside a character.  snprintf_utf8
+ * and strlcpy_utf8: snprintf and strlcpy_s that, when they must cut, cut
+ * there.  utf8_valid_dup: a copy with each byte that is not part of a
+ * well-formed character (a Latin-1 name, a character cut elsewhere)
+ * replaced by U+FFFD; free it. */
+size_t utf8_cut_len(const char *s, size_t max);
+int snprintf_utf8(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t strlcpy_utf8(char *dst, const char *src, size_t size);
+char *utf8_valid_dup(const char *s);
+
 #endif

@@ -609,6 +609,57 @@ test_action_store_locked(void **state)
     assert_int_equal(after[0], before[0]);
 }
 
+/* A server named in Latin-1, and an event message cut at 160 bytes inside
+ * a "€" by a plain copy: /v1/servers stays valid JSON and the event is
+ * listed, each bad byte a U+FFFD. */
+static int
+latin1_setup(void **state)
+{
+    *state = env_face_new("[project:acme]\n"
+                          "token = " ACME "\n"
+                          "[server:srv1]\n"
+                          "name = caf\xe9\n"
+                          "mac = 52:54:00:00:00:01\n"
+                          "project = acme\n"
+                          "power = manual:\n",
+                          "x", api_register);
+    return 0;
+}
+
+static void
+test_text_not_utf8(void **state)
+{
+    (void)state;
+    struct resp r;
+    http(&(struct call){"GET", "/v1/servers", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *srv = json_array_get(json_object_get(r.json, "servers"), 0);
+    assert_string_equal(jstr(srv, "name"), "caf\ufffd");
+    resp_clear(&r);
+
+    /* 157 bytes of "x", then "€": the 160-byte buffer ends inside the €
+     * (two of its three bytes). */
+    char msg[160], text[200];
+    memset(text, 'x', 157);
+    snprintf(text + 157, sizeof(text) - 157, "\u20ac");
+    strlcpy_s(msg, text, sizeof(msg)); /* as snprintf into msg[160] */
+    assert_int_equal(strlen(msg), 159);
+    fleet_audit(E->fleet, "srv1", "admin", msg);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *evs = json_object_get(r.json, "events");
+    const char *got =
+        jstr(json_array_get(evs, json_array_size(evs) - 1), "message");
+    assert_non_null(got);
+    memcpy(text + 157, "\ufffd\ufffd", 7); /* the € cut to two bytes */
+    assert_string_equal(got, text);
+    resp_clear(&r);
+}
+
 int
 main(void)
 {
@@ -624,6 +675,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_action_store_locked, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_text_not_utf8, latin1_setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
                                         env_face_teardown),

@@ -897,6 +897,40 @@ test_power_failure_fails_rescue(void **state)
     assert_string_equal(last_error("srv1"), "");
 }
 
+/* A driver's words longer than last_error holds, with "€" where they are
+ * cut: last_error and the error event end before the character, and the
+ * server's JSON (which jansson would refuse to make) is there. */
+static void
+test_long_detail_cut_between_characters(void **state)
+{
+    (void)state;
+    char detail[400];
+    size_t n = 0;
+    while (n + 3 < sizeof(detail)) {
+        memcpy(detail + n, "\u20ac", 3);
+        n += 3;
+    }
+    detail[n] = '\0';
+    to_rebooting("srv1", 0);
+    answer("srv1", POWER_RESET, -EIO, detail);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    const char *le = last_error("srv1");
+    const char *head = "rebooting: power: ";
+    assert_int_equal(strncmp(le, head, strlen(head)), 0);
+    size_t euros = strlen(le + strlen(head));
+    assert_true(euros > 200 && euros % 3 == 0);
+    assert_memory_equal(le + strlen(head), detail, euros);
+    char *valid = utf8_valid_dup(le);
+    assert_string_equal(valid, le);
+    free(valid);
+    /* The error event, as stored, ends between characters too. */
+    const char *ev = strstr(events.data, "srv1 error: power: ");
+    assert_non_null(ev);
+    const char *end = strchr(ev, '\n');
+    size_t evn = (size_t)(end - ev) - strlen("srv1 error: power: ");
+    assert_int_equal(evn % 3, 0);
+}
+
 /* The one-time netboot: a failure fails the rescue before any reset; a
  * driver that cannot set it leaves the choice to the iPXE script. */
 static void
@@ -1730,6 +1764,7 @@ main(void)
         LIFE(test_rescue_booting_retries_then_fails),
         LIFE(test_exiting_retries_then_fails),
         LIFE(test_power_failure_fails_rescue),
+        LIFE(test_long_detail_cut_between_characters),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
         LIFE(test_preflight_refuses_unreachable),

@@ -7,6 +7,8 @@
 
 #include "util.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -68,6 +70,48 @@ test_numbers(void **state)
     assert_false(parse_u63(NULL, &v));
 }
 
+/* A bounded copy cut inside a character, and bytes that are not UTF-8
+ * (a Latin-1 name): what goes into JSON is valid UTF-8, cut at a
+ * character's boundary, each bad byte one U+FFFD. */
+static void
+test_utf8(void **state)
+{
+    (void)state;
+    char cut[7];
+    /* "ab€€" in 7 bytes: "ab", one €, and one byte of the next would fit;
+     * the byte is not kept. */
+    assert_int_equal(snprintf_utf8(cut, sizeof(cut), "ab%s", "\u20ac\u20ac"),
+                     8);
+    assert_string_equal(cut, "ab\u20ac");
+    /* A plain copy keeps it: replaced. */
+    strlcpy_s(cut, "ab\u20ac\u20ac", sizeof(cut));
+    assert_int_equal(strlen(cut), 6);
+    char *v = utf8_valid_dup(cut);
+    assert_string_equal(v, "ab\u20ac\ufffd");
+    free(v);
+    assert_int_equal(utf8_cut_len("ab\u20ac", 4), 2);
+    assert_int_equal(utf8_cut_len("ab\u20ac", 5), 5);
+    assert_int_equal(utf8_cut_len("ab\u20ac", 3), 2);
+    char dst[5];
+    assert_int_equal(strlcpy_utf8(dst, "ab\u20acx", sizeof(dst)), 6);
+    assert_string_equal(dst, "ab");
+
+    /* Latin-1 "café crème". */
+    v = utf8_valid_dup("caf\xe9 cr\xe8me");
+    assert_string_equal(v, "caf\ufffd cr\ufffdme");
+    free(v);
+    /* Overlong "/", a surrogate, a lone continuation byte, an F5. */
+    v = utf8_valid_dup("\xc0\xaf|\xed\xa0\x80|\x80|\xf5");
+    assert_string_equal(v, "\ufffd\ufffd|\ufffd\ufffd\ufffd|\ufffd|\ufffd");
+    free(v);
+    /* Valid text of every length is kept as it is. */
+    const char *ok = "a\u00e9\u20ac\U0001F600z";
+    v = utf8_valid_dup(ok);
+    assert_string_equal(v, ok);
+    free(v);
+    assert_int_equal(utf8_cut_len(ok, strlen(ok)), strlen(ok));
+}
+
 int
 main(void)
 {
@@ -75,6 +119,7 @@ main(void)
         cmocka_unit_test(test_token_equal),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
