@@ -711,9 +711,9 @@ load_sections(struct loader *ld)
             base = p;
         } else if (spec->type == SEC_SERVER) {
             struct config_server *srv = &c->servers[c->nservers++];
-            if (!id_valid(arg))
-                return fail(ld, e->line, e->name, NULL,
-                            "server id must match [A-Za-z0-9_-]{1,63}");
+            char bad[160];
+            if (!id_valid_why(arg, bad, sizeof(bad)))
+                return fail(ld, e->line, e->name, NULL, "%s", bad);
             srv->id = xstrdup(arg);
             base = srv;
         }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,14 +205,53 @@ id_char(int c)
            (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
+/* Does s read, to dnsmasq's dhcp-host, as a lease time ("45", "12h") or a
+ * keyword ("infinite", "ignore")?  (Only a field with ':' is read as a
+ * hardware address, and ids have none.) */
+static bool
+id_dnsmasq_word(const char *s)
+{
+    if (!strcasecmp(s, "infinite") || !strcasecmp(s, "ignore") ||
+        !strcasecmp(s, "deleted"))
+        return true;
+    size_t d = strspn(s, "0123456789");
+    return d > 0 && (!s[d] || (strchr("smhdwSMHDW", s[d]) && !s[d + 1]));
+}
+
+bool
+id_valid_why(const char *s, char *why, size_t whylen)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > ID_MAX) {
+        seterr(why, whylen, "server id must be 1 to %d characters", ID_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!id_char(c) || c == '_') {
+            seterr(why, whylen,
+                   "server id must be letters, digits and '-' (it becomes the "
+                   "rescue OS's hostname)");
+            return false;
+        }
+    }
+    if (s[0] == '-' || s[n - 1] == '-') {
+        seterr(why, whylen, "server id must not begin or end with '-'");
+        return false;
+    }
+    if (id_dnsmasq_word(s)) {
+        seterr(why, whylen,
+               "server id '%s' reads to dnsmasq as a lease time or a keyword",
+               s);
+        return false;
+    }
+    return true;
+}
+
 bool
 id_valid(const char *s)
 {
-    size_t n = 0;
-    for (; s && s[n]; n++)
-        if (!id_char((unsigned char)s[n]) || n >= ID_MAX)
-            return false;
-    return n > 0;
+    return id_valid_why(s, NULL, 0);
 }
 
 /* Every byte up to the longer length is compared, with no early return:

@@ -40,11 +40,16 @@ bool parse_u63(const char *s, int64_t *out);
 /* 0-15 for a hex digit of either case, else -1. */
 int hexval(int c);
 
-/* Server ids (and the other names that become paths and log file names):
- * 1 to ID_MAX characters of [A-Za-z0-9_-]. */
+/* Server ids, the one grammar of config, overlay (the rescue OS's
+ * hostname), dnsmasq host lines, console names and the API: a DNS label,
+ * 1 to ID_MAX characters of [A-Za-z0-9-] not beginning or ending in '-',
+ * that dnsmasq would not read as a lease time ("12h") or a keyword
+ * ("infinite", "ignore"); why says which rule failed.  id_char: the characters
+ * of the other names that become paths ([A-Za-z0-9_-]). */
 #define ID_MAX 63
 bool id_char(int c);
 bool id_valid(const char *s);
+bool id_valid_why(const char *s, char *why, size_t whylen);
 
 /* Compare a given secret (a bearer token) with the real one in time that
  * depends only on the two lengths, whatever the bytes. */

@@ -127,7 +127,7 @@ test_full_file(void **state)
         "mac = 52-54-00-AB-CD-02\n"
         "project = beta\n"
         "power = qmp:/run/lab/srv2.qmp\n"
-        "[server:Srv_1]\n"
+        "[server:Srv-1]\n"
         "name = First server\n"
         "mac = 52:54:00:ab:cd:01\n"
         "project = acme\n"
@@ -174,7 +174,7 @@ test_full_file(void **state)
     /* Sorted by id, case kept. */
     assert_int_equal(c->nservers, 2);
     const struct config_server *s = &c->servers[0];
-    assert_string_equal(s->id, "Srv_1");
+    assert_string_equal(s->id, "Srv-1");
     assert_string_equal(s->name, "First server");
     assert_string_equal(s->mac, "52:54:00:ab:cd:01");
     assert_string_equal(s->project, "acme");
@@ -373,14 +373,29 @@ test_bad_server_id(void **state)
     (void)state;
     expect_refusal(
         HEAD SERVER("srv.1", "52:54:00:00:00:01"),
-        ":8: [server:srv.1]: ", "server id must match [A-Za-z0-9_-]{1,63}");
+        ":8: [server:srv.1]: ", "server id must be letters, digits and '-'");
+    /* Config took '_' and the overlay refused it: a rescue with no keys. */
+    expect_refusal(
+        HEAD SERVER("db_1", "52:54:00:00:00:01"),
+        ":8: [server:db_1]: ", "server id must be letters, digits and '-'");
+    expect_refusal(HEAD SERVER("-db", "52:54:00:00:00:01"),
+                   ":8: [server:-db]: ", "must not begin or end with '-'");
+    /* What dnsmasq's dhcp-host would read as something else. */
+    const char *dnsmasq[] = {"infinite", "Ignore", "12h", "45", "3600s"};
+    for (size_t i = 0; i < sizeof(dnsmasq) / sizeof(dnsmasq[0]); i++) {
+        char text[1024], where[128];
+        snprintf(text, sizeof(text), HEAD "[server:%s]\n", dnsmasq[i]);
+        snprintf(where, sizeof(where), ":8: [server:%s]: ", dnsmasq[i]);
+        expect_refusal(text, where,
+                       "reads to dnsmasq as a lease time or a keyword");
+    }
     expect_refusal(HEAD SERVER("", "52:54:00:00:00:01"),
-                   ":8: [server:]: ", "server id must match");
+                   ":8: [server:]: ", "server id must be 1 to 63 characters");
     char text[1024], sec[80];
     memset(sec, 'a', 64);
     sec[64] = '\0';
     snprintf(text, sizeof(text), HEAD "[server:%s]\n", sec);
-    expect_refusal(text, ":8: [server:aaaa", "server id must match");
+    expect_refusal(text, ":8: [server:aaaa", "server id must be 1 to 63");
     /* 63 is fine. */
     sec[63] = '\0';
     snprintf(text, sizeof(text),

@@ -39,9 +39,14 @@ test_ids(void **state)
     id[ID_MAX + 1] = '\0';
     assert_false(id_valid(id));
     assert_true(id_valid("srv1"));
-    assert_true(id_valid("A-z_09"));
-    const char *bad[] = {"",    ".",   "..",     "a.b",
-                         "a/b", "a b", "srv1\n", "\xc3\xa9"};
+    assert_true(id_valid("A-z-09"));
+    assert_true(id_valid("db-1"));
+    assert_true(id_valid("12hx"));
+    assert_true(id_valid("cafe-g1"));
+    const char *bad[] = {"",     ".",      "..",       "a.b",    "a/b",
+                         "a b",  "srv1\n", "\xc3\xa9", "A-z_09", "db_1",
+                         "-srv", "srv-",   "infinite", "ignore", "12h",
+                         "600",  "5m",     "7W"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(id_valid(bad[i]));
     assert_false(id_valid(NULL));
