@@ -761,12 +761,31 @@ finish(struct loader *ld)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",
                     "required when mode is dhcp or proxy");
 
+    if (strlen(c->admin_token) < CONFIG_TOKEN_MIN)
+        return fail(ld, key_line(ld, "rescued", "admin_token"), "rescued",
+                    "admin_token",
+                    "shorter than %d characters, too easy to guess (make "
+                    "one with: openssl rand -hex 16)",
+                    CONFIG_TOKEN_MIN);
+    if (c->local_boot_pattern &&
+        strlen(c->local_boot_pattern) > CONFIG_PATTERN_MAX)
+        return fail(ld, key_line(ld, "timeouts", "local_boot_pattern"),
+                    "timeouts", "local_boot_pattern",
+                    "longer than %d bytes, more than the console matcher "
+                    "holds",
+                    CONFIG_PATTERN_MAX);
+
     for (size_t i = 0; i < c->nprojects; i++) {
         const struct config_project *p = &c->projects[i];
         if (!p->token)
             continue;
         snprintf(sec, sizeof(sec), "project:%s", p->name);
         int line = key_line(ld, sec, "token");
+        if (strlen(p->token) < CONFIG_TOKEN_MIN)
+            return fail(ld, line, sec, "token",
+                        "shorter than %d characters, too easy to guess (make "
+                        "one with: openssl rand -hex 16)",
+                        CONFIG_TOKEN_MIN);
         if (strcmp(p->token, c->admin_token) == 0)
             return fail(ld, line, sec, "token",
                         "same as [rescued] admin_token");

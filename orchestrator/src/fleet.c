@@ -783,6 +783,18 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "ttl must be positive");
         return -EINVAL;
     }
+    if (a->ttl_s > FLEET_MAX_TTL_S) {
+        snprintf(err, errlen, "ttl must be at most a year (%lld s)",
+                 FLEET_MAX_TTL_S);
+        return -EINVAL;
+    }
+    if (a->nkeys > FLEET_MAX_KEYS) {
+        snprintf(err, errlen,
+                 "ssh_keys: %zu keys, at most %d (more would not reach the "
+                 "rescue OS)",
+                 a->nkeys, FLEET_MAX_KEYS);
+        return -EINVAL;
+    }
     for (size_t i = 0; i < a->nkeys; i++) {
         char why[200];
         if (!sshkey_valid(a->ssh_keys[i], why, sizeof(why))) {

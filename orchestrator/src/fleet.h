@@ -23,6 +23,11 @@ struct loop;
 struct fleet;
 struct buf;
 
+/* A rescue's ttl is at most a year; it brings at most FLEET_MAX_KEYS keys
+ * (what the overlay adds to the project's). */
+#define FLEET_MAX_TTL_S (365LL * 86400)
+#define FLEET_MAX_KEYS 64
+
 struct fleet_action {
     enum fsm_event event;  /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
     int64_t ttl_s;         /* rescue only; 0: none */

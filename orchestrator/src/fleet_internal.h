@@ -32,7 +32,7 @@ struct srv {
     uint64_t grace;                 /* end of the console's read-only window */
     struct console *console;        /* NULL: no console configured */
     struct console_viewer *watcher; /* looks for the local OS booting */
-    char tail[128];                 /* console text kept across chunks */
+    char tail[CONFIG_PATTERN_MAX];  /* console text kept across chunks */
     size_t tail_len;
     bool closing; /* in srv_free: its driver's last answers go unheard */
     /* the driver set a one-time disk boot for the reset queued after it */

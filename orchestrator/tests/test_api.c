@@ -31,8 +31,8 @@
 extern int api_sse_keepalive_ms;
 void store_test_set_busy_timeout(int ms);
 
-#define ACME "acme-secret"
-#define OTHER "other-secret"
+#define ACME "acme-secret-0123456789"
+#define OTHER "other-secret-0123456789"
 #define KEY                                                                    \
     "ssh-ed25519 "                                                             \
     "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
@@ -234,6 +234,11 @@ test_bad_input(void **state)
         {"{\"type\": \"rescue\", \"ttl\": 0}", "greater than 0"},
         {"{\"type\": \"rescue\", \"ttl\": 1.5}", "ttl must be"},
         {"{\"type\": \"rescue\", \"ttl\": \"soon\"}", "not a duration"},
+        /* A year is the most; 366 days ran until a restart then. */
+        {"{\"type\": \"rescue\", \"ttl\": \"366d\"}",
+         "ttl must be at most a year"},
+        {"{\"type\": \"rescue\", \"ttl\": 9223372036854775000}",
+         "ttl must be at most a year"},
         {"{\"type\": \"rescue\", \"ssh_keys\": \"ssh-ed25519 AAAA\"}",
          "ssh_keys must be an array"},
         {"{\"type\": \"rescue\", \"ssh_keys\": [1]}", "ssh_keys[0] must be"},

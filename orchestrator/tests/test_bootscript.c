@@ -140,7 +140,7 @@ load(const char *mode)
     FILE *f = fdopen(fd, "w");
     fprintf(f,
             "[rescued]\nlisten=127.0.0.1:1\nboot_url=http://10.77.0.1:8080\n"
-            "data_dir=/tmp\nadmin_token=t\n"
+            "data_dir=/tmp\nadmin_token=t-0123456789abcdef\n"
             "[pxe]\nmode=%s\ninterface=br0\n"
             "dhcp_range=10.77.0.100,10.77.0.200,1h\n"
             "[project:p]\n"

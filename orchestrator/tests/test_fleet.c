@@ -265,7 +265,7 @@ fake_answer(const char *server, enum power_op op, int status,
     "[console]\n"                                                              \
     "readonly_grace = 1\n"                                                     \
     "[project:acme]\n"                                                         \
-    "token = acme-secret\n"                                                    \
+    "token = acme-secret-0123456789\n"                                         \
     "[server:" server "]\n"                                                    \
     "mac = 52:54:00:00:00:01\n"                                                \
     "project = acme\n"                                                         \
@@ -393,9 +393,9 @@ test_reload_drops_grace(void **state)
     "retries = 2\n"
 #define PROJECTS                                                               \
     "[project:acme]\n"                                                         \
-    "token = acme-secret\n"                                                    \
+    "token = acme-secret-0123456789\n"                                         \
     "[project:beta]\n"                                                         \
-    "token = beta-secret\n"
+    "token = beta-secret-0123456789\n"
 /* A server on the double; n is its MAC's last digit. */
 #define SERVER(id, n, project, power)                                          \
     "[server:" id "]\n"                                                        \
@@ -1592,6 +1592,31 @@ test_exit_no_console_settles(void **state)
     assert_int_equal(nreq("srv2", POWER_RESET, -1), 2);
 }
 
+/* More keys than the overlay carries: refused (the API's 400) with the
+ * limit, not accepted with some silently dropped; the limit itself is
+ * taken. */
+static void
+test_too_many_keys(void **state)
+{
+    (void)state;
+    const char *keys[FLEET_MAX_KEYS + 1];
+    for (size_t i = 0; i < FLEET_MAX_KEYS + 1; i++)
+        keys[i] = KEY;
+    struct fleet_action a = {.event = FSM_EV_RESCUE,
+                             .ssh_keys = keys,
+                             .nkeys = FLEET_MAX_KEYS + 1,
+                             .actor = "admin"};
+    char err[256] = "";
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "ssh_keys: 65 keys, at most 64 (more would not "
+                             "reach the rescue OS)");
+    assert_string_equal(state_of("srv1"), "active");
+    a.nkeys = FLEET_MAX_KEYS;
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)), 0);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+}
+
 /* --- a store that refuses writes ------------------------------------------
  * Another process (an administrator's sqlite3 shell) holds the write lock;
  * the store waits 0 ms for it (store_test_set_busy_timeout), so each write
@@ -1764,6 +1789,7 @@ main(void)
         LIFE(test_rescue_booting_retries_then_fails),
         LIFE(test_exiting_retries_then_fails),
         LIFE(test_power_failure_fails_rescue),
+        LIFE(test_too_many_keys),
         LIFE(test_long_detail_cut_between_characters),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
