@@ -1,5 +1,4 @@
 #include "util.h"
-#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -615,4 +614,22 @@ utf8_valid_dup(const char *s)
     if (!b.data)
         return xstrdup("");
     return b.data;
+}
+
+void
+buf_append_visible(struct buf *b, const char *s, size_t n, const char *keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 || c == 0x7f) && !(c && keep && strchr(keep, c))) {
+            buf_printf(b, "\\x%02x", c);
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                   (unsigned char)s[i + 1] <= 0x9f) {
+            buf_printf(b, "\\u%04x", (unsigned char)s[++i]);
+        } else {
+            buf_append(b, &s[i], 1);
+        }
+    }
+    if (!b->data)
+        buf_append(b, "", 0);
 }

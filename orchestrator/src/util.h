@@ -110,4 +110,11 @@ int snprintf_utf8(char *buf, size_t size, const char *fmt, ...)
 size_t strlcpy_utf8(char *dst, const char *src, size_t size);
 char *utf8_valid_dup(const char *s);
 
+/* Append n bytes of s to b with the control characters a terminal acts on
+ * made visible: C0 and DEL as \xNN, C1 (U+0080-U+009F in UTF-8) as
+ * \u00NN; the characters in keep (such as "\n\t"; NULL: none) as they
+ * are.  For what others wrote that goes to a log line or a terminal. */
+void buf_append_visible(struct buf *b, const char *s, size_t n,
+                        const char *keep);
+
 #endif

@@ -27,13 +27,11 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fleetenv.h"
 
@@ -1660,49 +1658,6 @@ locked_teardown(void **state)
     return life_teardown(state);
 }
 
-/* stderr into a file while the log is read; returns the saved fd. */
-static int
-log_capture(const char *path)
-{
-    fflush(stderr);
-    int saved = dup(2);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(saved >= 0 && fd >= 0);
-    dup2(fd, 2);
-    close(fd);
-    log_set_level(LOG_LEVEL_WARN);
-    return saved;
-}
-
-/* Lines of the captured log that hold text. */
-static int
-log_lines(const char *path, const char *text)
-{
-    fflush(stderr);
-    char *data = NULL;
-    size_t len = 0;
-    assert_int_equal(read_file(path, &data, &len), 0);
-    int n = 0;
-    for (char *l = data; l && *l;) {
-        char *nl = strchr(l, '\n');
-        if (nl)
-            *nl = '\0';
-        n += strstr(l, text) != NULL;
-        l = nl ? nl + 1 : NULL;
-    }
-    free(data);
-    return n;
-}
-
-static void
-log_release(int saved)
-{
-    fflush(stderr);
-    log_set_level(LOG_LEVEL_ERROR);
-    dup2(saved, 2);
-    close(saved);
-}
-
 /* An action the store cannot record is refused with the reason (the API's
  * 503) and runs nothing; a deadline whose change cannot be stored is tried
  * again with a growing back-off, not at once; the server's last_error says
@@ -1729,7 +1684,7 @@ test_store_refuses_writes(void **state)
 
     /* The 30 s of rescue_requested pass while the lock is held. */
     char *logf = xasprintf("%s/log", E->dir);
-    int saved = log_capture(logf);
+    int saved = tu_log_capture(logf, LOG_LEVEL_WARN);
     store_lock();
     int n0 = transitions_asked;
     clock_skip_s(31);
@@ -1753,16 +1708,16 @@ test_store_refuses_writes(void **state)
     settle();
     assert_int_equal(transitions_asked - n0, 4);
     int said =
-        log_lines(logf, "srv1: cannot store the change to rescue_failed");
-    int store_said = log_lines(logf, "database is locked");
+        tu_log_lines(logf, "srv1: cannot store the change to rescue_failed");
+    int store_said = tu_log_lines(logf, "database is locked");
     clock_skip_s(7); /* +15: 10 s after the first report, said again */
     settle();
     assert_int_equal(transitions_asked - n0, 5);
-    int said_again = log_lines(logf, "more times since the last report");
+    int said_again = tu_log_lines(logf, "more times since the last report");
     store_unlock();
     clock_skip_s(16); /* +31, the try after +15 */
     settle();
-    log_release(saved);
+    tu_log_release(saved, LOG_LEVEL_ERROR);
     free(logf);
     assert_int_equal(said, 1);
     assert_int_equal(store_said, 2); /* the store's line, fleet's line */

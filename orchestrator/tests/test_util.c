@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "log.h"
+#include "testutil.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -117,14 +119,47 @@ test_utf8(void **state)
     assert_int_equal(utf8_cut_len(ok, strlen(ok)), strlen(ok));
 }
 
+/* What others wrote (an ssh user name, a phone-home string) is one log
+ * line, with no escape sequence for the terminal that reads it. */
+static void
+test_log_escapes(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir_new("test_util");
+    assert_non_null(dir);
+    char *path = xasprintf("%s/log", dir);
+    int saved = tu_log_capture(path, LOG_LEVEL_INFO);
+    log_info("sshd: %s: no such server",
+             "srv1\x1b[2J\r\n2026-01-01T00:00:00Z rescued info: forged\x07"
+             "\xc2\x9b"
+             "31m\ttab");
+    char *text = NULL;
+    size_t n = 0;
+    int r = read_file(path, &text, &n);
+    tu_log_release(saved, LOG_LEVEL_ERROR);
+    assert_int_equal(r, 0);
+    const char *want = "sshd: srv1\\x1b[2J\\x0d\\x0a2026-01-01T00:00:00Z "
+                       "rescued info: forged\\x07\\u009b31m\ttab: no such "
+                       "server\n";
+    assert_non_null(strstr(text, want));
+    assert_int_equal(strchr(text, '\n') - text + 1, (long)n); /* one line */
+    free(text);
+    free(path);
+    assert_int_equal(tu_tmpdir_free(dir), 0);
+
+    struct buf b = {0};
+    buf_append_visible(&b, "a\nb\x7f", 4, "\n");
+    assert_string_equal(b.data, "a\nb\\x7f");
+    buf_free(&b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_equal),
-        cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_token_equal), cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_numbers),     cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_log_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
