@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_LOG_INTERVAL_MS 10000
@@ -296,6 +297,32 @@ db_path(const struct uri_store *u, const char *data_dir, char **dir, char *err,
 
 static void sq_close(struct store *base);
 
+/* The store holds tokens and keys: the file and SQLite's -wal and -shm
+ * (made with the file's mode) are the owner's only, whatever the umask
+ * and whoever made them; so is the data dir it lives in by default. */
+static int
+make_private(const char *path, const char *data_dir_of_db, char *err,
+             size_t errlen)
+{
+    if (data_dir_of_db && chmod(data_dir_of_db, 0700) < 0) {
+        seterr(err, errlen, "%s: cannot make it private (0700): %s",
+               data_dir_of_db, strerror(errno));
+        return -errno;
+    }
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s%s", path, suffix[i]);
+        int r = chmod(p, 0600) < 0 && errno != ENOENT ? -errno : 0;
+        free(p);
+        if (r < 0) {
+            seterr(err, errlen, "%s%s: cannot make it private (0600): %s", path,
+                   suffix[i], strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
 static struct store *
 sq_open(const struct uri_store *u, const char *data_dir, char *err,
         size_t errlen)
@@ -318,6 +345,9 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
                  st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
         goto out_close_db;
     }
+    /* Before the WAL is made: SQLite gives it the file's mode. */
+    if (make_private(path, u->path ? NULL : dir, err, errlen) < 0)
+        goto out_close_db;
     sqlite3_busy_timeout(st->db, busy_timeout_ms);
     if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
         0) {
@@ -334,7 +364,8 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
         goto out_close_db;
     }
-    if (migrate(st, path, err, errlen) < 0)
+    if (make_private(path, NULL, err, errlen) < 0 ||
+        migrate(st, path, err, errlen) < 0)
         goto out_close_db;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,

@@ -9,6 +9,7 @@
 #include "dnsmasq.h"
 #include "util.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,11 +163,21 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     struct config *c = load("dhcp");
     struct buf b = {0};
     dnsmasq_write_hosts(c, &b);
-    assert_string_equal(b.data, "52:54:00:77:00:01,set:known,srv1\n"
-                                "52:54:00:77:00:02,set:known,srv2\n");
+    assert_string_equal(b.data, "dhcp-host=52:54:00:77:00:01,set:known,srv1\n"
+                                "dhcp-host=52:54:00:77:00:02,set:known,srv2\n");
     buf_free(&b);
     dnsmasq_write_conf(c, "/d", NULL, &b);
     assert_non_null(strstr(b.data, "\ndhcp-ignore=tag:!known\n"));
+    /* Read as root with the options, then it drops to a user of its own. */
+    assert_non_null(strstr(b.data, "\nconf-file=/d/hosts\n"));
+    assert_null(strstr(b.data, "user=root"));
+    const char *u = strstr(b.data, "\nuser=");
+    assert_non_null(u);
+    char user[64];
+    assert_int_equal(sscanf(u, "\nuser=%63[^\n]", user), 1);
+    const struct passwd *pw = getpwnam(user);
+    assert_non_null(pw);
+    assert_int_not_equal(pw->pw_uid, 0);
     assert_non_null(strstr(b.data, "\nport=0\n"));
     assert_non_null(strstr(b.data, "\ninterface=br0\n"));
     assert_non_null(
