@@ -485,6 +485,11 @@ resume(struct srv *s)
              pending ? ", re-running its unfinished actions" : "");
     renew_deadline(s, pending);
     arm_deadline(s);
+    /* Whether the way home's disk boot was set lived in the old daemon's
+     * memory (s->disk_boot): a reset still to run asks for it again, so
+     * its reset done ends exiting as it would have. */
+    if (fs->state == FSM_EXITING && (pending & FSM_ACT_POWER_RESET))
+        pending |= FSM_ACT_BOOT_DISK;
     run_actions(s, pending);
 }
 

@@ -1649,6 +1649,36 @@ test_exit_through_disk_boot(void **state)
     assert_true(disk >= 0 && reset > disk);
 }
 
+/* Killed between the disk boot done and its reset: the restart asks for
+ * the disk boot again before the reset (whether it was set lived in the
+ * old daemon's memory), so the reset done still ends exiting.  Before,
+ * the restarted reset moved nothing: exiting until the step timed out
+ * without a console (the server had booted its disk, no script to fetch). */
+static void
+test_restart_between_disk_boot_and_reset(void **state)
+{
+    (void)state;
+    fake_disk_boot = true;
+    to_rescue("srv2", 0);
+    assert_int_equal(act("srv2", FSM_EV_EXIT_RESCUE, 0), 0);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv2", &st, &pending);
+    assert_int_equal(st, FSM_EXITING);
+    assert_int_equal(pending, FSM_ACT_POWER_RESET);
+    size_t from = nreqs;
+    restart();
+    settle();
+    int disk = req_index(from, "srv2", POWER_BOOT_DISK_ONCE);
+    int reset = req_index(from, "srv2", POWER_RESET);
+    assert_true(disk >= 0 && reset > disk);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    answer("srv2", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv2"), "booting_local");
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_DONE), 2);
+}
+
 /* A driver that cannot choose (-ENOTSUP) keeps today's path: the reset
  * done moves nothing, the local script ends exiting.  One that fails, or
  * whose BMC does not keep it, costs time, not the exit: an error event,
@@ -1893,6 +1923,7 @@ main(void)
                                         console_setup, life_teardown),
         cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
                                         console_setup, life_teardown),
+        LIFE(test_restart_between_disk_boot_and_reset),
         LIFE(test_exit_no_console_settles),
         cmocka_unit_test_setup_teardown(test_store_refuses_writes, locked_setup,
                                         locked_teardown),
