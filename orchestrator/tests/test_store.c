@@ -900,6 +900,32 @@ test_open_makes_it_private(void **state)
     umask(old);
 }
 
+/* Another process holding the write lock: a write gives up within a
+ * fraction of a second, since the daemon's loop waits with it (the API,
+ * the consoles, the boot path) and fleet retries with its own back-off.
+ * Seen failing before: the write waited 5 s, and case 068's API calls
+ * timed out while the lock was held. */
+static void
+test_foreign_lock_fails_fast(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r = {0};
+    row_fill(&r, FSM_ACTIVE, 1000);
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    sqlite3 *db = raw_open(f->db_path);
+    raw_exec(db, "BEGIN EXCLUSIVE");
+    int64_t t0 = now_mono_ms();
+    r.fsm.state = FSM_RESCUE_REQUESTED;
+    assert_true(store_save_server(f->st, "srv1", &r) < 0);
+    assert_true(store_append_event(f->st, "srv1", "audit", "admin", "x") < 0);
+    int64_t waited = now_mono_ms() - t0;
+    assert_true(waited < 1000);
+    assert_non_null(strstr(store_last_error(f->st), "locked"));
+    raw_exec(db, "ROLLBACK");
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -926,6 +952,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_lock_fails_fast, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_token_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
