@@ -106,7 +106,8 @@ $(B)/man/%: docs/man/%.scd | $(SETUP)
 # LDFLAGS_<test> adds a test's own link flags: test_fleet swaps in a power
 # driver double and a clock it moves (STYLE.md: outside calls by --wrap).
 LDFLAGS_test_fleet := -Wl,--wrap=power_new \
-                      -Wl,--wrap=now_mono_ms,--wrap=now_wall_ms
+                      -Wl,--wrap=now_mono_ms,--wrap=now_wall_ms \
+                      -Wl,--wrap=store_transition
 $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
              $(wildcard orchestrator/tests/*.h) Makefile
 	@mkdir -p $(@D)

@@ -361,6 +361,8 @@ respond_action(struct http_req *r, int rc, const char *err)
         http_respond_error(r, 400, "%s", err);
     else if (rc == -EBUSY)
         http_respond_error(r, 409, "%s", err);
+    else if (rc == -EIO)
+        http_respond_error(r, 503, "%s", err); /* the store refused it */
     else
         http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
 }
@@ -475,10 +477,17 @@ format_time_ms(int64_t ms, char *buf, size_t len)
     snprintf(buf, len, "%s.%03dZ", s, (int)(ms % 1000));
 }
 
+/* A JSON string of s made valid UTF-8 (a message cut inside a character,
+ * bytes from a console or a BMC), or null. */
 static json_t *
 str_or_null(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (!s)
+        return json_null();
+    char *v = utf8_valid_dup(s);
+    json_t *j = json_string(v);
+    free(v);
+    return j;
 }
 
 static json_t *
@@ -486,9 +495,10 @@ event_json(const struct store_event *ev)
 {
     char at[40];
     format_time_ms(ev->at_ms, at, sizeof(at));
-    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id",
-                     (json_int_t)ev->id, "server", ev->server, "at", at, "kind",
-                     ev->kind, "from", str_or_null(ev->from_state), "to",
+    return json_pack("{s:I, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "id",
+                     (json_int_t)ev->id, "server", str_or_null(ev->server),
+                     "at", at, "kind", str_or_null(ev->kind), "from",
+                     str_or_null(ev->from_state), "to",
                      str_or_null(ev->to_state), "actor", str_or_null(ev->actor),
                      "message", str_or_null(ev->message));
 }

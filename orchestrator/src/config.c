@@ -757,9 +757,9 @@ load_sections(struct loader *ld)
             base = p;
         } else if (spec->type == SEC_SERVER) {
             struct config_server *srv = &c->servers[c->nservers++];
-            if (!id_valid(arg))
-                return fail(ld, e->line, e->name, NULL,
-                            "server id must match [A-Za-z0-9_-]{1,63}");
+            char bad[160];
+            if (!id_valid_why(arg, bad, sizeof(bad)))
+                return fail(ld, e->line, e->name, NULL, "%s", bad);
             srv->id = xstrdup(arg);
             base = srv;
         }
@@ -891,9 +891,26 @@ finish(struct loader *ld)
                     "required when mode is dhcp or proxy");
 
     /* /metrics shows the fleet's states to whoever holds it. */
-    if (c->metrics_token && strlen(c->metrics_token) < 16)
+    if (c->metrics_token && strlen(c->metrics_token) < CONFIG_TOKEN_MIN)
         return fail(ld, key_line(ld, "rescued", "metrics_token"), "rescued",
-                    "metrics_token", "at least 16 characters");
+                    "metrics_token", "at least %d characters",
+                    CONFIG_TOKEN_MIN);
+    if (strlen(c->admin_token) < CONFIG_TOKEN_MIN) {
+        /* the key that gave it: the token itself or the file holding it */
+        const char *key =
+            c->admin_token_file ? "admin_token_file" : "admin_token";
+        return fail(ld, key_line(ld, "rescued", key), "rescued", key,
+                    "shorter than %d characters, too easy to guess (make "
+                    "one with: openssl rand -hex 16)",
+                    CONFIG_TOKEN_MIN);
+    }
+    if (c->local_boot_pattern &&
+        strlen(c->local_boot_pattern) > CONFIG_PATTERN_MAX)
+        return fail(ld, key_line(ld, "timeouts", "local_boot_pattern"),
+                    "timeouts", "local_boot_pattern",
+                    "longer than %d bytes, more than the console matcher "
+                    "holds",
+                    CONFIG_PATTERN_MAX);
 
     for (size_t i = 0; i < c->nprojects; i++) {
         const struct config_project *p = &c->projects[i];
@@ -901,6 +918,11 @@ finish(struct loader *ld)
             continue;
         snprintf(sec, sizeof(sec), "project:%s", p->name);
         int line = key_line(ld, sec, "token");
+        if (strlen(p->token) < CONFIG_TOKEN_MIN)
+            return fail(ld, line, sec, "token",
+                        "shorter than %d characters, too easy to guess (make "
+                        "one with: openssl rand -hex 16)",
+                        CONFIG_TOKEN_MIN);
         if (strcmp(p->token, c->admin_token) == 0)
             return fail(ld, line, sec, "token",
                         "same as [rescued] admin_token");

@@ -6,6 +6,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* A bearer token shorter than this is refused (a guessable secret). */
+#define CONFIG_TOKEN_MIN 16
+/* The longest local_boot_pattern the console matcher holds (fleet). */
+#define CONFIG_PATTERN_MAX 128
+
 enum pxe_mode { PXE_DHCP, PXE_PROXY, PXE_OFF };
 enum firmware { FW_BIOS, FW_UEFI };
 enum boot_mode { BOOT_PXE, BOOT_VIRTUALMEDIA };

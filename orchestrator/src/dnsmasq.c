@@ -7,7 +7,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ifaddrs.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +39,23 @@ struct dnsmasq {
     int64_t backoff_ms;
     uint64_t restart_timer;
     unsigned restarts;
+    bool reloading; /* stopped to read a new host file: start it at once */
 };
+
+/* The user dnsmasq drops to once it holds its sockets and lease file:
+ * Debian's dnsmasq-base makes "dnsmasq"; without it "nobody".  It reads
+ * its files as root at start (the data dir is 0700), so a new host file
+ * means a restart, not a SIGHUP. */
+static void
+dnsmasq_user(char *user, size_t ulen, char *group, size_t glen)
+{
+    const struct passwd *pw = getpwnam("dnsmasq");
+    if (!pw)
+        pw = getpwnam("nobody");
+    const struct group *gr = pw ? getgrgid(pw->pw_gid) : NULL;
+    strlcpy_s(user, pw ? pw->pw_name : "nobody", ulen);
+    strlcpy_s(group, gr ? gr->gr_name : "nogroup", glen);
+}
 
 void
 dnsmasq_write_conf(const struct config *c, const char *dir,
@@ -46,10 +64,15 @@ dnsmasq_write_conf(const struct config *c, const char *dir,
     buf_printf(out, "# Written by rescued from %s; edits are overwritten.\n",
                c->path);
     /* DNS off, no /etc/hosts or resolv.conf: we only do DHCP and TFTP. */
-    buf_printf(out, "port=0\nno-hosts\nno-resolv\nuser=root\n");
+    char user[64], group[64];
+    dnsmasq_user(user, sizeof(user), group, sizeof(group));
+    buf_printf(out, "port=0\nno-hosts\nno-resolv\nuser=%s\ngroup=%s\n", user,
+               group);
     buf_printf(out, "interface=%s\nbind-interfaces\n", c->pxe_interface);
     buf_printf(out, "dhcp-leasefile=%s/leases\n", dir);
-    buf_printf(out, "dhcp-hostsfile=%s/hosts\n", dir);
+    /* Its host lines as a conf-file: read with the options, as root (a
+     * dhcp-hostsfile is read after the drop, and the data dir is 0700). */
+    buf_printf(out, "conf-file=%s/hosts\n", dir);
     /* Only servers of the inventory get an answer. */
     buf_printf(out, "dhcp-ignore=tag:!known\n");
     buf_printf(out, "enable-tftp\ntftp-root=%s\n", TFTP_ROOT);
@@ -85,7 +108,7 @@ void
 dnsmasq_write_hosts(const struct config *c, struct buf *out)
 {
     for (size_t i = 0; i < c->nservers; i++)
-        buf_printf(out, "%s,set:known,%s\n", c->servers[i].mac,
+        buf_printf(out, "dhcp-host=%s,set:known,%s\n", c->servers[i].mac,
                    c->servers[i].id);
 }
 
@@ -110,7 +133,7 @@ iface_ipv4(const char *ifname, char *out, size_t outlen)
 static int
 write_buf(const char *path, struct buf *b)
 {
-    int r = write_file_atomic(path, b->data ? b->data : "", b->len, 0644);
+    int r = write_file_atomic(path, b->data ? b->data : "", b->len, 0600);
     buf_free(b);
     return r;
 }
@@ -144,6 +167,12 @@ child_exited(struct loop *l, int fd, uint32_t events, void *arg)
     loop_close_fd(d->loop, &d->pidfd);
     waitpid(pid, &status, 0);
     d->pid = 0;
+    if (d->reloading) {
+        d->reloading = false;
+        if (start(d) == 0)
+            return;
+        log_warnx("dnsmasq: cannot start it again with the new host file");
+    }
     if (now_mono_ms() - d->started_ms > STABLE_MS)
         d->backoff_ms = BACKOFF_MIN_MS;
     d->restarts++;
@@ -242,7 +271,7 @@ dnsmasq_new(struct loop *l, const struct config *c, char *err, size_t errlen)
     d->conf_path = xasprintf("%s/dnsmasq.conf", d->dir);
     d->hosts_path = xasprintf("%s/hosts", d->dir);
     d->pid_path = xasprintf("%s/dnsmasq.pid", d->dir);
-    if (mkdir(d->dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdir(d->dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, errlen, "%s: %s", d->dir, strerror(errno));
         goto out_free;
     }
@@ -305,13 +334,25 @@ dnsmasq_update(struct dnsmasq *d, const struct config *c)
 {
     struct buf b = {0};
     dnsmasq_write_hosts(c, &b);
+    char *old = NULL;
+    bool same = read_file(d->hosts_path, &old, NULL) == 0 && b.data &&
+                strcmp(old, b.data) == 0;
+    free(old);
+    if (same) {
+        buf_free(&b);
+        return;
+    }
     int r = write_buf(d->hosts_path, &b);
     if (r < 0) {
         log_warnx("%s: %s", d->hosts_path, strerror(-r));
         return;
     }
-    if (d->pid > 0 && kill(d->pid, SIGHUP) == 0)
-        log_info("dnsmasq: host file rewritten, SIGHUP sent");
+    /* Read as root at its start only (see dnsmasq_user): start it again.
+     * Not running (waiting out a back-off), its next start reads it. */
+    if (d->pid > 0 && kill(d->pid, SIGTERM) == 0) {
+        d->reloading = true;
+        log_info("dnsmasq: host file rewritten, restarting it to read it");
+    }
 }
 
 int

@@ -1,7 +1,9 @@
 /* dnsmasq: rescued's DHCP/TFTP server, as a supervised child.  Writes its
  * config and DHCP host file from the inventory (only inventory MACs get an
- * answer), starts it in the foreground, sends SIGHUP when the inventory
- * changes, restarts it with backoff when it dies, stops it on free. */
+ * answer), starts it in the foreground as root, from where it drops to an
+ * unprivileged user (dnsmasq, else nobody), starts it again when the
+ * inventory's host lines change, restarts it with backoff when it dies,
+ * stops it on free. */
 #ifndef RESCUED_DNSMASQ_H
 #define RESCUED_DNSMASQ_H
 
@@ -27,7 +29,8 @@ struct dnsmasq *dnsmasq_new(struct loop *l, const struct config *c, char *err,
                             size_t errlen);
 /* Stop the child (SIGTERM, then SIGKILL after 2 s) and free. */
 void dnsmasq_free(struct dnsmasq *d);
-/* New inventory: rewrite the host file and SIGHUP the child. */
+/* New inventory: rewrite the host file and, when it changed, start the
+ * child again (it reads its files as root, at start only). */
 void dnsmasq_update(struct dnsmasq *d, const struct config *c);
 
 /* Is addr leased to mac in a dnsmasq lease file's text ("EXPIRY MAC ADDR

@@ -21,7 +21,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
+static int apply(struct srv *s, const struct fsm_input *in, const char *actor);
+
+/* A store that refuses writes (disk full, locked by another process) is
+ * retried no sooner than this, doubling up to the max, and logged once per
+ * interval per server. */
+#define STORE_RETRY_MIN_MS 1000
+#define STORE_RETRY_MAX_MS 60000
+#define STORE_LOG_INTERVAL_MS 10000
 
 static void
 limits_from_config(struct fsm_limits *l, const struct config *c)
@@ -122,7 +129,18 @@ deadline_fired(struct loop *l, void *arg)
     struct srv *s = arg;
     s->timer = 0;
     struct fsm_input in = {.event = FSM_EV_TIMEOUT};
-    apply(s, &in, "rescued");
+    if (apply(s, &in, "rescued") < 0) {
+        /* Not stored: try again later, not at once (the deadline has
+         * passed, and a 0 ms timer would spin on a full disk). */
+        int64_t wait =
+            s->store_backoff_ms ? s->store_backoff_ms * 2 : STORE_RETRY_MIN_MS;
+        s->store_backoff_ms =
+            wait > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS : wait;
+        s->timer =
+            loop_add_timer(s->f->loop, s->store_backoff_ms, deadline_fired, s);
+        return -1;
+    }
+    s->store_backoff_ms = 0;
     /* The loop's clock is monotonic, deadlines are wall-clock: a timer can
      * fire a millisecond before the deadline it stands for, and the state
      * machine then ignores it.  Arm it again rather than lose it. */
@@ -179,8 +197,8 @@ power_done(void *arg, int status, const char *detail)
         return;
     }
     char why[256];
-    snprintf(why, sizeof(why), "power: %s",
-             detail ? detail : strerror(-status));
+    snprintf_utf8(why, sizeof(why), "power: %s",
+                  detail ? detail : strerror(-status));
     log_warnx("%s: %s", s->cfg->id, why);
     action_done(s, action);
     fleet_srv_note(s, "error", "rescued", why);
@@ -206,8 +224,8 @@ netboot_set(void *arg, int status, const char *detail)
     /* A driver that cannot set it leaves the decision to the iPXE script. */
     if (status != 0 && status != -ENOTSUP) {
         char why[256];
-        snprintf(why, sizeof(why), "one-time network boot: %s",
-                 detail ? detail : strerror(-status));
+        snprintf_utf8(why, sizeof(why), "one-time network boot: %s",
+                      detail ? detail : strerror(-status));
         struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
         apply(s, &in, "rescued");
         return;
@@ -262,12 +280,12 @@ disk_boot_set(void *arg, int status, const char *detail)
     if (status == 0)
         return;
     char msg[300];
-    snprintf(msg, sizeof(msg),
-             "%s: %s; it boots through the network and its iPXE script "
-             "sends it home",
-             status == -ENOTSUP ? "no one-time disk boot"
-                                : "one-time disk boot failed",
-             detail ? detail : strerror(-status));
+    snprintf_utf8(msg, sizeof(msg),
+                  "%s: %s; it boots through the network and its iPXE script "
+                  "sends it home",
+                  status == -ENOTSUP ? "no one-time disk boot"
+                                     : "one-time disk boot failed",
+                  detail ? detail : strerror(-status));
     fleet_srv_note(s, status == -ENOTSUP ? "action" : "error", "rescued", msg);
 }
 
@@ -371,9 +389,33 @@ holds_token(enum fsm_state st)
            st == FSM_RESCUE;
 }
 
-/* The one place a server's state changes: step the machine, store the
- * result, log it, then act. */
+/* The store refused what (a change to a state, a retry): last_error says
+ * why, and the log too, once per interval while it goes on. */
 static void
+store_refused(struct srv *s, const char *what, enum fsm_state state)
+{
+    snprintf_utf8(s->store_error, sizeof(s->store_error),
+                  "cannot store %s %s: %s", what, fsm_state_name(state),
+                  store_last_error(s->f->st));
+    int64_t now = now_mono_ms();
+    if (s->store_logged_ms &&
+        now - s->store_logged_ms < STORE_LOG_INTERVAL_MS) {
+        s->store_quiet++;
+        return;
+    }
+    if (s->store_quiet)
+        log_warnx("%s: %s (%u more times since the last report)", s->cfg->id,
+                  s->store_error, s->store_quiet);
+    else
+        log_warnx("%s: %s", s->cfg->id, s->store_error);
+    s->store_logged_ms = now;
+    s->store_quiet = 0;
+}
+
+/* The one place a server's state changes: step the machine, store the
+ * result, log it, then act.  0, or -EIO when the store refused the change:
+ * then nothing changed and nothing ran. */
+static int
 apply(struct srv *s, const struct fsm_input *given, const char *actor)
 {
     struct fleet *f = s->f;
@@ -385,7 +427,7 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
     unsigned pending_before = s->row.pending_actions;
     fsm_step(&f->limits, &s->row.fsm, &in, now_wall_ms(), &out);
     if (out.status < 0)
-        return;
+        return 0;
     /* Stored with the step, cleared as each completes: a restart re-runs
      * exactly what was not done.  A new step drops the old step's. */
     s->row.pending_actions =
@@ -397,12 +439,15 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
                                       out.reason);
         if (id < 0) {
             /* Not stored means not done: keep the old state. */
+            enum fsm_state to = s->row.fsm.state;
             s->row.fsm = before;
             s->row.pending_actions = pending_before;
-            log_warnx("%s: cannot store transition to %s", s->cfg->id,
-                      fsm_state_name(s->row.fsm.state));
-            return;
+            store_refused(s, "the change to", to);
+            return -EIO;
         }
+        s->store_error[0] = '\0';
+        s->store_logged_ms = 0;
+        s->store_quiet = 0;
         log_info("%s: %s -> %s (%s)", s->cfg->id, fsm_state_name(before.state),
                  fsm_state_name(s->row.fsm.state), out.reason);
         f->entered[s->row.fsm.state]++;
@@ -416,7 +461,15 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
         if (holds_token(before.state) && !holds_token(s->row.fsm.state))
             store_token_revoke_server(f->st, s->cfg->id);
     } else if (out.actions) {
-        store_save_server(f->st, s->cfg->id, &s->row);
+        if (store_save_server(f->st, s->cfg->id, &s->row) < 0) {
+            /* A retry not stored is not run: its count and deadline would
+             * be lost to a restart. */
+            enum fsm_state at = s->row.fsm.state;
+            s->row.fsm = before;
+            s->row.pending_actions = pending_before;
+            store_refused(s, "the retry of", at);
+            return -EIO;
+        }
         if (s->row.fsm.retries != before.retries) {
             f->retried[s->row.fsm.state]++;
             log_warnx("%s: %s", s->cfg->id, out.reason);
@@ -428,6 +481,7 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
     if (s->row.fsm.deadline_ms != before.deadline_ms || out.changed)
         arm_deadline(s);
     run_actions(s, out.actions);
+    return 0;
 }
 
 void
@@ -476,6 +530,11 @@ resume(struct srv *s)
              pending ? ", re-running its unfinished actions" : "");
     renew_deadline(s, pending);
     arm_deadline(s);
+    /* Whether the way home's disk boot was set lived in the old daemon's
+     * memory (s->disk_boot): a reset still to run asks for it again, so
+     * its reset done ends exiting as it would have. */
+    if (fs->state == FSM_EXITING && (pending & FSM_ACT_POWER_RESET))
+        pending |= FSM_ACT_BOOT_DISK;
     run_actions(s, pending);
 }
 
@@ -856,6 +915,18 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "ttl must be positive");
         return -EINVAL;
     }
+    if (a->ttl_s > FLEET_MAX_TTL_S) {
+        snprintf(err, errlen, "ttl must be at most a year (%lld s)",
+                 FLEET_MAX_TTL_S);
+        return -EINVAL;
+    }
+    if (a->nkeys > FLEET_MAX_KEYS) {
+        snprintf(err, errlen,
+                 "ssh_keys: %zu keys, at most %d (more would not reach the "
+                 "rescue OS)",
+                 a->nkeys, FLEET_MAX_KEYS);
+        return -EINVAL;
+    }
     for (size_t i = 0; i < a->nkeys; i++) {
         char why[200];
         if (!sshkey_valid(a->ssh_keys[i], why, sizeof(why))) {
@@ -876,22 +947,34 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
     return 0;
 }
 
-/* Checked: store the keys, note who asked, and feed the event. */
-static void
-action_apply(struct srv *s, const struct fleet_action *a)
+/* Checked: store the keys, note who asked, and feed the event.  -EIO
+ * when the store refused the change: then nothing was done. */
+static int
+action_apply(struct srv *s, const struct fleet_action *a, char *err,
+             size_t errlen)
 {
+    char *keys_before = s->row.ssh_keys;
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
         for (size_t i = 0; i < a->nkeys; i++)
             buf_printf(&keys, "%s\n", a->ssh_keys[i]);
-        free(s->row.ssh_keys);
         s->row.ssh_keys = keys.data;
     }
     char msg[128];
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
     fleet_srv_note(s, "audit", a->actor, msg);
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
-    apply(s, &in, a->actor);
+    if (apply(s, &in, a->actor) < 0) {
+        if (s->row.ssh_keys != keys_before) {
+            free(s->row.ssh_keys);
+            s->row.ssh_keys = keys_before;
+        }
+        snprintf(err, errlen, "%s; nothing was done", s->store_error);
+        return -EIO;
+    }
+    if (s->row.ssh_keys != keys_before)
+        free(keys_before);
+    return 0;
 }
 
 int
@@ -905,8 +988,7 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     if (!power_reachable(s->power, err, errlen) ||
         !preflight_rest(f, s, a, err, errlen))
         return -EBUSY;
-    action_apply(s, a);
-    return 0;
+    return action_apply(s, a, err, errlen);
 }
 
 /* An action waiting for its power pre-flight: a copy of the request. */
@@ -958,7 +1040,7 @@ on_preflight(void *arg, int status, const char *perr)
     } else if (!preflight_rest(pa->f, s, &pa->a, err, sizeof(err))) {
         rc = -EBUSY;
     } else {
-        action_apply(s, &pa->a);
+        rc = action_apply(s, &pa->a, err, sizeof(err));
     }
     pa->cb(pa->arg, rc, err);
     pending_free(pa);
@@ -1134,8 +1216,8 @@ console_power_done(void *arg, int status, const char *detail)
     struct srv *s = arg;
     if (status != 0 && status != -ECANCELED && !s->closing) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "console power request failed: %s",
-                 detail ? detail : strerror(-status));
+        snprintf_utf8(msg, sizeof(msg), "console power request failed: %s",
+                      detail ? detail : strerror(-status));
         fleet_srv_note(s, "error", "rescued", msg);
     }
 }

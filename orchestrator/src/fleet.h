@@ -23,6 +23,11 @@ struct loop;
 struct fleet;
 struct buf;
 
+/* A rescue's ttl is at most a year; it brings at most FLEET_MAX_KEYS keys
+ * (what the overlay adds to the project's). */
+#define FLEET_MAX_TTL_S (365LL * 86400)
+#define FLEET_MAX_KEYS 64
+
 struct fleet_action {
     enum fsm_event event;  /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
     int64_t ttl_s;         /* rescue only; 0: none */
@@ -59,7 +64,8 @@ int fleet_action_async(struct fleet *f, const char *id,
                        void *arg, char *err, size_t errlen);
 /* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
  * -EINVAL (400: bad keys, bad ttl), -EBUSY (409: does not fit the state or
- * a pre-flight check failed); err says why in words a user reads. */
+ * a pre-flight check failed), -EIO (503: the store refused the change,
+ * nothing ran); err says why in words a user reads. */
 int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
                  char *err, size_t errlen);
 

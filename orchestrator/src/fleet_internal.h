@@ -33,7 +33,7 @@ struct srv {
     uint64_t grace;                 /* end of the console's read-only window */
     struct console *console;        /* NULL: no console configured */
     struct console_viewer *watcher; /* looks for the local OS booting */
-    char tail[128];                 /* console text kept across chunks */
+    char tail[CONFIG_PATTERN_MAX];  /* console text kept across chunks */
     size_t tail_len;
     bool closing; /* in srv_free: its driver's last answers go unheard */
     /* the driver set a one-time disk boot for the reset queued after it */
@@ -43,6 +43,12 @@ struct srv {
      * an action starts a new step (fleet_boot.c). */
     uint64_t boot_noted[8];
     size_t nboot_noted;
+    /* The last change the store refused, "" when the last one was stored:
+     * the API shows it as last_error until a change is stored again. */
+    char store_error[320];
+    int64_t store_backoff_ms; /* the next retry of a refused deadline */
+    int64_t store_logged_ms;  /* when the refusal was last logged */
+    unsigned store_quiet;     /* refusals not logged since */
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

@@ -19,6 +19,17 @@ time_or_null(int64_t ms)
     return json_string(buf);
 }
 
+/* A JSON string of s made valid UTF-8: a name in Latin-1, a message cut
+ * inside a character. */
+static json_t *
+text(const char *s)
+{
+    char *v = utf8_valid_dup(s);
+    json_t *j = json_string(v);
+    free(v);
+    return j;
+}
+
 static char *
 uri_scheme(const char *uri)
 {
@@ -37,15 +48,20 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
     char *console =
         xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
                   colon ? (int)(colon - listen) : 0, listen);
+    /* What comes from the config or a driver's words may be any bytes:
+     * each through text(), so the object is never NULL. */
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:s, s:s}",
-        "id", cs->id, "name", cs->name, "mac", cs->mac, "arch", cs->arch,
-        "firmware", cs->firmware == FW_UEFI ? "uefi" : "bios", "project",
-        cs->project, "state", fsm_state_name(fs->state), "state_since",
+        "{s:o, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:o, s:i, s:o, s:o}",
+        "id", text(cs->id), "name", text(cs->name), "mac", text(cs->mac),
+        "arch", text(cs->arch), "firmware",
+        cs->firmware == FW_UEFI ? "uefi" : "bios", "project", text(cs->project),
+        "state", fsm_state_name(fs->state), "state_since",
         time_or_null(fs->since_ms), "last_error",
-        fs->last_error[0] ? json_string(fs->last_error) : json_null(),
+        s->store_error[0]   ? text(s->store_error)
+        : fs->last_error[0] ? text(fs->last_error)
+                            : json_null(),
         "deadline", time_or_null(fs->deadline_ms), "retries", fs->retries,
-        "power", scheme, "console", console);
+        "power", text(scheme), "console", text(console));
     free(scheme);
     free(console);
     /* A BMC whose certificate goes unchecked says so wherever it shows. */

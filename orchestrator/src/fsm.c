@@ -109,9 +109,10 @@ static void
 fail(const struct fsm_limits *l, struct fsm_server *s, enum fsm_state to,
      const char *why, int64_t now, struct fsm_output *out)
 {
-    snprintf(s->last_error, sizeof(s->last_error), "%s: %s",
-             fsm_state_name(s->state), why);
-    strlcpy_s(out->reason, s->last_error, sizeof(out->reason));
+    /* why may be a driver's words of any length: cut between characters. */
+    snprintf_utf8(s->last_error, sizeof(s->last_error), "%s: %s",
+                  fsm_state_name(s->state), why);
+    strlcpy_utf8(out->reason, s->last_error, sizeof(out->reason));
     enter(l, s, to, now, out);
     s->deadline_ms = 0;
 }

@@ -540,8 +540,12 @@ error_answer(unsigned status, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    return http_answer_json(json_pack("{s:s, s:s}", "error", msg, "code",
-                                      status_code_name(status)));
+    /* Cut inside a character, or a user's bytes: jansson wants UTF-8. */
+    char *valid = utf8_valid_dup(msg);
+    json_t *j = json_pack("{s:s, s:s}", "error", valid, "code",
+                          status_code_name(status));
+    free(valid);
+    return http_answer_json(j);
 }
 
 struct http_answer *

@@ -1,4 +1,5 @@
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -101,19 +102,25 @@ vlog(enum log_level level, const char *tag, int err, const char *fmt,
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     /* One fprintf per line so concurrent writers do not interleave. */
-    char msg[2048];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[2048];
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    /* A user name, a phone-home string, a BMC's words: one line, and no
+     * escape sequence reaches the terminal that reads the log. */
+    struct buf msg = {0};
+    buf_append_visible(&msg, raw, strlen(raw), "\t");
     if (to_journal) {
-        fprintf(stderr, "<%d>%s: %s%s%s\n", level_prio[level], tag, msg,
+        fprintf(stderr, "<%d>%s: %s%s%s\n", level_prio[level], tag, msg.data,
                 err ? ": " : "", err ? strerror(err) : "");
+        buf_free(&msg);
         return;
     }
     if (err)
         fprintf(stderr, "%s.%03ldZ %s %s: %s: %s\n", stamp,
-                ts.tv_nsec / 1000000, prog, tag, msg, strerror(err));
+                ts.tv_nsec / 1000000, prog, tag, msg.data, strerror(err));
     else
         fprintf(stderr, "%s.%03ldZ %s %s: %s\n", stamp, ts.tv_nsec / 1000000,
-                prog, tag, msg);
+                prog, tag, msg.data);
+    buf_free(&msg);
 }
 
 #define LOGGER(name, level, tag, witherr)                                      \

@@ -155,30 +155,26 @@ walk(const char *top, const char *rel, struct entries *es, char *err,
     return rc;
 }
 
+/* Each label by the server id grammar (util.h id_valid): the id is the
+ * hostname, so what config takes the overlay takes. */
 bool
 overlay_hostname_valid(const char *hostname)
 {
-    size_t label = 0, total = 0;
-    char prev = '.';
-
-    if (!hostname || !*hostname)
+    if (!hostname || !*hostname || strlen(hostname) > 253)
         return false;
-    for (const char *p = hostname; *p; p++, total++) {
-        if (*p == '.') {
-            if (label == 0 || prev == '-')
-                return false;
-            label = 0;
-        } else if (isalnum((unsigned char)*p) || *p == '-') {
-            if (label == 0 && *p == '-')
-                return false;
-            if (++label > 63)
-                return false;
-        } else {
+    char label[ID_MAX + 2];
+    for (const char *p = hostname;; p++) {
+        size_t n = strcspn(p, ".");
+        if (n == 0 || n > ID_MAX)
             return false;
-        }
-        prev = *p;
+        memcpy(label, p, n);
+        label[n] = '\0';
+        if (!id_valid(label))
+            return false;
+        p += n;
+        if (!*p)
+            return true;
     }
-    return total <= 253 && label > 0 && prev != '-';
 }
 
 /* Every key must be valid before anything is built. */

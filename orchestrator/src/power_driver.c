@@ -42,7 +42,8 @@ power_alloc(struct loop *l, const char *uri)
     struct power *p = xcalloc(1, sizeof(*p));
     p->l = l;
     p->uri = xstrdup(uri ? uri : "");
-    p->name = xstrdup(p->uri);
+    /* The name is for log lines: never the BMC's password. */
+    p->name = uri_redact(p->uri);
     return p;
 }
 

@@ -422,7 +422,10 @@ qmp_read(struct power *p)
     }
     size_t off = 0;
     char *nl;
-    while ((nl = memchr(q->in.data + off, '\n', q->in.len - off))) {
+    /* Nothing read yet (a peer that closed before its first byte): no
+     * buffer either, and nothing to parse or keep. */
+    while (q->in.len > off &&
+           (nl = memchr(q->in.data + off, '\n', q->in.len - off))) {
         size_t len = (size_t)(nl - (q->in.data + off));
         json_error_t jerr;
         json_t *msg = json_loadb(q->in.data + off, len, 0, &jerr);
@@ -437,8 +440,10 @@ qmp_read(struct power *p)
         if (q->conn_gen != gen)
             return; /* the connection closed under us */
     }
-    memmove(q->in.data, q->in.data + off, q->in.len - off + 1);
-    q->in.len -= off;
+    if (off > 0) {
+        memmove(q->in.data, q->in.data + off, q->in.len - off + 1);
+        q->in.len -= off;
+    }
     if (rerr)
         qmp_fail(p, rerr, NULL);
     else if (eof)

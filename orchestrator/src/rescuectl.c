@@ -810,9 +810,101 @@ duration_arg(const char *opt, const char *v)
     return s;
 }
 
+/* ---- output: nothing the server sent drives the terminal ----
+ * A server's name, an event's message, a BMC's words, the console log:
+ * stdout and stderr go through a filter that shows control characters as
+ * \xNN / \u00NN (util.h buf_append_visible); newline and tab stay, and CR
+ * only before LF (a serial console's line ends).  A CR or a 0xC2 at the
+ * end of a write waits for the next one. */
+struct visible {
+    int fd;
+    char held; /* 0: none */
+};
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static ssize_t
+visible_write(void *cookie, const char *data, size_t n)
+{
+    struct visible *v = cookie;
+    struct buf in = {0}, out = {0};
+    if (v->held)
+        buf_append(&in, &v->held, 1);
+    v->held = 0;
+    buf_append(&in, data, n);
+    size_t len = in.len;
+    if (len &&
+        (in.data[len - 1] == '\r' || (unsigned char)in.data[len - 1] == 0xc2))
+        v->held = in.data[--len];
+    size_t from = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (in.data[i] == '\r' && in.data[i + 1] == '\n') {
+            buf_append_visible(&out, in.data + from, i - from, "\n\t");
+            from = i + 1; /* the CR, kept, then the LF */
+            buf_append(&out, "\r", 1);
+        }
+    buf_append_visible(&out, in.data + from, len - from, "\n\t");
+    int r = write_all(v->fd, out.data, out.len);
+    buf_free(&in);
+    buf_free(&out);
+    return r < 0 ? -1 : (ssize_t)n;
+}
+
+static int
+visible_close(void *cookie)
+{
+    struct visible *v = cookie;
+    if (v->held) {
+        struct buf out = {0};
+        buf_append_visible(&out, &v->held, 1, NULL);
+        write_all(v->fd, out.data, out.len);
+        buf_free(&out);
+    }
+    free(v);
+    return 0;
+}
+
+static FILE *
+visible_stream(int fd, int mode)
+{
+    struct visible *v = xcalloc(1, sizeof(*v));
+    v->fd = fd;
+    cookie_io_functions_t io = {.write = visible_write, .close = visible_close};
+    FILE *f = fopencookie(v, "w", io);
+    if (!f) {
+        free(v);
+        return fd == 1 ? stdout : stderr;
+    }
+    setvbuf(f, NULL, mode, 0);
+    return f;
+}
+
+static void
+visible_end(void)
+{
+    fclose(stdout);
+    fclose(stderr);
+}
+
 int
 main(int argc, char **argv)
 {
+    stdout = visible_stream(STDOUT_FILENO, _IOLBF);
+    stderr = visible_stream(STDERR_FILENO, _IONBF);
+    atexit(visible_end);
     struct ctl c = {.json = false};
     const char *url = getenv("RESCUED_URL");
     const char *cmd = NULL, *server = NULL;

@@ -25,6 +25,7 @@
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"
@@ -345,6 +346,9 @@ main(int argc, char **argv)
     /* Console logs and the host key live there, wherever the store is. */
     if (mkdir_p(cfg->data_dir, 0700, err, sizeof(err)) < 0)
         fatalx("%s", err);
+    /* Private whoever made it (a package, an operator's mkdir). */
+    if (chmod(cfg->data_dir, 0700) < 0)
+        fatal("%s: chmod 0700", cfg->data_dir);
     struct store *st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
     if (!st)
         fatalx("%s", err);

@@ -35,6 +35,12 @@ store_open(const char *url, const char *data_dir, char *err, size_t errlen)
     return st;
 }
 
+const char *
+store_last_error(const struct store *st)
+{
+    return st->last_error;
+}
+
 void
 store_close(struct store *st)
 {

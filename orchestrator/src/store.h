@@ -39,6 +39,10 @@
 
 struct store;
 
+/* Why the last failed call failed, in the backend's words ("database is
+ * locked"); "" before any failure.  [none] */
+const char *store_last_error(const struct store *st);
+
 /* Open (creating and migrating) the store url names:
  *   sqlite:PATH   the SQLite file PATH; its directory is made (0700, the
  *                 parents 0755) when missing

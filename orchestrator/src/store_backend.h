@@ -62,6 +62,9 @@ struct store_ops {
 struct store {
     const struct store_ops *ops;
     bool listing; /* inside store_list_events: a nested list is refused */
+    /* Why the last failed call failed, in the backend's words ("database
+     * is locked", "database or disk is full"); the backend writes it. */
+    char last_error[256];
 };
 
 extern const struct store_ops store_sqlite_ops;

@@ -11,8 +11,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#define STORE_BUSY_TIMEOUT_MS 5000
+/* rescued is its store's only writer: a lock held by another process is a
+ * fault, and the daemon's whole loop waits while sqlite does, so a write
+ * gives up soon (fleet backs off and tries again, 503 to the API). */
+#define STORE_BUSY_TIMEOUT_MS 250
+#define STORE_LOG_INTERVAL_MS 10000
+
+/* How long a write waits for another process's lock; tests shorten it. */
+static int busy_timeout_ms = STORE_BUSY_TIMEOUT_MS;
+
+#ifdef UNITTEST
+void store_test_set_busy_timeout(int ms);
+/* For the stores opened after it. */
+void
+store_test_set_busy_timeout(int ms)
+{
+    busy_timeout_ms = ms;
+}
+#endif
 
 /* The schema, as an ordered list of migrations: migration i takes the
  * database from user_version i to i + 1.  Append only: a shipped
@@ -131,6 +149,8 @@ struct sqlite_store {
     sqlite3 *db;
     int version;
     sqlite3_stmt *stmt[ST_COUNT];
+    int64_t logged_ms; /* when sq_fail last logged, 0: never */
+    unsigned quiet;    /* failures not logged since */
 };
 
 static struct sqlite_store *
@@ -139,11 +159,29 @@ sq(struct store *st)
     return (struct sqlite_store *)st;
 }
 
-/* Log SQLite's own words for what failed; always -EIO for the caller. */
+/* Keep SQLite's own words for what failed (store_last_error) and log
+ * them, once per STORE_LOG_INTERVAL_MS while the same failure repeats (a
+ * full disk fails every write); always -EIO for the caller. */
 static int
 sq_fail(struct sqlite_store *st, const char *what)
 {
-    log_warnx("store: %s: %s", what, sqlite3_errmsg(st->db));
+    char why[sizeof(st->base.last_error)];
+    snprintf(why, sizeof(why), "%s: %s", what, sqlite3_errmsg(st->db));
+    int64_t now = now_mono_ms();
+    if (strcmp(why, st->base.last_error) != 0 || st->logged_ms == 0 ||
+        now - st->logged_ms >= STORE_LOG_INTERVAL_MS) {
+        if (st->quiet)
+            log_warnx("store: %s (and %u more failures since the last "
+                      "report)",
+                      why, st->quiet);
+        else
+            log_warnx("store: %s", why);
+        st->logged_ms = now;
+        st->quiet = 0;
+    } else {
+        st->quiet++;
+    }
+    strlcpy_s(st->base.last_error, why, sizeof(st->base.last_error));
     return -EIO;
 }
 
@@ -277,6 +315,32 @@ db_path(const struct uri_store *u, const char *data_dir, char **dir, char *err,
 
 static void sq_close(struct store *base);
 
+/* The store holds tokens and keys: the file and SQLite's -wal and -shm
+ * (made with the file's mode) are the owner's only, whatever the umask
+ * and whoever made them; so is the data dir it lives in by default. */
+static int
+make_private(const char *path, const char *data_dir_of_db, char *err,
+             size_t errlen)
+{
+    if (data_dir_of_db && chmod(data_dir_of_db, 0700) < 0) {
+        seterr(err, errlen, "%s: cannot make it private (0700): %s",
+               data_dir_of_db, strerror(errno));
+        return -errno;
+    }
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s%s", path, suffix[i]);
+        int r = chmod(p, 0600) < 0 && errno != ENOENT ? -errno : 0;
+        free(p);
+        if (r < 0) {
+            seterr(err, errlen, "%s%s: cannot make it private (0600): %s", path,
+                   suffix[i], strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
 static struct store *
 sq_open(const struct uri_store *u, const char *data_dir, char *err,
         size_t errlen)
@@ -299,7 +363,10 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
                  st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
         goto out_close_db;
     }
-    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    /* Before the WAL is made: SQLite gives it the file's mode. */
+    if (make_private(path, u->path ? NULL : dir, err, errlen) < 0)
+        goto out_close_db;
+    sqlite3_busy_timeout(st->db, busy_timeout_ms);
     if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
         0) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
@@ -315,7 +382,8 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
         goto out_close_db;
     }
-    if (migrate(st, path, err, errlen) < 0)
+    if (make_private(path, NULL, err, errlen) < 0 ||
+        migrate(st, path, err, errlen) < 0)
         goto out_close_db;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,

@@ -484,3 +484,18 @@ uri_store_free(struct uri_store *u)
     free(u->path);
     free(u);
 }
+
+char *
+uri_redact(const char *uri)
+{
+    const char *auth = uri ? strstr(uri, "://") : NULL;
+    if (!auth)
+        return xstrdup(uri ? uri : "");
+    auth += 3;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', alen);
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon)
+        return xstrdup(uri);
+    return xasprintf("%.*s%s", (int)(colon - uri), uri, at);
+}

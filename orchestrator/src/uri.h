@@ -97,4 +97,9 @@ void uri_store_free(struct uri_store *u);
 /* A port: digits only, 1-65535; else -1. */
 int uri_parse_port(const char *s);
 
+/* A copy of uri fit for a log line: the password of a
+ * "scheme://user:password@host..." left out ("ipmi://admin@bmc1:623");
+ * anything else as it is.  Free it. */
+char *uri_redact(const char *uri);
+
 #endif

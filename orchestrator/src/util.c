@@ -1,5 +1,4 @@
 #include "util.h"
-#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,14 +204,53 @@ id_char(int c)
            (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
+/* Does s read, to dnsmasq's dhcp-host, as a lease time ("45", "12h") or a
+ * keyword ("infinite", "ignore")?  (Only a field with ':' is read as a
+ * hardware address, and ids have none.) */
+static bool
+id_dnsmasq_word(const char *s)
+{
+    if (!strcasecmp(s, "infinite") || !strcasecmp(s, "ignore") ||
+        !strcasecmp(s, "deleted"))
+        return true;
+    size_t d = strspn(s, "0123456789");
+    return d > 0 && (!s[d] || (strchr("smhdwSMHDW", s[d]) && !s[d + 1]));
+}
+
+bool
+id_valid_why(const char *s, char *why, size_t whylen)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > ID_MAX) {
+        seterr(why, whylen, "server id must be 1 to %d characters", ID_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!id_char(c) || c == '_') {
+            seterr(why, whylen,
+                   "server id must be letters, digits and '-' (it becomes the "
+                   "rescue OS's hostname)");
+            return false;
+        }
+    }
+    if (s[0] == '-' || s[n - 1] == '-') {
+        seterr(why, whylen, "server id must not begin or end with '-'");
+        return false;
+    }
+    if (id_dnsmasq_word(s)) {
+        seterr(why, whylen,
+               "server id '%s' reads to dnsmasq as a lease time or a keyword",
+               s);
+        return false;
+    }
+    return true;
+}
+
 bool
 id_valid(const char *s)
 {
-    size_t n = 0;
-    for (; s && s[n]; n++)
-        if (!id_char((unsigned char)s[n]) || n >= ID_MAX)
-            return false;
-    return n > 0;
+    return id_valid_why(s, NULL, 0);
 }
 
 /* Every byte up to the longer length is compared, with no early return:
@@ -467,4 +506,130 @@ strv_free(char **v)
     for (char **p = v; *p; p++)
         free(*p);
     free(v);
+}
+
+/* --- UTF-8 ------------------------------------------------------------ */
+
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is
+ * none.  n is how many bytes s has. */
+static size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Could s (n bytes, at the string's end) be the start of a character a cut
+ * went through? */
+static bool
+utf8_cut_tail(const unsigned char *s, size_t n)
+{
+    if (n == 0 || n > 3 || s[0] < 0xC2 || s[0] > 0xF4)
+        return false;
+    size_t want = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : 2;
+    if (n >= want)
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return false;
+    return true;
+}
+
+size_t
+utf8_cut_len(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (l == 0 && utf8_cut_tail((const unsigned char *)s + i, n - i))
+            return i;
+        i += l ? l : 1;
+    }
+    return n;
+}
+
+int
+snprintf_utf8(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && size > 0 && (size_t)n >= size)
+        buf[utf8_cut_len(buf, size - 1)] = '\0';
+    return n;
+}
+
+size_t
+strlcpy_utf8(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size == 0)
+        return n;
+    size_t k = utf8_cut_len(src, size - 1);
+    memcpy(dst, src, k);
+    dst[k] = '\0';
+    return n;
+}
+
+char *
+utf8_valid_dup(const char *s)
+{
+    struct buf b = {0};
+    size_t n = strlen(s), i = 0;
+    while (i < n) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        size_t l = utf8_seq_len(p, n - i);
+        if (l > 0) {
+            buf_append(&b, p, l);
+            i += l;
+        } else {
+            buf_append(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            i++;
+        }
+    }
+    if (!b.data)
+        return xstrdup("");
+    return b.data;
+}
+
+void
+buf_append_visible(struct buf *b, const char *s, size_t n, const char *keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 || c == 0x7f) && !(c && keep && strchr(keep, c))) {
+            buf_printf(b, "\\x%02x", c);
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                   (unsigned char)s[i + 1] <= 0x9f) {
+            buf_printf(b, "\\u%04x", (unsigned char)s[++i]);
+        } else {
+            buf_append(b, &s[i], 1);
+        }
+    }
+    if (!b->data)
+        buf_append(b, "", 0);
 }

@@ -40,11 +40,16 @@ bool parse_u63(const char *s, int64_t *out);
 /* 0-15 for a hex digit of either case, else -1. */
 int hexval(int c);
 
-/* Server ids (and the other names that become paths and log file names):
- * 1 to ID_MAX characters of [A-Za-z0-9_-]. */
+/* Server ids, the one grammar of config, overlay (the rescue OS's
+ * hostname), dnsmasq host lines, console names and the API: a DNS label,
+ * 1 to ID_MAX characters of [A-Za-z0-9-] not beginning or ending in '-',
+ * that dnsmasq would not read as a lease time ("12h") or a keyword
+ * ("infinite", "ignore"); why says which rule failed.  id_char: the characters
+ * of the other names that become paths ([A-Za-z0-9_-]). */
 #define ID_MAX 63
 bool id_char(int c);
 bool id_valid(const char *s);
+bool id_valid_why(const char *s, char *why, size_t whylen);
 
 /* Compare a given secret (a bearer token) with the real one in time that
  * depends only on the two lengths, whatever the bytes. */
@@ -91,5 +96,25 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
+
+/* UTF-8, for what becomes JSON (jansson refuses invalid strings) or a
+ * line someone reads.  utf8_cut_len: the length of s's longest prefix of
+ * at most max bytes that does not end inside a character.  snprintf_utf8
+ * and strlcpy_utf8: snprintf and strlcpy_s that, when they must cut, cut
+ * there.  utf8_valid_dup: a copy with each byte that is not part of a
+ * well-formed character (a Latin-1 name, a character cut elsewhere)
+ * replaced by U+FFFD; free it. */
+size_t utf8_cut_len(const char *s, size_t max);
+int snprintf_utf8(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t strlcpy_utf8(char *dst, const char *src, size_t size);
+char *utf8_valid_dup(const char *s);
+
+/* Append n bytes of s to b with the control characters a terminal acts on
+ * made visible: C0 and DEL as \xNN, C1 (U+0080-U+009F in UTF-8) as
+ * \u00NN; the characters in keep (such as "\n\t"; NULL: none) as they
+ * are.  For what others wrote that goes to a log line or a terminal. */
+void buf_append_visible(struct buf *b, const char *s, size_t n,
+                        const char *keep);
 
 #endif

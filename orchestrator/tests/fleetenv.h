@@ -16,7 +16,7 @@
 
 #include "http.h"
 
-#define ADMIN "admin-secret"
+#define ADMIN "admin-secret-0123456789"
 
 struct env {
     char *dir;

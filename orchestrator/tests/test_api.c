@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +34,10 @@
 #include "fleetenv.h"
 
 extern int api_sse_keepalive_ms;
+void store_test_set_busy_timeout(int ms);
 
-#define ACME "acme-secret"
-#define OTHER "other-secret"
+#define ACME "acme-secret-0123456789"
+#define OTHER "other-secret-0123456789"
 #define KEY                                                                    \
     "ssh-ed25519 "                                                             \
     "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
@@ -245,6 +247,11 @@ test_bad_input(void **state)
         {"{\"type\": \"rescue\", \"ttl\": 0}", "greater than 0"},
         {"{\"type\": \"rescue\", \"ttl\": 1.5}", "ttl must be"},
         {"{\"type\": \"rescue\", \"ttl\": \"soon\"}", "not a duration"},
+        /* A year is the most; 366 days ran until a restart then. */
+        {"{\"type\": \"rescue\", \"ttl\": \"366d\"}",
+         "ttl must be at most a year"},
+        {"{\"type\": \"rescue\", \"ttl\": 9223372036854775000}",
+         "ttl must be at most a year"},
         {"{\"type\": \"rescue\", \"ssh_keys\": \"ssh-ed25519 AAAA\"}",
          "ssh_keys must be an array"},
         {"{\"type\": \"rescue\", \"ssh_keys\": [1]}", "ssh_keys[0] must be"},
@@ -745,9 +752,91 @@ test_metrics_token(void **state)
         "unauthorized");
 }
 
+/* Another process holds the store's write lock: an action cannot be
+ * recorded, so it is refused with 503 and the store's words, and nothing
+ * was done (no audit, no reset). */
+static void
+test_action_store_locked(void **state)
+{
+    (void)state;
+    struct resp r;
+    int64_t before[2], after[2];
+    store_snapshot(before);
+    sqlite3 *locker;
+    char *path = xasprintf("%s/data/rescued.db", E->dir);
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    free(path);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
+                     SQLITE_OK);
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME,
+                        "application/json", "{\"type\":\"reboot\"}"},
+         &r);
+    sqlite3_exec(locker, "ROLLBACK", 0, 0, 0);
+    sqlite3_close(locker);
+    assert_int_equal(r.status, 503);
+    const char *e = jstr(r.json, "error");
+    if (!strstr(e, "database is locked") || !strstr(e, "nothing was done"))
+        fail_msg("error: %s", e);
+    resp_clear(&r);
+    store_snapshot(after);
+    assert_int_equal(after[0], before[0]);
+}
+
+/* A server named in Latin-1, and an event message cut at 160 bytes inside
+ * a "€" by a plain copy: /v1/servers stays valid JSON and the event is
+ * listed, each bad byte a U+FFFD. */
+static int
+latin1_setup(void **state)
+{
+    *state = env_face_new("[project:acme]\n"
+                          "token = " ACME "\n"
+                          "[server:srv1]\n"
+                          "name = caf\xe9\n"
+                          "mac = 52:54:00:00:00:01\n"
+                          "project = acme\n"
+                          "power = manual:\n",
+                          "x", api_register);
+    return 0;
+}
+
+static void
+test_text_not_utf8(void **state)
+{
+    (void)state;
+    struct resp r;
+    http(&(struct call){"GET", "/v1/servers", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *srv = json_array_get(json_object_get(r.json, "servers"), 0);
+    assert_string_equal(jstr(srv, "name"), "caf\ufffd");
+    resp_clear(&r);
+
+    /* 157 bytes of "x", then "€": the 160-byte buffer ends inside the €
+     * (two of its three bytes). */
+    char msg[160], text[200];
+    memset(text, 'x', 157);
+    snprintf(text + 157, sizeof(text) - 157, "\u20ac");
+    strlcpy_s(msg, text, sizeof(msg)); /* as snprintf into msg[160] */
+    assert_int_equal(strlen(msg), 159);
+    fleet_audit(E->fleet, "srv1", "admin", msg);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *evs = json_object_get(r.json, "events");
+    const char *got =
+        jstr(json_array_get(evs, json_array_size(evs) - 1), "message");
+    assert_non_null(got);
+    memcpy(text + 157, "\ufffd\ufffd", 7); /* the € cut to two bytes */
+    assert_string_equal(got, text);
+    resp_clear(&r);
+}
+
 int
 main(void)
 {
+    store_test_set_busy_timeout(0); /* a held lock fails a write at once */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metrics_token, NULL,
@@ -759,6 +848,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_matrix, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_action_store_locked, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_text_not_utf8, latin1_setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_actions_and_events, setup,
                                         env_face_teardown),

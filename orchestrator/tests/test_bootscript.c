@@ -9,6 +9,7 @@
 #include "dnsmasq.h"
 #include "util.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,7 @@ load(const char *mode)
     FILE *f = fdopen(fd, "w");
     fprintf(f,
             "[rescued]\nlisten=127.0.0.1:1\nboot_url=http://10.77.0.1:8080\n"
-            "data_dir=/tmp\nadmin_token=t\n"
+            "data_dir=/tmp\nadmin_token=t-0123456789abcdef\n"
             "[pxe]\nmode=%s\ninterface=br0\n"
             "dhcp_range=10.77.0.100,10.77.0.200,1h\n"
             "[project:p]\n"
@@ -162,11 +163,21 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     struct config *c = load("dhcp");
     struct buf b = {0};
     dnsmasq_write_hosts(c, &b);
-    assert_string_equal(b.data, "52:54:00:77:00:01,set:known,srv1\n"
-                                "52:54:00:77:00:02,set:known,srv2\n");
+    assert_string_equal(b.data, "dhcp-host=52:54:00:77:00:01,set:known,srv1\n"
+                                "dhcp-host=52:54:00:77:00:02,set:known,srv2\n");
     buf_free(&b);
     dnsmasq_write_conf(c, "/d", NULL, &b);
     assert_non_null(strstr(b.data, "\ndhcp-ignore=tag:!known\n"));
+    /* Read as root with the options, then it drops to a user of its own. */
+    assert_non_null(strstr(b.data, "\nconf-file=/d/hosts\n"));
+    assert_null(strstr(b.data, "user=root"));
+    const char *u = strstr(b.data, "\nuser=");
+    assert_non_null(u);
+    char user[64];
+    assert_int_equal(sscanf(u, "\nuser=%63[^\n]", user), 1);
+    const struct passwd *pw = getpwnam(user);
+    assert_non_null(pw);
+    assert_int_not_equal(pw->pw_uid, 0);
     assert_non_null(strstr(b.data, "\nport=0\n"));
     assert_non_null(strstr(b.data, "\ninterface=br0\n"));
     assert_non_null(

@@ -25,9 +25,9 @@ static char path[64];
     "listen = 127.0.0.1:8080\n"                                                \
     "boot_url = http://127.0.0.1:8080/\n"                                      \
     "data_dir = /var/lib/rescued\n"                                            \
-    "admin_token = admintok\n"                                                 \
+    "admin_token = admintok-0123456789\n"                                      \
     "[project:acme]\n"                                                         \
-    "token = acmetok\n"
+    "token = acmetok-0123456789\n"
 
 /* A good server, 4 lines. */
 #define SERVER(id, mac)                                                        \
@@ -94,7 +94,7 @@ test_full_file(void **state)
         "listen = 0.0.0.0:8081\n"
         "boot_url = https://10.0.0.1:8443//   ; trailing slashes go\n"
         "data_dir = /srv/rescued\n"
-        "admin_token = \"adm;in\"\n"
+        "admin_token = \"adm;in-0123456789abc\"\n"
         "log_level = debug\n"
         "max_body = 128K\n"
         "[PXE]\n"
@@ -120,14 +120,14 @@ test_full_file(void **state)
         "local_boot_pattern = \"Welcome to\"\n"
         "local_settle = 2m\n"
         "[project:acme]\n"
-        "token = acmetok\n"
+        "token = acmetok-0123456789\n"
         "keys_file = /etc/rescued/acme.keys\n"
         "[project:beta]\n"
         "[server:srv-2]\n"
         "mac = 52-54-00-AB-CD-02\n"
         "project = beta\n"
         "power = qmp:/run/lab/srv2.qmp\n"
-        "[server:Srv_1]\n"
+        "[server:Srv-1]\n"
         "name = First server\n"
         "mac = 52:54:00:ab:cd:01\n"
         "project = acme\n"
@@ -141,7 +141,7 @@ test_full_file(void **state)
     assert_string_equal(c->listen, "0.0.0.0:8081");
     assert_string_equal(c->boot_url, "https://10.0.0.1:8443");
     assert_string_equal(c->data_dir, "/srv/rescued");
-    assert_string_equal(c->admin_token, "adm;in");
+    assert_string_equal(c->admin_token, "adm;in-0123456789abc");
     assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(c->max_body, 128 * 1024);
     assert_int_equal(c->pxe_mode, PXE_PROXY);
@@ -165,7 +165,7 @@ test_full_file(void **state)
 
     assert_int_equal(c->nprojects, 2);
     assert_string_equal(c->projects[0].name, "acme");
-    assert_string_equal(c->projects[0].token, "acmetok");
+    assert_string_equal(c->projects[0].token, "acmetok-0123456789");
     assert_string_equal(c->projects[0].keys_file, "/etc/rescued/acme.keys");
     assert_string_equal(c->projects[1].name, "beta");
     assert_null(c->projects[1].token);
@@ -174,7 +174,7 @@ test_full_file(void **state)
     /* Sorted by id, case kept. */
     assert_int_equal(c->nservers, 2);
     const struct config_server *s = &c->servers[0];
-    assert_string_equal(s->id, "Srv_1");
+    assert_string_equal(s->id, "Srv-1");
     assert_string_equal(s->name, "First server");
     assert_string_equal(s->mac, "52:54:00:ab:cd:01");
     assert_string_equal(s->project, "acme");
@@ -388,14 +388,29 @@ test_bad_server_id(void **state)
     (void)state;
     expect_refusal(
         HEAD SERVER("srv.1", "52:54:00:00:00:01"),
-        ":8: [server:srv.1]: ", "server id must match [A-Za-z0-9_-]{1,63}");
+        ":8: [server:srv.1]: ", "server id must be letters, digits and '-'");
+    /* Config took '_' and the overlay refused it: a rescue with no keys. */
+    expect_refusal(
+        HEAD SERVER("db_1", "52:54:00:00:00:01"),
+        ":8: [server:db_1]: ", "server id must be letters, digits and '-'");
+    expect_refusal(HEAD SERVER("-db", "52:54:00:00:00:01"),
+                   ":8: [server:-db]: ", "must not begin or end with '-'");
+    /* What dnsmasq's dhcp-host would read as something else. */
+    const char *dnsmasq[] = {"infinite", "Ignore", "12h", "45", "3600s"};
+    for (size_t i = 0; i < sizeof(dnsmasq) / sizeof(dnsmasq[0]); i++) {
+        char text[1024], where[128];
+        snprintf(text, sizeof(text), HEAD "[server:%s]\n", dnsmasq[i]);
+        snprintf(where, sizeof(where), ":8: [server:%s]: ", dnsmasq[i]);
+        expect_refusal(text, where,
+                       "reads to dnsmasq as a lease time or a keyword");
+    }
     expect_refusal(HEAD SERVER("", "52:54:00:00:00:01"),
-                   ":8: [server:]: ", "server id must match");
+                   ":8: [server:]: ", "server id must be 1 to 63 characters");
     char text[1024], sec[80];
     memset(sec, 'a', 64);
     sec[64] = '\0';
     snprintf(text, sizeof(text), HEAD "[server:%s]\n", sec);
-    expect_refusal(text, ":8: [server:aaaa", "server id must match");
+    expect_refusal(text, ":8: [server:aaaa", "server id must be 1 to 63");
     /* 63 is fine. */
     sec[63] = '\0';
     snprintf(text, sizeof(text),
@@ -403,6 +418,38 @@ test_bad_server_id(void **state)
                   "power = manual:\n",
              sec);
     config_free(expect_load(text));
+}
+
+/* Bearer tokens of fewer than 16 characters are refused with FILE:LINE;
+ * so is a local_boot_pattern longer than the console matcher holds (it
+ * would never be seen, and the server never settle). */
+static void
+test_short_tokens_long_pattern(void **state)
+{
+    (void)state;
+    expect_refusal("[rescued]\n"
+                   "listen = 127.0.0.1:8080\n"
+                   "boot_url = http://127.0.0.1:8080/\n"
+                   "data_dir = /var/lib/rescued\n"
+                   "admin_token = 0123456789abcde\n",
+                   ":5: [rescued] admin_token: ", "shorter than 16 characters");
+    expect_refusal(HEAD "[project:beta]\ntoken = 0123456789abcde\n",
+                   ":9: [project:beta] token: ", "shorter than 16 characters");
+    config_free(expect_load(HEAD "[project:beta]\ntoken = 0123456789abcdef\n"));
+
+    char text[1024], pat[200];
+    memset(pat, 'x', 129);
+    pat[129] = '\0';
+    snprintf(text, sizeof(text), HEAD "[timeouts]\nlocal_boot_pattern = %s\n",
+             pat);
+    expect_refusal(
+        text, ":9: [timeouts] local_boot_pattern: ", "longer than 128 bytes");
+    pat[128] = '\0';
+    snprintf(text, sizeof(text), HEAD "[timeouts]\nlocal_boot_pattern = %s\n",
+             pat);
+    struct config *c = expect_load(text);
+    assert_int_equal(strlen(c->local_boot_pattern), 128);
+    config_free(c);
 }
 
 static void
@@ -519,7 +566,7 @@ test_store_url(void **state)
     "listen = 127.0.0.1:8080\n"                                                \
     "boot_url = http://127.0.0.1:8080/\n"                                      \
     "data_dir = /var/lib/rescued\n"                                            \
-    "admin_token = admintok\n" line "\n"                                       \
+    "admin_token = admintok-0123456789\n" line "\n"                            \
     "[project:acme]\n"
     struct config *c = expect_load(HEAD);
     assert_string_equal(c->store, "sqlite:");
@@ -780,10 +827,10 @@ test_token_clash(void **state)
 {
     (void)state;
     expect_refusal(
-        HEAD "[project:beta]\ntoken = admintok\n",
+        HEAD "[project:beta]\ntoken = admintok-0123456789\n",
         ":9: [project:beta] token: ", "same as [rescued] admin_token");
     expect_refusal(
-        HEAD "[project:beta]\nkeys_file = /k\ntoken = acmetok\n",
+        HEAD "[project:beta]\nkeys_file = /k\ntoken = acmetok-0123456789\n",
         ":10: [project:beta] token: ", "same as the token of [project:acme]");
 }
 
@@ -809,7 +856,7 @@ test_find(void **state)
 {
     (void)state;
     struct config *c =
-        expect_load(HEAD "[project:beta]\ntoken = betatok\n" SERVER(
+        expect_load(HEAD "[project:beta]\ntoken = betatok-0123456789\n" SERVER(
             "srv3", "52:54:00:00:00:03") SERVER("srv1", "52:54:00:00:00:01")
                         SERVER("srv2", "52:54:00:00:00:02"));
     assert_string_equal(config_find_server(c, "srv1")->id, "srv1");
@@ -825,12 +872,12 @@ test_find(void **state)
     assert_null(config_find_server_by_mac(c, "junk"));
     assert_string_equal(config_find_project(c, "beta")->name, "beta");
     assert_null(config_find_project(c, "gamma"));
-    assert_string_equal(config_find_project_by_token(c, "acmetok")->name,
-                        "acme");
-    assert_string_equal(config_find_project_by_token(c, "betatok")->name,
-                        "beta");
-    assert_null(config_find_project_by_token(c, "admintok"));
-    assert_null(config_find_project_by_token(c, "acmetok2"));
+    assert_string_equal(
+        config_find_project_by_token(c, "acmetok-0123456789")->name, "acme");
+    assert_string_equal(
+        config_find_project_by_token(c, "betatok-0123456789")->name, "beta");
+    assert_null(config_find_project_by_token(c, "admintok-0123456789"));
+    assert_null(config_find_project_by_token(c, "acmetok-01234567892"));
     assert_null(config_find_project_by_token(c, ""));
     config_free(c);
 }
@@ -902,13 +949,19 @@ test_admin_token_file(void **state)
              tok, extra)
     assert_int_equal(write_file_atomic(tok, "s3cret\n", 7, 0600), 0);
     WITH_FILE("");
+    expect_refusal(text, ":5: [rescued] admin_token_file: ",
+                   "shorter than 16 characters");
+    assert_int_equal(write_file_atomic(tok, "s3cret-0123456789\n", 18, 0600),
+                     0);
+    WITH_FILE("");
     struct config *c = expect_load(text);
-    assert_string_equal(c->admin_token, "s3cret");
+    assert_string_equal(c->admin_token, "s3cret-0123456789");
     config_free(c);
     WITH_FILE("admin_token = x\n");
     expect_refusal(
         text, ":5: [rescued] admin_token_file: ", "admin_token is set too");
-    assert_int_equal(write_file_atomic(tok, "s3cret\n", 7, 0640), 0);
+    assert_int_equal(write_file_atomic(tok, "s3cret-0123456789\n", 18, 0640),
+                     0);
     WITH_FILE("");
     expect_refusal(text, ":5: [rescued] admin_token_file: ",
                    "readable by others (mode 640)");
@@ -938,6 +991,7 @@ main(void)
         cmocka_unit_test(test_duplicate_mac),
         cmocka_unit_test(test_bad_mac),
         cmocka_unit_test(test_bad_server_id),
+        cmocka_unit_test(test_short_tokens_long_pattern),
         cmocka_unit_test(test_unknown_project),
         cmocka_unit_test(test_power_uri),
         cmocka_unit_test(test_console_uri),

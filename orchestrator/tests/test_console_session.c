@@ -634,10 +634,10 @@ test_fleet_authorize_who(void **state)
     }
     char *rescued = xasprintf("admin_keys_file = %s/admin.pub\n", dir);
     char *sections = xasprintf("[project:acme]\n"
-                               "token = acmetok\n"
+                               "token = acmetok-0123456789\n"
                                "keys_file = %s/acme.pub\n"
                                "[project:other]\n"
-                               "token = othertok\n"
+                               "token = othertok-0123456789\n"
                                "[server:srv1]\n"
                                "mac = 52:54:00:00:00:01\n"
                                "project = acme\n"

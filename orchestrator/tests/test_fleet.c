@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,27 @@ static void
 clock_skip_s(int64_t s)
 {
     clock_skew_ms += s * 1000;
+}
+
+/* --- the store's transitions, counted ------------------------------------ */
+
+/* Every store_transition fleet asks for, stored or not. */
+static int transitions_asked;
+
+int64_t __real_store_transition(struct store *st, const char *id,
+                                const struct server_row *row,
+                                enum fsm_state from, const char *why);
+int64_t __wrap_store_transition(struct store *st, const char *id,
+                                const struct server_row *row,
+                                enum fsm_state from, const char *why);
+
+int64_t
+__wrap_store_transition(struct store *st, const char *id,
+                        const struct server_row *row, enum fsm_state from,
+                        const char *why)
+{
+    transitions_asked++;
+    return __real_store_transition(st, id, row, from, why);
 }
 
 /* --- the power driver double ---------------------------------------------- */
@@ -241,7 +263,7 @@ fake_answer(const char *server, enum power_op op, int status,
     "[console]\n"                                                              \
     "readonly_grace = 1\n"                                                     \
     "[project:acme]\n"                                                         \
-    "token = acme-secret\n"                                                    \
+    "token = acme-secret-0123456789\n"                                         \
     "[server:" server "]\n"                                                    \
     "mac = 52:54:00:00:00:01\n"                                                \
     "project = acme\n"                                                         \
@@ -375,9 +397,9 @@ test_reload_drops_grace(void **state)
     "retries = 2\n"
 #define PROJECTS                                                               \
     "[project:acme]\n"                                                         \
-    "token = acme-secret\n"                                                    \
+    "token = acme-secret-0123456789\n"                                         \
     "[project:beta]\n"                                                         \
-    "token = beta-secret\n"
+    "token = beta-secret-0123456789\n"
 /* A server on the double; n is its MAC's last digit. */
 #define SERVER(id, n, project, power)                                          \
     "[server:" id "]\n"                                                        \
@@ -989,6 +1011,40 @@ test_power_failure_fails_rescue(void **state)
     assert_string_equal(last_error("srv1"), "");
 }
 
+/* A driver's words longer than last_error holds, with "€" where they are
+ * cut: last_error and the error event end before the character, and the
+ * server's JSON (which jansson would refuse to make) is there. */
+static void
+test_long_detail_cut_between_characters(void **state)
+{
+    (void)state;
+    char detail[400];
+    size_t n = 0;
+    while (n + 3 < sizeof(detail)) {
+        memcpy(detail + n, "\u20ac", 3);
+        n += 3;
+    }
+    detail[n] = '\0';
+    to_rebooting("srv1", 0);
+    answer("srv1", POWER_RESET, -EIO, detail);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    const char *le = last_error("srv1");
+    const char *head = "rebooting: power: ";
+    assert_int_equal(strncmp(le, head, strlen(head)), 0);
+    size_t euros = strlen(le + strlen(head));
+    assert_true(euros > 200 && euros % 3 == 0);
+    assert_memory_equal(le + strlen(head), detail, euros);
+    char *valid = utf8_valid_dup(le);
+    assert_string_equal(valid, le);
+    free(valid);
+    /* The error event, as stored, ends between characters too. */
+    const char *ev = strstr(events.data, "srv1 error: power: ");
+    assert_non_null(ev);
+    const char *end = strchr(ev, '\n');
+    size_t evn = (size_t)(end - ev) - strlen("srv1 error: power: ");
+    assert_int_equal(evn % 3, 0);
+}
+
 /* The one-time netboot: a failure fails the rescue before any reset; a
  * driver that cannot set it leaves the choice to the iPXE script. */
 static void
@@ -1593,6 +1649,36 @@ test_exit_through_disk_boot(void **state)
     assert_true(disk >= 0 && reset > disk);
 }
 
+/* Killed between the disk boot done and its reset: the restart asks for
+ * the disk boot again before the reset (whether it was set lived in the
+ * old daemon's memory), so the reset done still ends exiting.  Before,
+ * the restarted reset moved nothing: exiting until the step timed out
+ * without a console (the server had booted its disk, no script to fetch). */
+static void
+test_restart_between_disk_boot_and_reset(void **state)
+{
+    (void)state;
+    fake_disk_boot = true;
+    to_rescue("srv2", 0);
+    assert_int_equal(act("srv2", FSM_EV_EXIT_RESCUE, 0), 0);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv2", &st, &pending);
+    assert_int_equal(st, FSM_EXITING);
+    assert_int_equal(pending, FSM_ACT_POWER_RESET);
+    size_t from = nreqs;
+    restart();
+    settle();
+    int disk = req_index(from, "srv2", POWER_BOOT_DISK_ONCE);
+    int reset = req_index(from, "srv2", POWER_RESET);
+    assert_true(disk >= 0 && reset > disk);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    answer("srv2", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv2"), "booting_local");
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_DONE), 2);
+}
+
 /* A driver that cannot choose (-ENOTSUP) keeps today's path: the reset
  * done moves nothing, the local script ends exiting.  One that fails, or
  * whose BMC does not keep it, costs time, not the exit: an error event,
@@ -1698,6 +1784,144 @@ test_retention_prunes(void **state)
     env_free(e);
 }
 
+/* More keys than the overlay carries: refused (the API's 400) with the
+ * limit, not accepted with some silently dropped; the limit itself is
+ * taken. */
+static void
+test_too_many_keys(void **state)
+{
+    (void)state;
+    const char *keys[FLEET_MAX_KEYS + 1];
+    for (size_t i = 0; i < FLEET_MAX_KEYS + 1; i++)
+        keys[i] = KEY;
+    struct fleet_action a = {.event = FSM_EV_RESCUE,
+                             .ssh_keys = keys,
+                             .nkeys = FLEET_MAX_KEYS + 1,
+                             .actor = "admin"};
+    char err[256] = "";
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "ssh_keys: 65 keys, at most 64 (more would not "
+                             "reach the rescue OS)");
+    assert_string_equal(state_of("srv1"), "active");
+    a.nkeys = FLEET_MAX_KEYS;
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)), 0);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+}
+
+/* --- a store that refuses writes ------------------------------------------
+ * Another process (an administrator's sqlite3 shell) holds the write lock;
+ * the store waits 0 ms for it (store_test_set_busy_timeout), so each write
+ * fails at once, as on a full disk. */
+
+void store_test_set_busy_timeout(int ms);
+
+static sqlite3 *locker;
+
+static void
+store_lock(void)
+{
+    char *path = xasprintf("%s/data/rescued.db", E->dir);
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    free(path);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
+                     SQLITE_OK);
+}
+
+static void
+store_unlock(void)
+{
+    assert_int_equal(sqlite3_exec(locker, "ROLLBACK", 0, 0, 0), SQLITE_OK);
+    sqlite3_close(locker);
+    locker = NULL;
+}
+
+static int
+locked_setup(void **state)
+{
+    store_test_set_busy_timeout(0);
+    return life_setup(state);
+}
+
+static int
+locked_teardown(void **state)
+{
+    if (locker)
+        store_unlock();
+    store_test_set_busy_timeout(5000);
+    return life_teardown(state);
+}
+
+/* An action the store cannot record is refused with the reason (the API's
+ * 503) and runs nothing; a deadline whose change cannot be stored is tried
+ * again with a growing back-off, not at once; the server's last_error says
+ * why and the log says it once per interval; when the lock goes the step
+ * goes on. */
+static void
+test_store_refuses_writes(void **state)
+{
+    (void)state;
+    store_lock();
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), -EIO);
+    if (!strstr(action_err, "cannot store the change to rescue_requested") ||
+        !strstr(action_err, "database is locked"))
+        fail_msg("action_err: %s", action_err);
+    assert_string_equal(state_of("srv1"), "active");
+    assert_int_equal(nreqs, 0);
+    assert_non_null(strstr(last_error("srv1"), "database is locked"));
+    store_unlock();
+
+    /* Stored: last_error is the state machine's again. */
+    assert_int_equal(act("srv1", FSM_EV_RESCUE, 0), 0);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    assert_string_equal(last_error("srv1"), "");
+
+    /* The 30 s of rescue_requested pass while the lock is held. */
+    char *logf = xasprintf("%s/log", E->dir);
+    int saved = tu_log_capture(logf, LOG_LEVEL_WARN);
+    store_lock();
+    int n0 = transitions_asked;
+    clock_skip_s(31);
+    settle();
+    tu_pump_for(E->loop, 300); /* a 0 ms re-arm would try thousands */
+    assert_int_equal(transitions_asked - n0, 1);
+    assert_string_equal(state_of("srv1"), "rescue_requested");
+    if (!strstr(last_error("srv1"),
+                "cannot store the change to rescue_failed: ") ||
+        !strstr(last_error("srv1"), "database is locked"))
+        fail_msg("last_error: %s", last_error("srv1"));
+    /* Back-off 1, 2, 4 s: tries at +1, +3, +7 s. */
+    int64_t tries_at[] = {1, 3, 7}, t = 0;
+    for (size_t k = 0; k < 3; k++) {
+        clock_skip_s(tries_at[k] - t);
+        t = tries_at[k];
+        settle();
+        assert_int_equal(transitions_asked - n0, (int)k + 2);
+    }
+    clock_skip_s(1); /* +8: the next is at +15 */
+    settle();
+    assert_int_equal(transitions_asked - n0, 4);
+    int said =
+        tu_log_lines(logf, "srv1: cannot store the change to rescue_failed");
+    int store_said = tu_log_lines(logf, "database is locked");
+    clock_skip_s(7); /* +15: 10 s after the first report, said again */
+    settle();
+    assert_int_equal(transitions_asked - n0, 5);
+    int said_again = tu_log_lines(logf, "more times since the last report");
+    store_unlock();
+    clock_skip_s(16); /* +31, the try after +15 */
+    settle();
+    tu_log_release(saved, LOG_LEVEL_ERROR);
+    free(logf);
+    assert_int_equal(said, 1);
+    assert_int_equal(store_said, 2); /* the store's line, fleet's line */
+    assert_int_equal(said_again, 1);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_string_equal(last_error("srv1"),
+                        "rescue_requested: timed out after 30 s (0 retries)");
+    assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
+}
+
 int
 main(void)
 {
@@ -1717,6 +1941,8 @@ main(void)
         LIFE(test_reboot_from_rescue_mints_a_token),
         LIFE(test_rescue_os_restarts_itself),
         LIFE(test_power_failure_fails_rescue),
+        LIFE(test_too_many_keys),
+        LIFE(test_long_detail_cut_between_characters),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
         LIFE(test_preflight_refuses_unreachable),
@@ -1739,8 +1965,11 @@ main(void)
                                         console_setup, life_teardown),
         cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
                                         console_setup, life_teardown),
+        LIFE(test_restart_between_disk_boot_and_reset),
         LIFE(test_exit_no_console_settles),
         cmocka_unit_test(test_retention_prunes),
+        cmocka_unit_test_setup_teardown(test_store_refuses_writes, locked_setup,
+                                        locked_teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);

@@ -367,6 +367,12 @@ test_bad_hostname_and_skeleton(void **state)
             -EINVAL);
         assert_non_null(strstr(err, "invalid hostname"));
     }
+    /* The overlay takes exactly the server ids config takes (util.h's
+     * grammar): config once took "db_1" and the overlay refused it. */
+    const char *ids[] = {"db_1",     "db-1",  "Srv-1", "a",  "12h",
+                         "infinite", "srv.1", "-a",    "a-", "x9"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        assert_int_equal(overlay_hostname_valid(ids[i]), id_valid(ids[i]));
     assert_int_equal(overlay_build("/nonexistent/skel", "srv1", keys, 1, &out,
                                    err, sizeof(err)),
                      -ENOENT);

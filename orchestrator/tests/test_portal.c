@@ -30,8 +30,8 @@
 #include "httpclient.h"
 #include "fleetenv.h"
 
-#define ACME "acme-secret"
-#define OTHER "other-secret"
+#define ACME "acme-secret-0123456789"
+#define OTHER "other-secret-0123456789"
 #define SERVERS                                                                \
     "[server:srv1]\n"                                                          \
     "mac = 52:54:00:00:00:01\n"                                                \
@@ -434,7 +434,7 @@ test_revoked_token(void **state)
     (void)state;
     struct signin s;
     sign_in(ACME, &s);
-    char *secs = sections(E->dir, "acme-new-secret");
+    char *secs = sections(E->dir, "acme-new-secret-0123456789");
     fleet_reload(E->fleet, env_config(E, NULL, secs));
     free(secs);
     expect_error(

@@ -564,6 +564,45 @@ test_missing_socket(void **state)
     dirty = false;
 }
 
+/* A peer that accepts and closes before its first byte (a QEMU dying as
+ * it starts, or any other program on the socket): the request fails with
+ * the reason, the daemon goes on. */
+static void
+test_peer_closes_at_once(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char uri[256], err[256] = "", path[160];
+    struct result r;
+
+    snprintf(path, sizeof(path), "%s/mute.sock", dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strlcpy_s(sa.sun_path, path, sizeof(sa.sun_path));
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    snprintf(uri, sizeof(uri), "qmp:%s", path);
+    struct power *p = power_new(l, uri, err, sizeof(err));
+    assert_non_null(p);
+
+    memset(&r, 0, sizeof(r));
+    power_request(p, POWER_STATUS, NULL, on_done, &r);
+    /* The connect is queued in the backlog as soon as the request is. */
+    tu_pump_turns(l, 3, 10);
+    int cfd = accept(lfd, NULL, NULL);
+    assert_true(cfd >= 0);
+    close(cfd);
+    wait_done(l, &r);
+    assert_int_equal(r.status, -ECONNRESET);
+    snprintf(err, sizeof(err), "qmp %s: connection closed", path);
+    assert_string_equal(r.detail, err);
+
+    power_free(p);
+    close(lfd);
+    unlink(path);
+    loop_free(l);
+}
+
 static void
 test_qemu_restart(void **state)
 {
@@ -699,6 +738,7 @@ main(void)
         cmocka_unit_test_setup(test_netboot_once, test_setup),
         cmocka_unit_test_setup(test_disk_boot_once, test_setup),
         cmocka_unit_test_setup(test_missing_socket, test_setup),
+        cmocka_unit_test(test_peer_closes_at_once),
         cmocka_unit_test_setup(test_qemu_restart, test_setup),
         cmocka_unit_test_setup(test_timeout, test_setup),
         cmocka_unit_test_setup(test_free_cancels, test_setup),

@@ -41,6 +41,10 @@ static const char fake[] =
     "*'power diag') echo 'Set Chassis Power Control to Diag failed: "
     "Invalid data field in request' >&2; exit 1 ;;\n"
     "*'power off') sleep 30 ;;\n"
+    /* A BMC gone in the middle of the reset (ipmitool's words then). */
+    "*'power reset') [ ! -e \"$(dirname \"$0\")/gone\" ] || "
+    "{ echo 'Unable to set Chassis Power Control to Reset' >&2; "
+    "echo 'Close Session command failed' >&2; exit 1; } ;;\n"
     /* The boot device, kept in a file unless the BMC drops it, and read
      * back as ipmitool shows parameter 5; the valid-timer clear refused
      * when the file noraw exists. */
@@ -200,6 +204,16 @@ test_driver(void **state)
                         "ipmi 127.0.0.1:1: chassis bootdev disk: the BMC did "
                         "not keep it (boot parameter 5 reads none)");
     assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), -EIO);
+    unlink(flag);
+
+    /* A BMC gone mid-command: the reason is the command's failure, not
+     * the session close ipmitool tries after it. */
+    write_file_atomic(st, "Chassis Power is on\n", 20, 0644);
+    snprintf(flag, sizeof(flag), "%s/gone", dir);
+    assert_int_equal(write_file_atomic(flag, "", 0, 0644), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), -EIO);
+    assert_string_equal(r.detail, "ipmi 127.0.0.1:1: power reset: Unable to "
+                                  "set Chassis Power Control to Reset");
     unlink(flag);
 
     /* A refusal names the command and carries ipmitool's own words. */
@@ -409,6 +423,42 @@ test_preflight_async(void **state)
     loop_free(l);
 }
 
+/* The BMC's password never reaches a log line, even at debug and before
+ * the driver has its server's name: power_new's first status probe logged
+ * the whole ipmi://user:pass@host. */
+static void
+test_password_not_logged(void **state)
+{
+    (void)state;
+    char *logf = xasprintf("%s/rescued.log", dir);
+    int saved = tu_log_capture(logf, LOG_LEVEL_DEBUG);
+    struct loop *l = loop_new();
+    char err[256] = "";
+    struct power *p = power_new(
+        l, "ipmi://admin:s3cret-pw@127.0.0.1:1?cipher=3", err, sizeof(err));
+    assert_non_null(p);
+    struct result r;
+    int st = run_op(l, p, POWER_STATUS, NULL, &r);
+    power_free(p);
+    loop_free(l);
+    int spawned = tu_log_lines(logf, "ipmitool power status");
+    int leaked = tu_log_lines(logf, "s3cret-pw");
+    int named =
+        tu_log_lines(logf, "ipmi://admin@127.0.0.1:1?cipher=3: ipmitool");
+    tu_log_release(saved, LOG_LEVEL_WARN);
+    char *text = NULL;
+    size_t n;
+    assert_int_equal(read_file(logf, &text, &n), 0);
+    free(logf);
+    if (spawned < 1 || leaked || named < 1)
+        fail_msg("the log:\n%s", text);
+    free(text);
+    assert_int_equal(st, 0);
+    assert_true(spawned >= 1); /* the log was read */
+    assert_int_equal(leaked, 0);
+    assert_true(named >= 1);
+}
+
 int
 main(void)
 {
@@ -418,6 +468,8 @@ main(void)
         cmocka_unit_test(test_parse_status),
         cmocka_unit_test(test_parse_bootdev),
         cmocka_unit_test_setup_teardown(test_driver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_not_logged, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preflight_async, setup, teardown),
     };

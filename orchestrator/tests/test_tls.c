@@ -131,7 +131,7 @@ expect_config(const char *extra, const char *want)
                            "listen = 127.0.0.1:8443\n"
                            "boot_url = http://127.0.0.1:8080\n"
                            "data_dir = /var/lib/rescued\n"
-                           "admin_token = admintok\n"
+                           "admin_token = admintok-0123456789\n"
                            "%s",
                            extra);
     assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);

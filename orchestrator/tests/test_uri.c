@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 
@@ -476,6 +477,28 @@ test_parse_port(void **state)
     assert_int_equal(uri_parse_port("8o"), -1);
 }
 
+/* A URI for a log line: the password left out, the rest as it is. */
+static void
+test_redact(void **state)
+{
+    (void)state;
+    const char *cases[][2] = {
+        {"ipmi://admin:s3cret@bmc1:623?cipher=3",
+         "ipmi://admin@bmc1:623?cipher=3"},
+        {"ipmi://admin:p@ss@[fe80::1]:623", "ipmi://admin@[fe80::1]:623"},
+        {"ipmi://admin@bmc1", "ipmi://admin@bmc1"},
+        {"ipmi://bmc1:623", "ipmi://bmc1:623"},
+        {"qmp:/run/lab/srv1.qmp", "qmp:/run/lab/srv1.qmp"},
+        {"manual:", "manual:"},
+        {"ipmi://u:pw@h/x@y", "ipmi://u@h/x@y"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *r = uri_redact(cases[i][0]);
+        assert_string_equal(r, cases[i][1]);
+        free(r);
+    }
+}
+
 int
 main(void)
 {
@@ -488,6 +511,7 @@ main(void)
         cmocka_unit_test(test_redfish_options),
         cmocka_unit_test(test_parse_port),
         cmocka_unit_test(test_store_parse),
+        cmocka_unit_test(test_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

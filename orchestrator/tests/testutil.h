@@ -23,8 +23,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "loop.h"
 #include "util.h"
+#include <fcntl.h>
 
 /* --- temporary directories --------------------------------------------- */
 
@@ -313,6 +315,57 @@ tu_source_free(struct tu_source *s)
     unlink(s->path);
     buf_free(&s->got);
     free(s);
+}
+
+/* --- reading the log -------------------------------------------------- */
+
+/* stderr (where log.c writes) into the file path at level, until
+ * tu_log_release; returns the saved stderr. */
+static inline int
+tu_log_capture(const char *path, enum log_level level)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (saved < 0 || fd < 0)
+        return -1;
+    dup2(fd, 2);
+    close(fd);
+    log_set_level(level);
+    return saved;
+}
+
+/* Lines of the captured log at path that hold text. */
+static inline int
+tu_log_lines(const char *path, const char *text)
+{
+    fflush(stderr);
+    char *data = NULL;
+    size_t len = 0;
+    if (read_file(path, &data, &len) < 0)
+        return -1;
+    int n = 0;
+    for (char *l = data; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        n += strstr(l, text) != NULL;
+        l = nl ? nl + 1 : NULL;
+    }
+    free(data);
+    return n;
+}
+
+/* stderr back, and the log at level. */
+static inline void
+tu_log_release(int saved, enum log_level level)
+{
+    fflush(stderr);
+    log_set_level(level);
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
 }
 
 #endif
