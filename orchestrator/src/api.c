@@ -382,6 +382,10 @@ struct sse {
     struct buf out;        /* SSE text not yet written to s */
     int64_t last_id;
     uint64_t sub, keepalive;
+    uint64_t access; /* fleet's writable listener: access re-checked */
+    char *auth;      /* the Authorization header it was opened with */
+    char server[ID_MAX + 1];
+    bool ended;
 };
 
 static void
@@ -434,11 +438,38 @@ sse_keepalive(struct loop *l, void *arg)
     return api_sse_keepalive_ms;
 }
 
+/* After a reload (and each transition): may the stream's token still see
+ * its server?  A token removed, or the server moved to another project:
+ * the stream ends now. */
+static void
+sse_recheck(void *arg, const char *server)
+{
+    struct sse *e = arg;
+    if (e->ended || strcmp(server, e->server) != 0)
+        return;
+    struct caller *c = caller_of(fleet_config(e->f), e->auth);
+    const struct config_server *cs =
+        config_find_server(fleet_config(e->f), e->server);
+    bool ok = c && cs && may_see(c, cs);
+    if (c)
+        caller_free(c);
+    if (ok)
+        return;
+    e->ended = true;
+    fleet_unsubscribe(e->f, e->sub);
+    e->sub = 0;
+    buf_printf(&e->out, ": access to %s revoked\n\n", e->server);
+    sse_flush(e);
+    http_stream_end(e->s);
+}
+
 /* http ended the stream (the client went away, or shutdown). */
 static void
 sse_closed(void *arg)
 {
     struct sse *e = arg;
+    fleet_unsubscribe(e->f, e->access);
+    free(e->auth);
     fleet_unsubscribe(e->f, e->sub);
     loop_del_timer(e->loop, e->keepalive);
     buf_free(&e->out);
@@ -470,6 +501,10 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
         return;
     }
     e->sub = fleet_subscribe(f, id, sse_live, e);
+    const char *auth = http_req_header(r, "Authorization");
+    e->auth = xstrdup(auth ? auth : "");
+    strlcpy_s(e->server, id, sizeof(e->server));
+    e->access = fleet_on_writable_changed(f, sse_recheck, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
     sse_flush(e);
@@ -495,6 +530,9 @@ h_events(struct http_req *r, void *arg)
                            EVENTS_LIMIT_MAX);
         return;
     }
+    /* A server moved here by a reload: its old project's history is not
+     * this project's to read. */
+    int64_t since = who(r)->admin ? 0 : fleet_project_since(f, cs->id);
     const char *accept = http_req_header(r, "Accept");
     if (accept && strstr(accept, "text/event-stream")) {
         const char *last = http_req_header(r, "Last-Event-ID");
@@ -502,9 +540,11 @@ h_events(struct http_req *r, void *arg)
             http_respond_error(r, 400, "Last-Event-ID must be an event id");
             return;
         }
-        sse_start(r, f, cs->id, after);
+        sse_start(r, f, cs->id, after > since ? after : since);
         return;
     }
+    if (after < since)
+        after = since;
     json_t *arr = json_array();
     int rc = store_list_events(fleet_store(f), cs->id, after, (int)limit,
                                collect_event, arr);

@@ -611,6 +611,13 @@ http_stream_write(struct http_stream *s, const void *data, size_t n)
     stream_wake(s);
 }
 
+void
+http_stream_end(struct http_stream *s)
+{
+    s->closing = true;
+    stream_wake(s);
+}
+
 static void
 stream_stop(struct http_req *r)
 {

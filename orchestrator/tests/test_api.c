@@ -584,6 +584,98 @@ test_stream_open_at_shutdown(void **state)
     hc_stream_close(&sse);
 }
 
+/* The setup's inventory with srv1 in project proj and other's token. */
+static void
+reload_with(const char *proj, const char *other_token)
+{
+    char *sections =
+        xasprintf("[project:acme]\n"
+                  "token = " ACME "\n"
+                  "[project:other]\n"
+                  "%s%s%s"
+                  "[server:srv1]\n"
+                  "mac = 52:54:00:00:00:01\n"
+                  "project = %s\n"
+                  "power = manual:\n"
+                  "[server:srv2]\n"
+                  "mac = 52:54:00:00:00:02\n"
+                  "project = other\n"
+                  "power = manual:\n",
+                  other_token ? "token = " : "", other_token ? other_token : "",
+                  other_token ? "\n" : "", proj);
+    fleet_reload(E->fleet, env_config(E, NULL, sections));
+    free(sections);
+}
+
+/* A reload that moves a server to another project ends the old project's
+ * event streams of it within a second, and the new project reads only
+ * what follows the move; one that removes a token ends that token's
+ * streams. */
+static void
+test_reload_revokes_streams(void **state)
+{
+    (void)state;
+    api_sse_keepalive_ms = 60000; /* no keepalive to find a dead client */
+    struct resp r;
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    struct hc_stream sse;
+    assert_true(hc_stream_open(&sse,
+                               &(struct call){"GET", "/v1/servers/srv1/events",
+                                              ACME, NULL, NULL, false,
+                                              "Accept: text/event-stream"},
+                               "reboot requested"));
+    assert_true(metrics_has("rescued_http_event_streams 1\n"));
+
+    reload_with("other", OTHER);
+    int64_t t0 = now_mono_ms();
+    assert_true(tu_until(1000, no_streams, NULL, hc_turn, NULL));
+    assert_true(now_mono_ms() - t0 < 1000);
+    assert_non_null(strstr(sse.r.body.data, ": access to srv1 revoked\n"));
+    hc_stream_close(&sse);
+
+    /* acme lost it; other sees it from the move on; admin sees it all. */
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ACME}, &r);
+    assert_int_equal(r.status, 404);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", OTHER}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *evs = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(evs), 0);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "reboot requested"));
+    assert_non_null(
+        strstr(r.body.data, "moved from project acme to project other"));
+    resp_clear(&r);
+    /* Its stream too starts after the move. */
+    assert_true(hc_stream_open(&sse,
+                               &(struct call){"GET", "/v1/servers/srv1/events",
+                                              OTHER, NULL, NULL, false,
+                                              "Accept: text/event-stream"},
+                               ": rescued events of srv1\n\n"));
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", OTHER, NULL,
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    assert_true(
+        tu_until_text(2000, &sse.r.body, "reboot requested", hc_turn, NULL));
+    assert_null(strstr(sse.r.body.data, "project:acme"));
+
+    /* other's token removed: its stream ends too. */
+    reload_with("other", NULL);
+    assert_true(tu_until(1000, no_streams, NULL, hc_turn, NULL));
+    hc_stream_close(&sse);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", OTHER}, &r);
+    assert_int_equal(r.status, 401);
+    resp_clear(&r);
+}
+
 /* Another process holds the store's write lock: an action cannot be
  * recorded, so it is refused with 503 and the store's words, and nothing
  * was done (no audit, no reset). */
@@ -678,6 +770,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_matrix, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_revokes_streams, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_action_store_locked, setup,
                                         env_face_teardown),
