@@ -662,6 +662,13 @@ moved(struct srv *s, const char *to)
     snprintf_utf8(msg, sizeof(msg), "moved from project %s to project %s",
                   s->cfg->project, to);
     log_info("%s: %s", s->cfg->id, msg);
+    /* Its console's past is the old project's: out of replay and tail. */
+    if (s->console) {
+        char tag[64];
+        snprintf(tag, sizeof(tag), "before-move-%lld",
+                 (long long)now_wall_ms());
+        console_forget(s->console, tag);
+    }
     int64_t id =
         store_append_event(s->f->st, s->cfg->id, "audit", "rescued", msg);
     if (id > 0) {
