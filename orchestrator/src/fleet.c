@@ -733,8 +733,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
     f->nsrvs = cfg->nservers;
     /* Who may see each server may have changed (a move, a token or a key
      * gone): the faces check their sessions and streams again. */
-    char **ids = xcalloc(f->nsrvs + 1, sizeof(*ids));
-    for (size_t j = 0; j < f->nsrvs; j++)
+    char **ids = xcalloc(f->cfg->nservers + 1, sizeof(*ids));
+    for (size_t j = 0; j < f->cfg->nservers; j++)
         ids[j] = xstrdup(f->cfg->servers[j].id);
     config_free(f->cfg);
     f->cfg = cfg;

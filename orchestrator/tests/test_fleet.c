@@ -1034,6 +1034,19 @@ test_ttl_expiry_exits(void **state)
     assert_int_equal(retries_of("srv1"), 0);
 }
 
+/* A reload from two servers to three (the faces hear each old and new
+ * one; case 014 found an overrun of the old list here). */
+static void
+test_reload_grows(void **state)
+{
+    (void)state;
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1")
+               SERVER("srv2", "2", "acme", "qmp:/fake/srv2")
+                   SERVER("srv3", "3", "beta", "qmp:/fake/srv3"));
+    assert_string_equal(state_of("srv3"), "active");
+    assert_int_equal(metric("rescued_servers{state=\"active\"}"), 3);
+}
+
 /* Reload: a new server appears active, a removed one is gone with its
  * request and its deadline; the rest keep going. */
 static void
@@ -1811,6 +1824,7 @@ main(void)
         LIFE(test_preflight_refuses_unreachable),
         LIFE(test_ttl_expiry_exits),
         LIFE(test_reload_adds_and_removes),
+        LIFE(test_reload_grows),
         LIFE(test_reload_moves_project),
         LIFE(test_reload_new_power_resumes),
         LIFE(test_reload_new_timeout_renews_with_it),
