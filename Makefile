@@ -4,7 +4,7 @@
 # The version, written here only: rescued and rescuectl print it.
 VERSION := 0.2.0
 CC      ?= cc
-PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3
+PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls libsystemd
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
@@ -17,11 +17,14 @@ MAINS   := orchestrator/src/rescued.c orchestrator/src/rescuectl.c
 SRCS    := $(filter-out $(MAINS),$(wildcard orchestrator/src/*.c))
 OBJS    := $(SRCS:orchestrator/src/%.c=$(B)/obj/%.o)
 SANOBJS := $(SRCS:orchestrator/src/%.c=$(B)/san/%.o)
+# docs/openapi.yaml as JSON, embedded (served at /v1/openapi.json).
+OBJS    += $(B)/obj/openapi.o
+SANOBJS += $(B)/san/openapi.o
 TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator/tests/test_*.c))
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image bench-rescue clean format
+        check-image bench-image bench-rescue clean format deb check-deb
 all: $(B)/rescued $(B)/rescuectl
 
 # Install packages once; re-run when the package list changes.
@@ -55,6 +58,16 @@ $(B)/san/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
 	@echo "  CC san  $<"
 	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST -c -o $@ $<
 
+$(B)/gen/openapi.json $(B)/gen/openapi.c &: docs/openapi.yaml \
+                                          scripts/openapi-gen | $(SETUP)
+	@mkdir -p $(@D)
+	@echo "  GEN     $(B)/gen/openapi.c"
+	@scripts/openapi-gen $< $(B)/gen/openapi.json $(B)/gen/openapi.c
+$(B)/obj/openapi.o $(B)/san/openapi.o: $(B)/gen/openapi.c \
+                                       orchestrator/src/openapi.h
+	@mkdir -p $(@D)
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
 $(B)/libcore.a: $(OBJS)
 	@rm -f $@ && ar rcs $@ $^
 $(B)/libcore-san.a: $(SANOBJS)
@@ -65,6 +78,14 @@ $(B)/rescued $(B)/rescuectl: $(B)/%: orchestrator/src/%.c $(B)/libcore.a Makefil
 	@echo "  LINK    $@"
 	@$(CC) $(CFLAGS) -DRESCUED_VERSION='"$(VERSION)"' -o $@ \
 	    $(filter-out Makefile,$^) $(LDLIBS)
+
+# Man pages, from scdoc sources in docs/man (NAME.SECTION.scd).
+MANS := $(patsubst docs/man/%.scd,$(B)/man/%,$(wildcard docs/man/*.scd))
+all: $(MANS)
+$(B)/man/%: docs/man/%.scd | $(SETUP)
+	@mkdir -p $(@D)
+	@echo "  SCDOC   $@"
+	@scdoc <$< >$@.tmp && mv $@.tmp $@
 
 # Unit tests: one cmocka binary per module, with ASan and UBSan.
 # The tests' shared headers (testutil.h, ...) are prerequisites too.
@@ -122,12 +143,19 @@ bench-image: image
 bench-rescue: all image
 	scripts/bench-rescue
 
+# The Debian packages, and the same installed and run under systemd in a
+# container (outside make check: see scripts/deb and scripts/check-deb).
+deb: all
+	scripts/deb
+check-deb: deb
+	scripts/check-deb
+
 format:
 	clang-format -i orchestrator/src/*.[ch] orchestrator/tests/*.c
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image
+	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man
 
 -include $(wildcard $(B)/obj/*.d)
 

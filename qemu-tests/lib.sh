@@ -922,6 +922,23 @@ boot_as_server()
     in_ns curl -s -m 10 "$RESCUED_URL/boot/$mac.ipxe"
 }
 
+# rescue_as_server ID [IP]: what a server and its rescue OS do, by curl:
+# the iPXE script, the kernel with the script's boot token (which binds the
+# token to this address), then the phone-home with IP (default 192.0.2.7);
+# waits for rescue.  Sets TOKEN.
+rescue_as_server()
+{
+    TOKEN=$(boot_as_server "$1" | grep -o 'overlay/[0-9a-f]*' | head -1 |
+        cut -d/ -f2)
+    [ -n "$TOKEN" ] || fail "$1: no token in the rescue script"
+    in_ns curl -s -f -o /dev/null "$RESCUED_URL/images/vmlinuz?token=$TOKEN" ||
+        fail "$1: kernel fetch failed"
+    wait_state "$1" rescue_booting 5
+    api POST "/v1/phone-home/$TOKEN" "{\"ip\": \"${2:-192.0.2.7}\"}" -
+    expect_status 200
+    wait_state "$1" rescue 5
+}
+
 # lab_proxy ID FAKE: qmpproxy.py in front of lab server ID's QMP socket
 # on $T/ID.proxy.qmp, answering FAKE commands itself (qmpproxy.py
 # fake:FAKE), its log in $T/ID.proxy.log; then the lab's rescued drives
@@ -960,4 +977,90 @@ rescue_mount_root()
     note "$1: $cmd"
     printf '%s' "$LAB_LUKS_PASSPHRASE" | rescue_ssh "$1" "$cmd" 2>&1 ||
         fail "$1: $cmd failed"
+}
+
+# ---- verbs added for issue 16 (TLS) ----
+
+# tls_ca NAME: a CA made with openssl, $T/NAME.pem and $T/NAME.key.
+tls_ca()
+{
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/$1.key" -out "$T/$1.pem" -days 2 -subj "/CN=$1" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: no CA $1"
+}
+
+# tls_cert NAME CA: a server certificate for 127.0.0.1 and localhost signed
+# by CA (tls_ca), $T/NAME.pem and $T/NAME.key.
+tls_cert()
+{
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/$1.key" -out "$T/$1.csr" -subj "/CN=$1" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: no request for $1"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/$1.ext"
+    openssl x509 -req -in "$T/$1.csr" -CA "$T/$2.pem" -CAkey "$T/$2.key" \
+        -CAcreateserial -days 1 -extfile "$T/$1.ext" -out "$T/$1.pem" \
+        >>"$T/openssl.log" 2>&1 || fail "openssl: cannot sign $1"
+}
+
+# served_cert HOST:PORT: the subject of the certificate served there.
+served_cert()
+{
+    openssl s_client -connect "$1" </dev/null 2>/dev/null |
+        openssl x509 -noout -subject 2>/dev/null
+}
+
+# ---- verbs added for issue 14 (Redfish) ----
+
+# redfish_cert: a self-signed certificate for 127.0.0.1 (and localhost),
+# $T/bmc.pem and $T/bmc.key, made once per case; give rescued ?ca=$T/bmc.pem.
+redfish_cert()
+{
+    [ -s "$T/bmc.pem" ] && return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -days 2 -subj /CN=bmc.test -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$T/bmc.key" -out "$T/bmc.pem" >"$T/openssl.log" 2>&1 ||
+        fail "openssl: $(cat "$T/openssl.log")"
+}
+
+# redfish_bmc NAME PORT [ARGS...]: qemu-tests/redfish_bmc.py on
+# 127.0.0.1:PORT with $T/bmc.pem (where the daemon under test runs: in_ns),
+# user admin / s3cret unless ARGS say otherwise, its log in $T/NAME.bmc.log;
+# its PID in $T/NAME.bmc.pid.  The log is appended to (O_APPEND), so a
+# case may empty it with : >FILE between steps.
+redfish_bmc()
+{
+    local name=$1 port=$2
+    shift 2
+    redfish_cert
+    # shellcheck disable=SC2086 # a command prefix, split into its words
+    ${NS_EXEC:-} python3 "$HERE/redfish_bmc.py" --listen "127.0.0.1:$port" \
+        --cert "$T/bmc.pem" --key "$T/bmc.key" "$@" >>"$T/$name.bmc.log" 2>&1 &
+    track $! "$HERE/redfish_bmc.py"
+    echo $! >"$T/$name.bmc.pid"
+    wait_for "grep -q '^ready' $T/$name.bmc.log" 5 ||
+        fail "redfish_bmc $name did not start: $(cat "$T/$name.bmc.log")"
+}
+
+# expect_bmc NAME REGEX [SECS]: a line of BMC NAME's log matches.
+expect_bmc()
+{
+    wait_for "grep -qE -- '$2' $T/$1.bmc.log" "${3:-10}" ||
+        fail "redfish_bmc $1: no /$2/ within ${3:-10} s; log: $(tail -n 12 \
+            "$T/$1.bmc.log" | tr '\n' ';')"
+}
+
+# bmc_line NAME REGEX: the number of the first line of BMC NAME's log
+# that matches, or nothing.
+bmc_line()
+{
+    grep -nE -- "$2" "$T/$1.bmc.log" | head -1 | cut -d: -f1
+}
+
+# redfish_ready ID PORT: rescued's driver for ID has its first pre-flight
+# answer from the BMC on PORT (it answers, or why not).  The port tells
+# this start's lines from an older one's (the lab's log is appended to).
+redfish_ready()
+{
+    wait_for "grep -qE '$1: pre-flight: redfish [^ ]*:$2[: ]' $RESCUED_DIR/rescued.log" 10 ||
+        fail "$1: the redfish driver said nothing: $(tail -n 5 "$RESCUED_DIR/rescued.log")"
 }

@@ -9,6 +9,7 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "openapi.h"
 #include "loop.h"
 #include "store.h"
 #include "util.h"
@@ -129,6 +130,28 @@ h_healthz(struct http_req *r, void *arg)
     http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* /metrics: the admin token or [rescued] metrics_token; the states and
+ * counts of the fleet are no stranger's business. */
+static bool
+metrics_check(struct http_req *r, void *arg)
+{
+    const struct config *cfg = fleet_config(arg);
+    const char *h = http_req_header(r, "Authorization");
+    const char *tok = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+    while (tok && *tok == ' ')
+        tok++;
+    bool admin = tok && cfg->admin_token && token_equal(tok, cfg->admin_token);
+    if (admin ||
+        (tok && cfg->metrics_token && token_equal(tok, cfg->metrics_token))) {
+        http_req_set_actor(r, admin ? "admin" : "metrics");
+        return true;
+    }
+    http_respond_error(r, 401,
+                       "missing or wrong token (Authorization: Bearer TOKEN, "
+                       "the metrics_token or the admin token)");
+    return false;
+}
+
 static void
 h_metrics(struct http_req *r, void *arg)
 {
@@ -136,6 +159,16 @@ h_metrics(struct http_req *r, void *arg)
     fleet_metrics(arg, &b);
     http_metrics(http_req_http(r), &b);
     http_respond_buf(r, 200, &b, "text/plain; version=0.0.4");
+}
+
+/* docs/openapi.yaml, as the build converted it. */
+static void
+h_openapi(struct http_req *r, void *arg)
+{
+    (void)arg;
+    struct buf b = {0};
+    buf_append(&b, openapi_json, openapi_json_len);
+    http_respond_buf(r, 200, &b, "application/json");
 }
 
 static void
@@ -272,6 +305,71 @@ parse_action(json_t *root, struct fleet_action *fa, char *err, size_t errlen)
     return 0;
 }
 
+/* fleet_action's answer in HTTP words. */
+static void
+respond_action(struct http_req *r, int rc, const char *err)
+{
+    if (rc == -ENOENT)
+        http_respond_error(r, 404, "%s", err);
+    else if (rc == -EINVAL)
+        http_respond_error(r, 400, "%s", err);
+    else if (rc == -EBUSY)
+        http_respond_error(r, 409, "%s", err);
+    else if (rc == -EIO)
+        http_respond_error(r, 503, "%s", err); /* the store refused it */
+    else
+        http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
+}
+
+/* An action whose pre-flight is out: the request (NULL once it ended)
+ * and, once it came, the verdict. */
+struct pending_answer {
+    struct fleet *f;
+    struct http_req *r;
+    char id[ID_MAX + 1];
+    bool done;
+    int rc;
+    char err[512];
+};
+
+static void
+action_done(void *arg, int rc, const char *err)
+{
+    struct pending_answer *pa = arg;
+    pa->done = true;
+    pa->rc = rc;
+    strlcpy_s(pa->err, err ? err : "", sizeof(pa->err));
+    if (pa->r)
+        http_req_resume(pa->r);
+    else
+        free(pa);
+}
+
+static void
+action_gone(void *arg)
+{
+    struct pending_answer *pa = arg;
+    pa->r = NULL;
+    if (pa->done)
+        free(pa);
+}
+
+static void
+action_answer(struct http_req *r, void *arg)
+{
+    struct pending_answer *pa = arg;
+    struct fleet *f = pa->f;
+    const struct config_server *cs =
+        config_find_server(fleet_config(f), pa->id);
+    if (pa->rc < 0)
+        respond_action(r, pa->rc, pa->err);
+    else if (cs)
+        http_respond_json(r, 202, fleet_server_json(f, cs));
+    else
+        http_respond_error(r, 404, "no such server: %s", pa->id);
+    free(pa);
+}
+
 static void
 h_actions(struct http_req *r, void *arg)
 {
@@ -302,28 +400,21 @@ h_actions(struct http_req *r, void *arg)
     }
     int rc = parse_action(root, &fa, err, sizeof(err));
     if (rc == 0) {
-        /* The id is copied: a reload inside fleet_action may free cs. */
-        char id[ID_MAX + 1];
-        strlcpy_s(id, cs->id, sizeof(id));
-        rc = fleet_action(f, id, &fa, err, sizeof(err));
-        if (rc == 0) {
-            cs = config_find_server(fleet_config(f), id);
-            if (cs)
-                http_respond_json(r, 202, fleet_server_json(f, cs));
-            else
-                http_respond_error(r, 404, "no such server: %s", id);
-        }
+        /* The pre-flight may ping a BMC: the answer waits for it, the
+         * loop does not. */
+        struct pending_answer *pa = xcalloc(1, sizeof(*pa));
+        pa->f = f;
+        pa->r = r;
+        strlcpy_s(pa->id, cs->id, sizeof(pa->id));
+        rc = fleet_action_async(f, pa->id, &fa, action_done, pa, err,
+                                sizeof(err));
+        if (rc == 0)
+            http_req_defer(r, action_answer, action_gone, pa);
+        else
+            free(pa);
     }
-    if (rc == -ENOENT)
-        http_respond_error(r, 404, "%s", err);
-    else if (rc == -EINVAL)
-        http_respond_error(r, 400, "%s", err);
-    else if (rc == -EBUSY)
-        http_respond_error(r, 409, "%s", err);
-    else if (rc == -EIO)
-        http_respond_error(r, 503, "%s", err); /* the store refused it */
-    else if (rc < 0)
-        http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
+    if (rc < 0)
+        respond_action(r, rc, err);
     free(fa.ssh_keys);
     json_decref(root);
 }
@@ -384,9 +475,17 @@ struct sse {
     uint64_t sub, keepalive;
     uint64_t access; /* fleet's writable listener: access re-checked */
     char *auth;      /* the Authorization header it was opened with */
-    char server[ID_MAX + 1];
     bool ended;
+    char id[ID_MAX + 1];
+    /* Paging through the history: live events wait in the store (they are
+     * stored before they are published) until a short page says it is
+     * read to the end. */
+    bool live;
+    int paged; /* events in the page being read */
 };
+
+/* History events read at once: what an SSE stream holds in memory. */
+#define SSE_PAGE 200
 
 static void
 sse_flush(struct sse *e)
@@ -417,15 +516,50 @@ sse_event(struct sse *e, const struct store_event *ev)
 static int
 sse_history(void *arg, const struct store_event *ev)
 {
-    sse_event(arg, ev);
+    struct sse *e = arg;
+    e->paged++;
+    sse_event(e, ev);
     return 0;
+}
+
+/* The next page of history into e->out; a short one ends the paging. */
+static int
+sse_page(struct sse *e)
+{
+    e->paged = 0;
+    int rc = store_list_events(fleet_store(e->f), e->id, e->last_id, SSE_PAGE,
+                               sse_history, e);
+    if (rc < 0 || e->paged < SSE_PAGE)
+        e->live = true;
+    return rc;
+}
+
+/* The stream sent what it had: the next page, until live. */
+static void
+sse_drained(void *arg)
+{
+    struct sse *e = arg;
+    if (e->live || e->ended)
+        return;
+    int rc = sse_page(e);
+    if (rc < 0) {
+        log_warnx("api: events of %s: cannot read the history: %s", e->id,
+                  strerror(-rc));
+        buf_printf(&e->out, ": history unreadable, live events follow\n\n");
+    }
+    if (e->live)
+        http_stream_on_drained(e->s, NULL);
+    sse_flush(e);
 }
 
 static void
 sse_live(void *arg, const struct store_event *ev)
 {
-    sse_event(arg, ev);
-    sse_flush(arg);
+    struct sse *e = arg;
+    if (!e->live)
+        return;
+    sse_event(e, ev);
+    sse_flush(e);
 }
 
 static int64_t
@@ -445,11 +579,11 @@ static void
 sse_recheck(void *arg, const char *server)
 {
     struct sse *e = arg;
-    if (e->ended || strcmp(server, e->server) != 0)
+    if (e->ended || strcmp(server, e->id) != 0)
         return;
     struct caller *c = caller_of(fleet_config(e->f), e->auth);
     const struct config_server *cs =
-        config_find_server(fleet_config(e->f), e->server);
+        config_find_server(fleet_config(e->f), e->id);
     bool ok = c && cs && may_see(c, cs);
     if (c)
         caller_free(c);
@@ -458,7 +592,8 @@ sse_recheck(void *arg, const char *server)
     e->ended = true;
     fleet_unsubscribe(e->f, e->sub);
     e->sub = 0;
-    buf_printf(&e->out, ": access to %s revoked\n\n", e->server);
+    http_stream_on_drained(e->s, NULL);
+    buf_printf(&e->out, ": access to %s revoked\n\n", e->id);
     sse_flush(e);
     http_stream_end(e->s);
 }
@@ -485,8 +620,9 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     e->f = f;
     e->loop = http_loop(http_req_http(r));
     e->last_id = after;
+    strlcpy_s(e->id, id, sizeof(e->id));
     buf_printf(&e->out, ": rescued events of %s\n\n", id);
-    int rc = store_list_events(fleet_store(f), id, after, 0, sse_history, e);
+    int rc = sse_page(e);
     if (rc < 0) {
         buf_free(&e->out);
         free(e);
@@ -500,10 +636,11 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
         free(e);
         return;
     }
+    if (!e->live)
+        http_stream_on_drained(e->s, sse_drained);
     e->sub = fleet_subscribe(f, id, sse_live, e);
     const char *auth = http_req_header(r, "Authorization");
     e->auth = xstrdup(auth ? auth : "");
-    strlcpy_s(e->server, id, sizeof(e->server));
     e->access = fleet_on_writable_changed(f, sse_recheck, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
@@ -590,7 +727,8 @@ h_console_log(struct http_req *r, void *arg)
 
 static const struct http_route routes[] = {
     {"/healthz", HTTP_GET | HTTP_HEAD, 0, NULL, h_healthz, NULL},
-    {"/metrics", HTTP_GET | HTTP_HEAD, 0, NULL, h_metrics, NULL},
+    {"/metrics", HTTP_GET | HTTP_HEAD, 0, metrics_check, h_metrics, NULL},
+    {"/v1/openapi.json", HTTP_GET | HTTP_HEAD, 0, NULL, h_openapi, NULL},
     {"/v1/servers", HTTP_GET | HTTP_HEAD, 0, authenticate, h_servers, NULL},
     {"/v1/servers/{}", HTTP_GET | HTTP_HEAD, 0, authenticate, h_server, NULL},
     {"/v1/servers/{}/actions", HTTP_POST, HTTP_JSON_BODY, authenticate,

@@ -1,6 +1,7 @@
 /* bootpath: the unauthenticated routes that iPXE and the rescue OS use.
- * A boot token (64 hex digits, minted by fleet for one boot) is the only
- * key; what is served holds nothing secret. */
+ * A boot token (64 hex digits, minted by fleet for one boot and bound to
+ * it: fleet_boot.c) is the only key; what is served holds nothing secret,
+ * and what is refused (403, 409) names no server. */
 #include "bootpath.h"
 #include "config.h"
 #include "fleet.h"
@@ -17,14 +18,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A refusal of the boot path: 403 for another address, 409 for a token
+ * spent or out of its step, in words that name no server. */
+static void
+respond_refusal(struct http_req *r, int rc, const char *err)
+{
+    unsigned status = rc == -EACCES ? 403 : rc == -EBUSY ? 409 : 500;
+    http_respond_error(r, status, "%s", err);
+}
+
+static bool
+is_head(const struct http_req *r)
+{
+    return http_req_method(r) == HTTP_HEAD;
+}
+
 static void
 h_boot_script(struct http_req *r, void *arg)
 {
     char mac[18], peer[64];
     struct buf b = {0};
     if (!config_parse_mac(http_req_cap(r, 0), mac) ||
-        fleet_boot_script(arg, mac, http_req_peer(r, peer, sizeof(peer)), &b) <
-            0) {
+        fleet_boot_script(arg, mac, http_req_peer(r, peer, sizeof(peer)),
+                          is_head(r), &b) < 0) {
         buf_free(&b);
         /* iPXE then falls through to the next boot device. */
         http_respond_error(r, 404, "no server with this MAC");
@@ -86,7 +102,15 @@ h_image(struct http_req *r, void *arg)
         return;
     }
     /* Only a fetch that gets the file moves the boot forward. */
-    fleet_image_fetched(f, name, http_req_query(r, "token"));
+    char peer[64], err[128] = "";
+    int rc = fleet_image_fetched(f, name, http_req_query(r, "token"),
+                                 http_req_peer(r, peer, sizeof(peer)),
+                                 is_head(r), err, sizeof(err));
+    if (rc < 0) {
+        close(fd);
+        respond_refusal(r, rc, err);
+        return;
+    }
     int64_t from = 0, to = st.st_size - 1;
     const char *range = http_req_header(r, "Range");
     unsigned status = 200;
@@ -123,8 +147,10 @@ static void
 h_overlay(struct http_req *r, void *arg)
 {
     struct buf b = {0};
-    char err[512] = "";
-    int rc = fleet_overlay(arg, http_req_cap(r, 0), &b, err, sizeof(err));
+    char err[512] = "", peer[64];
+    int rc = fleet_overlay(arg, http_req_cap(r, 0),
+                           http_req_peer(r, peer, sizeof(peer)), &b, err,
+                           sizeof(err));
     if (rc == -ENOENT) {
         buf_free(&b);
         http_respond_error(r, 404, "no such overlay");
@@ -132,7 +158,7 @@ h_overlay(struct http_req *r, void *arg)
     }
     if (rc < 0) {
         buf_free(&b);
-        http_respond_error(r, 500, "cannot build the overlay: %s", err);
+        respond_refusal(r, rc, err);
         return;
     }
     http_respond_buf(r, 200, &b, "application/gzip");
@@ -144,13 +170,17 @@ h_phone_home(struct http_req *r, void *arg)
     json_t *root = http_req_json(r);
     if (!root)
         return;
-    char err[256] = "";
-    int rc = fleet_phone_home(arg, http_req_cap(r, 0), root, err, sizeof(err));
+    char err[256] = "", peer[64];
+    int rc = fleet_phone_home(arg, http_req_cap(r, 0),
+                              http_req_peer(r, peer, sizeof(peer)), root, err,
+                              sizeof(err));
     json_decref(root);
     if (rc == -ENOENT)
         http_respond_error(r, 404, "no such boot token");
-    else if (rc < 0)
+    else if (rc == -EINVAL)
         http_respond_error(r, 400, "%s", err);
+    else if (rc < 0)
+        respond_refusal(r, rc, err);
     else
         http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
@@ -158,7 +188,8 @@ h_phone_home(struct http_req *r, void *arg)
 static const struct http_route routes[] = {
     {"/boot/{mac}.ipxe", HTTP_GET | HTTP_HEAD, 0, NULL, h_boot_script, NULL},
     {"/images/{file}", HTTP_GET | HTTP_HEAD, 0, NULL, h_image, NULL},
-    {"/overlay/{token}.tar.gz", HTTP_GET | HTTP_HEAD, 0, NULL, h_overlay, NULL},
+    /* GET only: the overlay is served once, and a HEAD must not spend it. */
+    {"/overlay/{token}.tar.gz", HTTP_GET, 0, NULL, h_overlay, NULL},
     {"/v1/phone-home/{token}", HTTP_POST, HTTP_JSON_BODY, NULL, h_phone_home,
      NULL},
 };

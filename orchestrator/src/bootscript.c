@@ -24,8 +24,8 @@ bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out)
 void
 bootscript_rescue(const struct bootscript_rescue *r, struct buf *out)
 {
-    buf_printf(out, "#!ipxe\necho rescued: %s boots the rescue image\n",
-               r->server_id);
+    buf_printf(out, "#!ipxe\necho rescued: this server boots the rescue "
+                    "image\n");
     /* iPXE 2019 has no arithmetic, so the retries are unrolled. */
     for (int i = 1; i <= BOOTSCRIPT_ATTEMPTS; i++) {
         buf_printf(out, ":try%d\n", i);
@@ -59,9 +59,9 @@ bootscript_rescue(const struct bootscript_rescue *r, struct buf *out)
 }
 
 void
-bootscript_local(const char *server_id, enum firmware fw, struct buf *out)
+bootscript_local(enum firmware fw, struct buf *out)
 {
-    buf_printf(out, "#!ipxe\necho rescued: %s boots its own disk\n", server_id);
+    buf_printf(out, "#!ipxe\necho rescued: this server boots its own disk\n");
     if (fw == FW_UEFI)
         /* Hand back to the firmware, which tries the next boot entry. */
         buf_printf(out, "exit\n");

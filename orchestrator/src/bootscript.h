@@ -12,8 +12,8 @@ struct buf;
 /* How many times iPXE tries each download before it gives up. */
 #define BOOTSCRIPT_ATTEMPTS 3
 
+/* The scripts name no server: anyone who knows a MAC may fetch one. */
 struct bootscript_rescue {
-    const char *server_id;
     const char *boot_url;    /* http://host:port, no trailing slash */
     const char *token;       /* this boot's one-time token */
     const char *kernel_name; /* file names served under /images/ */
@@ -28,6 +28,6 @@ struct bootscript_rescue {
 void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
 void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
-void bootscript_local(const char *server_id, enum firmware fw, struct buf *out);
+void bootscript_local(enum firmware fw, struct buf *out);
 
 #endif

@@ -15,6 +15,7 @@
  * starts afresh anyway), through a memfd. */
 
 #include "config.h"
+#include "tls.h"
 #include "log.h"
 #include "uri.h"
 #include "util.h"
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define INI_CHUNK 512 /* entries per iniparser_load */
@@ -70,6 +72,7 @@ enum kind {
     K_COUNT,   /* int >= 0 */
     K_PXEMODE,
     K_FIRMWARE,
+    K_BOOT,
     K_ARCH,
     K_MAC,
     K_POWER,
@@ -93,11 +96,25 @@ static const struct key_spec rescued_keys[] = {
     {"listen", K_LISTEN, CFG(listen), NULL, true},
     {"boot_url", K_URL, CFG(boot_url), NULL, true},
     {"data_dir", K_STR, CFG(data_dir), NULL, true},
-    {"admin_token", K_STR, CFG(admin_token), NULL, true},
+    {"admin_token", K_STR, CFG(admin_token), NULL, false},
+    {"admin_token_file", K_OPTSTR, CFG(admin_token_file), NULL, false},
     {"log_level", K_LOGLEVEL, CFG(log_level), "info", false},
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {"store", K_STORE, CFG(store), "sqlite:", false},
+    {"max_connections", K_COUNT, CFG(max_connections), "1024", false},
+    {"max_connections_per_ip", K_COUNT, CFG(max_connections_per_ip), "32",
+     false},
+    {"request_timeout", K_TIMEOUT, CFG(request_timeout), "30", false},
+    {"max_event_streams", K_COUNT, CFG(max_event_streams), "256", false},
+    {"max_event_streams_per_token", K_COUNT, CFG(max_event_streams_per_token),
+     "8", false},
+    {"retention_days", K_COUNT, CFG(retention_days), "90", false},
+    {"retention_events", K_COUNT, CFG(retention_events), "100000", false},
+    {"metrics_token", K_OPTSTR, CFG(metrics_token), NULL, false},
+    {"tls_cert", K_OPTSTR, CFG(tls_cert), NULL, false},
+    {"tls_key", K_OPTSTR, CFG(tls_key), NULL, false},
+    {"boot_listen", K_LISTEN, CFG(boot_listen), NULL, false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -113,6 +130,11 @@ static const struct key_spec console_keys[] = {
     {"readonly_grace", K_SECONDS, CFG(readonly_grace), "30", false},
     {"scrollback", K_SIZE, CFG(scrollback), "1M", false},
     {"writer_idle", K_SECONDS, CFG(writer_idle), "0", false},
+    {"max_startups", K_COUNT, CFG(max_startups), "10", false},
+    {"max_startups_per_source", K_COUNT, CFG(max_startups_per_source), "3",
+     false},
+    {"login_grace", K_TIMEOUT, CFG(login_grace), "60", false},
+    {"max_auth_tries", K_COUNT, CFG(max_auth_tries), "6", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -122,6 +144,7 @@ static const struct key_spec image_keys[] = {
     {"kernel", K_OPTSTR, CFG(kernel), NULL, false},
     {"initrd", K_OPTSTR, CFG(initrd), NULL, false},
     {"tools", K_OPTSTR, CFG(tools), NULL, false},
+    {"iso", K_OPTSTR, CFG(iso), NULL, false},
     {"cmdline", K_TEXT, CFG(cmdline), "", false},
     {"overlay", K_STR, CFG(overlay_dir), "alpine-overlay", false},
     {NULL, 0, 0, NULL, false},
@@ -155,6 +178,8 @@ static const struct key_spec server_keys[] = {
     {"firmware", K_FIRMWARE, SRV(firmware), "bios", false},
     {"console", K_CONSOLE, SRV(console), NULL, false},
     {"console_tty", K_STR, SRV(console_tty), "ttyS0,115200n8", false},
+    {"power_credentials", K_OPTSTR, SRV(power_credentials), NULL, false},
+    {"boot", K_BOOT, SRV(boot), "pxe", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -179,6 +204,7 @@ static const struct section_spec sections[] = {
 
 static const char *const pxe_modes[] = {"dhcp", "proxy", "off", NULL};
 static const char *const firmwares[] = {"bios", "uefi", NULL};
+static const char *const boots[] = {"pxe", "virtualmedia", NULL};
 static const char *const arches[] = {"x86_64", "aarch64", NULL};
 
 /* Write "FILE[:LINE]: [[sec] [key]: ]reason" into the caller's err. */
@@ -482,11 +508,6 @@ check_power(const char *v, char *buf, size_t len)
 {
     struct uri_power *u = uri_power_parse(v, buf, len);
     int r = u ? 0 : -EINVAL;
-    /* Refused here, with FILE:LINE, rather than by power at start-up. */
-    if (u && u->kind == URI_POWER_REDFISH) {
-        snprintf(buf, len, "redfish power driver not implemented yet");
-        r = -EINVAL;
-    }
     uri_power_free(u);
     return r;
 }
@@ -579,6 +600,11 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         if ((i = lookup(v, firmwares)) < 0)
             return why(buf, len, "'%s' is not bios or uefi", v);
         *(enum firmware *)p = (enum firmware)i;
+        return 0;
+    case K_BOOT:
+        if ((i = lookup(v, boots)) < 0)
+            return why(buf, len, "'%s' is not pxe or virtualmedia", v);
+        *(enum boot_mode *)p = (enum boot_mode)i;
         return 0;
     case K_ARCH:
         if (lookup(v, arches) < 0)
@@ -745,6 +771,87 @@ cmp_server_mac(const void *a, const void *b)
                   (*(const struct config_server *const *)b)->mac);
 }
 
+/* admin_token, or admin_token_file naming a file that holds it (what a
+ * package writes at install, so that the config holds no secret): one of
+ * them.  The file must not be readable by group or others. */
+static int
+load_admin_token(struct loader *ld)
+{
+    struct config *c = ld->c;
+    const char *file = c->admin_token_file;
+    int line = key_line(ld, "rescued", "admin_token_file");
+    if (!file && !c->admin_token)
+        return fail(
+            ld, find_entry(ld, "rescued") ? find_entry(ld, "rescued")->line : 0,
+            "rescued", "admin_token",
+            "missing required key (or admin_token_file)");
+    if (!file)
+        return 0;
+    if (c->admin_token)
+        return fail(ld, line, "rescued", "admin_token_file",
+                    "admin_token is set too: one of them");
+    struct stat st;
+    char *text;
+    size_t len;
+    int rc = read_file(file, &text, &len);
+    if (rc < 0)
+        return fail(ld, line, "rescued", "admin_token_file",
+                    "%s: cannot read: %s", file, strerror(-rc));
+    if (stat(file, &st) == 0 && (st.st_mode & 077)) {
+        explicit_bzero(text, len);
+        free(text);
+        return fail(ld, line, "rescued", "admin_token_file",
+                    "%s: readable by others (mode %03o): chmod 600", file,
+                    (unsigned)(st.st_mode & 0777));
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    if (!*text) {
+        free(text);
+        return fail(ld, line, "rescued", "admin_token_file",
+                    "%s: no token on its first line", file);
+    }
+    c->admin_token = text;
+    return 0;
+}
+
+/* tls_cert and tls_key come together and are a pair; with TLS on, a boot
+ * path over plain HTTP needs its own listener (iPXE and the rescue OS cannot
+ * check our certificate). */
+static int
+check_tls(struct loader *ld)
+{
+    struct config *c = ld->c;
+    char err[512];
+    if (!c->tls_cert != !c->tls_key) {
+        const char *has = c->tls_cert ? "tls_cert" : "tls_key";
+        return fail(ld, key_line(ld, "rescued", has), "rescued",
+                    c->tls_cert ? "tls_key" : "tls_cert", "required with %s",
+                    has);
+    }
+    if (!c->tls_cert) {
+        if (c->boot_listen)
+            return fail(ld, key_line(ld, "rescued", "boot_listen"), "rescued",
+                        "boot_listen", "only with tls_cert and tls_key");
+        return 0;
+    }
+    struct tls_pair *p =
+        tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (!p) {
+        /* Blame the key line unless the certificate is what failed. */
+        bool cert = strncmp(err, c->tls_cert, strlen(c->tls_cert)) == 0 &&
+                    err[strlen(c->tls_cert)] == ':';
+        const char *k = cert ? "tls_cert" : "tls_key";
+        return fail(ld, key_line(ld, "rescued", k), "rescued", k, "%s", err);
+    }
+    tls_pair_free(p);
+    if (strncmp(c->boot_url, "http://", 7) == 0 && !c->boot_listen)
+        return fail(ld, key_line(ld, "rescued", "boot_url"), "rescued",
+                    "boot_url",
+                    "plain HTTP while listen is TLS: set boot_listen to "
+                    "serve the boot path there");
+    return 0;
+}
+
 /* Defaults that depend on other keys, and checks across sections. */
 static int
 finish(struct loader *ld)
@@ -757,6 +864,8 @@ finish(struct loader *ld)
         c->kernel = xasprintf("%s%simages/vmlinuz", c->data_dir, sep);
     if (!c->initrd)
         c->initrd = xasprintf("%s%simages/initramfs", c->data_dir, sep);
+    if (check_tls(ld) < 0 || load_admin_token(ld) < 0)
+        return -EINVAL;
     if (c->pxe_mode != PXE_OFF && !c->pxe_interface)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",
                     "required when mode is dhcp or proxy");
@@ -774,6 +883,10 @@ finish(struct loader *ld)
                     "longer than %d bytes, more than the console matcher "
                     "holds",
                     CONFIG_PATTERN_MAX);
+    /* /metrics shows the fleet's states to whoever holds it. */
+    if (c->metrics_token && strlen(c->metrics_token) < 16)
+        return fail(ld, key_line(ld, "rescued", "metrics_token"), "rescued",
+                    "metrics_token", "at least 16 characters");
 
     for (size_t i = 0; i < c->nprojects; i++) {
         const struct config_project *p = &c->projects[i];
@@ -805,6 +918,14 @@ finish(struct loader *ld)
             snprintf(sec, sizeof(sec), "server:%s", s->id);
             return fail(ld, key_line(ld, sec, "project"), sec, "project",
                         "no [project:%s] section", s->project);
+        }
+        /* Virtual media: a BMC that has it, and a CD to put in. */
+        if (s->boot == BOOT_VIRTUALMEDIA &&
+            (strncmp(s->power, "redfish://", 10) != 0 || !c->iso)) {
+            snprintf(sec, sizeof(sec), "server:%s", s->id);
+            return fail(ld, key_line(ld, sec, "boot"), sec, "boot",
+                        "virtualmedia needs power = redfish://... and "
+                        "[image] iso (scripts/mkiso)");
         }
     }
 

@@ -13,6 +13,7 @@
 
 enum pxe_mode { PXE_DHCP, PXE_PROXY, PXE_OFF };
 enum firmware { FW_BIOS, FW_UEFI };
+enum boot_mode { BOOT_PXE, BOOT_VIRTUALMEDIA };
 
 struct config_project {
     char *name;      /* from [project:NAME] */
@@ -32,6 +33,12 @@ struct config_server {
     /* unix:PATH | tcp:H:P | tty:DEV@SPEED | ipmi-sol:..., or NULL */
     char *console;
     char *console_tty; /* what the kernel writes to, default ttyS0,115200n8 */
+    /* redfish: USER:PASSWORD on the first line of this file (0600), not
+     * in the power uri; NULL: the uri's */
+    char *power_credentials;
+    /* pxe (default), or virtualmedia: the [image] iso on the BMC's virtual
+     * CD, a one-time boot from it; redfish only */
+    enum boot_mode boot;
 };
 
 struct config {
@@ -40,12 +47,27 @@ struct config {
     char *listen;   /* host:port */
     char *boot_url; /* http://host:port, no trailing slash */
     char *data_dir;
-    char *admin_token;
+    char *admin_token; /* from the file when admin_token_file is set */
+    char *admin_token_file;
     int log_level;         /* enum log_level */
     long long max_body;    /* request-body limit, bytes (default 64K) */
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* what clients may hold (0: no limit of ours) */
+    int max_connections, max_connections_per_ip; /* at start only */
+    int request_timeout; /* s from accept to a whole request, > 0 */
+    int max_event_streams, max_event_streams_per_token;
+    /* history kept: events younger than this many days (0: all), at most
+     * this many per server (0: all); tokens that old go too */
+    int retention_days, retention_events;
+    /* a Bearer token for /metrics only (>= 16 chars); NULL: admin only */
+    char *metrics_token;
+    /* PEM files: the API listener speaks TLS with them (both or neither) */
+    char *tls_cert, *tls_key;
+    /* host:port of a plain-HTTP listener for the boot path alone, beside a
+     * TLS listen; NULL: none */
+    char *boot_listen;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
@@ -55,10 +77,16 @@ struct config {
     int readonly_grace;   /* seconds, default 30 */
     long long scrollback; /* bytes, default 1M */
     int writer_idle;      /* seconds a writer may idle; 0: forever */
+    /* like OpenSSH's MaxStartups, LoginGraceTime, MaxAuthTries (0: no
+     * limit) */
+    int max_startups, max_startups_per_source;
+    int login_grace; /* s from accept to an attached console, > 0 */
+    int max_auth_tries;
     /* [image] */
     char *kernel;
     char *initrd;
     char *tools;       /* the tools archive (squashfs), or NULL for none */
+    char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
     /* [timeouts]: seconds per step, and retries per step */

@@ -2,6 +2,7 @@
 #include "ipmitool.h"
 #include "log.h"
 #include "loop.h"
+#include "resolve.h"
 #include "uri.h"
 #include "util.h"
 
@@ -49,6 +50,7 @@ struct console {
     bool connecting, connected, ever_connected;
     bool want_out; /* EPOLLOUT is in fd's mask: input waits to be written */
     uint64_t retry_timer;
+    struct resolve *resolving; /* tcp: the host's lookup in flight */
     int backoff_ms, first_ms, max_ms;
     int64_t lost_wall, lost_mono; /* 0: no gap to report */
 
@@ -163,6 +165,13 @@ console_viewer_consume(struct console_viewer *v, size_t n)
 void
 console_viewer_inject(struct console_viewer *v, const void *data, size_t len)
 {
+    /* A notice counts against the bound like the source's bytes: a user
+     * typing into a zero window must not grow the queue without end. */
+    if (v->qlen + len > CONSOLE_VIEWER_QUEUE) {
+        v->dropped_pending += len;
+        v->dropped_total += len;
+        return;
+    }
     vq_put(v, data, len);
 }
 
@@ -371,7 +380,7 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
     struct chunk *chunks = NULL;
     size_t nchunks = 0;
     bool any = false, first_byte = true, found = n == 0;
-    size_t count = 0;
+    size_t count = 0, total = 0;
     int r = 0;
     for (int g = 0; g <= CONSOLE_LOG_KEEP && !found; g++) {
         char *path = log_file(log_dir, id, g);
@@ -388,6 +397,12 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
         off_t pos = fstat(fd, &st) == 0 ? st.st_size : 0;
         while (pos > 0 && !found) {
             size_t blk = pos > 65536 ? 65536 : (size_t)pos;
+            /* At most CONSOLE_TAIL_MAX bytes per request, the newest. */
+            bool last = false;
+            if (total + blk >= CONSOLE_TAIL_MAX) {
+                blk = CONSOLE_TAIL_MAX - total;
+                last = true;
+            }
             pos -= (off_t)blk;
             char *d = xmalloc(blk);
             ssize_t got = pread(fd, d, blk, pos);
@@ -410,6 +425,14 @@ console_tail_log(const char *log_dir, const char *id, size_t n, struct buf *out)
                     break;
                 }
             }
+            if (last && !found) {
+                /* Cut at the bound: start at a line if the chunk has one. */
+                found = true;
+                char *nl = memchr(d, '\n', blk);
+                if (nl && (size_t)(nl - d) + 1 < blk)
+                    keep_from = (size_t)(nl - d) + 1;
+            }
+            total += blk - keep_from;
             chunks = xrealloc(chunks, sizeof(*chunks) * (nchunks + 1));
             chunks[nchunks].data = d;
             chunks[nchunks].len = blk;
@@ -760,6 +783,34 @@ ipmi_start(struct console *c)
     return 0;
 }
 
+static void source_watch(struct console *c, int fd, bool pending, int r);
+
+/* tcp: the host's addresses came (resolve.h: never a blocking lookup). */
+static void
+tcp_resolved(void *arg, int rc, const struct addrinfo *ai, const char *err)
+{
+    struct console *c = arg;
+    c->resolving = NULL;
+    int fd = -1, r = rc;
+    bool pending = false;
+    if (rc < 0) {
+        log_debug("console %s: %s", c->id, err);
+        r = -EHOSTUNREACH;
+    } else {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+        if (fd < 0) {
+            r = -errno;
+        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            if (errno == EINPROGRESS)
+                pending = true;
+            else
+                r = -errno;
+        }
+    }
+    source_watch(c, fd, pending, r);
+}
+
 static void
 source_connect(struct console *c)
 {
@@ -782,28 +833,11 @@ source_connect(struct console *c)
         }
         break;
     }
-    case URI_CONSOLE_TCP: {
-        /* Blocking resolution: hosts are expected to be addresses or in
-         * /etc/hosts. */
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        int g = getaddrinfo(c->src->host, c->src->port, &hints, &ai);
-        if (g != 0 || !ai) {
-            r = -EHOSTUNREACH;
-            break;
-        }
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-        if (fd < 0) {
-            r = -errno;
-        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            if (errno == EINPROGRESS)
-                pending = true;
-            else
-                r = -errno;
-        }
-        freeaddrinfo(ai);
-        break;
-    }
+    case URI_CONSOLE_TCP:
+        /* The host is looked up again at each connect, off the loop. */
+        c->resolving = resolve_start(c->l, c->src->host, c->src->port,
+                                     SOCK_STREAM, tcp_resolved, c);
+        return;
     case URI_CONSOLE_TTY:
         fd = open_tty(c);
         if (fd < 0)
@@ -817,6 +851,13 @@ source_connect(struct console *c)
         }
         return;
     }
+    source_watch(c, fd, pending, r);
+}
+
+/* A socket (or tty) opened, r its error: watch it, or retry later. */
+static void
+source_watch(struct console *c, int fd, bool pending, int r)
+{
     if (r == 0) {
         r = loop_add_fd(c->l, fd, pending ? EPOLLOUT : EPOLLIN, source_event,
                         c);
@@ -884,6 +925,7 @@ console_free(struct console *c)
         viewer_free(v);
     }
     loop_del_timer(c->l, c->retry_timer);
+    resolve_cancel(c->resolving);
     source_close(c);
     log_flush(c);
     if (c->log_fd >= 0)

@@ -41,7 +41,8 @@ struct console_viewer;
 #define CONSOLE_VIEWER_QUEUE (256 * 1024)
 #define CONSOLE_DEFAULT_RING (1024 * 1024)
 #define CONSOLE_DEFAULT_LOG_MAX (8 * 1024 * 1024)
-#define CONSOLE_LOG_KEEP 2 /* ID.log.1 and ID.log.2 */
+#define CONSOLE_LOG_KEEP 2             /* ID.log.1 and ID.log.2 */
+#define CONSOLE_TAIL_MAX (1024 * 1024) /* console_tail_log's most bytes */
 
 /* Callbacks of one viewer.  They run from the loop, inside the console's
  * own processing.  They MAY: peek/consume/inject on any viewer, detach any
@@ -92,8 +93,9 @@ void console_detach(struct console_viewer *v);
 size_t console_viewer_peek(struct console_viewer *v, const char **data);
 /* Remove n bytes (n <= what peek returned) after they were delivered. */
 void console_viewer_consume(struct console_viewer *v, size_t n);
-/* Queue bytes for v alone (notices), after what is queued; never
- * dropped, and output() is not called: the caller drains. */
+/* Queue bytes for v alone (notices), after what is queued, within the
+ * same bound (dropped and counted when the queue is full); output() is
+ * not called: the caller drains. */
 void console_viewer_inject(struct console_viewer *v, const void *data,
                            size_t len);
 /* Bytes dropped from v's queue so far (for tests and status). */
@@ -124,8 +126,9 @@ void console_replay_lines(const struct console *c, size_t n, struct buf *out);
 void console_forget(struct console *c, const char *tag);
 /* Append the last n lines of LOG_DIR/ID.log, reading back into ID.log.1
  * and ID.log.2 when the current file holds fewer; for the HTTP API's
- * console/log?tail=N.  Works without a console object.  0, or -ENOENT when
- * there is no log, or another negative errno. */
+ * console/log?tail=N.  Reads from the end, at most CONSOLE_TAIL_MAX bytes
+ * (then from the first line start within them).  Works without a console
+ * object.  0, or -ENOENT when there is no log, or another negative errno. */
 int console_tail_log(const char *log_dir, const char *id, size_t n,
                      struct buf *out);
 

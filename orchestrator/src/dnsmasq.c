@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -352,6 +353,43 @@ dnsmasq_update(struct dnsmasq *d, const struct config *c)
         d->reloading = true;
         log_info("dnsmasq: host file rewritten, restarting it to read it");
     }
+}
+
+int
+dnsmasq_lease_match(const char *leases, const char *mac, const char *addr,
+                    int64_t now_s)
+{
+    int r = -ENOENT;
+    for (const char *l = leases; l && *l && r != 1;) {
+        const char *nl = strchr(l, '\n');
+        size_t n = nl ? (size_t)(nl - l) : strlen(l);
+        char line[256], lmac[32], laddr[64];
+        if (n < sizeof(line)) {
+            memcpy(line, l, n);
+            line[n] = '\0';
+            long long expiry;
+            /* Expiry 0 is an infinite lease; a past one is no lease. */
+            if (sscanf(line, "%lld %31s %63s", &expiry, lmac, laddr) == 3 &&
+                (expiry == 0 || expiry >= now_s) && strcasecmp(lmac, mac) == 0)
+                r = strcmp(laddr, addr) == 0 ? 1 : 0;
+        }
+        l = nl ? nl + 1 : l + n;
+    }
+    return r;
+}
+
+int
+dnsmasq_leased(const struct dnsmasq *d, const char *mac, const char *addr)
+{
+    if (!d)
+        return -ENOENT;
+    char *path = xasprintf("%s/leases", d->dir), *text = NULL;
+    int r = read_file(path, &text, NULL) < 0
+                ? -ENOENT
+                : dnsmasq_lease_match(text, mac, addr, now_wall_ms() / 1000);
+    free(text);
+    free(path);
+    return r;
 }
 
 int

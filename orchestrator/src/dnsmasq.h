@@ -8,6 +8,7 @@
 #define RESCUED_DNSMASQ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct loop;
 struct config;
@@ -31,6 +32,15 @@ void dnsmasq_free(struct dnsmasq *d);
 /* New inventory: rewrite the host file and, when it changed, start the
  * child again (it reads its files as root, at start only). */
 void dnsmasq_update(struct dnsmasq *d, const struct config *c);
+
+/* Is addr leased to mac in a dnsmasq lease file's text ("EXPIRY MAC ADDR
+ * HOST CLIENTID" lines), leases that expired before now_s left out?  1
+ * yes, 0 the MAC holds other addresses only, -ENOENT it holds none. */
+int dnsmasq_lease_match(const char *leases, const char *mac, const char *addr,
+                        int64_t now_s);
+/* The same against the child's lease file now (d NULL: -ENOENT).  Reads
+ * one small file. */
+int dnsmasq_leased(const struct dnsmasq *d, const char *mac, const char *addr);
 
 int dnsmasq_pid(const struct dnsmasq *d);
 unsigned dnsmasq_restarts(const struct dnsmasq *d);

@@ -232,6 +232,39 @@ netboot_set(void *arg, int status, const char *detail)
     apply(s, &in, "rescued");
 }
 
+/* Virtual media: the CD is in; now the one-time boot from it, whose
+ * answer moves the rescue on as the netboot's does. */
+static void
+media_set(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing)
+        return;
+    if (status != 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 detail ? detail : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
+}
+
+/* On the way home the CD comes out first; a BMC that fails it is an
+ * error event, and the disk boot goes on. */
+static void
+media_ejected(void *arg, int status, const char *detail)
+{
+    struct srv *s = arg;
+    if (status == -ECANCELED || s->closing || status == 0)
+        return;
+    char msg[300];
+    snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
+             detail ? detail : strerror(-status));
+    fleet_srv_note(s, "error", "rescued", msg);
+}
+
 /* The one-time disk boot before an exit's reset.  Not set, the server
  * netboots and its iPXE script sends it home: slower, no less right. */
 static void
@@ -267,6 +300,36 @@ mint_token(char out[65])
     return 0;
 }
 
+int
+fleet_srv_new_token(struct srv *s)
+{
+    char token[65];
+    int r = mint_token(token);
+    if (r < 0)
+        log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
+    else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
+             0)
+        log_warnx("%s: cannot store a new boot token", s->cfg->id);
+    return r;
+}
+
+/* A reset that starts a rescue boot gets a token no boot has used: the
+ * last one stays with the boot it was bound to. */
+static void
+fresh_token_for_reset(struct srv *s)
+{
+    enum fsm_state st = s->row.fsm.state;
+    struct store_token t;
+    char token[65];
+    if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
+         st == FSM_RESCUE_BOOTING) &&
+        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
+            0 &&
+        store_token_get(s->f->st, token, &t) == 0 &&
+        (t.addr[0] || t.overlay_ms))
+        fleet_srv_new_token(s);
+}
+
 static void
 run_actions(struct srv *s, unsigned acts)
 {
@@ -281,24 +344,25 @@ run_actions(struct srv *s, unsigned acts)
         action_done(s, FSM_ACT_TARGET_LOCAL);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         /* No token, no rescue: this server fails, the daemon goes on. */
-        char token[65];
-        const char *why = NULL;
-        int r = mint_token(token);
-        if (r < 0) {
-            log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
-            why = "cannot make a boot token";
-        } else if (store_token_add(f->st, token, s->cfg->id, now_wall_ms()) <
-                   0) {
-            why = "cannot store the boot token";
-        }
-        if (why) {
-            struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        if (fleet_srv_new_token(s) < 0) {
+            struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                   .detail = "cannot make a boot token"};
             apply(s, &in, "rescued");
             return;
         }
-        power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
+            const char *iso = strrchr(f->cfg->iso, '/');
+            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
+                                  iso ? iso + 1 : f->cfg->iso);
+            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+            free(url);
+        } else {
+            power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
+        }
     }
     if (acts & FSM_ACT_BOOT_DISK) {
+        if (s->cfg->boot == BOOT_VIRTUALMEDIA)
+            power_request(s->power, POWER_MEDIA_EJECT, NULL, media_ejected, s);
         /* Queued before the reset, so the driver sets it first. */
         s->disk_boot = false;
         power_request(s->power, POWER_BOOT_DISK_ONCE, NULL, disk_boot_set, s);
@@ -307,8 +371,20 @@ run_actions(struct srv *s, unsigned acts)
         power_call(s, POWER_OFF, FSM_ACT_POWER_OFF);
     if (acts & FSM_ACT_POWER_ON)
         power_call(s, POWER_ON, FSM_ACT_POWER_ON);
-    if (acts & FSM_ACT_POWER_RESET)
+    if (acts & FSM_ACT_POWER_RESET) {
+        fresh_token_for_reset(s);
         power_call(s, POWER_RESET, FSM_ACT_POWER_RESET);
+    }
+}
+
+/* Tokens live while a rescue boot needs them: a failure or the way home
+ * revokes the server's. */
+static bool
+holds_token(enum fsm_state st)
+{
+    return st == FSM_RESCUE_REQUESTED || st == FSM_REBOOTING ||
+           st == FSM_PXE_BOOTING || st == FSM_RESCUE_BOOTING ||
+           st == FSM_RESCUE;
 }
 
 /* The store refused what (a change to a state, a retry): last_error says
@@ -354,6 +430,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
      * exactly what was not done.  A new step drops the old step's. */
     s->row.pending_actions =
         out.changed ? out.actions : pending_before | out.actions;
+    if (out.changed || out.actions)
+        s->nboot_noted = 0; /* a new step: its fetches are news again */
     if (out.changed) {
         int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
                                       out.reason);
@@ -378,6 +456,8 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
                 fsm_state_name(s->row.fsm.state), "rescued", out.reason);
         tell_writable(f, s->cfg->id);
         arm_grace(s);
+        if (holds_token(before.state) && !holds_token(s->row.fsm.state))
+            store_token_revoke_server(f->st, s->cfg->id);
     } else if (out.actions) {
         if (store_save_server(f->st, s->cfg->id, &s->row) < 0) {
             /* A retry not stored is not run: its count and deadline would
@@ -542,6 +622,14 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         return NULL;
     }
     power_set_name(s->power, cs->id);
+    power_set_firmware(s->power, cs->firmware == FW_UEFI);
+    if (cs->power_credentials &&
+        power_set_credentials(s->power, cs->power_credentials, err, errlen) <
+            0) {
+        power_free(s->power);
+        free(s);
+        return NULL;
+    }
     if (cs->console && console_open(s, err, errlen) < 0) {
         power_free(s->power);
         free(s);
@@ -580,6 +668,30 @@ srv_free(struct srv *s)
     free(s);
 }
 
+/* Retention ([rescued] retention_days, retention_events): a bounded
+ * batch at a time, so the loop waits a few ms, not the whole backlog;
+ * again at once while batches come full, else hourly. */
+#define RETENTION_BATCH 2000
+#define RETENTION_EVERY_MS 3600000
+
+static int64_t
+retention_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct fleet *f = arg;
+    int64_t before =
+        f->cfg->retention_days > 0
+            ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000
+            : 0;
+    int64_t n =
+        store_prune(f->st, before, f->cfg->retention_events, RETENTION_BATCH);
+    if (n < 0)
+        log_warnx("retention: cannot prune the store: %s", strerror((int)-n));
+    else if (n > 0)
+        log_info("retention: %lld old events and tokens deleted", (long long)n);
+    return n >= RETENTION_BATCH ? 100 : RETENTION_EVERY_MS;
+}
+
 struct fleet *
 fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
           size_t errlen)
@@ -615,6 +727,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     }
     for (size_t i = 0; i < f->nsrvs; i++)
         resume(f->srvs[i]);
+    f->retention_timer = loop_add_timer(l, 0, retention_cb, f);
     return f;
 out_free:
     fleet_free(f);
@@ -627,6 +740,7 @@ fleet_free(struct fleet *f)
     if (!f)
         return;
     dnsmasq_free(f->dnsmasq);
+    loop_del_timer(f->loop, f->retention_timer);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     free(f->srvs);
@@ -696,7 +810,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
         const struct config_server *cs = &cfg->servers[i];
         struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
-            same_str(old->cfg->console, cs->console)) {
+            same_str(old->cfg->console, cs->console) &&
+            same_str(old->cfg->power_credentials, cs->power_credentials)) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }
@@ -771,13 +886,12 @@ fleet_store(struct fleet *f)
     return f->st;
 }
 
-/* Refuse before anything moves when the action cannot succeed. */
+/* What pre-flight checks besides the power driver: a rescue needs a key
+ * and the image files. */
 static bool
-preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
-          char *err, size_t errlen)
+preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
+               char *err, size_t errlen)
 {
-    if (!power_reachable(s->power, err, errlen))
-        return false;
     if (a->event == FSM_EV_RESCUE) {
         /* A rescue nobody can log in to is no rescue. */
         const struct config_project *p =
@@ -807,9 +921,11 @@ preflight(struct fleet *f, struct srv *s, const struct fleet_action *a,
     return true;
 }
 
-int
-fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
-             char *err, size_t errlen)
+/* The checks that need no network: the server, the request, and whether
+ * the state machine takes the event now.  0, or the refusal. */
+static int
+action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
+                struct srv **sp, char *err, size_t errlen)
 {
     struct srv *s = fleet_srv_find(f, id);
     if (!s) {
@@ -852,8 +968,16 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
     }
-    if (!preflight(f, s, a, err, errlen))
-        return -EBUSY;
+    *sp = s;
+    return 0;
+}
+
+/* Checked: store the keys, note who asked, and feed the event.  0, or
+ * -EIO with err when the store refused the change: nothing was done. */
+static int
+action_apply(struct srv *s, const struct fleet_action *a, char *err,
+             size_t errlen)
+{
     char *keys_before = s->row.ssh_keys;
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
@@ -864,6 +988,7 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     char msg[128];
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
     fleet_srv_note(s, "audit", a->actor, msg);
+    struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
     if (apply(s, &in, a->actor) < 0) {
         if (s->row.ssh_keys != keys_before) {
             free(s->row.ssh_keys);
@@ -874,6 +999,101 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     }
     if (s->row.ssh_keys != keys_before)
         free(keys_before);
+    return 0;
+}
+
+int
+fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
+             char *err, size_t errlen)
+{
+    struct srv *s;
+    int rc = action_validate(f, id, a, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (!power_reachable(s->power, err, errlen) ||
+        !preflight_rest(f, s, a, err, errlen))
+        return -EBUSY;
+    return action_apply(s, a, err, errlen);
+}
+
+/* An action waiting for its power pre-flight: a copy of the request. */
+struct pending_action {
+    struct fleet *f;
+    char id[ID_MAX + 1];
+    struct power *power; /* the server's when asked: a rebuilt one differs */
+    struct fleet_action a;
+    char *actor;
+    char **keys;
+    fleet_action_cb *cb;
+    void *arg;
+};
+
+static void
+pending_free(struct pending_action *pa)
+{
+    for (size_t i = 0; i < pa->a.nkeys; i++)
+        free(pa->keys[i]);
+    free(pa->keys);
+    free(pa->actor);
+    free(pa);
+}
+
+/* The verdict came: check again what may have moved meanwhile (a reload,
+ * another action), then act or refuse. */
+static void
+on_preflight(void *arg, int status, const char *perr)
+{
+    struct pending_action *pa = arg;
+    char err[512] = "";
+    int rc = 0;
+    struct srv *s = NULL;
+    if (status == -ECANCELED) {
+        /* The driver went (reload, shutdown): look nothing up. */
+        snprintf(err, sizeof(err),
+                 "server %s was reconfigured meanwhile; try again", pa->id);
+        rc = -EBUSY;
+    } else if ((rc = action_validate(pa->f, pa->id, &pa->a, &s, err,
+                                     sizeof(err))) < 0) {
+        /* refused as it stands now */
+    } else if (s->power != pa->power) {
+        snprintf(err, sizeof(err),
+                 "server %s was reconfigured meanwhile; try again", pa->id);
+        rc = -EBUSY;
+    } else if (status < 0) {
+        snprintf(err, sizeof(err), "%s", perr);
+        rc = -EBUSY;
+    } else if (!preflight_rest(pa->f, s, &pa->a, err, sizeof(err))) {
+        rc = -EBUSY;
+    } else {
+        rc = action_apply(s, &pa->a, err, sizeof(err));
+    }
+    pa->cb(pa->arg, rc, err);
+    pending_free(pa);
+}
+
+int
+fleet_action_async(struct fleet *f, const char *id,
+                   const struct fleet_action *a, fleet_action_cb *cb, void *arg,
+                   char *err, size_t errlen)
+{
+    struct srv *s;
+    int rc = action_validate(f, id, a, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct pending_action *pa = xcalloc(1, sizeof(*pa));
+    pa->f = f;
+    strlcpy_s(pa->id, id, sizeof(pa->id));
+    pa->power = s->power;
+    pa->a = *a;
+    pa->actor = a->actor ? xstrdup(a->actor) : NULL;
+    pa->a.actor = pa->actor;
+    pa->keys = xcalloc(a->nkeys ? a->nkeys : 1, sizeof(*pa->keys));
+    for (size_t i = 0; i < a->nkeys; i++)
+        pa->keys[i] = xstrdup(a->ssh_keys[i]);
+    pa->a.ssh_keys = (const char **)pa->keys;
+    pa->cb = cb;
+    pa->arg = arg;
+    power_preflight(s->power, on_preflight, pa);
     return 0;
 }
 

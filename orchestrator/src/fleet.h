@@ -51,6 +51,17 @@ struct store *fleet_store(struct fleet *f);
  * In fleet_view.c. */
 json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
 
+/* The verdict of fleet_action_async: 0 (the action was taken) or what
+ * fleet_action returns, with the reason in err. */
+typedef void fleet_action_cb(void *arg, int rc, const char *err);
+/* fleet_action with the power pre-flight on the loop (an ipmi ping):
+ * what needs no network is checked now (a refusal returned, as
+ * fleet_action's, with cb never run); else 0, and cb(arg, ...) runs
+ * later from the loop, once, after the state is checked again: the
+ * action is taken or refused then.  a is copied. */
+int fleet_action_async(struct fleet *f, const char *id,
+                       const struct fleet_action *a, fleet_action_cb *cb,
+                       void *arg, char *err, size_t errlen);
 /* Run a user action.  Returns 0 (accepted: HTTP 202), -ENOENT (404),
  * -EINVAL (400: bad keys, bad ttl), -EBUSY (409: does not fit the state or
  * a pre-flight check failed), -EIO (503: the store refused the change,
@@ -62,25 +73,34 @@ int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
  * server's state machine, so `rescuectl events` shows the boot's own
  * timeline. */
 
-/* GET /boot/<mac>.ipxe: the script for the server's current target into
- * out.  Returns 0, or -ENOENT for a MAC not in the inventory. */
+/* GET or HEAD /boot/<mac>.ipxe from peer: the script for the server's
+ * current target into out.  Returns 0, or -ENOENT for a MAC not in the
+ * inventory.  A HEAD, or a fetch from an address that is not the server's
+ * (the lease, the address of its boot), moves nothing. */
 int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
-                      struct buf *out);
+                      bool head, struct buf *out);
 /* GET /images/<name>: the file's path (owned by the config), or NULL when
  * name is not one of the image files. */
 const char *fleet_image_path(struct fleet *f, const char *name);
-/* The image file was opened for a fetch with ?token=T: a live token marks
- * the kernel or initrd fetch of that server's boot. */
-void fleet_image_fetched(struct fleet *f, const char *name, const char *token);
-/* GET /overlay/<token>.tar.gz: the server's apkovl into out.  -ENOENT for a
- * token that is not live; -EINVAL/-EIO with err. */
-int fleet_overlay(struct fleet *f, const char *token, struct buf *out,
-                  char *err, size_t errlen);
-/* POST /v1/phone-home/<token>: the rescue OS is up; report is its JSON
- * object (ip, mac, ssh_host_keys, disks, md_arrays, nics).  -ENOENT for a
- * token that is not live, -EINVAL for a report without ip. */
-int fleet_phone_home(struct fleet *f, const char *token, json_t *report,
-                     char *err, size_t errlen);
+/* The image file was opened for a fetch with ?token=T from peer: a live
+ * token marks the kernel or initrd fetch of that server's boot, and the
+ * first one binds the token to peer.  0 (serve it; also for no token, an
+ * unknown one, or a HEAD, which moves nothing), or a refusal with err:
+ * -EACCES (403: another address), -EBUSY (409: not this step), -EIO. */
+int fleet_image_fetched(struct fleet *f, const char *name, const char *token,
+                        const char *peer, bool head, char *err, size_t errlen);
+/* GET /overlay/<token>.tar.gz from peer: the server's apkovl into out,
+ * once per boot.  -ENOENT for a token that is not live; -EACCES, -EBUSY as
+ * above; -EIO with err. */
+int fleet_overlay(struct fleet *f, const char *token, const char *peer,
+                  struct buf *out, char *err, size_t errlen);
+/* POST /v1/phone-home/<token> from peer: the rescue OS is up; report is
+ * its JSON object (ip, mac, ssh_host_keys, disks, md_arrays, nics).
+ * Taken once, in rescue_booting, from the boot's address.  -ENOENT for a
+ * token that is not live, -EACCES, -EBUSY as above, -EINVAL for a report
+ * without ip. */
+int fleet_phone_home(struct fleet *f, const char *token, const char *peer,
+                     json_t *report, char *err, size_t errlen);
 
 /* Serial over SSH: what sshd and the API need to know about a console. */
 struct console;

@@ -1,10 +1,18 @@
 /* fleet_boot.c: the boot path's fetches (iPXE script, kernel, initrd,
  * overlay, phone-home) as events of the server's state machine.  A live
- * boot token names the server.  Each event is stored before it is acted
- * on (fleet_srv_feed); fleet_overlay also reads the project's key file. */
+ * boot token names the server; it is bound to the boot it was minted for
+ * (docs/design.md §3, "Who may speak for a server"): the first kernel or
+ * initrd fetch binds it to its address (which must be the address
+ * rescued's dnsmasq leased to the MAC, when it leased one), the overlay and
+ * the phone-home are taken from that address only, in rescue_booting, the
+ * overlay once.  A refusal changes nothing but an audit event.  Each
+ * event is stored before it is acted on (fleet_srv_feed); fleet_overlay
+ * also reads the project's key file, and a lease check reads dnsmasq's
+ * lease file. */
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "bootscript.h"
+#include "dnsmasq.h"
 #include "inventory.h"
 #include "log.h"
 #include "overlay.h"
@@ -33,21 +41,159 @@ base_name(const char *path)
     return s ? s + 1 : path;
 }
 
+static uint64_t
+note_hash(const char *kind, const char *msg)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = kind; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    for (const char *p = msg; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* Remember a note as made in this step; false when it was already, or
+ * when this step's notes are full (a flood of different words). */
+static bool
+note_remember(struct srv *s, uint64_t h)
+{
+    size_t max = sizeof(s->boot_noted) / sizeof(s->boot_noted[0]);
+    for (size_t i = 0; i < s->nboot_noted; i++)
+        if (s->boot_noted[i] == h)
+            return false;
+    if (s->nboot_noted == max)
+        return false;
+    s->boot_noted[s->nboot_noted++] = h;
+    return true;
+}
+
+static bool
+note_is_news(const struct srv *s, uint64_t h)
+{
+    size_t max = sizeof(s->boot_noted) / sizeof(s->boot_noted[0]);
+    for (size_t i = 0; i < s->nboot_noted; i++)
+        if (s->boot_noted[i] == h)
+            return false;
+    return s->nboot_noted < max;
+}
+
+/* Note a boot-path event once per step: the same words again (a retrying
+ * client, a flood) append nothing and cost no fsync.  True when noted. */
+static bool
+boot_note(struct srv *s, const char *kind, const char *msg)
+{
+    if (!note_remember(s, note_hash(kind, msg)))
+        return false;
+    fleet_srv_note(s, kind, strcmp(kind, "audit") == 0 ? "rescued" : "server",
+                   msg);
+    return true;
+}
+
+/* A fetch that moves the state: noted (once) before the event is fed, and
+ * remembered in the step it led to, so its repeats are not news there. */
+static void
+boot_note_feed(struct srv *s, const char *msg, enum fsm_event ev)
+{
+    uint64_t h = note_hash("boot", msg);
+    bool news = note_is_news(s, h);
+    if (news)
+        fleet_srv_note(s, "boot", "server", msg);
+    fleet_srv_feed(s, ev);
+    note_remember(s, h);
+}
+
+/* A refusal: an audit event (once per step and words) and the words for
+ * the asker, which name no server, project or state. */
+static int
+refuse(struct srv *s, int rc, const char *what, const char *peer,
+       const char *why, char *err, size_t errlen)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "refused %s from %s: %s", what,
+             peer && *peer ? peer : "?", why);
+    s->f->boot_refused[rc == -EACCES ? 0 : 1]++;
+    /* Logged with its event: a flood is one line, not one per request. */
+    if (boot_note(s, "audit", msg))
+        log_warnx("%s: %s", s->cfg->id, msg);
+    if (err)
+        snprintf(err, errlen, "%s",
+                 rc == -EACCES ? "this boot token belongs to another address"
+                               : "this boot token is spent or not usable now");
+    return rc;
+}
+
+/* May peer speak for s?  The dnsmasq lease decides when rescued's dnsmasq
+ * leased the MAC an address; else bound (the boot's address; NULL or "":
+ * none known) does. */
+static bool
+addr_ok(struct srv *s, const char *peer, const char *bound)
+{
+    int r = dnsmasq_leased(s->f->dnsmasq, s->cfg->mac, peer);
+    if (r >= 0)
+        return r == 1 && (!bound || !*bound || strcmp(bound, peer) == 0);
+    return !bound || !*bound || strcmp(bound, peer) == 0;
+}
+
+/* The address the server's live token is bound to into t ("" if none). */
+static void
+live_token_addr(struct srv *s, struct store_token *t)
+{
+    char token[65];
+    memset(t, 0, sizeof(*t));
+    if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) == 0)
+        store_token_get(s->f->st, token, t);
+}
+
+/* Does this fetch of the script come from the server itself?  Only then
+ * may it move the state: a stranger who knows the MAC gets the same
+ * answer and moves nothing.  In the states a fetch does not move, any. */
+static bool
+script_may_move(struct srv *s, const char *peer)
+{
+    char addr[64] = "";
+    struct store_token t;
+    switch (s->row.fsm.state) {
+    case FSM_REBOOTING:
+        return addr_ok(s, peer, NULL);
+    case FSM_RESCUE_BOOTING:
+        /* Started again mid-boot: from the address its kernel went to. */
+        live_token_addr(s, &t);
+        return addr_ok(s, peer, t.addr);
+    case FSM_RESCUE:
+        /* The rescue OS restarted: only from its boot's address. */
+        live_token_addr(s, &t);
+        return t.addr[0] && addr_ok(s, peer, t.addr);
+    case FSM_EXITING:
+        /* On its way home: from the address its rescue boot had. */
+        store_token_last_addr(s->f->st, s->cfg->id, addr, sizeof(addr));
+        return addr_ok(s, peer, addr);
+    default:
+        return true;
+    }
+}
+
 int
-fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
+fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
                   struct buf *out)
 {
     const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
     if (!cs)
         return -ENOENT;
     struct srv *s = fleet_srv_of(f, cs);
+    if (!peer || !*peer)
+        peer = "?";
+    /* HEAD asks what a GET would get: it moves nothing. */
+    bool moves = !head && script_may_move(s, peer);
+    /* A rescue OS that restarted itself boots anew: its last token is
+     * spent, this boot gets its own. */
+    if (moves && s->row.fsm.state == FSM_RESCUE)
+        fleet_srv_new_token(s);
     char token[65];
     bool rescue =
         target_is_rescue(s->row.fsm.state) &&
         store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
     if (rescue) {
         struct bootscript_rescue r = {
-            .server_id = cs->id,
             .boot_url = f->cfg->boot_url,
             .token = token,
             .kernel_name = base_name(f->cfg->kernel),
@@ -58,23 +204,32 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
             .firmware = cs->firmware};
         bootscript_rescue(&r, out);
     } else {
-        bootscript_local(cs->id, cs->firmware, out);
+        bootscript_local(cs->firmware, out);
     }
+    if (head)
+        return 0;
     char msg[160];
+    if (!moves) {
+        snprintf(msg, sizeof(msg),
+                 "iPXE script fetched from %s, not this server's address: "
+                 "moves nothing",
+                 peer);
+        boot_note(s, "audit", msg);
+        return 0;
+    }
     snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
-             rescue ? "rescue image" : "local disk", peer ? peer : "?");
-    fleet_srv_note(s, "boot", "server", msg);
-    fleet_srv_feed(s, FSM_EV_IPXE_FETCHED);
+             rescue ? "rescue image" : "local disk", peer);
+    boot_note_feed(s, msg, FSM_EV_IPXE_FETCHED);
     return 0;
 }
 
+/* The server of a live token, with what its boot did with it. */
 static struct srv *
-srv_of_token(struct fleet *f, const char *token)
+srv_of_token(struct fleet *f, const char *token, struct store_token *t)
 {
-    char id[64];
-    if (!token || store_token_lookup(f->st, token, id, sizeof(id)) < 0)
+    if (!token || store_token_get(f->st, token, t) < 0)
         return NULL;
-    return fleet_srv_find(f, id);
+    return fleet_srv_find(f, t->server);
 }
 
 const char *
@@ -86,45 +241,107 @@ fleet_image_path(struct fleet *f, const char *name)
         return f->cfg->initrd;
     if (f->cfg->tools && strcmp(name, base_name(f->cfg->tools)) == 0)
         return f->cfg->tools;
+    /* The virtual-media CD: fetched by BMCs, without a token. */
+    if (f->cfg->iso && strcmp(name, base_name(f->cfg->iso)) == 0)
+        return f->cfg->iso;
     return NULL;
 }
 
-void
-fleet_image_fetched(struct fleet *f, const char *name, const char *token)
+int
+fleet_image_fetched(struct fleet *f, const char *name, const char *token,
+                    const char *peer, bool head, char *err, size_t errlen)
 {
-    struct srv *s = srv_of_token(f, token);
+    struct store_token t;
     const char *path = fleet_image_path(f, name);
-    if (!s || !path)
-        return;
+    /* The files are public: without a live token a fetch is no event. */
+    if (head || !path)
+        return 0;
+    struct srv *s = srv_of_token(f, token, &t);
+    if (!s)
+        return 0;
+    if (!peer || !*peer)
+        peer = "?";
     bool kernel = path == f->cfg->kernel, tools = path == f->cfg->tools;
-    char msg[160];
-    snprintf(msg, sizeof(msg), "fetching the %s %s",
-             kernel  ? "kernel"
-             : tools ? "tools archive"
-                     : "initrd",
-             name);
-    fleet_srv_note(s, "boot", "server", msg);
+    const char *what = kernel ? "kernel" : tools ? "tools archive" : "initrd";
+    char subject[64];
+    snprintf(subject, sizeof(subject), "the %s", what);
+    enum fsm_state st = s->row.fsm.state;
     /* The tools archive is fetched by the running rescue OS: no step. */
-    if (!tools)
-        fleet_srv_feed(s,
+    bool fits = tools ? st == FSM_RESCUE_BOOTING || st == FSM_RESCUE
+                      : st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
+                            st == FSM_RESCUE_BOOTING;
+    if (!fits)
+        return refuse(s, -EBUSY, subject, peer,
+                      "its boot token does not fit this step", err, errlen);
+    if (!addr_ok(s, peer, t.addr))
+        return refuse(s, -EACCES, subject, peer,
+                      t.addr[0] ? "its boot token is bound to another address"
+                                : "not the address leased to this server",
+                      err, errlen);
+    if (!t.addr[0]) {
+        if (tools)
+            return refuse(s, -EBUSY, subject, peer,
+                          "its boot token is bound to no boot yet", err,
+                          errlen);
+        /* The first fetch of this boot's images binds its token. */
+        if (store_token_mark(f->st, token, peer, 0) < 0) {
+            snprintf(err, errlen, "cannot store the boot token's address");
+            return -EIO;
+        }
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "fetching the %s %s from %s", what, name, peer);
+    if (tools)
+        boot_note(s, "boot", msg);
+    else
+        boot_note_feed(s, msg,
                        kernel ? FSM_EV_KERNEL_FETCHED : FSM_EV_INITRD_FETCHED);
+    return 0;
+}
+
+/* The checks of the rescue OS's own requests (overlay, phone-home): its
+ * boot's token, its step, its address.  0 or a refusal. */
+static int
+rescue_os_may(struct srv *s, const struct store_token *t, const char *what,
+              const char *peer, char *err, size_t errlen)
+{
+    if (s->row.fsm.state != FSM_RESCUE_BOOTING)
+        return refuse(s, -EBUSY, what, peer,
+                      "its boot token does not fit this step", err, errlen);
+    if (!t->addr[0])
+        return refuse(s, -EBUSY, what, peer,
+                      "its boot token is bound to no boot yet", err, errlen);
+    if (!addr_ok(s, peer, t->addr))
+        return refuse(s, -EACCES, what, peer,
+                      "its boot token is bound to another address", err,
+                      errlen);
+    return 0;
 }
 
 int
-fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
-              size_t errlen)
+fleet_overlay(struct fleet *f, const char *token, const char *peer,
+              struct buf *out, char *err, size_t errlen)
 {
-    struct srv *s = srv_of_token(f, token);
+    struct store_token t;
+    struct srv *s = srv_of_token(f, token, &t);
     if (!s) {
         snprintf(err, errlen, "no such overlay");
         return -ENOENT;
     }
+    if (!peer || !*peer)
+        peer = "?";
+    int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
+    if (r < 0)
+        return r;
+    if (t.overlay_ms)
+        return refuse(s, -EBUSY, "the overlay", peer,
+                      "served once already, to this boot", err, errlen);
     /* The project's keys, then the ones given with this rescue. */
     char **pkeys = NULL;
     size_t npkeys = 0;
     const struct config_project *p =
         config_find_project(f->cfg, s->cfg->project);
-    int r = -EIO;
+    r = -EIO;
     if (!p || !p->keys_file ||
         sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) == 0) {
         const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
@@ -142,6 +359,12 @@ fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
         free(keys);
         sshkey_list_free(pkeys);
     }
+    /* Served once: marked before it goes out, so a second asker (or a
+     * restarted daemon) finds it spent. */
+    if (r == 0 && store_token_mark(f->st, token, NULL, now_wall_ms()) < 0) {
+        snprintf(err, errlen, "cannot store that the overlay was served");
+        r = -EIO;
+    }
     if (r == 0) {
         fleet_srv_note(s, "boot", "server", "fetched its overlay (apkovl)");
         fleet_srv_feed(s, FSM_EV_OVERLAY_FETCHED);
@@ -151,35 +374,48 @@ fleet_overlay(struct fleet *f, const char *token, struct buf *out, char *err,
         snprintf(msg, sizeof(msg), "cannot build its overlay: %s", err);
         log_warnx("%s: %s", s->cfg->id, msg);
         fleet_srv_note(s, "error", "rescued", msg);
+        snprintf(err, errlen, "cannot build the overlay");
     }
     return r;
 }
 
 int
-fleet_phone_home(struct fleet *f, const char *token, json_t *report, char *err,
-                 size_t errlen)
+fleet_phone_home(struct fleet *f, const char *token, const char *peer,
+                 json_t *report, char *err, size_t errlen)
 {
-    struct srv *s = srv_of_token(f, token);
+    struct store_token t;
+    struct srv *s = srv_of_token(f, token, &t);
     if (!s) {
         snprintf(err, errlen, "no such boot token");
         return -ENOENT;
     }
+    if (!peer || !*peer)
+        peer = "?";
+    int rc = rescue_os_may(s, &t, "a phone-home", peer, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!json_is_object(report) ||
         !json_is_string(json_object_get(report, "ip"))) {
         snprintf(err, errlen, "the report must be an object with an \"ip\"");
         return -EINVAL;
     }
     /* The API's names and shapes (docs/design.md §2.2). */
-    int rc = inventory_normalize(report, err, errlen);
+    rc = inventory_normalize(report, err, errlen);
     if (rc < 0)
         return rc;
     free(s->row.rescue_json);
     s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
     store_save_server(f->st, s->cfg->id, &s->row);
     char msg[160];
-    snprintf(msg, sizeof(msg), "rescue OS phoned home from %s",
-             json_string_value(json_object_get(report, "ip")));
+    const char *ip = json_string_value(json_object_get(report, "ip"));
+    if (strcmp(ip, peer) == 0)
+        snprintf(msg, sizeof(msg), "rescue OS phoned home from %s", ip);
+    else
+        snprintf(msg, sizeof(msg),
+                 "rescue OS phoned home from %s (its request came from %s)", ip,
+                 peer);
     fleet_srv_note(s, "boot", "server", msg);
+    /* Into rescue: the step is over, so is this token's phone-home. */
     fleet_srv_feed(s, FSM_EV_PHONE_HOME);
     return 0;
 }

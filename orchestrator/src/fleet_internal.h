@@ -46,6 +46,11 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
+    /* The boot path's notes of this step (hashes of their words): a
+     * repeated fetch is noted once, a flood not at all.  A transition or
+     * an action starts a new step (fleet_boot.c). */
+    uint64_t boot_noted[8];
+    size_t nboot_noted;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -72,6 +77,8 @@ struct fleet {
     uint64_t entered[FSM_NSTATES]; /* transitions into each state */
     uint64_t failed[FSM_NSTATES];  /* failures by the step that failed */
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
+    uint64_t retention_timer;      /* prunes the store by [rescued] retention */
+    uint64_t boot_refused[2];      /* boot-path refusals: 403, 409 */
 };
 
 /* The live server of an inventory entry of f->cfg. */
@@ -88,6 +95,10 @@ struct srv *fleet_srv_find(struct fleet *f, const char *id);
  * ...) and tell the subscribers.  Writes the store. */
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
+
+/* Mint a fresh boot token for the server's next boot (the old one dies in
+ * the same write).  0, or a negative errno, logged. */
+int fleet_srv_new_token(struct srv *s);
 
 /* Feed an event to the server's state machine: the transition is stored
  * before its actions run.  Writes the store. */

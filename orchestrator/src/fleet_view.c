@@ -3,6 +3,7 @@
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "dnsmasq.h"
+#include "uri.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -63,6 +64,14 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         "power", text(scheme), "console", text(console));
     free(scheme);
     free(console);
+    /* A BMC whose certificate goes unchecked says so wherever it shows. */
+    char perr[160];
+    struct uri_power *pu = uri_power_parse(cs->power, perr, sizeof(perr));
+    if (pu && pu->insecure)
+        json_object_set_new(o, "power_warning",
+                            json_string("tls=insecure: the BMC's certificate "
+                                        "is not checked"));
+    uri_power_free(pu);
     if (fs->state == FSM_RESCUE) {
         json_t *r = NULL;
         if (s->row.rescue_json)
@@ -116,4 +125,12 @@ fleet_metrics(struct fleet *f, struct buf *out)
                "# TYPE rescued_dnsmasq_up gauge\n"
                "rescued_dnsmasq_up %d\n",
                dnsmasq_restarts(f->dnsmasq), dnsmasq_pid(f->dnsmasq) > 0);
+    buf_printf(out,
+               "# HELP rescued_boot_refusals_total Boot-path requests refused "
+               "(403: another address, 409: not this step or spent).\n"
+               "# TYPE rescued_boot_refusals_total counter\n"
+               "rescued_boot_refusals_total{code=\"403\"} %llu\n"
+               "rescued_boot_refusals_total{code=\"409\"} %llu\n",
+               (unsigned long long)f->boot_refused[0],
+               (unsigned long long)f->boot_refused[1]);
 }

@@ -279,6 +279,12 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
     case FSM_EV_IPXE_FETCHED:
         if (st == FSM_REBOOTING || st == FSM_RESCUE_BOOTING) {
             enter(l, s, FSM_PXE_BOOTING, now, out);
+        } else if (st == FSM_RESCUE) {
+            /* The rescue OS restarted itself (fleet feeds only the
+             * server's own fetch): a new boot, which reports anew. */
+            s->expires_at_ms = 0;
+            enter(l, s, FSM_PXE_BOOTING, now, out);
+            out->actions = FSM_ACT_CLEAR_RESCUE_INFO;
         } else if (st == FSM_EXITING) {
             to_booting_local(l, s, in, why, now, out);
             return;
@@ -297,8 +303,8 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
             enter(l, s, FSM_RESCUE_BOOTING, now, out);
         break;
     case FSM_EV_PHONE_HOME:
-        if (st == FSM_RESCUE_BOOTING || st == FSM_PXE_BOOTING ||
-            st == FSM_REBOOTING) {
+        /* Only the rescue OS the kernel fetch started can phone home. */
+        if (st == FSM_RESCUE_BOOTING) {
             enter(l, s, FSM_RESCUE, now, out);
             if (s->ttl_s > 0) {
                 s->expires_at_ms = now + s->ttl_s * 1000;

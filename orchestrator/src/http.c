@@ -6,6 +6,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -27,7 +28,6 @@
  * own 414. */
 #define HTTP_MEMORY_LIMIT (32 * 1024)
 #define HTTP_CONN_TIMEOUT_S 60
-#define HTTP_CONN_LIMIT 1024
 
 struct http_answer {
     struct MHD_Response *resp;
@@ -38,6 +38,8 @@ struct http_stream {
     struct buf out; /* text not yet handed to MHD */
     size_t off;
     bool suspended, closing;
+    char caller[64]; /* the request's actor, for the per-caller cap */
+    void (*drained)(void *);
     int hup_fd; /* the client socket, watched for a hang-up while parked */
     http_closed_fn *closed;
     void *arg;
@@ -53,6 +55,16 @@ struct http_upgrade {
     http_closed_fn *closed;
     void *arg;
     struct http_upgrade *prev, *next;
+};
+
+/* One client connection, from accept to close: its request deadline. */
+struct http_conn {
+    struct http *h;
+    struct MHD_Connection *conn;
+    int64_t since; /* monotonic ms: accept, or the end of the last answer */
+    bool pending;  /* on h's deadline list: no answer queued yet */
+    bool upgraded;
+    struct http_conn *prev, *next; /* h's deadline list, oldest first */
 };
 
 struct http_req {
@@ -73,6 +85,12 @@ struct http_req {
     size_t discarded;
     http_closed_fn *up_closed; /* what http_answer_upgrade was given */
     void *up_arg;
+    /* http_req_defer's: parked until resumed, then fn answers */
+    http_handler_fn *defer_fn;
+    http_closed_fn *defer_gone;
+    void *defer_arg;
+    bool deferred, resumed;
+    struct http_req *dprev, *dnext; /* h's deferred requests */
     struct http_stream stream;
 };
 
@@ -99,6 +117,16 @@ struct http {
     struct http_stream *streams;
     size_t nstreams;
     struct http_upgrade *upgrades;
+    struct http_req *deferred; /* parked by http_req_defer */
+    bool stopping;             /* in http_free */
+    struct http_limits lim;
+    /* connections waiting for a whole request, oldest first: the deadline
+     * of the first is the next to come */
+    struct http_conn *pend_head, *pend_tail;
+    uint64_t cut_timer;
+    uint64_t ncut;      /* connections cut at the request deadline */
+    size_t stream_peak; /* the most bytes one stream had queued */
+    size_t nconns;      /* client connections open */
     struct req_count *counts;
     size_t ncounts;
     uint64_t hist[NBUCKETS]; /* per bucket, not cumulative */
@@ -218,6 +246,23 @@ http_metrics(struct http *h, struct buf *out)
                "# TYPE rescued_http_event_streams gauge\n"
                "rescued_http_event_streams %zu\n",
                h->nstreams);
+    buf_printf(out,
+               "# HELP rescued_http_connections Client connections open.\n"
+               "# TYPE rescued_http_connections gauge\n"
+               "rescued_http_connections %zu\n",
+               h->nconns);
+    buf_printf(out,
+               "# HELP rescued_http_requests_cut_total Connections closed "
+               "because no whole request came within request_timeout.\n"
+               "# TYPE rescued_http_requests_cut_total counter\n"
+               "rescued_http_requests_cut_total %llu\n",
+               (unsigned long long)h->ncut);
+    buf_printf(out,
+               "# HELP rescued_http_stream_queue_peak_bytes The most bytes "
+               "one event stream held unsent.\n"
+               "# TYPE rescued_http_stream_queue_peak_bytes gauge\n"
+               "rescued_http_stream_queue_peak_bytes %zu\n",
+               h->stream_peak);
     buf_printf(out, "# HELP rescued_http_request_duration_seconds Time from "
                     "the request line to the queued answer.\n"
                     "# TYPE rescued_http_request_duration_seconds "
@@ -239,6 +284,128 @@ http_metrics(struct http *h, struct buf *out)
                (unsigned long long)h->hist_count);
 }
 
+/* --- the request deadline --- */
+
+/* The list is in order of since, and every deadline is since plus the one
+ * request_timeout (a reload moves them all alike): the first is next. */
+static void
+pend_unlink(struct http_conn *c)
+{
+    struct http *h = c->h;
+    if (!c->pending)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->pend_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        h->pend_tail = c->prev;
+    c->prev = c->next = NULL;
+    c->pending = false;
+}
+
+static int64_t on_cut_timer(struct loop *l, void *arg);
+
+static void
+cut_rearm(struct http *h)
+{
+    if (h->cut_timer || !h->pend_head)
+        return;
+    int64_t due =
+        h->pend_head->since + (int64_t)h->lim.request_timeout_s * 1000;
+    int64_t wait = due - now_mono_ms();
+    h->cut_timer =
+        loop_add_timer(h->loop, wait > 0 ? wait : 0, on_cut_timer, h);
+}
+
+static void
+pend_append(struct http_conn *c)
+{
+    struct http *h = c->h;
+    pend_unlink(c);
+    c->since = now_mono_ms();
+    c->pending = true;
+    c->prev = h->pend_tail;
+    if (h->pend_tail)
+        h->pend_tail->next = c;
+    else
+        h->pend_head = c;
+    h->pend_tail = c;
+    cut_rearm(h);
+}
+
+/* Deadline passed: shut the socket down under MHD, which then sees the
+ * end of its stream and closes the connection as a client's hang-up
+ * (MHD has no call to close one connection). */
+static int64_t
+on_cut_timer(struct loop *l, void *arg)
+{
+    (void)l;
+    struct http *h = arg;
+    h->cut_timer = 0;
+    int64_t limit = now_mono_ms() - (int64_t)h->lim.request_timeout_s * 1000;
+    while (h->pend_head && h->pend_head->since <= limit) {
+        struct http_conn *c = h->pend_head;
+        pend_unlink(c);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            shutdown(ci->connect_fd, SHUT_RDWR);
+        h->ncut++;
+        log_debug("http: no whole request within %d s: connection cut",
+                  h->lim.request_timeout_s);
+    }
+    cut_rearm(h);
+    http_kick(h);
+    return -1;
+}
+
+static struct http_conn *
+conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* An answer is queued: the client is no longer waiting on its request. */
+static void
+conn_answered(struct MHD_Connection *conn)
+{
+    struct http_conn *c = conn_of(conn);
+    if (c)
+        pend_unlink(c);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+    struct http *h = cls;
+    struct http_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        c = xcalloc(1, sizeof(*c));
+        c->h = h;
+        c->conn = conn;
+        *socket_context = c;
+        h->nconns++;
+        pend_append(c);
+    } else if (c) {
+        h->nconns--;
+        pend_unlink(c);
+        free(c);
+        *socket_context = NULL;
+        /* Out of descriptors, MHD stops accepting, and only puts its
+         * listening socket back at the start of a later MHD_run: have
+         * that run now, or a connection waiting in the backlog waits for
+         * some other event (seen in case 057: never came). */
+        if (!h->stopping)
+            http_kick(h);
+    }
+}
+
 /* --- answers --- */
 
 static const char *
@@ -249,6 +416,8 @@ status_code_name(unsigned status)
         return "bad_request";
     case 401:
         return "unauthorized";
+    case 403:
+        return "forbidden";
     case 404:
         return "not_found";
     case 405:
@@ -261,6 +430,8 @@ status_code_name(unsigned status)
         return "unsupported_media_type";
     case 416:
         return "range_not_satisfiable";
+    case 429:
+        return "too_many_requests";
     default:
         return "internal";
     }
@@ -296,6 +467,7 @@ http_respond(struct http_req *r, unsigned status, struct http_answer *a)
     MHD_destroy_response(a->resp);
     free(a);
     r->answered = true;
+    conn_answered(r->conn);
     double secs = elapsed_s(&r->t0);
     metrics_count(r->h, r->method_name, status, secs);
     log_debug("http: %s %.200s %u %.1f ms%s%s", r->method_name, r->uri, status,
@@ -468,6 +640,12 @@ http_req_json(struct http_req *r)
     return root;
 }
 
+unsigned
+http_req_method(const struct http_req *r)
+{
+    return r->method;
+}
+
 const char *
 http_req_peer(struct http_req *r, char *buf, size_t len)
 {
@@ -572,6 +750,11 @@ stream_read(void *cls, uint64_t pos, char *dst, size_t max)
         }
         return (ssize_t)n;
     }
+    if (s->drained && !s->closing) {
+        s->drained(s->arg);
+        if (s->off < s->out.len)
+            return stream_read(cls, pos, dst, max);
+    }
     if (s->closing)
         return MHD_CONTENT_READER_END_OF_STREAM;
     stream_park(s);
@@ -584,6 +767,22 @@ http_respond_stream(struct http_req *r, unsigned status, const char *type,
 {
     struct http *h = r->h;
     struct http_stream *s = &r->stream;
+    const char *caller = r->actor ? r->actor : "";
+    size_t mine = 0;
+    for (struct http_stream *o = h->streams; o; o = o->next)
+        mine += !strcmp(o->caller, caller);
+    if (h->nstreams >= h->lim.max_streams) {
+        http_respond_error(r, 429, "too many event streams open (%u in all)",
+                           h->lim.max_streams);
+        return NULL;
+    }
+    if (mine >= h->lim.max_streams_per_caller) {
+        http_respond_error(r, 429,
+                           "too many event streams open for this token (%u)",
+                           h->lim.max_streams_per_caller);
+        return NULL;
+    }
+    strlcpy_s(s->caller, caller, sizeof(s->caller));
     struct MHD_Response *resp = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, 4096, stream_read, s, NULL);
     if (!resp) {
@@ -608,6 +807,8 @@ void
 http_stream_write(struct http_stream *s, const void *data, size_t n)
 {
     buf_append(&s->out, data, n);
+    if (s->out.len - s->off > s->r->h->stream_peak)
+        s->r->h->stream_peak = s->out.len - s->off;
     stream_wake(s);
 }
 
@@ -616,6 +817,12 @@ http_stream_end(struct http_stream *s)
 {
     s->closing = true;
     stream_wake(s);
+}
+
+void
+http_stream_on_drained(struct http_stream *s, void (*drained)(void *))
+{
+    s->drained = drained;
 }
 
 static void
@@ -646,9 +853,11 @@ on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls,
            const char *extra, size_t nextra, MHD_socket sock,
            struct MHD_UpgradeResponseHandle *urh)
 {
-    (void)conn;
     struct http *h = cls;
     struct http_req *r = con_cls;
+    struct http_conn *c = conn_of(conn);
+    if (c)
+        c->upgraded = true;
     struct http_upgrade *u = xcalloc(1, sizeof(*u));
     u->h = h;
     u->urh = urh;
@@ -868,6 +1077,61 @@ req_body(struct http_req *r, const char *data, size_t n)
 }
 
 static void
+defer_unlink(struct http_req *r)
+{
+    struct http *h = r->h;
+    if (r->dprev)
+        r->dprev->dnext = r->dnext;
+    else
+        h->deferred = r->dnext;
+    if (r->dnext)
+        r->dnext->dprev = r->dprev;
+    r->dprev = r->dnext = NULL;
+}
+
+void
+http_req_defer(struct http_req *r, http_handler_fn *fn, http_closed_fn *gone,
+               void *arg)
+{
+    struct http *h = r->h;
+    r->defer_fn = fn;
+    r->defer_gone = gone;
+    r->defer_arg = arg;
+    r->deferred = true;
+    r->resumed = false;
+    r->dnext = h->deferred;
+    if (h->deferred)
+        h->deferred->dprev = r;
+    h->deferred = r;
+    conn_answered(r->conn); /* the whole request is in */
+    MHD_suspend_connection(r->conn);
+}
+
+void
+http_req_resume(struct http_req *r)
+{
+    if (!r->deferred || r->resumed)
+        return;
+    r->resumed = true;
+    MHD_resume_connection(r->conn);
+    http_kick(r->h);
+}
+
+/* MHD calls again after a resume: the deferred answer. */
+static void
+req_deferred_answer(struct http_req *r)
+{
+    r->deferred = false;
+    defer_unlink(r);
+    r->defer_fn(r, r->defer_arg);
+    if (!r->answered) {
+        log_warnx("http: %s %.200s: the deferred handler gave no answer",
+                  r->method_name, r->uri);
+        http_respond_error(r, 500, "no answer");
+    }
+}
+
+static void
 req_end(struct http_req *r)
 {
     if (r->too_large) {
@@ -876,7 +1140,7 @@ req_end(struct http_req *r)
         return;
     }
     r->route->fn(r, r->face->arg);
-    if (!r->answered) {
+    if (!r->answered && !r->deferred) {
         log_warnx("http: %s %.200s: the handler gave no answer", r->method_name,
                   r->uri);
         http_respond_error(r, 500, "no answer");
@@ -919,8 +1183,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return ok ? MHD_YES : MHD_NO;
     }
-    if (!r->answered)
+    if (r->deferred) {
+        if (r->h->stopping)
+            return MHD_NO; /* no answer at shutdown: gone runs */
+        if (r->resumed)
+            req_deferred_answer(r);
+    } else if (!r->answered) {
         req_end(r);
+    }
     return MHD_YES;
 }
 
@@ -929,6 +1199,13 @@ req_free(struct http_req *r)
 {
     if (!r)
         return;
+    if (r->deferred) {
+        /* Ended before its answer: the face hears it. */
+        r->deferred = false;
+        defer_unlink(r);
+        if (r->defer_gone)
+            r->defer_gone(r->defer_arg);
+    }
     stream_stop(r);
     if (r->data_free)
         r->data_free(r->data);
@@ -943,10 +1220,13 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode why)
 {
     (void)cls;
-    (void)conn;
     struct http_req *r = *con_cls;
     if (r && r->streaming)
         log_debug("http: stream closed (%d)", (int)why);
+    /* Kept alive: the next request's deadline runs from here. */
+    struct http_conn *c = conn_of(conn);
+    if (c && !c->upgraded && why == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        pend_append(c);
     req_free(r);
     *con_cls = NULL;
 }
@@ -1050,7 +1330,8 @@ listen_on(const char *addr, bool *v6, char *err, size_t errlen)
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
         close(fd);
@@ -1078,25 +1359,63 @@ bound_port(int fd)
 struct http *
 http_new(struct loop *l, const char *listen, char *err, size_t errlen)
 {
+    return http_new_tls(l, listen, false, err, errlen);
+}
+
+struct http *
+http_new_tls(struct loop *l, const char *listen, bool tls, char *err,
+             size_t errlen)
+{
+    const struct http_limits lim = HTTP_LIMITS_DEFAULT;
+    return http_new_limited(l, listen, tls, &lim, err, errlen);
+}
+
+void
+http_set_limits(struct http *h, const struct http_limits *lim)
+{
+    h->lim.request_timeout_s = lim->request_timeout_s;
+    h->lim.max_streams = lim->max_streams;
+    h->lim.max_streams_per_caller = lim->max_streams_per_caller;
+    /* The first deadline may now come sooner. */
+    loop_del_timer(h->loop, h->cut_timer);
+    h->cut_timer = 0;
+    cut_rearm(h);
+}
+
+struct http *
+http_new_limited(struct loop *l, const char *listen, bool tls,
+                 const struct http_limits *lim, char *err, size_t errlen)
+{
+    /* TLS: the certificate is asked for at each handshake (tls.h); 1.2
+     * and 1.3 only (GnuTLS's NORMAL still offers 1.0 and 1.1). */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, tls_retrieve_fn()},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0,
+         (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     bool v6 = false;
     int fd = listen_on(listen, &v6, err, errlen);
     if (fd < 0)
         return NULL;
     struct http *h = xcalloc(1, sizeof(*h));
     h->loop = l;
+    h->lim = *lim;
     h->port = bound_port(fd);
     /* MHD_USE_EPOLL without an internal thread: we poll its epoll fd. */
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
-                     (v6 ? MHD_USE_IPv6 : 0);
+                     (v6 ? MHD_USE_IPv6 : 0) | (tls ? MHD_USE_TLS : 0);
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONN_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, lim->max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->per_ip_conns,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[2], MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "listen %s: cannot start the HTTP server",
                  listen);
@@ -1141,6 +1460,13 @@ http_free(struct http *h)
         s->closing = true;
         stream_wake(s);
     }
+    /* Parked requests too: resumed, MHD ends them (gone runs). */
+    h->stopping = true;
+    for (struct http_req *r = h->deferred; r; r = r->dnext)
+        if (!r->resumed) {
+            r->resumed = true;
+            MHD_resume_connection(r->conn);
+        }
     while (h->upgrades) {
         struct http_upgrade *u = h->upgrades;
         http_closed_fn *closed = u->closed;
@@ -1151,6 +1477,7 @@ http_free(struct http *h)
     }
     loop_del_fd(h->loop, h->epfd);
     loop_del_timer(h->loop, h->timer);
+    loop_del_timer(h->loop, h->cut_timer);
     MHD_stop_daemon(h->mhd);
     for (size_t i = 0; i < h->nfaces; i++)
         free(h->faces[i]);

@@ -77,9 +77,36 @@ struct http_face {
     size_t (*max_body)(void *arg);
 };
 
-/* Listen on "host:port" ("[v6]:port" too; port 0: any, see http_port). */
+/* What clients may hold (docs/design.md §8, [rescued]). */
+struct http_limits {
+    unsigned max_conns;    /* connections at once, in all (at start only) */
+    unsigned per_ip_conns; /* from one address (at start only) */
+    /* From accept, or from the end of the last answer on a kept-alive
+     * connection, to a whole request (head and body) handled: a client
+     * sending a byte now and then is cut at this deadline, not held. */
+    int request_timeout_s;
+    unsigned max_streams;            /* event streams in all */
+    unsigned max_streams_per_caller; /* per http_req_set_actor (a token) */
+};
+#define HTTP_LIMITS_DEFAULT                                                    \
+    {                                                                          \
+        1024, 32, 30, 256, 8                                                   \
+    }
+
+/* Listen on "host:port" ("[v6]:port" too; port 0: any, see http_port),
+ * with HTTP_LIMITS_DEFAULT. */
 struct http *http_new(struct loop *l, const char *listen, char *err,
                       size_t errlen);
+/* The same over TLS when tls: the pair tls_serve gave, at each handshake. */
+struct http *http_new_tls(struct loop *l, const char *listen, bool tls,
+                          char *err, size_t errlen);
+/* The same with these limits (copied). */
+struct http *http_new_limited(struct loop *l, const char *listen, bool tls,
+                              const struct http_limits *lim, char *err,
+                              size_t errlen);
+/* A reload's limits: the deadline and the stream caps apply from now on;
+ * the connection caps stay as they were at start. */
+void http_set_limits(struct http *h, const struct http_limits *lim);
 /* Ends every stream and upgrade still open (their closed callbacks run
  * from here), then stops MHD.  Free the faces after it. */
 void http_free(struct http *h);
@@ -103,6 +130,8 @@ const char *http_req_cap(const struct http_req *r, int i);
 /* The body of an HTTP_JSON_BODY route as JSON; NULL once it answered 400
  * (malformed JSON, with line and column). */
 json_t *http_req_json(struct http_req *r);
+/* The request's method (an enum http_method bit; 0 for another). */
+unsigned http_req_method(const struct http_req *r);
 /* The client's IPv4 address into buf ("" for another family). */
 const char *http_req_peer(struct http_req *r, char *buf, size_t len);
 /* Who is calling, for the request's log line ("admin"); copied. */
@@ -110,6 +139,16 @@ void http_req_set_actor(struct http_req *r, const char *actor);
 /* A face's state for this request, freed with free_fn when it ends. */
 void http_req_set_data(struct http_req *r, void *data, void (*free_fn)(void *));
 void *http_req_data(const struct http_req *r);
+
+/* The answer comes later, from the loop (a pre-flight on the network):
+ * from a handler, park the connection; once the answer is known, call
+ * http_req_resume, and fn(r, arg) runs from MHD to give it.  If the
+ * request ends first (the client went, http_free), gone(arg) runs
+ * instead, and r is gone.  A deferred request no longer counts against
+ * request_timeout. */
+void http_req_defer(struct http_req *r, http_handler_fn *fn,
+                    http_closed_fn *gone, void *arg);
+void http_req_resume(struct http_req *r);
 
 /* --- answers --- */
 
@@ -149,7 +188,9 @@ int http_json_append(struct buf *b, const json_t *o);
 /* Answer status with a stream of this type.  The connection is parked
  * (no polling) while nothing is queued.  closed(arg) runs once when the
  * stream ends (the client hung up or a write failed, or http_free); s is
- * gone after it.  NULL, having answered 500, when MHD cannot start it. */
+ * gone after it.  NULL, having answered 500, when MHD cannot start it, or
+ * 503/429 when the limits' streams in all, or this request's actor's,
+ * are open already. */
 struct http_stream *http_respond_stream(struct http_req *r, unsigned status,
                                         const char *type,
                                         http_closed_fn *closed, void *arg);
@@ -158,6 +199,10 @@ void http_stream_write(struct http_stream *s, const void *data, size_t n);
 /* End it from our side: what is queued is sent, then the body ends and
  * closed(arg) runs, from the loop, as for a hang-up. */
 void http_stream_end(struct http_stream *s);
+/* drained(arg) runs when everything queued has gone to MHD, before the
+ * connection parks: the moment to queue the next page of a history.  It
+ * may write to s. */
+void http_stream_on_drained(struct http_stream *s, void (*drained)(void *));
 
 /* --- upgraded connections --- */
 

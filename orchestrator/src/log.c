@@ -2,13 +2,36 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level current = LOG_LEVEL_INFO;
 static const char *prog = "rescued";
+/* stderr is systemd's journal stream (JOURNAL_STREAM names its device and
+ * inode): each line starts with its syslog priority, "<4>", and no time
+ * stamp, which the journal keeps itself. */
+static bool to_journal;
+
+/* Syslog priorities by level: err, warning, info, debug. */
+static const int level_prio[] = {3, 4, 6, 7};
+
+static bool
+stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 ||
+        fstat(STDERR_FILENO, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev &&
+           (unsigned long long)st.st_ino == ino;
+}
 
 /* Our four words first, then the syslog names users write, each on the
  * nearest level we have.  notice goes to info, not warn: transitions and
@@ -56,6 +79,7 @@ log_init(enum log_level level, const char *progname)
 {
     current = level;
     prog = progname;
+    to_journal = stderr_is_journal();
 }
 
 void
@@ -84,6 +108,12 @@ vlog(enum log_level level, const char *tag, int err, const char *fmt,
      * escape sequence reaches the terminal that reads the log. */
     struct buf msg = {0};
     buf_append_visible(&msg, raw, strlen(raw), "\t");
+    if (to_journal) {
+        fprintf(stderr, "<%d>%s: %s%s%s\n", level_prio[level], tag, msg.data,
+                err ? ": " : "", err ? strerror(err) : "");
+        buf_free(&msg);
+        return;
+    }
     if (err)
         fprintf(stderr, "%s.%03ldZ %s %s: %s: %s\n", stamp,
                 ts.tv_nsec / 1000000, prog, tag, msg.data, strerror(err));

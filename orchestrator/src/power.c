@@ -7,6 +7,7 @@
 #include "uri.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,7 +17,7 @@ static const struct {
 } drivers[] = {
     [URI_POWER_MANUAL] = {"manual", &power_manual_ops},
     [URI_POWER_QMP] = {"qmp", &power_qmp_ops},
-    [URI_POWER_REDFISH] = {"redfish", NULL},
+    [URI_POWER_REDFISH] = {"redfish", &power_redfish_ops},
     [URI_POWER_IPMI] = {"ipmi", &power_ipmi_ops},
 };
 
@@ -50,6 +51,27 @@ power_set_name(struct power *p, const char *name)
     p->name = xstrdup(name);
 }
 
+int
+power_set_credentials(struct power *p, const char *file, char *err,
+                      size_t errlen)
+{
+    if (!p->ops->credentials) {
+        snprintf(err, errlen,
+                 "power_credentials: the %s driver takes its "
+                 "credentials in the power uri",
+                 p->ops->name);
+        return -EINVAL;
+    }
+    return p->ops->credentials(p, file, err, errlen);
+}
+
+void
+power_set_firmware(struct power *p, bool uefi)
+{
+    if (p->ops->firmware)
+        p->ops->firmware(p, uefi);
+}
+
 void
 power_free(struct power *p)
 {
@@ -77,4 +99,24 @@ bool
 power_reachable(struct power *p, char *err, size_t errlen)
 {
     return p->ops->reachable(p, err, errlen);
+}
+
+void
+power_preflight(struct power *p, power_preflight_cb *cb, void *arg)
+{
+    struct power_check *c = xcalloc(1, sizeof(*c));
+    c->p = p;
+    c->cb = cb;
+    c->arg = arg;
+    c->next = p->checks;
+    p->checks = c;
+    if (p->closing || p->dead) {
+        power_check_done(c, -ECANCELED, "power driver closing");
+    } else if (p->ops->preflight) {
+        p->ops->preflight(p, c);
+    } else {
+        char err[256] = "";
+        bool ok = p->ops->reachable(p, err, sizeof(err));
+        power_check_done(c, ok ? 0 : -EHOSTUNREACH, err);
+    }
 }

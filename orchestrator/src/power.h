@@ -2,7 +2,8 @@
  * drivers, one file each behind an ops table (power_driver.h):
  * qmp:PATH (power_qmp.c, QEMU QMP on a unix socket), ipmi:// (power_ipmi.c,
  * the real ipmitool -I lanplus, as a child) and manual: (power_manual.c,
- * the operator power-cycles) today; redfish:// later.  Requests are
+ * the operator power-cycles) and redfish:// (power_redfish.c, libcurl
+ * multi on the loop).  Requests are
  * asynchronous on the event loop, one at a time per server; each completes
  * exactly once.  Nothing blocks but power_reachable (see there).
  * docs/internals/power.md. */
@@ -20,6 +21,16 @@ struct power;
 /* Parse uri and make a driver; NULL with a reason in err for a bad uri. */
 struct power *power_new(struct loop *l, const char *uri, char *err,
                         size_t errlen);
+/* The driver's user and password from FILE (first line USER:PASSWORD,
+ * mode 0600), instead of the uri's; right after power_new.  Only redfish
+ * takes them (-EINVAL otherwise); 0, or a negative errno with the reason
+ * in err, which never holds the password. */
+int power_set_credentials(struct power *p, const char *file, char *err,
+                          size_t errlen);
+/* The server's firmware (config's firmware =), right after power_new:
+ * redfish sends BootSourceOverrideMode UEFI or Legacy from it unless the
+ * uri says boot=; other drivers ignore it. */
+void power_set_firmware(struct power *p, bool uefi);
 /* Pending requests complete with -ECANCELED before this returns. */
 void power_free(struct power *p);
 
@@ -36,6 +47,14 @@ bool power_is_manual(const struct power *p);
  * QEMU serves one QMP client per socket at a time: other tools need a
  * second -qmp socket. */
 bool power_reachable(struct power *p, char *err, size_t errlen);
+/* The pre-flight's verdict: status 0 (reachable), a negative errno with
+ * the reason in err, or -ECANCELED when p was freed first. */
+typedef void power_preflight_cb(void *arg, int status, const char *err);
+/* power_reachable without blocking the loop: cb runs later from the loop
+ * (never before this returns), once.  ipmi looks the BMC up (resolve.h)
+ * and pings it on the loop; the other drivers answer power_reachable's
+ * verdict from a 0 ms timer. */
+void power_preflight(struct power *p, power_preflight_cb *cb, void *arg);
 /* Name used in log lines ("srv1: operator must power-cycle"); the
  * default is the uri. */
 void power_set_name(struct power *p, const char *name);

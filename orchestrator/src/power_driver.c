@@ -23,6 +23,9 @@ static const char *const op_names[] = {
     [POWER_SERIAL_BREAK] = "serial break",
     [POWER_NETBOOT_ONCE] = "netboot once",
     [POWER_BOOT_DISK_ONCE] = "disk boot once",
+    [POWER_MEDIA_INSERT] = "insert media",
+    [POWER_MEDIA_EJECT] = "eject media",
+    [POWER_CD_BOOT_ONCE] = "cd boot once",
 };
 
 const char *
@@ -44,10 +47,59 @@ power_alloc(struct loop *l, const char *uri)
     return p;
 }
 
+/* --- pre-flight checks ------------------------------------------------- */
+
+static void
+check_unlink(struct power_check *c)
+{
+    for (struct power_check **pp = &c->p->checks; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+}
+
+static int64_t
+check_fire(struct loop *l, void *arg)
+{
+    (void)l;
+    struct power_check *c = arg;
+    c->timer = 0;
+    check_unlink(c);
+    c->cb(c->arg, c->status, c->err);
+    free(c);
+    return -1;
+}
+
+void
+power_check_done(struct power_check *c, int status, const char *err)
+{
+    c->status = status;
+    strlcpy_s(c->err, err ? err : "", sizeof(c->err));
+    /* Closing: power_close's loop delivers it (no timer to outlive p). */
+    if (!c->p->closing && !c->timer)
+        c->timer = loop_add_timer(c->p->l, 0, check_fire, c);
+}
+
+/* Every waiting check ends cancelled, callbacks now (a callback may ask
+ * again: it is cancelled too). */
+static void
+checks_cancel(struct power *p)
+{
+    while (p->checks) {
+        struct power_check *c = p->checks;
+        p->checks = c->next;
+        loop_del_timer(p->l, c->timer);
+        c->cb(c->arg, -ECANCELED, "power driver closed");
+        free(c);
+    }
+}
+
 void
 power_destroy(struct power *p)
 {
     loop_del_timer(p->l, p->defer_timer);
+    checks_cancel(p);
     if (p->ops) {
         p->ops->stop(p);
         p->ops->free(p);
@@ -180,9 +232,14 @@ power_submit(struct power *p, enum power_op op, const char *arg,
 
     int status = -EINVAL;
     char *why = NULL;
-    if ((unsigned)op >= POWER_NOPS)
+    if ((unsigned)op >= POWER_NOPS) {
         why = xstrdup("unknown power op");
-    else if (p->ops->check)
+    } else if (!p->ops->media &&
+               (op == POWER_MEDIA_INSERT || op == POWER_MEDIA_EJECT ||
+                op == POWER_CD_BOOT_ONCE)) {
+        status = -ENOTSUP;
+        why = xasprintf("%s: no virtual media", p->ops->name);
+    } else if (p->ops->check)
         why = p->ops->check(p, r, &status);
     if (why)
         power_req_complete(r, status, why);

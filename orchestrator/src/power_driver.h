@@ -1,8 +1,8 @@
 /* power_driver: what power.c and its drivers (power_qmp.c, power_ipmi.c,
- * power_manual.c) share, and only they (and their tests) include: the
- * request, the per-server queue, completion, deadlines, and the ops table
- * through which power.c reaches a driver.  power_driver.c implements the
- * queue; it reaches drivers only through p->ops, so no driver calls into
+ * power_redfish.c, power_manual.c) share, and only they (and their tests)
+ * include: the request, the per-server queue, completion, deadlines, and the
+ * ops table through which power.c reaches a driver.  power_driver.c implements
+ * the queue; it reaches drivers only through p->ops, so no driver calls into
  * power.c and power.c names no driver function.  docs/internals/power.md.
  *
  * One request at a time per server: the head of the queue is the active
@@ -36,6 +36,18 @@ struct power_req {
     char *detail;
 };
 
+/* One power_preflight waiting for its verdict. */
+struct power_check {
+    struct power_check *next;
+    struct power *p;
+    void (*cb)(void *arg, int status,
+               const char *err); /* power.h's power_preflight_cb */
+    void *arg;
+    uint64_t timer; /* the verdict's delivery */
+    int status;
+    char err[256];
+};
+
 struct power {
     const struct power_ops *ops;
     void *drv; /* the driver's own state, made by ops->init */
@@ -47,9 +59,10 @@ struct power {
     struct power_req *head, *tail;      /* queued, head is the active one */
     struct power_req *done, *done_tail; /* finished, callback not yet run */
     uint64_t defer_timer;
-    bool draining; /* inside the callbacks of done requests */
-    bool closing;  /* inside power_free() */
-    bool dead;     /* power_free() called from a callback */
+    bool draining;              /* inside the callbacks of done requests */
+    bool closing;               /* inside power_free() */
+    bool dead;                  /* power_free() called from a callback */
+    struct power_check *checks; /* power_preflight's, waiting */
 };
 
 /* A driver.  power.c picks one by the uri's kind and calls nothing else of
@@ -58,6 +71,7 @@ struct power {
 struct power_ops {
     const char *name; /* "qmp", "ipmi", "manual" */
     bool manual;      /* the operator acts: power_is_manual() */
+    bool media; /* has virtual media (POWER_MEDIA_*, POWER_CD_BOOT_ONCE) */
     /* Make p->drv from p->u; 0, or a negative errno with the reason in
      * err (then stop and free still run).  May queue requests of its own
      * (power_submit). */
@@ -66,7 +80,7 @@ struct power_ops {
      * or the reason (the caller frees it) with *status set (-ENOTSUP for
      * an op the driver has no command for: POWER_BOOT_DISK_ONCE on a
      * driver that cannot choose the boot device).  Unknown ops never get
-     * here.  May be NULL: all accepted.  A redfish driver answers
+     * here.  May be NULL: all accepted.  redfish answers
      * POWER_BOOT_DISK_ONCE in its request (Hdd, Once, read back). */
     char *(*check)(const struct power *p, const struct power_req *r,
                    int *status);
@@ -81,6 +95,17 @@ struct power_ops {
     char *(*timeout)(struct power *p, struct power_req *r);
     /* Pre-flight: see power_reachable() in power.h. */
     bool (*reachable)(struct power *p, char *err, size_t errlen);
+    /* Credentials from FILE (power_set_credentials), right after init;
+     * NULL: the driver takes none that way. */
+    int (*credentials)(struct power *p, const char *file, char *err,
+                       size_t errlen);
+    /* The server's firmware from its config (power_set_firmware), right
+     * after init; NULL: the driver has no use for it. */
+    void (*firmware)(struct power *p, bool uefi);
+    /* The same without blocking: start finding out, and call
+     * power_check_done(c, ...) later from the loop.  NULL: reachable's
+     * verdict is given at once.  stop forgets every check. */
+    void (*preflight)(struct power *p, struct power_check *c);
     /* Close connections, end children: no I/O after this.  Idempotent;
      * p->drv may be NULL. */
     void (*stop)(struct power *p);
@@ -91,6 +116,7 @@ struct power_ops {
 extern const struct power_ops power_qmp_ops;
 extern const struct power_ops power_ipmi_ops;
 extern const struct power_ops power_manual_ops;
+extern const struct power_ops power_redfish_ops;
 
 /* power_ipmi.c, pure, for tests: "on"/"off" from `power status` output
  * ("Chassis Power is on"), or NULL. */
@@ -120,6 +146,10 @@ void power_req_complete(struct power_req *r, int status, char *detail);
 void power_req_arm(struct power_req *r, int ms);
 /* Stop r's deadline. */
 void power_req_disarm(struct power_req *r);
+
+/* c's verdict (err may be NULL when status is 0): cb runs from a 0 ms
+ * timer. */
+void power_check_done(struct power_check *c, int status, const char *err);
 
 /* power_free() after ops->stop: cancel what is queued, run every callback
  * now (cancelling what they request), then free p, or mark it dead when

@@ -3,14 +3,18 @@
  * Runs the real ipmitool (ipmitool.h: argv, IPMI_PASSWORD, spawn, stop)
  * as a child per command, one at a time per BMC (BMCs allow few
  * sessions), its stdout and stderr on pipes and its exit on a pidfd in
- * the loop, with a deadline per command.  Pre-flight is a synchronous
- * RMCP presence ping (UDP, at most IPMI_PING_MS) plus the outcome of the
- * last `power status` (the driver asks once at start), so wrong
- * credentials are refused before any state moves. */
+ * the loop, with a deadline per command.  Pre-flight is an RMCP presence
+ * ping (UDP, at most IPMI_PING_MS: on the loop for power_preflight,
+ * blocking for power_reachable) plus the outcome of the last `power
+ * status` (the driver asks once at start), so wrong credentials are
+ * refused before any state moves.  power_reachable's lookup of a BMC
+ * named by a host name blocks (getaddrinfo); power_preflight's does not
+ * (resolve.h). */
 #include "ipmitool.h"
 #include "log.h"
 #include "loop.h"
 #include "power_driver.h"
+#include "resolve.h"
 #include "uri.h"
 #include "util.h"
 
@@ -42,6 +46,11 @@ struct ipmi {
     const char *const *cmd; /* what it runs, for messages */
     char *status_err;       /* why the last power status failed, or NULL */
     bool probing;           /* a status probe of ours is queued */
+    /* the pre-flight's RMCP ping on the loop, for every check waiting */
+    int ping_fd;
+    uint64_t ping_timer;
+    int ping_tries;
+    struct resolve *resolving; /* the BMC's name, looked up off the loop */
 };
 
 static struct ipmi *
@@ -422,32 +431,58 @@ ipmi_probe(struct power *p)
 }
 
 /* An RMCP presence ping (ASF, DMTF DSP0136) to the BMC's port: a pong
- * proves a BMC listens there, without a session.  Blocks at most
- * IPMI_PING_MS. */
+ * proves a BMC listens there, without a session. */
+static const unsigned char rmcp_ping[] = {0x06, 0x00, 0xff, 0x06, 0x00, 0x00,
+                                          0x11, 0xbe, 0x80, 0x5a, 0x00, 0x00};
+
+/* RMCP class ASF, message type pong, our tag. */
+static bool
+is_pong(const unsigned char *in, ssize_t n)
+{
+    return n >= 12 && in[3] == 0x06 && in[8] == 0x40 && in[9] == 0x5a;
+}
+
+/* A UDP socket connected to the BMC (an address: no lookup; a name:
+ * getaddrinfo, blocking); -1 with err written. */
+static int
+ping_socket(const struct power *p, int *e, char *err, size_t errlen)
+{
+    const char *where = ipmi_of(p)->where;
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
+                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(p->u->host, p->u->port, &hints, &ai);
+    if (g == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;
+        g = getaddrinfo(p->u->host, p->u->port, &hints, &ai);
+    }
+    if (g != 0) {
+        seterr(err, errlen, "ipmi %s: %s", where, gai_strerror(g));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    *e = 0;
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        *e = errno;
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* The blocking ping of power_reachable: at most IPMI_PING_MS. */
 static bool
 ipmi_ping(const struct power *p, char *err, size_t errlen)
 {
-    static const unsigned char ping[] = {0x06, 0x00, 0xff, 0x06, 0x00, 0x00,
-                                         0x11, 0xbe, 0x80, 0x5a, 0x00, 0x00};
+    const unsigned char *ping = rmcp_ping;
     const char *where = ipmi_of(p)->where;
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int g = getaddrinfo(p->u->host, p->u->port, &hints, &ai);
-    if (g != 0) {
-        seterr(err, errlen, "ipmi %s: %s", where, gai_strerror(g));
-        return false;
-    }
-    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int e = 0;
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-        e = errno;
-    freeaddrinfo(ai);
+    int fd = ping_socket(p, &e, err, errlen);
+    if (fd < 0 && !e)
+        return false;
     int64_t deadline = now_mono_ms() + IPMI_PING_MS;
     bool pong = false;
     /* Twice: one lost datagram is no verdict. */
     for (int tries = 0; !e && !pong && tries < 2; tries++) {
-        if (send(fd, ping, sizeof(ping), 0) < 0) {
+        if (send(fd, ping, sizeof(rmcp_ping), 0) < 0) {
             e = errno;
             break;
         }
@@ -463,8 +498,7 @@ ipmi_ping(const struct power *p, char *err, size_t errlen)
                 e = errno;
                 break;
             }
-            /* RMCP class ASF, message type pong, our tag. */
-            if (n >= 12 && in[3] == 0x06 && in[8] == 0x40 && in[9] == 0x5a) {
+            if (is_pong(in, n)) {
                 pong = true;
                 break;
             }
@@ -483,6 +517,135 @@ ipmi_ping(const struct power *p, char *err, size_t errlen)
     return false;
 }
 
+/* --- the pre-flight on the loop -------------------------------------- */
+
+static void
+ping_stop(struct power *p)
+{
+    struct ipmi *m = ipmi_of(p);
+    if (!m)
+        return;
+    resolve_cancel(m->resolving);
+    m->resolving = NULL;
+    loop_close_fd(p->l, &m->ping_fd);
+    loop_del_timer(p->l, m->ping_timer);
+    m->ping_timer = 0;
+}
+
+/* The ping's answer for every check still waiting: a pong is not enough
+ * when ipmitool itself could not get in (credentials, cipher, a full
+ * session table): that is refused, and looked at again. */
+static void
+ping_finish(struct power *p, int status, const char *err)
+{
+    struct ipmi *m = ipmi_of(p);
+    ping_stop(p);
+    char why[256] = "";
+    if (status == 0 && m->status_err) {
+        seterr(why, sizeof(why), "%s (checking again: retry in a few seconds)",
+               m->status_err);
+        status = -EACCES;
+        err = why;
+        ipmi_probe(p);
+    }
+    for (struct power_check *c = p->checks; c; c = c->next)
+        if (!c->timer)
+            power_check_done(c, status, err);
+}
+
+static void
+ping_read(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)events;
+    struct power *p = arg;
+    unsigned char in[64];
+    ssize_t n;
+    while ((n = recv(fd, in, sizeof(in), MSG_DONTWAIT)) >= 0)
+        if (is_pong(in, n)) {
+            ping_finish(p, 0, NULL);
+            return;
+        }
+    if (errno != EAGAIN && errno != EINTR) {
+        char err[256];
+        seterr(err, sizeof(err), "ipmi %s: BMC unreachable: %s",
+               ipmi_of(p)->where, strerror(errno));
+        ping_finish(p, -EHOSTUNREACH, err);
+    }
+}
+
+/* Twice, half the time each: one lost datagram is no verdict. */
+static int64_t
+ping_tick(struct loop *l, void *arg)
+{
+    (void)l;
+    struct power *p = arg;
+    struct ipmi *m = ipmi_of(p);
+    if (m->ping_tries < 2 &&
+        send(m->ping_fd, rmcp_ping, sizeof(rmcp_ping), 0) >= 0) {
+        m->ping_tries++;
+        return IPMI_PING_MS / 2;
+    }
+    m->ping_timer = 0;
+    char err[256];
+    seterr(err, sizeof(err),
+           "ipmi %s: BMC unreachable: no answer to an RMCP ping in %d ms",
+           m->where, IPMI_PING_MS);
+    ping_finish(p, -EHOSTUNREACH, err);
+    return -1;
+}
+
+/* The BMC's address came: send the ping. */
+static void
+ping_resolved(void *arg, int rc, const struct addrinfo *ai, const char *rerr)
+{
+    struct power *p = arg;
+    struct ipmi *m = ipmi_of(p);
+    m->resolving = NULL;
+    char err[256] = "";
+    if (rc < 0) {
+        seterr(err, sizeof(err), "ipmi %s: %s", m->where, rerr);
+        ping_finish(p, -EHOSTUNREACH, err);
+        return;
+    }
+    int fd =
+        socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        seterr(err, sizeof(err), "ipmi %s: BMC unreachable: %s", m->where,
+               strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        ping_finish(p, -EHOSTUNREACH, err);
+        return;
+    }
+    if (loop_add_fd(p->l, fd, EPOLLIN, ping_read, p) < 0) {
+        close(fd);
+        ping_finish(p, -EIO, "cannot watch the ping socket");
+        return;
+    }
+    m->ping_fd = fd;
+    m->ping_tries = 0;
+    m->ping_timer = loop_add_timer(p->l, 0, ping_tick, p);
+}
+
+static void
+ipmi_preflight(struct power *p, struct power_check *c)
+{
+    (void)c; /* it waits on p->checks with the others */
+    struct ipmi *m = ipmi_of(p);
+    if (m->ping_fd >= 0 || m->resolving)
+        return; /* a ping is out: its answer is everyone's */
+    m->resolving = resolve_start(p->l, p->u->host, p->u->port, SOCK_DGRAM,
+                                 ping_resolved, p);
+}
+
+static void
+ipmi_stop(struct power *p)
+{
+    ping_stop(p);
+    ipmi_reap(p);
+}
+
 /* --- ops -------------------------------------------------------------- */
 
 static int
@@ -499,7 +662,7 @@ ipmi_init(struct power *p, char *err, size_t errlen)
                                    .cipher = u->cipher};
     m->where = strchr(u->host, ':') ? xasprintf("[%s]:%s", u->host, u->port)
                                     : xasprintf("%s:%s", u->host, u->port);
-    m->pidfd = m->out = m->err = -1;
+    m->pidfd = m->out = m->err = m->ping_fd = -1;
     p->drv = m;
     /* Learn early whether ipmitool gets in: pre-flight reports it. */
     ipmi_probe(p);
@@ -579,6 +742,7 @@ const struct power_ops power_ipmi_ops = {
     .pump = ipmi_pump,
     .timeout = ipmi_timeout,
     .reachable = ipmi_reachable,
-    .stop = ipmi_reap,
+    .preflight = ipmi_preflight,
+    .stop = ipmi_stop,
     .free = ipmi_free,
 };

@@ -19,9 +19,15 @@ enum power_op {
      * right before POWER_RESET, which carries it out: qmp takes the NIC
      * out of the boot order for that one reset and puts it back once the
      * reset is done; ipmi sets `chassis bootdev disk` and reads it back;
-     * redfish (not built) will PATCH BootSourceOverrideTarget Hdd, Once. */
+     * redfish PATCHes BootSourceOverrideTarget Hdd, Once and reads it
+     * back. */
     POWER_BOOT_DISK_ONCE,
-    POWER_NOPS /* not an op: how many there are */
+    /* Virtual media (redfish: the manager's virtual CD; other drivers
+     * refuse them, -ENOTSUP): arg the image's URL; read back. */
+    POWER_MEDIA_INSERT,
+    POWER_MEDIA_EJECT,
+    POWER_CD_BOOT_ONCE, /* next boot from the (virtual) CD */
+    POWER_NOPS          /* not an op: how many there are */
 };
 
 /* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).

@@ -294,6 +294,9 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
         if (step == 1)
             q->disk_armed = true;
         break;
+    case POWER_MEDIA_INSERT: /* refused by power_driver.c */
+    case POWER_MEDIA_EJECT:
+    case POWER_CD_BOOT_ONCE:
     case POWER_NOPS:
         break;
     }

@@ -30,6 +30,7 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_HTTP = 3 };
 struct ctl {
     char *url; /* base, no trailing slash */
     const char *token;
+    const char *cacert; /* PEM CA bundle for an https:// URL; NULL: system's */
     bool json;
     CURL *curl;
 };
@@ -43,7 +44,8 @@ static void
 usage(FILE *out)
 {
     fprintf(out,
-            "usage: rescuectl [--url URL] [--token T] [--json] COMMAND\n"
+            "usage: rescuectl [--url URL] [--token T] [--cacert FILE] [--json] "
+            "COMMAND\n"
             "       rescuectl --help | --version\n"
             "  list\n"
             "  status SERVER\n"
@@ -54,7 +56,7 @@ usage(FILE *out)
             "  events SERVER [--follow]\n"
             "  console SERVER [--tail N]\n"
             "environment: RESCUED_URL (default " DEFAULT_URL
-            "), RESCUED_TOKEN\n"
+            "), RESCUED_TOKEN, RESCUED_CACERT\n"
             "exit: 0 ok, 1 operation failed, 2 usage, 3 daemon unreachable "
             "or HTTP error\n");
 }
@@ -139,6 +141,8 @@ http(struct ctl *c, const char *method, const char *path, const char *body,
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    if (c->cacert)
+        curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -321,6 +325,8 @@ sse_stream(struct ctl *c, const char *id, struct sse *s, int64_t timeout_ms)
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    if (c->cacert)
+        curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_sse);
@@ -907,12 +913,15 @@ main(int argc, char **argv)
     long long tail = 100;
 
     c.token = getenv("RESCUED_TOKEN");
+    c.cacert = getenv("RESCUED_CACERT");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--url"))
             url = need_arg(argc, argv, &i);
         else if (!strcmp(a, "--token"))
             c.token = need_arg(argc, argv, &i);
+        else if (!strcmp(a, "--cacert"))
+            c.cacert = need_arg(argc, argv, &i);
         else if (!strcmp(a, "--json"))
             c.json = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "sshd.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 
 #include <errno.h>
@@ -21,6 +22,8 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"
@@ -32,6 +35,9 @@ struct daemon {
     struct loop *loop;
     struct fleet *fleet;
     struct http *http;
+    struct http *boot_http; /* [rescued] boot_listen, beside a TLS listen */
+    bool tls;               /* listen speaks TLS */
+    int64_t watchdog_ms;    /* systemd's WatchDogSec, halved; 0: none */
     struct sshd *sshd;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
@@ -105,25 +111,28 @@ on_writable_changed(void *arg, const char *server)
     sshd_writable_changed(d->sshd, server);
 }
 
-/* Each server holds a console source, its log and a power connection: a
- * large fleet needs more than the usual soft limit of 1024 descriptors. */
+/* Each server holds a console source, its log and a power connection,
+ * and every HTTP or SSH client a socket: take the hard limit of open
+ * files, and say what we got (and what a large fleet would want). */
 static void
 raise_nofile(size_t nservers)
 {
     struct rlimit rl;
     rlim_t want = (rlim_t)nservers * 4 + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
-        return;
-    rlim_t old = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        log_warn("setrlimit NOFILE");
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("getrlimit NOFILE");
         return;
     }
-    log_info("open files limit raised from %llu to %llu for %zu %s%s",
-             (unsigned long long)old, (unsigned long long)rl.rlim_cur, nservers,
-             plural(nservers, "server", "servers"),
-             rl.rlim_cur < want ? " (the hard limit)" : "");
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (old < rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("setrlimit NOFILE");
+        rl.rlim_cur = old;
+    }
+    log_info("open files limit %llu (was %llu, hard limit %llu)%s",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)old,
+             (unsigned long long)rl.rlim_max,
+             rl.rlim_cur < want ? ": too few for this fleet" : "");
 }
 
 static void
@@ -137,6 +146,80 @@ usage(FILE *out)
                  "  --version   print the version and exit\n");
 }
 
+/* [rescued]'s client limits for http; 0 is no limit of ours. */
+static struct http_limits
+http_limits_of(const struct config *c)
+{
+    unsigned none = 1u << 30;
+#define LIM(v) ((v) > 0 ? (unsigned)(v) : none)
+    struct http_limits lim = {
+        .max_conns = LIM(c->max_connections),
+        .per_ip_conns = c->max_connections_per_ip > 0
+                            ? (unsigned)c->max_connections_per_ip
+                            : 0, /* MHD's 0: no limit */
+        .request_timeout_s = c->request_timeout,
+        .max_streams = LIM(c->max_event_streams),
+        .max_streams_per_caller = LIM(c->max_event_streams_per_token)};
+#undef LIM
+    return lim;
+}
+
+/* systemd (Type=notify): READY=1 once every listener is up, RELOADING=1
+ * then READY=1 around a SIGHUP, STOPPING=1, and WATCHDOG=1 at half of
+ * WATCHDOG_USEC from the loop, so a loop that hangs gets the daemon
+ * restarted.  Without NOTIFY_SOCKET each call does nothing. */
+static void
+notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL +
+                   (unsigned long long)ts.tv_nsec / 1000);
+}
+
+static int64_t
+on_watchdog(struct loop *l, void *arg)
+{
+    (void)l;
+    struct daemon *d = arg;
+    sd_notify(0, "WATCHDOG=1");
+    return d->watchdog_ms;
+}
+
+static void
+watchdog_start(struct daemon *d)
+{
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
+        return;
+    d->watchdog_ms = (int64_t)(usec / 2000);
+    loop_add_timer(d->loop, d->watchdog_ms, on_watchdog, d);
+    log_info("systemd watchdog: every %lld ms", (long long)d->watchdog_ms);
+}
+
+/* The certificate files are read again at each reload (a renewed one
+ * replaces the old from the next handshake on); turning TLS on or off
+ * takes a restart, as a new listen address does. */
+static int
+reload_tls(struct daemon *d, const struct config *c)
+{
+    char err[512];
+    if (!c->tls_cert != !d->tls)
+        log_warnx("reload: TLS %s takes a restart", d->tls ? "off" : "on");
+    if (!c->tls_cert || !d->tls)
+        return 0;
+    struct tls_pair *p =
+        tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+    if (!p) {
+        log_warnx("reload refused, old config stays in force: %s", err);
+        return -1;
+    }
+    log_info("TLS: serving %s", tls_pair_describe(p));
+    tls_serve(p);
+    return 0;
+}
+
 /* SIGHUP reloads the inventory; a bad file keeps the old one in force. */
 static void
 reload(struct daemon *d)
@@ -147,7 +230,15 @@ reload(struct daemon *d)
         log_warnx("reload refused, old config stays in force: %s", err);
         return;
     }
+    if (reload_tls(d, c) < 0) {
+        config_free(c);
+        return;
+    }
     log_set_level(c->log_level);
+    struct http_limits lim = http_limits_of(c);
+    http_set_limits(d->http, &lim);
+    if (d->boot_http)
+        http_set_limits(d->boot_http, &lim);
     fleet_reload(d->fleet, c);
 }
 
@@ -161,12 +252,15 @@ on_signal(struct loop *l, int fd, uint32_t events, void *arg)
         switch (si.ssi_signo) {
         case SIGHUP:
             log_info("SIGHUP: reloading %s", d->config_path);
+            notify_reloading();
             reload(d);
+            sd_notify(0, "READY=1");
             break;
         case SIGTERM:
         case SIGINT:
             log_info("%s: shutting down",
                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            sd_notify(0, "STOPPING=1");
             loop_stop(l);
             break;
         }
@@ -261,36 +355,66 @@ main(int argc, char **argv)
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)
         fatalx("%s", err);
-    d.http = http_new(d.loop, listen, err, sizeof(err));
+    const struct config *c = fleet_config(d.fleet);
+    if (c->tls_cert) {
+        struct tls_pair *p =
+            tls_pair_load(c->tls_cert, c->tls_key, err, sizeof(err));
+        if (!p)
+            fatalx("%s", err);
+        log_info("TLS: serving %s", tls_pair_describe(p));
+        tls_serve(p);
+        d.tls = true;
+    }
+    struct http_limits lim = http_limits_of(c);
+    d.http = http_new_limited(d.loop, listen, d.tls, &lim, err, sizeof(err));
     if (!d.http)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
-    const struct config *c = fleet_config(d.fleet);
+    if (c->boot_listen) {
+        d.boot_http = http_new_limited(d.loop, c->boot_listen, false, &lim, err,
+                                       sizeof(err));
+        if (!d.boot_http)
+            fatalx("boot_listen: %s", err);
+        bootpath_register(d.boot_http, d.fleet);
+        log_info("boot path also on %s (HTTP)", c->boot_listen);
+    }
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
-    struct sshd_config sc = {.listen = c->console_listen,
-                             .host_key_path = host_key,
-                             .writer_idle_s = c->writer_idle,
-                             .cbs = &sos_cbs,
-                             .cb_arg = &d};
+    struct sshd_config sc = {
+        .listen = c->console_listen,
+        .host_key_path = host_key,
+        .writer_idle_s = c->writer_idle,
+        /* the config's 0, no limit, is sshd's < 0 */
+        .max_startups = c->max_startups ? c->max_startups : -1,
+        .max_startups_per_source =
+            c->max_startups_per_source ? c->max_startups_per_source : -1,
+        .login_grace_s = c->login_grace,
+        .max_auth_tries = c->max_auth_tries ? c->max_auth_tries : -1,
+        .cbs = &sos_cbs,
+        .cb_arg = &d};
     d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
     free(host_key);
     if (!d.sshd)
         fatalx("console: %s", err);
     d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
     loop_add_fd(d.loop, d.sigfd, EPOLLIN, on_signal, &d);
-    log_info("listening on %s (HTTP) and %s (Serial over SSH), %zu %s, "
+    log_info("listening on %s (%s) and %s (Serial over SSH), %zu %s, "
              "data in %s",
-             listen, c->console_listen, c->nservers,
+             listen, d.tls ? "HTTPS" : "HTTP", c->console_listen, c->nservers,
              plural(c->nservers, "server", "servers"), c->data_dir);
 
+    watchdog_start(&d);
+    sd_notifyf(0, "READY=1\nSTATUS=%zu %s", c->nservers,
+               plural(c->nservers, "server", "servers"));
     int r = loop_run(d.loop);
 
     /* Every transition is already stored: stopping loses nothing. */
     loop_close_fd(d.loop, &d.sigfd);
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
+    http_free(d.boot_http);
     http_free(d.http);
+    tls_serve_end();
     fleet_free(d.fleet);
     store_close(st);
     loop_free(d.loop);

@@ -18,8 +18,12 @@
 #include <libssh/callbacks.h>
 #include <libssh/server.h>
 
-#define LOGIN_GRACE_MS 60000 /* from accept to an attached console */
 #define SWEEP_MS 1000
+/* accept failed for want of descriptors or memory: stop watching the
+ * bind fd (it stays readable: the loop would spin) and try again after
+ * this, doubling up to the most. */
+#define ACCEPT_BACKOFF_MS 50
+#define ACCEPT_BACKOFF_MAX_MS 1000
 
 struct session {
     struct sshd *d;
@@ -30,6 +34,8 @@ struct session {
     uint32_t events; /* fd's epoll mask as last set */
     bool kex_done, authed, dead;
     int64_t started_ms;
+    int auth_fails;
+    char host[INET6_ADDRSTRLEN]; /* the peer's address, for the caps */
     /* libssh keeps these by pointer: they live as long as the session */
     struct ssh_server_callbacks_struct scb;
     struct ssh_channel_callbacks_struct ccb;
@@ -45,10 +51,13 @@ struct sshd {
     struct console_session_cbs cbs;
     void *cb_arg;
     int writer_idle_s;
+    int max_startups, max_startups_per_source, login_grace_s, max_auth_tries;
     ssh_bind bind;
     int bind_fd, port;
     struct session *sessions;
     uint64_t sweep_timer, reap_timer;
+    uint64_t backoff_timer; /* while accept is paused */
+    int backoff_ms;
     int in_libssh; /* inside a libssh call that may run our callbacks */
 };
 
@@ -298,6 +307,31 @@ cb_channel_open(ssh_session s, void *ud)
     return ss->ch;
 }
 
+/* One more refused attempt; at max_auth_tries the connection goes (the
+ * client sees it closed, as OpenSSH's "Too many authentication
+ * failures"). */
+static int
+auth_refused(struct session *ss)
+{
+    ss->auth_fails++;
+    if (ss->d->max_auth_tries > 0 && ss->auth_fails >= ss->d->max_auth_tries &&
+        !ss->dead) {
+        log_info("sshd: %s: %d authentication attempts refused, disconnecting",
+                 ss->addr, ss->auth_fails);
+        session_kill(ss);
+    }
+    return SSH_AUTH_DENIED;
+}
+
+/* Passwords are never accepted, and count as refused attempts. */
+static int
+cb_auth_password(ssh_session s, const char *user, const char *password,
+                 void *ud)
+{
+    (void)s, (void)user, (void)password;
+    return auth_refused(ud);
+}
+
 /* Called for the probe (state NONE: answer "this key would do") and for
  * the signed attempt (VALID: grant).  An unknown server and a key that is
  * not allowed take the same path to SSH_AUTH_DENIED. */
@@ -307,13 +341,15 @@ cb_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *pubkey,
 {
     (void)s;
     struct session *ss = ud;
-    if (state != SSH_PUBLICKEY_STATE_NONE && state != SSH_PUBLICKEY_STATE_VALID)
+    if (ss->dead)
         return SSH_AUTH_DENIED;
+    if (state != SSH_PUBLICKEY_STATE_NONE && state != SSH_PUBLICKEY_STATE_VALID)
+        return auth_refused(ss);
     char server[64], role[40] = "", fp[128] = "";
     bool ro;
     int replay;
     if (!sshd_parse_user(user, server, sizeof(server), &ro, &replay))
-        return SSH_AUTH_DENIED;
+        return auth_refused(ss);
     unsigned char *hash = NULL;
     size_t hlen = 0;
     if (ssh_get_publickey_hash(pubkey, SSH_PUBLICKEY_HASH_SHA256, &hash,
@@ -333,7 +369,7 @@ cb_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *pubkey,
     if (!ok) {
         if (state == SSH_PUBLICKEY_STATE_VALID)
             log_info("sshd: refused %s for %s from %s", fp, user, ss->addr);
-        return SSH_AUTH_DENIED;
+        return auth_refused(ss);
     }
     if (state == SSH_PUBLICKEY_STATE_VALID) {
         ss->authed = true;
@@ -431,16 +467,111 @@ session_event(struct loop *l, int fd, uint32_t events, void *arg)
     session_flush(ss);
 }
 
+static void bind_event(struct loop *l, int fd, uint32_t events, void *arg);
+
+static int64_t
+backoff_cb(struct loop *l, void *arg)
+{
+    struct sshd *d = arg;
+    d->backoff_timer = 0;
+    if (loop_add_fd(l, d->bind_fd, EPOLLIN, bind_event, d) < 0)
+        log_warnx("sshd: cannot watch the listening socket again");
+    return -1;
+}
+
+/* Out of descriptors (or memory): the pending connection stays in the
+ * backlog, the bind fd readable; pause rather than spin on it. */
+static void
+accept_back_off(struct sshd *d, int err)
+{
+    d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : ACCEPT_BACKOFF_MS;
+    if (d->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+        d->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    if (d->backoff_ms == ACCEPT_BACKOFF_MS)
+        log_warnx("sshd: accept: %s: pausing new connections", strerror(err));
+    loop_del_fd(d->l, d->bind_fd);
+    d->backoff_timer = loop_add_timer(d->l, d->backoff_ms, backoff_cb, d);
+}
+
+/* The peer's address into host; false if it cannot be read. */
+static bool
+peer_host(int fd, char *host, size_t len, int *port)
+{
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof(sa);
+    *port = 0;
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) < 0)
+        return false;
+    if (sa.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len);
+        *port = ntohs(in->sin_port);
+    } else if (sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len);
+        *port = ntohs(in6->sin6_port);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* MaxStartups: room for one more connection not yet authenticated, in
+ * all and from host? */
+static bool
+startup_allowed(struct sshd *d, const char *host)
+{
+    int all = 0, mine = 0;
+    for (struct session *ss = d->sessions; ss; ss = ss->next) {
+        if (ss->dead || ss->authed)
+            continue;
+        all++;
+        mine += !strcmp(ss->host, host);
+    }
+    if (d->max_startups > 0 && all >= d->max_startups) {
+        log_info("sshd: %s: %d connections not yet authenticated (the most), "
+                 "refused",
+                 host, all);
+        return false;
+    }
+    if (d->max_startups_per_source > 0 && mine >= d->max_startups_per_source) {
+        log_info("sshd: %s: %d connections not yet authenticated from there "
+                 "(the most), refused",
+                 host, mine);
+        return false;
+    }
+    return true;
+}
+
 static void
 bind_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
-    (void)fd;
     (void)events;
     struct sshd *d = arg;
-    ssh_session s = ssh_new();
-    if (!s)
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (cfd < 0) {
+        int e = errno;
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+            accept_back_off(d, e);
+        else if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+            log_debug("sshd: accept: %s", strerror(e));
         return;
-    if (ssh_bind_accept(d->bind, s) != SSH_OK) {
+    }
+    d->backoff_ms = 0;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    peer_host(cfd, host, sizeof(host), &port);
+    if (!startup_allowed(d, host)) {
+        close(cfd);
+        return;
+    }
+    ssh_session s = ssh_new();
+    if (!s) {
+        close(cfd);
+        return;
+    }
+    /* libssh owns cfd from here: ssh_free closes it. */
+    if (ssh_bind_accept_fd(d->bind, s, cfd) != SSH_OK) {
         log_debug("sshd: accept: %s", ssh_get_error(d->bind));
         ssh_free(s);
         return;
@@ -454,27 +585,14 @@ bind_event(struct loop *l, int fd, uint32_t events, void *arg)
      * (OpenSSH's sshd does the same for interactive sessions). */
     int one = 1;
     setsockopt(ss->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof(sa);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (getpeername(ss->fd, (struct sockaddr *)&sa, &sl) == 0) {
-        if (sa.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-            port = ntohs(in->sin_port);
-        } else if (sa.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-            port = ntohs(in6->sin6_port);
-        }
-    }
+    strlcpy_s(ss->host, host, sizeof(ss->host));
     snprintf(ss->addr, sizeof(ss->addr), "%s:%d", host, port);
     strlcpy_s(ss->fp, "-", sizeof(ss->fp));
     strlcpy_s(ss->role, "-", sizeof(ss->role));
 
     ss->scb.userdata = ss;
     ss->scb.auth_pubkey_function = cb_auth_pubkey;
+    ss->scb.auth_password_function = cb_auth_password;
     ss->scb.channel_open_request_session_function = cb_channel_open;
     ssh_callbacks_init(&ss->scb);
     ssh_set_server_callbacks(s, &ss->scb);
@@ -501,8 +619,13 @@ sweep_cb(struct loop *l, void *arg)
     for (struct session *ss = d->sessions; ss; ss = ss->next) {
         if (ss->dead)
             continue;
-        if (!ss->cs && now - ss->started_ms > LOGIN_GRACE_MS)
+        if (!ss->cs &&
+            now - ss->started_ms > (int64_t)d->login_grace_s * 1000) {
+            log_info("sshd: %s: no console attached within %d s, "
+                     "disconnecting",
+                     ss->addr, d->login_grace_s);
             session_kill(ss);
+        }
     }
     return SWEEP_MS;
 }
@@ -564,6 +687,15 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
         d->cbs = *cfg->cbs;
     d->cb_arg = cfg->cb_arg;
     d->writer_idle_s = cfg->writer_idle_s;
+#define OR_DEFAULT(v, def) ((v) != 0 ? (v) : (def)) /* < 0: no limit */
+    d->max_startups = OR_DEFAULT(cfg->max_startups, SSHD_DEFAULT_MAX_STARTUPS);
+    d->max_startups_per_source = OR_DEFAULT(
+        cfg->max_startups_per_source, SSHD_DEFAULT_MAX_STARTUPS_PER_SOURCE);
+    d->login_grace_s =
+        OR_DEFAULT(cfg->login_grace_s, SSHD_DEFAULT_LOGIN_GRACE_S);
+    d->max_auth_tries =
+        OR_DEFAULT(cfg->max_auth_tries, SSHD_DEFAULT_MAX_AUTH_TRIES);
+#undef OR_DEFAULT
     d->bind_fd = -1;
     d->bind = ssh_bind_new();
     if (!d->bind) {
@@ -619,6 +751,7 @@ sshd_free(struct sshd *d)
     reap(d);
     loop_del_timer(d->l, d->sweep_timer);
     loop_del_timer(d->l, d->reap_timer);
+    loop_del_timer(d->l, d->backoff_timer);
     if (d->bind_fd >= 0)
         loop_del_fd(d->l, d->bind_fd);
     ssh_bind_free(d->bind);

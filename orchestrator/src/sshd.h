@@ -28,11 +28,22 @@ struct sshd;
 struct console_session_cbs;
 
 #define SSHD_DEFAULT_REPLAY 24
+#define SSHD_DEFAULT_MAX_STARTUPS 10
+#define SSHD_DEFAULT_MAX_STARTUPS_PER_SOURCE 3
+#define SSHD_DEFAULT_LOGIN_GRACE_S 60
+#define SSHD_DEFAULT_MAX_AUTH_TRIES 6
 
 struct sshd_config {
     const char *listen;        /* "HOST:PORT"; port 0 picks one */
     const char *host_key_path; /* DATA_DIR/ssh_host_ed25519_key */
     int writer_idle_s;         /* drop the writer seat after this; 0 off */
+    /* Like OpenSSH's MaxStartups (a fixed cap), LoginGraceTime and
+     * MaxAuthTries; 0 takes the default (SSHD_DEFAULT_*).  A connection
+     * past a cap is closed at accept, before any SSH byte. */
+    int max_startups;            /* not yet authenticated, in all */
+    int max_startups_per_source; /* ... from one address */
+    int login_grace_s;           /* accept to an attached console */
+    int max_auth_tries;          /* refused attempts, then disconnect */
     const struct console_session_cbs *cbs; /* copied */
     void *cb_arg;
 };

@@ -148,3 +148,30 @@ store_token_revoke_server(struct store *st, const char *server)
 {
     return st->ops->token_revoke_server(st, server);
 }
+
+int64_t
+store_prune(struct store *st, int64_t before_ms, int keep_per_server,
+            int max_rows)
+{
+    return st->ops->prune(st, before_ms, keep_per_server, max_rows);
+}
+
+int
+store_token_get(struct store *st, const char *token, struct store_token *out)
+{
+    return st->ops->token_get(st, token, out);
+}
+
+int
+store_token_mark(struct store *st, const char *token, const char *addr,
+                 int64_t overlay_ms)
+{
+    return st->ops->token_mark(st, token, addr, overlay_ms);
+}
+
+int
+store_token_last_addr(struct store *st, const char *server, char *addr,
+                      size_t len)
+{
+    return st->ops->token_last_addr(st, server, addr, len);
+}

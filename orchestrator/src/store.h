@@ -108,5 +108,28 @@ int store_token_of_server(struct store *st, const char *server, char *token,
                           size_t len);
 /* Revoke the server's live token, if any.  [commit] */
 int store_token_revoke_server(struct store *st, const char *server);
+/* A live token and what its boot did with it; -ENOENT if none.  [read],
+ * on the boot path. */
+int store_token_get(struct store *st, const char *token,
+                    struct store_token *out);
+/* Bind a live token to addr and/or mark its overlay served at overlay_ms
+ * (NULL / 0: leave that one); what is set stays set.  -ENOENT when the
+ * token is not live.  [commit] */
+int store_token_mark(struct store *st, const char *token, const char *addr,
+                     int64_t overlay_ms);
+/* The address the server's last bound token (live or not) was bound to,
+ * into addr; -ENOENT if none.  [read] */
+int store_token_last_addr(struct store *st, const char *server, char *addr,
+                          size_t len);
+
+/* Retention: delete events older than before_ms (0: none for age) and
+ * each server's events past its newest keep_per_server (0: no cap), and
+ * tokens revoked before before_ms; at most max_rows events per call, the
+ * rest at the next.  Returns the rows deleted or a negative errno.
+ * [commit], after reads of the oldest max_rows events and of each
+ * server's two ends of the index (plus keep_per_server index steps for a
+ * server that has more). */
+int64_t store_prune(struct store *st, int64_t before_ms, int keep_per_server,
+                    int max_rows);
 
 #endif

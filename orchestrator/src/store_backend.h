@@ -48,6 +48,14 @@ struct store_ops {
     int (*token_of_server)(struct store *st, const char *server, char *token,
                            size_t len);
     int (*token_revoke_server)(struct store *st, const char *server);
+    int64_t (*prune)(struct store *st, int64_t before_ms, int keep_per_server,
+                     int max_rows);
+    int (*token_get)(struct store *st, const char *token,
+                     struct store_token *out);
+    int (*token_mark)(struct store *st, const char *token, const char *addr,
+                      int64_t overlay_ms);
+    int (*token_last_addr)(struct store *st, const char *server, char *addr,
+                           size_t len);
 };
 
 /* The first member of every backend's struct. */

@@ -28,6 +28,14 @@ struct store_event {
     const char *message;
 };
 
+/* A live boot token: whose, the address that fetched its kernel ("" while
+ * unbound), when its overlay was served (0: not yet). */
+struct store_token {
+    char server[64];
+    char addr[64];
+    int64_t overlay_ms;
+};
+
 /* store_list_events calls it per event; non-zero stops the walk. */
 typedef int store_event_cb(void *arg, const struct store_event *ev);
 

@@ -70,6 +70,10 @@ static const char *const migrations[] = {
      * restart re-runs exactly those. */
     "ALTER TABLE servers ADD COLUMN pending_actions INTEGER NOT NULL"
     " DEFAULT 0;",
+    /* 4: a token bound to its boot: the address that fetched the kernel,
+     * and when the overlay was served (once). */
+    "ALTER TABLE tokens ADD COLUMN addr TEXT;"
+    "ALTER TABLE tokens ADD COLUMN overlay_ms INTEGER;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -89,6 +93,9 @@ enum stmt_id {
     ST_TOKEN_LOOKUP,
     ST_TOKEN_OF_SERVER,
     ST_TOKEN_REVOKE,
+    ST_TOKEN_GET,
+    ST_TOKEN_MARK,
+    ST_TOKEN_LAST_ADDR,
     ST_COUNT
 };
 
@@ -124,6 +131,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
     [ST_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2"
                         " WHERE server = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_GET] = "SELECT server, addr, overlay_ms FROM tokens"
+                     " WHERE token = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_MARK] = "UPDATE tokens SET addr = COALESCE(addr, ?2),"
+                      " overlay_ms = COALESCE(overlay_ms, ?3)"
+                      " WHERE token = ?1 AND revoked_ms IS NULL",
+    [ST_TOKEN_LAST_ADDR] = "SELECT addr FROM tokens"
+                           " WHERE server = ?1 AND addr IS NOT NULL"
+                           " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
 };
 
 struct sqlite_store {
@@ -693,6 +708,190 @@ sq_token_revoke_server(struct store *base, const char *server)
     return token_revoke(st, server, now_wall_ms());
 }
 
+/* --- retention ---------------------------------------------------------- */
+
+/* One ad hoc statement (retention runs seldom: no need to keep it
+ * prepared), its int64 parameters bound in order; steps once.  Returns
+ * SQLITE_ROW with the first column in *col0, SQLITE_DONE, or -EIO. */
+static int
+prune_step(struct sqlite_store *st, const char *sql, const char *text,
+           const int64_t *args, int nargs, int64_t *col0)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return sq_fail(st, "retention");
+    int n = 1;
+    if (text)
+        sqlite3_bind_text(s, n++, text, -1, SQLITE_STATIC);
+    for (int i = 0; i < nargs; i++)
+        sqlite3_bind_int64(s, n++, args[i]);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && col0)
+        *col0 = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_fail(st, "retention");
+    return rc;
+}
+
+/* Events of one server past its newest keep, at most max of them.  The
+ * first and last ids (the index's two ends) tell when there cannot be
+ * more than keep, so a small history costs two lookups. */
+static int64_t
+prune_server(struct sqlite_store *st, const char *server, int keep, int64_t max)
+{
+    int64_t lo = 0, hi = 0, cut = 0;
+    if (prune_step(
+            st, "SELECT id FROM events WHERE server = ?1 ORDER BY id LIMIT 1",
+            server, NULL, 0, &lo) != SQLITE_ROW ||
+        prune_step(st,
+                   "SELECT id FROM events WHERE server = ?1"
+                   " ORDER BY id DESC LIMIT 1",
+                   server, NULL, 0, &hi) != SQLITE_ROW)
+        return 0;
+    if (hi - lo < keep)
+        return 0;
+    int64_t off = keep;
+    int rc = prune_step(st,
+                        "SELECT id FROM events WHERE server = ?1"
+                        " ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        server, &off, 1, &cut);
+    if (rc != SQLITE_ROW)
+        return rc < 0 ? rc : 0;
+    int64_t args[2] = {cut, max};
+    rc = prune_step(st,
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events"
+                    " WHERE server = ?1 AND id <= ?2 ORDER BY id LIMIT ?3)",
+                    server, args, 2, NULL);
+    return rc < 0 ? rc : sqlite3_changes(st->db);
+}
+
+static int64_t
+sq_prune(struct store *base, int64_t before_ms, int keep_per_server,
+         int max_rows)
+{
+    struct sqlite_store *st = sq(base);
+    int64_t done = 0;
+    int rc = tx_begin(st);
+    if (rc < 0)
+        return rc;
+    if (before_ms > 0) {
+        /* The oldest max_rows by id, those older than the cut: ids grow
+         * with time, so this never scans the young part of the table. */
+        int64_t args[2] = {before_ms, max_rows};
+        rc = prune_step(st,
+                        "DELETE FROM events WHERE id IN (SELECT id FROM"
+                        " (SELECT id, at_ms FROM events ORDER BY id LIMIT ?2)"
+                        " WHERE at_ms < ?1)",
+                        NULL, args, 2, NULL);
+        if (rc < 0)
+            goto out_rollback;
+        done += sqlite3_changes(st->db);
+        rc = prune_step(st,
+                        "DELETE FROM tokens WHERE revoked_ms IS NOT NULL"
+                        " AND revoked_ms < ?1",
+                        NULL, &before_ms, 1, NULL);
+        if (rc < 0)
+            goto out_rollback;
+        done += sqlite3_changes(st->db);
+    }
+    if (keep_per_server > 0) {
+        /* The servers first: no statement open while deleting. */
+        char **ids = NULL;
+        size_t nids = 0;
+        sqlite3_stmt *s;
+        if (sqlite3_prepare_v2(st->db, "SELECT DISTINCT id FROM servers", -1,
+                               &s, NULL) != SQLITE_OK) {
+            rc = sq_fail(st, "retention");
+            goto out_rollback;
+        }
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            ids = xrealloc(ids, sizeof(*ids) * (nids + 1));
+            ids[nids++] = xstrdup(column_text(s, 0));
+        }
+        sqlite3_finalize(s);
+        for (size_t i = 0; i < nids; i++) {
+            int64_t n =
+                done < max_rows
+                    ? prune_server(st, ids[i], keep_per_server, max_rows - done)
+                    : 0;
+            if (n < 0)
+                rc = (int)n;
+            else
+                done += n;
+            free(ids[i]);
+        }
+        free(ids);
+        if (rc < 0)
+            goto out_rollback;
+    }
+    rc = tx_commit(st);
+    if (rc < 0)
+        goto out_rollback;
+    return done;
+
+out_rollback:
+    tx_rollback(st);
+    return rc;
+}
+
+static int
+sq_token_get(struct store *base, const char *token, struct store_token *out)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_GET];
+    int ret = 0, rc;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "looking up token");
+    } else {
+        const unsigned char *srv = sqlite3_column_text(s, 0),
+                            *addr = sqlite3_column_text(s, 1);
+        if (strlcpy_s(out->server, srv ? (const char *)srv : "",
+                      sizeof(out->server)) >= sizeof(out->server))
+            ret = -ENOSPC;
+        strlcpy_s(out->addr, addr ? (const char *)addr : "", sizeof(out->addr));
+        out->overlay_ms = sqlite3_column_int64(s, 2);
+    }
+    stmt_done(s);
+    return ret;
+}
+
+static int
+sq_token_mark(struct store *base, const char *token, const char *addr,
+              int64_t overlay_ms)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_TOKEN_MARK];
+
+    sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+    if (addr)
+        sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 2);
+    if (overlay_ms > 0)
+        sqlite3_bind_int64(s, 3, overlay_ms);
+    else
+        sqlite3_bind_null(s, 3);
+    int ret = stmt_run(st, ST_TOKEN_MARK, "marking token");
+    if (ret == 0 && sqlite3_changes(st->db) == 0)
+        ret = -ENOENT;
+    return ret;
+}
+
+static int
+sq_token_last_addr(struct store *base, const char *server, char *addr,
+                   size_t len)
+{
+    struct sqlite_store *st = sq(base);
+    return lookup_text(st, ST_TOKEN_LAST_ADDR, server, addr, len);
+}
+
 const struct store_ops store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
@@ -709,4 +908,8 @@ const struct store_ops store_sqlite_ops = {
     .token_lookup = sq_token_lookup,
     .token_of_server = sq_token_of_server,
     .token_revoke_server = sq_token_revoke_server,
+    .prune = sq_prune,
+    .token_get = sq_token_get,
+    .token_mark = sq_token_mark,
+    .token_last_addr = sq_token_last_addr,
 };

@@ -157,7 +157,8 @@ parse_tty(struct uri_console *u, const char *p, char *err, size_t errlen)
 /* HOST[:PORT] or [V6]:PORT in [p, end) into *host and *port ("623" when
  * not given); NULL, or the reason a user reads. */
 static const char *
-split_bmc(const char *p, const char *end, char **host, char **port)
+split_bmc(const char *p, const char *end, char **host, char **port,
+          const char *defport)
 {
     const char *hend, *pp = NULL;
     if (*p == '[') {
@@ -179,7 +180,7 @@ split_bmc(const char *p, const char *end, char **host, char **port)
     if (hend == p || has_blank(p, hend) || memchr(p, '/', (size_t)(hend - p)))
         return "needs a BMC host";
     *host = dup_range(p, hend);
-    *port = pp ? dup_range(pp, end) : xstrdup("623");
+    *port = pp ? dup_range(pp, end) : xstrdup(defport);
     if (uri_parse_port(*port) < 0)
         return "bad port";
     return NULL;
@@ -198,7 +199,7 @@ parse_ipmi_sol(struct uri_console *u, const char *p, char *err, size_t errlen)
             return bad(err, errlen, "ipmi-sol: credentials must be USER:PASS@");
         p = at + 1;
     }
-    const char *why = split_bmc(p, end, &u->host, &u->port);
+    const char *why = split_bmc(p, end, &u->host, &u->port, "623");
     if (why && strcmp(why, "bad port") == 0)
         return bad(err, errlen, "ipmi-sol: port '%s' is not 1-65535", u->port);
     if (why)
@@ -278,12 +279,39 @@ parse_qmp(struct uri_power *u, const char *p, char *err, size_t errlen)
     return 0;
 }
 
-/* [USER:PASS@]HOST[/PATH] */
+/* One option of redfish://...?OPT&OPT: ca=FILE, tls=insecure,
+ * boot=uefi|legacy. */
+static bool
+redfish_option(struct uri_power *u, const char *o, const char *end)
+{
+    size_t n = (size_t)(end - o);
+    if (n > 3 && strncmp(o, "ca=", 3) == 0 && !u->ca && !u->insecure) {
+        u->ca = dup_range(o + 3, end);
+        return true;
+    }
+    if (n == 12 && strncmp(o, "tls=insecure", 12) == 0 && !u->ca) {
+        u->insecure = true;
+        return true;
+    }
+    if (n == 9 && strncmp(o, "boot=uefi", 9) == 0) {
+        u->boot_mode = "UEFI";
+        return true;
+    }
+    if (n == 11 && strncmp(o, "boot=legacy", 11) == 0) {
+        u->boot_mode = "Legacy";
+        return true;
+    }
+    return false;
+}
+
+/* [USER:PASS@]HOST[:PORT][/PATH][?ca=FILE|tls=insecure&boot=uefi|legacy] */
 static int
 parse_redfish(struct uri_power *u, const char *p, char *err, size_t errlen)
 {
-    const char *slash = strchr(p, '/');
-    const char *hend = slash ? slash : p + strlen(p);
+    const char *q = strchr(p, '?');
+    const char *end = q ? q : p + strlen(p);
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *hend = slash ? slash : end;
     const char *at = memrchr(p, '@', (size_t)(hend - p));
     if (at) {
         if (!split_creds(p, at, &u->user, &u->pass))
@@ -293,9 +321,22 @@ parse_redfish(struct uri_power *u, const char *p, char *err, size_t errlen)
     }
     if (p == hend || has_blank(p, hend))
         return bad(err, errlen, "redfish:// needs a host");
+    const char *why = split_bmc(p, hend, &u->host, &u->port, "443");
+    if (why && strcmp(why, "bad port") == 0)
+        return bad(err, errlen, "redfish:// port '%s' is not 1-65535", u->port);
+    if (why)
+        return bad(err, errlen, "redfish:// needs a host (%s)", why);
+    for (const char *o = q; o && *o; o = strchr(o, '&')) {
+        o++;
+        const char *oend = o + strcspn(o, "&");
+        if (!redfish_option(u, o, oend))
+            return bad(err, errlen,
+                       "redfish:// options are ?ca=FILE or tls=insecure, and "
+                       "boot=uefi|legacy, got '%s'",
+                       q);
+    }
     u->kind = URI_POWER_REDFISH;
-    u->host = dup_range(p, hend);
-    u->path = slash ? xstrdup(slash) : NULL;
+    u->path = slash ? dup_range(slash, end) : NULL;
     return 0;
 }
 
@@ -329,7 +370,7 @@ parse_ipmi(struct uri_power *u, const char *p, char *err, size_t errlen)
         return bad(err, errlen, "ipmi:// must be ipmi://user:pass@host[:port]");
     const char *q = strchr(at, '?');
     const char *end = q ? q : at + strlen(at);
-    const char *why = split_bmc(at + 1, end, &u->host, &u->port);
+    const char *why = split_bmc(at + 1, end, &u->host, &u->port, "623");
     if (why && strcmp(why, "bad port") == 0)
         return bad(err, errlen, "ipmi:// port '%s' is not 1-65535", u->port);
     if (why)
@@ -368,12 +409,12 @@ uri_power_parse(const char *s, char *err, size_t errlen)
     } else if (strncmp(s, "manual:", 7) == 0) {
         r = bad(err, errlen, "manual: takes nothing after the ':'");
     } else {
-        r = bad(
-            err, errlen,
-            "unknown power URI scheme in '%s' (want qmp:PATH, "
-            "redfish://[user:pass@]host/..., ipmi://user:pass@host[:port] or "
-            "manual:)",
-            s);
+        r = bad(err, errlen,
+                "unknown power URI scheme in '%s' (want qmp:PATH, "
+                "redfish://[user:pass@]host[:port]/Systems/ID, "
+                "ipmi://user:pass@host[:port] or "
+                "manual:)",
+                s);
     }
     if (r < 0) {
         uri_power_free(u);
@@ -392,6 +433,7 @@ uri_power_free(struct uri_power *u)
     free(u->host);
     free(u->port);
     free(u->cipher);
+    free(u->ca);
     free(u->user);
     free(u->pass);
     free(u);

@@ -11,7 +11,9 @@
  *   ipmi-sol:[USER:PASS@]HOST[:PORT][?cipher=N]   PORT default 623
  * Power drivers:
  *   qmp:/ABS/PATH[?nic=DEVICE_ID]
- *   redfish://[USER:PASS@]HOST[/PATH]
+ *   redfish://[USER:PASS@]HOST[:PORT][/PATH][?ca=FILE|tls=insecure
+ *             &boot=uefi|legacy]   PORT 443; PATH /Systems/ID or
+ *             /redfish/v1/Systems/ID (none: the only system)
  *   ipmi://USER:PASS@HOST[:PORT][?cipher=N&boot=efi|legacy]   PORT 623
  *   manual:
  * Store ([rescued] store):
@@ -62,9 +64,13 @@ struct uri_power {
     char *nic;         /* qmp: ?nic=DEVICE_ID, or NULL */
     char *host;        /* redfish, ipmi */
     char *user, *pass; /* redfish (NULL when not given), ipmi */
-    char *port;        /* ipmi (default "623") */
+    char *port;        /* ipmi (default "623"), redfish (default "443") */
     char *cipher;      /* ipmi ?cipher=N (ipmitool -C), or NULL */
     bool boot_legacy;  /* ipmi ?boot=legacy: PXE without the EFI flag */
+    char *ca;          /* redfish ?ca=FILE: the CA bundle, or NULL */
+    bool insecure;     /* redfish ?tls=insecure: no certificate check */
+    /* redfish ?boot=: "UEFI" or "Legacy" (static), NULL: the BMC's own */
+    const char *boot_mode;
 };
 
 /* Parse a power URI; NULL with a reason in err when it is not one. */

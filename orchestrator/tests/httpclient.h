@@ -106,6 +106,7 @@ struct call {
     const char *body;
     bool chunked;       /* send the body chunked, without Content-Length */
     const char *header; /* one extra request header */
+    const char *from;   /* the source address (127.0.0.2); NULL: any */
 };
 
 static CURL *
@@ -117,6 +118,12 @@ easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
     curl_easy_setopt(h, CURLOPT_URL, url);
     free(url);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    if (c->from) {
+        /* Its own connection, closed after: never reused by another call. */
+        curl_easy_setopt(h, CURLOPT_INTERFACE, c->from);
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
     if (!strcmp(c->method, "HEAD")) /* else curl waits for the body */
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);

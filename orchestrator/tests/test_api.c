@@ -10,12 +10,17 @@
 #include "config.h"
 #include "fleet.h"
 #include "http.h"
+#include "ipmitool.h"
 #include "loop.h"
 #include "store.h"
 #include "testutil.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -87,7 +92,7 @@ test_healthz_and_metrics(void **state)
     assert_non_null(strstr(r.headers.data, "application/json"));
     resp_clear(&r);
 
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers.data, "text/plain"));
     /* fleet's own, then ours: the healthz above was counted. */
@@ -103,6 +108,14 @@ test_healthz_and_metrics(void **state)
     assert_non_null(
         strstr(r.body.data, "rescued_http_request_duration_seconds_sum "));
     resp_clear(&r);
+
+    /* The fleet's states are no stranger's business (issue 12): the
+     * admin token or metrics_token (test_metrics_token), no other. */
+    expect_error(&(struct call){"GET", "/metrics"}, 401, "unauthorized");
+    http(&(struct call){"HEAD", "/metrics"}, &r);
+    assert_int_equal(r.status, 401);
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/metrics", ACME}, 401, "unauthorized");
 
     expect_error(&(struct call){"POST", "/healthz", NULL, NULL, "{}"}, 405,
                  "method_not_allowed");
@@ -123,7 +136,7 @@ test_keep_alive(void **state)
         {"GET", "/healthz"},
         {"GET", "/v1/servers/srv1", ADMIN},
         {"GET", "/v1/servers", ADMIN},
-        {"GET", "/metrics"},
+        {"GET", "/metrics", ADMIN},
     };
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         struct resp r;
@@ -433,7 +446,7 @@ test_actions_and_events(void **state)
     resp_clear(&r);
 
     /* Every one of them was counted. */
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     assert_non_null(strstr(
         r.body.data,
         "rescued_http_requests_total{method=\"POST\",code=\"202\"} 2\n"));
@@ -447,7 +460,7 @@ static bool
 metrics_has(const char *s)
 {
     struct resp r;
-    http(&(struct call){"GET", "/metrics"}, &r);
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
     bool yes = r.body.data && strstr(r.body.data, s);
     resp_clear(&r);
     return yes;
@@ -757,12 +770,169 @@ test_text_not_utf8(void **state)
     resp_clear(&r);
 }
 
+/* A metric's value from /metrics, or -1. */
+static long long
+metric_value(const char *name)
+{
+    struct resp r;
+    http(&(struct call){"GET", "/metrics", ADMIN}, &r);
+    long long v = -1;
+    char *pat = xasprintf("\n%s ", name);
+    const char *p = r.body.data ? strstr(r.body.data, pat) : NULL;
+    if (p)
+        v = atoll(p + strlen(pat));
+    free(pat);
+    resp_clear(&r);
+    return v;
+}
+
+/* after=0 over a long history: every event once, in order, and the
+ * stream never holds more than a page or so of it (the whole history,
+ * 1,500 events of some 230 bytes, would be 340 KB). */
+static void
+test_event_stream_pages(void **state)
+{
+    (void)state;
+    char msg[160];
+    memset(msg, 'x', sizeof(msg) - 1);
+    msg[sizeof(msg) - 1] = '\0';
+    /* One transaction (sqlite takes the appends into the batch): 1,500
+     * fsyncs would take seconds. */
+    assert_int_equal(store_begin(E->st), 0);
+    for (int i = 0; i < 1500; i++) {
+        char m[200];
+        snprintf(m, sizeof(m), "n%04d %s", i, msg);
+        assert_true(store_append_event(E->st, "srv1", "audit", "test", m) > 0);
+    }
+    assert_int_equal(store_commit(E->st), 0);
+    int64_t snap[2] = {0, 0};
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, count_event, snap),
+                     0);
+    struct hc_stream sse;
+    assert_true(hc_stream_open(
+        &sse,
+        &(struct call){"GET", "/v1/servers/srv1/events?after=0", ADMIN, NULL,
+                       NULL, false, "Accept: text/event-stream"},
+        "n1499 "));
+    const struct buf *body = &sse.r.body;
+    size_t n = 0;
+    long long last = 0;
+    /* The body opens with a comment line: every id follows a newline. */
+    for (const char *p = body->data; (p = strstr(p, "\nid: ")); p++) {
+        long long id = atoll(p + 5);
+        assert_true(id > last);
+        last = id;
+        n++;
+    }
+    assert_int_equal(n, (size_t)snap[0]);
+    assert_int_equal(last, snap[1]);
+    long long peak = metric_value("rescued_http_stream_queue_peak_bytes");
+    if (peak < 0 || peak > 100000)
+        fail_msg("an event stream held %lld bytes at once", peak);
+    hc_stream_close(&sse);
+}
+
+/* An action on an ipmi server whose BMC never answers its RMCP ping:
+ * the loop goes on serving meanwhile (a /healthz is answered at once,
+ * before the action's answer), and the action answers 409 with the
+ * reason once the ping's 300 ms are over. */
+static void
+test_action_preflight_async(void **state)
+{
+    (void)state;
+    ipmitool_test_set_program("/bin/false");
+    int bmc = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(bmc, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(bmc, (struct sockaddr *)&sa, &sl);
+    char *sections = xasprintf("[server:srv9]\n"
+                               "mac = 52:54:00:00:00:09\n"
+                               "project = acme\n"
+                               "power = ipmi://a:b@127.0.0.1:%d\n"
+                               "[project:acme]\n"
+                               "token = " ACME "\n",
+                               ntohs(sa.sin_port));
+    struct env *e = env_face_new(sections, "x", api_register);
+    free(sections);
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)HC.port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    const char *body = "{\"type\":\"reboot\"}";
+    char *req = xasprintf("POST /v1/servers/srv9/actions HTTP/1.1\r\n"
+                          "Host: t\r\nAuthorization: Bearer " ADMIN "\r\n"
+                          "Content-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n%s",
+                          strlen(body), body);
+    int64_t t0 = now_mono_ms();
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    free(req);
+    tu_pump_turns(e->loop, 5, 2); /* the POST is in, its ping out */
+    struct resp r;
+    http(&(struct call){"GET", "/healthz"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    int64_t healthz_at = now_mono_ms() - t0;
+    if (healthz_at >= 250)
+        fail_msg("/healthz waited %lld ms behind the pre-flight",
+                 (long long)healthz_at);
+
+    struct buf got = {0};
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int64_t end = now_mono_ms() + 3000;
+    while (now_mono_ms() < end && !(got.data && strstr(got.data, "}\n"))) {
+        loop_run_once(e->loop, 5);
+        char tmp[1024];
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n > 0)
+            buf_append(&got, tmp, (size_t)n);
+    }
+    assert_non_null(got.data);
+    assert_true(!strncmp(got.data, "HTTP/1.1 409 ", 13));
+    assert_non_null(strstr(got.data, "no answer to an RMCP ping in 300 ms"));
+    assert_true(now_mono_ms() - t0 >= 250);
+    buf_free(&got);
+    close(fd);
+    close(bmc);
+    void *st = e;
+    env_face_teardown(&st);
+}
+
+/* [rescued] metrics_token opens /metrics, and nothing else. */
+static void
+test_metrics_token(void **state)
+{
+    struct env *e = env_dir_new("K");
+    *state = e; /* for the teardown, whatever fails below */
+    env_start(e, "metrics_token = scrape-0123456789abcdef\n",
+              "[project:acme]\n"
+              "token = " ACME "\n");
+    e->http = hc_serve(e->loop);
+    api_register(e->http, e->fleet);
+    struct resp r;
+    http(&(struct call){"GET", "/metrics", "scrape-0123456789abcdef"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "rescued_servers{state=\"active\"}"));
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/metrics", "scrape-0123456789abcdeX"},
+                 401, "unauthorized");
+    expect_error(
+        &(struct call){"GET", "/v1/servers", "scrape-0123456789abcdef"}, 401,
+        "unauthorized");
+}
+
 int
 main(void)
 {
     store_test_set_busy_timeout(0); /* a held lock fails a write at once */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_metrics_token, NULL,
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup,
@@ -785,6 +955,9 @@ main(void)
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_stream_open_at_shutdown, setup,
                                         env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_event_stream_pages, setup,
+                                        env_face_teardown),
+        cmocka_unit_test(test_action_preflight_async),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

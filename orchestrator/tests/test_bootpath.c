@@ -130,6 +130,20 @@ rescue_token(char out[65])
     expect_state("pxe_booting");
 }
 
+/* The kernel with the boot's token, from 127.0.0.1: rescue_booting, the
+ * token bound to that address. */
+static void
+fetch_kernel(const char *token)
+{
+    char *path = xasprintf("/images/vmlinuz?token=%s", token);
+    struct resp r;
+    http(&(struct call){"GET", path}, &r);
+    free(path);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_state("rescue_booting");
+}
+
 static void
 test_boot_script(void **state)
 {
@@ -246,15 +260,18 @@ test_tools_archive(void **state)
     resp_clear(&r);
     expect_state("pxe_booting");
 
+    /* Before its boot fetched the kernel, the token is no boot's. */
+    expect_error(&(struct call){"GET", path}, 409, "conflict");
+    fetch_kernel(token);
     http(&(struct call){"GET", path}, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body.data, TOOLS);
     resp_clear(&r);
     free(path);
-    expect_state("pxe_booting");
+    expect_state("rescue_booting");
     assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
                                        "fetching the tools archive "
-                                       "tools.squashfs"),
+                                       "tools.squashfs from 127.0.0.1"),
                      1);
 }
 
@@ -288,6 +305,7 @@ test_overlay_and_phone_home(void **state)
                  404, "not_found");
     char token[65];
     rescue_token(token);
+    fetch_kernel(token);
 
     char *p = xasprintf("/overlay/%s.tar.gz", token);
     http(&(struct call){"GET", p}, &r);
@@ -320,7 +338,7 @@ test_overlay_and_phone_home(void **state)
     expect_error(&(struct call){"POST", p, NULL, NULL,
                                 "{\"ip\": \"10.0.0.5\", \"disks\": [1]}"},
                  400, "bad_request");
-    expect_state("pxe_booting"); /* a refused report moves nothing */
+    expect_state("rescue_booting"); /* a refused report moves nothing */
     /* A large inventory (300 devices, ~60 KB) is taken whole. */
     struct buf inv = {0};
     buf_printf(&inv, "{\"ip\": \"10.0.0.5\", \"mac\": \"" MAC "\", "
@@ -355,6 +373,258 @@ test_overlay_and_phone_home(void **state)
     json_decref(o);
 }
 
+/* Another host on the provisioning network: loopback's 127.0.0.2. */
+#define STRANGER "127.0.0.2"
+
+/* How many events srv1 has. */
+static int
+count_event(void *arg, const struct store_event *ev)
+{
+    (void)ev;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int
+events(void)
+{
+    int n = 0;
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, count_event, &n),
+                     0);
+    return n;
+}
+
+/* The body of a refusal names no server, project or state. */
+static void
+expect_refusal(const struct call *c, long status, const char *code)
+{
+    struct resp r;
+    http(c, &r);
+    if (r.status != status || !r.json || strcmp(jstr(r.json, "code"), code))
+        fail_msg("%s %.60s from %s: expected %ld %s, got %ld %.200s", c->method,
+                 c->path, c->from ? c->from : "127.0.0.1", status, code,
+                 r.status, r.body.data ? r.body.data : "");
+    const char *words[] = {"srv1", "acme", "booting", "rescue_", "active"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strstr(r.body.data, words[i]))
+            fail_msg("the refusal tells a stranger '%s': %s", words[i],
+                     r.body.data);
+    resp_clear(&r);
+}
+
+#define REAL_REPORT                                                            \
+    "{\"ip\": \"127.0.0.1\", \"ssh_host_keys\": [{\"type\": "                  \
+    "\"ssh-ed25519\", \"fingerprint\": \"SHA256:real\"}]}"
+#define EVIL_REPORT                                                            \
+    "{\"ip\": \"127.0.0.2\", \"ssh_host_keys\": [{\"type\": "                  \
+    "\"ssh-ed25519\", \"fingerprint\": \"SHA256:evil\"}]}"
+
+/* The fingerprint the owner is shown, or "". */
+static char *
+shown_fingerprint(void)
+{
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    json_t *o = fleet_server_json(E->fleet, cs);
+    json_t *k = json_array_get(
+        json_object_get(json_object_get(o, "rescue"), "ssh_host_keys"), 0);
+    const char *fp = json_string_value(json_object_get(k, "fingerprint"));
+    char *out = xstrdup(fp ? fp : "");
+    json_decref(o);
+    return out;
+}
+
+/* A stranger who knows the MAC gets the script (and its token) as the
+ * server does, but cannot use the token: the kernel's fetch bound it to
+ * the server's address.  Overlay and phone-home from elsewhere: 403; the
+ * overlay is served once, the phone-home taken once: then 409.  Nothing
+ * moves, and the host keys shown are the real boot's. */
+static void
+test_stranger_cannot_speak_for_a_server(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    struct resp r;
+    http(&(struct call){"GET", "/boot/" MAC ".ipxe", .from = STRANGER}, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body.data, "srv1"));
+    resp_clear(&r);
+    expect_state("pxe_booting");
+    fetch_kernel(token);
+
+    char *k = xasprintf("/images/vmlinuz?token=%s", token);
+    char *ovl = xasprintf("/overlay/%s.tar.gz", token);
+    char *ph = xasprintf("/v1/phone-home/%s", token);
+    expect_refusal(&(struct call){"GET", k, .from = STRANGER}, 403,
+                   "forbidden");
+    expect_refusal(&(struct call){"GET", ovl, .from = STRANGER}, 403,
+                   "forbidden");
+    expect_refusal(
+        &(struct call){"POST", ph, .body = EVIL_REPORT, .from = STRANGER}, 403,
+        "forbidden");
+    expect_state("rescue_booting");
+    char *fp = shown_fingerprint();
+    assert_string_equal(fp, "");
+    free(fp);
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
+                                       "refused a phone-home from 127.0.0.2: "
+                                       "its boot token is bound to another "
+                                       "address"),
+                     1);
+
+    /* The overlay goes once, to the boot's address; a HEAD cannot spend
+     * it. */
+    http(&(struct call){"HEAD", ovl}, &r);
+    assert_int_equal(r.status, 405);
+    resp_clear(&r);
+    http(&(struct call){"GET", ovl}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_refusal(&(struct call){"GET", ovl}, 409, "conflict");
+
+    /* The one real phone-home; after it, nobody speaks for the server. */
+    http(&(struct call){"POST", ph, .body = REAL_REPORT}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_state("rescue");
+    expect_refusal(&(struct call){"POST", ph, .body = EVIL_REPORT}, 409,
+                   "conflict");
+    expect_refusal(
+        &(struct call){"POST", ph, .body = EVIL_REPORT, .from = STRANGER}, 409,
+        "conflict");
+    expect_state("rescue");
+    fp = shown_fingerprint();
+    assert_string_equal(fp, "SHA256:real");
+    free(fp);
+    free(k);
+    free(ovl);
+    free(ph);
+}
+
+/* A phone-home before the rescue kernel was fetched is no rescue OS's:
+ * refused, and the server still rebooting (today it jumped to rescue). */
+static void
+test_phone_home_only_in_rescue_booting(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    char *ph = xasprintf("/v1/phone-home/%s", token);
+    expect_refusal(&(struct call){"POST", ph, .body = EVIL_REPORT}, 409,
+                   "conflict");
+    expect_state("pxe_booting");
+    char *fp = shown_fingerprint();
+    assert_string_equal(fp, "");
+    free(fp);
+    free(ph);
+}
+
+/* HEAD asks what GET would get, and moves nothing: not the script, not
+ * the kernel with its token. */
+static void
+test_head_moves_nothing(void **state)
+{
+    (void)state;
+    const char *keys[] = {KEY, NULL};
+    struct fleet_action fa = {
+        .event = FSM_EV_RESCUE, .ssh_keys = keys, .nkeys = 1, .actor = "admin"};
+    char err[256] = "", token[65];
+    assert_int_equal(fleet_action(E->fleet, "srv1", &fa, err, sizeof(err)), 0);
+    tu_pump_until(E->loop, 3000, rebooting, "srv1");
+    int before = events();
+    struct resp r;
+    http(&(struct call){"HEAD", "/boot/" MAC ".ipxe"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_state("rebooting");
+    assert_int_equal(events(), before);
+    assert_int_equal(store_token_of_server(E->st, "srv1", token, 65), 0);
+    char *k = xasprintf("/images/vmlinuz?token=%s", token);
+    http(&(struct call){"GET", "/boot/" MAC ".ipxe"}, &r);
+    resp_clear(&r);
+    expect_state("pxe_booting");
+    before = events();
+    http(&(struct call){"HEAD", k}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    expect_state("pxe_booting");
+    assert_int_equal(events(), before);
+    free(k);
+}
+
+/* A flood of boot-path requests for one MAC: the first fetch of a step is
+ * an event, the rest are not (no event, no fsync each), and none from a
+ * stranger moves the server. */
+static void
+test_flood_grows_nothing(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    fetch_kernel(token);
+    int before = events();
+    char *k = xasprintf("/images/vmlinuz?token=%s", token);
+    char *ph = xasprintf("/v1/phone-home/%s", token);
+    for (int i = 0; i < 50; i++) {
+        struct resp r;
+        http(&(struct call){"GET", "/boot/" MAC ".ipxe", .from = STRANGER}, &r);
+        assert_int_equal(r.status, 200);
+        resp_clear(&r);
+        http(&(struct call){"GET", k}, &r);
+        assert_int_equal(r.status, 200);
+        resp_clear(&r);
+        http(&(struct call){"POST", ph, .body = EVIL_REPORT, .from = STRANGER},
+             &r);
+        assert_int_equal(r.status, 403);
+        resp_clear(&r);
+    }
+    expect_state("rescue_booting");
+    /* One each: the stranger's script fetch, the refused phone-home. */
+    assert_int_equal(events(), before + 2);
+    /* Each refusal is counted all the same. */
+    struct buf m = {0};
+    fleet_metrics(E->fleet, &m);
+    assert_non_null(
+        strstr(m.data, "\nrescued_boot_refusals_total{code=\"403\"} 50\n"));
+    buf_free(&m);
+    free(k);
+    free(ph);
+}
+
+/* On its way home, a server leaves exiting by its own fetch of the local
+ * script, not by a stranger's. */
+static void
+test_exiting_not_moved_by_a_stranger(void **state)
+{
+    (void)state;
+    char token[65];
+    rescue_token(token);
+    fetch_kernel(token);
+    char *ph = xasprintf("/v1/phone-home/%s", token);
+    struct resp r;
+    http(&(struct call){"POST", ph, .body = REAL_REPORT}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    free(ph);
+    expect_state("rescue");
+    struct fleet_action fa = {.event = FSM_EV_EXIT_RESCUE, .actor = "admin"};
+    char err[256] = "";
+    assert_int_equal(fleet_action(E->fleet, "srv1", &fa, err, sizeof(err)), 0);
+    expect_state("exiting");
+    http(&(struct call){"GET", "/boot/" MAC ".ipxe", .from = STRANGER}, &r);
+    assert_non_null(strstr(r.body.data, "sanboot"));
+    resp_clear(&r);
+    expect_state("exiting");
+    http(&(struct call){"GET", "/boot/" MAC ".ipxe"}, &r);
+    resp_clear(&r);
+    expect_state("booting_local");
+    /* The exit revoked the token. */
+    char *ovl = xasprintf("/overlay/%s.tar.gz", token);
+    expect_error(&(struct call){"GET", ovl}, 404, "not_found");
+    free(ovl);
+}
+
 int
 main(void)
 {
@@ -369,6 +639,16 @@ main(void)
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_no_tools_archive, setup,
                                         env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_stranger_cannot_speak_for_a_server,
+                                        setup, env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_phone_home_only_in_rescue_booting,
+                                        setup, env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_head_moves_nothing, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_flood_grows_nothing, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_exiting_not_moved_by_a_stranger,
+                                        setup, env_face_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

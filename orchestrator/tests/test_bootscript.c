@@ -13,13 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 static struct bootscript_rescue
 rescue_params(enum firmware fw)
 {
-    struct bootscript_rescue r = {.server_id = "srv1",
-                                  .boot_url = "http://10.77.0.1:8080",
+    struct bootscript_rescue r = {.boot_url = "http://10.77.0.1:8080",
                                   .token = "abc123",
                                   .kernel_name = "vmlinuz",
                                   .initrd_name = "initramfs",
@@ -123,10 +123,10 @@ test_local_scripts(void **state)
 {
     (void)state;
     struct buf b = {0};
-    bootscript_local("srv1", FW_BIOS, &b);
+    bootscript_local(FW_BIOS, &b);
     assert_non_null(strstr(b.data, "\nsanboot --no-describe --drive 0x80\n"));
     buf_free(&b);
-    bootscript_local("srv2", FW_UEFI, &b);
+    bootscript_local(FW_UEFI, &b);
     assert_non_null(strstr(b.data, "\nexit\n"));
     assert_null(strstr(b.data, "sanboot"));
     buf_free(&b);
@@ -193,6 +193,37 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     config_free(c);
 }
 
+/* Who rescued's dnsmasq leased a MAC to: the boot path takes a server's
+ * boot only from there (fleet_boot.c).  A MAC may hold two leases (iPXE
+ * and the rescue OS with another client id). */
+static void
+test_dnsmasq_lease_match(void **state)
+{
+    (void)state;
+    const int64_t now = 1796000000;
+    const char *leases =
+        "1796000100 52:54:00:77:00:01 10.77.0.150 srv1 01:52:54:00:77:00:01\n"
+        "0 52:54:00:77:00:02 10.77.0.151 * *\n"
+        "1796000200 52:54:00:77:00:01 10.77.0.152 srv1 ff:00:11\n"
+        "1795999999 52:54:00:77:00:03 10.77.0.153 srv3 *\n";
+    const char *m1 = "52:54:00:77:00:01", *m2 = "52:54:00:77:00:02";
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.150", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.152", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m1, "10.77.0.151", now), 0);
+    /* An infinite lease counts; a prefix of an address is not it. */
+    assert_int_equal(dnsmasq_lease_match(leases, m2, "10.77.0.151", now), 1);
+    assert_int_equal(dnsmasq_lease_match(leases, m2, "10.77.0.15", now), 0);
+    /* An expired lease is none; nor is a MAC not in the file. */
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:03", "10.77.0.153", now),
+        -ENOENT);
+    assert_int_equal(
+        dnsmasq_lease_match(leases, "52:54:00:77:00:04", "10.77.0.150", now),
+        -ENOENT);
+    assert_int_equal(dnsmasq_lease_match("", m1, "1.2.3.4", now), -ENOENT);
+    assert_int_equal(dnsmasq_leased(NULL, m1, "1.2.3.4"), -ENOENT);
+}
+
 static void
 test_dnsmasq_proxy_mode_has_pxe_services(void **state)
 {
@@ -221,6 +252,7 @@ main(void)
         cmocka_unit_test(test_local_scripts),
         cmocka_unit_test(test_dnsmasq_answers_only_the_inventory),
         cmocka_unit_test(test_dnsmasq_proxy_mode_has_pxe_services),
+        cmocka_unit_test(test_dnsmasq_lease_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -210,6 +210,18 @@ test_defaults(void **state)
     assert_string_equal(c->console_listen, "127.0.0.1:2222");
     assert_int_equal(c->readonly_grace, 30);
     assert_int_equal(c->scrollback, 1024 * 1024);
+    /* what clients may hold, and how long history is kept */
+    assert_int_equal(c->max_connections, 1024);
+    assert_int_equal(c->max_connections_per_ip, 32);
+    assert_int_equal(c->request_timeout, 30);
+    assert_int_equal(c->max_event_streams, 256);
+    assert_int_equal(c->max_event_streams_per_token, 8);
+    assert_int_equal(c->retention_days, 90);
+    assert_int_equal(c->retention_events, 100000);
+    assert_int_equal(c->max_startups, 10);
+    assert_int_equal(c->max_startups_per_source, 3);
+    assert_int_equal(c->login_grace, 60);
+    assert_int_equal(c->max_auth_tries, 6);
     assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
     assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
     assert_null(c->tools); /* no tools archive unless one is named */
@@ -456,6 +468,8 @@ test_power_uri(void **state)
         "ipmi://admin:secret@10.0.0.5:6230?cipher=3&boot=legacy",
         "manual:",
         "qmp:/run/lab/srv1.qmp?nic=net0",
+        "redfish://root:calvin@10.0.0.5/Systems/1",
+        "redfish://10.0.0.5:8443/Systems/1?ca=/etc/bmc.pem&boot=uefi",
     };
     static const char *bad[] = {
         "wol:52:54:00:00:00:01",
@@ -471,6 +485,8 @@ test_power_uri(void **state)
         "manual:now",
         "qmp:/x?bootdev=net0",
         "qmp:/x?nic=",
+        "redfish://bmc/Systems/1?tls=off",
+        "redfish://bmc/Systems/1?ca=/x&tls=insecure",
     };
     char text[1024];
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
@@ -492,12 +508,48 @@ test_power_uri(void **state)
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\npower = wol:x\n",
                    ":11: [server:srv1] power: ", "unknown power URI scheme");
-    /* Well-formed, but no driver yet: refused here, with FILE:LINE. */
+    /* power_credentials names a file; the driver reads it. */
+    struct config *c =
+        expect_load(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "power_credentials = /etc/rescued/bmc1\n");
+    assert_string_equal(c->servers[0].power_credentials, "/etc/rescued/bmc1");
+    config_free(c);
+}
+
+/* boot = pxe | virtualmedia; virtualmedia only with redfish and a CD. */
+static void
+test_boot_mode(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_int_equal(c->servers[0].boot, BOOT_PXE);
+    assert_null(c->iso);
+    config_free(c);
+    c = expect_load(HEAD "[image]\niso = /srv/rescue.iso\n"
+                         "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                         "project = acme\n"
+                         "power = redfish://10.0.0.5/Systems/1\n"
+                         "boot = virtualmedia\n");
+    assert_int_equal(c->servers[0].boot, BOOT_VIRTUALMEDIA);
+    assert_string_equal(c->iso, "/srv/rescue.iso");
+    config_free(c);
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "boot = usb\n",
+                   ":12: [server:srv1] boot: ",
+                   "'usb' is not pxe or "
+                   "virtualmedia");
+    /* A driver without virtual media, or no CD to put in. */
+    expect_refusal(HEAD "[image]\niso = /srv/rescue.iso\n" SERVER(
+                       "srv1", "52:54:00:00:00:01") "boot = virtualmedia\n",
+                   ":14: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = acme\n"
-                        "power = redfish://root:calvin@10.0.0.5/Systems/1\n",
-                   ":11: [server:srv1] power: ",
-                   "redfish power driver not implemented yet");
+                        "power = redfish://10.0.0.5/Systems/1\n"
+                        "boot = virtualmedia\n",
+                   ":12: [server:srv1] boot: ",
+                   "virtualmedia needs power = redfish://... and [image] iso");
 }
 
 /* [rescued] store: a URL with a backend, default "sqlite:"; any other
@@ -618,6 +670,17 @@ test_bad_numbers(void **state)
                    ":9: [console] scrollback: ", "'1Q' is not a size");
     expect_refusal("[rescued]\nmax_body = lots\n",
                    ":2: [rescued] max_body: ", "not a size");
+    expect_refusal(
+        "[rescued]\nrequest_timeout = 0\n",
+        ":2: [rescued] request_timeout: ", "not a positive duration");
+    expect_refusal("[rescued]\nmax_connections_per_ip = many\n",
+                   ":2: [rescued] max_connections_per_ip: ", "not a number");
+    expect_refusal("[rescued]\nretention_days = -1\n",
+                   ":2: [rescued] retention_days: ", "not a number");
+    expect_refusal(HEAD "[console]\nlogin_grace = 0\n",
+                   ":9: [console] login_grace: ", "not a positive duration");
+    expect_refusal(HEAD "[console]\nmax_auth_tries = x\n",
+                   ":9: [console] max_auth_tries: ", "not a number");
 }
 
 static void
@@ -703,6 +766,19 @@ test_bad_listen(void **state)
                    ":2: [rescued] listen: ", "not host:port");
     expect_refusal(HEAD "[console]\nlisten = :2222\n",
                    ":9: [console] listen: ", "not host:port");
+}
+
+/* /metrics's own token is a secret like the others: 16 characters. */
+static void
+test_metrics_token_short(void **state)
+{
+    (void)state;
+    expect_refusal(
+        "[rescued]\nlisten = 127.0.0.1:8080\n"
+        "boot_url = http://127.0.0.1:8080/\n"
+        "data_dir = /var/lib/rescued\nadmin_token = admintok-0123456789\n"
+        "metrics_token = short\n",
+        ":6: [rescued] metrics_token: ", "at least 16 characters");
 }
 
 static void
@@ -817,6 +893,42 @@ test_many_servers_far_lines(void **state)
     buf_free(&b);
 }
 
+/* admin_token_file: the token from the file's first line, the file kept
+ * from group and others; one of admin_token and admin_token_file. */
+static void
+test_admin_token_file(void **state)
+{
+    (void)state;
+    char tok[128], text[512];
+    snprintf(tok, sizeof(tok), "%s/admin.token", tmpdir);
+#define WITH_FILE(extra)                                                       \
+    snprintf(text, sizeof(text),                                               \
+             "[rescued]\nlisten = 127.0.0.1:1\nboot_url = http://x\n"          \
+             "data_dir = /d\nadmin_token_file = %s\n%s",                       \
+             tok, extra)
+    assert_int_equal(write_file_atomic(tok, "s3cret-0123456789\n", 18, 0600),
+                     0);
+    WITH_FILE("");
+    struct config *c = expect_load(text);
+    assert_string_equal(c->admin_token, "s3cret-0123456789");
+    config_free(c);
+    WITH_FILE("admin_token = x\n");
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "admin_token is set too");
+    assert_int_equal(write_file_atomic(tok, "s3cret-0123456789\n", 18, 0640),
+                     0);
+    WITH_FILE("");
+    expect_refusal(text, ":5: [rescued] admin_token_file: ",
+                   "readable by others (mode 640)");
+    assert_int_equal(write_file_atomic(tok, "\n", 1, 0600), 0);
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "no token on its first line");
+    unlink(tok);
+    expect_refusal(
+        text, ":5: [rescued] admin_token_file: ", "cannot read: No such file");
+#undef WITH_FILE
+}
+
 int
 main(void)
 {
@@ -839,16 +951,19 @@ main(void)
         cmocka_unit_test(test_power_uri),
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_store_url),
+        cmocka_unit_test(test_boot_mode),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),
         cmocka_unit_test(test_token_clash),
+        cmocka_unit_test(test_metrics_token_short),
         cmocka_unit_test(test_parse_mac),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_many_servers),
         cmocka_unit_test(test_many_servers_far_lines),
+        cmocka_unit_test(test_admin_token_file),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }

@@ -506,6 +506,41 @@ test_tcp_source(void **state)
     buf_free(&s.got);
 }
 
+/* A tcp: source by host name: looked up off the loop (resolve.c, glibc's
+ * getaddrinfo_a), then connected; console_new returns before any of it,
+ * and a console freed while the lookup is out never connects. */
+static void
+test_tcp_source_by_name(void **state)
+{
+    struct fixture *f = *state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &sl);
+    char err[256] = "";
+    char *uri = xasprintf("tcp:localhost:%d", ntohs(sa.sin_port));
+    f->c = console_new(f->l, "tcp2", uri, f->logdir, 0, err, sizeof(err));
+    assert_non_null(f->c);
+    assert_false(console_connected(f->c)); /* nothing waited for yet */
+    assert_true(tu_pump_until(f->l, 3000, is_connected, f->c));
+    struct tu_source tcp = {.lfd = lfd, .fd = -1};
+    assert_true(tu_source_accept(&tcp));
+    tu_source_hangup(&tcp);
+    console_free(f->c);
+    /* Freed with the lookup out: no connection comes, nothing leaks. */
+    f->c = console_new(f->l, "tcp3", uri, f->logdir, 0, err, sizeof(err));
+    assert_non_null(f->c);
+    console_free(f->c);
+    f->c = NULL;
+    tu_pump_for(f->l, 200);
+    assert_true(accept(lfd, NULL, NULL) < 0 && errno == EAGAIN);
+    free(uri);
+    close(lfd);
+}
+
 static bool
 sink_has(struct fixture *f, struct sink *s, const char *text, int ms)
 {
@@ -598,6 +633,46 @@ test_ipmi_sol_child(void **state)
     free(bin);
 }
 
+/* console/log?tail=N reads from the end and at most CONSOLE_TAIL_MAX
+ * bytes: an 8 MB log of one endless line gives its last bytes, a log of
+ * many lines gives whole lines up to the bound, ending with the last. */
+static void
+test_tail_bounded(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mkdir_p(f->logdir, 0700, NULL, 0), 0);
+    size_t big = 8 * 1024 * 1024;
+    char *x = xmalloc(big);
+    memset(x, 'x', big);
+    memcpy(x + big - 4, "END!", 4);
+    char *path = xasprintf("%s/srv2.log", f->logdir);
+    assert_int_equal(write_file_atomic(path, x, big, 0600), 0);
+    struct buf t = {0};
+    assert_int_equal(console_tail_log(f->logdir, "srv2", 100000, &t), 0);
+    if (t.len > CONSOLE_TAIL_MAX)
+        fail_msg("tail read %zu bytes (the bound is %d)", t.len,
+                 CONSOLE_TAIL_MAX);
+    assert_memory_equal(t.data + t.len - 4, "END!", 4);
+    buf_free(&t);
+    /* 2 MB of 100-byte lines in .1 and the current file */
+    struct buf lines = {0};
+    for (int i = 0; i < 20000; i++)
+        buf_printf(&lines, "%-98d|\n", i);
+    assert_int_equal(write_file_atomic(path, lines.data, lines.len, 0600), 0);
+    char *p1 = xasprintf("%s/srv2.log.1", f->logdir);
+    assert_int_equal(write_file_atomic(p1, lines.data, lines.len, 0600), 0);
+    assert_int_equal(console_tail_log(f->logdir, "srv2", 100000, &t), 0);
+    assert_true(t.len <= CONSOLE_TAIL_MAX && t.len > CONSOLE_TAIL_MAX - 200);
+    assert_int_equal(t.len % 100, 0); /* whole lines */
+    assert_memory_equal(t.data + t.len - 100, lines.data + lines.len - 100,
+                        100);
+    buf_free(&t);
+    buf_free(&lines);
+    free(p1);
+    free(path);
+    free(x);
+}
+
 int
 main(void)
 {
@@ -605,6 +680,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bytes_reach_ring_log_and_viewer,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_keeps_only_its_size, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tail_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_source_by_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rotation_keeps_tail_working, setup,
                                         teardown),

@@ -401,6 +401,31 @@ test_full_transport_keeps_order(void **state)
     assert_int_equal(w->closes, 1);
 }
 
+/* A read-only user who types into a zero window: each key's notice is
+ * queued for it, and the queue holds no more than its bound (before, it
+ * grew by a notice per key until the daemon aborted). */
+static void
+test_notices_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct user *r = attach(f, 0, true, 0);
+    buf_reset(&r->got);
+    r->room = 0;
+    for (int i = 0; i < 20000; i++)
+        type(r, "x");
+    r->room = SIZE_MAX;
+    console_session_flush(r->cs);
+    /* the queue, then the "[N bytes dropped]" line that follows it */
+    if (r->got.len > CONSOLE_VIEWER_QUEUE + 64)
+        fail_msg("%zu bytes queued for one viewer (the bound is %d)",
+                 r->got.len, CONSOLE_VIEWER_QUEUE);
+    assert_true(saw(&r->got, "read-only session (.ro): input ignored"));
+    /* The stream goes on: source bytes still arrive. */
+    buf_reset(&r->got);
+    assert_int_equal(write(f->dm.src->fd, "after\r\n", 7), 7);
+    assert_true(pump_for(f, &r->got, "after\r\n"));
+}
+
 static void
 test_idle_writer(void **state)
 {
@@ -538,6 +563,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_full_transport_keeps_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notices_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_console_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_console, setup, teardown),
         cmocka_unit_test(test_fleet_authorize_who),

@@ -338,11 +338,17 @@ into_rescue(struct fx *f)
     char token[65];
     assert_int_equal(store_token_of_server(e->st, "srv1", token, sizeof(token)),
                      0);
+    /* Its kernel, then its rescue OS phones home from that address. */
+    assert_int_equal(fleet_image_fetched(e->fleet, "vmlinuz", token,
+                                         "192.0.2.9", false, err, sizeof(err)),
+                     0);
+    assert_int_equal(f->calls, 3); /* -> rescue_booting */
     json_t *report = json_pack("{s:s}", "ip", "192.0.2.9");
-    assert_int_equal(
-        fleet_phone_home(e->fleet, token, report, err, sizeof(err)), 0);
+    assert_int_equal(fleet_phone_home(e->fleet, token, "192.0.2.9", report, err,
+                                      sizeof(err)),
+                     0);
     json_decref(report);
-    assert_int_equal(f->calls, 3); /* -> rescue, read-only for 1 s */
+    assert_int_equal(f->calls, 4); /* -> rescue, read-only for 1 s */
     assert_false(f->writable);
     char why[256];
     assert_false(fleet_console_writable(e->fleet, "srv1", why, sizeof(why)));
@@ -355,13 +361,13 @@ test_writable_changed_fires(void **state)
     struct fx *f = *state;
     into_rescue(f);
     int64_t t0 = now_mono_ms();
-    assert_true(pump_until_calls(f, 4, 3000));
+    assert_true(pump_until_calls(f, 5, 3000));
     assert_true(now_mono_ms() - t0 >= 900);
     assert_true(f->writable);
     assert_string_equal(f->server, "srv1");
     /* One timer per window: nothing more comes. */
     tu_pump_turns(f->env->loop, 20, 10);
-    assert_int_equal(f->calls, 4);
+    assert_int_equal(f->calls, 5);
 }
 
 /* A server dropped at reload takes its pending window with it. */
@@ -371,14 +377,15 @@ test_reload_drops_grace(void **state)
     struct fx *f = *state;
     struct env *e = f->env;
     into_rescue(f);
+    int before = f->srv1_calls;
     fleet_reload(e->fleet, env_config(e, NULL, INVENTORY("srv2")));
     assert_null(config_find_server(fleet_config(e->fleet), "srv1"));
     /* The reload itself tells the faces once (srv1 is gone: its sessions
      * end); srv2 is new, so its own window may end meanwhile; srv1's must
      * not. */
-    assert_int_equal(f->srv1_calls, 4);
+    assert_int_equal(f->srv1_calls, before + 1);
     tu_pump_for(e->loop, 1500);
-    assert_int_equal(f->srv1_calls, 4);
+    assert_int_equal(f->srv1_calls, before + 1);
 }
 
 /* --- a server's life, with the double and the clock ------------------- */
@@ -672,6 +679,9 @@ act(const char *id, enum fsm_event ev, int64_t ttl_s)
     return fleet_action(E->fleet, id, &a, action_err, sizeof(action_err));
 }
 
+/* Where the servers' boots come from. */
+#define SERVER_ADDR "192.0.2.1"
+
 /* The server fetches its iPXE script: true when it is the rescue one. */
 static bool
 fetch_script(const char *id)
@@ -679,7 +689,8 @@ fetch_script(const char *id)
     const struct config_server *cs =
         config_find_server(fleet_config(E->fleet), id);
     struct buf b = {0};
-    assert_int_equal(fleet_boot_script(E->fleet, cs->mac, "192.0.2.1", &b), 0);
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, SERVER_ADDR, false, &b), 0);
     bool rescue = strstr(b.data, "boots the rescue image") != NULL;
     buf_free(&b);
     return rescue;
@@ -720,10 +731,12 @@ to_pxe_booting(const char *id, int64_t ttl_s)
 static void
 to_rescue_booting(const char *id, int64_t ttl_s)
 {
-    char token[65];
+    char token[65], err[128];
     to_pxe_booting(id, ttl_s);
     token_of(id, token);
-    fleet_image_fetched(E->fleet, "vmlinuz", token);
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", token,
+                                         SERVER_ADDR, false, err, sizeof(err)),
+                     0);
     assert_string_equal(state_of(id), "rescue_booting");
 }
 
@@ -734,9 +747,10 @@ to_rescue(const char *id, int64_t ttl_s)
     char token[65], err[256];
     to_rescue_booting(id, ttl_s);
     token_of(id, token);
-    json_t *report = json_pack("{s:s}", "ip", "192.0.2.9");
-    assert_int_equal(
-        fleet_phone_home(E->fleet, token, report, err, sizeof(err)), 0);
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(fleet_phone_home(E->fleet, token, SERVER_ADDR, report, err,
+                                      sizeof(err)),
+                     0);
     json_decref(report);
     assert_string_equal(state_of(id), "rescue");
 }
@@ -860,6 +874,109 @@ test_rescue_booting_retries_then_fails(void **state)
     (void)state;
     to_rescue_booting("srv1", 0);
     retries_then_fail("srv1", "rescue_booting", 120, "rescue_failed");
+}
+
+/* A boot token lives with its boot: a failed step revokes it, and a
+ * retry's reset of a boot that used its token gets a fresh one, which the
+ * retried boot binds anew (the old one is no key any more). */
+static void
+test_tokens_follow_the_boot(void **state)
+{
+    (void)state;
+    char used[65], fresh[65], err[128];
+    to_rescue_booting("srv1", 0);
+    token_of("srv1", used);
+    clock_skip_s(125);
+    settle(); /* rescue_booting timed out: reset, retry 1 */
+    assert_int_equal(retries_of("srv1"), 1);
+    token_of("srv1", fresh);
+    assert_string_not_equal(fresh, used);
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_overlay(E->fleet, used, SERVER_ADDR, &b, err, sizeof(err)),
+        -ENOENT);
+    buf_free(&b);
+    /* The retried boot: its script carries the fresh token. */
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_true(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "pxe_booting");
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", fresh,
+                                         "192.0.2.77", false, err, sizeof(err)),
+                     0);
+    assert_string_equal(state_of("srv1"), "rescue_booting");
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(fleet_phone_home(E->fleet, fresh, SERVER_ADDR, report, err,
+                                      sizeof(err)),
+                     -EACCES);
+    assert_string_equal(state_of("srv1"), "rescue_booting");
+    /* Failed (its retries used up): the token dies with the step. */
+    for (int i = 0; i < 3; i++) {
+        clock_skip_s(125);
+        settle();
+        if (nreq("srv1", POWER_RESET, REQ_PENDING))
+            answer("srv1", POWER_RESET, 0, NULL);
+    }
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+    assert_int_equal(store_token_of_server(E->st, "srv1", fresh, 65), -ENOENT);
+    assert_int_equal(fleet_phone_home(E->fleet, fresh, "192.0.2.77", report,
+                                      err, sizeof(err)),
+                     -ENOENT);
+    json_decref(report);
+    assert_string_equal(state_of("srv1"), "rescue_failed");
+}
+
+/* A rescue OS that restarts by itself netboots again: its own fetch of
+ * the script is a new boot (pxe_booting, a fresh token, the old report
+ * gone); a stranger's fetch moves nothing. */
+static void
+test_rescue_os_restarts_itself(void **state)
+{
+    (void)state;
+    char old[65], now[65];
+    to_rescue("srv1", 0);
+    token_of("srv1", old);
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, "192.0.2.66", false, &b), 0);
+    buf_free(&b);
+    assert_string_equal(state_of("srv1"), "rescue");
+    token_of("srv1", now);
+    assert_string_equal(now, old);
+    assert_true(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "pxe_booting");
+    token_of("srv1", now);
+    assert_string_not_equal(now, old);
+    json_t *o = fleet_server_json(E->fleet, cs);
+    assert_true(json_is_null(json_object_get(o, "rescue")) ||
+                !json_object_get(o, "rescue"));
+    json_decref(o);
+    /* ...and it comes back into rescue with the new token. */
+    char err[128];
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", now, SERVER_ADDR,
+                                         false, err, sizeof(err)),
+                     0);
+    json_t *report = json_pack("{s:s}", "ip", SERVER_ADDR);
+    assert_int_equal(
+        fleet_phone_home(E->fleet, now, SERVER_ADDR, report, err, sizeof(err)),
+        0);
+    json_decref(report);
+    assert_string_equal(state_of("srv1"), "rescue");
+}
+
+/* A reboot from rescue is a new boot: a new token, the old one spent. */
+static void
+test_reboot_from_rescue_mints_a_token(void **state)
+{
+    (void)state;
+    char old[65], now[65];
+    to_rescue("srv1", 0);
+    token_of("srv1", old);
+    assert_int_equal(act("srv1", FSM_EV_REBOOT, 0), 0);
+    assert_string_equal(state_of("srv1"), "rebooting");
+    token_of("srv1", now);
+    assert_string_not_equal(now, old);
 }
 
 static void
@@ -1093,7 +1210,13 @@ test_reload_moves_project(void **state)
                         "beta");
     token_of("srv1", now);
     assert_string_equal(now, token);
-    assert_true(fetch_script("srv1"));
+    const struct config_server *cs =
+        config_find_server(fleet_config(E->fleet), "srv1");
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_boot_script(E->fleet, cs->mac, SERVER_ADDR, true, &b), 0);
+    assert_non_null(strstr(b.data, "boots the rescue image"));
+    buf_free(&b);
     assert_int_equal(nreqs, before); /* the same driver, nothing re-run */
     assert_int_equal(nreq("srv1", POWER_RESET, REQ_CANCELLED), 0);
 
@@ -1801,6 +1924,48 @@ test_store_refuses_writes(void **state)
     assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
 }
 
+static int
+count_one(void *arg, const struct store_event *ev)
+{
+    (void)ev;
+    ++*(int *)arg;
+    return 0;
+}
+
+struct kept {
+    struct store *st;
+    int max;
+};
+
+static bool
+events_at_most(void *arg)
+{
+    struct kept *k = arg;
+    int n = 0;
+    store_list_events(k->st, "srv1", 0, 0, count_one, &n);
+    return n <= k->max;
+}
+
+/* [rescued] retention_events: the fleet prunes each server's history
+ * down to its newest N, from the loop, without a restart. */
+static void
+test_retention_prunes(void **state)
+{
+    (void)state;
+    struct env *e = env_dir_new("x");
+    env_start(e, "retention_events = 5\n", INVENTORY("srv1"));
+    assert_int_equal(store_begin(e->st), 0);
+    for (int i = 0; i < 40; i++)
+        assert_true(store_append_event(e->st, "srv1", "audit", "t", "x") > 0);
+    assert_int_equal(store_commit(e->st), 0);
+    struct kept k = {e->st, 5};
+    assert_true(tu_pump_until(e->loop, 3000, events_at_most, &k));
+    int n = 0;
+    store_list_events(e->st, "srv1", 0, 0, count_one, &n);
+    assert_int_equal(n, 5);
+    env_free(e);
+}
+
 int
 main(void)
 {
@@ -1816,6 +1981,9 @@ main(void)
         LIFE(test_pxe_booting_retries_then_fails),
         LIFE(test_rescue_booting_retries_then_fails),
         LIFE(test_exiting_retries_then_fails),
+        LIFE(test_tokens_follow_the_boot),
+        LIFE(test_reboot_from_rescue_mints_a_token),
+        LIFE(test_rescue_os_restarts_itself),
         LIFE(test_power_failure_fails_rescue),
         LIFE(test_too_many_keys),
         LIFE(test_long_detail_cut_between_characters),
@@ -1847,6 +2015,7 @@ main(void)
         LIFE(test_exit_no_console_settles),
         cmocka_unit_test_setup_teardown(test_store_refuses_writes, locked_setup,
                                         locked_teardown),
+        cmocka_unit_test(test_retention_prunes),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);

@@ -32,6 +32,9 @@ struct env {
     /* the upgrade route's */
     struct http_upgrade *up;
     int up_calls, up_closed;
+    /* the deferred route's */
+    struct http_req *parked;
+    int answers, gones;
     char up_extra[64];
 };
 
@@ -106,7 +109,8 @@ h_stream(struct http_req *r, void *arg)
 {
     struct env *e = arg;
     e->stream = http_respond_stream(r, 200, "text/x-test", stream_closed, e);
-    assert_non_null(e->stream);
+    if (!e->stream) /* refused: http answered */
+        return;
     http_stream_write(e->stream, "hello\n", 6);
 }
 
@@ -151,7 +155,33 @@ h_not_up(struct http_req *r, void *arg)
     http_respond_error(r, 400, "not an upgrade route");
 }
 
+static void
+deferred_answer(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    e->answers++;
+    e->parked = NULL;
+    http_respond_json(r, 200, json_pack("{s:s}", "later", "yes"));
+}
+
+static void
+deferred_gone(void *arg)
+{
+    struct env *e = arg;
+    e->gones++;
+    e->parked = NULL;
+}
+
+static void
+h_defer(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    e->parked = r;
+    http_req_defer(r, deferred_answer, deferred_gone, e);
+}
+
 static const struct http_route routes[] = {
+    {"/defer", HTTP_GET, 0, NULL, h_defer, NULL},
     {"/plain", HTTP_GET | HTTP_HEAD, 0, NULL, h_echo, NULL},
     {"/item/{}", HTTP_GET | HTTP_DELETE, 0, NULL, h_echo, NULL},
     {"/two/{}/and/{}", HTTP_GET, 0, NULL, h_echo, NULL},
@@ -443,15 +473,21 @@ struct peer {
 };
 
 static void
-peer_connect(struct peer *p)
+peer_connect_to(struct peer *p, int port)
 {
     memset(p, 0, sizeof(*p));
     p->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)HC.port)};
+                             .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_true(p->fd >= 0);
     assert_int_equal(connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+}
+
+static void
+peer_connect(struct peer *p)
+{
+    peer_connect_to(p, HC.port);
 }
 
 static void
@@ -557,6 +593,205 @@ test_upgrade(void **state)
     peer_close(&c);
 }
 
+static void
+peer_send(struct peer *p, const char *text)
+{
+    assert_int_equal(write(p->fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void
+set_limits(int timeout_s, unsigned streams, unsigned per_caller)
+{
+    struct http_limits lim = HTTP_LIMITS_DEFAULT;
+    lim.request_timeout_s = timeout_s;
+    lim.max_streams = streams;
+    lim.max_streams_per_caller = per_caller;
+    http_set_limits(E->h, &lim);
+}
+
+static bool
+metric_has(const char *line)
+{
+    struct buf m = {0};
+    http_metrics(E->h, &m);
+    bool ok = strstr(m.data, line) != NULL;
+    buf_free(&m);
+    return ok;
+}
+
+/* A byte every 200 ms keeps MHD's idle timeout at bay but not the
+ * request deadline: the connection is cut within it; one idle from
+ * accept too; a request that comes whole in time is answered, and the
+ * next on the same connection has a deadline of its own. */
+static void
+test_request_deadline(void **state)
+{
+    (void)state;
+    set_limits(1, 256, 8);
+    struct peer slow, idle, good;
+    peer_connect(&idle);
+    peer_connect(&good);
+    /* good: a request every 400 ms, 1.6 s in all, each answered: the
+     * deadline runs from the last answer, not from accept. */
+    const char *req = "GET /plain HTTP/1.1\r\nHost: test\r\n\r\n";
+    for (int i = 0; i < 5; i++) {
+        if (i)
+            tu_until(400, NULL, NULL, peer_turn, &good);
+        buf_reset(&good.in);
+        peer_send(&good, req);
+        assert_true(peer_until(&good, "\r\n\r\n{"));
+        assert_true(!strncmp(good.in.data, "HTTP/1.1 200 ", 13));
+    }
+    peer_close(&good);
+    assert_true(tu_until(2000, peer_ended, &idle, peer_turn, &idle));
+    peer_connect(&slow);
+    int64_t t0 = now_mono_ms();
+    const char *trickle = "GET /plain HTTP/1.1\r\nHost: aaaaaaaaaaaaaaaaa";
+    for (size_t i = 0; i < strlen(trickle) && !slow.end; i++) {
+        if (write(slow.fd, trickle + i, 1) != 1)
+            break;
+        tu_until(200, peer_ended, &slow, peer_turn, &slow);
+    }
+    assert_int_equal(slow.end, 1);
+    int64_t took = now_mono_ms() - t0;
+    assert_true(took >= 900 && took < 3000);
+    assert_true(metric_has("rescued_http_requests_cut_total 2\n"));
+    peer_close(&slow);
+    peer_close(&idle);
+}
+
+/* A body that trickles is cut at the deadline too. */
+static void
+test_body_deadline(void **state)
+{
+    (void)state;
+    set_limits(1, 256, 8);
+    struct peer p;
+    peer_connect(&p);
+    peer_send(&p, "POST /post HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                  "ok\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 40\r\n\r\n{");
+    int64_t t0 = now_mono_ms();
+    for (int i = 0; i < 30 && !p.end; i++) {
+        if (write(p.fd, " ", 1) != 1)
+            break;
+        tu_until(200, peer_ended, &p, peer_turn, &p);
+    }
+    assert_int_equal(p.end, 1);
+    assert_true(now_mono_ms() - t0 < 3000);
+    assert_true(metric_has("rescued_http_requests_cut_total 1\n"));
+    peer_close(&p);
+}
+
+static bool
+streams_are(void *arg)
+{
+    char line[64];
+    snprintf(line, sizeof(line), "rescued_http_event_streams %d\n",
+             *(int *)arg);
+    return metric_has(line);
+}
+
+/* Streams past the per-caller cap, then past the cap in all: 429. */
+static void
+test_stream_caps(void **state)
+{
+    (void)state;
+    set_limits(30, 256, 1);
+    struct hc_stream a;
+    assert_true(
+        hc_stream_open(&a, &(struct call){"GET", "/stream"}, "hello\n"));
+    expect_error(&(struct call){"GET", "/stream"}, 429, "too_many_requests");
+    set_limits(30, 1, 8);
+    expect_error(&(struct call){"GET", "/stream"}, 429, "too_many_requests");
+    assert_true(metric_has("rescued_http_event_streams 1\n"));
+    hc_stream_close(&a);
+    int zero = 0;
+    assert_true(tu_pump_until(E->loop, 3000, streams_are, &zero));
+    struct hc_stream b;
+    assert_true(
+        hc_stream_open(&b, &(struct call){"GET", "/stream"}, "hello\n"));
+    hc_stream_close(&b);
+}
+
+/* MHD_OPTION_PER_IP_CONNECTION_LIMIT: the third connection from one
+ * address is closed at once, the first two are served. */
+static void
+test_per_ip_limit(void **state)
+{
+    (void)state;
+    struct http_limits lim = HTTP_LIMITS_DEFAULT;
+    lim.per_ip_conns = 2;
+    char err[256] = "";
+    struct http *h2 =
+        http_new_limited(E->loop, "127.0.0.1:0", false, &lim, err, sizeof(err));
+    assert_non_null(h2);
+    struct http_face face = {routes, sizeof(routes) / sizeof(routes[0]), E,
+                             max_body};
+    http_add_face(h2, &face);
+    struct peer p[3];
+    for (int i = 0; i < 3; i++)
+        peer_connect_to(&p[i], http_port(h2));
+    assert_true(tu_until(3000, peer_ended, &p[2], peer_turn, &p[2]));
+    for (int i = 0; i < 2; i++) {
+        peer_send(&p[i], "GET /plain HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_true(peer_until(&p[i], "\r\n\r\n{"));
+        assert_true(!strncmp(p[i].in.data, "HTTP/1.1 200 ", 13));
+    }
+    for (int i = 0; i < 3; i++)
+        peer_close(&p[i]);
+    http_free(h2);
+}
+
+static bool
+parked(void *arg)
+{
+    return ((struct env *)arg)->parked != NULL;
+}
+
+static bool
+gone_once(void *arg)
+{
+    return ((struct env *)arg)->gones >= 1;
+}
+
+/* A deferred answer: parked while others are served, answered when
+ * resumed; a client that left meanwhile gets gone, not the answer; one
+ * still parked at http_free gets gone too. */
+static void
+test_deferred(void **state)
+{
+    (void)state;
+    struct peer p;
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    expect_caps("/plain", ""); /* served meanwhile */
+    assert_null(p.in.data);
+    http_req_resume(E->parked);
+    assert_true(peer_until(&p, "\"later\""));
+    assert_true(!strncmp(p.in.data, "HTTP/1.1 200 ", 13));
+    assert_int_equal(E->answers, 1);
+    peer_close(&p);
+
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    peer_close(&p);
+    http_req_resume(E->parked);
+    assert_true(tu_pump_until(E->loop, 2000, gone_once, E));
+    assert_int_equal(E->answers, 1);
+
+    peer_connect(&p);
+    peer_send(&p, "GET /defer HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, parked, E, peer_turn, &p));
+    http_free(E->h);
+    E->h = NULL;
+    assert_int_equal(E->gones, 2);
+    assert_int_equal(E->answers, 1);
+    peer_close(&p);
+}
+
 int
 main(void)
 {
@@ -567,6 +802,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgrade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_per_ip_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -287,7 +287,7 @@ test_bad_uri(void **state)
                          "qmp:/x?nic=",
                          "qmp:/x?bootdev=net0",
                          "",
-                         "redfish://bmc/Systems/1"};
+                         "redfish://bmc/Systems/1?tls=off"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256] = "";
         struct power *p = power_new(l, bad[i], err, sizeof(err));
@@ -303,10 +303,13 @@ test_bad_uri(void **state)
     assert_int_equal(run_op(l, p, (enum power_op)99, NULL, &r), -EINVAL);
     assert_string_equal(r.detail, "unknown power op");
     power_free(p);
-    /* The driver that is not written yet says so. */
-    p = power_new(l, "redfish://bmc/Systems/1", err, sizeof(err));
-    assert_null(p);
-    assert_string_equal(err, "power: redfish driver not implemented yet");
+    /* Only redfish takes a credentials file. */
+    p = power_new(l, "manual:", err, sizeof(err));
+    assert_int_equal(power_set_credentials(p, "/nonexistent", err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "power_credentials: the manual driver takes its "
+                             "credentials in the power uri");
+    power_free(p);
     loop_free(l);
     dirty = false;
 }

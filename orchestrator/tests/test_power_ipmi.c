@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +297,154 @@ test_password_not_logged(void **state)
     assert_true(named >= 1);
 }
 
+/* A stand-in BMC's RMCP port: a UDP socket on 127.0.0.1 that answers
+ * pings with a pong when asked to, or stays silent. */
+struct bmc {
+    int fd, port;
+    bool answer;
+    int pings;
+};
+
+static void
+bmc_open(struct bmc *b, bool answer)
+{
+    memset(b, 0, sizeof(*b));
+    b->answer = answer;
+    b->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    assert_true(b->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(b->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(b->fd, (struct sockaddr *)&sa, &sl);
+    b->port = ntohs(sa.sin_port);
+}
+
+struct turn {
+    struct loop *l;
+    struct bmc *b;
+    int ticks; /* a 10 ms timer's firings: the loop is not blocked */
+};
+
+static void
+bmc_turn(void *arg)
+{
+    struct turn *t = arg;
+    loop_run_once(t->l, 5);
+    unsigned char in[64];
+    struct sockaddr_in from;
+    socklen_t fl = sizeof(from);
+    ssize_t n =
+        recvfrom(t->b->fd, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+    if (n < 12)
+        return;
+    t->b->pings++;
+    if (t->b->answer) {
+        unsigned char pong[28] = {0x06, 0x00, 0xff, 0x06, 0,
+                                  0,    0x11, 0xbe, 0x40, 0x5a};
+        sendto(t->b->fd, pong, sizeof(pong), 0, (struct sockaddr *)&from, fl);
+    }
+}
+
+static int64_t
+tick(struct loop *l, void *arg)
+{
+    (void)l;
+    ((struct turn *)arg)->ticks++;
+    return 10;
+}
+
+struct verdict {
+    int calls, status;
+    char err[256];
+};
+
+static void
+on_verdict(void *arg, int status, const char *err)
+{
+    struct verdict *v = arg;
+    v->calls++;
+    v->status = status;
+    snprintf(v->err, sizeof(v->err), "%s", err ? err : "");
+}
+
+static bool
+have_verdict(void *arg)
+{
+    return ((struct verdict *)arg)->calls > 0;
+}
+
+/* power_preflight pings on the loop: it returns at once, the loop keeps
+ * turning (a 10 ms timer fires meanwhile), and the verdict comes from the
+ * loop: a pong is reachable, silence is "unreachable" after 300 ms, two
+ * checks share one ping, and a check still waiting when the driver goes
+ * is cancelled. */
+static void
+test_preflight_async(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char err[256] = "", uri[64];
+    struct bmc b;
+    bmc_open(&b, true);
+    snprintf(uri, sizeof(uri), "ipmi://a:b@127.0.0.1:%d", b.port);
+    struct power *p = power_new(l, uri, err, sizeof(err));
+    assert_non_null(p);
+    struct turn t = {l, &b, 0};
+    /* the start-up status probe first (the stand-in answers "on") */
+    struct result r;
+    assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), 0);
+
+    struct verdict v1 = {0}, v2 = {0};
+    int64_t t0 = now_mono_ms();
+    power_preflight(p, on_verdict, &v1);
+    power_preflight(p, on_verdict, &v2);
+    assert_true(now_mono_ms() - t0 < 50);
+    assert_int_equal(v1.calls, 0); /* never before it returns */
+    assert_true(tu_until(2000, have_verdict, &v2, bmc_turn, &t));
+    assert_true(tu_until(100, have_verdict, &v1, bmc_turn, &t));
+    assert_int_equal(v1.status, 0);
+    assert_int_equal(v2.status, 0);
+    assert_int_equal(b.pings, 1);
+    power_free(p);
+    close(b.fd);
+
+    /* A silent BMC: 300 ms with the loop free, then the reason. */
+    bmc_open(&b, false);
+    snprintf(uri, sizeof(uri), "ipmi://a:b@127.0.0.1:%d", b.port);
+    p = power_new(l, uri, err, sizeof(err));
+    assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), 0);
+    uint64_t timer = loop_add_timer(l, 10, tick, &t);
+    struct verdict v = {0};
+    t0 = now_mono_ms();
+    power_preflight(p, on_verdict, &v);
+    assert_true(now_mono_ms() - t0 < 50);
+    assert_true(tu_until(2000, have_verdict, &v, bmc_turn, &t));
+    int64_t took = now_mono_ms() - t0;
+    assert_true(took >= 250 && took < 1500);
+    assert_true(t.ticks >= 10); /* the loop ran all along */
+    assert_int_equal(v.status, -EHOSTUNREACH);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "ipmi 127.0.0.1:%d: BMC unreachable: no answer to an RMCP ping "
+             "in 300 ms",
+             b.port);
+    assert_string_equal(v.err, want);
+    assert_int_equal(b.pings, 2);
+    loop_del_timer(l, timer);
+
+    /* Waiting when the driver goes: cancelled, once. */
+    memset(&v, 0, sizeof(v));
+    power_preflight(p, on_verdict, &v);
+    power_free(p);
+    assert_int_equal(v.calls, 1);
+    assert_int_equal(v.status, -ECANCELED);
+    tu_pump_for(l, 50);
+    assert_int_equal(v.calls, 1);
+    close(b.fd);
+    loop_free(l);
+}
+
 int
 main(void)
 {
@@ -306,6 +457,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_password_not_logged, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reachable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preflight_async, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

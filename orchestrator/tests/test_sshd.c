@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -118,11 +121,26 @@ ssh_client(struct fx *f, const char *user, const char *key, bool with_stdin)
         dup2(out[1], 1);
         int err = open(c->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(err, 2);
-        execlp("ssh", "ssh", "-F", "/dev/null", "-T", "-p", port, "-i", key,
-               "-o", "StrictHostKeyChecking=no", "-o",
-               "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
-               "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o",
-               "ConnectTimeout=10", dest, (char *)NULL);
+        /* key may be a list "k1,k2": each offered in turn */
+        const char *argv[48] = {"ssh",       "-F",
+                                "/dev/null", "-T",
+                                "-p",        port,
+                                "-o",        "StrictHostKeyChecking=no",
+                                "-o",        "UserKnownHostsFile=/dev/null",
+                                "-o",        "BatchMode=yes",
+                                "-o",        "IdentitiesOnly=yes",
+                                "-o",        "LogLevel=ERROR",
+                                "-o",        "ConnectTimeout=10"};
+        int n = 18;
+        char *keys = xstrdup(key), *save = NULL;
+        for (char *k = strtok_r(keys, ",", &save); k && n < 44;
+             k = strtok_r(NULL, ",", &save)) {
+            argv[n++] = "-i";
+            argv[n++] = k;
+        }
+        argv[n++] = dest;
+        argv[n] = NULL;
+        execvp("ssh", (char *const *)argv);
         _exit(127);
     }
     close(out[1]);
@@ -475,6 +493,214 @@ test_revoked_key_closes_session(void **state)
     assert_null(strstr(a->got.data, "after the revocation"));
 }
 
+/* A raw TCP client: what sshd sent, and whether it hung up. */
+struct raw {
+    int fd;
+    struct buf in;
+    bool end;
+};
+
+/* Connect to sshd from src (a loopback address: each is a source of its
+ * own). */
+static void
+raw_connect(struct fx *f, struct raw *r, const char *src)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(r->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &sa.sin_addr);
+    assert_int_equal(bind(r->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    sa.sin_port = htons((uint16_t)sshd_port(f->d));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fcntl(r->fd, F_SETFL, O_NONBLOCK);
+}
+
+static void
+raw_close(struct raw *r)
+{
+    close(r->fd);
+    buf_free(&r->in);
+}
+
+struct raw_turn {
+    struct fx *f;
+    struct raw *r;
+    int n;
+};
+
+/* The loop, then what each raw client got. */
+static void
+raw_turn(void *arg)
+{
+    struct raw_turn *t = arg;
+    sshd_turn(t->f);
+    for (int i = 0; i < t->n; i++) {
+        struct raw *r = &t->r[i];
+        char b[512];
+        while (!r->end) {
+            ssize_t n = read(r->fd, b, sizeof(b));
+            if (n > 0) {
+                buf_append(&r->in, b, (size_t)n);
+                continue;
+            }
+            if (n == 0 || errno != EAGAIN)
+                r->end = true;
+            break;
+        }
+    }
+}
+
+static bool
+raw_ended(void *arg)
+{
+    return ((struct raw *)arg)->end;
+}
+
+static void
+restart_sshd(struct fx *f, const struct sshd_config *over)
+{
+    sshd_free(f->d);
+    char err[256];
+    struct sshd_config cfg = *over;
+    cfg.listen = "127.0.0.1:0";
+    cfg.host_key_path = f->hostkey;
+    cfg.cbs = &fake_cbs;
+    cfg.cb_arg = &f->dm;
+    f->d = sshd_new(f->dm.l, &cfg, err, sizeof(err));
+    assert_non_null(f->d);
+}
+
+/* MaxStartups: per source, the third connection not yet authenticated
+ * is closed before the banner; another source is still served; past
+ * the cap in all, any source is refused. */
+static void
+test_max_startups(void **state)
+{
+    struct fx *f = *state;
+    restart_sshd(f, &(struct sshd_config){.max_startups = 4,
+                                          .max_startups_per_source = 2});
+    struct raw r[5];
+    struct raw_turn t = {f, r, 0};
+    const char *src[] = {"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.2",
+                         "127.0.0.3"};
+    bool served[] = {true, true, false, true, true};
+    for (int i = 0; i < 4; i++) {
+        raw_connect(f, &r[i], src[i]);
+        t.n = i + 1;
+        if (served[i])
+            assert_true(
+                tu_until_text(5000, &r[i].in, "SSH-2.0-", raw_turn, &t));
+        else
+            assert_true(tu_until(5000, raw_ended, &r[i], raw_turn, &t));
+    }
+    assert_null(r[2].in.data);
+    /* 127.0.0.3 has none yet, but there are three in all; one more. */
+    raw_connect(f, &r[4], "127.0.0.4");
+    t.n = 5;
+    assert_true(tu_until_text(5000, &r[4].in, "SSH-2.0-", raw_turn, &t));
+    struct raw x;
+    raw_connect(f, &x, src[4]);
+    struct raw_turn tx = {f, &x, 1};
+    assert_true(tu_until(5000, raw_ended, &x, raw_turn, &tx));
+    assert_null(x.in.data);
+    raw_close(&x);
+    /* An authenticated viewer does not count: one goes, one comes. */
+    raw_close(&r[0]);
+    struct client *c = ssh_client(f, "srv1", f->key_ok, false);
+    assert_true(pump_for(f, &c->got, "srv1 as"));
+    for (int i = 1; i < 5; i++)
+        raw_close(&r[i]);
+}
+
+/* LoginGraceTime: a connection that never authenticates is closed. */
+static void
+test_login_grace(void **state)
+{
+    struct fx *f = *state;
+    restart_sshd(f, &(struct sshd_config){.login_grace_s = 1});
+    struct raw r;
+    raw_connect(f, &r, "127.0.0.1");
+    struct raw_turn t = {f, &r, 1};
+    int64_t t0 = now_mono_ms();
+    assert_true(tu_until_text(5000, &r.in, "SSH-2.0-", raw_turn, &t));
+    assert_true(tu_until(5000, raw_ended, &r, raw_turn, &t));
+    assert_true(now_mono_ms() - t0 >= 900);
+    raw_close(&r);
+}
+
+/* MaxAuthTries: two keys refused, the connection goes before the third
+ * (the right one) is offered. */
+static void
+test_max_auth_tries(void **state)
+{
+    struct fx *f = *state;
+    char bad2[160];
+    snprintf(bad2, sizeof(bad2), "%s/id_bad2", f->dm.dir);
+    char *cmd = xasprintf("ssh-keygen -q -t ed25519 -N '' -f %s", bad2);
+    run(cmd);
+    free(cmd);
+    restart_sshd(f, &(struct sshd_config){.max_auth_tries = 2});
+    char *keys = xasprintf("%s,%s,%s", f->key_bad, bad2, f->key_ok);
+    struct client *c = ssh_client(f, "srv1", keys, false);
+    free(keys);
+    assert_true(tu_until(10000, tu_flag, &c->exited, sshd_turn, f));
+    assert_int_equal(WEXITSTATUS(c->status), 255);
+    assert_null(strstr(c->got.data ? c->got.data : "", "srv1 as"));
+    /* Three tries allowed: the same client gets in. */
+    restart_sshd(f, &(struct sshd_config){.max_auth_tries = 3});
+    keys = xasprintf("%s,%s,%s", f->key_bad, bad2, f->key_ok);
+    c = ssh_client(f, "srv1", keys, false);
+    free(keys);
+    assert_true(pump_for(f, &c->got, "srv1 as"));
+}
+
+/* Loop turns in ms of the loop alone, each waiting up to 1 s. */
+static int
+idle_turns(struct fx *f, int ms)
+{
+    int turns = 0;
+    int64_t end = now_mono_ms() + ms;
+    while (now_mono_ms() < end) {
+        loop_run_once(f->dm.l, 1000);
+        turns++;
+    }
+    return turns;
+}
+
+/* Out of descriptors with a connection waiting: accept backs off
+ * instead of spinning on the readable bind fd, and takes the connection
+ * once descriptors are free again. */
+static void
+test_accept_emfile(void **state)
+{
+    struct fx *f = *state;
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct raw r;
+    raw_connect(f, &r, "127.0.0.1");
+    /* Lower the soft limit near what is open, then fill the rest. */
+    int probe = dup(0);
+    low = old;
+    low.rlim_cur = (rlim_t)probe + 16;
+    close(probe);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[32], nfill = 0;
+    while (nfill < 32 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    assert_true(nfill < 32); /* the limit was reached */
+    int turns = idle_turns(f, 1000);
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    if (turns > 100)
+        fail_msg("accept without descriptors: %d loop turns in 1 s", turns);
+    struct raw_turn t = {f, &r, 1};
+    assert_true(tu_until_text(5000, &r.in, "SSH-2.0-", raw_turn, &t));
+    raw_close(&r);
+}
+
 static void
 test_parse_user(void **state)
 {
@@ -514,6 +740,10 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_revoked_key_closes_session, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_max_startups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_auth_tries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
         cmocka_unit_test(test_parse_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -209,7 +209,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
-    assert_int_equal(store_schema_version(st), 3);
+    assert_int_equal(store_schema_version(st), 4);
     store_close(st);
     free(sub);
 
@@ -267,7 +267,7 @@ test_open_url_forms(void **state)
     f->st = store_open(url, data, err, sizeof(err));
     if (!f->st)
         fail_msg("%s: %s", url, err);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
     assert_int_equal(stat(file, &sb), 0);
     assert_int_equal(stat(where, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
@@ -375,7 +375,7 @@ test_migrates_older_schema(void **state)
 
     f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     assert_non_null(f->st);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
 
     /* The old data is still there, with nothing pending... */
     assert_int_equal(store_load_server(f->st, "old", &got), 0);
@@ -393,12 +393,12 @@ test_migrates_older_schema(void **state)
     /* ...and what version 2 added works, and stays after a reopen. */
     assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
     reopen(f);
-    assert_int_equal(store_schema_version(f->st), 3);
+    assert_int_equal(store_schema_version(f->st), 4);
     assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
     sqlite3_close(db);
 }
 
@@ -770,6 +770,44 @@ find_id(void *arg, const struct store_event *ev)
     return ev->id == *want ? 1 : 2;
 }
 
+/* A token bound to its boot: the first address stays, the overlay is
+ * marked once, both survive a reopen, and a revoked token cannot be
+ * marked; the server's last address outlives the revocation. */
+static void
+test_token_binding(void **state)
+{
+    struct fixture *f = *state;
+    struct store_token t;
+    char addr[64];
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     -ENOENT);
+    assert_int_equal(store_token_add(f->st, "t1", "srv1", 1000), 0);
+    assert_int_equal(store_token_get(f->st, "t1", &t), 0);
+    assert_string_equal(t.server, "srv1");
+    assert_string_equal(t.addr, "");
+    assert_int_equal(t.overlay_ms, 0);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.5", 0), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.6", 0), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", NULL, 5000), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", NULL, 6000), 0);
+    reopen(f);
+    assert_int_equal(store_token_get(f->st, "t1", &t), 0);
+    assert_string_equal(t.addr, "10.0.0.5");
+    assert_int_equal(t.overlay_ms, 5000);
+    assert_int_equal(store_token_revoke_server(f->st, "srv1"), 0);
+    assert_int_equal(store_token_get(f->st, "t1", &t), -ENOENT);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.7", 0), -ENOENT);
+    assert_int_equal(store_token_mark(f->st, "nope", "10.0.0.7", 0), -ENOENT);
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     0);
+    assert_string_equal(addr, "10.0.0.5");
+    /* A new boot's token, unbound: the last address is still the old. */
+    assert_int_equal(store_token_add(f->st, "t2", "srv1", 2000), 0);
+    assert_int_equal(store_token_last_addr(f->st, "srv1", addr, sizeof(addr)),
+                     0);
+    assert_string_equal(addr, "10.0.0.5");
+}
+
 static void
 test_kill9_loses_nothing_committed(void **state)
 {
@@ -862,6 +900,70 @@ test_open_makes_it_private(void **state)
     umask(old);
 }
 
+/* Retention: events past the age go, then each server's past its cap
+ * (the newest stay), revoked tokens that old go, live ones stay; a call
+ * deletes at most max_rows events, the next goes on. */
+static void
+test_retention(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r;
+    row_fill(&r, FSM_ACTIVE, 1000);
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    assert_int_equal(store_save_server(f->st, "srv2", &r), 0);
+    assert_int_equal(store_begin(f->st), 0);
+    for (int i = 0; i < 30; i++) {
+        char m[32];
+        snprintf(m, sizeof(m), "one %d", i);
+        assert_true(store_append_event(f->st, "srv1", "audit", "t", m) > 0);
+        if (i < 5)
+            assert_true(store_append_event(f->st, "srv2", "audit", "t", m) > 0);
+    }
+    assert_int_equal(store_commit(f->st), 0);
+    assert_int_equal(store_token_add(f->st, "old", "srv1", 1000), 0);
+    assert_int_equal(store_token_revoke_server(f->st, "srv1"), 0);
+    assert_int_equal(store_token_add(f->st, "live", "srv2", 1000), 0);
+    int64_t day = 86400000, now = now_wall_ms();
+    /* The ten oldest events (ids grow with time: srv2's five and srv1's
+     * first five) and the revoked token: 100 days old. */
+    sqlite3 *db = raw_open(f->db_path);
+    char *sql = xasprintf(
+        "UPDATE events SET at_ms = %lld WHERE id IN (SELECT id FROM events"
+        " ORDER BY id LIMIT 10);"
+        "UPDATE tokens SET revoked_ms = %lld WHERE token = 'old';",
+        (long long)(now - 100 * day), (long long)(now - 100 * day));
+    raw_exec(db, sql);
+    free(sql);
+    sqlite3_close(db);
+
+    /* Nothing is old enough or past the cap: nothing goes. */
+    assert_int_equal(store_prune(f->st, now - 200 * day, 100, 1000), 0);
+    assert_int_equal(count_events(f->st, "srv1"), 30);
+    /* 90 days, at most 15 a server, 4 rows a call. */
+    int64_t total = 0, n;
+    int calls = 0;
+    while ((n = store_prune(f->st, now - 90 * day, 15, 4)) > 0) {
+        assert_true(n <= 4 + 1); /* the token rides with a call */
+        total += n;
+        calls++;
+    }
+    assert_int_equal(n, 0);
+    assert_true(calls >= 4);
+    assert_int_equal(total, 10 + 10 + 1);
+    assert_int_equal(count_events(f->st, "srv1"), 15);
+    assert_int_equal(count_events(f->st, "srv2"), 0);
+    /* The newest 15 stayed. */
+    char srv[64];
+    assert_int_equal(store_token_lookup(f->st, "live", srv, sizeof(srv)), 0);
+    db = raw_open(f->db_path);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM tokens"), 1);
+    char *oldest = raw_text(db, "SELECT message FROM events WHERE server ="
+                                " 'srv1' ORDER BY id LIMIT 1");
+    assert_string_equal(oldest, "one 15");
+    free(oldest);
+    sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -888,6 +990,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
     };

@@ -247,27 +247,41 @@ test_power_accepted(void **state)
          .kind = URI_POWER_QMP,
          .path = "/run/x.qmp",
          .nic = "net0"},
-        {.uri = "redfish://bmc1", .kind = URI_POWER_REDFISH, .host = "bmc1"},
+        {.uri = "redfish://bmc1",
+         .kind = URI_POWER_REDFISH,
+         .host = "bmc1",
+         .port = "443"},
+        {.uri = "redfish://u:p@[fd00::7]:8443/Systems/2?ca=/etc/ca.pem",
+         .kind = URI_POWER_REDFISH,
+         .path = "/Systems/2",
+         .host = "fd00::7",
+         .user = "u",
+         .pass = "p",
+         .port = "8443"},
         {.uri = "redfish://bmc1/redfish/v1/Systems/1",
          .kind = URI_POWER_REDFISH,
          .path = "/redfish/v1/Systems/1",
-         .host = "bmc1"},
+         .host = "bmc1",
+         .port = "443"},
         {.uri = "redfish://root:calvin@10.0.0.5/redfish/v1/Systems/1",
          .kind = URI_POWER_REDFISH,
          .path = "/redfish/v1/Systems/1",
          .host = "10.0.0.5",
          .user = "root",
-         .pass = "calvin"},
+         .pass = "calvin",
+         .port = "443"},
         {.uri = "redfish://root:p@ss@bmc/x",
          .kind = URI_POWER_REDFISH,
          .path = "/x",
          .host = "bmc",
          .user = "root",
-         .pass = "p@ss"},
+         .pass = "p@ss",
+         .port = "443"},
         {.uri = "redfish://bmc/a@b",
          .kind = URI_POWER_REDFISH,
          .path = "/a@b",
-         .host = "bmc"},
+         .host = "bmc",
+         .port = "443"},
         {.uri = "ipmi://admin:secret@10.0.0.5",
          .kind = URI_POWER_IPMI,
          .host = "10.0.0.5",
@@ -315,6 +329,31 @@ test_power_accepted(void **state)
     uri_power_free(NULL);
 }
 
+/* redfish's options: a CA bundle or no check, and the boot mode. */
+static void
+test_redfish_options(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    struct uri_power *u =
+        uri_power_parse("redfish://bmc/Systems/1?ca=/etc/bmc.pem&boot=legacy",
+                        err, sizeof(err));
+    assert_non_null(u);
+    assert_string_equal(u->ca, "/etc/bmc.pem");
+    assert_false(u->insecure);
+    assert_string_equal(u->boot_mode, "Legacy");
+    assert_string_equal(u->path, "/Systems/1");
+    uri_power_free(u);
+    u = uri_power_parse("redfish://bmc?tls=insecure&boot=uefi", err,
+                        sizeof(err));
+    assert_non_null(u);
+    assert_null(u->ca);
+    assert_true(u->insecure);
+    assert_string_equal(u->boot_mode, "UEFI");
+    assert_null(u->path);
+    uri_power_free(u);
+}
+
 static void
 test_power_refused(void **state)
 {
@@ -342,6 +381,11 @@ test_power_refused(void **state)
         {"redfish://u:p@/x", "redfish:// needs a host"},
         {"redfish://b mc/x", "redfish:// needs a host"},
         {"redfish://root@bmc/x", "redfish:// credentials must be user:pass@"},
+        {"redfish://bmc:0/x", "redfish:// port '0' is not 1-65535"},
+        {"redfish://bmc/x?tls=off", "redfish:// options are ?ca=FILE or "
+                                    "tls=insecure, and boot=uefi|legacy"},
+        {"redfish://bmc/x?ca=/a&tls=insecure", "redfish:// options are"},
+        {"redfish://bmc/x?ca=", "redfish:// options are"},
         {"redfish://:p@bmc/x", "redfish:// credentials must be user:pass@"},
         {"ipmi://", "ipmi:// must be ipmi://user:pass@host"},
         {"ipmi://10.0.0.5", "ipmi:// must be ipmi://user:pass@host"},
@@ -464,6 +508,7 @@ main(void)
         cmocka_unit_test(test_console_refused),
         cmocka_unit_test(test_power_accepted),
         cmocka_unit_test(test_power_refused),
+        cmocka_unit_test(test_redfish_options),
         cmocka_unit_test(test_parse_port),
         cmocka_unit_test(test_store_parse),
         cmocka_unit_test(test_redact),
