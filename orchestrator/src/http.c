@@ -432,6 +432,8 @@ status_code_name(unsigned status)
         return "range_not_satisfiable";
     case 429:
         return "too_many_requests";
+    case 503:
+        return "unavailable";
     default:
         return "internal";
     }

@@ -711,6 +711,7 @@ test_action_store_locked(void **state)
     sqlite3_exec(locker, "ROLLBACK", 0, 0, 0);
     sqlite3_close(locker);
     assert_int_equal(r.status, 503);
+    assert_string_equal(jstr(r.json, "code"), "unavailable");
     const char *e = jstr(r.json, "error");
     if (!strstr(e, "database is locked") || !strstr(e, "nothing was done"))
         fail_msg("error: %s", e);
