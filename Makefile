@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
            $(PKG_CFLAGS) -I/usr/include/iniparser
-LDLIBS   = $(PKG_LIBS) -liniparser -lm
+LDLIBS   = $(PKG_LIBS) -liniparser -lwslay -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B       := build
@@ -26,6 +26,20 @@ SETUP   := $(B)/.setup-done
 .PHONY: all setup check unit integration run bench bench-console image \
         check-image bench-image bench-rescue clean format deb check-deb
 all: $(B)/rescued $(B)/rescuectl
+
+# The portal (portal/): npm ci when the lock file changed (from the npm
+# registry, scripts off: nothing runs or is fetched at build or run time
+# but the locked packages), then esbuild bundles it into build/ui, which
+# rescued serves ([ui] dir, default "ui" beside the binary).
+UI_SRCS := $(wildcard portal/src/*) portal/build.mjs
+all: $(B)/ui/index.html
+portal/node_modules/.lock-done: portal/package-lock.json portal/package.json | $(SETUP)
+	@echo "  NPM     portal (npm ci)"
+	@cd portal && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+$(B)/ui/index.html: portal/node_modules/.lock-done $(UI_SRCS)
+	@echo "  ESBUILD $(B)/ui"
+	@node portal/build.mjs $(B)/ui
 
 # Install packages once; re-run when the package list changes.
 $(SETUP): scripts/setup

@@ -1064,3 +1064,65 @@ redfish_ready()
     wait_for "grep -qE '$1: pre-flight: redfish [^ ]*:$2[: ]' $RESCUED_DIR/rescued.log" 10 ||
         fail "$1: the redfish driver said nothing: $(tail -n 5 "$RESCUED_DIR/rescued.log")"
 }
+
+# ---- the browser console: WebSocket sessions through wsview.py ----
+# (Debian's python3-websockets: /usr/bin/python3, whatever python3 is first
+# on PATH.)  A session's bytes go to $T/NAME.out and its control messages
+# to $T/NAME.ctl.out, so sos_mark, sos_since and sos_expect work on NAME
+# and on NAME.ctl alike.
+
+WSVIEW="/usr/bin/python3 $HERE/wsview.py"
+
+# ws_open NAME SERVER TOKEN [--watch]: a ticket, then the WebSocket.
+ws_open()
+{
+    local name=$1 srv=$2 tok=$3
+    shift 3
+    rm -f "$T/$name.cmds" "$T/$name.out.status"
+    mkfifo "$T/$name.cmds"
+    : >"$T/$name.out"
+    : >"$T/$name.ctl.out"
+    printf '0' >"$T/$name.mark"
+    printf '0' >"$T/$name.ctl.mark"
+    # shellcheck disable=SC2086 # WSVIEW is a command and its script
+    $WSVIEW session "$RESCUED_URL/v1/servers/$srv" "$tok" "$T/$name.out" \
+        "$T/$name.ctl.out" "$T/$name.cmds" 300 "$@" >>"$T/$name.err" 2>&1 &
+    track $! /usr/bin/python3
+    wait_for "grep -q ready $T/$name.ctl.out" 10 ||
+        fail "$name: no WebSocket: $(tail -3 "$T/$name.err")"
+}
+
+# ws_send NAME TEXT: TEXT (printf %b escapes) as a binary frame.
+ws_send()
+{
+    printf 'B %s\n' "$(printf '%b' "$2" | od -An -v -tx1 | tr -d ' \n')" \
+        >"$T/$1.cmds"
+}
+
+# ws_ctl NAME JSON: a control message (a text frame).
+ws_ctl()
+{
+    printf 'T %s\n' "$2" >"$T/$1.cmds"
+}
+
+# ws_close NAME: close with 1000; returns when the session has ended.
+ws_close()
+{
+    printf 'C\n' >"$T/$1.cmds"
+    wait_for "[ -s $T/$1.out.status ]" 10 || fail "$1: still open"
+}
+
+# ws_probe SERVER TICKET ORIGIN: one handshake; sets STATUS (101, 404...).
+ws_probe()
+{
+    # shellcheck disable=SC2086
+    STATUS=$($WSVIEW probe "$RESCUED_URL/v1/servers/$1" "$2" "$3") ||
+        fail "ws_probe failed"
+}
+
+# ws_ticket SERVER TOKEN: prints a ticket.
+ws_ticket()
+{
+    # shellcheck disable=SC2086
+    $WSVIEW ticket "$RESCUED_URL/v1/servers/$1" "$2" || fail "no ticket"
+}

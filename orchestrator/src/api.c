@@ -9,18 +9,24 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "session.h"
+#include "sshkey.h"
 #include "openapi.h"
 #include "loop.h"
+#include "recording.h"
 #include "store.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Tests shorten the keepalive to watch a dead client being noticed. */
 #ifdef UNITTEST
@@ -83,14 +89,54 @@ caller_of(const struct config *cfg, const char *h)
     return c;
 }
 
-/* The check of every /v1 route: the Authorization header names a caller,
- * or the answer is 401. */
+/* The portal's cookie: the caller of the session's token, as the config
+ * has it now (a reload that revokes the token ends the session).  A
+ * request that changes something must carry the session's CSRF token too,
+ * which a page of another site cannot read; else 403.  NULL once it
+ * answered. */
+static struct caller *
+caller_of_cookie(struct http_req *r, struct fleet *f, const char *cookie)
+{
+    char id[SESSION_ID_LEN + 1];
+    const struct session *s = NULL;
+    struct caller *c = NULL;
+    if (session_cookie_id(cookie, id))
+        s = session_find(fleet_sessions(f), id, now_wall_ms());
+    if (s) {
+        char *h = xasprintf("Bearer %s", s->token);
+        c = caller_of(fleet_config(f), h);
+        explicit_bzero(h, strlen(h));
+        free(h);
+    }
+    if (!c) {
+        http_respond_error(r, 401, "signed out, or the session expired");
+        return NULL;
+    }
+    if (!(http_req_method(r) & (HTTP_GET | HTTP_HEAD)) &&
+        !session_csrf_ok(s, http_req_header(r, SESSION_CSRF_HEADER))) {
+        caller_free(c);
+        http_respond_error(r, 403,
+                           "missing or wrong " SESSION_CSRF_HEADER " header");
+        return NULL;
+    }
+    return c;
+}
+
+/* The check of every /v1 route: the Authorization header names a caller
+ * (without one, the portal's session cookie does), or the answer is 401. */
 static bool
 authenticate(struct http_req *r, void *arg)
 {
     struct fleet *f = arg;
-    struct caller *c =
-        caller_of(fleet_config(f), http_req_header(r, "Authorization"));
+    const char *authz = http_req_header(r, "Authorization");
+    const char *cookie = http_req_header(r, "Cookie");
+    struct caller *c;
+    if (!authz && cookie && strstr(cookie, SESSION_COOKIE "=")) {
+        if (!(c = caller_of_cookie(r, f, cookie)))
+            return false;
+    } else {
+        c = caller_of(fleet_config(f), authz);
+    }
     if (!c) {
         http_respond_error(
             r, 401, "missing or wrong token (Authorization: Bearer TOKEN)");
@@ -481,7 +527,8 @@ struct sse {
      * stored before they are published) until a short page says it is
      * read to the end. */
     bool live;
-    int paged; /* events in the page being read */
+    int paged;     /* events in the page being read */
+    char *project; /* GET /v1/events of a project: its servers' only */
 };
 
 /* History events read at once: what an SSE stream holds in memory. */
@@ -558,6 +605,12 @@ sse_live(void *arg, const struct store_event *ev)
     struct sse *e = arg;
     if (!e->live)
         return;
+    if (e->project) {
+        const struct config_server *cs =
+            config_find_server(fleet_config(e->f), ev->server);
+        if (!cs || strcmp(cs->project, e->project) != 0)
+            return;
+    }
     sse_event(e, ev);
     sse_flush(e);
 }
@@ -572,6 +625,22 @@ sse_keepalive(struct loop *l, void *arg)
     return api_sse_keepalive_ms;
 }
 
+/* The credentials a stream was opened with, to ask again later: the
+ * Authorization header, or the token behind the portal's session cookie. */
+static char *
+stream_auth(struct http_req *r, struct fleet *f)
+{
+    const char *authz = http_req_header(r, "Authorization");
+    if (authz)
+        return xstrdup(authz);
+    const char *cookie = http_req_header(r, "Cookie");
+    char id[SESSION_ID_LEN + 1];
+    const struct session *s = NULL;
+    if (cookie && session_cookie_id(cookie, id))
+        s = session_find(fleet_sessions(f), id, now_wall_ms());
+    return s ? xasprintf("Bearer %s", s->token) : xstrdup("");
+}
+
 /* After a reload (and each transition): may the stream's token still see
  * its server?  A token removed, or the server moved to another project:
  * the stream ends now. */
@@ -579,12 +648,16 @@ static void
 sse_recheck(void *arg, const char *server)
 {
     struct sse *e = arg;
-    if (e->ended || strcmp(server, e->id) != 0)
+    bool list = !e->id[0]; /* GET /v1/events: the token itself */
+    if (e->ended || (!list && strcmp(server, e->id) != 0))
         return;
     struct caller *c = caller_of(fleet_config(e->f), e->auth);
     const struct config_server *cs =
-        config_find_server(fleet_config(e->f), e->id);
-    bool ok = c && cs && may_see(c, cs);
+        list ? NULL : config_find_server(fleet_config(e->f), e->id);
+    bool ok =
+        list ? c && (e->project ? c->project && !strcmp(c->project, e->project)
+                                : c->admin)
+             : c && cs && may_see(c, cs);
     if (c)
         caller_free(c);
     if (ok)
@@ -593,7 +666,8 @@ sse_recheck(void *arg, const char *server)
     fleet_unsubscribe(e->f, e->sub);
     e->sub = 0;
     http_stream_on_drained(e->s, NULL);
-    buf_printf(&e->out, ": access to %s revoked\n\n", e->id);
+    buf_printf(&e->out, ": access to %s revoked\n\n",
+               list ? "the event stream" : e->id);
     sse_flush(e);
     http_stream_end(e->s);
 }
@@ -604,10 +678,13 @@ sse_closed(void *arg)
 {
     struct sse *e = arg;
     fleet_unsubscribe(e->f, e->access);
+    if (e->auth)
+        explicit_bzero(e->auth, strlen(e->auth));
     free(e->auth);
     fleet_unsubscribe(e->f, e->sub);
     loop_del_timer(e->loop, e->keepalive);
     buf_free(&e->out);
+    free(e->project);
     free(e);
 }
 
@@ -639,8 +716,7 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     if (!e->live)
         http_stream_on_drained(e->s, sse_drained);
     e->sub = fleet_subscribe(f, id, sse_live, e);
-    const char *auth = http_req_header(r, "Authorization");
-    e->auth = xstrdup(auth ? auth : "");
+    e->auth = stream_auth(r, f);
     e->access = fleet_on_writable_changed(f, sse_recheck, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
@@ -694,6 +770,106 @@ h_events(struct http_req *r, void *arg)
     http_respond_json(r, 200, json_pack("{s:o}", "events", arr));
 }
 
+/* --- SSH keys, for the portal's Rescue dialog --- */
+
+/* One key's view: its type, fingerprint and comment, or why it is no key. */
+static json_t *
+key_json(const char *line, size_t len)
+{
+    char err[256], fp[SSHKEY_FP_LEN], comment[256];
+    if (!sshkey_valid_n(line, len, err, sizeof(err)))
+        return json_pack("{s:b, s:s}", "ok", 0, "error", err);
+    char *canon = sshkey_canonical(line);
+    sshkey_comment(canon, comment, sizeof(comment));
+    json_t *o = json_pack(
+        "{s:b, s:s%, s:s, s:s}", "ok", 1, "type", canon, strcspn(canon, " "),
+        "fingerprint", sshkey_fingerprint(canon, fp, sizeof(fp)) == 0 ? fp : "",
+        "comment", comment);
+    free(canon);
+    return o;
+}
+
+/* GET /v1/servers/{id}/keys: the project's keys a rescue puts in (public
+ * keys: fingerprints and comments). */
+static void
+h_keys(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    const struct config_project *p =
+        config_find_project(fleet_config(f), cs->project);
+    char **keys = NULL, err[512] = "";
+    size_t n = 0;
+    if (p && p->keys_file &&
+        sshkey_load_file(p->keys_file, &keys, &n, err, sizeof(err)) < 0) {
+        http_respond_error(r, 500, "cannot read the project's keys");
+        log_warnx("%s", err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, key_json(keys[i], strlen(keys[i])));
+    sshkey_list_free(keys);
+    http_respond_json(r, 200, json_pack("{s:o}", "keys", arr));
+}
+
+/* POST /v1/keys/check {"ssh_keys": [...]}: each key as a rescue would
+ * take it or refuse it, before the rescue is asked for. */
+static void
+h_keys_check(struct http_req *r, void *arg)
+{
+    (void)arg;
+    json_t *root = http_req_json(r);
+    if (!root)
+        return;
+    json_t *keys = json_object_get(root, "ssh_keys");
+    if (!json_is_array(keys)) {
+        json_decref(root);
+        http_respond_error(r, 400, "the body must be {\"ssh_keys\": [...]}");
+        return;
+    }
+    json_t *arr = json_array();
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) json_array_append_new(
+        arr, json_is_string(k)
+                 ? key_json(json_string_value(k), json_string_length(k))
+                 : json_pack("{s:b, s:s}", "ok", 0, "error", "not a string"));
+    json_decref(root);
+    http_respond_json(r, 200, json_pack("{s:o}", "keys", arr));
+}
+
+/* GET /v1/events: the live transitions of every server the caller sees
+ * (the portal's list); no history, GET /v1/servers is the present. */
+static void
+h_all_events(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    struct sse *e = xcalloc(1, sizeof(*e));
+    e->f = f;
+    e->loop = http_loop(http_req_http(r));
+    e->last_id = 0;
+    e->live = true; /* no history to page through */
+    if (!who(r)->admin)
+        e->project = xstrdup(who(r)->project);
+    buf_printf(&e->out, ": rescued events\n\n");
+    e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
+    if (!e->s) {
+        buf_free(&e->out);
+        free(e->project);
+        free(e);
+        return;
+    }
+    e->sub = fleet_subscribe(f, NULL, sse_live, e);
+    e->auth = stream_auth(r, f);
+    e->access = fleet_on_writable_changed(f, sse_recheck, e);
+    e->keepalive =
+        loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
+    sse_flush(e);
+}
+
 static void
 h_console_log(struct http_req *r, void *arg)
 {
@@ -725,6 +901,90 @@ h_console_log(struct http_req *r, void *arg)
     http_respond_buf(r, 200, &b, "text/plain; charset=utf-8");
 }
 
+/* --- the browser console: tickets and recordings (docs/design.md §9) --- */
+
+/* POST /v1/servers/{id}/console/ticket: the WebSocket handshake's one-time
+ * ticket, for a caller who may open this console. */
+static void
+h_console_ticket(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    if (!cs->console) {
+        http_respond_error(r, 404, "server %s has no console", cs->id);
+        return;
+    }
+    char tk[80], exp[32];
+    int64_t exp_s = 0;
+    int rc =
+        fleet_console_ticket(f, cs->id, who(r)->actor, tk, sizeof(tk), &exp_s);
+    if (rc == -ENOENT) {
+        http_respond_error(r, 404, "no such server: %s", cs->id);
+        return;
+    }
+    if (rc < 0) {
+        http_respond_error(r, 503, "no ticket now: %s", strerror(-rc));
+        return;
+    }
+    format_time_iso(exp_s, exp, sizeof(exp));
+    http_respond_json(r, 201,
+                      json_pack("{s:s,s:s}", "ticket", tk, "expires_at", exp));
+}
+
+static char *
+recordings_dir(struct fleet *f)
+{
+    return xasprintf("%s/recordings", fleet_config(f)->data_dir);
+}
+
+static void
+h_console_recordings(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    char *dir = recordings_dir(f);
+    json_t *o = NULL;
+    int rc = recording_list(dir, cs->id, &o);
+    free(dir);
+    if (rc < 0) {
+        json_decref(o);
+        http_respond_error(r, 500, "cannot list recordings: %s", strerror(-rc));
+        return;
+    }
+    http_respond_json(r, 200, o);
+}
+
+static void
+h_console_recording(struct http_req *r, void *arg)
+{
+    struct fleet *f = arg;
+    const struct config_server *cs = visible_server(r, f);
+    if (!cs)
+        return;
+    int64_t n = 0;
+    char *dir = recordings_dir(f);
+    char *path = parse_u63(http_req_cap(r, 1), &n) && n < 1000000000
+                     ? recording_path(dir, cs->id, (int)n)
+                     : NULL;
+    free(dir);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    free(path);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_respond_error(r, 404, "no such recording: %s", http_req_cap(r, 1));
+        return;
+    }
+    http_respond(r, 200,
+                 http_answer_file(fd, 0, (uint64_t)st.st_size,
+                                  "application/x-asciicast"));
+}
+
 static const struct http_route routes[] = {
     {"/healthz", HTTP_GET | HTTP_HEAD, 0, NULL, h_healthz, NULL},
     {"/metrics", HTTP_GET | HTTP_HEAD, 0, metrics_check, h_metrics, NULL},
@@ -737,6 +997,16 @@ static const struct http_route routes[] = {
      NULL},
     {"/v1/servers/{}/console/log", HTTP_GET | HTTP_HEAD, 0, authenticate,
      h_console_log, NULL},
+    {"/v1/servers/{}/console/ticket", HTTP_POST, 0, authenticate,
+     h_console_ticket, NULL},
+    {"/v1/servers/{}/console/recordings", HTTP_GET | HTTP_HEAD, 0, authenticate,
+     h_console_recordings, NULL},
+    {"/v1/servers/{}/console/recordings/{file}.cast", HTTP_GET | HTTP_HEAD, 0,
+     authenticate, h_console_recording, NULL},
+    {"/v1/events", HTTP_GET, 0, authenticate, h_all_events, NULL},
+    {"/v1/servers/{}/keys", HTTP_GET, 0, authenticate, h_keys, NULL},
+    {"/v1/keys/check", HTTP_POST, HTTP_JSON_BODY, authenticate, h_keys_check,
+     NULL},
 };
 
 static size_t

@@ -78,6 +78,7 @@ enum kind {
     K_POWER,
     K_CONSOLE, /* "" means none */
     K_STORE,   /* a store URL (uri.h) */
+    K_ONOFF,   /* "on" or "off", into a bool */
 };
 
 struct key_spec {
@@ -135,6 +136,18 @@ static const struct key_spec console_keys[] = {
      false},
     {"login_grace", K_TIMEOUT, CFG(login_grace), "60", false},
     {"max_auth_tries", K_COUNT, CFG(max_auth_tries), "6", false},
+    {"record", K_ONOFF, CFG(console_record), "on", false},
+    {"record_days", K_COUNT, CFG(record_days), "30", false},
+    {NULL, 0, 0, NULL, false},
+};
+
+/* [ui]: the portal's files and sign-ins; origin is the browser console's
+ * Origin check: the page's origin when it is not the Host the browser
+ * connected to (a proxy in front). */
+static const struct key_spec ui_keys[] = {
+    {"origin", K_OPTSTR, CFG(ui_origin), NULL, false},
+    {"dir", K_OPTSTR, CFG(ui_dir), NULL, false},
+    {"session_ttl", K_TIMEOUT, CFG(session_ttl), "8h", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -197,6 +210,7 @@ static const struct section_spec sections[] = {
     {"console", SEC_SINGLE, console_keys},
     {"image", SEC_SINGLE, image_keys},
     {"timeouts", SEC_SINGLE, timeout_keys},
+    {"ui", SEC_SINGLE, ui_keys}, /* the portal */
     {"project", SEC_PROJECT, project_keys},
     {"server", SEC_SERVER, server_keys},
 };
@@ -206,6 +220,7 @@ static const char *const pxe_modes[] = {"dhcp", "proxy", "off", NULL};
 static const char *const firmwares[] = {"bios", "uefi", NULL};
 static const char *const boots[] = {"pxe", "virtualmedia", NULL};
 static const char *const arches[] = {"x86_64", "aarch64", NULL};
+static const char *const onoff[] = {"off", "on", NULL};
 
 /* Write "FILE[:LINE]: [[sec] [key]: ]reason" into the caller's err. */
 static int __attribute__((format(printf, 5, 6)))
@@ -610,6 +625,11 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
         if (lookup(v, arches) < 0)
             return why(buf, len, "'%s' is not x86_64 or aarch64", v);
         break;
+    case K_ONOFF:
+        if ((i = lookup(v, onoff)) < 0)
+            return why(buf, len, "'%s' is not on or off", v);
+        *(bool *)p = i == 1;
+        return 0;
     case K_MAC:
         if (!config_parse_mac(v, p))
             return why(buf, len, "'%s' is not a MAC address", v);

@@ -82,6 +82,10 @@ struct config {
     int max_startups, max_startups_per_source;
     int login_grace; /* s from accept to an attached console, > 0 */
     int max_auth_tries;
+    bool console_record;  /* asciicast recordings of sessions, default on */
+    int record_days;      /* recordings older than this are removed */
+    /* [ui] */
+    char *ui_origin; /* the Origin the browser console accepts besides Host */
     /* [image] */
     char *kernel;
     char *initrd;
@@ -89,6 +93,9 @@ struct config {
     char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
+    /* [ui]: the portal */
+    char *ui_dir;    /* its files; NULL: "ui" beside the rescued binary */
+    int session_ttl; /* seconds a sign-in lasts, default 8h */
     /* [timeouts]: seconds per step, and retries per step */
     int timeout_rebooting, timeout_pxe_booting, timeout_rescue_booting;
     int timeout_exiting, timeout_booting_local;

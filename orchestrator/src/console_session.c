@@ -1,6 +1,8 @@
 #include "console_session.h"
 #include "console.h"
+#include "log.h"
 #include "loop.h"
+#include "recording.h"
 #include "util.h"
 
 #include <errno.h>
@@ -30,6 +32,9 @@ struct console_session {
     enum menu menu;
     bool told_ro; /* told "read-only": tell when it is lifted */
     bool closed;  /* close() asked: nothing more in or out */
+    struct recording *rec;
+    int told_role; /* last role() sent: -1 none, else writer | ro << 1 */
+    char told_reason[256];
 };
 
 static struct console_session *sessions;
@@ -48,6 +53,11 @@ notice(struct console_session *cs, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (cs->io.notice) {
+        if (!cs->closed)
+            cs->io.notice(cs->io_arg, msg);
+        return;
+    }
     char *line = xasprintf("\r\n[rescued: %s]\r\n", msg);
     console_viewer_inject(cs->v, line, strlen(line));
     free(line);
@@ -82,6 +92,27 @@ writable(struct console_session *cs, char *why, size_t whylen)
 {
     return !cs->cbs.writable ||
            cs->cbs.writable(cs->cb_arg, cs->server, why, whylen);
+}
+
+/* Tell a transport that has role() where the user stands, if it changed. */
+static void
+report_role(struct console_session *cs)
+{
+    if (!cs->io.role || cs->closed || !cs->v)
+        return;
+    char why[256] = "";
+    bool writer = console_session_is_writer(cs);
+    bool ro = cs->ro || !writable(cs, why, sizeof(why));
+    if (cs->ro)
+        strlcpy_s(why, "watch-only session", sizeof(why));
+    else if (ro && !why[0])
+        strlcpy_s(why, "server is changing state", sizeof(why));
+    int now = (writer ? 1 : 0) | (ro ? 2 : 0);
+    if (now == cs->told_role && strcmp(why, cs->told_reason) == 0)
+        return;
+    cs->told_role = now;
+    strlcpy_s(cs->told_reason, why, sizeof(cs->told_reason));
+    cs->io.role(cs->io_arg, writer, ro, why);
 }
 
 static void
@@ -143,6 +174,7 @@ take_seat(struct console_session *cs)
         o->menu = MENU_NONE;
         notice(o, "%s@%s took the writer seat; you are now watching", cs->role,
                cs->addr);
+        report_role(o);
     }
     audit(cs, "console_takeover", NULL);
 }
@@ -172,6 +204,53 @@ do_power(struct console_session *cs, enum console_power_op op, const char *key)
         notice(cs, "%s %s sent", names[op], key);
     else
         notice(cs, "%s sent", names[op]);
+}
+
+void
+console_session_take_seat(struct console_session *cs)
+{
+    if (!cs->v || cs->closed)
+        return;
+    if (cs->ro) {
+        notice(cs, "watch-only session cannot take the writer seat");
+    } else if (!console_session_is_writer(cs)) {
+        take_seat(cs);
+        cs->last_input_ms = now_mono_ms();
+        notice(cs, "you hold the writer seat");
+    }
+    report_role(cs);
+}
+
+void
+console_session_break(struct console_session *cs)
+{
+    if (cs->v && !cs->closed && may_write(cs))
+        do_power(cs, CONSOLE_POWER_BREAK, NULL);
+}
+
+void
+console_session_sysrq(struct console_session *cs, char key)
+{
+    char k[2] = {key, '\0'};
+    if (!cs->v || cs->closed)
+        return;
+    if ((unsigned char)key < 0x20 || key == 0x7f)
+        notice(cs, "SysRq: not a key");
+    else if (may_write(cs))
+        do_power(cs, CONSOLE_POWER_SYSRQ, k);
+}
+
+void
+console_session_nmi(struct console_session *cs)
+{
+    if (cs->v && !cs->closed && may_write(cs))
+        do_power(cs, CONSOLE_POWER_NMI, NULL);
+}
+
+int
+console_session_recording(const struct console_session *cs)
+{
+    return recording_n(cs->rec);
 }
 
 static const char help_text[] =
@@ -227,6 +306,7 @@ menu_key(struct console_session *cs, char c)
             take_seat(cs);
             cs->last_input_ms = now_mono_ms();
             notice(cs, "you hold the writer seat");
+            report_role(cs);
         }
         break;
     case '.':
@@ -280,6 +360,7 @@ console_session_flush(struct console_session *cs)
         }
         if (w == 0)
             break;
+        recording_write(cs->rec, data, (size_t)w);
         console_viewer_consume(cs->v, (size_t)w);
     }
     if (cs->io.flushed)
@@ -290,6 +371,7 @@ void
 console_session_writable_changed(struct console_session *cs)
 {
     char why[256] = "";
+    report_role(cs);
     if (!cs->v || cs->closed || !cs->told_ro || !writable(cs, why, sizeof(why)))
         return;
     cs->told_ro = false;
@@ -348,6 +430,7 @@ tick_cb(struct loop *l, void *arg)
                "Ctrl-] w takes it",
                cs->writer_idle_s);
     }
+    recording_flush(cs->rec);
     /* The grace after start-up has no transition to end it: a session
      * told "read-only" hears when writing is allowed. */
     console_session_writable_changed(cs);
@@ -385,11 +468,29 @@ console_session_new(struct loop *l, const struct console_session_config *cfg,
         sessions->prev = cs;
     sessions = cs;
 
+    cs->told_role = -1;
     cs->v = console_attach(con, cfg->replay, &viewer_cbs, cs);
     cs->last_input_ms = now_mono_ms();
     if (!cs->ro)
         take_seat(cs);
-    audit(cs, "console_attach", NULL);
+    char extra[32] = "";
+    if (cfg->record_dir) {
+        char err[256];
+        struct recording_meta m = {
+            .server = cs->server,
+            .who = cs->role,
+            .role = console_session_is_writer(cs) ? "writer" : "watcher",
+            .transport = cfg->transport ? cfg->transport : "-",
+            .keep_days = cfg->record_days};
+        cs->rec = recording_open(cfg->record_dir, &m, err, sizeof(err));
+        if (cs->rec)
+            snprintf(extra, sizeof(extra), "recording=%d",
+                     recording_n(cs->rec));
+        else
+            log_warnx("console %s: not recorded: %s", cs->server, err);
+    }
+    audit(cs, "console_attach", extra[0] ? extra : NULL);
+    report_role(cs);
     notice(cs, "%s as %s; Ctrl-] ? for help", cs->server,
            cs->ro ? "watcher (read-only)" : "writer");
     char why[256] = "";
@@ -410,6 +511,7 @@ console_session_free(struct console_session *cs)
         console_detach(cs->v);
     }
     loop_del_timer(cs->l, cs->tick);
+    recording_close(cs->rec);
     if (cs->prev)
         cs->prev->next = cs->next;
     else

@@ -98,6 +98,12 @@ struct console_session_io {
      * the console is gone.  Must not free the session from inside; free it
      * later (from the loop).  Input after this is ignored. */
     void (*close)(void *arg);
+    /* Optional (the WebSocket console): notices as text of their own
+     * instead of lines in the byte stream. */
+    void (*notice)(void *arg, const char *text);
+    /* Optional: where the user stands changed (attach, a takeover, the
+     * idle release, the read-only window); reason is "" when writable. */
+    void (*role)(void *arg, bool writer, bool read_only, const char *reason);
 };
 
 struct console_session_config {
@@ -108,6 +114,11 @@ struct console_session_config {
     bool ro;                       /* a watcher that never writes */
     size_t replay;                 /* lines of scrollback to start with */
     int writer_idle_s;             /* release the seat after this; 0 off */
+    /* Record what the user is shown as asciicast v2 (recording.h) under
+     * this directory; NULL: no recording. */
+    const char *record_dir;
+    int record_days;       /* retention of recordings; 0: keep */
+    const char *transport; /* "ssh" or "ws", in the recording's list */
 };
 
 /* Attach to find_console(server): replay, take the seat unless ro, audit
@@ -130,6 +141,16 @@ void console_session_flush(struct console_session *cs);
 /* The daemon's writable() answer may have changed: a session told
  * "read-only" is told when writing is allowed again. */
 void console_session_writable_changed(struct console_session *cs);
+
+/* The menu's actions without the menu (the WebSocket console's control
+ * messages): the same checks, audit lines and notices as Ctrl-] w, b,
+ * s KEY and n y. */
+void console_session_take_seat(struct console_session *cs);
+void console_session_break(struct console_session *cs);
+void console_session_sysrq(struct console_session *cs, char key);
+void console_session_nmi(struct console_session *cs);
+/* The number of this session's recording (0: none). */
+int console_session_recording(const struct console_session *cs);
 
 const char *console_session_server(const struct console_session *cs);
 /* Does this session hold its console's writer seat? */

@@ -9,6 +9,8 @@
 #include "sshkey.h"
 #include "loop.h"
 #include "power.h"
+#include "session.h"
+#include "ticket.h"
 #include "util.h"
 
 #include <errno.h>
@@ -701,6 +703,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     f->cfg = cfg;
     f->st = st;
     f->next_sub = 1;
+    f->sessions = session_store_new();
     limits_from_config(&f->limits, cfg);
     f->srvs = xcalloc(cfg->nservers, sizeof(*f->srvs));
     /* One transaction for every row: one fsync, not one per new server. */
@@ -750,8 +753,16 @@ fleet_free(struct fleet *f)
         free(u->server);
         free(u);
     }
+    session_store_free(f->sessions);
     config_free(f->cfg);
+    ticket_store_free(f->tickets);
     free(f);
+}
+
+struct session_store *
+fleet_sessions(struct fleet *f)
+{
+    return f->sessions;
 }
 
 struct srv *

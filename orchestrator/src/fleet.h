@@ -128,6 +128,17 @@ int fleet_console_power(struct fleet *f, const char *id, enum power_op op,
  * (0: all of it): a reload that moved it to another project stored an
  * event, and what came before belongs to the old project. */
 int64_t fleet_project_since(struct fleet *f, const char *id);
+/* The browser console's one-time tickets (ticket.h), in fleet_ticket.c.
+ * Issue one for a caller who may open the server's console (principal
+ * "admin" or "project:NAME"): 0 with the ticket and its expiry (wall
+ * seconds), -ENOENT when the server is not the caller's, -EBUSY when too
+ * many are live.  Redeem: true once for that server, with the principal
+ * the ticket was issued to. */
+int fleet_console_ticket(struct fleet *f, const char *id, const char *principal,
+                         char *out, size_t outlen, int64_t *expires_wall_s);
+bool fleet_console_redeem(struct fleet *f, const char *id, const char *ticket,
+                          char *principal, size_t len);
+
 /* Milliseconds until the read-only window ends (0: writable or busy). */
 int64_t fleet_readonly_left_ms(struct fleet *f, const char *id);
 
@@ -147,6 +158,11 @@ uint64_t fleet_on_writable_changed(struct fleet *f, fleet_writable_cb *cb,
                                    void *arg);
 /* Ends a subscription or a writable listener. */
 void fleet_unsubscribe(struct fleet *f, uint64_t id);
+
+/* The portal's sign-in sessions (session.h), the fleet's to free: the
+ * API's cookie check and the portal's sign-in share them. */
+struct session_store;
+struct session_store *fleet_sessions(struct fleet *f);
 
 /* Prometheus text: servers per state, transitions and failures per step.
  * In fleet_view.c. */

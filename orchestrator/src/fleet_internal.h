@@ -18,6 +18,7 @@
 struct console;
 struct console_viewer;
 struct dnsmasq;
+struct ticket_store;
 struct loop;
 struct power;
 struct store;
@@ -79,6 +80,9 @@ struct fleet {
     uint64_t retried[FSM_NSTATES]; /* timeouts that reset and retried */
     uint64_t retention_timer;      /* prunes the store by [rescued] retention */
     uint64_t boot_refused[2];      /* boot-path refusals: 403, 409 */
+    struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
+    /* the portal's sign-ins */
+    struct session_store *sessions;
 };
 
 /* The live server of an inventory entry of f->cfg. */

@@ -77,6 +77,7 @@ struct http_req {
     bool started, answered, too_large, streaming;
     const struct http_face *face;
     const struct http_route *route;
+    unsigned allow; /* the methods the path's routes take */
     char caps[HTTP_MAX_CAPS][HTTP_CAP_MAX + 1];
     char *actor;
     void *data;
@@ -570,7 +571,7 @@ http_respond_error(struct http_req *r, unsigned status, const char *fmt, ...)
         http_answer_header(a, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (status == 405) {
         char allow[64] = "";
-        unsigned m = r->route ? r->route->methods : 0;
+        unsigned m = r->allow;
         static const struct {
             unsigned bit;
             const char *name;
@@ -616,6 +617,14 @@ const char *
 http_req_header(struct http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+bool
+http_req_tls(const struct http_req *r)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(r->h->mhd, MHD_DAEMON_INFO_FLAGS);
+    return i && (i->flags & MHD_USE_TLS);
 }
 
 const char *
@@ -997,22 +1006,30 @@ max_body(const struct http_req *r)
 }
 
 /* The first route of any face that the path names (even with a capture
- * that is no id). */
+ * that is no id); of those, the first that takes the method, so one path
+ * may have a route per method (a JSON POST beside a GET). */
 static enum match
 route_find(struct http_req *r, const char *path, size_t plen)
 {
     struct http *h = r->h;
+    enum match found = MATCH_NONE;
     for (size_t f = 0; f < h->nfaces; f++)
         for (size_t i = 0; i < h->faces[f]->nroutes; i++) {
             const struct http_route *rt = &h->faces[f]->routes[i];
             enum match m = route_match(rt, path, plen, r->caps);
-            if (m != MATCH_NONE) {
+            if (m == MATCH_NONE)
+                continue;
+            r->allow |= rt->methods; /* a 405's Allow: every route's */
+            bool takes = (r->method & rt->methods) != 0;
+            if (found == MATCH_NONE || takes) {
                 r->face = h->faces[f];
                 r->route = rt;
-                return m;
+                found = m;
             }
+            if (takes)
+                return m;
         }
-    return MATCH_NONE;
+    return found;
 }
 
 /* Headers are in: route, check, and answer what can be answered now. */

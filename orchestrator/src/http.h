@@ -124,6 +124,8 @@ void http_metrics(struct http *h, struct buf *out);
 
 struct http *http_req_http(const struct http_req *r);
 const char *http_req_header(struct http_req *r, const char *name);
+/* Did it come over TLS (a cookie set on it is then Secure)? */
+bool http_req_tls(const struct http_req *r);
 const char *http_req_query(struct http_req *r, const char *name);
 /* The i-th capture of the route's pattern, decoded. */
 const char *http_req_cap(const struct http_req *r, int i);

@@ -8,10 +8,12 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "portal.h"
 #include "sshd.h"
 #include "store.h"
 #include "tls.h"
 #include "util.h"
+#include "webconsole.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +41,7 @@ struct daemon {
     bool tls;               /* listen speaks TLS */
     int64_t watchdog_ms;    /* systemd's WatchDogSec, halved; 0: none */
     struct sshd *sshd;
+    struct webconsole *webconsole;
     uint64_t sub; /* the fleet tells when a console turns writable */
     const char *config_path;
     int sigfd;
@@ -109,6 +112,7 @@ on_writable_changed(void *arg, const char *server)
 {
     struct daemon *d = arg;
     sshd_writable_changed(d->sshd, server);
+    webconsole_writable_changed(d->webconsole, server);
 }
 
 /* Each server holds a console source, its log and a power connection,
@@ -371,6 +375,7 @@ main(int argc, char **argv)
         fatalx("%s", err);
     api_register(d.http, d.fleet);
     bootpath_register(d.http, d.fleet);
+    portal_register(d.http, d.fleet);
     if (c->boot_listen) {
         d.boot_http = http_new_limited(d.loop, c->boot_listen, false, &lim, err,
                                        sizeof(err));
@@ -380,6 +385,9 @@ main(int argc, char **argv)
         log_info("boot path also on %s (HTTP)", c->boot_listen);
     }
     char *host_key = xasprintf("%s/ssh_host_ed25519_key", c->data_dir);
+    /* Both console faces record into one place (api lists it). */
+    char *rec_dir =
+        c->console_record ? xasprintf("%s/recordings", c->data_dir) : NULL;
     struct sshd_config sc = {
         .listen = c->console_listen,
         .host_key_path = host_key,
@@ -390,10 +398,21 @@ main(int argc, char **argv)
             c->max_startups_per_source ? c->max_startups_per_source : -1,
         .login_grace_s = c->login_grace,
         .max_auth_tries = c->max_auth_tries ? c->max_auth_tries : -1,
+        .record_dir = rec_dir,
+        .record_days = c->record_days,
         .cbs = &sos_cbs,
         .cb_arg = &d};
     d.sshd = sshd_new(d.loop, &sc, err, sizeof(err));
     free(host_key);
+    struct webconsole_config wcc = {.fleet = d.fleet,
+                                    .cbs = &sos_cbs,
+                                    .cb_arg = &d,
+                                    .writer_idle_s = c->writer_idle,
+                                    .record_dir = rec_dir,
+                                    .record_days = c->record_days,
+                                    .origin = c->ui_origin};
+    d.webconsole = webconsole_register(d.http, &wcc);
+    free(rec_dir);
     if (!d.sshd)
         fatalx("console: %s", err);
     d.sub = fleet_on_writable_changed(d.fleet, on_writable_changed, &d);
@@ -413,6 +432,7 @@ main(int argc, char **argv)
     fleet_unsubscribe(d.fleet, d.sub);
     sshd_free(d.sshd);
     http_free(d.boot_http);
+    webconsole_free(d.webconsole);
     http_free(d.http);
     tls_serve_end();
     fleet_free(d.fleet);

@@ -52,6 +52,8 @@ struct sshd {
     void *cb_arg;
     int writer_idle_s;
     int max_startups, max_startups_per_source, login_grace_s, max_auth_tries;
+    char *record_dir;
+    int record_days;
     ssh_bind bind;
     int bind_fd, port;
     struct session *sessions;
@@ -266,7 +268,10 @@ cb_shell_request(ssh_session s, ssh_channel ch, void *ud)
                                          .addr = ss->addr,
                                          .ro = ss->ro,
                                          .replay = (size_t)ss->replay,
-                                         .writer_idle_s = ss->d->writer_idle_s};
+                                         .writer_idle_s = ss->d->writer_idle_s,
+                                         .record_dir = ss->d->record_dir,
+                                         .record_days = ss->d->record_days,
+                                         .transport = "ssh"};
     ss->cs = console_session_new(ss->d->l, &cfg, &ss->d->cbs, ss->d->cb_arg,
                                  &session_io, ss);
     if (!ss->cs)
@@ -696,6 +701,8 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
     d->max_auth_tries =
         OR_DEFAULT(cfg->max_auth_tries, SSHD_DEFAULT_MAX_AUTH_TRIES);
 #undef OR_DEFAULT
+    d->record_dir = cfg->record_dir ? xstrdup(cfg->record_dir) : NULL;
+    d->record_days = cfg->record_days;
     d->bind_fd = -1;
     d->bind = ssh_bind_new();
     if (!d->bind) {
@@ -737,6 +744,7 @@ sshd_new(struct loop *l, const struct sshd_config *cfg, char *err,
 out_bind:
     ssh_bind_free(d->bind);
 out_free:
+    free(d->record_dir);
     free(d);
     return NULL;
 }
@@ -755,6 +763,7 @@ sshd_free(struct sshd *d)
     if (d->bind_fd >= 0)
         loop_del_fd(d->l, d->bind_fd);
     ssh_bind_free(d->bind);
+    free(d->record_dir);
     free(d);
 }
 

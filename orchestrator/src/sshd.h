@@ -44,6 +44,8 @@ struct sshd_config {
     int max_startups_per_source; /* ... from one address */
     int login_grace_s;           /* accept to an attached console */
     int max_auth_tries;          /* refused attempts, then disconnect */
+    const char *record_dir;    /* recordings (console_session.h); NULL off */
+    int record_days;
     const struct console_session_cbs *cbs; /* copied */
     void *cb_arg;
 };

@@ -106,6 +106,8 @@ struct call {
     const char *body;
     bool chunked;       /* send the body chunked, without Content-Length */
     const char *header; /* one extra request header */
+    /* and a second one */
+    const char *header2;
     const char *from;   /* the source address (127.0.0.2); NULL: any */
 };
 
@@ -139,6 +141,8 @@ easy_new(const struct call *c, struct resp *r, struct curl_slist **hdrs,
     }
     if (c->header)
         *hdrs = curl_slist_append(*hdrs, c->header);
+    if (c->header2)
+        *hdrs = curl_slist_append(*hdrs, c->header2);
     if (c->body) {
         char *ct = xasprintf("Content-Type: %s",
                              c->ctype ? c->ctype : "application/json");

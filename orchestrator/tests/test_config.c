@@ -222,6 +222,9 @@ test_defaults(void **state)
     assert_int_equal(c->max_startups_per_source, 3);
     assert_int_equal(c->login_grace, 60);
     assert_int_equal(c->max_auth_tries, 6);
+    assert_true(c->console_record); /* recordings on unless turned off */
+    assert_int_equal(c->record_days, 30);
+    assert_null(c->ui_origin);
     assert_string_equal(c->kernel, "/var/lib/rescued/images/vmlinuz");
     assert_string_equal(c->initrd, "/var/lib/rescued/images/initramfs");
     assert_null(c->tools); /* no tools archive unless one is named */
@@ -697,11 +700,50 @@ test_bad_enums(void **state)
                    ":12: [server:srv1] arch: ",
                    "'arm64' is not x86_64 or "
                    "aarch64");
+    expect_refusal(HEAD "[console]\nrecord = yes\n",
+                   ":9: [console] record: ", "'yes' is not on or off");
     expect_refusal("[rescued]\nlog_level = verbose\n",
                    ":2: [rescued] log_level: ", "'verbose' is not error");
     /* dhcp and proxy need an interface. */
     expect_refusal(HEAD "[pxe]\nmode = dhcp\n", ":9: [pxe] interface: ",
                    "required when mode is dhcp or proxy");
+}
+
+/* The browser console's settings: record off, retention, [ui] origin. */
+static void
+test_console_record(void **state)
+{
+    (void)state;
+    struct config *c =
+        expect_load(HEAD "[console]\nrecord = off\n"
+                         "record_days = 7\n"
+                         "[ui]\norigin = https://portal.example\n" SERVER(
+                             "srv1", "52:54:00:00:00:01"));
+    assert_false(c->console_record);
+    assert_int_equal(c->record_days, 7);
+    assert_string_equal(c->ui_origin, "https://portal.example");
+    config_free(c);
+}
+
+/* The portal's keys: its files' dir (default: beside the binary, so
+ * unset here) and how long a sign-in lasts. */
+static void
+test_ui(void **state)
+{
+    (void)state;
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_null(c->ui_dir);
+    assert_int_equal(c->session_ttl, 8 * 3600);
+    config_free(c);
+    c = expect_load(HEAD "[ui]\ndir = /srv/ui\nsession_ttl = 15m\n" SERVER(
+        "srv1", "52:54:00:00:00:01"));
+    assert_string_equal(c->ui_dir, "/srv/ui");
+    assert_int_equal(c->session_ttl, 15 * 60);
+    config_free(c);
+    expect_refusal(HEAD "[ui]\nsession_ttl = 0\n",
+                   ":9: [ui] session_ttl: ", "");
+    expect_refusal(HEAD "[ui]\nsession_ttl = soon\n",
+                   ":9: [ui] session_ttl: ", "");
 }
 
 /* Our four words and the syslog names, each on the nearest level. */
@@ -954,6 +996,8 @@ main(void)
         cmocka_unit_test(test_boot_mode),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),
+        cmocka_unit_test(test_console_record),
+        cmocka_unit_test(test_ui),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_bad_boot_url),
         cmocka_unit_test(test_bad_listen),

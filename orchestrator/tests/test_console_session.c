@@ -15,6 +15,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "loop.h"
+#include "recording.h"
 #include "sshkey.h"
 #include "store.h"
 #include "testutil.h"
@@ -77,6 +78,30 @@ static const struct console_session_io test_io = {
     .write = u_write,
     .flushed = u_flushed,
     .close = u_close,
+};
+
+/* The WebSocket's kind of transport: notices and roles as their own
+ * messages, appended to got as "<notice ...>" and "<role ...>". */
+static void
+u_notice(void *arg, const char *text)
+{
+    struct user *u = arg;
+    buf_printf(&u->got, "<notice %s>", text);
+}
+
+static void
+u_role(void *arg, bool writer, bool ro, const char *reason)
+{
+    struct user *u = arg;
+    buf_printf(&u->got, "<role %s ro=%d %s>", writer ? "writer" : "watcher", ro,
+               reason);
+}
+
+static const struct console_session_io ws_io = {
+    .write = u_write,
+    .close = u_close,
+    .notice = u_notice,
+    .role = u_role,
 };
 
 /* --- plumbing ---------------------------------------------------------------
@@ -473,6 +498,116 @@ test_no_console(void **state)
 }
 
 /* fleet_console_authorize: a key by the keys files, a token by its role. */
+/* User i attaches as the WebSocket console does, recorded in dir. */
+static struct user *
+attach_ws(struct fx *f, int i, bool ro, const char *dir)
+{
+    struct user *u = &f->u[i];
+    u->room = SIZE_MAX;
+    struct console_who who = {.kind = CONSOLE_WHO_TOKEN,
+                              .project = "acme",
+                              .label = "user=project:acme via=ws"};
+    char addr[32];
+    snprintf(addr, sizeof(addr), "10.0.1.%d", i);
+    struct console_session_config cfg = {.server = "srv1",
+                                         .who = &who,
+                                         .role = "project:acme",
+                                         .addr = addr,
+                                         .ro = ro,
+                                         .replay = 2,
+                                         .record_dir = dir,
+                                         .transport = "ws"};
+    u->cs = console_session_new(f->dm.l, &cfg, &fake_cbs, &f->dm, &ws_io, u);
+    assert_non_null(u->cs);
+    return u;
+}
+
+/* The WebSocket side: role and notices as messages (not in the bytes),
+ * take_seat/break/sysrq/nmi without the menu under the same rules, the
+ * read-only window in the role, and the session recorded as asciicast
+ * with the attach's audit naming it. */
+static void
+test_ws_transport(void **state)
+{
+    struct fx *f = *state;
+    char *rec = xasprintf("%s/rec", f->dm.dir);
+    struct user *a = attach_ws(f, 0, false, rec);
+    assert_true(saw(&a->got, "<role writer ro=0 >"));
+    assert_true(saw(&a->got, "<notice srv1 as writer; Ctrl-] ? for help>"));
+    assert_false(saw(&a->got, "[rescued:"));
+    assert_int_equal(console_session_recording(a->cs), 1);
+    assert_true(saw(&f->dm.audit, "srv1 console_attach user=project:acme "
+                                  "via=ws addr=10.0.1.0 role=writer "
+                                  "recording=1\n"));
+    struct user *w = attach_ws(f, 1, true, rec);
+    assert_true(saw(&w->got, "<role watcher ro=1 watch-only session>"));
+    console_session_take_seat(w->cs);
+    assert_true(saw(&w->got, "<notice watch-only session cannot take the "
+                             "writer seat>"));
+    console_session_sysrq(w->cs, 'h');
+    assert_int_equal(f->dm.power_calls, 0);
+
+    struct user *b = attach_ws(f, 2, false, rec);
+    assert_true(saw(&a->got, "took the writer seat; you are now watching>"));
+    assert_true(saw(&a->got, "<role watcher ro=0 >"));
+    console_session_break(a->cs); /* a watcher may not */
+    assert_int_equal(f->dm.power_calls, 0);
+    console_session_take_seat(a->cs);
+    assert_true(saw(&a->got, "<role writer ro=0 >"));
+    assert_true(saw(&b->got, "<role watcher ro=0 >"));
+    assert_true(saw(&f->dm.audit, "console_takeover user=project:acme via=ws "
+                                  "addr=10.0.1.0 role=writer"));
+    for (const char *k = "RE"; *k; k++)
+        console_session_sysrq(a->cs, *k);
+    console_session_nmi(a->cs);
+    assert_int_equal(f->dm.power_calls, 3);
+    assert_true(saw(&f->dm.audit, "console_sysrq user=project:acme via=ws "
+                                  "addr=10.0.1.0 role=writer key=E\n"));
+    assert_true(saw(&f->dm.audit, "console_nmi user=project:acme via=ws "));
+
+    /* The read-only window shows in the role, with the reason. */
+    buf_reset(&a->got);
+    f->dm.writable = false;
+    console_session_writable_changed(a->cs);
+    assert_true(saw(&a->got, "<role writer ro=1 srv1 is rebooting>"));
+    f->dm.writable = true;
+    console_session_writable_changed(a->cs);
+    assert_true(saw(&a->got, "<role writer ro=0 >"));
+
+    /* What a saw is in its recording, as asciicast v2. */
+    assert_int_equal(write(f->dm.src->fd, "caf\xc3", 4), 4);
+    assert_true(pump_for(f, &a->got, "caf"));
+    assert_int_equal(write(f->dm.src->fd, "\xa9 \"ok\"\r\n", 8), 8);
+    assert_true(pump_for(f, &a->got, "ok\"\r\n"));
+    console_session_free(a->cs);
+    a->cs = NULL;
+    char *cast = xasprintf("%s/srv1/1.cast", rec), *text = NULL;
+    size_t len = 0;
+    assert_int_equal(read_file(cast, &text, &len), 0);
+    assert_non_null(strstr(text, "{\"version\":2,\"width\":80,"));
+    /* the cut UTF-8 sequence joined again, quotes escaped */
+    assert_non_null(strstr(text, "\"o\", \"caf\"]\n"));
+    assert_non_null(strstr(text, "\"o\", \"\xc3\xa9 \\\"ok\\\"\\r\\n\"]"));
+    free(text);
+    free(cast);
+    json_t *list = NULL;
+    assert_int_equal(recording_list(rec, "srv1", &list), 0);
+    json_t *r1 = json_array_get(json_object_get(list, "recordings"), 0);
+    assert_int_equal(json_array_size(json_object_get(list, "recordings")), 3);
+    assert_string_equal(json_string_value(json_object_get(r1, "transport")),
+                        "ws");
+    assert_string_equal(json_string_value(json_object_get(r1, "role")),
+                        "writer");
+    assert_string_equal(json_string_value(json_object_get(r1, "who")),
+                        "project:acme");
+    assert_true(json_is_string(json_object_get(r1, "ended_at")));
+    assert_int_equal(json_integer_value(json_object_get(r1, "bytes")), 12);
+    json_t *r2 = json_array_get(json_object_get(list, "recordings"), 1);
+    assert_true(json_is_null(json_object_get(r2, "ended_at")));
+    json_decref(list);
+    free(rec);
+}
+
 static void
 test_fleet_authorize_who(void **state)
 {
@@ -566,6 +701,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_notices_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_console_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_console, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ws_transport, setup, teardown),
         cmocka_unit_test(test_fleet_authorize_who),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

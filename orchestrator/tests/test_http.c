@@ -195,6 +195,9 @@ static const struct http_route routes[] = {
     {"/stream", HTTP_GET, 0, NULL, h_stream, NULL},
     {"/up", HTTP_GET, HTTP_UPGRADE, NULL, h_up, on_up},
     {"/notup", HTTP_GET, 0, NULL, h_not_up, NULL},
+    /* One path, a route per method: a JSON POST beside a bodiless GET. */
+    {"/both", HTTP_POST, HTTP_JSON_BODY, NULL, h_echo, NULL},
+    {"/both", HTTP_GET | HTTP_DELETE, 0, NULL, h_text, NULL},
 };
 
 static size_t
@@ -307,6 +310,26 @@ test_router(void **state)
     http(&(struct call){"BREW", "/plain"}, &r);
     assert_int_equal(r.status, 405);
     assert_non_null(strstr(r.headers.data, "Allow: GET, HEAD\r\n"));
+    resp_clear(&r);
+
+    /* A route per method on one path: each method finds its own (the GET
+     * needs no JSON body), one no route takes is 405. */
+    http(&(struct call){"GET", "/both"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "text/plain"));
+    resp_clear(&r);
+    http(&(struct call){"DELETE", "/both"}, &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    http(&(struct call){"POST", "/both", NULL, NULL, "{\"a\":1}"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "\"a\""));
+    resp_clear(&r);
+    expect_error(&(struct call){"POST", "/both", NULL, "text/plain", "x"}, 415,
+                 "unsupported_media_type");
+    http(&(struct call){"PUT", "/both"}, &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.headers.data, "Allow: GET, POST, DELETE\r\n"));
     resp_clear(&r);
 }
 
