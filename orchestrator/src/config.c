@@ -890,12 +890,20 @@ finish(struct loader *ld)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",
                     "required when mode is dhcp or proxy");
 
-    if (strlen(c->admin_token) < CONFIG_TOKEN_MIN)
-        return fail(ld, key_line(ld, "rescued", "admin_token"), "rescued",
-                    "admin_token",
+    /* /metrics shows the fleet's states to whoever holds it. */
+    if (c->metrics_token && strlen(c->metrics_token) < CONFIG_TOKEN_MIN)
+        return fail(ld, key_line(ld, "rescued", "metrics_token"), "rescued",
+                    "metrics_token", "at least %d characters",
+                    CONFIG_TOKEN_MIN);
+    if (strlen(c->admin_token) < CONFIG_TOKEN_MIN) {
+        /* the key that gave it: the token itself or the file holding it */
+        const char *key =
+            c->admin_token_file ? "admin_token_file" : "admin_token";
+        return fail(ld, key_line(ld, "rescued", key), "rescued", key,
                     "shorter than %d characters, too easy to guess (make "
                     "one with: openssl rand -hex 16)",
                     CONFIG_TOKEN_MIN);
+    }
     if (c->local_boot_pattern &&
         strlen(c->local_boot_pattern) > CONFIG_PATTERN_MAX)
         return fail(ld, key_line(ld, "timeouts", "local_boot_pattern"),
@@ -903,10 +911,6 @@ finish(struct loader *ld)
                     "longer than %d bytes, more than the console matcher "
                     "holds",
                     CONFIG_PATTERN_MAX);
-    /* /metrics shows the fleet's states to whoever holds it. */
-    if (c->metrics_token && strlen(c->metrics_token) < 16)
-        return fail(ld, key_line(ld, "rescued", "metrics_token"), "rescued",
-                    "metrics_token", "at least 16 characters");
 
     for (size_t i = 0; i < c->nprojects; i++) {
         const struct config_project *p = &c->projects[i];

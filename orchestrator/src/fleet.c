@@ -530,6 +530,11 @@ resume(struct srv *s)
              pending ? ", re-running its unfinished actions" : "");
     renew_deadline(s, pending);
     arm_deadline(s);
+    /* Whether the way home's disk boot was set lived in the old daemon's
+     * memory (s->disk_boot): a reset still to run asks for it again, so
+     * its reset done ends exiting as it would have. */
+    if (fs->state == FSM_EXITING && (pending & FSM_ACT_POWER_RESET))
+        pending |= FSM_ACT_BOOT_DISK;
     run_actions(s, pending);
 }
 
@@ -983,8 +988,8 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
     return 0;
 }
 
-/* Checked: store the keys, note who asked, and feed the event.  0, or
- * -EIO with err when the store refused the change: nothing was done. */
+/* Checked: store the keys, note who asked, and feed the event.  -EIO
+ * when the store refused the change: then nothing was done. */
 static int
 action_apply(struct srv *s, const struct fleet_action *a, char *err,
              size_t errlen)

@@ -38,6 +38,11 @@ struct srv {
     bool closing; /* in srv_free: its driver's last answers go unheard */
     /* the driver set a one-time disk boot for the reset queued after it */
     bool disk_boot;
+    /* The boot path's notes of this step (hashes of their words): a
+     * repeated fetch is noted once, a flood not at all.  A transition or
+     * an action starts a new step (fleet_boot.c). */
+    uint64_t boot_noted[8];
+    size_t nboot_noted;
     /* The last change the store refused, "" when the last one was stored:
      * the API shows it as last_error until a change is stored again. */
     char store_error[320];
@@ -47,11 +52,6 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
-    /* The boot path's notes of this step (hashes of their words): a
-     * repeated fetch is noted once, a flood not at all.  A transition or
-     * an action starts a new step (fleet_boot.c). */
-    uint64_t boot_noted[8];
-    size_t nboot_noted;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

@@ -183,22 +183,33 @@ ipmi_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
         loop_close_fd(p->l, which);
 }
 
-/* The last line ipmitool wrote to stderr: its own words for the failure. */
+/* The last line ipmitool wrote to stderr: its own words for the failure.
+ * Not its session close after a failed command (a BMC gone mid-command):
+ * that line says nothing of the command, the one before it does. */
 static char *
 last_line(const struct buf *b)
 {
+    static const char close_failed[] = "Close Session command failed";
     if (!b->data)
         return NULL;
     const char *end = b->data + b->len;
-    while (end > b->data &&
-           (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
-        end--;
-    const char *start = end;
-    while (start > b->data && start[-1] != '\n')
-        start--;
-    if (start == end)
-        return NULL;
-    return xasprintf("%.*s", (int)(end - start), start);
+    for (;;) {
+        while (end > b->data &&
+               (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+            end--;
+        const char *start = end;
+        while (start > b->data && start[-1] != '\n')
+            start--;
+        if (start == end)
+            return NULL;
+        size_t n = (size_t)(end - start);
+        if (n == strlen(close_failed) && memcmp(start, close_failed, n) == 0 &&
+            start > b->data) {
+            end = start;
+            continue;
+        }
+        return xasprintf("%.*s", (int)n, start);
+    }
 }
 
 /* Remember how the last `power status` went, for pre-flight. */

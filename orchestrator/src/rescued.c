@@ -23,9 +23,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/etc/rescued/rescued.ini"

@@ -13,7 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define STORE_BUSY_TIMEOUT_MS 5000
+/* rescued is its store's only writer: a lock held by another process is a
+ * fault, and the daemon's whole loop waits while sqlite does, so a write
+ * gives up soon (fleet backs off and tries again, 503 to the API). */
+#define STORE_BUSY_TIMEOUT_MS 250
 #define STORE_LOG_INTERVAL_MS 10000
 
 /* How long a write waits for another process's lock; tests shorten it. */

@@ -815,12 +815,11 @@ static void
 test_metrics_token_short(void **state)
 {
     (void)state;
-    expect_refusal(
-        "[rescued]\nlisten = 127.0.0.1:8080\n"
-        "boot_url = http://127.0.0.1:8080/\n"
-        "data_dir = /var/lib/rescued\nadmin_token = admintok-0123456789\n"
-        "metrics_token = short\n",
-        ":6: [rescued] metrics_token: ", "at least 16 characters");
+    expect_refusal("[rescued]\nlisten = 127.0.0.1:8080\n"
+                   "boot_url = http://127.0.0.1:8080/\n"
+                   "data_dir = /var/lib/rescued\nadmin_token = admintok\n"
+                   "metrics_token = short\n",
+                   ":6: [rescued] metrics_token: ", "at least 16 characters");
 }
 
 static void
@@ -948,6 +947,10 @@ test_admin_token_file(void **state)
              "[rescued]\nlisten = 127.0.0.1:1\nboot_url = http://x\n"          \
              "data_dir = /d\nadmin_token_file = %s\n%s",                       \
              tok, extra)
+    assert_int_equal(write_file_atomic(tok, "s3cret\n", 7, 0600), 0);
+    WITH_FILE("");
+    expect_refusal(text, ":5: [rescued] admin_token_file: ",
+                   "shorter than 16 characters");
     assert_int_equal(write_file_atomic(tok, "s3cret-0123456789\n", 18, 0600),
                      0);
     WITH_FILE("");

@@ -1666,6 +1666,36 @@ test_exit_through_disk_boot(void **state)
     assert_true(disk >= 0 && reset > disk);
 }
 
+/* Killed between the disk boot done and its reset: the restart asks for
+ * the disk boot again before the reset (whether it was set lived in the
+ * old daemon's memory), so the reset done still ends exiting.  Before,
+ * the restarted reset moved nothing: exiting until the step timed out
+ * without a console (the server had booted its disk, no script to fetch). */
+static void
+test_restart_between_disk_boot_and_reset(void **state)
+{
+    (void)state;
+    fake_disk_boot = true;
+    to_rescue("srv2", 0);
+    assert_int_equal(act("srv2", FSM_EV_EXIT_RESCUE, 0), 0);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv2", &st, &pending);
+    assert_int_equal(st, FSM_EXITING);
+    assert_int_equal(pending, FSM_ACT_POWER_RESET);
+    size_t from = nreqs;
+    restart();
+    settle();
+    int disk = req_index(from, "srv2", POWER_BOOT_DISK_ONCE);
+    int reset = req_index(from, "srv2", POWER_RESET);
+    assert_true(disk >= 0 && reset > disk);
+    answer("srv2", POWER_BOOT_DISK_ONCE, 0, NULL);
+    answer("srv2", POWER_RESET, 0, NULL);
+    assert_string_equal(state_of("srv2"), "booting_local");
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_DONE), 2);
+}
+
 /* A driver that cannot choose (-ENOTSUP) keeps today's path: the reset
  * done moves nothing, the local script ends exiting.  One that fails, or
  * whose BMC does not keep it, costs time, not the exit: an error event,
@@ -1727,6 +1757,48 @@ test_exit_no_console_settles(void **state)
     settle();
     assert_string_equal(state_of("srv2"), "active");
     assert_int_equal(nreq("srv2", POWER_RESET, -1), 2);
+}
+
+static int
+count_one(void *arg, const struct store_event *ev)
+{
+    (void)ev;
+    ++*(int *)arg;
+    return 0;
+}
+
+struct kept {
+    struct store *st;
+    int max;
+};
+
+static bool
+events_at_most(void *arg)
+{
+    struct kept *k = arg;
+    int n = 0;
+    store_list_events(k->st, "srv1", 0, 0, count_one, &n);
+    return n <= k->max;
+}
+
+/* [rescued] retention_events: the fleet prunes each server's history
+ * down to its newest N, from the loop, without a restart. */
+static void
+test_retention_prunes(void **state)
+{
+    (void)state;
+    struct env *e = env_dir_new("x");
+    env_start(e, "retention_events = 5\n", INVENTORY("srv1"));
+    assert_int_equal(store_begin(e->st), 0);
+    for (int i = 0; i < 40; i++)
+        assert_true(store_append_event(e->st, "srv1", "audit", "t", "x") > 0);
+    assert_int_equal(store_commit(e->st), 0);
+    struct kept k = {e->st, 5};
+    assert_true(tu_pump_until(e->loop, 3000, events_at_most, &k));
+    int n = 0;
+    store_list_events(e->st, "srv1", 0, 0, count_one, &n);
+    assert_int_equal(n, 5);
+    env_free(e);
 }
 
 /* More keys than the overlay carries: refused (the API's 400) with the
@@ -1924,48 +1996,6 @@ test_store_refuses_writes(void **state)
     assert_int_equal(nreq("srv1", POWER_RESET, -1), 0);
 }
 
-static int
-count_one(void *arg, const struct store_event *ev)
-{
-    (void)ev;
-    ++*(int *)arg;
-    return 0;
-}
-
-struct kept {
-    struct store *st;
-    int max;
-};
-
-static bool
-events_at_most(void *arg)
-{
-    struct kept *k = arg;
-    int n = 0;
-    store_list_events(k->st, "srv1", 0, 0, count_one, &n);
-    return n <= k->max;
-}
-
-/* [rescued] retention_events: the fleet prunes each server's history
- * down to its newest N, from the loop, without a restart. */
-static void
-test_retention_prunes(void **state)
-{
-    (void)state;
-    struct env *e = env_dir_new("x");
-    env_start(e, "retention_events = 5\n", INVENTORY("srv1"));
-    assert_int_equal(store_begin(e->st), 0);
-    for (int i = 0; i < 40; i++)
-        assert_true(store_append_event(e->st, "srv1", "audit", "t", "x") > 0);
-    assert_int_equal(store_commit(e->st), 0);
-    struct kept k = {e->st, 5};
-    assert_true(tu_pump_until(e->loop, 3000, events_at_most, &k));
-    int n = 0;
-    store_list_events(e->st, "srv1", 0, 0, count_one, &n);
-    assert_int_equal(n, 5);
-    env_free(e);
-}
-
 int
 main(void)
 {
@@ -2012,10 +2042,11 @@ main(void)
                                         console_setup, life_teardown),
         cmocka_unit_test_setup_teardown(test_reload_move_forgets_console,
                                         console_setup, life_teardown),
+        LIFE(test_restart_between_disk_boot_and_reset),
         LIFE(test_exit_no_console_settles),
+        cmocka_unit_test(test_retention_prunes),
         cmocka_unit_test_setup_teardown(test_store_refuses_writes, locked_setup,
                                         locked_teardown),
-        cmocka_unit_test(test_retention_prunes),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     buf_free(&events);

@@ -41,6 +41,10 @@ static const char fake[] =
     "*'power diag') echo 'Set Chassis Power Control to Diag failed: "
     "Invalid data field in request' >&2; exit 1 ;;\n"
     "*'power off') sleep 30 ;;\n"
+    /* A BMC gone in the middle of the reset (ipmitool's words then). */
+    "*'power reset') [ ! -e \"$(dirname \"$0\")/gone\" ] || "
+    "{ echo 'Unable to set Chassis Power Control to Reset' >&2; "
+    "echo 'Close Session command failed' >&2; exit 1; } ;;\n"
     /* The boot device, kept in a file unless the BMC drops it, and read
      * back as ipmitool shows parameter 5; the valid-timer clear refused
      * when the file noraw exists. */
@@ -200,6 +204,16 @@ test_driver(void **state)
                         "ipmi 127.0.0.1:1: chassis bootdev disk: the BMC did "
                         "not keep it (boot parameter 5 reads none)");
     assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), -EIO);
+    unlink(flag);
+
+    /* A BMC gone mid-command: the reason is the command's failure, not
+     * the session close ipmitool tries after it. */
+    write_file_atomic(st, "Chassis Power is on\n", 20, 0644);
+    snprintf(flag, sizeof(flag), "%s/gone", dir);
+    assert_int_equal(write_file_atomic(flag, "", 0, 0644), 0);
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), -EIO);
+    assert_string_equal(r.detail, "ipmi 127.0.0.1:1: power reset: Unable to "
+                                  "set Chassis Power Control to Reset");
     unlink(flag);
 
     /* A refusal names the command and carries ipmitool's own words. */

@@ -858,48 +858,6 @@ test_kill9_loses_nothing_committed(void **state)
     free(ids);
 }
 
-/* The data dir and the store are the owner's only, whoever made the dir
- * and whatever the umask: an operator's `mkdir` (0755) and a 0644 database
- * and WAL left by an older rescued become 0700 and 0600. */
-static void
-test_open_makes_it_private(void **state)
-{
-    struct fixture *f = *state;
-    char err[256] = "";
-    mode_t old = umask(022);
-    assert_int_equal(chmod(f->dir, 0755), 0);
-    struct store *st = store_open("sqlite:", f->dir, err, sizeof(err));
-    assert_non_null(st);
-    assert_true(store_append_event(st, "srv1", "audit", "admin", "x") > 0);
-    struct stat sb;
-    assert_int_equal(stat(f->dir, &sb), 0);
-    assert_int_equal(sb.st_mode & 07777, 0700);
-    const char *suffix[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char *p = xasprintf("%s%s", f->db_path, suffix[i]);
-        assert_int_equal(stat(p, &sb), 0);
-        assert_int_equal(sb.st_mode & 07777, 0600);
-        /* As an older rescued left them. */
-        assert_int_equal(chmod(p, 0644), 0);
-        free(p);
-    }
-    assert_int_equal(chmod(f->dir, 0755), 0);
-    /* Opened again while the first holds the WAL: private again. */
-    struct store *again = store_open("sqlite:", f->dir, err, sizeof(err));
-    assert_non_null(again);
-    assert_int_equal(stat(f->dir, &sb), 0);
-    assert_int_equal(sb.st_mode & 07777, 0700);
-    for (size_t i = 0; i < 3; i++) {
-        char *p = xasprintf("%s%s", f->db_path, suffix[i]);
-        assert_int_equal(stat(p, &sb), 0);
-        assert_int_equal(sb.st_mode & 07777, 0600);
-        free(p);
-    }
-    store_close(again);
-    store_close(st);
-    umask(old);
-}
-
 /* Retention: events past the age go, then each server's past its cap
  * (the newest stay), revoked tokens that old go, live ones stay; a call
  * deletes at most max_rows events, the next goes on. */
@@ -964,6 +922,74 @@ test_retention(void **state)
     sqlite3_close(db);
 }
 
+/* The data dir and the store are the owner's only, whoever made the dir
+ * and whatever the umask: an operator's `mkdir` (0755) and a 0644 database
+ * and WAL left by an older rescued become 0700 and 0600. */
+static void
+test_open_makes_it_private(void **state)
+{
+    struct fixture *f = *state;
+    char err[256] = "";
+    mode_t old = umask(022);
+    assert_int_equal(chmod(f->dir, 0755), 0);
+    struct store *st = store_open("sqlite:", f->dir, err, sizeof(err));
+    assert_non_null(st);
+    assert_true(store_append_event(st, "srv1", "audit", "admin", "x") > 0);
+    struct stat sb;
+    assert_int_equal(stat(f->dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s%s", f->db_path, suffix[i]);
+        assert_int_equal(stat(p, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+        /* As an older rescued left them. */
+        assert_int_equal(chmod(p, 0644), 0);
+        free(p);
+    }
+    assert_int_equal(chmod(f->dir, 0755), 0);
+    /* Opened again while the first holds the WAL: private again. */
+    struct store *again = store_open("sqlite:", f->dir, err, sizeof(err));
+    assert_non_null(again);
+    assert_int_equal(stat(f->dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    for (size_t i = 0; i < 3; i++) {
+        char *p = xasprintf("%s%s", f->db_path, suffix[i]);
+        assert_int_equal(stat(p, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+        free(p);
+    }
+    store_close(again);
+    store_close(st);
+    umask(old);
+}
+
+/* Another process holding the write lock: a write gives up within a
+ * fraction of a second, since the daemon's loop waits with it (the API,
+ * the consoles, the boot path) and fleet retries with its own back-off.
+ * Seen failing before: the write waited 5 s, and case 068's API calls
+ * timed out while the lock was held. */
+static void
+test_foreign_lock_fails_fast(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r = {0};
+    row_fill(&r, FSM_ACTIVE, 1000);
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    sqlite3 *db = raw_open(f->db_path);
+    raw_exec(db, "BEGIN EXCLUSIVE");
+    int64_t t0 = now_mono_ms();
+    r.fsm.state = FSM_RESCUE_REQUESTED;
+    assert_true(store_save_server(f->st, "srv1", &r) < 0);
+    assert_true(store_append_event(f->st, "srv1", "audit", "admin", "x") < 0);
+    int64_t waited = now_mono_ms() - t0;
+    assert_true(waited < 1000);
+    assert_non_null(strstr(store_last_error(f->st), "locked"));
+    raw_exec(db, "ROLLBACK");
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+    sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -991,6 +1017,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_lock_fails_fast, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_token_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
