@@ -519,12 +519,15 @@ struct sse {
     struct buf out;        /* SSE text not yet written to s */
     int64_t last_id;
     uint64_t sub, keepalive;
+    uint64_t access; /* fleet's writable listener: access re-checked */
+    char *auth;      /* the Authorization header it was opened with */
+    bool ended;
     char id[ID_MAX + 1];
     /* Paging through the history: live events wait in the store (they are
      * stored before they are published) until a short page says it is
      * read to the end. */
     bool live;
-    int paged; /* events in the page being read */
+    int paged;     /* events in the page being read */
     char *project; /* GET /v1/events of a project: its servers' only */
 };
 
@@ -583,7 +586,7 @@ static void
 sse_drained(void *arg)
 {
     struct sse *e = arg;
-    if (e->live)
+    if (e->live || e->ended)
         return;
     int rc = sse_page(e);
     if (rc < 0) {
@@ -622,11 +625,62 @@ sse_keepalive(struct loop *l, void *arg)
     return api_sse_keepalive_ms;
 }
 
+/* The credentials a stream was opened with, to ask again later: the
+ * Authorization header, or the token behind the portal's session cookie. */
+static char *
+stream_auth(struct http_req *r, struct fleet *f)
+{
+    const char *authz = http_req_header(r, "Authorization");
+    if (authz)
+        return xstrdup(authz);
+    const char *cookie = http_req_header(r, "Cookie");
+    char id[SESSION_ID_LEN + 1];
+    const struct session *s = NULL;
+    if (cookie && session_cookie_id(cookie, id))
+        s = session_find(fleet_sessions(f), id, now_wall_ms());
+    return s ? xasprintf("Bearer %s", s->token) : xstrdup("");
+}
+
+/* After a reload (and each transition): may the stream's token still see
+ * its server?  A token removed, or the server moved to another project:
+ * the stream ends now. */
+static void
+sse_recheck(void *arg, const char *server)
+{
+    struct sse *e = arg;
+    bool list = !e->id[0]; /* GET /v1/events: the token itself */
+    if (e->ended || (!list && strcmp(server, e->id) != 0))
+        return;
+    struct caller *c = caller_of(fleet_config(e->f), e->auth);
+    const struct config_server *cs =
+        list ? NULL : config_find_server(fleet_config(e->f), e->id);
+    bool ok =
+        list ? c && (e->project ? c->project && !strcmp(c->project, e->project)
+                                : c->admin)
+             : c && cs && may_see(c, cs);
+    if (c)
+        caller_free(c);
+    if (ok)
+        return;
+    e->ended = true;
+    fleet_unsubscribe(e->f, e->sub);
+    e->sub = 0;
+    http_stream_on_drained(e->s, NULL);
+    buf_printf(&e->out, ": access to %s revoked\n\n",
+               list ? "the event stream" : e->id);
+    sse_flush(e);
+    http_stream_end(e->s);
+}
+
 /* http ended the stream (the client went away, or shutdown). */
 static void
 sse_closed(void *arg)
 {
     struct sse *e = arg;
+    fleet_unsubscribe(e->f, e->access);
+    if (e->auth)
+        explicit_bzero(e->auth, strlen(e->auth));
+    free(e->auth);
     fleet_unsubscribe(e->f, e->sub);
     loop_del_timer(e->loop, e->keepalive);
     buf_free(&e->out);
@@ -662,6 +716,8 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     if (!e->live)
         http_stream_on_drained(e->s, sse_drained);
     e->sub = fleet_subscribe(f, id, sse_live, e);
+    e->auth = stream_auth(r, f);
+    e->access = fleet_on_writable_changed(f, sse_recheck, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
     sse_flush(e);
@@ -687,6 +743,9 @@ h_events(struct http_req *r, void *arg)
                            EVENTS_LIMIT_MAX);
         return;
     }
+    /* A server moved here by a reload: its old project's history is not
+     * this project's to read. */
+    int64_t since = who(r)->admin ? 0 : fleet_project_since(f, cs->id);
     const char *accept = http_req_header(r, "Accept");
     if (accept && strstr(accept, "text/event-stream")) {
         const char *last = http_req_header(r, "Last-Event-ID");
@@ -694,9 +753,11 @@ h_events(struct http_req *r, void *arg)
             http_respond_error(r, 400, "Last-Event-ID must be an event id");
             return;
         }
-        sse_start(r, f, cs->id, after);
+        sse_start(r, f, cs->id, after > since ? after : since);
         return;
     }
+    if (after < since)
+        after = since;
     json_t *arr = json_array();
     int rc = store_list_events(fleet_store(f), cs->id, after, (int)limit,
                                collect_event, arr);
@@ -802,6 +863,8 @@ h_all_events(struct http_req *r, void *arg)
         return;
     }
     e->sub = fleet_subscribe(f, NULL, sse_live, e);
+    e->auth = stream_auth(r, f);
+    e->access = fleet_on_writable_changed(f, sse_recheck, e);
     e->keepalive =
         loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
     sse_flush(e);

@@ -1059,3 +1059,23 @@ console_send_break(struct console *c)
         return -errno;
     return 0;
 }
+
+void
+console_forget(struct console *c, const char *tag)
+{
+    c->ring_head = c->ring_len = 0;
+    log_flush(c); /* what is held back belongs to the old files */
+    if (c->log_fd >= 0)
+        close(c->log_fd);
+    c->log_fd = -1;
+    c->log_size = 0;
+    for (int g = 0; g <= CONSOLE_LOG_KEEP; g++) {
+        char *from = log_file(c->log_dir, c->id, g);
+        char *to = xasprintf("%s.%s", from, tag);
+        if (rename(from, to) < 0 && errno != ENOENT)
+            log_warn("console %s: rename %s", c->id, from);
+        free(from);
+        free(to);
+    }
+    log_open(c);
+}

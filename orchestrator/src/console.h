@@ -119,6 +119,11 @@ int console_send_break(struct console *c);
 /* Append the last n lines of the ring to out (a trailing partial line
  * counts as a line). */
 void console_replay_lines(const struct console *c, size_t n, struct buf *out);
+/* Forget what the console showed so far: the ring is emptied and the log
+ * files are renamed aside (ID.log.TAG, ID.log.1.TAG, ...: kept on disk for
+ * an administrator, out of replay and console_tail_log's reach).  For a
+ * server moved to another project.  Blocks on the renames. */
+void console_forget(struct console *c, const char *tag);
 /* Append the last n lines of LOG_DIR/ID.log, reading back into ID.log.1
  * and ID.log.2 when the current file holds fewer; for the HTTP API's
  * console/log?tail=N.  Reads from the end, at most CONSOLE_TAIL_MAX bytes

@@ -783,6 +783,34 @@ same_str(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* A reload moved s to project to: say so in its history, and from then on
+ * its new project sees only what follows. */
+static void
+moved(struct srv *s, const char *to)
+{
+    char msg[200];
+    snprintf_utf8(msg, sizeof(msg), "moved from project %s to project %s",
+                  s->cfg->project, to);
+    log_info("%s: %s", s->cfg->id, msg);
+    /* Its console's past is the old project's: out of replay and tail. */
+    if (s->console) {
+        char tag[64];
+        snprintf(tag, sizeof(tag), "before-move-%lld",
+                 (long long)now_wall_ms());
+        console_forget(s->console, tag);
+    }
+    int64_t id =
+        store_append_event(s->f->st, s->cfg->id, "audit", "rescued", msg);
+    if (id > 0) {
+        s->project_since_id = id;
+        publish(s->f, id, s->cfg->id, "audit", NULL, NULL, "rescued", msg);
+    } else {
+        /* Not stored: hide all of the history rather than show the old
+         * project's. */
+        s->project_since_id = INT64_MAX - 1;
+    }
+}
+
 void
 fleet_reload(struct fleet *f, struct config *cfg)
 {
@@ -823,6 +851,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
             continue;
         }
         next[i] = fleet_srv_find(f, cfg->servers[i].id);
+        if (strcmp(next[i]->cfg->project, cfg->servers[i].project) != 0)
+            moved(next[i], cfg->servers[i].project);
         next[i]->cfg = &cfg->servers[i];
     }
     for (size_t j = 0; j < f->nsrvs; j++)
@@ -832,8 +862,19 @@ fleet_reload(struct fleet *f, struct config *cfg)
     free(f->srvs);
     f->srvs = next;
     f->nsrvs = cfg->nservers;
+    /* Who may see each server may have changed (a move, a token or a key
+     * gone): the faces check their sessions and streams again. */
+    char **ids = xcalloc(f->cfg->nservers + 1, sizeof(*ids));
+    for (size_t j = 0; j < f->cfg->nservers; j++)
+        ids[j] = xstrdup(f->cfg->servers[j].id);
     config_free(f->cfg);
     f->cfg = cfg;
+    for (size_t j = 0; ids[j]; j++)
+        if (!config_find_server(cfg, ids[j]))
+            tell_writable(f, ids[j]); /* gone: its sessions end */
+    strv_free(ids);
+    for (size_t j = 0; j < cfg->nservers; j++)
+        tell_writable(f, cfg->servers[j].id);
     if (f->dnsmasq)
         dnsmasq_update(f->dnsmasq, cfg);
     log_info("inventory reloaded: %zu %s", f->nsrvs,
@@ -1168,6 +1209,13 @@ fleet_console_authorize(struct fleet *f, const char *id,
     else if (member)
         snprintf(role, rolelen, "project:%s", p->name);
     return admin || member;
+}
+
+int64_t
+fleet_project_since(struct fleet *f, const char *id)
+{
+    struct srv *s = fleet_srv_find(f, id);
+    return s ? s->project_since_id : 0;
 }
 
 int64_t

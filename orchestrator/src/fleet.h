@@ -124,6 +124,10 @@ void fleet_audit(struct fleet *f, const char *id, const char *actor,
 /* NMI, SysRq KEY or a serial break through the power driver. */
 int fleet_console_power(struct fleet *f, const char *id, enum power_op op,
                         const char *arg);
+/* The event id after which the server's project may read its history
+ * (0: all of it): a reload that moved it to another project stored an
+ * event, and what came before belongs to the old project. */
+int64_t fleet_project_since(struct fleet *f, const char *id);
 /* The browser console's one-time tickets (ticket.h), in fleet_ticket.c.
  * Issue one for a caller who may open the server's console (principal
  * "admin" or "project:NAME"): 0 with the ticket and its expiry (wall
@@ -145,8 +149,10 @@ uint64_t fleet_subscribe(struct fleet *f, const char *server,
                          fleet_event_cb *cb, void *arg);
 /* The console faces (sshd, a web console): cb runs from the loop when
  * fleet_console_writable() may have changed for server, on each transition
- * and when the read-only window after it ends.  The fleet owns the
- * timers.  fleet_unsubscribe() removes it. */
+ * and when the read-only window after it ends; and after a reload, for
+ * every server old and new, since who may reach it may have changed (a
+ * move, a token or key removed): the faces check their sessions again.  The
+ * fleet owns the timers.  fleet_unsubscribe() removes it. */
 typedef void fleet_writable_cb(void *arg, const char *server);
 uint64_t fleet_on_writable_changed(struct fleet *f, fleet_writable_cb *cb,
                                    void *arg);

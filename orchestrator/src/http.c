@@ -433,6 +433,8 @@ status_code_name(unsigned status)
         return "range_not_satisfiable";
     case 429:
         return "too_many_requests";
+    case 503:
+        return "unavailable";
     default:
         return "internal";
     }
@@ -818,6 +820,13 @@ http_stream_write(struct http_stream *s, const void *data, size_t n)
     buf_append(&s->out, data, n);
     if (s->out.len - s->off > s->r->h->stream_peak)
         s->r->h->stream_peak = s->out.len - s->off;
+    stream_wake(s);
+}
+
+void
+http_stream_end(struct http_stream *s)
+{
+    s->closing = true;
     stream_wake(s);
 }
 

@@ -198,6 +198,9 @@ struct http_stream *http_respond_stream(struct http_req *r, unsigned status,
                                         http_closed_fn *closed, void *arg);
 /* Queue n bytes and wake the connection to send them. */
 void http_stream_write(struct http_stream *s, const void *data, size_t n);
+/* End it from our side: what is queued is sent, then the body ends and
+ * closed(arg) runs, from the loop, as for a hang-up. */
+void http_stream_end(struct http_stream *s);
 /* drained(arg) runs when everything queued has gone to MHD, before the
  * connection parks: the moment to queue the next page of a history.  It
  * may write to s. */

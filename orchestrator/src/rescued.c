@@ -282,6 +282,9 @@ signals_open(void)
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
+    /* A file that may not grow (RLIMIT_FSIZE) fails the write with EFBIG,
+     * which the store reports; the signal would kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 

@@ -773,11 +773,33 @@ sshd_port(const struct sshd *d)
     return d->port;
 }
 
+/* Does the key that logged ss in still open its server (a reload may have
+ * removed the key, moved the server or dropped it)? */
+static bool
+session_still_allowed(struct session *ss)
+{
+    struct sshd *d = ss->d;
+    char role[40];
+    struct console_who who = {.kind = CONSOLE_WHO_SSH_KEY,
+                              .fingerprint = ss->fp};
+    return d->cbs.authorize &&
+           d->cbs.authorize(d->cb_arg, ss->server, &who, role, sizeof(role)) &&
+           d->cbs.find_console && d->cbs.find_console(d->cb_arg, ss->server);
+}
+
 void
 sshd_writable_changed(struct sshd *d, const char *server)
 {
-    for (struct session *ss = d->sessions; ss; ss = ss->next)
-        if (!ss->dead && ss->cs &&
-            strcmp(console_session_server(ss->cs), server) == 0)
+    for (struct session *ss = d->sessions; ss; ss = ss->next) {
+        if (ss->dead || !ss->authed || strcmp(ss->server, server) != 0)
+            continue;
+        if (!session_still_allowed(ss)) {
+            log_info("sshd: %s: %s no longer opens it; closing %s's session",
+                     server, ss->fp, ss->user);
+            session_kill(ss);
+            continue;
+        }
+        if (ss->cs)
             console_session_writable_changed(ss->cs);
+    }
 }

@@ -597,6 +597,180 @@ test_stream_open_at_shutdown(void **state)
     hc_stream_close(&sse);
 }
 
+/* The setup's inventory with srv1 in project proj and other's token. */
+static void
+reload_with(const char *proj, const char *other_token)
+{
+    char *sections =
+        xasprintf("[project:acme]\n"
+                  "token = " ACME "\n"
+                  "[project:other]\n"
+                  "%s%s%s"
+                  "[server:srv1]\n"
+                  "mac = 52:54:00:00:00:01\n"
+                  "project = %s\n"
+                  "power = manual:\n"
+                  "[server:srv2]\n"
+                  "mac = 52:54:00:00:00:02\n"
+                  "project = other\n"
+                  "power = manual:\n",
+                  other_token ? "token = " : "", other_token ? other_token : "",
+                  other_token ? "\n" : "", proj);
+    fleet_reload(E->fleet, env_config(E, NULL, sections));
+    free(sections);
+}
+
+/* A reload that moves a server to another project ends the old project's
+ * event streams of it within a second, and the new project reads only
+ * what follows the move; one that removes a token ends that token's
+ * streams. */
+static void
+test_reload_revokes_streams(void **state)
+{
+    (void)state;
+    api_sse_keepalive_ms = 60000; /* no keepalive to find a dead client */
+    struct resp r;
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    struct hc_stream sse;
+    assert_true(hc_stream_open(&sse,
+                               &(struct call){"GET", "/v1/servers/srv1/events",
+                                              ACME, NULL, NULL, false,
+                                              "Accept: text/event-stream"},
+                               "reboot requested"));
+    assert_true(metrics_has("rescued_http_event_streams 1\n"));
+
+    reload_with("other", OTHER);
+    int64_t t0 = now_mono_ms();
+    assert_true(tu_until(1000, no_streams, NULL, hc_turn, NULL));
+    assert_true(now_mono_ms() - t0 < 1000);
+    assert_non_null(strstr(sse.r.body.data, ": access to srv1 revoked\n"));
+    hc_stream_close(&sse);
+
+    /* acme lost it; other sees it from the move on; admin sees it all. */
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ACME}, &r);
+    assert_int_equal(r.status, 404);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", OTHER}, &r);
+    assert_int_equal(r.status, 200);
+    json_t *evs = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(evs), 0);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "reboot requested"));
+    assert_non_null(
+        strstr(r.body.data, "moved from project acme to project other"));
+    resp_clear(&r);
+    /* Its stream too starts after the move. */
+    assert_true(hc_stream_open(&sse,
+                               &(struct call){"GET", "/v1/servers/srv1/events",
+                                              OTHER, NULL, NULL, false,
+                                              "Accept: text/event-stream"},
+                               ": rescued events of srv1\n\n"));
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", OTHER, NULL,
+                        "{\"type\":\"reboot\"}"},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    assert_true(
+        tu_until_text(2000, &sse.r.body, "reboot requested", hc_turn, NULL));
+    assert_null(strstr(sse.r.body.data, "project:acme"));
+
+    /* other's token removed: its stream ends too. */
+    reload_with("other", NULL);
+    assert_true(tu_until(1000, no_streams, NULL, hc_turn, NULL));
+    hc_stream_close(&sse);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", OTHER}, &r);
+    assert_int_equal(r.status, 401);
+    resp_clear(&r);
+}
+
+/* Another process holds the store's write lock: an action cannot be
+ * recorded, so it is refused with 503 and the store's words, and nothing
+ * was done (no audit, no reset). */
+static void
+test_action_store_locked(void **state)
+{
+    (void)state;
+    struct resp r;
+    int64_t before[2], after[2];
+    store_snapshot(before);
+    sqlite3 *locker;
+    char *path = xasprintf("%s/data/rescued.db", E->dir);
+    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
+    free(path);
+    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
+                     SQLITE_OK);
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME,
+                        "application/json", "{\"type\":\"reboot\"}"},
+         &r);
+    sqlite3_exec(locker, "ROLLBACK", 0, 0, 0);
+    sqlite3_close(locker);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(jstr(r.json, "code"), "unavailable");
+    const char *e = jstr(r.json, "error");
+    if (!strstr(e, "database is locked") || !strstr(e, "nothing was done"))
+        fail_msg("error: %s", e);
+    resp_clear(&r);
+    store_snapshot(after);
+    assert_int_equal(after[0], before[0]);
+}
+
+/* A server named in Latin-1, and an event message cut at 160 bytes inside
+ * a "€" by a plain copy: /v1/servers stays valid JSON and the event is
+ * listed, each bad byte a U+FFFD. */
+static int
+latin1_setup(void **state)
+{
+    *state = env_face_new("[project:acme]\n"
+                          "token = " ACME "\n"
+                          "[server:srv1]\n"
+                          "name = caf\xe9\n"
+                          "mac = 52:54:00:00:00:01\n"
+                          "project = acme\n"
+                          "power = manual:\n",
+                          "x", api_register);
+    return 0;
+}
+
+static void
+test_text_not_utf8(void **state)
+{
+    (void)state;
+    struct resp r;
+    http(&(struct call){"GET", "/v1/servers", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *srv = json_array_get(json_object_get(r.json, "servers"), 0);
+    assert_string_equal(jstr(srv, "name"), "caf\ufffd");
+    resp_clear(&r);
+
+    /* 157 bytes of "x", then "€": the 160-byte buffer ends inside the €
+     * (two of its three bytes). */
+    char msg[160], text[200];
+    memset(text, 'x', 157);
+    snprintf(text + 157, sizeof(text) - 157, "\u20ac");
+    strlcpy_s(msg, text, sizeof(msg)); /* as snprintf into msg[160] */
+    assert_int_equal(strlen(msg), 159);
+    fleet_audit(E->fleet, "srv1", "admin", msg);
+    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
+    assert_int_equal(r.status, 200);
+    if (!r.json)
+        fail_msg("not JSON: %s", r.body.data);
+    json_t *evs = json_object_get(r.json, "events");
+    const char *got =
+        jstr(json_array_get(evs, json_array_size(evs) - 1), "message");
+    assert_non_null(got);
+    memcpy(text + 157, "\ufffd\ufffd", 7); /* the € cut to two bytes */
+    assert_string_equal(got, text);
+    resp_clear(&r);
+}
+
 /* A metric's value from /metrics, or -1. */
 static long long
 metric_value(const char *name)
@@ -752,87 +926,6 @@ test_metrics_token(void **state)
         "unauthorized");
 }
 
-/* Another process holds the store's write lock: an action cannot be
- * recorded, so it is refused with 503 and the store's words, and nothing
- * was done (no audit, no reset). */
-static void
-test_action_store_locked(void **state)
-{
-    (void)state;
-    struct resp r;
-    int64_t before[2], after[2];
-    store_snapshot(before);
-    sqlite3 *locker;
-    char *path = xasprintf("%s/data/rescued.db", E->dir);
-    assert_int_equal(sqlite3_open(path, &locker), SQLITE_OK);
-    free(path);
-    assert_int_equal(sqlite3_exec(locker, "BEGIN IMMEDIATE", 0, 0, 0),
-                     SQLITE_OK);
-    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME,
-                        "application/json", "{\"type\":\"reboot\"}"},
-         &r);
-    sqlite3_exec(locker, "ROLLBACK", 0, 0, 0);
-    sqlite3_close(locker);
-    assert_int_equal(r.status, 503);
-    const char *e = jstr(r.json, "error");
-    if (!strstr(e, "database is locked") || !strstr(e, "nothing was done"))
-        fail_msg("error: %s", e);
-    resp_clear(&r);
-    store_snapshot(after);
-    assert_int_equal(after[0], before[0]);
-}
-
-/* A server named in Latin-1, and an event message cut at 160 bytes inside
- * a "€" by a plain copy: /v1/servers stays valid JSON and the event is
- * listed, each bad byte a U+FFFD. */
-static int
-latin1_setup(void **state)
-{
-    *state = env_face_new("[project:acme]\n"
-                          "token = " ACME "\n"
-                          "[server:srv1]\n"
-                          "name = caf\xe9\n"
-                          "mac = 52:54:00:00:00:01\n"
-                          "project = acme\n"
-                          "power = manual:\n",
-                          "x", api_register);
-    return 0;
-}
-
-static void
-test_text_not_utf8(void **state)
-{
-    (void)state;
-    struct resp r;
-    http(&(struct call){"GET", "/v1/servers", ADMIN}, &r);
-    assert_int_equal(r.status, 200);
-    if (!r.json)
-        fail_msg("not JSON: %s", r.body.data);
-    json_t *srv = json_array_get(json_object_get(r.json, "servers"), 0);
-    assert_string_equal(jstr(srv, "name"), "caf\ufffd");
-    resp_clear(&r);
-
-    /* 157 bytes of "x", then "€": the 160-byte buffer ends inside the €
-     * (two of its three bytes). */
-    char msg[160], text[200];
-    memset(text, 'x', 157);
-    snprintf(text + 157, sizeof(text) - 157, "\u20ac");
-    strlcpy_s(msg, text, sizeof(msg)); /* as snprintf into msg[160] */
-    assert_int_equal(strlen(msg), 159);
-    fleet_audit(E->fleet, "srv1", "admin", msg);
-    http(&(struct call){"GET", "/v1/servers/srv1/events", ADMIN}, &r);
-    assert_int_equal(r.status, 200);
-    if (!r.json)
-        fail_msg("not JSON: %s", r.body.data);
-    json_t *evs = json_object_get(r.json, "events");
-    const char *got =
-        jstr(json_array_get(evs, json_array_size(evs) - 1), "message");
-    assert_non_null(got);
-    memcpy(text + 157, "\ufffd\ufffd", 7); /* the € cut to two bytes */
-    assert_string_equal(got, text);
-    resp_clear(&r);
-}
-
 int
 main(void)
 {
@@ -848,6 +941,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_matrix, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_revokes_streams, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_action_store_locked, setup,
                                         env_face_teardown),

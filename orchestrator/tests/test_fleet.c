@@ -377,11 +377,15 @@ test_reload_drops_grace(void **state)
     struct fx *f = *state;
     struct env *e = f->env;
     into_rescue(f);
+    int before = f->srv1_calls;
     fleet_reload(e->fleet, env_config(e, NULL, INVENTORY("srv2")));
     assert_null(config_find_server(fleet_config(e->fleet), "srv1"));
-    /* srv2 is new, so its own window may end meanwhile; srv1's must not. */
+    /* The reload itself tells the faces once (srv1 is gone: its sessions
+     * end); srv2 is new, so its own window may end meanwhile; srv1's must
+     * not. */
+    assert_int_equal(f->srv1_calls, before + 1);
     tu_pump_for(e->loop, 1500);
-    assert_int_equal(f->srv1_calls, 4);
+    assert_int_equal(f->srv1_calls, before + 1);
 }
 
 /* --- a server's life, with the double and the clock ------------------- */
@@ -1147,6 +1151,19 @@ test_ttl_expiry_exits(void **state)
     assert_int_equal(retries_of("srv1"), 0);
 }
 
+/* A reload from two servers to three (the faces hear each old and new
+ * one; case 014 found an overrun of the old list here). */
+static void
+test_reload_grows(void **state)
+{
+    (void)state;
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "acme", "qmp:/fake/srv1")
+               SERVER("srv2", "2", "acme", "qmp:/fake/srv2")
+                   SERVER("srv3", "3", "beta", "qmp:/fake/srv3"));
+    assert_string_equal(state_of("srv3"), "active");
+    assert_int_equal(metric("rescued_servers{state=\"active\"}"), 3);
+}
+
 /* Reload: a new server appears active, a removed one is gone with its
  * request and its deadline; the rest keep going. */
 static void
@@ -1809,6 +1826,63 @@ test_too_many_keys(void **state)
     assert_string_equal(state_of("srv1"), "rescue_requested");
 }
 
+/* A reload moves the server to another project: what its console showed
+ * before (the ring a new viewer replays, the log the API tails) is not the
+ * new project's to read; what follows is. */
+static void
+test_reload_move_forgets_console(void **state)
+{
+    (void)state;
+    serial_print("acme's secret output\r\n");
+    struct console *c = fleet_console(E->fleet, "srv1");
+    struct buf b = {0};
+    console_replay_lines(c, 10, &b);
+    assert_non_null(strstr(b.data, "acme's secret"));
+    buf_free(&b);
+    char *sock = xasprintf("%s/srv1.sock", E->dir);
+    char *sections =
+        xasprintf(TIMEOUTS "local_boot_pattern = Welcome to Debian\n" PROJECTS
+                           "[server:srv1]\n"
+                           "mac = 52:54:00:00:00:01\n"
+                           "project = beta\n"
+                           "power = qmp:/fake/srv1\n"
+                           "console = unix:%s\n",
+                  sock);
+    reload(sections);
+    free(sections);
+    free(sock);
+    assert_ptr_equal(fleet_console(E->fleet, "srv1"), c); /* kept */
+    console_replay_lines(c, 10, &b);
+    assert_true(!b.data || !strstr(b.data, "acme's secret"));
+    buf_free(&b);
+    char *dir = xasprintf("%s/data/console", E->dir);
+    int r = console_tail_log(dir, "srv1", 10, &b);
+    assert_true(r == 0 || r == -ENOENT);
+    assert_true(!b.data || !strstr(b.data, "acme's secret"));
+    buf_free(&b);
+
+    serial_print("beta's own output\r\n");
+    clock_skip_s(2); /* the log's write, held back for a burst, is due */
+    settle();
+    console_replay_lines(c, 10, &b);
+    assert_non_null(strstr(b.data, "beta's own"));
+    buf_free(&b);
+    assert_int_equal(console_tail_log(dir, "srv1", 10, &b), 0);
+    assert_non_null(strstr(b.data, "beta's own"));
+    assert_null(strstr(b.data, "acme's secret"));
+    buf_free(&b);
+    free(dir);
+    assert_true(saw("srv1 audit: moved from project acme to project beta\n"));
+    /* The old past is kept aside on disk, for an administrator. */
+    struct buf cmd = {0};
+    buf_printf(
+        &cmd,
+        "grep -q \"acme's secret\" %s/data/console/srv1.log.before-move-*",
+        E->dir);
+    assert_int_equal(system(cmd.data), 0);
+    buf_free(&cmd);
+}
+
 /* --- a store that refuses writes ------------------------------------------
  * Another process (an administrator's sqlite3 shell) holds the write lock;
  * the store waits 0 ms for it (store_test_set_busy_timeout), so each write
@@ -1948,6 +2022,7 @@ main(void)
         LIFE(test_preflight_refuses_unreachable),
         LIFE(test_ttl_expiry_exits),
         LIFE(test_reload_adds_and_removes),
+        LIFE(test_reload_grows),
         LIFE(test_reload_moves_project),
         LIFE(test_reload_new_power_resumes),
         LIFE(test_reload_new_timeout_renews_with_it),
@@ -1964,6 +2039,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_exit_through_disk_boot,
                                         console_setup, life_teardown),
         cmocka_unit_test_setup_teardown(test_exit_without_disk_boot,
+                                        console_setup, life_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_move_forgets_console,
                                         console_setup, life_teardown),
         LIFE(test_restart_between_disk_boot_and_reset),
         LIFE(test_exit_no_console_settles),

@@ -275,6 +275,42 @@ test_reachable(void **state)
     loop_free(l);
 }
 
+/* The BMC's password never reaches a log line, even at debug and before
+ * the driver has its server's name: power_new's first status probe logged
+ * the whole ipmi://user:pass@host. */
+static void
+test_password_not_logged(void **state)
+{
+    (void)state;
+    char *logf = xasprintf("%s/rescued.log", dir);
+    int saved = tu_log_capture(logf, LOG_LEVEL_DEBUG);
+    struct loop *l = loop_new();
+    char err[256] = "";
+    struct power *p = power_new(
+        l, "ipmi://admin:s3cret-pw@127.0.0.1:1?cipher=3", err, sizeof(err));
+    assert_non_null(p);
+    struct result r;
+    int st = run_op(l, p, POWER_STATUS, NULL, &r);
+    power_free(p);
+    loop_free(l);
+    int spawned = tu_log_lines(logf, "ipmitool power status");
+    int leaked = tu_log_lines(logf, "s3cret-pw");
+    int named =
+        tu_log_lines(logf, "ipmi://admin@127.0.0.1:1?cipher=3: ipmitool");
+    tu_log_release(saved, LOG_LEVEL_WARN);
+    char *text = NULL;
+    size_t n;
+    assert_int_equal(read_file(logf, &text, &n), 0);
+    free(logf);
+    if (spawned < 1 || leaked || named < 1)
+        fail_msg("the log:\n%s", text);
+    free(text);
+    assert_int_equal(st, 0);
+    assert_true(spawned >= 1); /* the log was read */
+    assert_int_equal(leaked, 0);
+    assert_true(named >= 1);
+}
+
 /* A stand-in BMC's RMCP port: a UDP socket on 127.0.0.1 that answers
  * pings with a pong when asked to, or stays silent. */
 struct bmc {
@@ -421,42 +457,6 @@ test_preflight_async(void **state)
     assert_int_equal(v.calls, 1);
     close(b.fd);
     loop_free(l);
-}
-
-/* The BMC's password never reaches a log line, even at debug and before
- * the driver has its server's name: power_new's first status probe logged
- * the whole ipmi://user:pass@host. */
-static void
-test_password_not_logged(void **state)
-{
-    (void)state;
-    char *logf = xasprintf("%s/rescued.log", dir);
-    int saved = tu_log_capture(logf, LOG_LEVEL_DEBUG);
-    struct loop *l = loop_new();
-    char err[256] = "";
-    struct power *p = power_new(
-        l, "ipmi://admin:s3cret-pw@127.0.0.1:1?cipher=3", err, sizeof(err));
-    assert_non_null(p);
-    struct result r;
-    int st = run_op(l, p, POWER_STATUS, NULL, &r);
-    power_free(p);
-    loop_free(l);
-    int spawned = tu_log_lines(logf, "ipmitool power status");
-    int leaked = tu_log_lines(logf, "s3cret-pw");
-    int named =
-        tu_log_lines(logf, "ipmi://admin@127.0.0.1:1?cipher=3: ipmitool");
-    tu_log_release(saved, LOG_LEVEL_WARN);
-    char *text = NULL;
-    size_t n;
-    assert_int_equal(read_file(logf, &text, &n), 0);
-    free(logf);
-    if (spawned < 1 || leaked || named < 1)
-        fail_msg("the log:\n%s", text);
-    free(text);
-    assert_int_equal(st, 0);
-    assert_true(spawned >= 1); /* the log was read */
-    assert_int_equal(leaked, 0);
-    assert_true(named >= 1);
 }
 
 int

@@ -462,6 +462,37 @@ test_writer_idle_timeout(void **state)
     assert_int_equal(f->dm.src->got.len, 0);
 }
 
+static bool
+client_exited(void *arg)
+{
+    return ((struct client *)arg)->exited;
+}
+
+/* A reload removed the key (or moved the server away from its project):
+ * fleet says the server's access may have changed, and the session that
+ * key opened ends within a second; a key still allowed keeps its own. */
+static void
+test_revoked_key_closes_session(void **state)
+{
+    struct fx *f = *state;
+    struct client *a = ssh_client(f, "srv1.ro", f->key_ok, false);
+    assert_true(pump_for(f, &a->got, "for help]"));
+    /* Still allowed: the session stays (a marker byte comes through). */
+    sshd_writable_changed(f->d, "srv1");
+    source_send(f, "still here\r\n");
+    assert_true(pump_for(f, &a->got, "still here\r\n"));
+    assert_false(a->exited);
+
+    f->dm.allowed_fp[0] = '\0';
+    int64_t t0 = now_mono_ms();
+    sshd_writable_changed(f->d, "srv1");
+    assert_true(tu_until(1000, client_exited, a, sshd_turn, f));
+    assert_true(now_mono_ms() - t0 < 1000);
+    source_send(f, "after the revocation\r\n");
+    tu_until(100, NULL, NULL, sshd_turn, f);
+    assert_null(strstr(a->got.data, "after the revocation"));
+}
+
 /* A raw TCP client: what sshd sent, and whether it hung up. */
 struct raw {
     int fd;
@@ -706,6 +737,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_menu_power, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_key_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_idle_timeout, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_key_closes_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_max_startups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_grace, setup, teardown),
