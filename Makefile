@@ -159,7 +159,7 @@ bench-rescue: all image
 
 # The Debian packages, and the same installed and run under systemd in a
 # container (outside make check: see scripts/deb and scripts/check-deb).
-deb: all
+deb: all image
 	scripts/deb
 check-deb: deb
 	scripts/check-deb
