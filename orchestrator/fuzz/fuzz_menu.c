@@ -25,6 +25,8 @@
 static struct loop *l;
 static struct console *con;
 static int lfd = -1, src = -1; /* the serial port's side */
+static char dir[] = "/tmp/rescued-fuzz-menu.XXXXXX";
+static struct sockaddr_un sa = {.sun_family = AF_UNIX};
 static unsigned scene;
 
 struct user {
@@ -98,15 +100,32 @@ drain_source(void)
         ;
 }
 
+/* At exit: the console (its log is empty: the source never spoke), the
+ * serial port, and the dir. */
+static void
+cleanup(void)
+{
+    console_free(con);
+    loop_free(l);
+    if (src >= 0)
+        close(src);
+    close(lfd);
+    unlink(sa.sun_path);
+    char *logdir = xasprintf("%s/console", dir);
+    char *log = xasprintf("%s/srv1.log", logdir);
+    unlink(log);
+    rmdir(logdir);
+    rmdir(dir);
+    free(log);
+    free(logdir);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    char tmpl[] = "/tmp/rescued-fuzz-menu.XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    if (!dir)
+    if (!mkdtemp(dir) || atexit(cleanup) != 0)
         abort();
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/serial.sock", dir);
     lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
@@ -125,7 +144,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     if (!console_connected(con))
         abort();
-    /* The socket and the log stay until exit: the dir is this run's. */
     free(logdir);
     free(uri);
     return 0;
