@@ -1,10 +1,10 @@
 /* The config file (config.c, with iniparser and uri.c under it), as
  * rescued -c FILE reads it, from a memfd.  A file that loads has servers
  * with normalised MACs, each findable by id and by MAC, in a project
- * that exists. */
+ * that exists, with power and console URIs that uri.c parses. */
 #include "config.h"
 #include "fuzz.h"
-#include "log.h"
+#include "uri.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -44,6 +44,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(config_find_server(c, s->id) == s);
         assert(config_find_server_by_mac(c, s->mac) == s);
         assert(config_find_project(c, s->project));
+        /* config refuses what power and console would refuse (uri.h). */
+        char uerr[256];
+        struct uri_power *p = uri_power_parse(s->power, uerr, sizeof(uerr));
+        assert(p);
+        uri_power_free(p);
+        if (s->console) {
+            struct uri_console *u =
+                uri_console_parse(s->console, uerr, sizeof(uerr));
+            assert(u);
+            uri_console_free(u);
+        }
     }
     config_free(c);
     return 0;
