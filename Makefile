@@ -121,13 +121,56 @@ unit: $(TESTS)
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || fail=1; \
 	done; exit $$fail
 
+# Fuzzing (orchestrator/fuzz/README.md): one libFuzzer target per parser,
+# built with clang over the modules built again with its coverage.  `make
+# fuzz` runs each for FUZZ_SECONDS, keeping what it finds under
+# build/fuzz/; `fuzz-corpus` (part of check) runs each over its checked-in
+# corpus only.
+FUZZCC       ?= clang
+FUZZ_SECONDS ?= 30
+FUZZSAN      := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=all -Wno-string-concatenation
+FUZZOBJS     := $(SRCS:orchestrator/src/%.c=$(B)/fuzzobj/%.o)
+FUZZERS      := $(patsubst orchestrator/fuzz/%.c,$(B)/fuzz/%, \
+                $(wildcard orchestrator/fuzz/fuzz_*.c))
+.PHONY: fuzz fuzz-corpus fuzz-clean
+$(B)/fuzzobj/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETUP)
+	@mkdir -p $(@D)
+	@echo "  CC fuzz $<"
+	@$(FUZZCC) $(CFLAGS) -O1 $(FUZZSAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(B)/libcore-fuzz.a: $(FUZZOBJS)
+	@rm -f $@ && ar rcs $@ $^
+$(B)/fuzz/%: orchestrator/fuzz/%.c orchestrator/fuzz/fuzz.h \
+             $(B)/libcore-fuzz.a Makefile
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	@$(FUZZCC) $(CFLAGS) -O1 $(FUZZSAN) -fsanitize=fuzzer -o $@ \
+	    $(filter %.c %.a,$^) $(LDLIBS)
+fuzz: $(FUZZERS)
+	@for t in $(FUZZERS); do n=$${t##*/fuzz_}; \
+	    mkdir -p $(B)/fuzz/corpus/$$n $(B)/fuzz/crashes; \
+	    echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(B)/fuzz/crashes/$$n- \
+	        $(B)/fuzz/corpus/$$n orchestrator/fuzz/corpus/$$n || exit 1; \
+	done
+fuzz-corpus: $(FUZZERS)
+	@for t in $(FUZZERS); do n=$${t##*/fuzz_}; \
+	    echo "== $$t over orchestrator/fuzz/corpus/$$n"; \
+	    $$t -runs=0 orchestrator/fuzz/corpus/$$n 2>$(B)/fuzz/$$n.log || \
+	        { cat $(B)/fuzz/$$n.log; exit 1; }; \
+	done
+clean: fuzz-clean
+fuzz-clean:
+	rm -rf $(B)/fuzzobj $(B)/fuzz $(B)/libcore-fuzz.a
+
 # STRICT=1: a skipped case fails (what it lacks is for setup to provide).
 integration: all image
 	STRICT=1 qemu-tests/run
 
 # Unit tests first (seconds), then the image and its own boot test, then
 # the integration cases, which boot the image in the lab.
-check: all unit check-image integration
+check: all unit fuzz-corpus check-image integration
 
 run: all
 	scripts/run

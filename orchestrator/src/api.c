@@ -258,10 +258,9 @@ static const struct {
     {"power_off", FSM_EV_POWER_OFF},
 };
 
-/* Parse the action body into *fa (keys point into root); 0, or -EINVAL
- * with err. */
-static int
-parse_action(json_t *root, struct fleet_action *fa, char *err, size_t errlen)
+int
+api_parse_action(json_t *root, struct fleet_action *fa, char *err,
+                 size_t errlen)
 {
     if (!json_is_object(root)) {
         snprintf(err, errlen, "the body must be a JSON object");
@@ -444,7 +443,7 @@ h_actions(struct http_req *r, void *arg)
         json_decref(root);
         return;
     }
-    int rc = parse_action(root, &fa, err, sizeof(err));
+    int rc = api_parse_action(root, &fa, err, sizeof(err));
     if (rc == 0) {
         /* The pre-flight may ping a BMC: the answer waits for it, the
          * loop does not. */

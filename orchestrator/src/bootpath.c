@@ -49,10 +49,8 @@ h_boot_script(struct http_req *r, void *arg)
     http_respond_buf(r, 200, &b, "text/plain");
 }
 
-/* "bytes=A-B", "bytes=A-" or "bytes=-N" against size; false: not one
- * satisfiable range. */
-static bool
-parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
+bool
+bootpath_parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
 {
     char *end;
     if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
@@ -116,7 +114,7 @@ h_image(struct http_req *r, void *arg)
     unsigned status = 200;
     char cr[96];
     if (range) {
-        if (!parse_range(range, st.st_size, &from, &to)) {
+        if (!bootpath_parse_range(range, st.st_size, &from, &to)) {
             close(fd);
             struct http_answer *a =
                 http_answer_error(416, "range not satisfiable");

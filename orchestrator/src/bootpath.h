@@ -8,10 +8,19 @@
 #ifndef RESCUED_BOOTPATH_H
 #define RESCUED_BOOTPATH_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 struct http;
 struct fleet;
 
 /* Add the routes to h; f serves them and must outlive h. */
 void bootpath_register(struct http *h, struct fleet *f);
+
+/* An image's Range header: "bytes=A-B", "bytes=A-" or "bytes=-N" against a
+ * file of size bytes, into [*from, *to] (inclusive); false when it is not
+ * one satisfiable range (416). */
+bool bootpath_parse_range(const char *h, int64_t size, int64_t *from,
+                          int64_t *to);
 
 #endif

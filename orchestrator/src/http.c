@@ -974,6 +974,14 @@ route_match(const struct http_route *rt, const char *path, size_t plen,
     return bad ? MATCH_BAD_ID : MATCH_OK;
 }
 
+int
+http_route_match(const struct http_route *rt, const char *path, size_t plen,
+                 char caps[HTTP_MAX_CAPS][HTTP_CAP_MAX + 1])
+{
+    enum match m = route_match(rt, path, plen, caps);
+    return m == MATCH_OK ? 1 : m == MATCH_BAD_ID ? -EINVAL : 0;
+}
+
 static unsigned
 method_bit(const char *m)
 {

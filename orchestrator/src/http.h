@@ -67,6 +67,12 @@ struct http_route {
     http_upgrade_fn *upgrade; /* HTTP_UPGRADE routes only */
 };
 
+/* Does the raw request path (plen bytes, before %-decoding) name rt?  1,
+ * with each capture decoded into caps; -EINVAL: it names rt but a capture
+ * is not of its kind (the router answers 400); 0: it does not. */
+int http_route_match(const struct http_route *rt, const char *path, size_t plen,
+                     char caps[HTTP_MAX_CAPS][HTTP_CAP_MAX + 1]);
+
 /* One face's routes; each handler gets arg. */
 struct http_face {
     const struct http_route *routes;
