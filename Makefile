@@ -130,7 +130,8 @@ FUZZCC       ?= clang
 FUZZ_SECONDS ?= 30
 FUZZSAN      := -fsanitize=address,undefined -fno-omit-frame-pointer \
                 -fno-sanitize-recover=all -Wno-string-concatenation
-FUZZOBJS     := $(SRCS:orchestrator/src/%.c=$(B)/fuzzobj/%.o)
+FUZZOBJS     := $(SRCS:orchestrator/src/%.c=$(B)/fuzzobj/%.o) \
+                $(B)/fuzzobj/openapi.o
 FUZZERS      := $(patsubst orchestrator/fuzz/%.c,$(B)/fuzz/%, \
                 $(wildcard orchestrator/fuzz/fuzz_*.c))
 .PHONY: fuzz fuzz-corpus fuzz-clean
@@ -138,6 +139,9 @@ $(B)/fuzzobj/%.o: orchestrator/src/%.c $(wildcard orchestrator/src/*.h) | $(SETU
 	@mkdir -p $(@D)
 	@echo "  CC fuzz $<"
 	@$(FUZZCC) $(CFLAGS) -O1 $(FUZZSAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(B)/fuzzobj/openapi.o: $(B)/gen/openapi.c orchestrator/src/openapi.h
+	@mkdir -p $(@D)
+	@$(FUZZCC) $(CFLAGS) -O1 -c -o $@ $<
 $(B)/libcore-fuzz.a: $(FUZZOBJS)
 	@rm -f $@ && ar rcs $@ $^
 $(B)/fuzz/%: orchestrator/fuzz/%.c orchestrator/fuzz/fuzz.h \
