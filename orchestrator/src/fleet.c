@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -289,24 +288,11 @@ disk_boot_set(void *arg, int status, const char *detail)
     fleet_srv_note(s, status == -ENOTSUP ? "action" : "error", "rescued", msg);
 }
 
-/* A boot token: 32 random bytes in hex.  0, or a negative errno. */
-static int
-mint_token(char out[65])
-{
-    unsigned char raw[32];
-    ssize_t n = getrandom(raw, sizeof(raw), 0);
-    if (n != (ssize_t)sizeof(raw))
-        return n < 0 ? -errno : -EIO;
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
 int
 fleet_srv_new_token(struct srv *s)
 {
     char token[65];
-    int r = mint_token(token);
+    int r = random_hex(token, 32);
     if (r < 0)
         log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
     else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <

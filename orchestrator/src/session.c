@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 struct session_store {
     struct session **v;
@@ -57,26 +56,14 @@ remove_at(struct session_store *ss, size_t i)
     ss->v[i] = ss->v[--ss->n];
 }
 
-static int
-random_hex(char out[SESSION_ID_LEN + 1])
-{
-    unsigned char raw[SESSION_ID_LEN / 2];
-    ssize_t n = getrandom(raw, sizeof(raw), 0);
-    if (n != (ssize_t)sizeof(raw))
-        return n < 0 ? -errno : -EIO;
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
 int
 session_create(struct session_store *ss, const char *token, int64_t now_ms,
                int64_t ttl_ms, const struct session **out)
 {
     struct session *s = xcalloc(1, sizeof(*s));
-    int rc = random_hex(s->id);
+    int rc = random_hex(s->id, SESSION_ID_LEN / 2);
     if (rc == 0)
-        rc = random_hex(s->csrf);
+        rc = random_hex(s->csrf, SESSION_ID_LEN / 2);
     if (rc < 0) {
         free(s);
         return rc;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 struct ticket {
     char secret[TICKET_LEN + 1];
@@ -61,8 +60,8 @@ ticket_issue(struct ticket_store *t, const char *server, const char *principal,
     prune(t, now_ms);
     if (t->n >= TICKET_MAX)
         return -EBUSY;
-    unsigned char rnd[TICKET_LEN / 2];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+    char secret[TICKET_LEN + 1];
+    if (random_hex(secret, TICKET_LEN / 2) < 0)
         return -EIO;
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 16;
@@ -70,9 +69,8 @@ ticket_issue(struct ticket_store *t, const char *server, const char *principal,
     }
     struct ticket *k = &t->v[t->n++];
     memset(k, 0, sizeof(*k));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(k->secret + 2 * i, 3, "%02x", rnd[i]);
-    explicit_bzero(rnd, sizeof(rnd));
+    strlcpy_s(k->secret, secret, sizeof(k->secret));
+    explicit_bzero(secret, sizeof(secret));
     strlcpy_s(k->server, server, sizeof(k->server));
     strlcpy_s(k->principal, principal, sizeof(k->principal));
     k->expires_ms = now_ms + TICKET_TTL_MS;

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <sys/random.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -251,6 +252,21 @@ bool
 id_valid(const char *s)
 {
     return id_valid_why(s, NULL, 0);
+}
+
+int
+random_hex(char *out, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof(raw))
+        return -EINVAL;
+    ssize_t n = getrandom(raw, nbytes, 0);
+    if (n != (ssize_t)nbytes)
+        return n < 0 ? -errno : -EIO;
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    explicit_bzero(raw, sizeof(raw));
+    return 0;
 }
 
 /* Every byte up to the longer length is compared, with no early return:

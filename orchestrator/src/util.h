@@ -55,6 +55,10 @@ bool id_valid_why(const char *s, char *why, size_t whylen);
  * depends only on the two lengths, whatever the bytes. */
 bool token_equal(const char *given, const char *secret);
 
+/* A secret for a token, ticket or session: nbytes from getrandom(2) as
+ * 2 * nbytes hex digits and a NUL into out.  0, or a negative errno. */
+int random_hex(char *out, size_t nbytes);
+
 /* End a child we started: SIGTERM, up to grace_ms for it to exit, then
  * SIGKILL; always reaped.  Blocks for at most grace_ms. */
 void child_stop(int pid, int grace_ms);

@@ -153,13 +153,30 @@ test_log_escapes(void **state)
     buf_free(&b);
 }
 
+/* random_hex: 2n hex digits and a NUL, a new secret each call, and a
+ * refusal past what it holds. */
+static void
+test_random_hex(void **state)
+{
+    (void)state;
+    char a[65], b[65];
+    memset(a, 'x', sizeof(a));
+    assert_int_equal(random_hex(a, 32), 0);
+    assert_int_equal(strlen(a), 64);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 64);
+    assert_int_equal(random_hex(b, 32), 0);
+    assert_string_not_equal(a, b);
+    char big[200];
+    assert_int_equal(random_hex(big, 65), -EINVAL);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_equal), cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_numbers),     cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_log_escapes),
+        cmocka_unit_test(test_token_equal), cmocka_unit_test(test_random_hex),
+        cmocka_unit_test(test_ids),         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_utf8),        cmocka_unit_test(test_log_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
