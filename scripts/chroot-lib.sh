@@ -65,4 +65,20 @@ chroot_unpack()
     for f in $(host_sources); do cp "$f" "$root$f"; done
     cp -a /etc/apt/apt.conf.d/. "$root/etc/apt/apt.conf.d/" 2>/dev/null || true
     cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    # ...and the npm registry the same way: the host's own CAs (a proxy in
+    # the path signs with one; npm then refuses the registry without it)
+    # and npm's settings.
+    if [ -d /usr/local/share/ca-certificates ]; then
+        mkdir -p "$root/usr/local/share/ca-certificates" "$root/etc/ssl/certs"
+        cp -a /usr/local/share/ca-certificates/. \
+            "$root/usr/local/share/ca-certificates/"
+        cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" \
+            2>/dev/null || true
+    fi
+    [ -f "$HOME/.npmrc" ] && cp "$HOME/.npmrc" "$root/root/.npmrc"
+    # debootstrap writes no /etc/hosts; every installed Debian has one, and
+    # without it "localhost" does not resolve.
+    [ -e "$root/etc/hosts" ] || printf '%s\n' "127.0.0.1	localhost" \
+        "::1		localhost ip6-localhost ip6-loopback" >"$root/etc/hosts"
+    return 0
 }

@@ -37,6 +37,9 @@ struct console_viewer {
     bool dead; /* detached during dispatch; freed when it ends */
 };
 
+/* tcp: how many of a host's addresses a connect tries. */
+#define CONSOLE_TCP_ADDRS 4
+
 struct console {
     struct loop *l;
     char *id, *log_dir, *log_path;
@@ -51,6 +54,12 @@ struct console {
     bool want_out; /* EPOLLOUT is in fd's mask: input waits to be written */
     uint64_t retry_timer;
     struct resolve *resolving; /* tcp: the host's lookup in flight */
+    /* tcp: the lookup's addresses, tried in order until one connects
+     * ("localhost" is ::1 first on Debian, a console server often IPv4
+     * only) */
+    struct sockaddr_storage addrs[CONSOLE_TCP_ADDRS];
+    socklen_t addr_lens[CONSOLE_TCP_ADDRS];
+    int naddrs, next_addr;
     int backoff_ms, first_ms, max_ms;
     int64_t lost_wall, lost_mono; /* 0: no gap to report */
 
@@ -583,6 +592,8 @@ source_flush(struct console *c)
     }
 }
 
+static void tcp_try_next(struct console *c);
+
 static void
 source_event(struct loop *l, int fd, uint32_t events, void *arg)
 {
@@ -595,7 +606,10 @@ source_event(struct loop *l, int fd, uint32_t events, void *arg)
             e = errno;
         if (e) {
             source_close(c);
-            schedule_retry(c);
+            if (c->src->kind == URI_CONSOLE_TCP && c->next_addr < c->naddrs)
+                tcp_try_next(c); /* the lookup's next address */
+            else
+                schedule_retry(c);
             return;
         }
         loop_mod_fd(c->l, fd, EPOLLIN);
@@ -785,30 +799,54 @@ ipmi_start(struct console *c)
 
 static void source_watch(struct console *c, int fd, bool pending, int r);
 
+/* tcp: connect to the next address the lookup gave; when none is left,
+ * the source is down (and retried later). */
+static void
+tcp_try_next(struct console *c)
+{
+    int r = -EHOSTUNREACH;
+    while (c->next_addr < c->naddrs) {
+        int i = c->next_addr++;
+        int fd = socket(c->addrs[i].ss_family,
+                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            r = -errno;
+            continue;
+        }
+        if (connect(fd, (struct sockaddr *)&c->addrs[i], c->addr_lens[i]) ==
+            0) {
+            source_watch(c, fd, false, 0);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            source_watch(c, fd, true, 0);
+            return;
+        }
+        r = -errno;
+        close(fd);
+    }
+    source_watch(c, -1, false, r);
+}
+
 /* tcp: the host's addresses came (resolve.h: never a blocking lookup). */
 static void
 tcp_resolved(void *arg, int rc, const struct addrinfo *ai, const char *err)
 {
     struct console *c = arg;
     c->resolving = NULL;
-    int fd = -1, r = rc;
-    bool pending = false;
+    c->naddrs = c->next_addr = 0;
     if (rc < 0) {
         log_debug("console %s: %s", c->id, err);
-        r = -EHOSTUNREACH;
-    } else {
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-        if (fd < 0) {
-            r = -errno;
-        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            if (errno == EINPROGRESS)
-                pending = true;
-            else
-                r = -errno;
-        }
+        source_watch(c, -1, false, -EHOSTUNREACH);
+        return;
     }
-    source_watch(c, fd, pending, r);
+    for (; ai && c->naddrs < CONSOLE_TCP_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(c->addrs[0]))
+            continue;
+        memcpy(&c->addrs[c->naddrs], ai->ai_addr, ai->ai_addrlen);
+        c->addr_lens[c->naddrs++] = ai->ai_addrlen;
+    }
+    tcp_try_next(c);
 }
 
 static void
