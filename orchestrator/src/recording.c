@@ -150,34 +150,6 @@ out:
     return r;
 }
 
-/* Length of the UTF-8 sequence at p (avail bytes there): >0 valid, 0 cut
- * short by the end, -1 not UTF-8 (one byte to replace). */
-static int
-utf8_seq(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    int len;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return -1;
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= avail)
-            return 0;
-        unsigned char lim_lo = i == 1 ? lo : 0x80, lim_hi = i == 1 ? hi : 0xbf;
-        if (p[i] < lim_lo || p[i] > lim_hi)
-            return -1;
-    }
-    return len;
-}
-
 /* Bytes copied as they are inside a JSON string: printable ASCII but the
  * quote and the backslash. */
 static bool

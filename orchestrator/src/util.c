@@ -526,34 +526,29 @@ strv_free(char **v)
 
 /* --- UTF-8 ------------------------------------------------------------ */
 
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
- * overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is
- * none.  n is how many bytes s has. */
-static size_t
-utf8_seq_len(const unsigned char *s, size_t n)
+int
+utf8_seq(const unsigned char *p, size_t avail)
 {
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
+    unsigned char c = p[0];
+    int len;
+    unsigned char lo = 0x80, hi = 0xbf;
     if (c < 0x80)
         return 1;
-    if (c >= 0xC2 && c <= 0xDF)
+    if (c >= 0xc2 && c <= 0xdf)
         len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return -1;
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= avail)
             return 0;
+        unsigned char lim_lo = i == 1 ? lo : 0x80, lim_hi = i == 1 ? hi : 0xbf;
+        if (p[i] < lim_lo || p[i] > lim_hi)
+            return -1;
+    }
     return len;
 }
 
@@ -579,10 +574,10 @@ utf8_cut_len(const char *s, size_t max)
     size_t n = strnlen(s, max);
     size_t i = 0;
     while (i < n) {
-        size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
-        if (l == 0 && utf8_cut_tail((const unsigned char *)s + i, n - i))
+        int l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (l <= 0 && utf8_cut_tail((const unsigned char *)s + i, n - i))
             return i;
-        i += l ? l : 1;
+        i += l > 0 ? (size_t)l : 1;
     }
     return n;
 }
@@ -618,10 +613,10 @@ utf8_valid_dup(const char *s)
     size_t n = strlen(s), i = 0;
     while (i < n) {
         const unsigned char *p = (const unsigned char *)s + i;
-        size_t l = utf8_seq_len(p, n - i);
+        int l = utf8_seq(p, n - i);
         if (l > 0) {
-            buf_append(&b, p, l);
-            i += l;
+            buf_append(&b, p, (size_t)l);
+            i += (size_t)l;
         } else {
             buf_append(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
             i++;

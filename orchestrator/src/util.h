@@ -108,6 +108,11 @@ void buf_free(struct buf *b);
  * there.  utf8_valid_dup: a copy with each byte that is not part of a
  * well-formed character (a Latin-1 name, a character cut elsewhere)
  * replaced by U+FFFD; free it. */
+/* utf8_seq: the length of the well-formed UTF-8 sequence at p (RFC 3629:
+ * no overlong forms, no surrogates, nothing above U+10FFFF; avail bytes
+ * there): > 0; 0 when the end cuts it short so far; -1 when it is not
+ * UTF-8 (one byte to replace). */
+int utf8_seq(const unsigned char *p, size_t avail);
 size_t utf8_cut_len(const char *s, size_t max);
 int snprintf_utf8(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
