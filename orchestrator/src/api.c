@@ -687,8 +687,10 @@ sse_closed(void *arg)
     free(e);
 }
 
-/* The history after `after`, then live events; the history is read
- * before the answer starts, so a store failure can still be a 500. */
+/* Server id's history after `after`, then live events; the history is
+ * read before the answer starts, so a store failure can still be a 500.
+ * id NULL: the live events of every server the caller sees, no history
+ * (the portal's list). */
 static void
 sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
 {
@@ -696,19 +698,27 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     e->f = f;
     e->loop = http_loop(http_req_http(r));
     e->last_id = after;
-    strlcpy_s(e->id, id, sizeof(e->id));
-    buf_printf(&e->out, ": rescued events of %s\n\n", id);
-    int rc = sse_page(e);
-    if (rc < 0) {
-        buf_free(&e->out);
-        free(e);
-        http_respond_error(r, 500, "cannot read the event history: %s",
-                           strerror(-rc));
-        return;
+    if (id) {
+        strlcpy_s(e->id, id, sizeof(e->id));
+        buf_printf(&e->out, ": rescued events of %s\n\n", id);
+        int rc = sse_page(e);
+        if (rc < 0) {
+            buf_free(&e->out);
+            free(e);
+            http_respond_error(r, 500, "cannot read the event history: %s",
+                               strerror(-rc));
+            return;
+        }
+    } else {
+        e->live = true; /* no history to page through */
+        if (!who(r)->admin)
+            e->project = xstrdup(who(r)->project);
+        buf_printf(&e->out, ": rescued events\n\n");
     }
     e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
     if (!e->s) {
         buf_free(&e->out);
+        free(e->project);
         free(e);
         return;
     }
@@ -845,28 +855,7 @@ h_keys_check(struct http_req *r, void *arg)
 static void
 h_all_events(struct http_req *r, void *arg)
 {
-    struct fleet *f = arg;
-    struct sse *e = xcalloc(1, sizeof(*e));
-    e->f = f;
-    e->loop = http_loop(http_req_http(r));
-    e->last_id = 0;
-    e->live = true; /* no history to page through */
-    if (!who(r)->admin)
-        e->project = xstrdup(who(r)->project);
-    buf_printf(&e->out, ": rescued events\n\n");
-    e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
-    if (!e->s) {
-        buf_free(&e->out);
-        free(e->project);
-        free(e);
-        return;
-    }
-    e->sub = fleet_subscribe(f, NULL, sse_live, e);
-    e->auth = stream_auth(r, f);
-    e->access = fleet_on_writable_changed(f, sse_recheck, e);
-    e->keepalive =
-        loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
-    sse_flush(e);
+    sse_start(r, arg, NULL, 0);
 }
 
 static void
