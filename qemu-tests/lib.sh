@@ -103,8 +103,7 @@ wait_for()
 
 free_port()
 {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0));
-print(s.getsockname()[1])'
+    /usr/bin/python3 "$HERE/freeport.py"
 }
 
 # ---- the daemon under test ----
