@@ -56,6 +56,9 @@ Quirks (the BMCs users complain about; FACTS.md):
   --vm-strict       InsertMedia refuses explicit Inserted / WriteProtected
                     (Supermicro X11)
   --vm-patch        no InsertMedia action: the Image is PATCHed
+  --hang-delete     a DELETE of a session (a logout) is never answered
+The log counts open sessions ("session 2 created (1 open)", "session 2
+deleted (0 open)"); GET SessionService/Sessions lists them.
 SIGHUP is a BMC restart: every session is dropped, ETags change, and the
 BMC answers 503 for 2 s.
 
@@ -592,7 +595,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sid = str(COUNTER[0])
         tok = hashlib.sha256(os.urandom(16)).hexdigest()
         SESSIONS[tok] = (sid, time.time())
-        log("session %s created" % sid)
+        log("session %s created (%d open)" % (sid, len(SESSIONS)))
         if ARGS.session_ttl:
             def expire():
                 with LOCK:
@@ -655,10 +658,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sid = self.path.rsplit("/", 1)[-1]
             for tok, v in list(SESSIONS.items()):
                 if v[0] == sid:
+                    if ARGS.hang_delete:
+                        log("DELETE session %s: no answer (quirk)" % sid)
+                        break
                     del SESSIONS[tok]
-                    log("session %s deleted" % sid)
+                    log("session %s deleted (%d open)" % (sid, len(SESSIONS)))
                     return self.answer(204)
-            self.answer(404, error_body("ResourceMissingAtURI", "No session."))
+            else:
+                return self.answer(404, error_body("ResourceMissingAtURI",
+                                                   "No session."))
+        time.sleep(3600)  # outside the lock: the rest still answers
 
     def do_PATCH(self):
         with LOCK:
@@ -758,7 +767,7 @@ def main():
     for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
               "action-info", "vm-strict", "vm-patch",
-              "continuous"):
+              "continuous", "hang-delete"):
         ap.add_argument("--" + q, action="store_true")
     ap.add_argument("--session-ttl", type=float, default=0)
     ap.add_argument("--reset-types")

@@ -778,10 +778,54 @@ test_driver_media(void **state)
     power_free(p);
 }
 
+static bool
+nothing_lingers(void *arg)
+{
+    (void)arg;
+    return power_lingering() == 0;
+}
+
+static void
+test_driver_logout(void **state)
+{
+    (void)state;
+    /* A stop DELETEs the session, after the driver is gone. */
+    bmc_start(NULL, NULL);
+    struct power *p = power_at("admin:s3cret@", "");
+    char err[256];
+    assert_true(preflight(p, err, sizeof(err)));
+    assert_true(log_has("session 1 created (1 open)"));
+    power_free(p);
+    assert_int_equal(power_lingering(), 1);
+    assert_true(tu_pump_until(l, 5000, nothing_lingers, NULL));
+    /* (written before the answer) */
+    assert_true(log_has("session 1 deleted (0 open)"));
+
+    /* HTTP Basic: no session, nothing to DELETE. */
+    bmc_start("--no-sessions", NULL);
+    p = power_at("admin:s3cret@", "");
+    assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+    assert_int_equal(power_lingering(), 0);
+
+    /* A BMC that never answers the DELETE holds the stop 2 s, no more. */
+    bmc_start("--hang-delete", NULL);
+    p = power_at("admin:s3cret@", "");
+    assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+    int64_t t0 = now_mono_ms();
+    power_drain(l, 20000);
+    int64_t took = now_mono_ms() - t0;
+    assert_int_equal(power_lingering(), 0);
+    assert_true(log_has("no answer (quirk)"));
+    assert_true(took >= 1500 && took < 5000);
+}
+
 int
 main(void)
 {
-    log_init(LOG_LEVEL_ERROR, "test_power_redfish");
+    log_init(getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR,
+             "test_power_redfish");
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_root),           cmocka_unit_test(test_members),
         cmocka_unit_test(test_system),         cmocka_unit_test(test_huge),
@@ -793,6 +837,7 @@ main(void)
         cmocka_unit_test(test_driver_boot_quirks),
         cmocka_unit_test(test_driver_refusals),
         cmocka_unit_test(test_driver_media),
+        cmocka_unit_test(test_driver_logout),
     };
     int fails = cmocka_run_group_tests_name("redfish", pure, NULL, NULL);
     fails += cmocka_run_group_tests_name("redfish driver", driver, setup_bmc,
