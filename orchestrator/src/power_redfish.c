@@ -409,7 +409,59 @@ rf_abort(struct power *p)
 
 /* --- failures -------------------------------------------------------- */
 
-/* Fail the head with "redfish HOST:PORT: WHAT[: the BMC's words]". */
+/* The step a failure names: what the exchange of step was for, in the
+ * op r ("discovery", "login", "one-time boot Pxe: PATCH Boot", "reset",
+ * "insert media: read-back", ...). */
+static char *
+rf_step_name(const struct rf *f, enum rf_step step, const struct power_req *r)
+{
+    const char *op = power_op_name(r->op);
+    const char *bw = f->boot_want ? f->boot_want : "-";
+    switch (step) {
+    case ST_ROOT:
+    case ST_SYSTEMS:
+    case ST_SYSTEM:
+    case ST_ACTIONINFO:
+        return xstrdup("discovery");
+    case ST_LOGIN:
+        return xstrdup("login");
+    case ST_OP_GET:
+        return xasprintf("%s: reading the system", op);
+    case ST_RESET:
+        return xasprintf("%s: Reset action", op);
+    case ST_TASK:
+        return xasprintf("%s: Reset action's task monitor", op);
+    case ST_BOOT_GET:
+        return xasprintf("one-time boot %s: reading Boot", bw);
+    case ST_BOOT_PATCH:
+        return xasprintf("one-time boot %s: PATCH Boot", bw);
+    case ST_BOOT_READ:
+        return xasprintf("one-time boot %s: read-back%s", bw,
+                         f->verify ? " before the reset" : "");
+    case ST_CLEAR:
+        return xstrdup("clearing Boot");
+    case ST_VM_MANAGER:
+    case ST_VM_LIST:
+    case ST_VM_MEMBER:
+        return xasprintf("%s: finding the virtual CD", op);
+    case ST_VM_GET:
+        return xasprintf("%s: reading the virtual CD", op);
+    case ST_VM_EJECT:
+        return xstrdup(f->vm_then_insert ? "insert media: ejecting the old "
+                                           "image"
+                                         : "eject");
+    case ST_VM_INSERT:
+        return xstrdup("insert media");
+    case ST_VM_READ:
+        return xasprintf("%s: read-back", op);
+    case ST_IDLE:
+        break;
+    }
+    return xstrdup(op);
+}
+
+/* Fail the head with "redfish HOST:PORT: STEP: WHAT[: the BMC's words]",
+ * STEP the op's last exchange (rf_step_name), or the op before any. */
 static void
 rf_fail(struct power *p, int status, const char *what)
 {
@@ -418,11 +470,23 @@ rf_fail(struct power *p, int status, const char *what)
     rf_abort(p);
     if (!r)
         return;
-    char *d = f->words
-                  ? xasprintf("redfish %s: %s: %s", f->where, what, f->words)
-                  : xasprintf("redfish %s: %s", f->where, what);
+    char *step = rf_step_name(f, (enum rf_step)r->step, r);
+    char *d = f->words ? xasprintf("redfish %s: %s: %s: %s", f->where, step,
+                                   what, f->words)
+                       : xasprintf("redfish %s: %s: %s", f->where, step, what);
+    free(step);
     power_req_complete(r, status, d);
     rf_pump(p);
+}
+
+/* The answer was HTTP code: "METHOD PATH: HTTP code[: words]". */
+static void
+rf_fail_http(struct power *p, int status, long code)
+{
+    struct rf *f = rf_of(p);
+    char *w = xasprintf("%s %s: HTTP %ld", f->q_method, f->q_path, code);
+    rf_fail(p, status, w);
+    free(w);
 }
 
 /* The BMC's own words of the last answer, kept for rf_fail. */
@@ -754,10 +818,9 @@ rf_after_boot_read(struct power *p, struct power_req *r)
      * where it was dropped (Supermicro), unless the BMC refused it. */
     if (++f->boot_tries >= RF_BOOT_TRIES) {
         char *what = xasprintf(
-            "one-time boot %s%s: the BMC did not keep it after %d tries "
+            "the BMC did not keep it after %d tries "
             "(reads Target %s, Enabled %s, Mode %s)",
-            f->boot_want, f->verify ? " before the reset" : "", f->boot_tries,
-            f->boot.boot_target ? f->boot.boot_target : "-",
+            f->boot_tries, f->boot.boot_target ? f->boot.boot_target : "-",
             f->boot.boot_enabled ? f->boot.boot_enabled : "-",
             f->boot.boot_mode ? f->boot.boot_mode : "-");
         f->armed = NULL;
@@ -906,9 +969,8 @@ rf_vm_state(struct power *p, struct power_req *r, bool after)
         rf_pump(p);
         return;
     }
-    char *w = xasprintf("%s: the BMC did not keep it (reads Image %s, "
+    char *w = xasprintf("the BMC did not keep it (reads Image %s, "
                         "Inserted %s)",
-                        power_op_name(r->op),
                         f->media.image ? f->media.image : "none",
                         f->media.inserted ? "true" : "false");
     rf_fail(p, -EIO, w);
@@ -923,10 +985,7 @@ rf_vm_step(struct power *p, struct power_req *r, enum rf_step step, long code)
     bool ok = code >= 200 && code < 300;
     char err[128];
     if (!ok && step != ST_VM_INSERT) {
-        char *w = xasprintf("%s: %s %s: HTTP %ld", power_op_name(r->op),
-                            f->q_method, f->q_path, code);
-        rf_fail(p, -EIO, w);
-        free(w);
+        rf_fail_http(p, -EIO, code);
         return;
     }
     switch (step) {
@@ -988,9 +1047,7 @@ rf_vm_step(struct power *p, struct power_req *r, enum rf_step step, long code)
             return;
         }
         if (!ok) {
-            char *w = xasprintf("insert media %s: HTTP %ld", r->arg, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         rf_send(p, ST_VM_READ, "GET", f->vm, NULL, NULL);
@@ -1021,8 +1078,11 @@ rf_step(struct power *p, struct power_req *r, long code)
         struct redfish_root root;
         if (!ok || redfish_parse_root(f->in.data, f->in.len, &root, err,
                                       sizeof(err)) < 0) {
-            char *w = ok ? xasprintf("service root: %s", err)
-                         : xasprintf("service root: HTTP %ld", code);
+            if (!ok) {
+                rf_fail_http(p, -EPROTO, code);
+                return;
+            }
+            char *w = xasprintf("GET %s: %s", f->q_path, err);
             rf_fail(p, -EPROTO, w);
             free(w);
             return;
@@ -1038,10 +1098,11 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_LOGIN:
         if (!ok || !f->token_hdr) {
-            char *w = ok ? xstrdup("login: no X-Auth-Token in the answer")
-                         : xasprintf("login refused (HTTP %ld)", code);
-            rf_fail(p, code == 401 || code == 403 ? -EACCES : -EPROTO, w);
-            free(w);
+            if (!ok) {
+                rf_fail_http(p, -EPROTO, code);
+                return;
+            }
+            rf_fail(p, -EPROTO, "no X-Auth-Token in the answer");
             return;
         }
         f->token = f->token_hdr;
@@ -1065,7 +1126,7 @@ rf_step(struct power *p, struct power_req *r, long code)
                                               sizeof(err))
                       : NULL;
         if (!m || n != 1 || !path_ok(m[0])) {
-            char *w = !ok  ? xasprintf("Systems: HTTP %ld", code)
+            char *w = !ok  ? xasprintf("GET %s: HTTP %ld", f->q_path, code)
                       : !m ? xasprintf("Systems: %s", err)
                            : xasprintf("Systems has %zu members: name one in "
                                        "the uri (/Systems/ID)",
@@ -1082,9 +1143,7 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_SYSTEM:
         if (!ok) {
-            char *w = xasprintf("system %s: HTTP %ld", f->system, code);
-            rf_fail(p, code == 404 ? -ENOENT : -EPROTO, w);
-            free(w);
+            rf_fail_http(p, code == 404 ? -ENOENT : -EPROTO, code);
             return;
         }
         if (!parse_sys(p, f->system))
@@ -1104,10 +1163,7 @@ rf_step(struct power *p, struct power_req *r, long code)
         return;
     case ST_OP_GET:
         if (!ok) {
-            char *w = xasprintf("%s: GET %s: HTTP %ld", power_op_name(r->op),
-                                f->system, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (parse_sys(p, f->system))
@@ -1130,12 +1186,7 @@ rf_step(struct power *p, struct power_req *r, long code)
             rf_reset_next(p);
             return;
         }
-        {
-            char *w =
-                xasprintf("%s: Reset: HTTP %ld", power_op_name(r->op), code);
-            rf_fail(p, -EIO, w);
-            free(w);
-        }
+        rf_fail_http(p, -EIO, code);
         return;
     case ST_TASK: {
         if (code == 202) {
@@ -1164,10 +1215,8 @@ rf_step(struct power *p, struct power_req *r, long code)
             f->words = msg;
             msg = NULL;
         }
-        char *w =
-            ok ? xasprintf("%s: the task ended %s", power_op_name(r->op), st)
-               : xasprintf("%s: task monitor: HTTP %ld", power_op_name(r->op),
-                           code);
+        char *w = ok ? xasprintf("the task ended %s", st)
+                     : xasprintf("GET %s: HTTP %ld", f->q_path, code);
         free(st);
         free(msg);
         rf_fail(p, -EIO, w);
@@ -1176,10 +1225,7 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_BOOT_GET:
         if (!ok) {
-            char *w = xasprintf("one-time boot %s: GET %s: HTTP %ld",
-                                f->boot_want, f->patch, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (!parse_boot(p, f->patch))
@@ -1229,19 +1275,11 @@ rf_step(struct power *p, struct power_req *r, long code)
             rf_boot_patch(p);
             return;
         }
-        {
-            char *w = xasprintf("one-time boot %s: PATCH %s: HTTP %ld",
-                                f->boot_want, f->patch, code);
-            rf_fail(p, -EIO, w);
-            free(w);
-        }
+        rf_fail_http(p, -EIO, code);
         return;
     case ST_BOOT_READ:
         if (!ok) {
-            char *w = xasprintf("one-time boot %s: read back: HTTP %ld",
-                                f->boot_want, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (parse_boot(p, f->patch))
@@ -1298,7 +1336,7 @@ rf_done(struct power *p, CURLcode cc)
             w = xasprintf("%s %s: answer larger than %d bytes", f->q_method,
                           f->q_path, REDFISH_MAX_BODY);
         else
-            w = xasprintf("%s",
+            w = xasprintf("%s %s: %s", f->q_method, f->q_path,
                           f->errbuf[0] ? f->errbuf : curl_easy_strerror(cc));
         free(f->words);
         f->words = NULL;
@@ -1322,8 +1360,10 @@ rf_done(struct power *p, CURLcode cc)
     }
     if (code == 401 || code == 403) {
         rf_keep_words(f);
-        char *w = xasprintf("%s: credentials refused (HTTP %ld)",
-                            f->q_step == ST_LOGIN ? "login" : f->q_path, code);
+        char *w = f->q_step == ST_LOGIN
+                      ? xasprintf("credentials refused (HTTP %ld)", code)
+                      : xasprintf("%s %s: credentials refused (HTTP %ld)",
+                                  f->q_method, f->q_path, code);
         rf_fail(p, -EACCES, w);
         free(w);
         return;
@@ -1574,11 +1614,20 @@ static char *
 rf_timeout(struct power *p, struct power_req *r)
 {
     struct rf *f = rf_of(p);
+    char *step = p->head == r && r->step != ST_IDLE
+                     ? rf_step_name(f, (enum rf_step)r->step, r)
+                     : xstrdup(power_op_name(r->op));
+    char *d =
+        p->head == r && f->q_path
+            ? xasprintf("redfish %s: %s: %s %s: no answer in %d ms", f->where,
+                        step, f->q_method, f->q_path, r->deadline_ms)
+            : xasprintf("redfish %s: %s: no answer in %d ms", f->where, step,
+                        r->deadline_ms);
+    free(step);
     if (p->head == r)
         rf_abort(p);
     f->discovered = false;
-    return xasprintf("redfish %s: %s: no answer in %d ms", f->where,
-                     power_op_name(r->op), r->deadline_ms);
+    return d;
 }
 
 /* --- logout at stop ---------------------------------------------------- */
