@@ -402,7 +402,7 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
         char msg[160];
         snprintf(msg, sizeof(msg),
                  "booted the rescue image from its virtual CD (%s)", peer);
-        boot_note_feed(s, msg, FSM_EV_KERNEL_FETCHED);
+        boot_note_feed(s, msg, FSM_EV_CD_BOOTED);
         store_token_get(f->st, token, &t);
     }
     int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
