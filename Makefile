@@ -194,6 +194,7 @@ $(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
 
 image: $(B)/mkrescue
 	initramfs/build-image
+	scripts/mkiso
 
 check-image: image
 	initramfs/tests/boot-test

@@ -12,6 +12,7 @@
 #include "session.h"
 #include "ticket.h"
 #include "util.h"
+#include "vmiso.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -252,14 +253,43 @@ media_set(void *arg, int status, const char *detail)
     power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
 }
 
+/* This boot's CD is written (vmiso.c): into the BMC's virtual CD drive,
+ * named by the boot's token. */
+static void
+vm_cd_made(void *arg, int status, const char *err)
+{
+    struct srv *s = arg;
+    char token[65];
+    s->vm_job = NULL;
+    if (status == 0 &&
+        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) < 0)
+        status = -ENOENT, err = "no boot token";
+    if (status < 0) {
+        char why[600];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 err ? err : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    char *url = xasprintf("%s/media/%s.iso", s->f->cfg->boot_url, token);
+    power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+    free(url);
+}
+
 /* On the way home the CD comes out first; a BMC that fails it is an
- * error event, and the disk boot goes on. */
+ * error event, and the disk boot goes on.  Out, this boot's CD goes. */
 static void
 media_ejected(void *arg, int status, const char *detail)
 {
     struct srv *s = arg;
-    if (status == -ECANCELED || s->closing || status == 0)
+    if (status == -ECANCELED || s->closing)
         return;
+    if (status == 0) {
+        if (s->vm_iso)
+            unlink(s->vm_iso);
+        return;
+    }
     char msg[300];
     snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
              detail ? detail : strerror(-status));
@@ -339,11 +369,15 @@ run_actions(struct srv *s, unsigned acts)
             return;
         }
         if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
-            const char *iso = strrchr(f->cfg->iso, '/');
-            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
-                                  iso ? iso + 1 : f->cfg->iso);
-            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
-            free(url);
+            char err[512];
+            if (fleet_vm_cd_make(s, vm_cd_made, err, sizeof(err)) < 0) {
+                char why[600];
+                snprintf(why, sizeof(why), "virtual media: %s", err);
+                struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                       .detail = why};
+                apply(s, &in, "rescued");
+                return;
+            }
         } else {
             power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
         }
@@ -657,6 +691,8 @@ srv_free(struct srv *s)
         console_detach(s->watcher);
     console_free(s->console);
     power_free(s->power);
+    vmiso_cancel(s->vm_job);
+    free(s->vm_iso);
     server_row_clear(&s->row);
     free(s);
 }

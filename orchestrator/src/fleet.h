@@ -82,6 +82,9 @@ int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
 /* GET /images/<name>: the file's path (owned by the config), or NULL when
  * name is not one of the image files. */
 const char *fleet_image_path(struct fleet *f, const char *name);
+/* The virtual CD of the boot of token (a server with boot =
+ * virtualmedia), served at /media/TOKEN.iso; NULL when none. */
+const char *fleet_vm_cd_path(struct fleet *f, const char *token);
 /* The image file was opened for a fetch with ?token=T from peer: a live
  * token marks the kernel or initrd fetch of that server's boot, and the
  * first one binds the token to peer.  0 (serve it; also for no token, an

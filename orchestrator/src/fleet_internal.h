@@ -52,6 +52,10 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
+    /* boot = virtualmedia: the child making this boot's CD, and the CD's
+     * path (DATA/media/ID.iso), served as /media/TOKEN.iso. */
+    struct vmiso_job *vm_job;
+    char *vm_iso;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -97,6 +101,13 @@ struct srv *fleet_srv_find(struct fleet *f, const char *id);
 
 /* Store an event in the server's timeline (kind "boot", "audit", "error",
  * ...) and tell the subscribers.  Writes the store. */
+/* boot = virtualmedia (fleet_boot.c): start making this boot's CD from the
+ * image's ([image] iso) with its kernel command line; cb(s, ...) runs when
+ * it is written.  0, or a negative errno with the reason in err. */
+int fleet_vm_cd_make(struct srv *s,
+                     void (*cb)(void *s, int status, const char *err),
+                     char *err, size_t errlen);
+
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
 
