@@ -182,8 +182,13 @@ run: all
 bench: all
 	scripts/bench
 
-bench-console: all
+bench-console: all $(B)/echoclient
 	scripts/bench-console
+
+# The echo bench's one client for every path (SSH by libssh, WebSocket by
+# libwslay), so each path's figure carries the same client cost.
+$(B)/echoclient: scripts/echoclient.c | $(SETUP)
+	$(CC) $(CFLAGS) -o $@ $< -lssh -lwslay
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
