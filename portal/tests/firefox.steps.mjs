@@ -3,8 +3,9 @@
 // subset of 075 and 076 against a rescued on loopback with a stand-in
 // serial port: sign-in (cookie out of a script's reach), a project's own
 // servers only, the list live, a server's page changing state live, the
-// console pane (replay and live output, typing echoed, read-only while the server moves)
-// and sign-out.  Env: PROJECT_TOKEN (project other: srv1, srv3), ADMIN_TOKEN, USER_KEY (a .pub line).
+// console pane (replay and live output, typing echoed, read-only while
+// the server moves), a narrow screen, and sign-out.  Env: PROJECT_TOKEN
+// (project other: srv1, srv3), ADMIN_TOKEN, USER_KEY (a .pub line).
 const admin = (t, method, path, body) =>
   fetch(t.url + path, {
     method,
@@ -106,8 +107,17 @@ export const steps = [
     t.expect(!(await p.$eval(t.aria('button', 'Reboot'), (b) => !b.disabled)), 'Reboot enabled while busy');
     t.expect(await p.evaluate(() => window.__noReload === true), 'the page reloaded');
   }],
+  ['narrow screen', async (t) => {
+    const p = await t.open('phone', { viewport: { width: 375, height: 740 } });
+    await t.signIn(p, t.env.PROJECT_TOKEN);
+    await p.locator(t.aria('link', 'srv1')).click();
+    await p.locator(t.aria('button', 'Rescue')).wait();
+    const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+    t.expect(wide <= 380, `the page is ${wide} px wide on a 375 px screen`);
+  }],
   ['sign out', async (t) => {
     const p = t.pages.p;
+    await p.bringToFront(); // behind the phone's page the click timed out
     await p.locator(t.aria('button', 'Sign out')).click();
     await t.field(p, 'Token');
     const r = await t.fetchIn(p, '/v1/servers');
