@@ -120,6 +120,17 @@ const t = {
       return { status: r.status, body: await r.text() };
     }, [path, init || {}]);
   },
+  // What a script on the page can read: not the session cookie (HttpOnly),
+  // and the token nowhere (cookies, URL, localStorage, sessionStorage).
+  async secretsHidden(page, token) {
+    const seen = await page.evaluate(() => ({
+      cookie: document.cookie, url: location.href,
+      local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage),
+    }));
+    this.expect(!seen.cookie.includes('rescued_session'), 'a script can read the session cookie');
+    for (const [k, v] of Object.entries(seen))
+      this.expect(!v.includes(token), `the token is in ${k}`);
+  },
   // The console's text as xterm.js shows it (its buffer, scrollback too).
   async screen(page) {
     return page.evaluate(() => {
