@@ -712,6 +712,7 @@ retention_cb(struct loop *l, void *arg)
         f->cfg->retention_days > 0
             ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000
             : 0;
+    fleet_sessions_expire(f);
     int64_t n =
         store_prune(f->st, before, f->cfg->retention_events, RETENTION_BATCH);
     if (n < 0)
@@ -730,7 +731,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     f->cfg = cfg;
     f->st = st;
     f->next_sub = 1;
-    f->sessions = session_store_new();
+    f->sessions = fleet_sessions_load(f); /* the ones stored, still live */
     limits_from_config(&f->limits, cfg);
     f->srvs = xcalloc(cfg->nservers, sizeof(*f->srvs));
     /* One transaction for every row: one fsync, not one per new server. */
@@ -891,6 +892,7 @@ fleet_reload(struct fleet *f, struct config *cfg)
         ids[j] = xstrdup(f->cfg->servers[j].id);
     config_free(f->cfg);
     f->cfg = cfg;
+    fleet_sessions_recheck(f); /* a token or project gone ends its own */
     for (size_t j = 0; ids[j]; j++)
         if (!config_find_server(cfg, ids[j]))
             tell_writable(f, ids[j]); /* gone: its sessions end */

@@ -99,6 +99,14 @@ fleet_srv_of(struct fleet *f, const struct config_server *cs)
 /* The live server with this id, or NULL. */
 struct srv *fleet_srv_find(struct fleet *f, const char *id);
 
+/* fleet_session.c: the session store, with the stored sessions read back
+ * (fleet_new); a reload's recheck (each session whose token or project is
+ * gone ends); retention's sweep of the expired ones.  Each session ended
+ * is deleted from the store. */
+struct session_store *fleet_sessions_load(struct fleet *f);
+void fleet_sessions_recheck(struct fleet *f);
+void fleet_sessions_expire(struct fleet *f);
+
 /* Store an event in the server's timeline (kind "boot", "audit", "error",
  * ...) and tell the subscribers.  Writes the store. */
 /* boot = virtualmedia (fleet_boot.c): start making this boot's CD from the
