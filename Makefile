@@ -24,7 +24,8 @@ TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image bench-rescue clean format deb check-deb
+        check-image bench-image bench-rescue clean format deb check-deb \
+        bench-fleet
 all: $(B)/rescued $(B)/rescuectl
 
 # The portal (portal/): npm ci when the lock file changed (from the npm
@@ -184,6 +185,13 @@ bench: all
 
 bench-console: all
 	scripts/bench-console
+
+# The boot storm's load tool (scripts/bootstorm.c), and the fleet's figures.
+$(B)/bootstorm: scripts/bootstorm.c | $(SETUP)
+	@echo "  CC      $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(PKG_LIBS)
+bench-fleet: all $(B)/bootstorm
+	scripts/bench-fleet
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
