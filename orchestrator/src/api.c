@@ -249,8 +249,15 @@ static void
 h_server(struct http_req *r, void *arg)
 {
     const struct config_server *cs = visible_server(r, arg);
-    if (cs)
-        http_respond_json(r, 200, fleet_server_json(arg, cs));
+    struct buf b = {0};
+    if (!cs)
+        return;
+    if (fleet_server_json_text(arg, cs, &b) < 0) {
+        buf_free(&b);
+        http_respond_error(r, 500, "cannot show the server");
+        return;
+    }
+    http_respond_buf(r, 200, &b, "application/json");
 }
 
 static const struct {

@@ -658,6 +658,7 @@ srv_free(struct srv *s)
     console_free(s->console);
     power_free(s->power);
     server_row_clear(&s->row);
+    buf_free(&s->view);
     free(s);
 }
 

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fsm.h"
 #include "store_records.h"
+#include "util.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,6 +53,9 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
+    /* fleet_server_json_text's: the text, and the hash of what it shows */
+    struct buf view;
+    uint64_t view_key;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
