@@ -120,12 +120,13 @@ rss_kb()
     awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
-# nginx_start ROOT PORT PROBE: nginx-light, 1 worker, serving ROOT on PORT
-# (sendfile on, as it ships); waits until PROBE (a path) answers.  Sets
-# NPID and NGINX_VERSION.
+# nginx_start ROOT PORT PROBE [SENDFILE]: nginx-light, 1 worker, serving
+# ROOT on PORT; waits until PROBE (a path) answers.  SENDFILE: off (nginx's
+# own default, what make bench has always compared with) or on (Debian's
+# nginx.conf; for big files).  Sets NPID and NGINX_VERSION.
 nginx_start()
 {
-    local root=$1 port=$2 probe=$3
+    local root=$1 port=$2 probe=$3 sendfile=${4:-off}
     mkdir -p "$D/nginx/logs"
     cat >"$D/nginx/nginx.conf" <<EOF
 daemon off;
@@ -138,7 +139,7 @@ http {
     access_log off;
     default_type application/json;
     keepalive_requests 1000000;
-    sendfile on;
+    sendfile $sendfile;
     server {
         listen 127.0.0.1:$port;
         root $root;
@@ -169,6 +170,17 @@ wrk_rps()
         exit 1
     fi
     echo "$out" | awk '/^Requests\/sec:/ {print $2}'
+}
+
+# cpu_ticks PID: user+system CPU ticks (CLK_TCK) of PID and its children
+# (nginx's worker), from /proc/PID/stat fields 14 and 15.
+cpu_ticks()
+{
+    local p t=0
+    for p in "$1" $(pgrep -P "$1"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
 }
 
 # load_note: the machine's load, printed beside each figure (it is shared).
