@@ -44,7 +44,9 @@ struct server {
     int i;
     char id[32], mac[18], addr[20];
     char *kernel, *initrd, *overlay, *phone; /* URLs from its script */
-    bool reset, in_rescue, failed;
+    bool booting;                            /* reset, its boot not over yet */
+    bool in_rescue, failed;
+    int boots; /* resets seen: a step's timeout resets it again */
     double t_enter, t_rescue;
 };
 
@@ -66,12 +68,15 @@ static double *lat[K_N];
 static int nlat[K_N], nfail[K_N];
 static uint64_t bytes[K_N];
 static CURLM *multi;
-/* Servers whose next step waits for a free slot, FIFO. */
-static struct pending {
-    struct server *s;
-    enum kind kind;
-} * queue;
-static size_t qhead, qtail, qcap;
+/* Servers whose next step waits for a free slot: a FIFO per kind, the
+ * later steps served first, so that a server that started booting keeps
+ * going as a real one would, instead of every server fetching its script
+ * before any fetches its kernel (which ran into the step deadlines). */
+struct queue {
+    struct server **v;
+    size_t head, tail, cap;
+};
+static struct queue queues[K_N];
 static char sse_line[8192];
 static size_t sse_len;
 
@@ -108,15 +113,29 @@ xstrdup(const char *s)
 static void
 enqueue(struct server *s, enum kind k)
 {
-    if (qtail == qcap) {
-        qcap = qcap ? 2 * qcap : 1024;
-        queue = realloc(queue, qcap * sizeof(*queue));
-        if (!queue) {
+    struct queue *q = &queues[k];
+    if (q->tail == q->cap) {
+        q->cap = q->cap ? 2 * q->cap : 1024;
+        q->v = realloc(q->v, q->cap * sizeof(*q->v));
+        if (!q->v) {
             perror("bootstorm");
             exit(2);
         }
     }
-    queue[qtail++] = (struct pending){s, k};
+    q->v[q->tail++] = s;
+}
+
+/* The most advanced step waiting; false when none. */
+static bool
+dequeue(struct server **s, enum kind *k)
+{
+    for (int i = K_N - 1; i >= 0; i--)
+        if (queues[i].head < queues[i].tail) {
+            *s = queues[i].v[queues[i].head++];
+            *k = (enum kind)i;
+            return true;
+        }
+    return false;
 }
 
 static size_t
@@ -147,8 +166,9 @@ sse_event(const char *data)
     int i;
     if (id && to && sscanf(id, "srv%d", &i) == 1 && i >= 1 && i <= nsrv) {
         struct server *s = &srvs[i - 1];
-        if (!strcmp(to, "rebooting") && !s->reset) {
-            s->reset = true; /* the simulated reset: it boots now */
+        if (!strcmp(to, "rebooting") && !s->booting) {
+            s->booting = true; /* the simulated reset: it boots now */
+            s->boots++;
             enqueue(s, K_SCRIPT);
         } else if (!strcmp(to, "rescue") && !s->in_rescue) {
             s->in_rescue = true;
@@ -278,15 +298,20 @@ step(struct server *s, enum kind k)
     }
 }
 
+/* A step failed: this boot is over (a retry's reset starts another);
+ * the first few are told. */
 static void
 fail_server(struct server *s, enum kind k, const char *why)
 {
+    static int told;
     nfail[k]++;
-    if (!s->failed) {
+    s->booting = false;
+    if (k == K_ENTER && !s->failed) { /* no reset will come */
         s->failed = true;
         nfailed++;
-        fprintf(stderr, "bootstorm: %s: %s: %s\n", s->id, kind_name[k], why);
     }
+    if (told++ < 20)
+        fprintf(stderr, "bootstorm: %s: %s: %s\n", s->id, kind_name[k], why);
 }
 
 static void
@@ -315,6 +340,10 @@ done(CURLMsg *m)
         lat[x->kind][nlat[x->kind]++] = t / 1000.0;
         bytes[x->kind] += (uint64_t)dl;
         if (x->kind == K_SCRIPT) {
+            free(s->kernel);
+            free(s->initrd);
+            free(s->overlay);
+            free(s->phone);
             s->kernel = script_url(x->body ? x->body : "", "kernel --name");
             s->initrd = script_url(x->body ? x->body : "", "initrd --name");
             s->overlay = script_url(x->body ? x->body : "", "apkovl=");
@@ -329,6 +358,8 @@ done(CURLMsg *m)
             enqueue(s, K_OVERLAY);
         } else if (x->kind == K_OVERLAY) {
             enqueue(s, K_PHONE);
+        } else if (x->kind == K_PHONE) {
+            s->booting = false;
         }
     }
     curl_multi_remove_handle(multi, e);
@@ -496,12 +527,12 @@ main(int argc, char **argv)
     for (int i = 0; i < nsrv; i++)
         enqueue(&srvs[i], K_ENTER);
     while (nrescue + nfailed < nsrv && now_s() - t0 < deadline) {
-        /* Boot steps first: a server that reset is never kept waiting
-         * behind the remaining entries. */
-        while (in_flight < max_flight && qhead < qtail) {
-            struct pending p = queue[qhead++];
-            step(p.s, p.kind);
-        }
+        /* Boot steps first (the latest first): a server that reset is
+         * never kept waiting behind the remaining entries. */
+        struct server *s;
+        enum kind k;
+        while (in_flight < max_flight && dequeue(&s, &k))
+            step(s, k);
         curl_multi_perform(multi, &running);
         CURLMsg *m;
         int left;
@@ -527,8 +558,11 @@ out:;
         if (srvs[i].in_rescue)
             boot[nboot++] = (srvs[i].t_rescue - srvs[i].t_enter) * 1000;
     qsort(boot, (size_t)nboot, sizeof(double), cmp_double);
-    printf("servers %d\nin_rescue %d\nfailed %d\n", nsrv, nrescue,
-           nsrv - nrescue);
+    int resets = 0;
+    for (int i = 0; i < nsrv; i++)
+        resets += srvs[i].boots;
+    printf("servers %d\nin_rescue %d\nfailed %d\nresets %d\n", nsrv, nrescue,
+           nsrv - nrescue, resets);
     printf("total_s %.3f\n", (nrescue ? last : t_end) - t0);
     printf("enter_to_rescue_ms %.1f %.1f\n", pct(boot, nboot, 0.5),
            pct(boot, nboot, 0.99));
