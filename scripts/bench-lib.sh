@@ -16,9 +16,11 @@ bench_init()
     trap 'exit 130' INT TERM
 }
 
+# BENCH_ATEXIT: a command run first at exit (bench-fleet's pg_down).
 bench_cleanup()
 {
     local p
+    ${BENCH_ATEXIT:-}
     for p in "${PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null
     done
