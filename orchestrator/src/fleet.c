@@ -694,6 +694,7 @@ srv_free(struct srv *s)
     vmiso_cancel(s->vm_job);
     free(s->vm_iso);
     server_row_clear(&s->row);
+    buf_free(&s->view);
     free(s);
 }
 
