@@ -192,8 +192,16 @@ bench-console: all
 $(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
 	$(CC) $(CFLAGS) -o $@ $^ $(ARCHIVE_LIBS)
 
+# ARCH=arm64: the arm64 image in $(B)/image-arm64 (with its GRUB network
+# loader); ARCHES="x86_64 arm64": both.  The default is x86's alone.
+ARCHES ?= $(or $(ARCH),x86_64)
 image: $(B)/mkrescue
-	initramfs/build-image
+	@for a in $(ARCHES); do \
+	    case $$a in \
+	    x86_64|amd64) initramfs/build-image || exit 1 ;; \
+	    *) ARCH=$$a initramfs/build-image || exit 1 ;; \
+	    esac; \
+	done
 
 check-image: image
 	initramfs/tests/boot-test
