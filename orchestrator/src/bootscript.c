@@ -1,18 +1,25 @@
 #include "bootscript.h"
 #include "util.h"
 
+#include <string.h>
+
 void
 bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out)
 {
     /* Debian's 2019 iPXE with a 6.1 kernel on UEFI only hands over the
      * initrd when the command line names it (FACTS.md). */
-    if (r->firmware == FW_UEFI)
+    if (r->firmware == FW_UEFI && !r->mac)
         buf_printf(out, "initrd=%s ", r->initrd_name);
+    buf_printf(out, "console=%s ip=dhcp BOOTIF=01-", r->console_tty);
+    if (r->mac)
+        for (const char *m = r->mac; *m; m++)
+            buf_printf(out, "%c", *m == ':' ? '-' : *m);
+    else
+        buf_printf(out, "${netX/mac:hexhyp}");
     buf_printf(out,
-               "console=%s ip=dhcp BOOTIF=01-${netX/mac:hexhyp} "
-               "apkovl=%s/overlay/%s.tar.gz "
+               " apkovl=%s/overlay/%s.tar.gz "
                "rescue_phone_home=%s/v1/phone-home/%s ",
-               r->console_tty, r->boot_url, r->token, r->boot_url, r->token);
+               r->boot_url, r->token, r->boot_url, r->token);
     if (r->tools_name)
         buf_printf(out, "rescue_tools=%s/images/%s?token=%s ", r->boot_url,
                    r->tools_name, r->token);
@@ -67,4 +74,66 @@ bootscript_local(enum firmware fw, struct buf *out)
         buf_printf(out, "exit\n");
     else
         buf_printf(out, "sanboot --no-describe --drive 0x80\n");
+}
+
+/* s as one GRUB word: single quotes, a quote as '\'' (as in sh). */
+static void
+grub_word(struct buf *out, const char *s, size_t n)
+{
+    buf_append(out, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'')
+            buf_append(out, "'\\''", 4);
+        else
+            buf_append(out, &s[i], 1);
+    }
+    buf_append(out, "'", 1);
+}
+
+void
+bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out)
+{
+    /* GRUB names an HTTP server as a device: (http,HOST[:PORT]). */
+    const char *hp = r->boot_url;
+    if (strncmp(hp, "http://", 7) == 0)
+        hp += 7;
+    struct buf cmd = {0};
+    bootscript_cmdline(r, &cmd);
+    buf_printf(out,
+               "# rescued: the rescue image for %s\n"
+               "echo 'rescued: this server boots the rescue image'\n",
+               r->mac);
+    buf_printf(out, "for try in");
+    for (int i = 1; i <= BOOTSCRIPT_ATTEMPTS; i++)
+        buf_printf(out, " %d", i);
+    buf_printf(out, "; do\n    if linux \"(http,%s)/images/%s?token=%s\"", hp,
+               r->kernel_name, r->token);
+    /* The command line split on spaces, as the rescue init splits it. */
+    for (const char *w = cmd.data ? cmd.data : ""; *w;) {
+        size_t n = strcspn(w, " ");
+        if (n) {
+            buf_printf(out, " ");
+            grub_word(out, w, n);
+        }
+        w += n;
+        w += strspn(w, " ");
+    }
+    buf_free(&cmd);
+    buf_printf(out,
+               "; then\n        if initrd \"(http,%s)/images/%s?token=%s\"; "
+               "then\n            boot\n        fi\n    fi\n"
+               "    echo \"rescued: download failed (attempt $try of %d)\"\n"
+               "    sleep 3\ndone\n",
+               hp, r->initrd_name, r->token, BOOTSCRIPT_ATTEMPTS);
+    buf_printf(out,
+               "echo 'rescued: could not boot the rescue image after %d "
+               "attempts; rebooting in 10 s'\nsleep 10\nreboot\n",
+               BOOTSCRIPT_ATTEMPTS);
+}
+
+void
+bootscript_grub_local(struct buf *out)
+{
+    buf_printf(out, "# rescued: the local disk\n"
+                    "echo 'rescued: this server boots its own disk'\nexit\n");
 }

@@ -1,6 +1,8 @@
-/* bootscript: the iPXE scripts served at /boot/<mac>.ipxe.  Pure text
- * generation: the rescue script (kernel, initrd and the kernel command
- * line of docs/design.md §4, with download retries) or the local-disk script.
+/* bootscript: the iPXE scripts served at /boot/<mac>.ipxe, and the GRUB
+ * configs served at /boot/<mac>.grub to arm64 UEFI servers (Debian has no
+ * arm64 iPXE; GRUB is their network loader).  Pure text generation: the
+ * rescue script (kernel, initrd and the kernel command line of
+ * docs/design.md §4, with download retries) or the local-disk script.
  */
 #ifndef RESCUED_BOOTSCRIPT_H
 #define RESCUED_BOOTSCRIPT_H
@@ -22,6 +24,8 @@ struct bootscript_rescue {
     const char *console_tty; /* "ttyS0,115200n8" */
     const char *cmdline;     /* extra kernel arguments; may be "" or NULL */
     enum firmware firmware;
+    /* GRUB only: the server's MAC for BOOTIF= (iPXE names its own NIC) */
+    const char *mac;
 };
 
 /* The kernel command line the rescue image gets. */
@@ -29,5 +33,11 @@ void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
 void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
 void bootscript_local(enum firmware fw, struct buf *out);
+
+/* The same two for GRUB (UEFI): r->mac set; each kernel argument a
+ * single-quoted word, so nothing in it is expanded by GRUB. */
+void bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out);
+/* Back to the firmware, which tries its next boot entry (the disk). */
+void bootscript_grub_local(struct buf *out);
 
 #endif
