@@ -131,9 +131,34 @@ bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out)
                BOOTSCRIPT_ATTEMPTS);
 }
 
+/* The disk's own loaders, the installed system's before the removable
+ * path's. */
+static const char *const grub_local_loaders[] = {
+    "/EFI/debian/shimaa64.efi", "/EFI/debian/grubaa64.efi",
+    "/EFI/ubuntu/shimaa64.efi", "/EFI/ubuntu/grubaa64.efi",
+    "/EFI/redhat/shimaa64.efi", "/EFI/BOOT/BOOTAA64.EFI"};
+
 void
 bootscript_grub_local(struct buf *out)
 {
+    /* GRUB 2.06's exit returns success, on which EDK2's boot manager
+     * stops at its menu instead of trying the next entry: chain the
+     * disk's loader, and exit only when there is none.  chainloader
+     * takes its device from $root (memdisk, the loader's own, until
+     * search sets it). */
     buf_printf(out, "# rescued: the local disk\n"
-                    "echo 'rescued: this server boots its own disk'\nexit\n");
+                    "echo 'rescued: this server boots its own disk'\n"
+                    "for f in");
+    for (size_t i = 0;
+         i < sizeof(grub_local_loaders) / sizeof(grub_local_loaders[0]); i++)
+        buf_printf(out, " %s", grub_local_loaders[i]);
+    buf_printf(out, "; do\n"
+                    "    if search --no-floppy --file --set=root $f; then\n"
+                    "        echo \"rescued: chaining ($root)$f\"\n"
+                    "        chainloader $f\n"
+                    "        boot\n"
+                    "    fi\n"
+                    "done\n"
+                    "echo 'rescued: no boot loader on the disks; back to the "
+                    "firmware'\nexit\n");
 }

@@ -37,7 +37,8 @@ void bootscript_local(enum firmware fw, struct buf *out);
 /* The same two for GRUB (UEFI): r->mac set; each kernel argument a
  * single-quoted word, so nothing in it is expanded by GRUB. */
 void bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out);
-/* Back to the firmware, which tries its next boot entry (the disk). */
+/* Chain the disk's EFI loader (the installed system's, else the removable
+ * path's); without one, back to the firmware. */
 void bootscript_grub_local(struct buf *out);
 
 #endif
