@@ -68,3 +68,13 @@ bootscript_local(enum firmware fw, struct buf *out)
     else
         buf_printf(out, "sanboot --no-describe --drive 0x80\n");
 }
+
+void
+bootscript_wait(const char *boot_url, const char *mac, struct buf *out)
+{
+    buf_printf(out,
+               "#!ipxe\n:wait\necho rescued: its store cannot be reached; "
+               "asking again in 5 s\nsleep 5\nchain %s/boot/%s.ipxe || "
+               "goto wait\n",
+               boot_url, mac);
+}

@@ -189,9 +189,16 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     if (moves && s->row.fsm.state == FSM_RESCUE)
         fleet_srv_new_token(s);
     char token[65];
-    bool rescue =
-        target_is_rescue(s->row.fsm.state) &&
-        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    int tr = target_is_rescue(s->row.fsm.state)
+                 ? store_token_of_server(f->st, cs->id, token, sizeof(token))
+                 : -ENOENT;
+    if (tr == -EIO) {
+        /* No token to hand out, and the disk is not where it is going:
+         * it waits in iPXE and asks again; nothing moves. */
+        bootscript_wait(f->cfg->boot_url, cs->mac, out);
+        return 0;
+    }
+    bool rescue = tr == 0;
     if (rescue) {
         struct bootscript_rescue r = {
             .boot_url = f->cfg->boot_url,
