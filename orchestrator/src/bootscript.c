@@ -72,9 +72,10 @@ bootscript_local(enum firmware fw, struct buf *out)
 void
 bootscript_wait(const char *boot_url, const char *mac, struct buf *out)
 {
-    buf_printf(out,
-               "#!ipxe\n:wait\necho rescued: its store cannot be reached; "
-               "asking again in 5 s\nsleep 5\nchain %s/boot/%s.ipxe || "
-               "goto wait\n",
-               boot_url, mac);
+    buf_printf(
+        out,
+        "#!ipxe\n:wait\necho rescued: its store cannot be reached; "
+        "asking again in 5 s\nsleep 5\nchain --replace %s/boot/%s.ipxe || "
+        "goto wait\n",
+        boot_url, mac);
 }

@@ -141,7 +141,7 @@ test_wait_script(void **state)
     struct buf b = {0};
     bootscript_wait("http://10.77.0.1:8080", "52:54:00:77:00:01", &b);
     assert_true(strncmp(b.data, "#!ipxe\n:wait\n", 13) == 0);
-    assert_non_null(strstr(b.data, "\nsleep 5\nchain "
+    assert_non_null(strstr(b.data, "\nsleep 5\nchain --replace "
                                    "http://10.77.0.1:8080/boot/"
                                    "52:54:00:77:00:01.ipxe || goto wait\n"));
     assert_null(strstr(b.data, "sanboot"));
