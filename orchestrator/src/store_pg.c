@@ -47,6 +47,7 @@
 #define PG_MIGRATION_LOCK "7306086953432998912"
 
 static int op_timeout_ms = PG_OP_TIMEOUT_MS;
+static int connect_timeout_ms = PG_CONNECT_TIMEOUT_MS;
 static int retry_min_ms = PG_RETRY_MIN_MS;
 
 #ifdef UNITTEST
@@ -56,6 +57,7 @@ void
 store_pg_test_set_timeouts(int op_ms, int retry_ms)
 {
     op_timeout_ms = op_ms;
+    connect_timeout_ms = op_ms;
     retry_min_ms = retry_ms;
 }
 #endif
@@ -68,8 +70,9 @@ struct pg_store {
     PGconn *pending; /* a connection being made on the loop */
     int pending_fd;  /* its socket, watched; -1 */
     uint64_t retry_timer;
-    char *url;  /* for libpq, with its password */
-    char *name; /* for logs, without */
+    uint64_t connect_timer; /* gives up on the pending connection */
+    char *url;              /* for libpq, with its password */
+    char *name;             /* for logs, without */
     int version;
     int timeout_ms;     /* this call's bound */
     bool in_batch;      /* between begin and commit/rollback */
@@ -238,6 +241,8 @@ pending_unwatch(struct pg_store *st)
 static void
 pending_free(struct pg_store *st)
 {
+    loop_del_timer(st->loop, st->connect_timer);
+    st->connect_timer = 0;
     pending_unwatch(st);
     PQfinish(st->pending);
     st->pending = NULL;
@@ -270,6 +275,8 @@ pending_step(struct pg_store *st, PostgresPollingStatusType ps)
 {
     char why[256];
     if (ps == PGRES_POLLING_OK) {
+        loop_del_timer(st->loop, st->connect_timer);
+        st->connect_timer = 0;
         pending_unwatch(st);
         st->conn = st->pending;
         st->pending = NULL;
@@ -310,6 +317,23 @@ pending_fd_cb(struct loop *l, int fd, uint32_t events, void *arg)
     pending_step(st, PQconnectPoll(st->pending));
 }
 
+/* A server that accepted the socket but never answers (a hung host, a
+ * stray listener): no connect waits longer than the bound, on the loop
+ * either. */
+static int64_t
+connect_expired(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    char why[80];
+    st->connect_timer = 0;
+    snprintf(why, sizeof(why), "connecting: no answer within %d ms",
+             connect_timeout_ms);
+    if (st->pending)
+        pending_failed(st, why);
+    return -1;
+}
+
 static int64_t
 retry_fired(struct loop *l, void *arg)
 {
@@ -328,6 +352,8 @@ retry_fired(struct loop *l, void *arg)
         pending_failed(st, why);
         return -1;
     }
+    st->connect_timer =
+        loop_add_timer(st->loop, connect_timeout_ms, connect_expired, st);
     pending_step(st, PGRES_POLLING_WRITING);
     return -1;
 }
@@ -368,7 +394,7 @@ pg_reconnect(struct pg_store *st, const char *what)
         st->quiet++;
         return -EIO;
     }
-    st->conn = pg_connect(st->url, PG_CONNECT_TIMEOUT_MS, why, sizeof(why));
+    st->conn = pg_connect(st->url, connect_timeout_ms, why, sizeof(why));
     if (!st->conn) {
         backoff_step(st);
         char msg[300];

@@ -1288,6 +1288,56 @@ test_pg_reconnects_on_the_loop(void **state)
     loop_free(l);
 }
 
+/* What answers on the socket may never speak (a hung host, a stray
+ * listener): the loop's connect gives up after the bound, says so, and
+ * tries again later; the calls meanwhile fail at once.  Seen failing
+ * before the connect had its own timer: the pending connection waited on
+ * the listener for as long as the test ran. */
+static void
+test_pg_loop_connect_is_bounded(void **state)
+{
+    struct fixture *f = *state;
+    char err[256];
+    store_close(f->st);
+    store_pg_test_set_timeouts(300, 50);
+    f->st = store_open(pg_url, NULL, err, sizeof(err));
+    assert_non_null(f->st);
+    struct loop *l = loop_new();
+    store_attach_loop(f->st, l);
+
+    pg_ctl("stop");
+    /* The server's socket path, now held by a listener that never
+     * accepts: connect() succeeds, the startup packet gets no answer. */
+    char *path = xasprintf("%s/sock/.s.PGSQL.5432", pg_dir);
+    struct tu_source *src = tu_source_new(path);
+    assert_non_null(src);
+    struct server_row got;
+    assert_int_equal(store_load_server(f->st, "srv1", &got), -EIO);
+    int64_t t0 = now_mono_ms(), deadline = t0 + 10000;
+    while (!strstr(store_last_error(f->st), "connecting: no answer within") &&
+           now_mono_ms() < deadline) {
+        int64_t c0 = now_mono_ms();
+        assert_int_equal(store_load_server(f->st, "srv1", &got), -EIO);
+        assert_true(now_mono_ms() - c0 < 100); /* no call waits */
+        loop_run_once(l, 50);
+    }
+    print_message("the loop's connect gave up after %lld ms (bound 300)\n",
+                  (long long)(now_mono_ms() - t0));
+    assert_non_null(
+        strstr(store_last_error(f->st), "connecting: no answer within 300 ms"));
+    tu_source_free(src);
+    unlink(path);
+    free(path);
+    pg_ctl("start");
+    while (store_load_server(f->st, "srv1", &got) == -EIO &&
+           now_mono_ms() < deadline + 10000)
+        loop_run_once(l, 50);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), -ENOENT);
+    store_close(f->st);
+    f->st = NULL;
+    loop_free(l);
+}
+
 /* A server that holds the call up (here: another session's lock) costs
  * the loop the bound and no more: -EIO, "no answer within", and the store
  * works again once the lock is gone.  The batch whose connection it
@@ -1398,6 +1448,7 @@ main(void)
                                         teardown),
         BOTH(test_pg_reconnects),
         BOTH(test_pg_reconnects_on_the_loop),
+        BOTH(test_pg_loop_connect_is_bounded),
         BOTH(test_pg_wait_is_bounded),
     };
     pg_url = getenv("RESCUED_TEST_PG");
