@@ -49,9 +49,9 @@ struct srv {
     int64_t store_backoff_ms; /* the next retry of a refused deadline */
     int64_t store_logged_ms;  /* when the refusal was last logged */
     unsigned store_quiet;     /* refusals not logged since */
-    /* A reload moved it to another project: its project sees only events
-     * after this one (0: all). */
-    int64_t project_since_id;
+    /* A move the store did not record (row.project is still the old
+     * one, so a restart records it again): hide all of the history. */
+    bool move_unrecorded;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */

@@ -38,6 +38,14 @@ void power_free(struct power *p);
 void power_request(struct power *p, enum power_op op, const char *arg,
                    power_done_cb *cb, void *cbarg);
 
+/* The same, and for a POWER_RESET sending(cbarg) runs once, inside the
+ * driver, right before the command that resets goes out (never when the
+ * request fails or is cancelled before that): a caller that must not
+ * repeat a reset the BMC may have carried out stores it there. */
+void power_request_notify(struct power *p, enum power_op op, const char *arg,
+                          power_done_cb *cb, power_sending_cb *sending,
+                          void *cbarg);
+
 /* True for manual: the state machine waits for the operator. */
 bool power_is_manual(const struct power *p);
 /* Pre-flight, cheap and synchronous: can the driver be reached now?
