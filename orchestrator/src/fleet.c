@@ -309,8 +309,8 @@ disk_boot_set(void *arg, int status, const char *detail)
 int
 fleet_srv_new_token(struct srv *s)
 {
-    char token[65];
-    int r = random_hex(token, 32);
+    char token[FLEET_TOKEN_SIZE];
+    int r = random_hex(token, FLEET_TOKEN_BYTES);
     if (r < 0)
         log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
     else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
@@ -326,7 +326,7 @@ fresh_token_for_reset(struct srv *s)
 {
     enum fsm_state st = s->row.fsm.state;
     struct store_token t;
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
          st == FSM_RESCUE_BOOTING) &&
         store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==

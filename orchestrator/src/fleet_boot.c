@@ -138,7 +138,7 @@ addr_ok(struct srv *s, const char *peer, const char *bound)
 static void
 live_token_addr(struct srv *s, struct store_token *t)
 {
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     memset(t, 0, sizeof(*t));
     if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) == 0)
         store_token_get(s->f->st, token, t);
@@ -188,7 +188,7 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
      * spent, this boot gets its own. */
     if (moves && s->row.fsm.state == FSM_RESCUE)
         fleet_srv_new_token(s);
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     bool rescue =
         target_is_rescue(s->row.fsm.state) &&
         store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
@@ -344,14 +344,16 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
     r = -EIO;
     if (!p || !p->keys_file ||
         sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) == 0) {
-        const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+        /* Room for every key a rescue may bring (fleet_action's bound). */
+        const char **keys = xcalloc(npkeys + FLEET_MAX_KEYS, sizeof(*keys));
         size_t n = 0;
         for (size_t i = 0; i < npkeys; i++)
             keys[n++] = pkeys[i];
         char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
         char *save = NULL;
         for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
-             line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+             line && n < npkeys + FLEET_MAX_KEYS;
+             line = strtok_r(NULL, "\n", &save))
             keys[n++] = line;
         r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
                           errlen);

@@ -23,6 +23,11 @@ struct loop;
 struct power;
 struct store;
 
+/* A boot token: random bytes, written as twice as many hex characters
+ * (store.h's token[65]). */
+#define FLEET_TOKEN_BYTES 32
+#define FLEET_TOKEN_SIZE (2 * FLEET_TOKEN_BYTES + 1)
+
 /* One server's live state: its stored row, its driver, its timers. */
 struct srv {
     struct fleet *f;

@@ -2013,6 +2013,48 @@ test_too_many_keys(void **state)
     assert_string_equal(state_of("srv1"), "rescue_requested");
 }
 
+/* Every key a rescue may bring reaches the overlay's authorized_keys.
+ * The overlay's room for them was a literal 64 beside FLEET_MAX_KEYS: with
+ * the limit raised to 65, the 65th key was accepted and left out. */
+static void
+test_max_keys_reach_overlay(void **state)
+{
+    (void)state;
+    const char *keys[FLEET_MAX_KEYS];
+    for (size_t i = 0; i < FLEET_MAX_KEYS; i++)
+        keys[i] = KEY;
+    struct fleet_action a = {.event = FSM_EV_RESCUE,
+                             .ssh_keys = keys,
+                             .nkeys = FLEET_MAX_KEYS,
+                             .actor = "admin"};
+    char err[256] = "", token[65];
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)), 0);
+    answer("srv1", POWER_NETBOOT_ONCE, 0, NULL);
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_true(fetch_script("srv1"));
+    token_of("srv1", token);
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", token,
+                                         SERVER_ADDR, false, err, sizeof(err)),
+                     0);
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_overlay(E->fleet, token, SERVER_ADDR, &b, err, sizeof(err)), 0);
+    char *tgz = xasprintf("%s/overlay.tar.gz", E->dir);
+    assert_int_equal(write_file_atomic(tgz, b.data, b.len, 0600), 0);
+    buf_free(&b);
+    char *cmd = xasprintf("tar -xzOf %s root/.ssh/authorized_keys | "
+                          "grep -c 'test@fleet'",
+                          tgz);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = -1;
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    assert_int_equal(n, FLEET_MAX_KEYS);
+    free(cmd);
+    free(tgz);
+}
+
 /* A reload moves the server to another project: what its console showed
  * before (the ring a new viewer replays, the log the API tails) is not the
  * new project's to read; what follows is. */
@@ -2203,6 +2245,7 @@ main(void)
         LIFE(test_rescue_os_restarts_itself),
         LIFE(test_power_failure_fails_rescue),
         LIFE(test_too_many_keys),
+        LIFE(test_max_keys_reach_overlay),
         LIFE(test_long_detail_cut_between_characters),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
