@@ -714,11 +714,24 @@ serial_run()
 # name is never passed on (qmpproxy.py).
 qmp_proxy()
 {
-    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$T/$1.qmp" ${2:+"$2"} \
+    qmpproxy_up "$1" "$T/$1.qmp" ${2:+"$2"}
+}
+
+# qmpproxy_up NAME UPSTREAM [ARG]: qmpproxy.py on $T/NAME.proxy.qmp in
+# front of UPSTREAM, its log in $T/NAME.proxy.log; returns once it listens
+# ("ready" comes after listen).  The last proxy's log and socket go first:
+# `>LOG &` truncates in the child, later, so a stale "ready" passed for
+# this one while rescued met the dead proxy's socket (connection refused,
+# case 067 once).  Sets PROXY to its pid.
+qmpproxy_up()
+{
+    rm -f "$T/$1.proxy.log" "$T/$1.proxy.qmp"
+    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$2" ${3:+"$3"} \
         >"$T/$1.proxy.log" 2>&1 &
-    track $! "$HERE/qmpproxy.py"
+    PROXY=$!
+    track "$PROXY" "$HERE/qmpproxy.py"
     wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
-        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log" 2>&1)"
 }
 
 # expect_proxy NAME REGEX [SECS]: a line of NAME's proxy log matches.
@@ -944,11 +957,7 @@ rescue_as_server()
 # ID through it (the ini's power line, and a reload).
 lab_proxy()
 {
-    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$LAB_DIR/$1.qmp" \
-        "fake:$2" >"$T/$1.proxy.log" 2>&1 &
-    track $! "$HERE/qmpproxy.py"
-    wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
-        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+    qmpproxy_up "$1" "$LAB_DIR/$1.qmp" "fake:$2"
     sed -i "s|^power *= *qmp:$LAB_DIR/$1.qmp|power    = qmp:$T/$1.proxy.qmp|" \
         "$LAB_DIR/rescued.ini"
     grep -q "qmp:$T/$1.proxy.qmp" "$LAB_DIR/rescued.ini" ||
