@@ -24,7 +24,8 @@ TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image bench-rescue clean format deb check-deb
+        check-image bench-image bench-rescue clean format deb check-deb \
+        bench-fleet
 all: $(B)/rescued $(B)/rescuectl
 
 # The portal (portal/): npm ci when the lock file changed (from the npm
@@ -182,8 +183,20 @@ run: all
 bench: all
 	scripts/bench
 
-bench-console: all
+bench-console: all $(B)/echoclient
 	scripts/bench-console
+
+# The echo bench's one client for every path (SSH by libssh, WebSocket by
+# libwslay), so each path's figure carries the same client cost.
+$(B)/echoclient: scripts/echoclient.c | $(SETUP)
+	$(CC) $(CFLAGS) -o $@ $< -lssh -lwslay
+
+# The boot storm's load tool (scripts/bootstorm.c), and the fleet's figures.
+$(B)/bootstorm: scripts/bootstorm.c | $(SETUP)
+	@echo "  CC      $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(PKG_LIBS)
+bench-fleet: all $(B)/bootstorm
+	scripts/bench-fleet
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
@@ -194,6 +207,7 @@ $(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
 
 image: $(B)/mkrescue
 	initramfs/build-image
+	scripts/mkiso
 
 check-image: image
 	initramfs/tests/boot-test
@@ -216,7 +230,18 @@ format:
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man
+	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man $(B)/bootstorm
+# The portal's build too: build/ui, and portal/node_modules, which `make`
+# made by `npm ci` from the checked-in lock file (clean, as there is no
+# distclean: the next make puts it back from npm's cache, and a tree of
+# packages the lock file no longer names must not outlive a clean); and
+# the bench's echoclient.  Kept: build/.setup-done and flags.mk (the
+# machine's packages, not the build's), build/lab (a running lab's state)
+# and build/artifacts (the last test run's screenshots).
+clean: portal-clean
+.PHONY: portal-clean
+portal-clean:
+	rm -rf $(B)/ui portal/node_modules $(B)/echoclient
 
 -include $(wildcard $(B)/obj/*.d)
 

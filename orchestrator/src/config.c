@@ -949,7 +949,7 @@ finish(struct loader *ld)
             snprintf(sec, sizeof(sec), "server:%s", s->id);
             return fail(ld, key_line(ld, sec, "boot"), sec, "boot",
                         "virtualmedia needs power = redfish://... and "
-                        "[image] iso (scripts/mkiso)");
+                        "[image] iso (make image: build/image/rescue.iso)");
         }
     }
 
@@ -1106,6 +1106,22 @@ config_find_project_by_token(const struct config *c, const char *token)
         if (c->projects[i].token && token_equal(c->projects[i].token, token))
             found = &c->projects[i];
     return found;
+}
+
+int
+config_check_sim_power(const struct config *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        const struct config_server *s = &c->servers[i];
+        if (strncmp(s->power, "manual:", 7) != 0) {
+            snprintf(err, errlen,
+                     "--sim-power is for benchmarks and takes manual: power "
+                     "only: [server:%s] has power = %.40s",
+                     s->id, s->power);
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 bool

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fsm.h"
 #include "store_records.h"
+#include "util.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +58,13 @@ struct srv {
     /* A move the store did not record (row.project is still the old
      * one, so a restart records it again): hide all of the history. */
     bool move_unrecorded;
+    /* boot = virtualmedia: the child making this boot's CD, and the CD's
+     * path (DATA/media/ID.iso), served as /media/TOKEN.iso. */
+    struct vmiso_job *vm_job;
+    char *vm_iso;
+    /* fleet_server_json_text's: the text, and the hash of what it shows */
+    struct buf view;
+    uint64_t view_key;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -100,8 +108,23 @@ fleet_srv_of(struct fleet *f, const struct config_server *cs)
 /* The live server with this id, or NULL. */
 struct srv *fleet_srv_find(struct fleet *f, const char *id);
 
+/* fleet_session.c: the session store, with the stored sessions read back
+ * (fleet_new); a reload's recheck (each session whose token or project is
+ * gone ends); retention's sweep of the expired ones.  Each session ended
+ * is deleted from the store. */
+struct session_store *fleet_sessions_load(struct fleet *f);
+void fleet_sessions_recheck(struct fleet *f);
+void fleet_sessions_expire(struct fleet *f);
+
 /* Store an event in the server's timeline (kind "boot", "audit", "error",
  * ...) and tell the subscribers.  Writes the store. */
+/* boot = virtualmedia (fleet_boot.c): start making this boot's CD from the
+ * image's ([image] iso) with its kernel command line; cb(s, ...) runs when
+ * it is written.  0, or a negative errno with the reason in err. */
+int fleet_vm_cd_make(struct srv *s,
+                     void (*cb)(void *s, int status, const char *err),
+                     char *err, size_t errlen);
+
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
 

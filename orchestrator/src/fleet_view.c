@@ -6,6 +6,8 @@
 #include "uri.h"
 #include "util.h"
 
+#include <errno.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +86,68 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         json_object_set_new(o, "rescue", r);
     }
     return o;
+}
+
+static uint64_t
+mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ULL; /* FNV-1a */
+    return h;
+}
+
+static uint64_t
+mix_str(uint64_t h, const char *s)
+{
+    /* the NUL too: "ab"+"c" is not "a"+"bc" */
+    return s ? mix(h, s, strlen(s) + 1) : mix(h, "\xff", 1);
+}
+
+/* Everything fleet_server_json reads, hashed: equal keys, equal views. */
+static uint64_t
+view_key(struct fleet *f, const struct srv *s, const struct config_server *cs)
+{
+    const struct fsm_server *fs = &s->row.fsm;
+    uint64_t h = 1469598103934665603ULL;
+    const char *strs[] = {cs->id,
+                          cs->name,
+                          cs->mac,
+                          cs->arch,
+                          cs->project,
+                          cs->power,
+                          f->cfg->console_listen,
+                          s->store_error,
+                          fs->last_error};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        h = mix_str(h, strs[i]);
+    int64_t nums[] = {cs->firmware,    fs->state,   fs->since_ms,
+                      fs->deadline_ms, fs->retries, fs->expires_at_ms};
+    h = mix(h, nums, sizeof(nums));
+    if (fs->state == FSM_RESCUE)
+        h = mix_str(h, s->row.rescue_json);
+    return h;
+}
+
+int
+fleet_server_json_text(struct fleet *f, const struct config_server *cs,
+                       struct buf *out)
+{
+    struct srv *s = fleet_srv_of(f, cs);
+    uint64_t key = view_key(f, s, cs);
+    if (!s->view.len || key != s->view_key) {
+        buf_reset(&s->view);
+        json_t *o = fleet_server_json(f, cs);
+        char *text = json_dumps(o, JSON_COMPACT); /* as http dumps it */
+        json_decref(o);
+        if (!text)
+            return -ENOMEM;
+        buf_printf(&s->view, "%s\n", text);
+        free(text);
+        s->view_key = key;
+    }
+    buf_append(out, s->view.data, s->view.len);
+    return 0;
 }
 
 void

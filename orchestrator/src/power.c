@@ -3,6 +3,7 @@
  * queue, completion and deadlines it shares with the drivers are in
  * power_driver.c.  docs/internals/power.md. */
 #include "power.h"
+#include "loop.h"
 #include "power_driver.h"
 #include "uri.h"
 #include "util.h"
@@ -82,6 +83,24 @@ power_free(struct power *p)
     power_close(p);
 }
 
+int
+power_lingering(void)
+{
+    return power_linger_count();
+}
+
+void
+power_drain(struct loop *l, int ms)
+{
+    int64_t end = now_mono_ms() + ms;
+    while (power_lingering() > 0) {
+        int64_t left = end - now_mono_ms();
+        if (left <= 0)
+            break;
+        loop_run_once(l, left > 100 ? 100 : (int)left);
+    }
+}
+
 void
 power_request(struct power *p, enum power_op op, const char *arg,
               power_done_cb *cb, void *cbarg)
@@ -94,6 +113,20 @@ power_request_notify(struct power *p, enum power_op op, const char *arg,
                      power_done_cb *cb, power_sending_cb *sending, void *cbarg)
 {
     power_submit_notify(p, op, arg, cb, sending, cbarg);
+}
+
+static bool sim_power; /* a process-wide command-line flag */
+
+void
+power_sim_set(bool on)
+{
+    sim_power = on;
+}
+
+bool
+power_sim(void)
+{
+    return sim_power;
 }
 
 bool

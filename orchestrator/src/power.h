@@ -33,6 +33,12 @@ int power_set_credentials(struct power *p, const char *file, char *err,
 void power_set_firmware(struct power *p, bool uefi);
 /* Pending requests complete with -ECANCELED before this returns. */
 void power_free(struct power *p);
+/* What freed drivers still do on the loop (a Redfish logout, bounded by
+ * its own deadline of a few seconds): how many. */
+int power_lingering(void);
+/* At the daemon's stop, after every power_free: run the loop until nothing
+ * lingers, at most ms. */
+void power_drain(struct loop *l, int ms);
 
 /* Start op.  cb runs later from the loop, never before this returns. */
 void power_request(struct power *p, enum power_op op, const char *arg,
@@ -45,6 +51,14 @@ void power_request(struct power *p, enum power_op op, const char *arg,
 void power_request_notify(struct power *p, enum power_op op, const char *arg,
                           power_done_cb *cb, power_sending_cb *sending,
                           void *cbarg);
+
+/* rescued --sim-power, for benchmarks only (scripts/bench-fleet): manual:
+ * power is played by a simulated hand that acts at once, quietly (no
+ * "operator must power-cycle" line per server), and answers
+ * POWER_STATUS from what it did.  rescued refuses it with any other
+ * driver in the config (config_check_sim_power). */
+void power_sim_set(bool on);
+bool power_sim(void);
 
 /* True for manual: the state machine waits for the operator. */
 bool power_is_manual(const struct power *p);
