@@ -277,7 +277,7 @@ static void
 vm_cd_made(void *arg, int status, const char *err)
 {
     struct srv *s = arg;
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     s->vm_job = NULL;
     if (status == 0 &&
         store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) < 0)
@@ -1025,7 +1025,15 @@ preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
                      s->cfg->project);
             return false;
         }
-        const char *files[] = {f->cfg->kernel, f->cfg->initrd, f->cfg->tools};
+        const char *files[3];
+        fleet_image_files(f, s->cfg->arch, &files[0], &files[1], &files[2]);
+        if (!files[0] || !files[1]) {
+            snprintf(err, errlen,
+                     "no %s rescue image: set [image] kernel_aarch64 and "
+                     "initrd_aarch64 (make image ARCH=arm64 builds them)",
+                     s->cfg->arch);
+            return false;
+        }
         for (size_t i = 0; i < 3; i++)
             if (files[i] && access(files[i], R_OK) != 0) {
                 snprintf(err, errlen, "rescue image file %s: %s", files[i],
