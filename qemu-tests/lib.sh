@@ -661,6 +661,34 @@ lab_up()
     daemon_lab
 }
 
+# ---- PostgreSQL (scripts/test-pg) ----
+
+# pg_up: a PostgreSQL 15 of the case's own (initdb in a fresh dir, a unix
+# socket of its own, no TCP); sets PG_DIR and PG_URL (a store URL).  run's
+# tear-down stops and removes it, pass or fail ($T/.pg).  pg_stop and
+# pg_start: an outage of the same server, its data kept.  pg_down: gone.
+pg_up()
+{
+    PG_DIR=$("$ROOT/scripts/test-pg" up 2>>"$T/pg.log") ||
+        fail "test-pg up: $(tail -5 "$T/pg.log")"
+    echo "$PG_DIR" >>"$T/.pg"
+    PG_URL=$("$ROOT/scripts/test-pg" url "$PG_DIR")
+}
+pg_stop()
+{
+    "$ROOT/scripts/test-pg" stop "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg stop: $(tail -5 "$T/pg.log")"
+}
+pg_start()
+{
+    "$ROOT/scripts/test-pg" start "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg start: $(tail -5 "$PG_DIR/server.log")"
+}
+pg_down()
+{
+    "$ROOT/scripts/test-pg" down "$PG_DIR"
+}
+
 # trust_rescue_host SERVER: scan the rescue OS's host keys, check that their
 # fingerprints are the ones rescued shows, and trust exactly those.
 trust_rescue_host()

@@ -54,6 +54,8 @@ struct config {
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* a file holding the store URL instead (its password out of here) */
+    char *store_file;
     /* what clients may hold (0: no limit of ours) */
     int max_connections, max_connections_per_ip; /* at start only */
     int request_timeout; /* s from accept to a whole request, > 0 */
@@ -83,8 +85,8 @@ struct config {
     int max_startups, max_startups_per_source;
     int login_grace; /* s from accept to an attached console, > 0 */
     int max_auth_tries;
-    bool console_record;  /* asciicast recordings of sessions, default on */
-    int record_days;      /* recordings older than this are removed */
+    bool console_record; /* asciicast recordings of sessions, default on */
+    int record_days;     /* recordings older than this are removed */
     /* [ui] */
     char *ui_origin; /* the Origin the browser console accepts besides Host */
     /* [image] */

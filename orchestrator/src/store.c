@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* One backend per store URL kind (uri.h); store_pg joins here. */
+/* One backend per store URL kind (uri.h). */
 static const struct store_ops *const backends[] = {
     [URI_STORE_SQLITE] = &store_sqlite_ops,
+    [URI_STORE_PG] = &store_pg_ops,
 };
 
 struct store *
@@ -39,6 +40,13 @@ const char *
 store_last_error(const struct store *st)
 {
     return st->last_error;
+}
+
+void
+store_attach_loop(struct store *st, struct loop *l)
+{
+    if (st->ops->attach_loop)
+        st->ops->attach_loop(st, l);
 }
 
 void
