@@ -174,7 +174,24 @@ action_done(struct srv *s, unsigned action)
     if (!(s->row.pending_actions & action))
         return;
     s->row.pending_actions &= ~action;
+    s->row.sent_actions &= ~action;
     store_save_server(s->f->st, s->cfg->id, &s->row);
+}
+
+/* The driver is about to send the reset: stored first, so a restart knows
+ * the BMC may have carried it out and does not send it again blindly.
+ * Not stored, the restart sends it again (at least once, as before). */
+static void
+reset_sending(void *arg)
+{
+    struct power_call *pc = arg;
+    struct srv *s = pc->s;
+    if (s->closing || !(s->row.pending_actions & pc->action) ||
+        (s->row.sent_actions & pc->action))
+        return;
+    s->row.sent_actions |= pc->action;
+    if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
+        log_warnx("%s: cannot store that its reset is on its way", s->cfg->id);
 }
 
 static void
@@ -212,7 +229,8 @@ power_call(struct srv *s, enum power_op op, unsigned action)
     struct power_call *pc = xmalloc(sizeof(*pc));
     pc->s = s;
     pc->action = action;
-    power_request(s->power, op, NULL, power_done, pc);
+    power_request_notify(s->power, op, NULL, power_done,
+                         op == POWER_RESET ? reset_sending : NULL, pc);
 }
 
 static void
@@ -259,7 +277,7 @@ static void
 vm_cd_made(void *arg, int status, const char *err)
 {
     struct srv *s = arg;
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     s->vm_job = NULL;
     if (status == 0 &&
         store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) < 0)
@@ -321,8 +339,8 @@ disk_boot_set(void *arg, int status, const char *detail)
 int
 fleet_srv_new_token(struct srv *s)
 {
-    char token[65];
-    int r = random_hex(token, 32);
+    char token[FLEET_TOKEN_SIZE];
+    int r = random_hex(token, FLEET_TOKEN_BYTES);
     if (r < 0)
         log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
     else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
@@ -338,7 +356,7 @@ fresh_token_for_reset(struct srv *s)
 {
     enum fsm_state st = s->row.fsm.state;
     struct store_token t;
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
          st == FSM_RESCUE_BOOTING) &&
         store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
@@ -445,13 +463,16 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
     in.no_console = !s->cfg->console;
 
     unsigned pending_before = s->row.pending_actions;
+    unsigned sent_before = s->row.sent_actions;
     fsm_step(&f->limits, &s->row.fsm, &in, now_wall_ms(), &out);
     if (out.status < 0)
         return 0;
     /* Stored with the step, cleared as each completes: a restart re-runs
-     * exactly what was not done.  A new step drops the old step's. */
+     * exactly what was not done.  A new step drops the old step's; an
+     * action asked again is not sent yet. */
     s->row.pending_actions =
         out.changed ? out.actions : pending_before | out.actions;
+    s->row.sent_actions = out.changed ? 0 : sent_before & ~out.actions;
     if (out.changed || out.actions)
         s->nboot_noted = 0; /* a new step: its fetches are news again */
     if (out.changed) {
@@ -462,6 +483,7 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
             enum fsm_state to = s->row.fsm.state;
             s->row.fsm = before;
             s->row.pending_actions = pending_before;
+            s->row.sent_actions = sent_before;
             store_refused(s, "the change to", to);
             return -EIO;
         }
@@ -487,6 +509,7 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
             enum fsm_state at = s->row.fsm.state;
             s->row.fsm = before;
             s->row.pending_actions = pending_before;
+            s->row.sent_actions = sent_before;
             store_refused(s, "the retry of", at);
             return -EIO;
         }
@@ -536,8 +559,36 @@ renew_deadline(struct srv *s, unsigned pending)
     fleet_srv_note(s, "action", "rescued", msg);
 }
 
+/* A reset that was on its way when the daemon stopped may have been
+ * carried out (the BMC took it, the answer was lost): not sent again.
+ * The step waits for its evidence (the boot path's fetches, the console)
+ * until its own deadline, whose retry resets if none came. */
+static void
+note_unsure(struct srv *s)
+{
+    const struct fsm_server *fs = &s->row.fsm;
+    char msg[300];
+    if (fs->deadline_ms)
+        snprintf(msg, sizeof(msg),
+                 "%s: its reset was sent before rescued stopped and may "
+                 "have been carried out: not sent again; waiting for the "
+                 "server's boot until the step's deadline (%lld s from now)",
+                 fsm_state_name(fs->state),
+                 (long long)(fs->deadline_ms > now_wall_ms()
+                                 ? (fs->deadline_ms - now_wall_ms()) / 1000
+                                 : 0));
+    else
+        snprintf(msg, sizeof(msg),
+                 "%s: its reset was sent before rescued stopped and may "
+                 "have been carried out: not sent again",
+                 fsm_state_name(fs->state));
+    log_info("%s: %s", s->cfg->id, msg);
+    fleet_srv_note(s, "action", "rescued", msg);
+}
+
 /* Pick up where a stopped daemon left off: re-arm the step's deadline and
- * re-run the actions that were stored with it but not known done. */
+ * re-run the actions that were stored with it but not known done, but a
+ * reset that may have reached the BMC (note_unsure). */
 static void
 resume(struct srv *s)
 {
@@ -546,9 +597,13 @@ resume(struct srv *s)
     arm_grace(s); /* a restart inside the window still ends it */
     if (fs->deadline_ms == 0 && pending == 0)
         return;
+    unsigned unsure = pending & s->row.sent_actions & FSM_ACT_POWER_RESET;
+    pending &= ~unsure;
     log_info("%s: resuming in %s%s", s->cfg->id, fsm_state_name(fs->state),
              pending ? ", re-running its unfinished actions" : "");
     renew_deadline(s, pending);
+    if (unsure)
+        note_unsure(s);
     arm_deadline(s);
     /* Whether the way home's disk boot was set lived in the old daemon's
      * memory (s->disk_boot): a reset still to run asks for it again, so
@@ -636,6 +691,42 @@ console_open(struct srv *s, char *err, size_t errlen)
     return 0;
 }
 
+/* A reload (or a config changed while the daemon was down) moved s from
+ * project from to project to: say so in its history, and from then on its
+ * new project sees only what follows.  The cut-off is stored with the
+ * row, so it holds after a restart. */
+static void
+moved(struct srv *s, const char *from, const char *to)
+{
+    char msg[200];
+    snprintf_utf8(msg, sizeof(msg), "moved from project %s to project %s", from,
+                  to);
+    log_info("%s: %s", s->cfg->id, msg);
+    /* Its console's past is the old project's: out of replay and tail. */
+    if (s->console) {
+        char tag[64];
+        snprintf(tag, sizeof(tag), "before-move-%lld",
+                 (long long)now_wall_ms());
+        console_forget(s->console, tag);
+    }
+    int64_t id =
+        store_append_event(s->f->st, s->cfg->id, "audit", "rescued", msg);
+    if (id <= 0) {
+        /* Not stored: hide all of the history rather than show the old
+         * project's; the row keeps the old project, so a restart records
+         * the move again. */
+        s->move_unrecorded = true;
+        return;
+    }
+    s->move_unrecorded = false;
+    free(s->row.project);
+    s->row.project = xstrdup(to);
+    s->row.project_since_id = id;
+    if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
+        log_warnx("%s: cannot store its move's cut-off", s->cfg->id);
+    publish(s->f, id, s->cfg->id, "audit", NULL, NULL, "rescued", msg);
+}
+
 static struct srv *
 srv_new(struct fleet *f, const struct config_server *cs, char *err,
         size_t errlen)
@@ -665,12 +756,23 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
         fsm_server_init(&s->row.fsm, now_wall_ms());
+        s->row.project = xstrdup(cs->project);
         store_save_server(f->st, cs->id, &s->row);
     } else if (r < 0) {
         snprintf(err, errlen, "%s: cannot load its stored state", cs->id);
         power_free(s->power);
         free(s);
         return NULL;
+    } else if (!s->row.project) {
+        /* Stored before projects were: where the config says it is. */
+        s->row.project = xstrdup(cs->project);
+        store_save_server(f->st, cs->id, &s->row);
+    } else if (strcmp(s->row.project, cs->project) != 0) {
+        /* Moved while the daemon was down, or by a reload that also gave
+         * it a new driver. */
+        char *from = xstrdup(s->row.project);
+        moved(s, from, cs->project);
+        free(from);
     }
     return s;
 }
@@ -807,34 +909,6 @@ same_str(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* A reload moved s to project to: say so in its history, and from then on
- * its new project sees only what follows. */
-static void
-moved(struct srv *s, const char *to)
-{
-    char msg[200];
-    snprintf_utf8(msg, sizeof(msg), "moved from project %s to project %s",
-                  s->cfg->project, to);
-    log_info("%s: %s", s->cfg->id, msg);
-    /* Its console's past is the old project's: out of replay and tail. */
-    if (s->console) {
-        char tag[64];
-        snprintf(tag, sizeof(tag), "before-move-%lld",
-                 (long long)now_wall_ms());
-        console_forget(s->console, tag);
-    }
-    int64_t id =
-        store_append_event(s->f->st, s->cfg->id, "audit", "rescued", msg);
-    if (id > 0) {
-        s->project_since_id = id;
-        publish(s->f, id, s->cfg->id, "audit", NULL, NULL, "rescued", msg);
-    } else {
-        /* Not stored: hide all of the history rather than show the old
-         * project's. */
-        s->project_since_id = INT64_MAX - 1;
-    }
-}
-
 void
 fleet_reload(struct fleet *f, struct config *cfg)
 {
@@ -876,7 +950,7 @@ fleet_reload(struct fleet *f, struct config *cfg)
         }
         next[i] = fleet_srv_find(f, cfg->servers[i].id);
         if (strcmp(next[i]->cfg->project, cfg->servers[i].project) != 0)
-            moved(next[i], cfg->servers[i].project);
+            moved(next[i], next[i]->cfg->project, cfg->servers[i].project);
         next[i]->cfg = &cfg->servers[i];
     }
     for (size_t j = 0; j < f->nsrvs; j++)
@@ -1248,7 +1322,9 @@ int64_t
 fleet_project_since(struct fleet *f, const char *id)
 {
     struct srv *s = fleet_srv_find(f, id);
-    return s ? s->project_since_id : 0;
+    if (!s)
+        return 0;
+    return s->move_unrecorded ? INT64_MAX - 1 : s->row.project_since_id;
 }
 
 int64_t

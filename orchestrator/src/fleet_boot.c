@@ -141,7 +141,7 @@ addr_ok(struct srv *s, const char *peer, const char *bound)
 static void
 live_token_addr(struct srv *s, struct store_token *t)
 {
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     memset(t, 0, sizeof(*t));
     if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) == 0)
         store_token_get(s->f->st, token, t);
@@ -240,7 +240,7 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
      * spent, this boot gets its own. */
     if (moves && s->row.fsm.state == FSM_RESCUE)
         fleet_srv_new_token(s);
-    char token[65], kn[128], in[128], tn[128];
+    char token[FLEET_TOKEN_SIZE], kn[128], in[128], tn[128];
     const char *kernel, *initrd, *tools;
     fleet_image_files(f, cs->arch, &kernel, &initrd, &tools);
     int tr = target_is_rescue(s->row.fsm.state) && kernel && initrd
@@ -320,7 +320,7 @@ fleet_vm_cd_make(struct srv *s,
     struct fleet *f = s->f;
     const struct config_server *cs = s->cfg;
     struct vmiso_slots slots;
-    char token[65];
+    char token[FLEET_TOKEN_SIZE];
     int r = vmiso_slots_load(f->cfg->iso, &slots, err, errlen);
     if (r < 0)
         return r;
@@ -498,14 +498,16 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
     r = -EIO;
     if (!p || !p->keys_file ||
         sshkey_load_file(p->keys_file, &pkeys, &npkeys, err, errlen) == 0) {
-        const char **keys = xcalloc(npkeys + 64, sizeof(*keys));
+        /* Room for every key a rescue may bring (fleet_action's bound). */
+        const char **keys = xcalloc(npkeys + FLEET_MAX_KEYS, sizeof(*keys));
         size_t n = 0;
         for (size_t i = 0; i < npkeys; i++)
             keys[n++] = pkeys[i];
         char *extra = s->row.ssh_keys ? xstrdup(s->row.ssh_keys) : NULL;
         char *save = NULL;
         for (char *line = extra ? strtok_r(extra, "\n", &save) : NULL;
-             line && n < npkeys + 64; line = strtok_r(NULL, "\n", &save))
+             line && n < npkeys + FLEET_MAX_KEYS;
+             line = strtok_r(NULL, "\n", &save))
             keys[n++] = line;
         r = overlay_build(f->cfg->overlay_dir, s->cfg->id, keys, n, out, err,
                           errlen);

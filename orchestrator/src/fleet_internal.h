@@ -24,6 +24,11 @@ struct loop;
 struct power;
 struct store;
 
+/* A boot token: random bytes, written as twice as many hex characters
+ * (store.h's token[65]). */
+#define FLEET_TOKEN_BYTES 32
+#define FLEET_TOKEN_SIZE (2 * FLEET_TOKEN_BYTES + 1)
+
 /* One server's live state: its stored row, its driver, its timers. */
 struct srv {
     struct fleet *f;
@@ -50,9 +55,9 @@ struct srv {
     int64_t store_backoff_ms; /* the next retry of a refused deadline */
     int64_t store_logged_ms;  /* when the refusal was last logged */
     unsigned store_quiet;     /* refusals not logged since */
-    /* A reload moved it to another project: its project sees only events
-     * after this one (0: all). */
-    int64_t project_since_id;
+    /* A move the store did not record (row.project is still the old
+     * one, so a restart records it again): hide all of the history. */
+    bool move_unrecorded;
     /* boot = virtualmedia: the child making this boot's CD, and the CD's
      * path (DATA/media/ID.iso), served as /media/TOKEN.iso. */
     struct vmiso_job *vm_job;

@@ -108,6 +108,13 @@ power_request(struct power *p, enum power_op op, const char *arg,
     power_submit(p, op, arg, cb, cbarg);
 }
 
+void
+power_request_notify(struct power *p, enum power_op op, const char *arg,
+                     power_done_cb *cb, power_sending_cb *sending, void *cbarg)
+{
+    power_submit_notify(p, op, arg, cb, sending, cbarg);
+}
+
 static bool sim_power; /* a process-wide command-line flag */
 
 void

@@ -44,6 +44,14 @@ void power_drain(struct loop *l, int ms);
 void power_request(struct power *p, enum power_op op, const char *arg,
                    power_done_cb *cb, void *cbarg);
 
+/* The same, and for a POWER_RESET sending(cbarg) runs once, inside the
+ * driver, right before the command that resets goes out (never when the
+ * request fails or is cancelled before that): a caller that must not
+ * repeat a reset the BMC may have carried out stores it there. */
+void power_request_notify(struct power *p, enum power_op op, const char *arg,
+                          power_done_cb *cb, power_sending_cb *sending,
+                          void *cbarg);
+
 /* rescued --sim-power, for benchmarks only (scripts/bench-fleet): manual:
  * power is played by a simulated hand that acts at once, quietly (no
  * "operator must power-cycle" line per server), and answers

@@ -215,14 +215,31 @@ power_req_arm(struct power_req *r, int ms)
 /* --- the queue -------------------------------------------------------- */
 
 void
+power_req_sending(struct power_req *r)
+{
+    power_sending_cb *cb = r->sending;
+    r->sending = NULL;
+    if (cb)
+        cb(r->cbarg);
+}
+
+void
 power_submit(struct power *p, enum power_op op, const char *arg,
              power_done_cb *cb, void *cbarg)
+{
+    power_submit_notify(p, op, arg, cb, NULL, cbarg);
+}
+
+void
+power_submit_notify(struct power *p, enum power_op op, const char *arg,
+                    power_done_cb *cb, power_sending_cb *sending, void *cbarg)
 {
     struct power_req *r = xcalloc(1, sizeof(*r));
     r->p = p;
     r->op = op;
     r->arg = arg ? xstrdup(arg) : NULL;
     r->cb = cb;
+    r->sending = op == POWER_RESET ? sending : NULL;
     r->cbarg = cbarg;
     if (p->tail)
         p->tail->next = r;

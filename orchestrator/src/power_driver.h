@@ -27,6 +27,7 @@ struct power_req {
     enum power_op op;
     char *arg;
     power_done_cb *cb;
+    power_sending_cb *sending; /* POWER_RESET: power_req_sending, once */
     void *cbarg;
     int step;        /* driver: commands of the op started so far */
     uint64_t cmd_id; /* driver: its tag of the command in flight, 0 none */
@@ -138,6 +139,13 @@ void power_destroy(struct power *p);
  * status probe uses it too. */
 void power_submit(struct power *p, enum power_op op, const char *arg,
                   power_done_cb *cb, void *cbarg);
+/* power_submit with power_request_notify's sending callback. */
+void power_submit_notify(struct power *p, enum power_op op, const char *arg,
+                         power_done_cb *cb, power_sending_cb *sending,
+                         void *cbarg);
+/* A driver, right before it sends the command that resets (see
+ * power_sending_cb): runs r's sending callback, the first time only. */
+void power_req_sending(struct power_req *r);
 /* Take r off the queue (its deadline too) and hand it to the deferred
  * callbacks.  Takes ownership of detail (may be NULL). */
 void power_req_complete(struct power_req *r, int status, char *detail);

@@ -406,6 +406,8 @@ ipmi_step(struct power *p, struct power_req *r, const char *out)
         power_req_complete(r, 0, NULL);
         return;
     }
+    if (r->op == POWER_RESET && (cmd == cmd_reset || cmd == cmd_on))
+        power_req_sending(r); /* stored before ipmitool can reach the BMC */
     ipmi_spawn(p, r, cmd);
 }
 

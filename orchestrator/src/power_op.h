@@ -33,5 +33,9 @@ enum power_op {
 /* status: 0 done; negative errno on failure (-ENOTSUP: the driver cannot).
  * detail: on failure the reason a user reads; on POWER_STATUS the state. */
 typedef void power_done_cb(void *arg, int status, const char *detail);
+/* The driver is about to send the command that carries a POWER_RESET out
+ * (ipmitool `power reset` or `power on`, QMP system_reset, Redfish's Reset
+ * POST): from here on the BMC may do it whatever becomes of rescued. */
+typedef void power_sending_cb(void *arg);
 
 #endif

@@ -304,6 +304,8 @@ qmp_step(struct power *p, struct power_req *r, json_t *ret)
         power_req_complete(r, 0, NULL);
         return;
     }
+    if (r->op == POWER_RESET && step == 0)
+        power_req_sending(r); /* system_reset: stored before it is written */
     /* A run-time failure fails the request, never the daemon. */
     r->cmd_id = qmp_send(p, cmd, args);
     if (r->cmd_id == 0)

@@ -614,6 +614,8 @@ rf_reset_next(struct power *p)
         return;
     }
     log_debug("%s: redfish reset %s", p->name, kind);
+    if (p->head && p->head->op == POWER_RESET)
+        power_req_sending(p->head); /* stored before the POST goes out */
     rf_send(p, ST_RESET, "POST", f->sys.reset_uri, redfish_reset_body(kind),
             NULL);
 }

@@ -91,8 +91,10 @@ server_row_clear(struct server_row *row)
 {
     free(row->ssh_keys);
     free(row->rescue_json);
+    free(row->project);
     row->ssh_keys = NULL;
     row->rescue_json = NULL;
+    row->project = NULL;
 }
 
 int

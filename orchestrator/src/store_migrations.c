@@ -103,6 +103,21 @@ const struct store_migration store_migrations[] = {
             ");"
             "CREATE INDEX portal_sessions_expires ON portal_sessions "
             "(expires_ms);"},
+    /* 6 (h12rest): which pending actions were sent and not confirmed (a
+     * restart waits for their evidence instead of sending them again),
+     * and the project a server is in with the event id its history
+     * starts at for that project, so a move's cut-off survives a restart
+     * and a move made while the daemon was down is seen at start. */
+    {.sql = "ALTER TABLE servers ADD COLUMN sent_actions INTEGER NOT NULL"
+            " DEFAULT 0;"
+            "ALTER TABLE servers ADD COLUMN project TEXT;"
+            "ALTER TABLE servers ADD COLUMN project_since_id INTEGER NOT NULL"
+            " DEFAULT 0;",
+     .pg = "ALTER TABLE servers ADD COLUMN sent_actions BIGINT NOT NULL"
+           " DEFAULT 0;"
+           "ALTER TABLE servers ADD COLUMN project TEXT;"
+           "ALTER TABLE servers ADD COLUMN project_since_id BIGINT NOT NULL"
+           " DEFAULT 0;"},
     /* Append new migrations here (see the top of this file). */
 };
 

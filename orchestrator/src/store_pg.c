@@ -90,7 +90,7 @@ pg(struct store *st)
 }
 
 /* Query parameters, all sent as text: numbers formatted here. */
-#define PG_MAX_ARGS 16
+#define PG_MAX_ARGS 20
 struct pgargs {
     const char *v[PG_MAX_ARGS];
     char num[PG_MAX_ARGS][24];
@@ -704,15 +704,18 @@ pgs_rollback(struct store *base)
 #define SERVER_UPSERT                                                          \
     "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"          \
     " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"    \
-    " pending_actions)"                                                        \
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"              \
+    " pending_actions, sent_actions, project, project_since_id)"               \
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"    \
+    " $15)"                                                                    \
     " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,"                  \
     " since_ms = EXCLUDED.since_ms, deadline_ms = EXCLUDED.deadline_ms,"       \
     " retries = EXCLUDED.retries, ttl_s = EXCLUDED.ttl_s,"                     \
     " expires_at_ms = EXCLUDED.expires_at_ms,"                                 \
     " last_error = EXCLUDED.last_error, ssh_keys = EXCLUDED.ssh_keys,"         \
     " rescue_json = EXCLUDED.rescue_json, updated_ms = EXCLUDED.updated_ms,"   \
-    " pending_actions = EXCLUDED.pending_actions"
+    " pending_actions = EXCLUDED.pending_actions,"                             \
+    " sent_actions = EXCLUDED.sent_actions, project = EXCLUDED.project,"       \
+    " project_since_id = EXCLUDED.project_since_id"
 
 static void
 server_args(struct pgargs *a, const char *id, const struct server_row *row,
@@ -733,6 +736,9 @@ server_args(struct pgargs *a, const char *id, const struct server_row *row,
     arg_text(a, row->rescue_json);
     arg_int(a, now_wall_ms());
     arg_int(a, row->pending_actions);
+    arg_int(a, row->sent_actions);
+    arg_text(a, row->project);
+    arg_int(a, row->project_since_id);
 }
 
 static int
@@ -745,8 +751,8 @@ pgs_load_server(struct store *base, const char *id, struct server_row *out)
     PGresult *r = pg_query(
         st, "loading server",
         "SELECT state, since_ms, deadline_ms, retries, ttl_s, expires_at_ms,"
-        " last_error, ssh_keys, rescue_json, pending_actions FROM servers"
-        " WHERE id = $1",
+        " last_error, ssh_keys, rescue_json, pending_actions, sent_actions,"
+        " project, project_since_id FROM servers WHERE id = $1",
         &a);
     if (!r)
         return -EIO;
@@ -774,6 +780,10 @@ pgs_load_server(struct store *base, const char *id, struct server_row *out)
     out->ssh_keys = k ? xstrdup(k) : NULL;
     out->rescue_json = j ? xstrdup(j) : NULL;
     out->pending_actions = (unsigned)get_int(r, 0, 9);
+    out->sent_actions = (unsigned)get_int(r, 0, 10);
+    const char *pr = get_text(r, 0, 11);
+    out->project = pr ? xstrdup(pr) : NULL;
+    out->project_since_id = get_int(r, 0, 12);
 out_clear:
     PQclear(r);
     return ret;
@@ -819,8 +829,8 @@ pgs_transition(struct store *base, const char *id, const struct server_row *row,
                         "WITH s AS (" SERVER_UPSERT ")"
                         " INSERT INTO events (server, at_ms, kind, from_state,"
                         " to_state, actor, message)"
-                        " VALUES ($1, $11, 'transition', $13, $14,"
-                        " 'rescued', $15) RETURNING id",
+                        " VALUES ($1, $11, 'transition', $16, $17,"
+                        " 'rescued', $18) RETURNING id",
                         &a);
 }
 

@@ -15,6 +15,14 @@ struct server_row {
     char *ssh_keys;    /* keys added for this rescue, newline-separated */
     char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
     unsigned pending_actions; /* fsm_action bits stored, not yet done */
+    /* Of those, the ones whose command may have reached the BMC (stored
+     * right before it was sent, power_sending_cb): a restart does not
+     * send them again blindly. */
+    unsigned sent_actions;
+    char *project; /* the project it was last in (NULL: not stored yet) */
+    /* Its project sees events after this id (0: all): a move stored an
+     * event, and what came before is the old project's. */
+    int64_t project_since_id;
 };
 
 struct store_event {

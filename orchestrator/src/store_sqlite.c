@@ -67,16 +67,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SERVER_LOAD] = "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
                        " expires_at_ms, last_error, ssh_keys, rescue_json,"
-                       " pending_actions FROM servers WHERE id = ?1",
+                       " pending_actions, sent_actions, project,"
+                       " project_since_id FROM servers WHERE id = ?1",
     [ST_SERVER_SAVE] =
         "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"
         " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"
-        " pending_actions)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " pending_actions, sent_actions, project, project_since_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+        " ?14, ?15)"
         " ON CONFLICT (id) DO UPDATE SET state = ?2, since_ms = ?3,"
         " deadline_ms = ?4, retries = ?5, ttl_s = ?6, expires_at_ms = ?7,"
         " last_error = ?8, ssh_keys = ?9, rescue_json = ?10,"
-        " updated_ms = ?11, pending_actions = ?12",
+        " updated_ms = ?11, pending_actions = ?12, sent_actions = ?13,"
+        " project = ?14, project_since_id = ?15",
     [ST_EVENT_ADD] = "INSERT INTO events (server, at_ms, kind, from_state,"
                      " to_state, actor, message)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -439,6 +442,9 @@ sq_load_server(struct store *base, const char *id, struct server_row *out)
     out->ssh_keys = column_strdup(s, 7);
     out->rescue_json = column_strdup(s, 8);
     out->pending_actions = (unsigned)sqlite3_column_int64(s, 9);
+    out->sent_actions = (unsigned)sqlite3_column_int64(s, 10);
+    out->project = column_strdup(s, 11);
+    out->project_since_id = sqlite3_column_int64(s, 12);
 
 out_reset:
     stmt_done(s);
@@ -467,6 +473,9 @@ server_save(struct sqlite_store *st, const char *id,
     sqlite3_bind_text(s, 10, row->rescue_json, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 11, now_wall_ms());
     sqlite3_bind_int64(s, 12, row->pending_actions);
+    sqlite3_bind_int64(s, 13, row->sent_actions);
+    sqlite3_bind_text(s, 14, row->project, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 15, row->project_since_id);
     return stmt_run(st, ST_SERVER_SAVE, "saving server");
 }
 

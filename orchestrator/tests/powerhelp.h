@@ -44,4 +44,41 @@ run_op(struct loop *l, struct power *p, enum power_op op, const char *arg,
     return r->status;
 }
 
+/* A request's answer, and how often its sending callback ran
+ * (power_request_notify); at_sending, when set, runs at each, and may
+ * keep what it saw in then (freed by the test). */
+struct watch {
+    struct result r;
+    int sendings;
+    void (*at_sending)(struct watch *w);
+    char *then;
+};
+
+static void __attribute__((unused))
+watch_done(void *arg, int status, const char *detail)
+{
+    on_done(&((struct watch *)arg)->r, status, detail);
+}
+
+static void __attribute__((unused)) watch_sending(void *arg)
+{
+    struct watch *w = arg;
+    w->sendings++;
+    if (w->at_sending)
+        w->at_sending(w);
+}
+
+/* run_op with a sending callback; the counts start again at 0. */
+static int __attribute__((unused))
+run_watched(struct loop *l, struct power *p, enum power_op op, struct watch *w)
+{
+    memset(&w->r, 0, sizeof(w->r));
+    w->sendings = 0;
+    power_request_notify(p, op, NULL, watch_done, watch_sending, w);
+    wait_done(l, &w->r);
+    loop_run_once(l, 0);
+    assert_int_equal(w->r.calls, 1);
+    return w->r.status;
+}
+
 #endif

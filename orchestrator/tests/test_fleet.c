@@ -247,6 +247,23 @@ fake_answer(const char *server, enum power_op op, int status,
     fail_msg("%s: no pending %s request", server, power_op_name(op));
 }
 
+/* The driver is about to send the command of server's oldest pending op
+ * (a reset's goes out to the BMC): what the fleet stores before a BMC can
+ * act.  A request never "sent" stands for one still queued at a kill. */
+static void
+fake_send(const char *server, enum power_op op)
+{
+    for (size_t i = 0; i < nreqs; i++) {
+        struct fake_req *q = &reqs[i];
+        if (q->state == REQ_PENDING && q->op == op &&
+            strcmp(q->server, server) == 0) {
+            power_req_sending(q->r);
+            return;
+        }
+    }
+    fail_msg("%s: no pending %s request", server, power_op_name(op));
+}
+
 /* --- the console's writable-changed notification ----------------------
  * One manual: server (the real driver) and readonly_grace = 1; the boot
  * path takes it into rescue, and the loop is pumped until the read-only
@@ -646,6 +663,17 @@ stored(const char *id, enum fsm_state *st, unsigned *pending)
     *st = row.fsm.state;
     *pending = row.pending_actions;
     server_row_clear(&row);
+}
+
+/* The stored actions whose command may have reached the BMC. */
+static unsigned
+stored_sent(const char *id)
+{
+    struct server_row row = {0};
+    assert_int_equal(store_load_server(E->st, id, &row), 0);
+    unsigned sent = row.sent_actions;
+    server_row_clear(&row);
+    return sent;
 }
 
 /* The server's deadline as the store has it; 0 without a store or row. */
@@ -1234,6 +1262,75 @@ test_reload_moves_project(void **state)
     assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
 }
 
+/* The id of the newest stored event whose line has text; 0 if none. */
+static int64_t
+stored_event_id(const char *text)
+{
+    struct buf b = {0};
+    assert_int_equal(store_list_events(E->st, NULL, 0, 0, stored_event, &b), 0);
+    int64_t id = 0, at = 0;
+    for (const char *l = b.data; l && *l; l = strchr(l, '\n') + 1) {
+        at++; /* a fresh store: the ids are 1, 2, ... */
+        if (strncmp(l, text, strlen(text)) == 0)
+            id = at;
+    }
+    buf_free(&b);
+    return id;
+}
+
+#define MOVED                                                                  \
+    TIMEOUTS PROJECTS SERVER("srv1", "1", "beta", "qmp:/fake/srv1")            \
+        SERVER("srv2", "2", "acme", "qmp:/fake/srv2")
+
+/* A move's cut-off is stored with the server: after a restart its new
+ * project still sees only the events from the move on.  Before, it lived
+ * in memory: the restart gave 0, and beta read acme's history. */
+static void
+test_move_cutoff_survives_restart(void **state)
+{
+    (void)state;
+    to_rescue("srv1", 0);
+    reload(MOVED);
+    int64_t since = fleet_project_since(E->fleet, "srv1");
+    assert_int_equal(since, stored_event_id("srv1 audit: moved from project "
+                                            "acme to project beta"));
+    assert_true(since > 1);
+    restart();
+    settle();
+    assert_int_equal(fleet_project_since(E->fleet, "srv1"), since);
+    assert_int_equal(fleet_project_since(E->fleet, "srv2"), 0);
+    /* The same project again: no new move. */
+    reload(MOVED);
+    assert_int_equal(fleet_project_since(E->fleet, "srv1"), since);
+}
+
+/* Moved while the daemon was down (the ini edited, then a start), or by
+ * a reload that also gives it a new driver: the start (the rebuild)
+ * records the move as a reload would.  Before, neither was seen. */
+static void
+test_move_while_down_or_rebuilt(void **state)
+{
+    (void)state;
+    to_rescue("srv1", 0);
+    free(sections_now);
+    sections_now = xstrdup(MOVED);
+    restart();
+    settle();
+    int64_t since = fleet_project_since(E->fleet, "srv1");
+    assert_int_equal(since, stored_event_id("srv1 audit: moved from project "
+                                            "acme to project beta"));
+    assert_true(since > 1);
+    assert_string_equal(state_of("srv1"), "rescue");
+
+    reload(TIMEOUTS PROJECTS SERVER("srv1", "1", "beta", "qmp:/fake/srv1")
+               SERVER("srv2", "2", "beta", "qmp:/fake/srv2-new"));
+    int64_t since2 = fleet_project_since(E->fleet, "srv2");
+    assert_int_equal(since2, stored_event_id("srv2 audit: moved from project "
+                                             "acme to project beta"));
+    assert_true(since2 > since);
+    assert_int_equal(fleet_project_since(E->fleet, "srv1"), since);
+}
+
 /* A server with a new power uri gets a new driver and resumes from the
  * store: its unanswered reset runs again, once, on the new driver, and
  * the step waits for that reset a full timeout again (not the 70 s left
@@ -1475,6 +1572,96 @@ test_restart_past_deadline_times_out(void **state)
     assert_true(saw("srv1 retry: rebooting: timed out after 100 s; reset, "
                     "retry 1 of 2\n"));
     assert_false(saw_stored("renewed"));
+}
+
+/* Killed with srv1's reset sent and not answered (the BMC may have carried
+ * it out: case 069): the restarts do not reset it again, and its own boot
+ * (the script fetch) moves it on.  Before, each restart reset it once
+ * more.  srv2, killed with its reset asked but not yet sent (queued), is
+ * reset by the restart, once. */
+static void
+test_restart_sent_reset_not_repeated(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    assert_int_equal(stored_sent("srv1"), 0);
+    fake_send("srv1", POWER_RESET);
+    assert_int_equal(stored_sent("srv1"), FSM_ACT_POWER_RESET);
+    to_rebooting("srv2", 0);
+    size_t from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreq_since(from, "srv2"), 1);
+    assert_int_equal(nreq("srv2", POWER_RESET, REQ_PENDING), 1);
+    restart(); /* and again: still not sent */
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 0);
+    assert_string_equal(state_of("srv1"), "rebooting");
+    assert_true(saw_stored("srv1 action: rebooting: its reset was sent "
+                           "before rescued stopped and may have been carried "
+                           "out: not sent again; waiting for the server's "
+                           "boot until the step's deadline"));
+    assert_true(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "pxe_booting");
+    assert_int_equal(nreq_since(from, "srv1"), 0);
+    assert_int_equal(retries_of("srv1"), 0);
+    enum fsm_state st;
+    unsigned pending;
+    stored("srv1", &st, &pending);
+    assert_int_equal(pending, 0);
+    assert_int_equal(stored_sent("srv1"), 0);
+}
+
+/* ... and when no boot comes (the reset never reached the BMC after all),
+ * the step's own deadline, not renewed by the restart, retries: one
+ * reset.  The retry's reset counts as not sent until its command goes
+ * out, so a kill before that resets at the restart. */
+static void
+test_restart_sent_reset_retried_at_deadline(void **state)
+{
+    (void)state;
+    to_rebooting("srv1", 0);
+    fake_send("srv1", POWER_RESET);
+    clock_skip_s(30);
+    size_t from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 0);
+    clock_skip_s(65); /* 95 s of rebooting's 100 */
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 0);
+    assert_int_equal(retries_of("srv1"), 0);
+    clock_skip_s(10);
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+    assert_int_equal(retries_of("srv1"), 1);
+    assert_true(saw("srv1 retry: rebooting: timed out after 100 s; reset, "
+                    "retry 1 of 2\n"));
+    assert_int_equal(stored_sent("srv1"), 0);
+    from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 1);
+    assert_int_equal(nreq("srv1", POWER_RESET, REQ_PENDING), 1);
+}
+
+/* The way home, its reset sent: the restart asks neither the disk boot
+ * nor the reset again; the local script's fetch moves it on. */
+static void
+test_restart_sent_exit_reset_not_repeated(void **state)
+{
+    (void)state;
+    to_exiting("srv1");
+    fake_send("srv1", POWER_RESET);
+    size_t from = nreqs;
+    restart();
+    settle();
+    assert_int_equal(nreq_since(from, "srv1"), 0);
+    assert_string_equal(state_of("srv1"), "exiting");
+    assert_false(fetch_script("srv1"));
+    assert_string_equal(state_of("srv1"), "booting_local");
+    assert_int_equal(nreq_since(from, "srv1"), 0);
 }
 
 /* A ttl that ran out while the daemon was down ends the rescue at once,
@@ -1824,6 +2011,48 @@ test_too_many_keys(void **state)
     assert_string_equal(state_of("srv1"), "rescue_requested");
 }
 
+/* Every key a rescue may bring reaches the overlay's authorized_keys.
+ * The overlay's room for them was a literal 64 beside FLEET_MAX_KEYS: with
+ * the limit raised to 65, the 65th key was accepted and left out. */
+static void
+test_max_keys_reach_overlay(void **state)
+{
+    (void)state;
+    const char *keys[FLEET_MAX_KEYS];
+    for (size_t i = 0; i < FLEET_MAX_KEYS; i++)
+        keys[i] = KEY;
+    struct fleet_action a = {.event = FSM_EV_RESCUE,
+                             .ssh_keys = keys,
+                             .nkeys = FLEET_MAX_KEYS,
+                             .actor = "admin"};
+    char err[256] = "", token[65];
+    assert_int_equal(fleet_action(E->fleet, "srv1", &a, err, sizeof(err)), 0);
+    answer("srv1", POWER_NETBOOT_ONCE, 0, NULL);
+    answer("srv1", POWER_RESET, 0, NULL);
+    assert_true(fetch_script("srv1"));
+    token_of("srv1", token);
+    assert_int_equal(fleet_image_fetched(E->fleet, "vmlinuz", token,
+                                         SERVER_ADDR, false, err, sizeof(err)),
+                     0);
+    struct buf b = {0};
+    assert_int_equal(
+        fleet_overlay(E->fleet, token, SERVER_ADDR, &b, err, sizeof(err)), 0);
+    char *tgz = xasprintf("%s/overlay.tar.gz", E->dir);
+    assert_int_equal(write_file_atomic(tgz, b.data, b.len, 0600), 0);
+    buf_free(&b);
+    char *cmd = xasprintf("tar -xzOf %s root/.ssh/authorized_keys | "
+                          "grep -c 'test@fleet'",
+                          tgz);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int n = -1;
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    assert_int_equal(n, FLEET_MAX_KEYS);
+    free(cmd);
+    free(tgz);
+}
+
 /* A reload moves the server to another project: what its console showed
  * before (the ring a new viewer replays, the log the API tails) is not the
  * new project's to read; what follows is. */
@@ -2014,6 +2243,7 @@ main(void)
         LIFE(test_rescue_os_restarts_itself),
         LIFE(test_power_failure_fails_rescue),
         LIFE(test_too_many_keys),
+        LIFE(test_max_keys_reach_overlay),
         LIFE(test_long_detail_cut_between_characters),
         LIFE(test_netboot_failure_and_unsupported),
         LIFE(test_exit_power_failure),
@@ -2023,6 +2253,8 @@ main(void)
         LIFE(test_reload_grows),
         LIFE(test_reload_moves_project),
         LIFE(test_reload_new_power_resumes),
+        LIFE(test_move_cutoff_survives_restart),
+        LIFE(test_move_while_down_or_rebuilt),
         LIFE(test_reload_new_timeout_renews_with_it),
         LIFE(test_reload_drops_unheard_answers),
         cmocka_unit_test_setup_teardown(test_restart_reruns_unfinished,
@@ -2030,6 +2262,9 @@ main(void)
         LIFE(test_restart_past_deadline_renews),
         LIFE(test_restart_past_deadline_times_out),
         LIFE(test_restart_past_ttl_exits),
+        LIFE(test_restart_sent_reset_not_repeated),
+        LIFE(test_restart_sent_reset_retried_at_deadline),
+        LIFE(test_restart_sent_exit_reset_not_repeated),
         cmocka_unit_test_setup_teardown(test_local_boot_pattern, console_setup,
                                         life_teardown),
         cmocka_unit_test_setup_teardown(test_booting_local_retries_then_fails,

@@ -387,7 +387,9 @@ test_reset(void **state)
     struct result r;
 
     nevents = 0;
-    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    struct watch w = {0};
+    assert_int_equal(run_watched(l, p, POWER_RESET, &w), 0);
+    assert_int_equal(w.sendings, 1); /* system_reset, once */
     assert_true(check_wait_event("RESET"));
     char *s = check_status();
     assert_string_equal(s, "running");
@@ -566,6 +568,10 @@ test_missing_socket(void **state)
     assert_non_null(strstr(err, path));
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), -ENOENT);
     assert_non_null(strstr(r.detail, path));
+    /* Nothing was sent: a restart may send it again. */
+    struct watch w = {0};
+    assert_int_equal(run_watched(l, p, POWER_RESET, &w), -ENOENT);
+    assert_int_equal(w.sendings, 0);
     power_free(p);
 
     /* A socket file nobody listens on, as a killed QEMU leaves it. */

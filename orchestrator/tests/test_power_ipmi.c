@@ -130,6 +130,52 @@ log_text(void)
     return s;
 }
 
+/* What ipmitool had run when the reset's sending callback came. */
+static void
+log_at_sending(struct watch *w)
+{
+    free(w->then);
+    w->then = log_text();
+}
+
+/* The reset's sending callback runs once, after `power status` and right
+ * before the command that resets (`power reset`, or `power on` for a
+ * chassis that is off), and never for another op: what the fleet stores
+ * so that a restart does not reset again a server the BMC may have reset
+ * (case 069). */
+static void
+test_reset_sending(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char err[256] = "";
+    struct power *p =
+        power_new(l, "ipmi://admin:s3cret@127.0.0.1:1", err, sizeof(err));
+    assert_non_null(p);
+    struct watch w = {.at_sending = log_at_sending};
+    char st[128];
+    snprintf(st, sizeof(st), "%s/status", dir);
+    for (int off = 0; off < 2; off++) {
+        const char *says =
+            off ? "Chassis Power is off\n" : "Chassis Power is on\n";
+        const char *resets = off ? "power on" : "power reset";
+        write_file_atomic(st, says, strlen(says), 0644);
+        unlink(argv_log);
+        assert_int_equal(run_watched(l, p, POWER_RESET, &w), 0);
+        assert_int_equal(w.sendings, 1);
+        assert_non_null(strstr(w.then, "power status"));
+        assert_null(strstr(w.then, resets));
+        char *s = log_text();
+        assert_non_null(strstr(s, resets));
+        free(s);
+    }
+    assert_int_equal(run_watched(l, p, POWER_STATUS, &w), 0);
+    assert_int_equal(w.sendings, 0);
+    free(w.then);
+    power_free(p);
+    loop_free(l);
+}
+
 static void
 test_driver(void **state)
 {
@@ -468,6 +514,7 @@ main(void)
         cmocka_unit_test(test_parse_status),
         cmocka_unit_test(test_parse_bootdev),
         cmocka_unit_test_setup_teardown(test_driver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_not_logged, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reachable, setup, teardown),

@@ -570,6 +570,16 @@ preflight(struct power *p, char *err, size_t errlen)
     return false;
 }
 
+/* The BMC's restarts when the reset's sending callback came. */
+static int restarts_then;
+
+static void
+restarts_at_sending(struct watch *w)
+{
+    (void)w;
+    restarts_then = log_count("reset ForceRestart");
+}
+
 static void
 test_driver_power(void **state)
 {
@@ -592,6 +602,14 @@ test_driver_power(void **state)
     assert_false(log_has("reset ForceRestart"));
     assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
     assert_true(log_has("reset ForceRestart"));
+    /* The reset's sending callback: once, before its POST reached the BMC
+     * (what the fleet stores so a restart does not reset again). */
+    struct watch w = {.at_sending = restarts_at_sending};
+    int before = log_count("reset ForceRestart");
+    assert_int_equal(run_watched(l, p, POWER_RESET, &w), 0);
+    assert_int_equal(w.sendings, 1);
+    assert_int_equal(restarts_then, before);
+    assert_true(log_count("reset ForceRestart") > before);
     assert_int_equal(run_op(l, p, POWER_NMI, NULL, &r), 0);
     assert_true(log_has("reset Nmi"));
     /* The override goes to the Settings object; the reset (a task) still

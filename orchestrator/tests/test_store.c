@@ -274,6 +274,12 @@ row_assert_equal(const struct server_row *a, const struct server_row *b)
     assert_int_equal(a->fsm.expires_at_ms, b->fsm.expires_at_ms);
     assert_string_equal(a->fsm.last_error, b->fsm.last_error);
     assert_int_equal(a->pending_actions, b->pending_actions);
+    assert_int_equal(a->sent_actions, b->sent_actions);
+    assert_int_equal(a->project_since_id, b->project_since_id);
+    if (a->project && b->project)
+        assert_string_equal(a->project, b->project);
+    else
+        assert_ptr_equal(a->project, b->project);
     if (a->ssh_keys && b->ssh_keys)
         assert_string_equal(a->ssh_keys, b->ssh_keys);
     else
@@ -506,6 +512,9 @@ test_migrates_older_schema(void **state)
     assert_string_equal(got.ssh_keys, "key1");
     assert_string_equal(got.rescue_json, "{\"ip\":\"10.0.0.9\"}");
     assert_int_equal(got.pending_actions, 0);
+    assert_int_equal(got.sent_actions, 0);
+    assert_null(got.project); /* fleet fills it in from the config */
+    assert_int_equal(got.project_since_id, 0);
     server_row_clear(&got);
     struct seen s = {0};
     assert_int_equal(store_list_events(f->st, NULL, 0, 0, collect, &s), 0);
@@ -520,7 +529,7 @@ test_migrates_older_schema(void **state)
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
     sqlite3_close(db);
 }
 
@@ -564,6 +573,9 @@ test_server_round_trip(void **state)
     r.ssh_keys = "ssh-ed25519 AAAA a@b\nssh-rsa BBBB 'c'@\"d\"\n";
     r.rescue_json = "{\"ip\": \"192.0.2.1\", \"disks\": [\"sda\"]}";
     r.pending_actions = FSM_ACT_POWER_RESET | FSM_ACT_TARGET_LOCAL;
+    r.sent_actions = FSM_ACT_POWER_RESET;
+    r.project = "o'ther";
+    r.project_since_id = INT64_MAX - 1;
     assert_int_equal(store_save_server(f->st, "srv-1", &r), 0);
     assert_int_equal(store_load_server(f->st, "srv-1", &got), 0);
     row_assert_equal(&r, &got);
