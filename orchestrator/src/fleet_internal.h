@@ -52,6 +52,9 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
+    /* This node runs it (its facility's active node): its driver and
+     * console are open.  Otherwise row mirrors the store (the feed). */
+    bool runs;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -83,6 +86,16 @@ struct fleet {
     struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
     /* the portal's sign-ins */
     struct session_store *sessions;
+    /* Facilities (fleet.c, "the lease"): this node's names, read at
+     * start; whether it holds its facility's lease; the change feed's
+     * cursor (every event up to it was told to the subscribers). */
+    char *node, *facility;
+    bool active;
+    char lease_holder[64]; /* who held it at the last look, "" unknown */
+    int64_t lease_expires_ms;
+    uint64_t lease_timer, feed_timer;
+    uint64_t lease_changes; /* became active or stood down */
+    int64_t feed_cursor;
 };
 
 /* The live server of an inventory entry of f->cfg. */

@@ -72,6 +72,13 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
                             json_string("tls=insecure: the BMC's certificate "
                                         "is not checked"));
     uri_power_free(pu);
+    /* Its facility, and where that facility's consoles are reached. */
+    const struct config_facility *fa =
+        config_find_facility(f->cfg, cs->facility);
+    json_object_set_new(o, "facility", text(cs->facility));
+    json_object_set_new(o, "console_host",
+                        fa && fa->console_host ? text(fa->console_host)
+                                               : json_null());
     if (fs->state == FSM_RESCUE) {
         json_t *r = NULL;
         if (s->row.rescue_json)
@@ -133,4 +140,15 @@ fleet_metrics(struct fleet *f, struct buf *out)
                "rescued_boot_refusals_total{code=\"409\"} %llu\n",
                (unsigned long long)f->boot_refused[0],
                (unsigned long long)f->boot_refused[1]);
+    buf_printf(out,
+               "# HELP rescued_facility_active Whether this node holds its "
+               "facility's lease (runs its servers).\n"
+               "# TYPE rescued_facility_active gauge\n"
+               "rescued_facility_active{facility=\"%s\",node=\"%s\"} %d\n"
+               "# HELP rescued_lease_changes_total Times this node became "
+               "its facility's active node or stood down.\n"
+               "# TYPE rescued_lease_changes_total counter\n"
+               "rescued_lease_changes_total %llu\n",
+               f->facility, f->node, f->active,
+               (unsigned long long)f->lease_changes);
 }

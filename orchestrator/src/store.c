@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* One backend per store URL kind (uri.h); store_pg joins here. */
 static const struct store_ops *const backends[] = {
@@ -174,4 +175,53 @@ store_token_last_addr(struct store *st, const char *server, char *addr,
                       size_t len)
 {
     return st->ops->token_last_addr(st, server, addr, len);
+}
+
+int
+store_lease_take(struct store *st, const char *facility, const char *node,
+                 int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
+{
+    struct store_lease ignored;
+    return st->ops->lease_take(st, facility, node, ttl_ms, now_ms,
+                               out ? out : &ignored);
+}
+
+int
+store_lease_release(struct store *st, const char *facility, const char *node)
+{
+    return st->ops->lease_release(st, facility, node);
+}
+
+int64_t
+store_action_add(struct store *st, const char *facility, const char *server,
+                 const char *origin, const char *actor, const char *body)
+{
+    return st->ops->action_add(st, facility, server, origin, actor, body);
+}
+
+int
+store_action_take(struct store *st, const char *facility, const char *node,
+                  int64_t now_ms, struct store_action *out)
+{
+    memset(out, 0, sizeof(*out));
+    return st->ops->action_take(st, facility, node, now_ms, out);
+}
+
+void
+store_action_clear(struct store_action *a)
+{
+    free(a->body);
+    a->body = NULL;
+}
+
+int64_t
+store_feed_head(struct store *st)
+{
+    return st->ops->feed_head(st);
+}
+
+int
+store_feed_notify(struct store *st, store_feed_cb *cb, void *arg)
+{
+    return st->ops->feed_notify(st, cb, arg);
 }

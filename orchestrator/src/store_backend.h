@@ -56,6 +56,19 @@ struct store_ops {
                       int64_t overlay_ms);
     int (*token_last_addr)(struct store *st, const char *server, char *addr,
                            size_t len);
+    /* Facilities and nodes (store.h, "facilities"): the lease, the
+     * actions handed to the active node, the change feed. */
+    int (*lease_take)(struct store *st, const char *facility, const char *node,
+                      int64_t ttl_ms, int64_t now_ms, struct store_lease *out);
+    int (*lease_release)(struct store *st, const char *facility,
+                         const char *node);
+    int64_t (*action_add)(struct store *st, const char *facility,
+                          const char *server, const char *origin,
+                          const char *actor, const char *body);
+    int (*action_take)(struct store *st, const char *facility, const char *node,
+                       int64_t now_ms, struct store_action *out);
+    int64_t (*feed_head)(struct store *st);
+    int (*feed_notify)(struct store *st, store_feed_cb *cb, void *arg);
 };
 
 /* The first member of every backend's struct. */

@@ -39,4 +39,25 @@ struct store_token {
 /* store_list_events calls it per event; non-zero stops the walk. */
 typedef int store_event_cb(void *arg, const struct store_event *ev);
 
+/* A facility's lease (store_lease_take): who holds it, until when (wall
+ * clock ms). */
+struct store_lease {
+    char holder[64];
+    int64_t expires_ms;
+};
+
+/* An action asked on one node for a server its facility's active node
+ * runs (store_action_add, store_action_take). */
+struct store_action {
+    int64_t id;
+    char server[64];
+    char origin[64]; /* the node that took the request */
+    char actor[128]; /* who asked: "admin", "project:acme" */
+    char *body;      /* the action as fleet wrote it (JSON text); freed by
+                        store_action_clear */
+};
+
+/* The store tells its follower that the change feed may have moved. */
+typedef void store_feed_cb(void *arg);
+
 #endif

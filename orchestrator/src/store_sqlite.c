@@ -77,6 +77,28 @@ static const char *const migrations[] = {
      * and when the overlay was served (once). */
     "ALTER TABLE tokens ADD COLUMN addr TEXT;"
     "ALTER TABLE tokens ADD COLUMN overlay_ms INTEGER;",
+    /* h15node's (7 at merge, after h12rest's 5 and h13rest's 6):
+     * facilities: each one's lease, and the actions asked on one node for
+     * the active node of a server's facility. */
+    "CREATE TABLE leases ("
+    "  facility TEXT PRIMARY KEY,"
+    "  holder TEXT NOT NULL,"
+    "  expires_ms INTEGER NOT NULL,"
+    "  since_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE actions ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  facility TEXT NOT NULL,"
+    "  server TEXT NOT NULL,"
+    "  origin TEXT NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  taken_by TEXT,"
+    "  taken_ms INTEGER"
+    ");"
+    "CREATE INDEX actions_waiting ON actions (facility, id)"
+    " WHERE taken_by IS NULL;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -99,6 +121,13 @@ enum stmt_id {
     ST_TOKEN_GET,
     ST_TOKEN_MARK,
     ST_TOKEN_LAST_ADDR,
+    ST_LEASE_GET,
+    ST_LEASE_PUT,
+    ST_LEASE_RELEASE,
+    ST_ACTION_ADD,
+    ST_ACTION_NEXT,
+    ST_ACTION_MARK,
+    ST_FEED_HEAD,
     ST_COUNT
 };
 
@@ -142,6 +171,24 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_LAST_ADDR] = "SELECT addr FROM tokens"
                            " WHERE server = ?1 AND addr IS NOT NULL"
                            " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+    [ST_LEASE_GET] =
+        "SELECT holder, expires_ms FROM leases WHERE facility = ?1",
+    /* since_ms moves only when the holder changes. */
+    [ST_LEASE_PUT] = "INSERT INTO leases (facility, holder, expires_ms,"
+                     " since_ms) VALUES (?1, ?2, ?3, ?4)"
+                     " ON CONFLICT (facility) DO UPDATE SET holder = ?2,"
+                     " expires_ms = ?3, since_ms = CASE WHEN holder = ?2"
+                     " THEN since_ms ELSE ?4 END",
+    [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE facility = ?1"
+                         " AND holder = ?2",
+    [ST_ACTION_ADD] = "INSERT INTO actions (facility, server, origin, actor,"
+                      " body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_ACTION_NEXT] = "SELECT id, server, origin, actor, body FROM actions"
+                       " WHERE facility = ?1 AND taken_by IS NULL"
+                       " ORDER BY id LIMIT 1",
+    [ST_ACTION_MARK] = "UPDATE actions SET taken_by = ?2, taken_ms = ?3"
+                       " WHERE id = ?1 AND taken_by IS NULL",
+    [ST_FEED_HEAD] = "SELECT COALESCE(MAX(id), 0) FROM events",
 };
 
 struct sqlite_store {
@@ -895,6 +942,183 @@ sq_token_last_addr(struct store *base, const char *server, char *addr,
     return lookup_text(st, ST_TOKEN_LAST_ADDR, server, addr, len);
 }
 
+/* --- facilities ---------------------------------------------------------- */
+
+/* The lease row of facility into out; 0, -ENOENT when there is none. */
+static int
+lease_get(struct sqlite_store *st, const char *facility,
+          struct store_lease *out)
+{
+    sqlite3_stmt *s = st->stmt[ST_LEASE_GET];
+    int ret = 0;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "reading lease");
+    } else {
+        const char *h = (const char *)sqlite3_column_text(s, 0);
+        strlcpy_s(out->holder, h ? h : "", sizeof(out->holder));
+        out->expires_ms = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    return ret;
+}
+
+/* Inside BEGIN IMMEDIATE: no other node reads the row between our read
+ * and our write. */
+static int
+sq_lease_take(struct store *base, const char *facility, const char *node,
+              int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
+{
+    struct sqlite_store *st = sq(base);
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    ret = lease_get(st, facility, out);
+    if (ret < 0 && ret != -ENOENT)
+        goto out_rollback;
+    if (ret == 0 && strcmp(out->holder, node) != 0 &&
+        out->expires_ms > now_ms) {
+        tx_rollback(st);
+        return 0;
+    }
+    sqlite3_stmt *s = st->stmt[ST_LEASE_PUT];
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    if ((ret = stmt_run(st, ST_LEASE_PUT, "taking lease")) < 0)
+        goto out_rollback;
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    strlcpy_s(out->holder, node, sizeof(out->holder));
+    out->expires_ms = now_ms + ttl_ms;
+    return 1;
+
+out_rollback:
+    tx_rollback(st);
+    return ret;
+}
+
+static int
+sq_lease_release(struct store *base, const char *facility, const char *node)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_LEASE_RELEASE];
+
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    return stmt_run(st, ST_LEASE_RELEASE, "releasing lease");
+}
+
+static int64_t
+sq_action_add(struct store *base, const char *facility, const char *server,
+              const char *origin, const char *actor, const char *body)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_ACTION_ADD];
+
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, server, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, actor ? actor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, body, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, now_wall_ms());
+    int ret = stmt_run(st, ST_ACTION_ADD, "queueing action");
+    return ret < 0 ? ret : sqlite3_last_insert_rowid(st->db);
+}
+
+/* The row the caller's take found, copied out (the statement's strings
+ * die with its reset). */
+static void
+action_row(sqlite3_stmt *s, struct store_action *out)
+{
+    out->id = sqlite3_column_int64(s, 0);
+    const char *cols[3] = {column_text(s, 1), column_text(s, 2),
+                           column_text(s, 3)};
+    strlcpy_s(out->server, cols[0] ? cols[0] : "", sizeof(out->server));
+    strlcpy_s(out->origin, cols[1] ? cols[1] : "", sizeof(out->origin));
+    strlcpy_s(out->actor, cols[2] ? cols[2] : "", sizeof(out->actor));
+    out->body = column_strdup(s, 4);
+}
+
+static int
+sq_action_take(struct store *base, const char *facility, const char *node,
+               int64_t now_ms, struct store_action *out)
+{
+    struct sqlite_store *st = sq(base);
+    struct store_lease l;
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    /* The lease checked in the transaction that marks the action: a node
+     * that lost it meanwhile takes nothing. */
+    ret = lease_get(st, facility, &l);
+    if (ret < 0 || strcmp(l.holder, node) != 0 || l.expires_ms <= now_ms) {
+        tx_rollback(st);
+        return ret == -ENOENT ? 0 : ret < 0 ? ret : 0;
+    }
+    sqlite3_stmt *s = st->stmt[ST_ACTION_NEXT];
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        action_row(s, out);
+    stmt_done(s);
+    if (rc == SQLITE_DONE) {
+        tx_rollback(st);
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "taking action");
+        goto out_rollback;
+    }
+    s = st->stmt[ST_ACTION_MARK];
+    sqlite3_bind_int64(s, 1, out->id);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_ms);
+    if ((ret = stmt_run(st, ST_ACTION_MARK, "taking action")) < 0)
+        goto out_rollback;
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    return 1;
+
+out_rollback:
+    tx_rollback(st);
+    free(out->body);
+    out->body = NULL;
+    return ret;
+}
+
+/* max(id) of the rowid: one step down the table's b-tree. */
+static int64_t
+sq_feed_head(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_FEED_HEAD];
+    int64_t ret;
+
+    int rc = sqlite3_step(s);
+    ret = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0)
+                           : sq_fail(st, "reading the feed");
+    stmt_done(s);
+    return ret;
+}
+
+/* SQLite tells no other process of a commit: the follower polls
+ * sq_feed_head on a timer. */
+static int
+sq_feed_notify(struct store *base, store_feed_cb *cb, void *arg)
+{
+    (void)base, (void)cb, (void)arg;
+    return -ENOTSUP;
+}
+
 const struct store_ops store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
@@ -915,4 +1139,10 @@ const struct store_ops store_sqlite_ops = {
     .token_get = sq_token_get,
     .token_mark = sq_token_mark,
     .token_last_addr = sq_token_last_addr,
+    .lease_take = sq_lease_take,
+    .lease_release = sq_lease_release,
+    .action_add = sq_action_add,
+    .action_take = sq_action_take,
+    .feed_head = sq_feed_head,
+    .feed_notify = sq_feed_notify,
 };

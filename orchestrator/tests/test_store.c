@@ -209,7 +209,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
-    assert_int_equal(store_schema_version(st), 4);
+    assert_int_equal(store_schema_version(st), 5);
     store_close(st);
     free(sub);
 
@@ -267,7 +267,7 @@ test_open_url_forms(void **state)
     f->st = store_open(url, data, err, sizeof(err));
     if (!f->st)
         fail_msg("%s: %s", url, err);
-    assert_int_equal(store_schema_version(f->st), 4);
+    assert_int_equal(store_schema_version(f->st), 5);
     assert_int_equal(stat(file, &sb), 0);
     assert_int_equal(stat(where, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
@@ -375,7 +375,7 @@ test_migrates_older_schema(void **state)
 
     f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     assert_non_null(f->st);
-    assert_int_equal(store_schema_version(f->st), 4);
+    assert_int_equal(store_schema_version(f->st), 5);
 
     /* The old data is still there, with nothing pending... */
     assert_int_equal(store_load_server(f->st, "old", &got), 0);
@@ -393,12 +393,12 @@ test_migrates_older_schema(void **state)
     /* ...and what version 2 added works, and stays after a reopen. */
     assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
     reopen(f);
-    assert_int_equal(store_schema_version(f->st), 4);
+    assert_int_equal(store_schema_version(f->st), 5);
     assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
     sqlite3_close(db);
 }
 
