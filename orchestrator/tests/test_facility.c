@@ -342,6 +342,29 @@ transitions_into(struct store *st, const char *id, const char *to)
     return c.n;
 }
 
+struct like {
+    const char *text;
+    int n;
+};
+
+static int
+like_cb(void *arg, const struct store_event *ev)
+{
+    struct like *c = arg;
+    if (ev->message && strstr(ev->message, c->text))
+        c->n++;
+    return 0;
+}
+
+/* How many of id's stored events say text. */
+static int
+messages_like(struct store *st, const char *id, const char *text)
+{
+    struct like c = {text, 0};
+    assert_int_equal(store_list_events(st, id, 0, 0, like_cb, &c), 0);
+    return c.n;
+}
+
 static void
 test_action_through_another_facility(void **state)
 {
@@ -388,6 +411,35 @@ test_action_through_another_facility(void **state)
     tu_pump_for(ns->e->loop, 800);
     assert_int_equal(transitions_into(fra->st, "srv1", "rescue_requested"), 1);
     assert_string_equal(json_field(fra, "srv1", "state"), "rebooting");
+    assert_int_equal(messages_like(fra->st, "srv1",
+                                   "rescue asked on node ams-1 refused: "
+                                   "server is busy: rebooting"),
+                     1);
+
+    /* The boot path of fra's server is fra's: on ams it is refused and
+     * stores nothing (the kernel fetch would bind the token there). */
+    char token[65];
+    assert_int_equal(
+        store_token_of_server(ams->st, "srv1", token, sizeof(token)), 0);
+    int64_t head = store_feed_head(ams->st);
+    assert_int_equal(fleet_image_fetched(ams->fleet, "vmlinuz", token,
+                                         "127.0.0.1", false, err, sizeof(err)),
+                     -EBUSY);
+    assert_non_null(strstr(err, "its facility's active node does"));
+    struct buf script = {0};
+    assert_int_equal(fleet_boot_script(ams->fleet, "52:54:00:00:00:01",
+                                       "127.0.0.1", false, &script),
+                     0);
+    buf_free(&script);
+    assert_int_equal(store_feed_head(ams->st), head);
+    struct store_token tk;
+    assert_int_equal(store_token_get(ams->st, token, &tk), 0);
+    assert_string_equal(tk.addr, "");
+    /* On fra the same fetch moves it. */
+    assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
+                                         "127.0.0.1", false, err, sizeof(err)),
+                     0);
+    assert_true(wait_state(ns, ams, "srv1", "rescue_booting"));
 
     /* The ams node has no driver of fra's servers. */
     assert_int_equal(fleet_console_power(ams->fleet, "srv1", POWER_NMI, NULL),
