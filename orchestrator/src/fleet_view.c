@@ -45,9 +45,15 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
     char *scheme = uri_scheme(cs->power);
     const char *listen = f->cfg->console_listen;
     const char *colon = strrchr(listen, ':');
+    /* A facility's consoles are reached at its console_host when set. */
+    const struct config_facility *fa =
+        config_find_facility(f->cfg, cs->facility);
+    const char *host = fa ? fa->console_host : NULL;
     char *console =
-        xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
-                  colon ? (int)(colon - listen) : 0, listen);
+        host ? xasprintf("ssh -p %s %s@%s", colon ? colon + 1 : "2222", cs->id,
+                         host)
+             : xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222",
+                         cs->id, colon ? (int)(colon - listen) : 0, listen);
     /* What comes from the config or a driver's words may be any bytes:
      * each through text(), so the object is never NULL. */
     json_t *o = json_pack(
@@ -73,8 +79,6 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
                                         "is not checked"));
     uri_power_free(pu);
     /* Its facility, and where that facility's consoles are reached. */
-    const struct config_facility *fa =
-        config_find_facility(f->cfg, cs->facility);
     json_object_set_new(o, "facility", text(cs->facility));
     json_object_set_new(o, "console_host",
                         fa && fa->console_host ? text(fa->console_host)

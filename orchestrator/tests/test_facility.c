@@ -379,6 +379,10 @@ test_action_through_another_facility(void **state)
     assert_string_equal(json_field(fra, "srv1", "console_host"),
                         "sos.fra.example.net");
     assert_string_equal(json_field(ams, "srv2", "console_host"), "(null)");
+    assert_string_equal(json_field(ams, "srv1", "console"),
+                        "ssh -p 2222 srv1@sos.fra.example.net");
+    assert_string_equal(json_field(ams, "srv2", "console"),
+                        "ssh -p 2222 srv2@127.0.0.1");
     struct buf m = {0};
     fleet_metrics(ams->fleet, &m);
     assert_non_null(strstr(
