@@ -1143,12 +1143,13 @@ fleet_free(struct fleet *f)
     loop_del_timer(f->loop, f->retention_timer);
     loop_del_timer(f->loop, f->lease_timer);
     loop_del_timer(f->loop, f->feed_timer);
-    /* A clean stop hands the facility on at once, not after a lapse. */
+    for (size_t i = 0; i < f->nsrvs; i++)
+        srv_free(f->srvs[i]);
+    /* A clean stop hands the facility on at once, not after a lapse:
+     * once its drivers and consoles are closed. */
     if (f->active && store_lease_release(f->st, f->facility, f->node) == 0)
         log_info("facility %s: node %s gives up its lease", f->facility,
                  f->node);
-    for (size_t i = 0; i < f->nsrvs; i++)
-        srv_free(f->srvs[i]);
     free(f->srvs);
     while (f->subs) {
         struct sub *u = f->subs;
