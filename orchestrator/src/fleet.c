@@ -719,11 +719,14 @@ srv_ours(const struct fleet *f, const struct config_server *cs)
  * An action for a server this node does not run is queued in the store
  * (store_action_add), and the facility's active node takes it at its
  * next look at the feed (the queueing stores an audit event, which moves
- * the feed) and runs it as if asked itself.  The take is once (marked in
- * the store under the lease); from there the rule of every action holds:
- * the transition is stored before its actions run.  A node killed between
- * the take and that transition loses the action (the audit shows it was
- * asked; nothing moved): at most once, never twice. */
+ * the feed) and runs it as if asked itself.  Exactly once: the take is
+ * marked in the store under the lease; the change the action makes is
+ * stored with its id (the row's action_id), and a refusal stores the id
+ * too; then it is marked done.  A node killed before the change was
+ * stored leaves it taken, not done: the next holder takes it again and
+ * runs it; killed after, the next holder finds the id in the row and only
+ * marks it done.  From the change on, the rule of every action holds:
+ * the transition is stored before its actions run. */
 #define LEASE_RENEWS 5
 #define FEED_POLL_MS 250
 #define FEED_NOTIFIED_POLL_MS 5000 /* in case a notification was lost */
@@ -982,11 +985,15 @@ action_forward(struct fleet *f, struct srv *s, const struct fleet_action *a,
 /* A taken action's verdict, in the server's history when refused. */
 struct taken {
     struct fleet *f;
+    int64_t id;
     char server[64];
     char origin[64];
     char event[32];
 };
 
+/* Applied (its change stored the row's action_id) or refused (the
+ * refusal stored as handled, so a later holder does not run it in a
+ * state where it would fit): done. */
 static void
 taken_done(void *arg, int rc, const char *err)
 {
@@ -997,8 +1004,13 @@ taken_done(void *arg, int rc, const char *err)
         snprintf_utf8(msg, sizeof(msg), "%s asked on node %s refused: %s",
                       t->event, t->origin, err);
         log_warnx("%s: %s", t->server, msg);
+        if (s->runs && t->id > s->row.action_id) {
+            s->row.action_id = t->id;
+            store_save_server(t->f->st, s->cfg->id, &s->row);
+        }
         fleet_srv_note(s, "error", "rescued", msg);
     }
+    store_action_done(t->f->st, t->id);
     free(t);
 }
 
@@ -1012,6 +1024,7 @@ run_taken(struct fleet *f, const struct store_action *sa)
     struct fleet_action a = {
         .event = FSM_NEVENTS,
         .actor = sa->actor,
+        .queued_id = sa->id,
         .ttl_s = json_integer_value(json_object_get(o, "ttl_s"))};
     for (int e = 0; ev && e <= FSM_EV_POWER_OFF; e++)
         if (strcmp(fsm_event_name(e), ev) == 0)
@@ -1022,6 +1035,7 @@ run_taken(struct fleet *f, const struct store_action *sa)
         a.ssh_keys[i] = json_string_value(json_array_get(keys, i));
     struct taken *t = xcalloc(1, sizeof(*t));
     t->f = f;
+    t->id = sa->id;
     strlcpy_s(t->server, sa->server, sizeof(t->server));
     strlcpy_s(t->origin, sa->origin, sizeof(t->origin));
     strlcpy_s(t->event, ev ? ev : "?", sizeof(t->event));
@@ -1035,6 +1049,14 @@ run_taken(struct fleet *f, const struct store_action *sa)
         snprintf(err, sizeof(err), "server %s is not run by node %s",
                  sa->server, f->node);
         rc = -ENOENT;
+    } else if (s->row.action_id >= sa->id) {
+        /* Its change is stored: the node that took it died before it
+         * said done.  Not again. */
+        log_info("%s: %s asked on node %s was applied before the takeover",
+                 sa->server, t->event, sa->origin);
+        store_action_done(f->st, sa->id);
+        free(t);
+        rc = 0;
     } else {
         log_info("%s: %s asked on node %s, taken by node %s", sa->server,
                  t->event, sa->origin, f->node);
@@ -1416,7 +1438,12 @@ action_apply(struct srv *s, const struct fleet_action *a, char *err,
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
     fleet_srv_note(s, "audit", a->actor, msg);
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
+    /* A queued action is known applied by the change it stores. */
+    int64_t queued_before = s->row.action_id;
+    if (a->queued_id > s->row.action_id)
+        s->row.action_id = a->queued_id;
     if (apply(s, &in, a->actor) < 0) {
+        s->row.action_id = queued_before;
         if (s->row.ssh_keys != keys_before) {
             free(s->row.ssh_keys);
             s->row.ssh_keys = keys_before;

@@ -207,6 +207,12 @@ store_action_take(struct store *st, const char *facility, const char *node,
     return st->ops->action_take(st, facility, node, now_ms, out);
 }
 
+int
+store_action_done(struct store *st, int64_t id)
+{
+    return st->ops->action_done(st, id);
+}
+
 void
 store_action_clear(struct store_action *a)
 {

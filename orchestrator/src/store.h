@@ -160,13 +160,18 @@ int store_lease_release(struct store *st, const char *facility,
 int64_t store_action_add(struct store *st, const char *facility,
                          const char *server, const char *origin,
                          const char *actor, const char *body);
-/* The oldest action of facility not yet taken, marked taken by node in
- * the same transaction, and only while node holds the facility's lease at
- * now_ms: 1 with it in out (store_action_clear frees it), 0 when there is
- * none (or node is not the holder), a negative errno.  A taken action is
- * never handed out again, to anyone.  [commit] */
+/* The oldest action of facility not done and not taken by node already
+ * (new, or taken by a node that held the lease before and did not say
+ * done), marked taken by node in the same transaction, and only while
+ * node holds the facility's lease at now_ms: 1 with it in out
+ * (store_action_clear frees it), 0 when there is none (or node is not the
+ * holder), a negative errno.  So an action is handed out once per holder;
+ * the taker tells a re-take of one it already applied by the server row's
+ * action_id, stored with the change it made.  [commit] */
 int store_action_take(struct store *st, const char *facility, const char *node,
                       int64_t now_ms, struct store_action *out);
+/* The action was applied or refused: nobody takes it again.  [commit] */
+int store_action_done(struct store *st, int64_t id);
 void store_action_clear(struct store_action *a);
 /* The change feed's head: the newest event's id (0: none), or a negative
  * errno.  Read the events past a cursor with store_list_events.  [read] */

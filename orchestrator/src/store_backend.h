@@ -67,6 +67,7 @@ struct store_ops {
                           const char *actor, const char *body);
     int (*action_take)(struct store *st, const char *facility, const char *node,
                        int64_t now_ms, struct store_action *out);
+    int (*action_done)(struct store *st, int64_t id);
     int64_t (*feed_head)(struct store *st);
     int (*feed_notify)(struct store *st, store_feed_cb *cb, void *arg);
 };

@@ -15,6 +15,10 @@ struct server_row {
     char *ssh_keys;    /* keys added for this rescue, newline-separated */
     char *rescue_json; /* the rescue OS's phone-home report (JSON text) */
     unsigned pending_actions; /* fsm_action bits stored, not yet done */
+    /* The newest queued action (store_action_take) applied or refused
+     * for it, stored with the change it made: a new active node does not
+     * run it again.  0: none. */
+    int64_t action_id;
 };
 
 struct store_event {

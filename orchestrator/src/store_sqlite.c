@@ -95,10 +95,12 @@ static const char *const migrations[] = {
     "  body TEXT NOT NULL,"
     "  created_ms INTEGER NOT NULL,"
     "  taken_by TEXT,"
-    "  taken_ms INTEGER"
+    "  taken_ms INTEGER,"
+    "  done_ms INTEGER"
     ");"
     "CREATE INDEX actions_waiting ON actions (facility, id)"
-    " WHERE taken_by IS NULL;",
+    " WHERE done_ms IS NULL;"
+    "ALTER TABLE servers ADD COLUMN action_id INTEGER NOT NULL DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -127,6 +129,7 @@ enum stmt_id {
     ST_ACTION_ADD,
     ST_ACTION_NEXT,
     ST_ACTION_MARK,
+    ST_ACTION_DONE,
     ST_FEED_HEAD,
     ST_COUNT
 };
@@ -137,16 +140,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SERVER_LOAD] = "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
                        " expires_at_ms, last_error, ssh_keys, rescue_json,"
-                       " pending_actions FROM servers WHERE id = ?1",
+                       " pending_actions, action_id FROM servers WHERE id = ?1",
     [ST_SERVER_SAVE] =
         "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"
         " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"
-        " pending_actions)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " pending_actions, action_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         " ON CONFLICT (id) DO UPDATE SET state = ?2, since_ms = ?3,"
         " deadline_ms = ?4, retries = ?5, ttl_s = ?6, expires_at_ms = ?7,"
         " last_error = ?8, ssh_keys = ?9, rescue_json = ?10,"
-        " updated_ms = ?11, pending_actions = ?12",
+        " updated_ms = ?11, pending_actions = ?12, action_id = ?13",
     [ST_EVENT_ADD] = "INSERT INTO events (server, at_ms, kind, from_state,"
                      " to_state, actor, message)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -183,11 +186,15 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " AND holder = ?2",
     [ST_ACTION_ADD] = "INSERT INTO actions (facility, server, origin, actor,"
                       " body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Not done, and not taken by this node: new ones, and those a node
+     * that held the lease before took and did not finish. */
     [ST_ACTION_NEXT] = "SELECT id, server, origin, actor, body FROM actions"
-                       " WHERE facility = ?1 AND taken_by IS NULL"
+                       " WHERE facility = ?1 AND done_ms IS NULL"
+                       " AND (taken_by IS NULL OR taken_by != ?2)"
                        " ORDER BY id LIMIT 1",
     [ST_ACTION_MARK] = "UPDATE actions SET taken_by = ?2, taken_ms = ?3"
-                       " WHERE id = ?1 AND taken_by IS NULL",
+                       " WHERE id = ?1",
+    [ST_ACTION_DONE] = "UPDATE actions SET done_ms = ?2 WHERE id = ?1",
     [ST_FEED_HEAD] = "SELECT COALESCE(MAX(id), 0) FROM events",
 };
 
@@ -518,6 +525,7 @@ sq_load_server(struct store *base, const char *id, struct server_row *out)
     out->ssh_keys = column_strdup(s, 7);
     out->rescue_json = column_strdup(s, 8);
     out->pending_actions = (unsigned)sqlite3_column_int64(s, 9);
+    out->action_id = sqlite3_column_int64(s, 10);
 
 out_reset:
     stmt_done(s);
@@ -546,6 +554,7 @@ server_save(struct sqlite_store *st, const char *id,
     sqlite3_bind_text(s, 10, row->rescue_json, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 11, now_wall_ms());
     sqlite3_bind_int64(s, 12, row->pending_actions);
+    sqlite3_bind_int64(s, 13, row->action_id);
     return stmt_run(st, ST_SERVER_SAVE, "saving server");
 }
 
@@ -1066,6 +1075,7 @@ sq_action_take(struct store *base, const char *facility, const char *node,
     }
     sqlite3_stmt *s = st->stmt[ST_ACTION_NEXT];
     sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         action_row(s, out);
@@ -1093,6 +1103,17 @@ out_rollback:
     free(out->body);
     out->body = NULL;
     return ret;
+}
+
+static int
+sq_action_done(struct store *base, int64_t id)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_ACTION_DONE];
+
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_wall_ms());
+    return stmt_run(st, ST_ACTION_DONE, "finishing action");
 }
 
 /* max(id) of the rowid: one step down the table's b-tree. */
@@ -1143,6 +1164,7 @@ const struct store_ops store_sqlite_ops = {
     .lease_release = sq_lease_release,
     .action_add = sq_action_add,
     .action_take = sq_action_take,
+    .action_done = sq_action_done,
     .feed_head = sq_feed_head,
     .feed_notify = sq_feed_notify,
 };

@@ -148,11 +148,23 @@ test_actions_taken_once(void **state)
     store_action_clear(&sa);
     assert_int_equal(store_action_take(t->a, "fra", "n1", T0 + 3, &sa), 0);
     assert_int_equal(store_action_take(t->b, "fra", "n1", T0 + 3, &sa), 0);
+    /* n1 finishes the first and dies with the second unfinished. */
+    assert_int_equal(store_action_done(t->a, id1), 0);
 
-    /* A takeover does not hand out what the old holder took. */
+    /* The next holder gets what n1 did not finish, once; not what it did. */
     assert_int_equal(store_lease_take(t->b, "fra", "n2", TTL, T0 + TTL + 1, &l),
                      1);
     assert_int_equal(store_action_take(t->b, "fra", "n2", T0 + TTL + 2, &sa),
+                     1);
+    assert_int_equal(sa.id, id2);
+    store_action_clear(&sa);
+    assert_int_equal(store_action_take(t->b, "fra", "n2", T0 + TTL + 3, &sa),
+                     0);
+    assert_int_equal(store_action_done(t->b, id2), 0);
+    /* Done is done, for any holder after. */
+    assert_int_equal(store_lease_take(t->a, "fra", "n1", TTL, T0 + 3 * TTL, &l),
+                     1);
+    assert_int_equal(store_action_take(t->a, "fra", "n1", T0 + 3 * TTL, &sa),
                      0);
     /* The other facility's is still there for its own holder. */
     assert_int_equal(store_lease_take(t->a, "ams", "n4", TTL, T0, &l), 1);
@@ -496,6 +508,56 @@ test_standby_takes_over(void **state)
                      1);
 }
 
+/* A holder died with two actions of srv1 taken: the first applied (its
+ * id stored in the row with its change), the second not yet.  The standby
+ * that takes the lease runs the second and not the first. */
+static void
+test_takeover_runs_unfinished_once(void **state)
+{
+    struct nodes *ns = *state;
+    char err[512] = "";
+    char *url = xasprintf("sqlite:%s/shared.db", ns->e->dir);
+    struct store *g = store_open(url, ns->e->dir, err, sizeof(err));
+    free(url);
+    assert_non_null(g);
+    struct store_lease l;
+    assert_int_equal(
+        store_lease_take(g, "fra", "ghost", 1500, now_wall_ms(), &l), 1);
+    node_start(ns, 0, "fra-2", "fra");
+    struct node *n = &ns->n[0];
+    assert_string_equal(json_field(n, "srv1", "state"), "active");
+
+    int64_t id1 = store_action_add(g, "fra", "srv1", "ams-1", "admin",
+                                   "{\"event\":\"power_off\",\"ttl_s\":0,"
+                                   "\"ssh_keys\":[]}");
+    int64_t id2 = store_action_add(g, "fra", "srv1", "ams-1", "admin",
+                                   "{\"event\":\"rescue\",\"ttl_s\":0,"
+                                   "\"ssh_keys\":[\"" KEY "\"]}");
+    struct store_action sa;
+    assert_int_equal(store_action_take(g, "fra", "ghost", now_wall_ms(), &sa),
+                     1);
+    assert_int_equal(sa.id, id1);
+    store_action_clear(&sa);
+    struct server_row row;
+    assert_int_equal(store_load_server(g, "srv1", &row), 0);
+    row.action_id = id1; /* the ghost's power off, stored */
+    assert_int_equal(store_save_server(g, "srv1", &row), 0);
+    server_row_clear(&row);
+    assert_int_equal(store_action_take(g, "fra", "ghost", now_wall_ms(), &sa),
+                     1);
+    assert_int_equal(sa.id, id2);
+    store_action_clear(&sa);
+
+    /* The ghost's lease lapses; fra-2 takes it and the unfinished one. */
+    assert_true(wait_state(ns, n, "srv1", "rebooting"));
+    tu_pump_for(ns->e->loop, 500);
+    assert_int_equal(messages_like(n->st, "srv1", "power_off requested"), 0);
+    assert_int_equal(transitions_into(n->st, "srv1", "rescue_requested"), 1);
+    assert_int_equal(store_action_take(g, "fra", "ghost", now_wall_ms(), &sa),
+                     0);
+    store_close(g);
+}
+
 int
 main(void)
 {
@@ -510,6 +572,8 @@ main(void)
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_standby_takes_over, nodes_setup,
                                         nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
+                                        nodes_setup, nodes_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
