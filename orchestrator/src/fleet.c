@@ -51,7 +51,7 @@ limits_from_config(struct fsm_limits *l, const struct config *c)
 }
 
 static void tell_subs(struct fleet *f, const struct store_event *ev);
-static void feed_catch_up(struct fleet *f, int64_t upto);
+static int feed_catch_up(struct fleet *f, int64_t upto);
 
 /* Tell subscribers about an event that is already committed.  What other
  * nodes stored before it is told first (the streams keep ids in order). */
@@ -776,25 +776,33 @@ feed_event(void *arg, const struct store_event *ev)
 /* Tell what others stored up to upto (0: all there is, FEED_BATCH at a
  * time).  Not inside another walk of the events (the store refuses it):
  * then the next look tells it. */
-static void
+static int
 feed_catch_up(struct fleet *f, int64_t upto)
 {
     struct feed_walk w = {.f = f, .upto = upto};
-    store_list_events(f->st, NULL, f->feed_cursor, upto ? 0 : FEED_BATCH,
-                      feed_event, &w);
+    int rc = store_list_events(f->st, NULL, f->feed_cursor,
+                               upto ? 0 : FEED_BATCH, feed_event, &w);
+    return rc < 0 ? rc : w.n;
 }
 
 static void take_actions(struct fleet *f);
 
-static void
+/* The events read (FEED_BATCH: there may be more), or 0. */
+static int
 feed_follow(struct fleet *f)
 {
     int64_t head = store_feed_head(f->st);
     if (head <= f->feed_cursor)
-        return;
-    feed_catch_up(f, 0);
+        return 0;
+    int n = feed_catch_up(f, 0);
+    /* None there though the head moved: pruned meanwhile.  Nothing to
+     * tell; do not look for them again.  (Unreadable, n < 0: the next
+     * look tries again, FEED_POLL_MS later.) */
+    if (n == 0)
+        f->feed_cursor = head;
     if (f->active)
         take_actions(f);
+    return n > 0 ? n : 0;
 }
 
 static void
@@ -808,8 +816,7 @@ feed_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct fleet *f = arg;
-    feed_follow(f);
-    return f->feed_cursor < store_feed_head(f->st) ? 0 : FEED_POLL_MS;
+    return feed_follow(f) == FEED_BATCH ? 0 : FEED_POLL_MS;
 }
 
 /* The lease is ours: start the facility's servers where the store left
