@@ -1244,6 +1244,17 @@ moved(struct srv *s, const char *to)
 void
 fleet_reload(struct fleet *f, struct config *cfg)
 {
+    /* This node's place is read at start: its lease, feed and servers
+     * hang on it. */
+    if (strcmp(cfg->node, f->node) != 0 ||
+        strcmp(cfg->facility, f->facility) != 0) {
+        log_warnx("reload: [rescued] node and facility are read at start "
+                  "only (node %s of facility %s): restart to change them; "
+                  "keeping the old inventory",
+                  f->node, f->facility);
+        config_free(cfg);
+        return;
+    }
     /* First make what is new, so a failure leaves the old inventory. */
     struct srv **next = xcalloc(cfg->nservers, sizeof(*next));
     bool *kept = xcalloc(f->nsrvs ? f->nsrvs : 1, sizeof(*kept));

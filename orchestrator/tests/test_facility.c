@@ -558,6 +558,43 @@ test_takeover_runs_unfinished_once(void **state)
     store_close(g);
 }
 
+/* SIGHUP: a server moved into this node's facility is run here from
+ * then on, one moved out no longer; a reload that changes the node's own
+ * facility is refused whole. */
+static void
+test_reload_moves_servers(void **state)
+{
+    struct nodes *ns = *state;
+    node_start(ns, 0, "fra-1", "fra");
+    struct fleet *f = ns->n[0].fleet;
+    assert_int_equal(fleet_console_power(f, "srv1", POWER_NMI, NULL), 0);
+    assert_int_equal(fleet_console_power(f, "srv2", POWER_NMI, NULL), -EREMOTE);
+
+    char *swapped = xstrdup(SECTIONS);
+    char *a = strstr(swapped, "facility = ams"),
+         *b = strstr(swapped, "facility = fra");
+    memcpy(a + 11, "fra", 3);
+    memcpy(b + 11, "ams", 3);
+    char *rescued = xasprintf("node = fra-1\nfacility = fra\nlease = 1\n"
+                              "store = sqlite:%s/shared.db\n",
+                              ns->e->dir);
+    fleet_reload(f, env_config(ns->e, rescued, swapped));
+    assert_int_equal(fleet_console_power(f, "srv1", POWER_NMI, NULL), -EREMOTE);
+    assert_int_equal(fleet_console_power(f, "srv2", POWER_NMI, NULL), 0);
+    assert_string_equal(json_field(&ns->n[0], "srv2", "facility"), "fra");
+    free(rescued);
+
+    rescued = xasprintf("node = fra-1\nfacility = ams\nlease = 1\n"
+                        "store = sqlite:%s/shared.db\n",
+                        ns->e->dir);
+    fleet_reload(f, env_config(ns->e, rescued, swapped));
+    assert_string_equal(fleet_config(f)->facility, "fra");
+    assert_int_equal(fleet_console_power(f, "srv2", POWER_NMI, NULL), 0);
+    free(rescued);
+    free(swapped);
+    tu_pump_for(ns->e->loop, 100); /* the NMI answers */
+}
+
 int
 main(void)
 {
@@ -574,6 +611,8 @@ main(void)
                                         nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_moves_servers, nodes_setup,
+                                        nodes_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
