@@ -740,6 +740,12 @@ lease_every_ms(const struct fleet *f)
     return ms > 0 ? ms : 1;
 }
 
+void
+fleet_srv_mirror(struct srv *s)
+{
+    mirror(s);
+}
+
 /* Its row as the store has it now (another node moved it). */
 static void
 mirror(struct srv *s)

@@ -121,4 +121,8 @@ int fleet_srv_new_token(struct srv *s);
  * before its actions run.  Writes the store. */
 void fleet_srv_feed(struct srv *s, enum fsm_event ev);
 
+/* A server another node runs: its row as the store has it now (the feed
+ * brings it too, up to a poll later).  Reads the store. */
+void fleet_srv_mirror(struct srv *s);
+
 #endif

@@ -41,6 +41,9 @@ json_t *
 fleet_server_json(struct fleet *f, const struct config_server *cs)
 {
     struct srv *s = fleet_srv_of(f, cs);
+    /* Another node moves it: what the store has now, not the last poll. */
+    if (!s->runs)
+        fleet_srv_mirror(s);
     const struct fsm_server *fs = &s->row.fsm;
     char *scheme = uri_scheme(cs->power);
     const char *listen = f->cfg->console_listen;
