@@ -174,7 +174,12 @@ int store_action_take(struct store *st, const char *facility, const char *node,
 int store_action_done(struct store *st, int64_t id);
 void store_action_clear(struct store_action *a);
 /* The change feed's head: the newest event's id (0: none), or a negative
- * errno.  Read the events past a cursor with store_list_events.  [read] */
+ * errno.  Read the events past a cursor with store_list_events.  The
+ * followers keep a cursor, so ids must become visible in increasing order:
+ * an event committed after another has a greater id (sqlite: one writer at
+ * a time; a backend whose ids can commit out of order, as PostgreSQL
+ * sequences do, must order them, e.g. give the id under a lock taken in
+ * the writing transaction).  [read] */
 int64_t store_feed_head(struct store *st);
 /* Ask to be told when the feed may have moved: 0, and cb(arg) runs from
  * the loop after each commit by any node; -ENOTSUP when the backend cannot
