@@ -322,11 +322,36 @@ migrate(struct sqlite_store *st, const char *path, char *err, size_t errlen)
     }
     while (st->version < STORE_SCHEMA_VERSION) {
         int to = st->version + 1;
-        char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version = %d;"
-                              " COMMIT;",
-                              migrations[st->version], to);
-        int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-
+        /* Under the write lock, the version again: another node sharing
+         * the file may have migrated it since our first look. */
+        int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        int now_at =
+            rc == SQLITE_OK && query_text(st->db, "PRAGMA user_version", buf,
+                                          sizeof(buf)) == 0
+                ? atoi(buf)
+                : -1;
+        if (rc == SQLITE_OK && now_at < 0)
+            rc = SQLITE_ERROR;
+        if (now_at >= to) {
+            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+            if (rc == SQLITE_OK && now_at > STORE_SCHEMA_VERSION) {
+                snprintf(err, errlen,
+                         "%s: database schema version %d is newer than this "
+                         "rescued knows (%d); refusing to touch it",
+                         path, now_at, STORE_SCHEMA_VERSION);
+                return -EPROTO;
+            }
+            if (rc == SQLITE_OK) {
+                st->version = now_at;
+                continue;
+            }
+        }
+        char *sql = NULL;
+        if (rc == SQLITE_OK) {
+            sql = xasprintf("%s; PRAGMA user_version = %d; COMMIT;",
+                            migrations[st->version], to);
+            rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+        }
         free(sql);
         if (rc != SQLITE_OK) {
             snprintf(err, errlen, "%s: migrating schema to version %d: %s",

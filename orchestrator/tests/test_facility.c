@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fleetenv.h"
 
@@ -184,6 +186,46 @@ test_feed_head(void **state)
     assert_int_equal(store_feed_head(t->b), id);
     /* SQLite cannot notify another process: the caller polls. */
     assert_int_equal(store_feed_notify(t->b, NULL, NULL), -ENOTSUP);
+}
+
+/* Nodes started at the same moment on a fresh shared file: each opens
+ * it, the schema is migrated once, none fails on a table the other just
+ * made.  Four processes, let go together through a pipe. */
+static void
+test_nodes_migrate_at_once(void **state)
+{
+    struct two *t = *state;
+    char *url = xasprintf("sqlite:%s/fresh.db", t->dir);
+    int go[2];
+    pid_t kids[4];
+    assert_int_equal(pipe(go), 0);
+    for (size_t i = 0; i < 4; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            char c, err[256] = "";
+            close(go[1]);
+            if (read(go[0], &c, 1) < 0)
+                _exit(2);
+            struct store *st = store_open(url, t->dir, err, sizeof(err));
+            if (!st)
+                fprintf(stderr, "child %zu: %s\n", i, err);
+            int ok =
+                st && store_schema_version(st) == store_schema_version(t->a);
+            store_close(st);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    close(go[0]);
+    close(go[1]); /* all read EOF at once */
+    int failed = 0;
+    for (size_t i = 0; i < 4; i++) {
+        int status;
+        assert_int_equal(waitpid(kids[i], &status, 0), kids[i]);
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    free(url);
+    assert_int_equal(failed, 0);
 }
 
 /* --- fleets of several nodes on one file and one loop --------------------- */
@@ -606,6 +648,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_actions_taken_once, two_setup,
                                         two_teardown),
         cmocka_unit_test_setup_teardown(test_feed_head, two_setup,
+                                        two_teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_migrate_at_once, two_setup,
                                         two_teardown),
         cmocka_unit_test_setup_teardown(test_action_through_another_facility,
                                         nodes_setup, nodes_teardown),
