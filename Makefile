@@ -182,8 +182,13 @@ run: all
 bench: all
 	scripts/bench
 
-bench-console: all
+bench-console: all $(B)/echoclient
 	scripts/bench-console
+
+# The echo bench's one client for every path (SSH by libssh, WebSocket by
+# libwslay), so each path's figure carries the same client cost.
+$(B)/echoclient: scripts/echoclient.c | $(SETUP)
+	$(CC) $(CFLAGS) -o $@ $< -lssh -lwslay
 
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
@@ -194,6 +199,7 @@ $(B)/mkrescue: initramfs/mkrescue.c $(B)/obj/util.o $(B)/obj/log.o
 
 image: $(B)/mkrescue
 	initramfs/build-image
+	scripts/mkiso
 
 check-image: image
 	initramfs/tests/boot-test
@@ -217,6 +223,17 @@ format:
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
 	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man
+# The portal's build too: build/ui, and portal/node_modules, which `make`
+# made by `npm ci` from the checked-in lock file (clean, as there is no
+# distclean: the next make puts it back from npm's cache, and a tree of
+# packages the lock file no longer names must not outlive a clean); and
+# the bench's echoclient.  Kept: build/.setup-done and flags.mk (the
+# machine's packages, not the build's), build/lab (a running lab's state)
+# and build/artifacts (the last test run's screenshots).
+clean: portal-clean
+.PHONY: portal-clean
+portal-clean:
+	rm -rf $(B)/ui portal/node_modules $(B)/echoclient
 
 -include $(wildcard $(B)/obj/*.d)
 

@@ -1064,6 +1064,23 @@ redfish_ready()
         fail "$1: the redfish driver said nothing: $(tail -n 5 "$RESCUED_DIR/rescued.log")"
 }
 
+# rescue_iso: the generic virtual-media CD make image builds
+# (build/image/rescue.iso, with its .slots); where the image has none yet,
+# or an older one than its initramfs, scripts/mkiso makes one in $T.
+rescue_iso()
+{
+    local img=$ROOT/build/image
+    if [ -s "$img/rescue.iso.slots" ] && [ "$img/rescue.iso" -nt "$img/initramfs" ]; then
+        echo "$img/rescue.iso"
+        return
+    fi
+    mkdir -p "$T/iso"
+    ln -sf "$img/vmlinuz" "$img/initramfs" "$T/iso/"
+    "$ROOT/scripts/mkiso" "$T/iso" >"$T/mkiso.log" 2>&1 ||
+        fail "scripts/mkiso: $(tail -3 "$T/mkiso.log")"
+    echo "$T/iso/rescue.iso"
+}
+
 # ---- the browser console: WebSocket sessions through wsview.py ----
 # (Debian's python3-websockets: /usr/bin/python3, whatever python3 is first
 # on PATH.)  A session's bytes go to $T/NAME.out and its control messages

@@ -56,6 +56,14 @@ Quirks (the BMCs users complain about; FACTS.md):
   --vm-strict       InsertMedia refuses explicit Inserted / WriteProtected
                     (Supermicro X11)
   --vm-patch        no InsertMedia action: the Image is PATCHed
+  --hang-delete     a DELETE of a session (a logout) is never answered
+  --fail M:PATH:CODE[:SKIP]
+                    requests M PATH (after the first SKIP of them) fail: CODE
+                    an HTTP status with an @Message.ExtendedInfo ("Injected
+                    failure of M PATH."), 0 the connection closed with no
+                    answer, -1 no answer ever; repeatable
+The log counts open sessions ("session 2 created (1 open)", "session 2
+deleted (0 open)"); GET SessionService/Sessions lists them.
 SIGHUP is a BMC restart: every session is dropped, ETags change, and the
 BMC answers 503 for 2 s.
 
@@ -97,6 +105,7 @@ STATE = {
     "cd_out": None,  # the CD's bootindex to put back after a Cd boot
 }
 SESSIONS = {}  # token -> (id, created)
+FAILS = []  # --fail: {method, path, code, skip}
 TASKS = {}  # id -> done-at
 COUNTER = [0]
 STANDARD_RESETS = [
@@ -493,6 +502,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return u == ARGS.user and p == ARGS.password
         return False
 
+    def injected(self, path):
+        """True when a --fail switch answered (or did not answer) it."""
+        for f in FAILS:
+            if f["method"] != self.command or f["path"] != path.rstrip("/"):
+                continue
+            if f["skip"] > 0:
+                f["skip"] -= 1
+                continue
+            self.body()
+            if f["code"] == 0:
+                log("%s %s: closed (quirk)" % (self.command, path))
+                self.close_connection = True
+            elif f["code"] < 0:
+                log("%s %s: no answer (quirk)" % (self.command, path))
+                LOCK.release()
+                try:
+                    time.sleep(3600)
+                finally:
+                    LOCK.acquire()
+            else:
+                b = error_body("InternalError", "Injected failure of %s %s." %
+                               (self.command, path))
+                b["error"]["message"] = "A general error has occurred."
+                self.answer(f["code"], b)
+            return True
+        return False
+
     def gate(self):
         """False when the request was answered already (down, 401)."""
         if time.time() < STATE["down_until"]:
@@ -501,6 +537,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                         "The BMC is restarting."))
             return False
         path = self.path.split("?")[0]
+        if self.injected(path):
+            return False
         if path in ("/redfish", "/redfish/", "/redfish/v1", "/redfish/v1/"):
             return True
         if (self.command == "POST" and not ARGS.no_sessions and
@@ -592,7 +630,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sid = str(COUNTER[0])
         tok = hashlib.sha256(os.urandom(16)).hexdigest()
         SESSIONS[tok] = (sid, time.time())
-        log("session %s created" % sid)
+        log("session %s created (%d open)" % (sid, len(SESSIONS)))
         if ARGS.session_ttl:
             def expire():
                 with LOCK:
@@ -655,10 +693,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sid = self.path.rsplit("/", 1)[-1]
             for tok, v in list(SESSIONS.items()):
                 if v[0] == sid:
+                    if ARGS.hang_delete:
+                        log("DELETE session %s: no answer (quirk)" % sid)
+                        break
                     del SESSIONS[tok]
-                    log("session %s deleted" % sid)
+                    log("session %s deleted (%d open)" % (sid, len(SESSIONS)))
                     return self.answer(204)
-            self.answer(404, error_body("ResourceMissingAtURI", "No session."))
+            else:
+                return self.answer(404, error_body("ResourceMissingAtURI",
+                                                   "No session."))
+        time.sleep(3600)  # outside the lock: the rest still answers
 
     def do_PATCH(self):
         with LOCK:
@@ -758,12 +802,20 @@ def main():
     for q in ("revert-once", "revert-always", "drop-mode", "refuse-mode", "weak-etag",
               "stale-etag", "task-reset", "no-sessions", "settings",
               "action-info", "vm-strict", "vm-patch",
-              "continuous"):
+              "continuous", "hang-delete"):
         ap.add_argument("--" + q, action="store_true")
     ap.add_argument("--session-ttl", type=float, default=0)
     ap.add_argument("--reset-types")
     ap.add_argument("--ignore-boot", nargs="?", const="all")
+    ap.add_argument("--fail", action="append", default=[])
     ARGS = ap.parse_args()
+    for spec in ARGS.fail:
+        parts = spec.split(":")
+        if len(parts) not in (3, 4):
+            ap.error("--fail M:PATH:CODE[:SKIP], not %s" % spec)
+        FAILS.append({"method": parts[0], "path": parts[1].rstrip("/"),
+                      "code": int(parts[2]),
+                      "skip": int(parts[3]) if len(parts) == 4 else 0})
     STATE["mode"] = "UEFI" if ARGS.firmware == "uefi" else "Legacy"
     host, _, port = ARGS.listen.rpartition(":")
     srv = Server((host, int(port)), Handler)

@@ -90,7 +90,8 @@ caller_of(const struct config *cfg, const char *h)
 }
 
 /* The portal's cookie: the caller of the session's token, as the config
- * has it now (a reload that revokes the token ends the session).  A
+ * has it now (a reload that revokes the token ends the session; the
+ * session keeps only the token's hash, fleet_session_token).  A
  * request that changes something must carry the session's CSRF token too,
  * which a page of another site cannot read; else 403.  NULL once it
  * answered. */
@@ -102,8 +103,9 @@ caller_of_cookie(struct http_req *r, struct fleet *f, const char *cookie)
     struct caller *c = NULL;
     if (session_cookie_id(cookie, id))
         s = session_find(fleet_sessions(f), id, now_wall_ms());
-    if (s) {
-        char *h = xasprintf("Bearer %s", s->token);
+    const char *tok = s ? fleet_session_token(f, s) : NULL;
+    if (tok) {
+        char *h = xasprintf("Bearer %s", tok);
         c = caller_of(fleet_config(f), h);
         explicit_bzero(h, strlen(h));
         free(h);
@@ -637,7 +639,8 @@ stream_auth(struct http_req *r, struct fleet *f)
     const struct session *s = NULL;
     if (cookie && session_cookie_id(cookie, id))
         s = session_find(fleet_sessions(f), id, now_wall_ms());
-    return s ? xasprintf("Bearer %s", s->token) : xstrdup("");
+    const char *tok = s ? fleet_session_token(f, s) : NULL;
+    return tok ? xasprintf("Bearer %s", tok) : xstrdup("");
 }
 
 /* After a reload (and each transition): may the stream's token still see

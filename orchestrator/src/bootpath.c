@@ -81,6 +81,26 @@ bootpath_parse_range(const char *h, int64_t size, int64_t *from, int64_t *to)
     return true;
 }
 
+static void send_file(struct http_req *r, int fd, const struct stat *sp,
+                      const char *name);
+
+/* /media/TOKEN.iso: the virtual CD of the live token's boot, which BMCs
+ * fetch (and read ranges of while the server boots from it). */
+static void
+h_media(struct http_req *r, void *arg)
+{
+    const char *path = fleet_vm_cd_path(arg, http_req_cap(r, 0));
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_respond_error(r, 404, "no such virtual CD");
+        return;
+    }
+    send_file(r, fd, &st, "the virtual CD");
+}
+
 static void
 h_image(struct http_req *r, void *arg)
 {
@@ -109,6 +129,15 @@ h_image(struct http_req *r, void *arg)
         respond_refusal(r, rc, err);
         return;
     }
+    send_file(r, fd, &st, name);
+}
+
+/* fd (st its stat) as the answer, whole or the Range asked for; takes
+ * fd. */
+static void
+send_file(struct http_req *r, int fd, const struct stat *sp, const char *name)
+{
+    struct stat st = *sp;
     int64_t from = 0, to = st.st_size - 1;
     const char *range = http_req_header(r, "Range");
     unsigned status = 200;
@@ -186,6 +215,7 @@ h_phone_home(struct http_req *r, void *arg)
 static const struct http_route routes[] = {
     {"/boot/{mac}.ipxe", HTTP_GET | HTTP_HEAD, 0, NULL, h_boot_script, NULL},
     {"/images/{file}", HTTP_GET | HTTP_HEAD, 0, NULL, h_image, NULL},
+    {"/media/{token}.iso", HTTP_GET | HTTP_HEAD, 0, NULL, h_media, NULL},
     /* GET only: the overlay is served once, and a HEAD must not spend it. */
     {"/overlay/{token}.tar.gz", HTTP_GET, 0, NULL, h_overlay, NULL},
     {"/v1/phone-home/{token}", HTTP_POST, HTTP_JSON_BODY, NULL, h_phone_home,

@@ -6,13 +6,18 @@ bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out)
 {
     /* Debian's 2019 iPXE with a 6.1 kernel on UEFI only hands over the
      * initrd when the command line names it (FACTS.md). */
-    if (r->firmware == FW_UEFI)
+    if (r->firmware == FW_UEFI && !r->mac)
         buf_printf(out, "initrd=%s ", r->initrd_name);
+    buf_printf(out, "console=%s ip=dhcp BOOTIF=01-", r->console_tty);
+    if (r->mac)
+        for (const char *c = r->mac; *c; c++)
+            buf_printf(out, "%c", *c == ':' ? '-' : *c);
+    else
+        buf_printf(out, "${netX/mac:hexhyp}");
     buf_printf(out,
-               "console=%s ip=dhcp BOOTIF=01-${netX/mac:hexhyp} "
-               "apkovl=%s/overlay/%s.tar.gz "
+               " apkovl=%s/overlay/%s.tar.gz "
                "rescue_phone_home=%s/v1/phone-home/%s ",
-               r->console_tty, r->boot_url, r->token, r->boot_url, r->token);
+               r->boot_url, r->token, r->boot_url, r->token);
     if (r->tools_name)
         buf_printf(out, "rescue_tools=%s/images/%s?token=%s ", r->boot_url,
                    r->tools_name, r->token);

@@ -22,6 +22,9 @@ struct bootscript_rescue {
     const char *console_tty; /* "ttyS0,115200n8" */
     const char *cmdline;     /* extra kernel arguments; may be "" or NULL */
     enum firmware firmware;
+    /* The server's MAC for BOOTIF, when no iPXE fills it in (the virtual
+     * CD's loaders): then no initrd= either.  NULL for iPXE. */
+    const char *mac;
 };
 
 /* The kernel command line the rescue image gets. */

@@ -1000,7 +1000,7 @@ finish(struct loader *ld)
             snprintf(sec, sizeof(sec), "server:%s", s->id);
             return fail(ld, key_line(ld, sec, "boot"), sec, "boot",
                         "virtualmedia needs power = redfish://... and "
-                        "[image] iso (scripts/mkiso)");
+                        "[image] iso (make image: build/image/rescue.iso)");
         }
     }
 

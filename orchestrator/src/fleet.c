@@ -12,6 +12,7 @@
 #include "session.h"
 #include "ticket.h"
 #include "util.h"
+#include "vmiso.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -267,14 +268,43 @@ media_set(void *arg, int status, const char *detail)
     power_request(s->power, POWER_CD_BOOT_ONCE, NULL, netboot_set, s);
 }
 
+/* This boot's CD is written (vmiso.c): into the BMC's virtual CD drive,
+ * named by the boot's token. */
+static void
+vm_cd_made(void *arg, int status, const char *err)
+{
+    struct srv *s = arg;
+    char token[65];
+    s->vm_job = NULL;
+    if (status == 0 &&
+        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) < 0)
+        status = -ENOENT, err = "no boot token";
+    if (status < 0) {
+        char why[600];
+        snprintf(why, sizeof(why), "virtual media: %s",
+                 err ? err : strerror(-status));
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED, .detail = why};
+        apply(s, &in, "rescued");
+        return;
+    }
+    char *url = xasprintf("%s/media/%s.iso", s->f->cfg->boot_url, token);
+    power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
+    free(url);
+}
+
 /* On the way home the CD comes out first; a BMC that fails it is an
- * error event, and the disk boot goes on. */
+ * error event, and the disk boot goes on.  Out, this boot's CD goes. */
 static void
 media_ejected(void *arg, int status, const char *detail)
 {
     struct srv *s = arg;
-    if (status == -ECANCELED || s->closing || status == 0)
+    if (status == -ECANCELED || s->closing)
         return;
+    if (status == 0) {
+        if (s->vm_iso)
+            unlink(s->vm_iso);
+        return;
+    }
     char msg[300];
     snprintf(msg, sizeof(msg), "virtual media not ejected: %s",
              detail ? detail : strerror(-status));
@@ -354,11 +384,15 @@ run_actions(struct srv *s, unsigned acts)
             return;
         }
         if (s->cfg->boot == BOOT_VIRTUALMEDIA) {
-            const char *iso = strrchr(f->cfg->iso, '/');
-            char *url = xasprintf("%s/images/%s", f->cfg->boot_url,
-                                  iso ? iso + 1 : f->cfg->iso);
-            power_request(s->power, POWER_MEDIA_INSERT, url, media_set, s);
-            free(url);
+            char err[512];
+            if (fleet_vm_cd_make(s, vm_cd_made, err, sizeof(err)) < 0) {
+                char why[600];
+                snprintf(why, sizeof(why), "virtual media: %s", err);
+                struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                                       .detail = why};
+                apply(s, &in, "rescued");
+                return;
+            }
         } else {
             power_request(s->power, POWER_NETBOOT_ONCE, NULL, netboot_set, s);
         }
@@ -680,6 +714,8 @@ srv_stop(struct srv *s)
     s->console = NULL;
     power_free(s->power);
     s->power = NULL;
+    vmiso_cancel(s->vm_job);
+    s->vm_job = NULL;
     s->runs = false;
     s->closing = false;
 }
@@ -690,6 +726,7 @@ srv_free(struct srv *s)
     if (!s)
         return;
     srv_stop(s);
+    free(s->vm_iso);
     server_row_clear(&s->row);
     free(s);
 }
@@ -1110,6 +1147,7 @@ retention_cb(struct loop *l, void *arg)
         f->cfg->retention_days > 0
             ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000
             : 0;
+    fleet_sessions_expire(f);
     int64_t n =
         store_prune(f->st, before, f->cfg->retention_events, RETENTION_BATCH);
     if (n < 0)
@@ -1128,7 +1166,7 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     f->cfg = cfg;
     f->st = st;
     f->next_sub = 1;
-    f->sessions = session_store_new();
+    f->sessions = fleet_sessions_load(f); /* the ones stored, still live */
     limits_from_config(&f->limits, cfg);
     f->srvs = xcalloc(cfg->nservers, sizeof(*f->srvs));
     /* One transaction for every row: one fsync, not one per new server. */
@@ -1322,6 +1360,7 @@ fleet_reload(struct fleet *f, struct config *cfg)
         ids[j] = xstrdup(f->cfg->servers[j].id);
     config_free(f->cfg);
     f->cfg = cfg;
+    fleet_sessions_recheck(f); /* a token or project gone ends its own */
     for (size_t j = 0; ids[j]; j++)
         if (!config_find_server(cfg, ids[j]))
             tell_writable(f, ids[j]); /* gone: its sessions end */

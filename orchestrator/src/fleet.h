@@ -85,6 +85,9 @@ int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
 /* GET /images/<name>: the file's path (owned by the config), or NULL when
  * name is not one of the image files. */
 const char *fleet_image_path(struct fleet *f, const char *name);
+/* The virtual CD of the boot of token (a server with boot =
+ * virtualmedia), served at /media/TOKEN.iso; NULL when none. */
+const char *fleet_vm_cd_path(struct fleet *f, const char *token);
 /* The image file was opened for a fetch with ?token=T from peer: a live
  * token marks the kernel or initrd fetch of that server's boot, and the
  * first one binds the token to peer.  0 (serve it; also for no token, an
@@ -166,6 +169,18 @@ void fleet_unsubscribe(struct fleet *f, uint64_t id);
  * API's cookie check and the portal's sign-in share them. */
 struct session_store;
 struct session_store *fleet_sessions(struct fleet *f);
+/* In fleet_session.c: they are kept in the store too, so a restart signs
+ * no one out.  A new session for token (of project, NULL: the admin),
+ * stored before it is handed out: 0 with its id (the cookie's, into
+ * id[SESSION_ID_LEN + 1]) and *out,
+ * or a negative errno (nothing made).  [commit] */
+struct session;
+int fleet_session_new(struct fleet *f, const char *token, const char *project,
+                      int64_t ttl_ms, char *id, const struct session **out);
+/* The token the config has now for the session's project (or the
+ * admin's) if it is the one the session was made with, else NULL (revoked
+ * or gone: the session is worth nothing).  [none] */
+const char *fleet_session_token(struct fleet *f, const struct session *s);
 
 /* Prometheus text: servers per state, transitions and failures per step.
  * In fleet_view.c. */

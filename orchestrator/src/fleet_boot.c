@@ -18,8 +18,11 @@
 #include "overlay.h"
 #include "sshkey.h"
 #include "util.h"
+#include "vmiso.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +160,23 @@ live_token_addr(struct srv *s, struct store_token *t)
         store_token_get(s->f->st, token, t);
 }
 
+/* What the rescue image's kernel command line is made of, for s's boot
+ * of token (iPXE's script or the virtual CD). */
+static struct bootscript_rescue
+rescue_params(const struct srv *s, const char *token)
+{
+    const struct config *c = s->f->cfg;
+    return (struct bootscript_rescue){.boot_url = c->boot_url,
+                                      .token = token,
+                                      .kernel_name = base_name(c->kernel),
+                                      .initrd_name = base_name(c->initrd),
+                                      .tools_name =
+                                          c->tools ? base_name(c->tools) : NULL,
+                                      .console_tty = s->cfg->console_tty,
+                                      .cmdline = c->cmdline,
+                                      .firmware = s->cfg->firmware};
+}
+
 /* Does this fetch of the script come from the server itself?  Only then
  * may it move the state: a stranger who knows the MAC gets the same
  * answer and moves nothing.  In the states a fetch does not move, any. */
@@ -206,15 +226,7 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
         target_is_rescue(s->row.fsm.state) &&
         store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
     if (rescue) {
-        struct bootscript_rescue r = {
-            .boot_url = f->cfg->boot_url,
-            .token = token,
-            .kernel_name = base_name(f->cfg->kernel),
-            .initrd_name = base_name(f->cfg->initrd),
-            .tools_name = f->cfg->tools ? base_name(f->cfg->tools) : NULL,
-            .console_tty = cs->console_tty,
-            .cmdline = f->cfg->cmdline,
-            .firmware = cs->firmware};
+        struct bootscript_rescue r = rescue_params(s, token);
         bootscript_rescue(&r, out);
     } else {
         bootscript_local(cs->firmware, out);
@@ -245,6 +257,57 @@ srv_of_token(struct fleet *f, const char *token, struct store_token *t)
     return fleet_srv_find(f, t->server);
 }
 
+int
+fleet_vm_cd_make(struct srv *s,
+                 void (*cb)(void *s, int status, const char *err), char *err,
+                 size_t errlen)
+{
+    struct fleet *f = s->f;
+    const struct config_server *cs = s->cfg;
+    struct vmiso_slots slots;
+    char token[65];
+    int r = vmiso_slots_load(f->cfg->iso, &slots, err, errlen);
+    if (r < 0)
+        return r;
+    if (store_token_of_server(f->st, cs->id, token, sizeof(token)) < 0) {
+        seterr(err, errlen, "no boot token");
+        return -ENOENT;
+    }
+    char *dir = xasprintf("%s/media", f->cfg->data_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        r = -errno;
+        seterr(err, errlen, "%s: %s", dir, strerror(-r));
+        free(dir);
+        return r;
+    }
+    free(s->vm_iso);
+    s->vm_iso = xasprintf("%s/%s.iso", dir, cs->id);
+    free(dir);
+    struct bootscript_rescue br = rescue_params(s, token);
+    br.mac = cs->mac; /* no iPXE to fill BOOTIF in */
+    struct buf line = {0};
+    bootscript_cmdline(&br, &line);
+    vmiso_cancel(s->vm_job);
+    s->vm_job = vmiso_build(f->loop, f->cfg->iso, &slots, s->vm_iso, line.data,
+                            cb, s, err, errlen);
+    buf_free(&line);
+    return s->vm_job ? 0 : -EIO;
+}
+
+const char *
+fleet_vm_cd_path(struct fleet *f, const char *token)
+{
+    struct store_token t;
+    if (!f->cfg->iso)
+        return NULL;
+    struct srv *s = srv_of_token(f, token, &t);
+    if (!s || s->cfg->boot != BOOT_VIRTUALMEDIA)
+        return NULL;
+    if (!s->vm_iso) /* made before a reload rebuilt the server */
+        s->vm_iso = xasprintf("%s/media/%s.iso", f->cfg->data_dir, s->cfg->id);
+    return s->vm_iso;
+}
+
 const char *
 fleet_image_path(struct fleet *f, const char *name)
 {
@@ -254,9 +317,6 @@ fleet_image_path(struct fleet *f, const char *name)
         return f->cfg->initrd;
     if (f->cfg->tools && strcmp(name, base_name(f->cfg->tools)) == 0)
         return f->cfg->tools;
-    /* The virtual-media CD: fetched by BMCs, without a token. */
-    if (f->cfg->iso && strcmp(name, base_name(f->cfg->iso)) == 0)
-        return f->cfg->iso;
     return NULL;
 }
 
@@ -347,6 +407,21 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
         return not_here(err, errlen);
     if (!peer || !*peer)
         peer = "?";
+    if (s->cfg->boot == BOOT_VIRTUALMEDIA &&
+        s->row.fsm.state == FSM_REBOOTING && !t.addr[0] &&
+        addr_ok(s, peer, NULL)) {
+        /* Booted from its virtual CD: nothing was fetched before the
+         * overlay, whose fetch binds the token to this boot. */
+        if (store_token_mark(f->st, token, peer, 0) < 0) {
+            snprintf(err, errlen, "cannot store the boot token's address");
+            return -EIO;
+        }
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "booted the rescue image from its virtual CD (%s)", peer);
+        boot_note_feed(s, msg, FSM_EV_CD_BOOTED);
+        store_token_get(f->st, token, &t);
+    }
     int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
     if (r < 0)
         return r;

@@ -52,6 +52,10 @@ struct srv {
     /* A reload moved it to another project: its project sees only events
      * after this one (0: all). */
     int64_t project_since_id;
+    /* boot = virtualmedia: the child making this boot's CD, and the CD's
+     * path (DATA/media/ID.iso), served as /media/TOKEN.iso. */
+    struct vmiso_job *vm_job;
+    char *vm_iso;
     /* This node runs it (its facility's active node): its driver and
      * console are open.  Otherwise row mirrors the store (the feed). */
     bool runs;
@@ -108,8 +112,23 @@ fleet_srv_of(struct fleet *f, const struct config_server *cs)
 /* The live server with this id, or NULL. */
 struct srv *fleet_srv_find(struct fleet *f, const char *id);
 
+/* fleet_session.c: the session store, with the stored sessions read back
+ * (fleet_new); a reload's recheck (each session whose token or project is
+ * gone ends); retention's sweep of the expired ones.  Each session ended
+ * is deleted from the store. */
+struct session_store *fleet_sessions_load(struct fleet *f);
+void fleet_sessions_recheck(struct fleet *f);
+void fleet_sessions_expire(struct fleet *f);
+
 /* Store an event in the server's timeline (kind "boot", "audit", "error",
  * ...) and tell the subscribers.  Writes the store. */
+/* boot = virtualmedia (fleet_boot.c): start making this boot's CD from the
+ * image's ([image] iso) with its kernel command line; cb(s, ...) runs when
+ * it is written.  0, or a negative errno with the reason in err. */
+int fleet_vm_cd_make(struct srv *s,
+                     void (*cb)(void *s, int status, const char *err),
+                     char *err, size_t errlen);
+
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
 

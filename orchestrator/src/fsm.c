@@ -34,6 +34,7 @@ static const char *const event_names[FSM_NEVENTS] = {
     [FSM_EV_LOCAL_OS_SEEN] = "local OS seen on the console",
     [FSM_EV_RESET_TO_DISK] = "reset done, one-time disk boot set",
     [FSM_EV_TIMEOUT] = "timeout",
+    [FSM_EV_CD_BOOTED] = "booted from the virtual CD",
 };
 
 const char *
@@ -300,6 +301,10 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
         break;
     case FSM_EV_KERNEL_FETCHED:
         if (st == FSM_PXE_BOOTING || st == FSM_REBOOTING)
+            enter(l, s, FSM_RESCUE_BOOTING, now, out);
+        break;
+    case FSM_EV_CD_BOOTED:
+        if (st == FSM_REBOOTING)
             enter(l, s, FSM_RESCUE_BOOTING, now, out);
         break;
     case FSM_EV_PHONE_HOME:

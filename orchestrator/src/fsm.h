@@ -39,6 +39,9 @@ enum fsm_event {
     FSM_EV_LOCAL_OS_SEEN, /* the console shows the installed OS booting */
     FSM_EV_RESET_TO_DISK, /* reset done with a one-time disk boot set */
     FSM_EV_TIMEOUT,       /* the state's deadline passed */
+    /* boot = virtualmedia: the rescue OS booted from the boot's CD asks for
+     * its overlay (no kernel was fetched: it is on the CD) */
+    FSM_EV_CD_BOOTED,
     FSM_NEVENTS
 };
 

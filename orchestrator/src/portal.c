@@ -207,9 +207,10 @@ h_session_new(struct http_req *r, struct fleet *f)
         return;
     }
     const struct session *s;
+    char id[SESSION_ID_LEN + 1];
     int64_t ttl_ms = (int64_t)cfg->session_ttl * 1000;
-    int rc = session_create(fleet_sessions(f), json_string_value(t),
-                            now_wall_ms(), ttl_ms, &s);
+    int rc =
+        fleet_session_new(f, json_string_value(t), project, ttl_ms, id, &s);
     json_decref(root);
     if (rc < 0) {
         http_respond_error(r, 500, "cannot make a session: %s", strerror(-rc));
@@ -217,7 +218,8 @@ h_session_new(struct http_req *r, struct fleet *f)
     }
     http_req_set_actor(r, project ? project : "admin");
     struct http_answer *a = http_answer_json(session_json(s, role, project));
-    set_cookie(r, a, s->id, cfg->session_ttl);
+    set_cookie(r, a, id, cfg->session_ttl);
+    explicit_bzero(id, sizeof(id));
     http_respond(r, 201, a);
 }
 
@@ -227,7 +229,7 @@ h_session_get(struct http_req *r, struct fleet *f)
     const struct session *s = cookie_session(r, f);
     const char *project, *role = NULL;
     if (s)
-        role = token_role(fleet_config(f), s->token, &project);
+        role = token_role(fleet_config(f), fleet_session_token(f, s), &project);
     if (!role) {
         http_respond_error(r, 401, "signed out, or the session expired");
         return;
@@ -253,8 +255,8 @@ h_session_end(struct http_req *r, struct fleet *f)
         return;
     }
     char id[SESSION_ID_LEN + 1];
-    strlcpy_s(id, s->id, sizeof(id));
-    session_delete(fleet_sessions(f), id);
+    if (session_cookie_id(http_req_header(r, "Cookie"), id))
+        session_delete(fleet_sessions(f), id); /* and from the store */
     struct http_answer *a =
         http_answer_json(json_pack("{s:b}", "signed_in", 0));
     set_cookie(r, a, "", 0);

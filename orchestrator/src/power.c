@@ -3,6 +3,7 @@
  * queue, completion and deadlines it shares with the drivers are in
  * power_driver.c.  docs/internals/power.md. */
 #include "power.h"
+#include "loop.h"
 #include "power_driver.h"
 #include "uri.h"
 #include "util.h"
@@ -80,6 +81,24 @@ power_free(struct power *p)
     p->closing = true;
     p->ops->stop(p);
     power_close(p);
+}
+
+int
+power_lingering(void)
+{
+    return power_linger_count();
+}
+
+void
+power_drain(struct loop *l, int ms)
+{
+    int64_t end = now_mono_ms() + ms;
+    while (power_lingering() > 0) {
+        int64_t left = end - now_mono_ms();
+        if (left <= 0)
+            break;
+        loop_run_once(l, left > 100 ? 100 : (int)left);
+    }
 }
 
 void

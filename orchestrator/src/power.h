@@ -33,6 +33,12 @@ int power_set_credentials(struct power *p, const char *file, char *err,
 void power_set_firmware(struct power *p, bool uefi);
 /* Pending requests complete with -ECANCELED before this returns. */
 void power_free(struct power *p);
+/* What freed drivers still do on the loop (a Redfish logout, bounded by
+ * its own deadline of a few seconds): how many. */
+int power_lingering(void);
+/* At the daemon's stop, after every power_free: run the loop until nothing
+ * lingers, at most ms. */
+void power_drain(struct loop *l, int ms);
 
 /* Start op.  cb runs later from the loop, never before this returns. */
 void power_request(struct power *p, enum power_op op, const char *arg,

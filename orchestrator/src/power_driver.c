@@ -257,6 +257,20 @@ cancel_queued(struct power *p)
                            xstrdup("power driver stopped"));
 }
 
+static int lingering;
+
+void
+power_linger(int delta)
+{
+    lingering += delta;
+}
+
+int
+power_linger_count(void)
+{
+    return lingering;
+}
+
 void
 power_close(struct power *p)
 {

@@ -147,6 +147,12 @@ void power_req_arm(struct power_req *r, int ms);
 /* Stop r's deadline. */
 void power_req_disarm(struct power_req *r);
 
+/* A driver's work that outlives its struct power (redfish's logout of its
+ * session): +1 when it starts, -1 when it ends.  power_lingering() and
+ * power_drain() in power.h count them. */
+void power_linger(int delta);
+int power_linger_count(void);
+
 /* c's verdict (err may be NULL when status is 0): cb runs from a 0 ms
  * timer. */
 void power_check_done(struct power_check *c, int status, const char *err);

@@ -68,10 +68,10 @@ enum rf_step {
 };
 
 struct rf {
-    CURLM *multi;
+    struct rf_curl *c;
     CURL *easy;
     struct curl_slist *hdrs;
-    uint64_t curl_timer, wait_timer;
+    uint64_t wait_timer;
     bool busy; /* the easy handle is in the multi */
     struct buf in;
     char *etag, *location, *token_hdr; /* from the answer's headers */
@@ -93,6 +93,7 @@ struct rf {
     struct redfish_system sys;  /* the system's last answer */
     struct redfish_system boot; /* where Boot is PATCHed: its last answer */
     char *token;                /* X-Auth-Token, or NULL */
+    char *session;              /* its session's path, DELETEd at stop */
 
     /* the exchange in flight, kept to replay after a login or a 503 */
     const char *q_method;
@@ -150,13 +151,23 @@ static void rf_send(struct power *p, enum rf_step step, const char *method,
 
 /* --- curl on the loop ----------------------------------------------- */
 
-static void rf_check_done(struct power *p);
+/* One multi on the loop: its sockets become fd watchers, its timer a loop
+ * timer, and done(arg) runs after curl did its part.  A driver's, until
+ * its stop hands it (with its easy handle and keep-alive connection) to
+ * the session's logout. */
+struct rf_curl {
+    struct loop *l;
+    CURLM *multi;
+    uint64_t timer;
+    void (*done)(void *arg);
+    void *arg;
+};
 
 static void
 rf_on_sock(struct loop *l, int fd, uint32_t events, void *arg)
 {
     (void)l;
-    struct power *p = arg;
+    struct rf_curl *c = arg;
     int mask = 0, running;
     if (events & EPOLLIN)
         mask |= CURL_CSELECT_IN;
@@ -164,28 +175,27 @@ rf_on_sock(struct loop *l, int fd, uint32_t events, void *arg)
         mask |= CURL_CSELECT_OUT;
     if (events & (EPOLLERR | EPOLLHUP))
         mask |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(rf_of(p)->multi, fd, mask, &running);
-    rf_check_done(p);
+    curl_multi_socket_action(c->multi, fd, mask, &running);
+    c->done(c->arg);
 }
 
 static int
 rf_sockfn(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
-    struct power *p = userp;
-    struct rf *f = rf_of(p);
+    struct rf_curl *c = userp;
     if (what == CURL_POLL_REMOVE) {
         /* curl forgets the socket's pointer itself (and may be inside
          * curl_multi_cleanup). */
-        loop_del_fd(p->l, s);
+        loop_del_fd(c->l, s);
         return 0;
     }
     uint32_t ev = (what & CURL_POLL_IN ? EPOLLIN : 0) |
                   (what & CURL_POLL_OUT ? EPOLLOUT : 0);
     if (socketp) {
-        loop_mod_fd(p->l, s, ev);
-    } else if (loop_add_fd(p->l, s, ev, rf_on_sock, p) == 0) {
-        curl_multi_assign(f->multi, s, p);
+        loop_mod_fd(c->l, s, ev);
+    } else if (loop_add_fd(c->l, s, ev, rf_on_sock, c) == 0) {
+        curl_multi_assign(c->multi, s, c);
     }
     return 0;
 }
@@ -194,11 +204,11 @@ static int64_t
 rf_on_curl_timer(struct loop *l, void *arg)
 {
     (void)l;
-    struct power *p = arg;
+    struct rf_curl *c = arg;
     int running;
-    rf_of(p)->curl_timer = 0;
-    curl_multi_socket_action(rf_of(p)->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    rf_check_done(p);
+    c->timer = 0;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    c->done(c->arg);
     return -1;
 }
 
@@ -206,13 +216,43 @@ static int
 rf_timerfn(CURLM *m, long timeout_ms, void *userp)
 {
     (void)m;
-    struct power *p = userp;
-    struct rf *f = rf_of(p);
-    loop_del_timer(p->l, f->curl_timer);
-    f->curl_timer = 0;
+    struct rf_curl *c = userp;
+    loop_del_timer(c->l, c->timer);
+    c->timer = 0;
     if (timeout_ms >= 0)
-        f->curl_timer = loop_add_timer(p->l, timeout_ms, rf_on_curl_timer, p);
+        c->timer = loop_add_timer(c->l, timeout_ms, rf_on_curl_timer, c);
     return 0;
+}
+
+static struct rf_curl *
+rf_curl_new(struct loop *l, void (*done)(void *arg), void *arg)
+{
+    struct rf_curl *c = xcalloc(1, sizeof(*c));
+    c->l = l;
+    c->done = done;
+    c->arg = arg;
+    c->multi = curl_multi_init();
+    if (!c->multi) {
+        free(c);
+        return NULL;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, rf_sockfn);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, rf_timerfn);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
+    return c;
+}
+
+/* Closes its connections (easy handles removed first). */
+static void
+rf_curl_free(struct rf_curl *c)
+{
+    if (!c)
+        return;
+    curl_multi_cleanup(c->multi);
+    loop_del_timer(c->l, c->timer);
+    free(c);
 }
 
 static size_t
@@ -330,7 +370,7 @@ rf_start(struct power *p)
     free(url);
     log_debug("%s: redfish %s %s", p->name, f->q_method, f->q_path);
     f->busy = true;
-    curl_multi_add_handle(f->multi, e);
+    curl_multi_add_handle(f->c->multi, e);
 }
 
 /* Send an exchange for step; takes body.  path is absolute ("/..."). */
@@ -358,7 +398,7 @@ rf_abort(struct power *p)
 {
     struct rf *f = rf_of(p);
     if (f && f->busy) {
-        curl_multi_remove_handle(f->multi, f->easy);
+        curl_multi_remove_handle(f->c->multi, f->easy);
         f->busy = false;
     }
     if (f) {
@@ -369,7 +409,59 @@ rf_abort(struct power *p)
 
 /* --- failures -------------------------------------------------------- */
 
-/* Fail the head with "redfish HOST:PORT: WHAT[: the BMC's words]". */
+/* The step a failure names: what the exchange of step was for, in the
+ * op r ("discovery", "login", "one-time boot Pxe: PATCH Boot", "reset",
+ * "insert media: read-back", ...). */
+static char *
+rf_step_name(const struct rf *f, enum rf_step step, const struct power_req *r)
+{
+    const char *op = power_op_name(r->op);
+    const char *bw = f->boot_want ? f->boot_want : "-";
+    switch (step) {
+    case ST_ROOT:
+    case ST_SYSTEMS:
+    case ST_SYSTEM:
+    case ST_ACTIONINFO:
+        return xstrdup("discovery");
+    case ST_LOGIN:
+        return xstrdup("login");
+    case ST_OP_GET:
+        return xasprintf("%s: reading the system", op);
+    case ST_RESET:
+        return xasprintf("%s: Reset action", op);
+    case ST_TASK:
+        return xasprintf("%s: Reset action's task monitor", op);
+    case ST_BOOT_GET:
+        return xasprintf("one-time boot %s: reading Boot", bw);
+    case ST_BOOT_PATCH:
+        return xasprintf("one-time boot %s: PATCH Boot", bw);
+    case ST_BOOT_READ:
+        return xasprintf("one-time boot %s: read-back%s", bw,
+                         f->verify ? " before the reset" : "");
+    case ST_CLEAR:
+        return xstrdup("clearing Boot");
+    case ST_VM_MANAGER:
+    case ST_VM_LIST:
+    case ST_VM_MEMBER:
+        return xasprintf("%s: finding the virtual CD", op);
+    case ST_VM_GET:
+        return xasprintf("%s: reading the virtual CD", op);
+    case ST_VM_EJECT:
+        return xstrdup(f->vm_then_insert ? "insert media: ejecting the old "
+                                           "image"
+                                         : "eject");
+    case ST_VM_INSERT:
+        return xstrdup("insert media");
+    case ST_VM_READ:
+        return xasprintf("%s: read-back", op);
+    case ST_IDLE:
+        break;
+    }
+    return xstrdup(op);
+}
+
+/* Fail the head with "redfish HOST:PORT: STEP: WHAT[: the BMC's words]",
+ * STEP the op's last exchange (rf_step_name), or the op before any. */
 static void
 rf_fail(struct power *p, int status, const char *what)
 {
@@ -378,11 +470,23 @@ rf_fail(struct power *p, int status, const char *what)
     rf_abort(p);
     if (!r)
         return;
-    char *d = f->words
-                  ? xasprintf("redfish %s: %s: %s", f->where, what, f->words)
-                  : xasprintf("redfish %s: %s", f->where, what);
+    char *step = rf_step_name(f, (enum rf_step)r->step, r);
+    char *d = f->words ? xasprintf("redfish %s: %s: %s: %s", f->where, step,
+                                   what, f->words)
+                       : xasprintf("redfish %s: %s: %s", f->where, step, what);
+    free(step);
     power_req_complete(r, status, d);
     rf_pump(p);
+}
+
+/* The answer was HTTP code: "METHOD PATH: HTTP code[: words]". */
+static void
+rf_fail_http(struct power *p, int status, long code)
+{
+    struct rf *f = rf_of(p);
+    char *w = xasprintf("%s %s: HTTP %ld", f->q_method, f->q_path, code);
+    rf_fail(p, status, w);
+    free(w);
 }
 
 /* The BMC's own words of the last answer, kept for rf_fail. */
@@ -399,6 +503,29 @@ static bool
 path_ok(const char *s)
 {
     return s && s[0] == '/' && !strpbrk(s, " \t\r\n");
+}
+
+/* The session a login made: its Location (a path, or a URL on the BMC),
+ * else the answer's @odata.id. */
+static void
+rf_keep_session(struct rf *f)
+{
+    const char *loc = f->location;
+    size_t nb = strlen(f->base);
+    if (loc && strncmp(loc, f->base, nb) == 0)
+        loc += nb;
+    free(f->session);
+    f->session = NULL;
+    if (path_ok(loc)) {
+        f->session = xstrdup(loc);
+        return;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(f->in.data, f->in.len, 0, &je);
+    const char *id = json_string_value(json_object_get(j, "@odata.id"));
+    if (path_ok(id))
+        f->session = xstrdup(id);
+    json_decref(j);
 }
 
 static void
@@ -691,10 +818,9 @@ rf_after_boot_read(struct power *p, struct power_req *r)
      * where it was dropped (Supermicro), unless the BMC refused it. */
     if (++f->boot_tries >= RF_BOOT_TRIES) {
         char *what = xasprintf(
-            "one-time boot %s%s: the BMC did not keep it after %d tries "
+            "the BMC did not keep it after %d tries "
             "(reads Target %s, Enabled %s, Mode %s)",
-            f->boot_want, f->verify ? " before the reset" : "", f->boot_tries,
-            f->boot.boot_target ? f->boot.boot_target : "-",
+            f->boot_tries, f->boot.boot_target ? f->boot.boot_target : "-",
             f->boot.boot_enabled ? f->boot.boot_enabled : "-",
             f->boot.boot_mode ? f->boot.boot_mode : "-");
         f->armed = NULL;
@@ -843,9 +969,8 @@ rf_vm_state(struct power *p, struct power_req *r, bool after)
         rf_pump(p);
         return;
     }
-    char *w = xasprintf("%s: the BMC did not keep it (reads Image %s, "
+    char *w = xasprintf("the BMC did not keep it (reads Image %s, "
                         "Inserted %s)",
-                        power_op_name(r->op),
                         f->media.image ? f->media.image : "none",
                         f->media.inserted ? "true" : "false");
     rf_fail(p, -EIO, w);
@@ -860,10 +985,7 @@ rf_vm_step(struct power *p, struct power_req *r, enum rf_step step, long code)
     bool ok = code >= 200 && code < 300;
     char err[128];
     if (!ok && step != ST_VM_INSERT) {
-        char *w = xasprintf("%s: %s %s: HTTP %ld", power_op_name(r->op),
-                            f->q_method, f->q_path, code);
-        rf_fail(p, -EIO, w);
-        free(w);
+        rf_fail_http(p, -EIO, code);
         return;
     }
     switch (step) {
@@ -925,9 +1047,7 @@ rf_vm_step(struct power *p, struct power_req *r, enum rf_step step, long code)
             return;
         }
         if (!ok) {
-            char *w = xasprintf("insert media %s: HTTP %ld", r->arg, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         rf_send(p, ST_VM_READ, "GET", f->vm, NULL, NULL);
@@ -958,8 +1078,11 @@ rf_step(struct power *p, struct power_req *r, long code)
         struct redfish_root root;
         if (!ok || redfish_parse_root(f->in.data, f->in.len, &root, err,
                                       sizeof(err)) < 0) {
-            char *w = ok ? xasprintf("service root: %s", err)
-                         : xasprintf("service root: HTTP %ld", code);
+            if (!ok) {
+                rf_fail_http(p, -EPROTO, code);
+                return;
+            }
+            char *w = xasprintf("GET %s: %s", f->q_path, err);
             rf_fail(p, -EPROTO, w);
             free(w);
             return;
@@ -975,14 +1098,16 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_LOGIN:
         if (!ok || !f->token_hdr) {
-            char *w = ok ? xstrdup("login: no X-Auth-Token in the answer")
-                         : xasprintf("login refused (HTTP %ld)", code);
-            rf_fail(p, code == 401 || code == 403 ? -EACCES : -EPROTO, w);
-            free(w);
+            if (!ok) {
+                rf_fail_http(p, -EPROTO, code);
+                return;
+            }
+            rf_fail(p, -EPROTO, "no X-Auth-Token in the answer");
             return;
         }
         f->token = f->token_hdr;
         f->token_hdr = NULL;
+        rf_keep_session(f);
         log_debug("%s: redfish %s: logged in", p->name, f->where);
         if (f->replay_login) {
             char *path = f->r_path, *body = f->r_body, *ifm = f->r_ifm;
@@ -1001,7 +1126,7 @@ rf_step(struct power *p, struct power_req *r, long code)
                                               sizeof(err))
                       : NULL;
         if (!m || n != 1 || !path_ok(m[0])) {
-            char *w = !ok  ? xasprintf("Systems: HTTP %ld", code)
+            char *w = !ok  ? xasprintf("GET %s: HTTP %ld", f->q_path, code)
                       : !m ? xasprintf("Systems: %s", err)
                            : xasprintf("Systems has %zu members: name one in "
                                        "the uri (/Systems/ID)",
@@ -1018,9 +1143,7 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_SYSTEM:
         if (!ok) {
-            char *w = xasprintf("system %s: HTTP %ld", f->system, code);
-            rf_fail(p, code == 404 ? -ENOENT : -EPROTO, w);
-            free(w);
+            rf_fail_http(p, code == 404 ? -ENOENT : -EPROTO, code);
             return;
         }
         if (!parse_sys(p, f->system))
@@ -1040,10 +1163,7 @@ rf_step(struct power *p, struct power_req *r, long code)
         return;
     case ST_OP_GET:
         if (!ok) {
-            char *w = xasprintf("%s: GET %s: HTTP %ld", power_op_name(r->op),
-                                f->system, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (parse_sys(p, f->system))
@@ -1066,12 +1186,7 @@ rf_step(struct power *p, struct power_req *r, long code)
             rf_reset_next(p);
             return;
         }
-        {
-            char *w =
-                xasprintf("%s: Reset: HTTP %ld", power_op_name(r->op), code);
-            rf_fail(p, -EIO, w);
-            free(w);
-        }
+        rf_fail_http(p, -EIO, code);
         return;
     case ST_TASK: {
         if (code == 202) {
@@ -1100,10 +1215,8 @@ rf_step(struct power *p, struct power_req *r, long code)
             f->words = msg;
             msg = NULL;
         }
-        char *w =
-            ok ? xasprintf("%s: the task ended %s", power_op_name(r->op), st)
-               : xasprintf("%s: task monitor: HTTP %ld", power_op_name(r->op),
-                           code);
+        char *w = ok ? xasprintf("the task ended %s", st)
+                     : xasprintf("GET %s: HTTP %ld", f->q_path, code);
         free(st);
         free(msg);
         rf_fail(p, -EIO, w);
@@ -1112,10 +1225,7 @@ rf_step(struct power *p, struct power_req *r, long code)
     }
     case ST_BOOT_GET:
         if (!ok) {
-            char *w = xasprintf("one-time boot %s: GET %s: HTTP %ld",
-                                f->boot_want, f->patch, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (!parse_boot(p, f->patch))
@@ -1165,19 +1275,11 @@ rf_step(struct power *p, struct power_req *r, long code)
             rf_boot_patch(p);
             return;
         }
-        {
-            char *w = xasprintf("one-time boot %s: PATCH %s: HTTP %ld",
-                                f->boot_want, f->patch, code);
-            rf_fail(p, -EIO, w);
-            free(w);
-        }
+        rf_fail_http(p, -EIO, code);
         return;
     case ST_BOOT_READ:
         if (!ok) {
-            char *w = xasprintf("one-time boot %s: read back: HTTP %ld",
-                                f->boot_want, code);
-            rf_fail(p, -EIO, w);
-            free(w);
+            rf_fail_http(p, -EIO, code);
             return;
         }
         if (parse_boot(p, f->patch))
@@ -1216,7 +1318,7 @@ rf_done(struct power *p, CURLcode cc)
     struct power_req *r = p->head;
     long code = 0;
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
-    curl_multi_remove_handle(f->multi, f->easy);
+    curl_multi_remove_handle(f->c->multi, f->easy);
     f->busy = false;
     if (!r)
         return;
@@ -1234,7 +1336,7 @@ rf_done(struct power *p, CURLcode cc)
             w = xasprintf("%s %s: answer larger than %d bytes", f->q_method,
                           f->q_path, REDFISH_MAX_BODY);
         else
-            w = xasprintf("%s",
+            w = xasprintf("%s %s: %s", f->q_method, f->q_path,
                           f->errbuf[0] ? f->errbuf : curl_easy_strerror(cc));
         free(f->words);
         f->words = NULL;
@@ -1258,8 +1360,10 @@ rf_done(struct power *p, CURLcode cc)
     }
     if (code == 401 || code == 403) {
         rf_keep_words(f);
-        char *w = xasprintf("%s: credentials refused (HTTP %ld)",
-                            f->q_step == ST_LOGIN ? "login" : f->q_path, code);
+        char *w = f->q_step == ST_LOGIN
+                      ? xasprintf("credentials refused (HTTP %ld)", code)
+                      : xasprintf("%s %s: credentials refused (HTTP %ld)",
+                                  f->q_method, f->q_path, code);
         rf_fail(p, -EACCES, w);
         free(w);
         return;
@@ -1275,9 +1379,15 @@ rf_check_done(struct power *p)
     struct rf *f = rf_of(p);
     CURLMsg *m;
     int left;
-    while (f->multi && (m = curl_multi_info_read(f->multi, &left)))
+    while (f->c && (m = curl_multi_info_read(f->c->multi, &left)))
         if (m->msg == CURLMSG_DONE && m->easy_handle == f->easy && f->busy)
             rf_done(p, m->data.result);
+}
+
+static void
+rf_curl_done(void *arg)
+{
+    rf_check_done(arg);
 }
 
 /* --- the queue ------------------------------------------------------- */
@@ -1412,17 +1522,12 @@ rf_init(struct power *p, char *err, size_t errlen)
                         ? xasprintf("%.*s", (int)n, s)
                         : xasprintf("/redfish/v1%.*s", (int)n, s);
     }
-    f->multi = curl_multi_init();
+    f->c = rf_curl_new(p->l, rf_curl_done, p);
     f->easy = curl_easy_init();
-    if (!f->multi || !f->easy) {
+    if (!f->c || !f->easy) {
         seterr(err, errlen, "redfish: libcurl: out of memory");
         return -ENOMEM;
     }
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, rf_sockfn);
-    curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, p);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, rf_timerfn);
-    curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, p);
-    curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
     if (u->insecure)
         log_warnx("redfish %s: tls=insecure: the BMC's certificate is NOT "
                   "checked",
@@ -1509,11 +1614,139 @@ static char *
 rf_timeout(struct power *p, struct power_req *r)
 {
     struct rf *f = rf_of(p);
+    char *step = p->head == r && r->step != ST_IDLE
+                     ? rf_step_name(f, (enum rf_step)r->step, r)
+                     : xstrdup(power_op_name(r->op));
+    char *d =
+        p->head == r && f->q_path
+            ? xasprintf("redfish %s: %s: %s %s: no answer in %d ms", f->where,
+                        step, f->q_method, f->q_path, r->deadline_ms)
+            : xasprintf("redfish %s: %s: no answer in %d ms", f->where, step,
+                        r->deadline_ms);
+    free(step);
     if (p->head == r)
         rf_abort(p);
     f->discovered = false;
-    return xasprintf("redfish %s: %s: no answer in %d ms", f->where,
-                     power_op_name(r->op), r->deadline_ms);
+    return d;
+}
+
+/* --- logout at stop ---------------------------------------------------- */
+
+/* A BMC holds few sessions (4 to 16 on most): each stop of a driver that
+ * logged in DELETEs its session, on the driver's own connection, after
+ * the driver is gone.  Bounded: a BMC that does not answer in
+ * RF_LOGOUT_MS is given up on (the session then times out on the BMC).
+ * power_lingering() counts them; rescued's stop waits for them. */
+#define RF_LOGOUT_MS 2000
+
+struct rf_logout {
+    struct rf_curl *c;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    uint64_t deadline;
+    char *who; /* "srv1: redfish HOST:PORT" */
+    char *path;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static size_t
+logout_discard(char *data, size_t size, size_t n, void *arg)
+{
+    (void)data;
+    (void)arg;
+    return size * n;
+}
+
+static void
+logout_free(struct rf_logout *o)
+{
+    curl_multi_remove_handle(o->c->multi, o->easy);
+    curl_easy_cleanup(o->easy);
+    loop_del_timer(o->c->l, o->deadline);
+    rf_curl_free(o->c);
+    curl_slist_free_all(o->hdrs);
+    free(o->who);
+    free(o->path);
+    free(o);
+    power_linger(-1);
+}
+
+static void
+logout_done(void *arg)
+{
+    struct rf_logout *o = arg;
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(o->c->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        long code = 0;
+        curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (m->data.result != CURLE_OK)
+            log_warnx("%s: logout: DELETE %s: %s", o->who, o->path,
+                      o->errbuf[0] ? o->errbuf
+                                   : curl_easy_strerror(m->data.result));
+        else if (code >= 200 && code < 300)
+            log_info("%s: logged out (DELETE %s: %ld)", o->who, o->path, code);
+        else
+            log_warnx("%s: logout: DELETE %s: HTTP %ld", o->who, o->path, code);
+        logout_free(o);
+        return;
+    }
+}
+
+static int64_t
+logout_late(struct loop *l, void *arg)
+{
+    (void)l;
+    struct rf_logout *o = arg;
+    o->deadline = 0;
+    log_warnx("%s: logout: DELETE %s: no answer in %d ms, given up (the "
+              "BMC times the session out)",
+              o->who, o->path, RF_LOGOUT_MS);
+    logout_free(o);
+    return -1;
+}
+
+/* Hand f's connection to a logout of its session; f keeps neither. */
+static void
+rf_logout(struct power *p)
+{
+    struct rf *f = rf_of(p);
+    struct rf_logout *o = xcalloc(1, sizeof(*o));
+    o->c = f->c;
+    o->easy = f->easy;
+    f->c = NULL;
+    f->easy = NULL;
+    o->c->done = logout_done;
+    o->c->arg = o;
+    o->who = xasprintf("%s: redfish %s", p->name, f->where);
+    o->path = f->session;
+    f->session = NULL;
+    char *url = xasprintf("%s%s", f->base, o->path);
+    char *h = xasprintf("X-Auth-Token: %s", f->token);
+    CURL *e = o->easy;
+    /* Keep the TLS options and the connection: reset nothing. */
+    o->hdrs = curl_slist_append(NULL, "Accept: application/json");
+    o->hdrs = curl_slist_append(o->hdrs, "OData-Version: 4.0");
+    o->hdrs = curl_slist_append(o->hdrs, h);
+    explicit_bzero(h, strlen(h));
+    free(h);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    free(url);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* no body of the last */
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, o->hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_NONE);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)RF_LOGOUT_MS);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)RF_LOGOUT_MS);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, logout_discard);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, logout_discard);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, o->errbuf);
+    o->deadline = loop_add_timer(p->l, RF_LOGOUT_MS + 500, logout_late, o);
+    power_linger(1);
+    log_debug("%s: redfish DELETE %s", p->name, o->path);
+    curl_multi_add_handle(o->c->multi, e);
 }
 
 static void
@@ -1525,14 +1758,13 @@ rf_stop(struct power *p)
     rf_abort(p);
     loop_del_timer(p->l, f->start_timer);
     f->start_timer = 0;
+    if (f->token && f->session && f->c && f->easy)
+        rf_logout(p);
     if (f->easy)
         curl_easy_cleanup(f->easy);
     f->easy = NULL;
-    if (f->multi)
-        curl_multi_cleanup(f->multi);
-    f->multi = NULL;
-    loop_del_timer(p->l, f->curl_timer);
-    f->curl_timer = 0;
+    rf_curl_free(f->c);
+    f->c = NULL;
 }
 
 static void
@@ -1559,6 +1791,7 @@ rf_free(struct power *p)
     redfish_system_clear(&f->sys);
     redfish_system_clear(&f->boot);
     free(f->token);
+    free(f->session);
     free(f->q_path);
     free(f->q_body);
     free(f->q_ifm);

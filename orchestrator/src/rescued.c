@@ -9,6 +9,7 @@
 #include "log.h"
 #include "loop.h"
 #include "portal.h"
+#include "power.h"
 #include "sshd.h"
 #include "store.h"
 #include "tls.h"
@@ -436,6 +437,7 @@ main(int argc, char **argv)
     http_free(d.http);
     tls_serve_end();
     fleet_free(d.fleet);
+    power_drain(d.loop, 3000); /* Redfish logouts, each bounded */
     store_close(st);
     loop_free(d.loop);
     log_info("stopped");

@@ -178,6 +178,31 @@ store_token_last_addr(struct store *st, const char *server, char *addr,
 }
 
 int
+store_session_add(struct store *st, const struct store_session *s)
+{
+    return st->ops->session_add(st, s);
+}
+
+int
+store_session_delete(struct store *st, const char *id_hash)
+{
+    return st->ops->session_delete(st, id_hash);
+}
+
+int
+store_session_list(struct store *st, int64_t now_ms, store_session_cb *cb,
+                   void *arg)
+{
+    return st->ops->session_list(st, now_ms, cb, arg);
+}
+
+int64_t
+store_session_expire(struct store *st, int64_t now_ms)
+{
+    return st->ops->session_expire(st, now_ms);
+}
+
+int
 store_lease_take(struct store *st, const char *facility, const char *node,
                  int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
 {

@@ -132,6 +132,17 @@ int store_token_last_addr(struct store *st, const char *server, char *addr,
 int64_t store_prune(struct store *st, int64_t before_ms, int keep_per_server,
                     int max_rows);
 
+/* The portal's sign-in sessions, kept so a restart does not sign anyone
+ * out.  Add one [commit]; delete the one of this id hash (none is not an
+ * error) [commit]; the live ones (expires_ms > now_ms), a non-zero return
+ * of cb stopping the walk and returned [read], per row (start-up only);
+ * delete the expired ones, returning how many or a negative errno
+ * [commit]. */
+int store_session_add(struct store *st, const struct store_session *s);
+int store_session_delete(struct store *st, const char *id_hash);
+int store_session_list(struct store *st, int64_t now_ms, store_session_cb *cb,
+                       void *arg);
+int64_t store_session_expire(struct store *st, int64_t now_ms);
 /* --- facilities: several nodes on one store ------------------------------
  * One node of a facility is active at a time: it holds the facility's
  * lease, runs the facility's servers, and takes the actions other nodes

@@ -56,6 +56,11 @@ struct store_ops {
                       int64_t overlay_ms);
     int (*token_last_addr)(struct store *st, const char *server, char *addr,
                            size_t len);
+    int (*session_add)(struct store *st, const struct store_session *s);
+    int (*session_delete)(struct store *st, const char *id_hash);
+    int (*session_list)(struct store *st, int64_t now_ms, store_session_cb *cb,
+                        void *arg);
+    int64_t (*session_expire)(struct store *st, int64_t now_ms);
     /* Facilities and nodes (store.h, "facilities"): the lease, the
      * actions handed to the active node, the change feed. */
     int (*lease_take)(struct store *st, const char *facility, const char *node,

@@ -43,6 +43,18 @@ struct store_token {
 /* store_list_events calls it per event; non-zero stops the walk. */
 typedef int store_event_cb(void *arg, const struct store_event *ev);
 
+/* A portal sign-in session as kept (session.h): hashes of its id and of
+ * the token, never either itself. */
+struct store_session {
+    const char *id_hash;    /* hex SHA-256 of the cookie's id: the key */
+    const char *token_hash; /* hex SHA-256 of the token signed in with */
+    const char *csrf;
+    const char *project; /* NULL: the admin */
+    int64_t expires_ms;  /* wall clock */
+};
+
+/* store_session_list calls it per session; non-zero stops the walk. */
+typedef int store_session_cb(void *arg, const struct store_session *s);
 /* A facility's lease (store_lease_take): who holds it, until when (wall
  * clock ms). */
 struct store_lease {

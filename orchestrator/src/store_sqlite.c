@@ -77,6 +77,18 @@ static const char *const migrations[] = {
      * and when the overlay was served (once). */
     "ALTER TABLE tokens ADD COLUMN addr TEXT;"
     "ALTER TABLE tokens ADD COLUMN overlay_ms INTEGER;",
+    /* 6 (h13rest's; after h12rest's 5 once merged): the portal's sign-in
+     * sessions, so a restart signs no one out.  Hashes of the cookie's id
+     * and of the token, never either; project NULL is the admin.  Plain
+     * SQL: the PostgreSQL backend runs the same list. */
+    "CREATE TABLE portal_sessions ("
+    "  id_hash TEXT PRIMARY KEY,"
+    "  token_hash TEXT NOT NULL,"
+    "  csrf TEXT NOT NULL,"
+    "  project TEXT,"
+    "  expires_ms BIGINT NOT NULL"
+    ");"
+    "CREATE INDEX portal_sessions_expires ON portal_sessions (expires_ms);",
     /* h15node's (7 at merge, after h12rest's 5 and h13rest's 6):
      * facilities: each one's lease, and the actions asked on one node for
      * the active node of a server's facility. */
@@ -123,6 +135,10 @@ enum stmt_id {
     ST_TOKEN_GET,
     ST_TOKEN_MARK,
     ST_TOKEN_LAST_ADDR,
+    ST_SESSION_ADD,
+    ST_SESSION_DELETE,
+    ST_SESSION_LIST,
+    ST_SESSION_EXPIRE,
     ST_LEASE_GET,
     ST_LEASE_PUT,
     ST_LEASE_RELEASE,
@@ -174,6 +190,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_LAST_ADDR] = "SELECT addr FROM tokens"
                            " WHERE server = ?1 AND addr IS NOT NULL"
                            " ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+    [ST_SESSION_ADD] =
+        "INSERT INTO portal_sessions (id_hash, token_hash,"
+        " csrf, project, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_SESSION_DELETE] = "DELETE FROM portal_sessions WHERE id_hash = ?1",
+    [ST_SESSION_LIST] = "SELECT id_hash, token_hash, csrf, project, expires_ms"
+                        " FROM portal_sessions WHERE expires_ms > ?1"
+                        " ORDER BY expires_ms",
+    [ST_SESSION_EXPIRE] = "DELETE FROM portal_sessions WHERE expires_ms <= ?1",
     [ST_LEASE_GET] =
         "SELECT holder, expires_ms FROM leases WHERE facility = ?1",
     /* since_ms moves only when the holder changes. */
@@ -976,6 +1000,70 @@ sq_token_last_addr(struct store *base, const char *server, char *addr,
     return lookup_text(st, ST_TOKEN_LAST_ADDR, server, addr, len);
 }
 
+/* --- portal sessions ---------------------------------------------------- */
+
+static int
+sq_session_add(struct store *base, const struct store_session *ps)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_SESSION_ADD];
+
+    sqlite3_bind_text(s, 1, ps->id_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, ps->token_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, ps->csrf, -1, SQLITE_STATIC);
+    if (ps->project)
+        sqlite3_bind_text(s, 4, ps->project, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
+    sqlite3_bind_int64(s, 5, ps->expires_ms);
+    return stmt_run(st, ST_SESSION_ADD, "adding session");
+}
+
+static int
+sq_session_delete(struct store *base, const char *id_hash)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_bind_text(st->stmt[ST_SESSION_DELETE], 1, id_hash, -1,
+                      SQLITE_STATIC);
+    return stmt_run(st, ST_SESSION_DELETE, "deleting session");
+}
+
+static int
+sq_session_list(struct store *base, int64_t now_ms, store_session_cb *cb,
+                void *arg)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_SESSION_LIST];
+    int ret = 0, rc;
+
+    sqlite3_bind_int64(s, 1, now_ms);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_session ps = {
+            .id_hash = column_text(s, 0),
+            .token_hash = column_text(s, 1),
+            .csrf = column_text(s, 2),
+            .project = column_text(s, 3),
+            .expires_ms = sqlite3_column_int64(s, 4),
+        };
+        if ((ret = cb(arg, &ps)) != 0)
+            goto out_reset;
+    }
+    if (rc != SQLITE_DONE)
+        ret = sq_fail(st, "listing sessions");
+out_reset:
+    stmt_done(s);
+    return ret;
+}
+
+static int64_t
+sq_session_expire(struct store *base, int64_t now_ms)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_bind_int64(st->stmt[ST_SESSION_EXPIRE], 1, now_ms);
+    int rc = stmt_run(st, ST_SESSION_EXPIRE, "expiring sessions");
+    return rc < 0 ? rc : sqlite3_changes(st->db);
+}
+
 /* --- facilities ---------------------------------------------------------- */
 
 /* The lease row of facility into out; 0, -ENOENT when there is none. */
@@ -1185,6 +1273,10 @@ const struct store_ops store_sqlite_ops = {
     .token_get = sq_token_get,
     .token_mark = sq_token_mark,
     .token_last_addr = sq_token_last_addr,
+    .session_add = sq_session_add,
+    .session_delete = sq_session_delete,
+    .session_list = sq_session_list,
+    .session_expire = sq_session_expire,
     .lease_take = sq_lease_take,
     .lease_release = sq_lease_release,
     .action_add = sq_action_add,

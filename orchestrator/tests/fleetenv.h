@@ -105,14 +105,23 @@ env_new(const char *sections, const char *kernel)
     return e;
 }
 
+/* The daemon stopped (a restart's first half: env_start again on the same
+ * dir is the second): the http, the fleet, the store, the loop. */
+static inline void
+env_stop(struct env *e)
+{
+    http_free(e->http);
+    e->http = NULL;
+    fleet_free(e->fleet);
+    store_close(e->st);
+    loop_free(e->loop);
+}
+
 /* The http, the fleet, the store, the loop, and the dir with all in it. */
 static inline void
 env_free(struct env *e)
 {
-    http_free(e->http);
-    fleet_free(e->fleet);
-    store_close(e->st);
-    loop_free(e->loop);
+    env_stop(e);
     assert_int_equal(tu_tmpdir_free(e->dir), 0);
     free(e);
     if (E == e)

@@ -230,6 +230,14 @@ test_images(void **state)
                           "/images/.vmlinuz", "/images/"};
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
         expect_error(&(struct call){"GET", none[i]}, 404, "not_found");
+    /* A virtual CD only for the live token of a virtual-media boot: srv1
+     * (manual power, no [image] iso) has none, whatever its token. */
+    char *cdpath = xasprintf("/media/%s.iso", token);
+    http(&(struct call){"GET", cdpath}, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(jstr(r.json, "error"), "no such virtual CD");
+    resp_clear(&r);
+    free(cdpath);
     /* Named but gone from the disk. */
     char *k = xasprintf("%s/vmlinuz", E->dir);
     assert_int_equal(unlink(k), 0);

@@ -53,6 +53,24 @@ test_cmdline_is_the_design_contract(void **state)
     buf_free(&b);
 }
 
+/* The virtual CD's loaders have no iPXE: BOOTIF is the server's MAC, and
+ * UEFI's GRUB needs no initrd= (the same line for both firmwares). */
+static void
+test_cmdline_with_the_mac(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_UEFI);
+    r.mac = "52:54:00:77:00:02";
+    struct buf b = {0};
+    bootscript_cmdline(&r, &b);
+    assert_string_equal(
+        b.data, "console=ttyS0,115200n8 ip=dhcp BOOTIF=01-52-54-00-77-00-02 "
+                "apkovl=http://10.77.0.1:8080/overlay/abc123.tar.gz "
+                "rescue_phone_home=http://10.77.0.1:8080/v1/phone-home/abc123 "
+                "modloop=none quiet");
+    buf_free(&b);
+}
+
 /* With a tools archive, the image is told where to fetch it, with the
  * boot's token (the fetch is recorded for that server). */
 static void
@@ -246,6 +264,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_is_the_design_contract),
+        cmocka_unit_test(test_cmdline_with_the_mac),
         cmocka_unit_test(test_cmdline_names_the_tools_archive),
         cmocka_unit_test(test_uefi_names_the_initrd),
         cmocka_unit_test(test_rescue_script_retries_each_download),

@@ -570,9 +570,7 @@ restart(void)
     struct env *e = E;
     char *sections = sections_now;
     sections_now = NULL;
-    fleet_free(e->fleet);
-    store_close(e->st);
-    loop_free(e->loop);
+    env_stop(e);
     life_start(e, sections);
     free(sections);
 }

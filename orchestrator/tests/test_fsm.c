@@ -75,6 +75,9 @@ static const struct expect moves[] = {
     {FSM_EXITING, FSM_EV_RESET_TO_DISK, FSM_BOOTING_LOCAL, 0},
     {FSM_REBOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
     {FSM_PXE_BOOTING, FSM_EV_KERNEL_FETCHED, FSM_RESCUE_BOOTING, 0},
+    /* boot = virtualmedia: the kernel is on the CD, the overlay's fetch
+     * says it booted; not from a server still in its PXE steps. */
+    {FSM_REBOOTING, FSM_EV_CD_BOOTED, FSM_RESCUE_BOOTING, 0},
     /* Only the booted rescue OS phones home: not a server still
      * rebooting or fetching its script (issue 12). */
     {FSM_RESCUE_BOOTING, FSM_EV_PHONE_HOME, FSM_RESCUE, 0},

@@ -442,6 +442,187 @@ test_revoked_token(void **state)
         401, "unauthorized");
 }
 
+/* rescued stopped and started again on the same data dir, with this
+ * config's sections (NULL: the setup's). */
+static void
+restart(struct env *e, const char *secs)
+{
+    hc_stop();
+    env_stop(e);
+    char *mine = secs ? NULL : sections(e->dir, ACME);
+    env_start(e, NULL, secs ? secs : mine);
+    free(mine);
+    e->http = hc_serve(e->loop);
+    api_register(e->http, e->fleet);
+    portal_register(e->http, e->fleet);
+}
+
+static int
+count_row(void *arg, const struct store_session *ps)
+{
+    (void)ps;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* The sessions in the store, expired or not. */
+static int
+stored_sessions(void)
+{
+    int n = 0;
+    assert_int_equal(store_session_list(E->st, 0, count_row, &n), 0);
+    return n;
+}
+
+/* Does the data dir's database (or its WAL) hold these bytes? */
+static bool
+db_holds(const char *text)
+{
+    bool found = false;
+    const char *files[] = {"rescued.db", "rescued.db-wal"};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = xasprintf("%s/data/%s", E->dir, files[i]), *data = NULL;
+        size_t len = 0;
+        if (read_file(path, &data, &len) == 0 && len &&
+            memmem(data, len, text, strlen(text)))
+            found = true;
+        free(data);
+        free(path);
+    }
+    return found;
+}
+
+static void
+expect_servers(const struct signin *s, int status)
+{
+    struct resp r;
+    http(&(struct call){"GET", "/v1/servers", NULL, NULL, NULL, false,
+                        s->cookie},
+         &r);
+    assert_int_equal(r.status, status);
+    resp_clear(&r);
+}
+
+/* A restart signs no one out: the cookie and its CSRF token go on, as
+ * the same project; the store holds hashes, never the id or the token.
+ * A signed-out session stays signed out after one. */
+static void
+test_sessions_survive_restart(void **state)
+{
+    struct env *e = *state;
+    struct signin s, a, out;
+    sign_in(ACME, &s);
+    sign_in(ADMIN, &a);
+    sign_in(ACME, &out);
+    struct resp r;
+    http(&(struct call){"DELETE", "/v1/session", NULL, NULL, NULL, false,
+                        out.cookie, out.csrf},
+         &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    assert_int_equal(stored_sessions(), 2);
+    const char *id = s.cookie + strlen("Cookie: " SESSION_COOKIE "=");
+    char hash[SESSION_HASH_LEN + 1];
+    session_hash(id, hash);
+    assert_true(db_holds(hash));
+    assert_false(db_holds(id));
+    assert_false(db_holds(ACME));
+    assert_false(db_holds(ADMIN));
+
+    restart(e, NULL);
+    assert_int_equal(session_count(fleet_sessions(E->fleet)), 2);
+    http(
+        &(struct call){"GET", "/v1/servers", NULL, NULL, NULL, false, s.cookie},
+        &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(servers_in(&r), 1); /* still acme's, not more */
+    resp_clear(&r);
+    http(
+        &(struct call){"GET", "/v1/session", NULL, NULL, NULL, false, a.cookie},
+        &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "role"), "admin");
+    resp_clear(&r);
+    /* The CSRF token was kept too: a change goes through. */
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", NULL, NULL,
+                        "{\"type\":\"reboot\"}", false, s.cookie, s.csrf},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    expect_servers(&out, 401);
+
+    /* Signed out, then restarted: still out, and gone from the store. */
+    http(&(struct call){"DELETE", "/v1/session", NULL, NULL, NULL, false,
+                        s.cookie, s.csrf},
+         &r);
+    assert_int_equal(r.status, 200);
+    resp_clear(&r);
+    assert_int_equal(stored_sessions(), 1);
+    restart(e, NULL);
+    expect_servers(&s, 401);
+    expect_servers(&a, 200);
+    assert_int_equal(stored_sessions(), 1);
+}
+
+/* An expired session is not restored, and a restart deletes it. */
+static void
+test_expired_session_deleted(void **state)
+{
+    struct env *e = *state;
+    char id[SESSION_ID_LEN + 1], hash[SESSION_HASH_LEN + 1],
+        thash[SESSION_HASH_LEN + 1], csrf[SESSION_ID_LEN + 1];
+    memset(id, '7', SESSION_ID_LEN);
+    id[SESSION_ID_LEN] = '\0';
+    memset(csrf, 'c', SESSION_ID_LEN);
+    csrf[SESSION_ID_LEN] = '\0';
+    session_hash(id, hash);
+    session_hash(ACME, thash);
+    struct store_session ps = {hash, thash, csrf, "acme", now_wall_ms() - 1};
+    assert_int_equal(store_session_add(E->st, &ps), 0);
+    /* The same row with a live expiry would have worked: */
+    char hash2[SESSION_HASH_LEN + 1], id2[SESSION_ID_LEN + 1];
+    memset(id2, '8', SESSION_ID_LEN);
+    id2[SESSION_ID_LEN] = '\0';
+    session_hash(id2, hash2);
+    struct store_session live = {hash2, thash, csrf, "acme",
+                                 now_wall_ms() + 3600000};
+    assert_int_equal(store_session_add(E->st, &live), 0);
+    assert_int_equal(stored_sessions(), 2);
+    restart(e, NULL);
+    assert_int_equal(stored_sessions(), 1);
+    struct signin old = {0}, ok = {0};
+    snprintf(old.cookie, sizeof(old.cookie), "Cookie: " SESSION_COOKIE "=%s",
+             id);
+    snprintf(ok.cookie, sizeof(ok.cookie), "Cookie: " SESSION_COOKIE "=%s",
+             id2);
+    expect_servers(&old, 401);
+    expect_servers(&ok, 200);
+}
+
+/* A reload that removes a project ends its sessions, in the store too:
+ * a restart does not bring them back. */
+static void
+test_project_removed_ends_sessions(void **state)
+{
+    struct env *e = *state;
+    struct signin o, s;
+    sign_in(OTHER, &o);
+    sign_in(ACME, &s);
+    char *secs = xasprintf("[ui]\ndir = %s/ui\nsession_ttl = 1h\n"
+                           "[project:acme]\ntoken = " ACME "\n"
+                           "[server:srv1]\nmac = 52:54:00:00:00:01\n"
+                           "project = acme\npower = manual:\n",
+                           e->dir);
+    fleet_reload(E->fleet, env_config(E, NULL, secs));
+    expect_servers(&o, 401);
+    expect_servers(&s, 200);
+    assert_int_equal(stored_sessions(), 1);
+    restart(e, secs);
+    expect_servers(&o, 401);
+    expect_servers(&s, 200);
+    free(secs);
+}
+
 /* GET /v1/events: the list's live stream, the project's servers only. */
 static void
 test_list_stream(void **state)
@@ -528,10 +709,19 @@ main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, env_face_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_files),    T(test_files_refused),       T(test_not_installed),
-        T(test_sign_in),  T(test_cookie_is_the_token), T(test_csrf),
-        T(test_sign_out), T(test_revoked_token),       T(test_list_stream),
+        T(test_files),
+        T(test_files_refused),
+        T(test_not_installed),
+        T(test_sign_in),
+        T(test_cookie_is_the_token),
+        T(test_csrf),
+        T(test_sign_out),
+        T(test_revoked_token),
+        T(test_list_stream),
         T(test_keys),
+        T(test_sessions_survive_restart),
+        T(test_expired_session_deleted),
+        T(test_project_removed_ends_sessions),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

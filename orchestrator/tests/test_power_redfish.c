@@ -450,9 +450,9 @@ bmc_ready(void *arg)
     return ok;
 }
 
-/* redfish_bmc.py with quirks (NULL-terminated), a fresh log. */
+/* redfish_bmc.py with quirks (up to 4, NULL-terminated), a fresh log. */
 static void
-bmc_start(const char *q1, const char *q2)
+bmc_start_argv(const char *const *q)
 {
     bmc_stop();
     bmc_port = free_port();
@@ -467,21 +467,26 @@ bmc_start(const char *q1, const char *q2)
         FILE *f = freopen(bmclog, "a", stdout);
         (void)f;
         dup2(1, 2);
-        char *argv[12] = {"python3",  "qemu-tests/redfish_bmc.py",
+        char *argv[14] = {"python3",  "qemu-tests/redfish_bmc.py",
                           "--listen", listen,
                           "--cert",   cert,
                           "--key",    key};
         int n = 8;
-        if (q1)
-            argv[n++] = (char *)q1;
-        if (q2)
-            argv[n++] = (char *)q2;
+        for (int i = 0; q && q[i] && i < 4; i++)
+            argv[n++] = (char *)q[i];
         argv[n] = NULL;
         execvp("python3", argv);
         _exit(127);
     }
     bmc_pid = pid;
     assert_true(tu_pump_until(l, 5000, bmc_ready, NULL));
+}
+
+static void
+bmc_start(const char *q1, const char *q2)
+{
+    const char *q[] = {q1, q1 ? q2 : NULL, NULL};
+    bmc_start_argv(q);
 }
 
 static bool
@@ -665,8 +670,9 @@ test_driver_refusals(void **state)
     assert_true(preflight(p, err, sizeof(err)));
     struct result r;
     assert_int_equal(run_op(l, p, POWER_NETBOOT_ONCE, NULL, &r), -EIO);
-    assert_non_null(strstr(r.detail, "one-time boot Pxe: the BMC did not keep "
-                                     "it after 3 tries (reads Target None"));
+    assert_non_null(strstr(r.detail, "one-time boot Pxe: read-back: the BMC "
+                                     "did not keep it after 3 tries (reads "
+                                     "Target None"));
     power_free(p);
 
     /* No certificate given: the system's CAs do not know ours. */
@@ -712,7 +718,12 @@ test_driver_refusals(void **state)
     bmc_stop();
     p = power_at("admin:s3cret@", "");
     assert_false(preflight(p, err, sizeof(err)));
-    assert_non_null(strstr(err, "Couldn't connect to server"));
+    snprintf(uri, sizeof(uri),
+             "redfish 127.0.0.1:%d: discovery: GET /redfish/v1/: Failed to "
+             "connect to 127.0.0.1 port %d",
+             bmc_port, bmc_port);
+    if (!strstr(err, uri))
+        fail_msg("\"%s\" does not hold \"%s\"", err, uri);
     power_free(p);
 }
 
@@ -778,10 +789,140 @@ test_driver_media(void **state)
     power_free(p);
 }
 
+static bool
+nothing_lingers(void *arg)
+{
+    (void)arg;
+    return power_lingering() == 0;
+}
+
+static void
+test_driver_logout(void **state)
+{
+    (void)state;
+    /* A stop DELETEs the session, after the driver is gone. */
+    bmc_start(NULL, NULL);
+    struct power *p = power_at("admin:s3cret@", "");
+    char err[256];
+    assert_true(preflight(p, err, sizeof(err)));
+    assert_true(log_has("session 1 created (1 open)"));
+    power_free(p);
+    assert_int_equal(power_lingering(), 1);
+    assert_true(tu_pump_until(l, 5000, nothing_lingers, NULL));
+    /* (written before the answer) */
+    assert_true(log_has("session 1 deleted (0 open)"));
+
+    /* HTTP Basic: no session, nothing to DELETE. */
+    bmc_start("--no-sessions", NULL);
+    p = power_at("admin:s3cret@", "");
+    assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+    assert_int_equal(power_lingering(), 0);
+
+    /* A BMC that never answers the DELETE holds the stop 2 s, no more. */
+    bmc_start("--hang-delete", NULL);
+    p = power_at("admin:s3cret@", "");
+    assert_true(preflight(p, err, sizeof(err)));
+    power_free(p);
+    int64_t t0 = now_mono_ms();
+    power_drain(l, 20000);
+    int64_t took = now_mono_ms() - t0;
+    assert_int_equal(power_lingering(), 0);
+    assert_true(log_has("no answer (quirk)"));
+    assert_true(took >= 1500 && took < 5000);
+}
+
+/* Every failure names its step and what the BMC or the transport said:
+ * --fail answers a request with an error (its @Message.ExtendedInfo
+ * differs from its message), closes the connection, or never answers. */
+static void
+test_driver_failure_steps(void **state)
+{
+    (void)state;
+    const struct {
+        const char *q[4]; /* quirks */
+        int op;           /* -1: the pre-flight's words */
+        const char *want;
+    } cases[] = {
+        {{"--fail", "GET:/redfish/v1:0"},
+         -1,
+         "redfish 127.0.0.1:%d: discovery: GET /redfish/v1/: Empty reply "
+         "from server"},
+        {{"--fail", "POST:/redfish/v1/SessionService/Sessions:500"},
+         -1,
+         "redfish 127.0.0.1:%d: login: POST "
+         "/redfish/v1/SessionService/Sessions: HTTP 500: Injected failure of "
+         "POST /redfish/v1/SessionService/Sessions."},
+        {{"--fail", "GET:/redfish/v1/Systems/1:0"},
+         -1,
+         "discovery: GET /redfish/v1/Systems/1: Empty reply from server"},
+        {{"--settings", "--fail", "GET:/redfish/v1/Systems/1/Settings:500"},
+         POWER_NETBOOT_ONCE,
+         "one-time boot Pxe: reading Boot: GET /redfish/v1/Systems/1/Settings: "
+         "HTTP 500: Injected failure of GET /redfish/v1/Systems/1/Settings."},
+        {{"--settings", "--fail", "PATCH:/redfish/v1/Systems/1/Settings:0"},
+         POWER_NETBOOT_ONCE,
+         "one-time boot Pxe: PATCH Boot: PATCH /redfish/v1/Systems/1/Settings: "
+         "Empty reply from server"},
+        {{"--settings", "--fail", "GET:/redfish/v1/Systems/1/Settings:503:1"},
+         POWER_BOOT_DISK_ONCE,
+         "one-time boot Hdd: read-back: GET /redfish/v1/Systems/1/Settings: "
+         "HTTP 503: Injected failure"},
+        {{"--fail", "POST:/redfish/v1/Systems/1/Actions/"
+                    "ComputerSystem.Reset:500"},
+         POWER_RESET,
+         "reset: Reset action: POST /redfish/v1/Systems/1/Actions/"
+         "ComputerSystem.Reset: HTTP 500: Injected failure of POST"},
+        {{"--fail", "POST:/redfish/v1/Managers/1/VirtualMedia/CD1/Actions/"
+                    "VirtualMedia.InsertMedia:500"},
+         POWER_MEDIA_INSERT,
+         "insert media: POST /redfish/v1/Managers/1/VirtualMedia/CD1/Actions/"
+         "VirtualMedia.InsertMedia: HTTP 500: Injected failure of POST"},
+        {{"--fail", "GET:/redfish/v1/Managers/1/VirtualMedia:0"},
+         POWER_MEDIA_EJECT,
+         "eject media: finding the virtual CD: GET "
+         "/redfish/v1/Managers/1/VirtualMedia: Empty reply from server"},
+        {{"--fail", "GET:/redfish/v1/Systems/1:-1:2"},
+         POWER_STATUS,
+         "status: reading the system: GET /redfish/v1/Systems/1: no answer in "
+         "1500 ms"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bmc_start_argv(cases[i].q);
+        struct power *p = power_at("admin:s3cret@", "");
+        char err[512], want[512];
+        snprintf(want, sizeof(want), cases[i].want, bmc_port);
+        bool up = preflight(p, err, sizeof(err));
+        const char *got = err;
+        struct result r = {0};
+        if (cases[i].op >= 0) {
+            if (!up)
+                fail_msg("case %zu: pre-flight: %s", i, err);
+            if (cases[i].op == POWER_STATUS)
+                power_test_set_timeout(1500);
+            run_op(l, p, (enum power_op)cases[i].op,
+                   cases[i].op == POWER_MEDIA_INSERT
+                       ? "http://127.0.0.1:9/x.iso"
+                       : NULL,
+                   &r);
+            power_test_set_timeout(0);
+            assert_true(r.status < 0);
+            got = r.detail;
+        } else if (up) {
+            fail_msg("case %zu: the pre-flight passed", i);
+        }
+        if (!strstr(got, want))
+            fail_msg("case %zu: \"%s\" does not hold \"%s\"", i, got, want);
+        power_free(p);
+        power_drain(l, 5000);
+    }
+}
+
 int
 main(void)
 {
-    log_init(LOG_LEVEL_ERROR, "test_power_redfish");
+    log_init(getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR,
+             "test_power_redfish");
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_root),           cmocka_unit_test(test_members),
         cmocka_unit_test(test_system),         cmocka_unit_test(test_huge),
@@ -793,6 +934,8 @@ main(void)
         cmocka_unit_test(test_driver_boot_quirks),
         cmocka_unit_test(test_driver_refusals),
         cmocka_unit_test(test_driver_media),
+        cmocka_unit_test(test_driver_logout),
+        cmocka_unit_test(test_driver_failure_steps),
     };
     int fails = cmocka_run_group_tests_name("redfish", pure, NULL, NULL);
     fails += cmocka_run_group_tests_name("redfish driver", driver, setup_bmc,

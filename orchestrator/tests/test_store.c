@@ -209,7 +209,7 @@ test_open_creates_dir_and_keeps_data(void **state)
     assert_non_null(st);
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
-    assert_int_equal(store_schema_version(st), 5);
+    assert_int_equal(store_schema_version(st), 6);
     store_close(st);
     free(sub);
 
@@ -267,7 +267,7 @@ test_open_url_forms(void **state)
     f->st = store_open(url, data, err, sizeof(err));
     if (!f->st)
         fail_msg("%s: %s", url, err);
-    assert_int_equal(store_schema_version(f->st), 5);
+    assert_int_equal(store_schema_version(f->st), 6);
     assert_int_equal(stat(file, &sb), 0);
     assert_int_equal(stat(where, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0700);
@@ -375,7 +375,7 @@ test_migrates_older_schema(void **state)
 
     f->st = store_open("sqlite:", f->dir, err, sizeof(err));
     assert_non_null(f->st);
-    assert_int_equal(store_schema_version(f->st), 5);
+    assert_int_equal(store_schema_version(f->st), 6);
 
     /* The old data is still there, with nothing pending... */
     assert_int_equal(store_load_server(f->st, "old", &got), 0);
@@ -393,12 +393,12 @@ test_migrates_older_schema(void **state)
     /* ...and what version 2 added works, and stays after a reopen. */
     assert_int_equal(store_token_add(f->st, "tok", "old", 60), 0);
     reopen(f);
-    assert_int_equal(store_schema_version(f->st), 5);
+    assert_int_equal(store_schema_version(f->st), 6);
     assert_int_equal(store_token_lookup(f->st, "tok", srv, sizeof(srv)), 0);
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 5);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
     sqlite3_close(db);
 }
 
@@ -719,6 +719,74 @@ test_tokens(void **state)
     sqlite3_close(db);
 }
 
+/* The portal's sessions as the store keeps them (collected by a walk). */
+struct sessions_seen {
+    int n;
+    char id[4][8], project[4][8];
+    int64_t expires[4];
+};
+
+static int
+collect_session(void *arg, const struct store_session *ps)
+{
+    struct sessions_seen *s = arg;
+    if (s->n < 4) {
+        strlcpy_s(s->id[s->n], ps->id_hash, sizeof(s->id[0]));
+        strlcpy_s(s->project[s->n], ps->project ? ps->project : "(admin)",
+                  sizeof(s->project[0]));
+        s->expires[s->n] = ps->expires_ms;
+    }
+    s->n++;
+    return 0;
+}
+
+static struct sessions_seen
+sessions_at(struct store *st, int64_t now)
+{
+    struct sessions_seen s = {0};
+    assert_int_equal(store_session_list(st, now, collect_session, &s), 0);
+    return s;
+}
+
+/* Added, listed live only (soonest first), kept across a reopen, deleted
+ * one by one or when expired; one id hash once. */
+static void
+test_sessions(void **state)
+{
+    struct fixture *f = *state;
+    struct store_session a = {"ha", "ta", "ca", "acme", 3000},
+                         b = {"hb", "tb", "cb", NULL, 2000},
+                         c = {"hc", "tc", "cc", "other", 1000};
+    assert_int_equal(store_session_add(f->st, &a), 0);
+    assert_int_equal(store_session_add(f->st, &b), 0);
+    assert_int_equal(store_session_add(f->st, &c), 0);
+    assert_int_equal(store_session_add(f->st, &a), -EIO);
+    reopen(f);
+    struct sessions_seen s = sessions_at(f->st, 1000);
+    assert_int_equal(s.n, 2); /* c ended at 1000 */
+    assert_string_equal(s.id[0], "hb");
+    assert_string_equal(s.project[0], "(admin)");
+    assert_int_equal(s.expires[0], 2000);
+    assert_string_equal(s.id[1], "ha");
+    assert_string_equal(s.project[1], "acme");
+    assert_int_equal(sessions_at(f->st, 0).n, 3);
+    assert_int_equal(store_session_expire(f->st, 2000), 2);
+    assert_int_equal(sessions_at(f->st, 0).n, 1);
+    assert_int_equal(store_session_expire(f->st, 2000), 0);
+    assert_int_equal(store_session_delete(f->st, "ha"), 0);
+    assert_int_equal(store_session_delete(f->st, "ha"), 0); /* none: fine */
+    assert_int_equal(sessions_at(f->st, 0).n, 0);
+    /* What the row holds: the given hashes and fields, nothing else. */
+    assert_int_equal(store_session_add(f->st, &a), 0);
+    sqlite3 *db = raw_open(f->db_path);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM portal_sessions"
+                                 " WHERE id_hash = 'ha' AND token_hash = 'ta'"
+                                 " AND csrf = 'ca' AND project = 'acme'"
+                                 " AND expires_ms = 3000"),
+                     1);
+    sqlite3_close(db);
+}
+
 /* The child: a daemon that records transitions as fast as it can and
  * reports each event id once store_transition has returned it. */
 static void __attribute__((noreturn)) crash_child(const char *dir, int wfd)
@@ -1016,6 +1084,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_lock_fails_fast, setup,
                                         teardown),

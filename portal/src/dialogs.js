@@ -103,7 +103,14 @@ export function rescueDialog(srv) {
       if (good) checked = lines;
       return good;
     }
-    area.addEventListener('change', () => verify().catch((e) => (status.textContent = e.message)));
+    // Checked when the field is left, except for the Rescue button: its
+    // press checks them itself, and a list drawn between the press and
+    // the release would move the button from under the pointer (the
+    // click lost).
+    area.addEventListener('focusout', (e) => {
+      if (e.relatedTarget !== ok)
+        verify().catch((err) => (status.textContent = err.message));
+    });
 
     ok.addEventListener('click', async () => {
       status.textContent = '';

@@ -13,6 +13,16 @@ const admin = (t, method, path, body) =>
 
 let cookie = null;
 
+// A click held for 300 ms, as a hand makes it: down, a moment, up, where
+// the control was when the press began.
+async function press(p, loc) {
+  const b = await loc.boundingBox();
+  await p.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
+  await p.mouse.down();
+  await new Promise((r) => setTimeout(r, 300));
+  await p.mouse.up();
+}
+
 export const steps = [
   ['sign-in page', async (t) => {
     const p = await t.open('acme');
@@ -40,13 +50,7 @@ export const steps = [
     t.expect(c.sameSite === 'Strict', 'the session cookie is SameSite=' + c.sameSite);
     t.expect(c.expires > Date.now() / 1000, 'the session cookie has no expiry');
     cookie = `${c.name}=${c.value}`;
-    const seen = await p.evaluate(() => ({
-      cookie: document.cookie, url: location.href,
-      local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage),
-    }));
-    t.expect(!seen.cookie.includes('rescued_session'), 'a script can read the session cookie');
-    for (const [k, v] of Object.entries(seen))
-      t.expect(!v.includes(t.env.ACME_TOKEN), `the token is in ${k}`);
+    await t.secretsHidden(p, t.env.ACME_TOKEN);
   }],
   ['the list is live', async (t) => {
     const p = t.pages.acme;
@@ -83,9 +87,13 @@ export const steps = [
     const p = t.pages.acme;
     await p.getByRole('button', { name: 'Rescue', exact: true }).click();
     const d = p.getByRole('dialog');
-    await d.getByRole('textbox', { name: 'SSH keys' }).fill('ssh-ed25519 AAAAnotakey broken@key');
-    await d.getByRole('button', { name: 'Rescue', exact: true }).click();
-    await d.getByText(/✗ line 1/).waitFor();
+    await d.getByRole('textbox', { name: 'SSH keys' })
+      .fill('ssh-ed25519 AAAAnotakey broken@key\nssh-rsa AAAAnot another@key\nnot a key at all');
+    // Pressed as a person does (held a moment): the key check the press
+    // sets off must not move the button from under the pointer (case 076
+    // once lost its click so).
+    await press(p, d.getByRole('button', { name: 'Rescue', exact: true }));
+    for (const n of [1, 2, 3]) await d.getByText(new RegExp(`✗ line ${n}`)).waitFor();
     await d.getByText(/Fix or remove the keys/).waitFor();
     t.expect(await p.getByRole('dialog').count() === 1, 'a refused key was sent');
   }],
