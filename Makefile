@@ -24,7 +24,8 @@ TESTS   := $(patsubst orchestrator/tests/%.c,$(B)/test/%,$(wildcard orchestrator
 SETUP   := $(B)/.setup-done
 
 .PHONY: all setup check unit integration run bench bench-console image \
-        check-image bench-image bench-rescue clean format deb check-deb
+        check-image bench-image bench-rescue clean format deb check-deb \
+        bench-fleet
 all: $(B)/rescued $(B)/rescuectl
 
 # The portal (portal/): npm ci when the lock file changed (from the npm
@@ -190,6 +191,13 @@ bench-console: all $(B)/echoclient
 $(B)/echoclient: scripts/echoclient.c | $(SETUP)
 	$(CC) $(CFLAGS) -o $@ $< -lssh -lwslay
 
+# The boot storm's load tool (scripts/bootstorm.c), and the fleet's figures.
+$(B)/bootstorm: scripts/bootstorm.c | $(SETUP)
+	@echo "  CC      $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(PKG_LIBS)
+bench-fleet: all $(B)/bootstorm
+	scripts/bench-fleet
+
 # The rescue RAM image (initramfs/): the tool, then the script, which keeps
 # its own stamp so a second run with nothing changed takes seconds.
 # Only util and log: a change elsewhere in the daemon must not rebuild the
@@ -222,7 +230,7 @@ format:
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man
+	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man $(B)/bootstorm
 # The portal's build too: build/ui, and portal/node_modules, which `make`
 # made by `npm ci` from the checked-in lock file (clean, as there is no
 # distclean: the next make puts it back from npm's cache, and a tree of

@@ -1173,6 +1173,22 @@ config_find_project_by_token(const struct config *c, const char *token)
     return found;
 }
 
+int
+config_check_sim_power(const struct config *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        const struct config_server *s = &c->servers[i];
+        if (strncmp(s->power, "manual:", 7) != 0) {
+            snprintf(err, errlen,
+                     "--sim-power is for benchmarks and takes manual: power "
+                     "only: [server:%s] has power = %.40s",
+                     s->id, s->power);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 bool
 config_parse_mac(const char *s, char out[18])
 {

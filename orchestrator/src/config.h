@@ -148,6 +148,11 @@ const struct config_facility *config_find_facility(const struct config *c,
 const struct config_project *
 config_find_project_by_token(const struct config *c, const char *token);
 
+/* rescued --sim-power (benchmarks only): every server must have manual:
+ * power, so that no real machine is ever reset by a simulation.  0, or
+ * -EINVAL with the first other server named in err. */
+int config_check_sim_power(const struct config *c, char *err, size_t errlen);
+
 /* Normalise "52-54-00-AB-cd-01" or "52:54:00:ab:cd:01" into out[18];
  * returns false when s is not a MAC address. */
 bool config_parse_mac(const char *s, char out[18]);

@@ -728,6 +728,7 @@ srv_free(struct srv *s)
     srv_stop(s);
     free(s->vm_iso);
     server_row_clear(&s->row);
+    buf_free(&s->view);
     free(s);
 }
 

@@ -53,6 +53,12 @@ struct store *fleet_store(struct fleet *f);
 /* The API's view of one server (docs/design.md §2.2), new reference.
  * In fleet_view.c. */
 json_t *fleet_server_json(struct fleet *f, const struct config_server *srv);
+/* The same view as compact JSON text and a newline (what GET
+ * /v1/servers/{id} answers), appended to out.  Kept per server and made
+ * again only when what it shows changed (a hash of every input), so a
+ * poll costs no JSON building.  0, or -ENOMEM. */
+int fleet_server_json_text(struct fleet *f, const struct config_server *srv,
+                           struct buf *out);
 
 /* The verdict of fleet_action_async: 0 (the action was taken) or what
  * fleet_action returns, with the reason in err. */

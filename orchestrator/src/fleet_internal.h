@@ -10,6 +10,7 @@
 #include "config.h"
 #include "fsm.h"
 #include "store_records.h"
+#include "util.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,6 +57,9 @@ struct srv {
      * path (DATA/media/ID.iso), served as /media/TOKEN.iso. */
     struct vmiso_job *vm_job;
     char *vm_iso;
+    /* fleet_server_json_text's: the text, and the hash of what it shows */
+    struct buf view;
+    uint64_t view_key;
     /* This node runs it (its facility's active node): its driver and
      * console are open.  Otherwise row mirrors the store (the feed). */
     bool runs;

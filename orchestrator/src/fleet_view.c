@@ -6,6 +6,8 @@
 #include "uri.h"
 #include "util.h"
 
+#include <errno.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,13 +39,10 @@ uri_scheme(const char *uri)
     return c ? strndup(uri, (size_t)(c - uri)) : xstrdup(uri);
 }
 
-json_t *
-fleet_server_json(struct fleet *f, const struct config_server *cs)
+/* The view of s as its row stands. */
+static json_t *
+view_json(struct fleet *f, struct srv *s, const struct config_server *cs)
 {
-    struct srv *s = fleet_srv_of(f, cs);
-    /* Another node moves it: what the store has now, not the last poll. */
-    if (!s->runs)
-        fleet_srv_mirror(s);
     const struct fsm_server *fs = &s->row.fsm;
     char *scheme = uri_scheme(cs->power);
     const char *listen = f->cfg->console_listen;
@@ -98,6 +97,84 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         json_object_set_new(o, "rescue", r);
     }
     return o;
+}
+
+json_t *
+fleet_server_json(struct fleet *f, const struct config_server *cs)
+{
+    struct srv *s = fleet_srv_of(f, cs);
+    /* Another node moves it: what the store has now, not the last poll. */
+    if (!s->runs)
+        fleet_srv_mirror(s);
+    return view_json(f, s, cs);
+}
+
+static uint64_t
+mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ULL; /* FNV-1a */
+    return h;
+}
+
+static uint64_t
+mix_str(uint64_t h, const char *s)
+{
+    /* the NUL too: "ab"+"c" is not "a"+"bc" */
+    return s ? mix(h, s, strlen(s) + 1) : mix(h, "\xff", 1);
+}
+
+/* Everything fleet_server_json reads, hashed: equal keys, equal views. */
+static uint64_t
+view_key(struct fleet *f, const struct srv *s, const struct config_server *cs)
+{
+    const struct fsm_server *fs = &s->row.fsm;
+    const struct config_facility *fa =
+        config_find_facility(f->cfg, cs->facility);
+    uint64_t h = 1469598103934665603ULL;
+    const char *strs[] = {cs->id,
+                          cs->name,
+                          cs->mac,
+                          cs->arch,
+                          cs->project,
+                          cs->power,
+                          f->cfg->console_listen,
+                          s->store_error,
+                          fs->last_error,
+                          cs->facility,
+                          fa ? fa->console_host : NULL};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        h = mix_str(h, strs[i]);
+    int64_t nums[] = {cs->firmware,    fs->state,   fs->since_ms,
+                      fs->deadline_ms, fs->retries, fs->expires_at_ms};
+    h = mix(h, nums, sizeof(nums));
+    if (fs->state == FSM_RESCUE)
+        h = mix_str(h, s->row.rescue_json);
+    return h;
+}
+
+int
+fleet_server_json_text(struct fleet *f, const struct config_server *cs,
+                       struct buf *out)
+{
+    struct srv *s = fleet_srv_of(f, cs);
+    if (!s->runs)
+        fleet_srv_mirror(s); /* as fleet_server_json */
+    uint64_t key = view_key(f, s, cs);
+    if (!s->view.len || key != s->view_key) {
+        buf_reset(&s->view);
+        json_t *o = view_json(f, s, cs);
+        char *text = json_dumps(o, JSON_COMPACT); /* as http dumps it */
+        json_decref(o);
+        if (!text)
+            return -ENOMEM;
+        buf_printf(&s->view, "%s\n", text);
+        free(text);
+        s->view_key = key;
+    }
+    buf_append(out, s->view.data, s->view.len);
+    return 0;
 }
 
 void

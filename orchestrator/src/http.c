@@ -15,6 +15,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ struct http {
     struct MHD_Daemon *mhd;
     int epfd;
     int port;
+    bool sendfile; /* file answers by sendfile(2): http_sendfile */
     uint64_t timer;
     int64_t timer_due; /* monotonic ms at which timer fires */
     bool kicked;       /* a connection was resumed: MHD_run again at once */
@@ -1409,6 +1411,20 @@ http_set_limits(struct http *h, const struct http_limits *lim)
     cut_rearm(h);
 }
 
+/* SIGPIPE cannot kill us: MHD may then use sendfile(2). */
+static bool
+sigpipe_ignored(void)
+{
+    struct sigaction sa;
+    return sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
+
+bool
+http_sendfile(const struct http *h)
+{
+    return h->sendfile;
+}
+
 struct http *
 http_new_limited(struct loop *l, const char *listen, bool tls,
                  const struct http_limits *lim, char *err, size_t errlen)
@@ -1429,6 +1445,7 @@ http_new_limited(struct loop *l, const char *listen, bool tls,
     h->loop = l;
     h->lim = *lim;
     h->port = bound_port(fd);
+    h->sendfile = !tls && sigpipe_ignored();
     /* MHD_USE_EPOLL without an internal thread: we poll its epoll fd. */
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
@@ -1442,7 +1459,8 @@ http_new_limited(struct loop *l, const char *listen, bool tls,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[2], MHD_OPTION_END);
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)h->sendfile, MHD_OPTION_ARRAY,
+        tls ? tls_opts : &tls_opts[2], MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "listen %s: cannot start the HTTP server",
                  listen);

@@ -110,6 +110,11 @@ struct http *http_new_tls(struct loop *l, const char *listen, bool tls,
 struct http *http_new_limited(struct loop *l, const char *listen, bool tls,
                               const struct http_limits *lim, char *err,
                               size_t errlen);
+/* Does h send file answers (http_answer_file) with sendfile(2)?  Plain
+ * HTTP only, and only when SIGPIPE was ignored before http_new (as
+ * rescued does): sendfile has no MSG_NOSIGNAL.  Otherwise MHD copies
+ * them through a 4 KiB buffer. */
+bool http_sendfile(const struct http *h);
 /* A reload's limits: the deadline and the stream caps apply from now on;
  * the connection caps stay as they were at start. */
 void http_set_limits(struct http *h, const struct http_limits *lim);

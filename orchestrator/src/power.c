@@ -108,6 +108,20 @@ power_request(struct power *p, enum power_op op, const char *arg,
     power_submit(p, op, arg, cb, cbarg);
 }
 
+static bool sim_power; /* a process-wide command-line flag */
+
+void
+power_sim_set(bool on)
+{
+    sim_power = on;
+}
+
+bool
+power_sim(void)
+{
+    return sim_power;
+}
+
 bool
 power_is_manual(const struct power *p)
 {

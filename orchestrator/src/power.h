@@ -44,6 +44,14 @@ void power_drain(struct loop *l, int ms);
 void power_request(struct power *p, enum power_op op, const char *arg,
                    power_done_cb *cb, void *cbarg);
 
+/* rescued --sim-power, for benchmarks only (scripts/bench-fleet): manual:
+ * power is played by a simulated hand that acts at once, quietly (no
+ * "operator must power-cycle" line per server), and answers
+ * POWER_STATUS from what it did.  rescued refuses it with any other
+ * driver in the config (config_check_sim_power). */
+void power_sim_set(bool on);
+bool power_sim(void);
+
 /* True for manual: the state machine waits for the operator. */
 bool power_is_manual(const struct power *p);
 /* Pre-flight, cheap and synchronous: can the driver be reached now?

@@ -143,10 +143,12 @@ raise_nofile(size_t nservers)
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: rescued [-n] [-c FILE]\n"
+    fprintf(out, "usage: rescued [-n] [-c FILE] [--sim-power]\n"
                  "       rescued --help | --version\n"
                  "  -c FILE     config file (default " DEFAULT_CONFIG ")\n"
                  "  -n          check the config file and exit\n"
+                 "  --sim-power benchmarks only: manual: power resets at "
+                 "once (refused with any other power)\n"
                  "  -h, --help  this text\n"
                  "  --version   print the version and exit\n");
 }
@@ -235,6 +237,11 @@ reload(struct daemon *d)
         log_warnx("reload refused, old config stays in force: %s", err);
         return;
     }
+    if (power_sim() && config_check_sim_power(c, err, sizeof(err)) < 0) {
+        log_warnx("reload refused, old config stays in force: %s", err);
+        config_free(c);
+        return;
+    }
     if (reload_tls(d, c) < 0) {
         config_free(c);
         return;
@@ -299,6 +306,7 @@ main(int argc, char **argv)
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"sim-power", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
 
@@ -316,6 +324,9 @@ main(int argc, char **argv)
         case 'V':
             printf("rescued %s\n", RESCUED_VERSION);
             return 0;
+        case 'S':
+            power_sim_set(true);
+            break;
         default:
             usage(stderr);
             return 2;
@@ -331,6 +342,11 @@ main(int argc, char **argv)
         fprintf(stderr, "rescued: %s\n", err);
         return 1;
     }
+    if (power_sim() && config_check_sim_power(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rescued: %s\n", err);
+        config_free(cfg);
+        return 1;
+    }
     if (check_only) {
         printf("%s: ok (%zu %s, %zu %s)\n", d.config_path, cfg->nservers,
                plural(cfg->nservers, "server", "servers"), cfg->nprojects,
@@ -339,6 +355,9 @@ main(int argc, char **argv)
         return 0;
     }
     log_init(cfg->log_level, "rescued");
+    if (power_sim())
+        log_warnx("SIM-POWER: benchmark mode, no server is really reset "
+                  "(--sim-power; /healthz says so)");
     raise_nofile(cfg->nservers);
 
     d.sigfd = signals_open();

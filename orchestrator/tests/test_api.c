@@ -620,6 +620,58 @@ reload_with(const char *proj, const char *other_token)
     free(sections);
 }
 
+/* GET /v1/servers/srv1 as text, and srv1's object of the list (which
+ * builds the view afresh each time) dumped the same way: equal. */
+static char *
+server_text_matches_list(void)
+{
+    struct resp one, all;
+    http(&(struct call){"GET", "/v1/servers/srv1", ADMIN}, &one);
+    http(&(struct call){"GET", "/v1/servers", ADMIN}, &all);
+    assert_int_equal(one.status, 200);
+    json_t *list = json_object_get(all.json, "servers");
+    json_t *o = NULL;
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (!strcmp(jstr(json_array_get(list, i), "id"), "srv1"))
+            o = json_array_get(list, i);
+    assert_non_null(o);
+    char *fresh = json_dumps(o, JSON_COMPACT);
+    char *want = xasprintf("%s\n", fresh);
+    assert_string_equal(one.body.data, want);
+    char *state = xstrdup(jstr(one.json, "state"));
+    free(want);
+    free(fresh);
+    resp_clear(&one);
+    resp_clear(&all);
+    return state;
+}
+
+/* The one server's view is kept between requests (fleet_server_json_text):
+ * it must never show what changed since: a state, a store error, a move
+ * to another project by a reload. */
+static void
+test_server_view_follows_changes(void **state)
+{
+    (void)state;
+    struct resp r;
+    free(server_text_matches_list());
+    free(server_text_matches_list()); /* from the kept text */
+    http(&(struct call){"POST", "/v1/servers/srv1/actions", ACME, NULL,
+                        RESCUE_BODY},
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_clear(&r);
+    char *st = server_text_matches_list();
+    assert_string_not_equal(st, "active");
+    free(st);
+    reload_with("other", OTHER);
+    http(&(struct call){"GET", "/v1/servers/srv1", OTHER}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "project"), "other");
+    resp_clear(&r);
+    free(server_text_matches_list());
+}
+
 /* A reload that moves a server to another project ends the old project's
  * event streams of it within a second, and the new project reads only
  * what follows the move; one that removes a token ends that token's
@@ -935,6 +987,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_metrics_token, NULL,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_healthz_and_metrics, setup,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_server_view_follows_changes, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup,
                                         env_face_teardown),

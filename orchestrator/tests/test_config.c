@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +460,31 @@ test_unknown_project(void **state)
     expect_refusal(HEAD "[server:srv1]\nmac = 52:54:00:00:00:01\n"
                         "project = nope\npower = manual:\n",
                    ":10: [server:srv1] project: ", "no [project:nope]");
+}
+
+/* --sim-power resets nothing real: one server with a real power driver
+ * among manual: ones is refused, by name; manual: only is accepted. */
+static void
+test_sim_power_refuses_real_power(void **state)
+{
+    (void)state;
+    static const char manual_only[] = HEAD SERVER("srv1", "52:54:00:00:00:01")
+        SERVER("srv2", "52:54:00:00:00:02");
+    static const char one_real[] =
+        HEAD SERVER("srv1", "52:54:00:00:00:01") "[server:srv2]\n"
+                                                 "mac = 52:54:00:00:00:02\n"
+                                                 "project = acme\n"
+                                                 "power = qmp:/run/x.qmp\n";
+    char err[256] = "";
+    struct config *c = expect_load(manual_only);
+    assert_int_equal(config_check_sim_power(c, err, sizeof(err)), 0);
+    config_free(c);
+    c = expect_load(one_real);
+    assert_int_equal(config_check_sim_power(c, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "[server:srv2]"));
+    assert_non_null(strstr(err, "qmp:/run/x.qmp"));
+    assert_non_null(strstr(err, "--sim-power"));
+    config_free(c);
 }
 
 static void
@@ -1050,6 +1076,7 @@ main(void)
         cmocka_unit_test(test_short_tokens_long_pattern),
         cmocka_unit_test(test_unknown_project),
         cmocka_unit_test(test_power_uri),
+        cmocka_unit_test(test_sim_power_refuses_real_power),
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_store_url),
         cmocka_unit_test(test_facilities),

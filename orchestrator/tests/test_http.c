@@ -13,7 +13,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,8 +182,28 @@ h_defer(struct http_req *r, void *arg)
     http_req_defer(r, deferred_answer, deferred_gone, e);
 }
 
+/* A file answer from an offset, as bootpath's Range answers are: bytes
+ * BLOB_OFF .. size - BLOB_TAIL of the env's blob file. */
+#define BLOB_SIZE (3 * 1024 * 1024 + 17)
+#define BLOB_OFF 1000
+#define BLOB_TAIL 7
+static char blob_path[64];
+
+static void
+h_blob(struct http_req *r, void *arg)
+{
+    (void)arg;
+    int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    http_respond(r, 200,
+                 http_answer_file(fd, BLOB_OFF,
+                                  BLOB_SIZE - BLOB_OFF - BLOB_TAIL,
+                                  "application/octet-stream"));
+}
+
 static const struct http_route routes[] = {
     {"/defer", HTTP_GET, 0, NULL, h_defer, NULL},
+    {"/blob", HTTP_GET, 0, NULL, h_blob, NULL},
     {"/plain", HTTP_GET | HTTP_HEAD, 0, NULL, h_echo, NULL},
     {"/item/{}", HTTP_GET | HTTP_DELETE, 0, NULL, h_echo, NULL},
     {"/two/{}/and/{}", HTTP_GET, 0, NULL, h_echo, NULL},
@@ -231,6 +253,57 @@ teardown(void **state)
     free(e);
     E = NULL;
     return 0;
+}
+
+/* rescued ignores SIGPIPE before it starts http: then file answers go by
+ * sendfile(2), and must be the same bytes as the copying path gives. */
+static int
+setup_sigpipe_ignored(void **state)
+{
+    signal(SIGPIPE, SIG_IGN);
+    return setup(state);
+}
+
+static int
+teardown_sigpipe(void **state)
+{
+    signal(SIGPIPE, SIG_DFL);
+    return teardown(state);
+}
+
+/* The blob's bytes from BLOB_OFF, served by E->h; sendfile or not. */
+static void
+expect_blob(bool sendfile)
+{
+    assert_int_equal(http_sendfile(E->h), sendfile);
+    char *want = xmalloc(BLOB_SIZE);
+    for (size_t i = 0; i < BLOB_SIZE; i++)
+        want[i] = (char)(i * 2654435761u >> 13);
+    snprintf(blob_path, sizeof(blob_path), "/tmp/test_http_blob.%d",
+             (int)getpid());
+    assert_int_equal(write_file_atomic(blob_path, want, BLOB_SIZE, 0600), 0);
+    struct resp r;
+    http(&(struct call){"GET", "/blob"}, &r);
+    unlink(blob_path);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, BLOB_SIZE - BLOB_OFF - BLOB_TAIL);
+    assert_memory_equal(r.body.data, want + BLOB_OFF, r.body.len);
+    resp_clear(&r);
+    free(want);
+}
+
+static void
+test_file_answer_copied(void **state)
+{
+    (void)state;
+    expect_blob(false);
+}
+
+static void
+test_file_answer_sendfile(void **state)
+{
+    (void)state;
+    expect_blob(true);
 }
 
 /* GET path: 200 with these captures ("a,b"). */
@@ -830,6 +903,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stream_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_ip_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_answer_copied, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_file_answer_sendfile, setup_sigpipe_ignored, teardown_sigpipe),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -276,6 +276,32 @@ test_manual(void **state)
     dirty = false;
 }
 
+/* --sim-power: the simulated hand answers the power it left the server
+ * in, and still cannot choose the boot device (exit goes through iPXE as
+ * with a person). */
+static void
+test_manual_sim(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new();
+    char err[256] = "";
+    power_sim_set(true);
+    struct power *p = power_new(l, "manual:", err, sizeof(err));
+    assert_non_null(p);
+    struct result r;
+    assert_int_equal(run_op(l, p, POWER_OFF, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), 0);
+    assert_string_equal(r.detail, "shutdown");
+    assert_int_equal(run_op(l, p, POWER_RESET, NULL, &r), 0);
+    assert_int_equal(run_op(l, p, POWER_STATUS, NULL, &r), 0);
+    assert_string_equal(r.detail, "running");
+    assert_int_equal(run_op(l, p, POWER_BOOT_DISK_ONCE, NULL, &r), -ENOTSUP);
+    power_free(p);
+    power_sim_set(false);
+    loop_free(l);
+    dirty = false;
+}
+
 static void
 test_bad_uri(void **state)
 {
@@ -731,6 +757,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_manual),
+        cmocka_unit_test(test_manual_sim),
         cmocka_unit_test(test_bad_uri),
         cmocka_unit_test_setup(test_status_off_on, test_setup),
         cmocka_unit_test_setup(test_reset, test_setup),
