@@ -12,11 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* rescued is its store's only writer: a lock held by another process is a
  * fault, and the daemon's whole loop waits while sqlite does, so a write
  * gives up soon (fleet backs off and tries again, 503 to the API). */
 #define STORE_BUSY_TIMEOUT_MS 250
+/* Opening waits longer: nodes sharing a fresh file take turns migrating
+ * it (each migration its own transaction, an fsync each), and start-up is
+ * the one time the loop does not run yet. */
+#define STORE_OPEN_BUSY_TIMEOUT_MS 10000
 #define STORE_LOG_INTERVAL_MS 10000
 
 /* How long a write waits for another process's lock; tests shorten it. */
@@ -469,11 +474,19 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
     /* Before the WAL is made: SQLite gives it the file's mode. */
     if (make_private(path, u->path ? NULL : dir, err, errlen) < 0)
         goto out_close_db;
-    sqlite3_busy_timeout(st->db, busy_timeout_ms);
-    if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
-        0) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
-        goto out_close_db;
+    sqlite3_busy_timeout(st->db, STORE_OPEN_BUSY_TIMEOUT_MS);
+    /* Turning a fresh file to WAL while another node does the same can
+     * fail busy at once, past the busy handler (a lock it cannot wait
+     * for): try again, a while. */
+    int tries = 0;
+    while (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
+           0) {
+        if (sqlite3_errcode(st->db) != SQLITE_BUSY ||
+            ++tries * 20 > STORE_OPEN_BUSY_TIMEOUT_MS) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+            goto out_close_db;
+        }
+        usleep(20000);
     }
     if (strcmp(mode, "wal") != 0) {
         snprintf(err, errlen, "%s: cannot use WAL mode (got %s)", path, mode);
@@ -488,6 +501,7 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
     if (make_private(path, NULL, err, errlen) < 0 ||
         migrate(st, path, err, errlen) < 0)
         goto out_close_db;
+    sqlite3_busy_timeout(st->db, busy_timeout_ms);
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
