@@ -33,20 +33,36 @@ is_head(const struct http_req *r)
     return http_req_method(r) == HTTP_HEAD;
 }
 
+/* /boot/<mac>.ipxe or .grub: script is fleet_boot_script or _grub. */
 static void
-h_boot_script(struct http_req *r, void *arg)
+boot_script(struct http_req *r, void *arg,
+            int (*script)(struct fleet *, const char *, const char *, bool,
+                          struct buf *))
 {
     char mac[18], peer[64];
     struct buf b = {0};
     if (!config_parse_mac(http_req_cap(r, 0), mac) ||
-        fleet_boot_script(arg, mac, http_req_peer(r, peer, sizeof(peer)),
-                          is_head(r), &b) < 0) {
+        script(arg, mac, http_req_peer(r, peer, sizeof(peer)), is_head(r), &b) <
+            0) {
         buf_free(&b);
         /* iPXE then falls through to the next boot device. */
         http_respond_error(r, 404, "no server with this MAC");
         return;
     }
     http_respond_buf(r, 200, &b, "text/plain");
+}
+
+static void
+h_boot_script(struct http_req *r, void *arg)
+{
+    boot_script(r, arg, fleet_boot_script);
+}
+
+/* GRUB's, arm64 UEFI servers' network loader. */
+static void
+h_boot_grub(struct http_req *r, void *arg)
+{
+    boot_script(r, arg, fleet_boot_grub);
 }
 
 bool
@@ -214,6 +230,7 @@ h_phone_home(struct http_req *r, void *arg)
 
 static const struct http_route routes[] = {
     {"/boot/{mac}.ipxe", HTTP_GET | HTTP_HEAD, 0, NULL, h_boot_script, NULL},
+    {"/boot/{mac}.grub", HTTP_GET | HTTP_HEAD, 0, NULL, h_boot_grub, NULL},
     {"/images/{file}", HTTP_GET | HTTP_HEAD, 0, NULL, h_image, NULL},
     {"/media/{token}.iso", HTTP_GET | HTTP_HEAD, 0, NULL, h_media, NULL},
     /* GET only: the overlay is served once, and a HEAD must not spend it. */

@@ -1,6 +1,8 @@
 #include "bootscript.h"
 #include "util.h"
 
+#include <string.h>
+
 void
 bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out)
 {
@@ -72,4 +74,91 @@ bootscript_local(enum firmware fw, struct buf *out)
         buf_printf(out, "exit\n");
     else
         buf_printf(out, "sanboot --no-describe --drive 0x80\n");
+}
+
+/* s as one GRUB word: single quotes, a quote as '\'' (as in sh). */
+static void
+grub_word(struct buf *out, const char *s, size_t n)
+{
+    buf_append(out, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'')
+            buf_append(out, "'\\''", 4);
+        else
+            buf_append(out, &s[i], 1);
+    }
+    buf_append(out, "'", 1);
+}
+
+void
+bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out)
+{
+    /* GRUB names an HTTP server as a device: (http,HOST[:PORT]). */
+    const char *hp = r->boot_url;
+    if (strncmp(hp, "http://", 7) == 0)
+        hp += 7;
+    struct buf cmd = {0};
+    bootscript_cmdline(r, &cmd);
+    buf_printf(out,
+               "# rescued: the rescue image for %s\n"
+               "echo 'rescued: this server boots the rescue image'\n",
+               r->mac);
+    buf_printf(out, "for try in");
+    for (int i = 1; i <= BOOTSCRIPT_ATTEMPTS; i++)
+        buf_printf(out, " %d", i);
+    buf_printf(out, "; do\n    if linux \"(http,%s)/images/%s?token=%s\"", hp,
+               r->kernel_name, r->token);
+    /* The command line split on spaces, as the rescue init splits it. */
+    for (const char *w = cmd.data ? cmd.data : ""; *w;) {
+        size_t n = strcspn(w, " ");
+        if (n) {
+            buf_printf(out, " ");
+            grub_word(out, w, n);
+        }
+        w += n;
+        w += strspn(w, " ");
+    }
+    buf_free(&cmd);
+    buf_printf(out,
+               "; then\n        if initrd \"(http,%s)/images/%s?token=%s\"; "
+               "then\n            boot\n        fi\n    fi\n"
+               "    echo \"rescued: download failed (attempt $try of %d)\"\n"
+               "    sleep 3\ndone\n",
+               hp, r->initrd_name, r->token, BOOTSCRIPT_ATTEMPTS);
+    buf_printf(out,
+               "echo 'rescued: could not boot the rescue image after %d "
+               "attempts; rebooting in 10 s'\nsleep 10\nreboot\n",
+               BOOTSCRIPT_ATTEMPTS);
+}
+
+/* The disk's own loaders, the installed system's before the removable
+ * path's. */
+static const char *const grub_local_loaders[] = {
+    "/EFI/debian/shimaa64.efi", "/EFI/debian/grubaa64.efi",
+    "/EFI/ubuntu/shimaa64.efi", "/EFI/ubuntu/grubaa64.efi",
+    "/EFI/redhat/shimaa64.efi", "/EFI/BOOT/BOOTAA64.EFI"};
+
+void
+bootscript_grub_local(struct buf *out)
+{
+    /* GRUB 2.06's exit returns success, on which EDK2's boot manager
+     * stops at its menu instead of trying the next entry: chain the
+     * disk's loader, and exit only when there is none.  chainloader
+     * takes its device from $root (memdisk, the loader's own, until
+     * search sets it). */
+    buf_printf(out, "# rescued: the local disk\n"
+                    "echo 'rescued: this server boots its own disk'\n"
+                    "for f in");
+    for (size_t i = 0;
+         i < sizeof(grub_local_loaders) / sizeof(grub_local_loaders[0]); i++)
+        buf_printf(out, " %s", grub_local_loaders[i]);
+    buf_printf(out, "; do\n"
+                    "    if search --no-floppy --file --set=root $f; then\n"
+                    "        echo \"rescued: chaining ($root)$f\"\n"
+                    "        chainloader $f\n"
+                    "        boot\n"
+                    "    fi\n"
+                    "done\n"
+                    "echo 'rescued: no boot loader on the disks; back to the "
+                    "firmware'\nexit\n");
 }

@@ -1,6 +1,8 @@
-/* bootscript: the iPXE scripts served at /boot/<mac>.ipxe.  Pure text
- * generation: the rescue script (kernel, initrd and the kernel command
- * line of docs/design.md §4, with download retries) or the local-disk script.
+/* bootscript: the iPXE scripts served at /boot/<mac>.ipxe, and the GRUB
+ * configs served at /boot/<mac>.grub to arm64 UEFI servers (Debian has no
+ * arm64 iPXE; GRUB is their network loader).  Pure text generation: the
+ * rescue script (kernel, initrd and the kernel command line of
+ * docs/design.md §4, with download retries) or the local-disk script.
  */
 #ifndef RESCUED_BOOTSCRIPT_H
 #define RESCUED_BOOTSCRIPT_H
@@ -22,8 +24,8 @@ struct bootscript_rescue {
     const char *console_tty; /* "ttyS0,115200n8" */
     const char *cmdline;     /* extra kernel arguments; may be "" or NULL */
     enum firmware firmware;
-    /* The server's MAC for BOOTIF, when no iPXE fills it in (the virtual
-     * CD's loaders): then no initrd= either.  NULL for iPXE. */
+    /* The server's MAC for BOOTIF, when no iPXE fills it in (GRUB, the
+     * virtual CD's loaders): then no initrd= either.  NULL for iPXE. */
     const char *mac;
 };
 
@@ -32,5 +34,12 @@ void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
 void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
 void bootscript_local(enum firmware fw, struct buf *out);
+
+/* The same two for GRUB (UEFI): r->mac set; each kernel argument a
+ * single-quoted word, so nothing in it is expanded by GRUB. */
+void bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out);
+/* Chain the disk's EFI loader (the installed system's, else the removable
+ * path's); without one, back to the firmware. */
+void bootscript_grub_local(struct buf *out);
 
 #endif

@@ -127,6 +127,7 @@ static const struct key_spec pxe_keys[] = {
     {"mode", K_PXEMODE, CFG(pxe_mode), "off", false},
     {"interface", K_OPTSTR, CFG(pxe_interface), NULL, false},
     {"dhcp_range", K_OPTSTR, CFG(dhcp_range), NULL, false},
+    {"tftp_root", K_STR, CFG(tftp_root), "/usr/lib/ipxe", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -163,6 +164,10 @@ static const struct key_spec image_keys[] = {
     {"tools", K_OPTSTR, CFG(tools), NULL, false},
     {"iso", K_OPTSTR, CFG(iso), NULL, false},
     {"cmdline", K_TEXT, CFG(cmdline), "", false},
+    {"kernel_aarch64", K_OPTSTR, CFG(kernel_aarch64), NULL, false},
+    {"initrd_aarch64", K_OPTSTR, CFG(initrd_aarch64), NULL, false},
+    {"tools_aarch64", K_OPTSTR, CFG(tools_aarch64), NULL, false},
+    {"grub_aarch64", K_OPTSTR, CFG(grub_aarch64), NULL, false},
     {"overlay", K_STR, CFG(overlay_dir), "alpine-overlay", false},
     {NULL, 0, 0, NULL, false},
 };

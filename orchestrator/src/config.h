@@ -84,6 +84,7 @@ struct config {
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
     char *dhcp_range;
+    char *tftp_root; /* dnsmasq's TFTP files, default /usr/lib/ipxe */
     /* [console] */
     char *console_listen; /* default 127.0.0.1:2222 */
     int readonly_grace;   /* seconds, default 30 */
@@ -105,6 +106,10 @@ struct config {
     char *iso;         /* the virtual-media boot CD (scripts/mkiso), or NULL */
     char *cmdline;     /* extra kernel arguments, may be "" */
     char *overlay_dir; /* apkovl skeleton, default alpine-overlay */
+    /* aarch64 servers' image (make image ARCH=arm64), served as
+     * /images/aarch64-<file name>; NULL: none (their rescue is refused),
+     * and their GRUB network loader (for UEFI HTTP boot) */
+    char *kernel_aarch64, *initrd_aarch64, *tools_aarch64, *grub_aarch64;
     /* [ui]: the portal */
     char *ui_dir;    /* its files; NULL: "ui" beside the rescued binary */
     int session_ttl; /* seconds a sign-in lasts, default 8h */

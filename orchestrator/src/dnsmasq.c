@@ -22,7 +22,8 @@
 #include <unistd.h>
 
 #define DNSMASQ_BIN "/usr/sbin/dnsmasq"
-#define TFTP_ROOT "/usr/lib/ipxe"
+/* arm64 UEFI's loader by TFTP when [image] grub_aarch64 names none. */
+#define GRUB_AA64 "grubnetaa64.efi"
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define STABLE_MS 60000 /* up this long: the next crash restarts quickly */
@@ -75,11 +76,22 @@ dnsmasq_write_conf(const struct config *c, const char *dir,
     buf_printf(out, "conf-file=%s/hosts\n", dir);
     /* Only servers of the inventory get an answer. */
     buf_printf(out, "dhcp-ignore=tag:!known\n");
-    buf_printf(out, "enable-tftp\ntftp-root=%s\n", TFTP_ROOT);
+    buf_printf(out, "enable-tftp\ntftp-root=%s\n", c->tftp_root);
     buf_printf(out, "dhcp-match=set:ipxe,175\n"
                     "dhcp-userclass=set:ipxe,iPXE\n"
                     "dhcp-match=set:efi64,option:client-arch,7\n"
                     "dhcp-match=set:efi64,option:client-arch,9\n");
+    /* arm64 UEFI (RFC 4578 and IANA's list): 11 PXE, 19 HTTP boot.  No
+     * arm64 iPXE exists in Debian: they get GRUB, which finds rescued's
+     * host:port in option 17 (root-path), sent to the inventory's aarch64
+     * servers (tagged in the host file: GRUB's own DHCP sends no arch). */
+    const char *grub = c->grub_aarch64 ? strrchr(c->grub_aarch64, '/') : NULL;
+    grub = grub ? grub + 1 : c->grub_aarch64 ? c->grub_aarch64 : GRUB_AA64;
+    const char *hostport =
+        strncmp(c->boot_url, "http://", 7) == 0 ? c->boot_url + 7 : c->boot_url;
+    buf_printf(out, "dhcp-match=set:arm64,option:client-arch,11\n"
+                    "dhcp-match=set:arm64http,option:client-arch,19\n");
+    buf_printf(out, "dhcp-option-force=tag:aarch64,17,\"%s\"\n", hostport);
     /* iPXE expands ${net0/mac} in the file name it is given. */
     char *script = xasprintf("%s/boot/${net0/mac}.ipxe", c->boot_url);
     if (c->pxe_mode == PXE_PROXY) {
@@ -89,6 +101,7 @@ dnsmasq_write_conf(const struct config *c, const char *dir,
                    "pxe-service=tag:!ipxe,x86PC,\"rescued\",undionly.kpxe\n");
         buf_printf(out,
                    "pxe-service=tag:!ipxe,x86-64_EFI,\"rescued\",ipxe.efi\n");
+        buf_printf(out, "pxe-service=ARM64_EFI,\"rescued\",%s\n", grub);
         /* iPXE takes a proxy's file name only with a next server
          * (siaddr), which dnsmasq's proxy mode leaves empty unless told. */
         if (next_server)
@@ -97,8 +110,16 @@ dnsmasq_write_conf(const struct config *c, const char *dir,
             buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
     } else {
         buf_printf(out, "dhcp-range=%s\n", c->dhcp_range);
-        buf_printf(out, "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n");
+        buf_printf(out, "dhcp-boot=tag:!ipxe,tag:!efi64,tag:!arm64,"
+                        "tag:!arm64http,undionly.kpxe\n");
         buf_printf(out, "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n");
+        buf_printf(out, "dhcp-boot=tag:arm64,%s\n", grub);
+        /* HTTP boot takes a URL, and the answer must say HTTPClient. */
+        if (c->grub_aarch64) {
+            buf_printf(out, "dhcp-boot=tag:arm64http,%s/images/aarch64-%s\n",
+                       c->boot_url, grub);
+            buf_printf(out, "dhcp-option-force=tag:arm64http,60,HTTPClient\n");
+        }
         buf_printf(out, "dhcp-boot=tag:ipxe,%s\n", script);
     }
     free(script);
@@ -112,7 +133,10 @@ dnsmasq_write_hosts(const struct config *c, struct buf *out)
     for (size_t i = 0; i < c->nservers; i++)
         if (!c->servers[i].facility ||
             strcmp(c->servers[i].facility, c->facility) == 0)
-            buf_printf(out, "dhcp-host=%s,set:known,%s\n", c->servers[i].mac,
+            buf_printf(out, "dhcp-host=%s,set:known,%s%s\n", c->servers[i].mac,
+                       strcmp(c->servers[i].arch, "aarch64") == 0
+                           ? "set:aarch64,"
+                           : "",
                        c->servers[i].id);
 }
 

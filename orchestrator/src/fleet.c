@@ -1419,7 +1419,15 @@ preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
                      s->cfg->project);
             return false;
         }
-        const char *files[] = {f->cfg->kernel, f->cfg->initrd, f->cfg->tools};
+        const char *files[3];
+        fleet_image_files(f, s->cfg->arch, &files[0], &files[1], &files[2]);
+        if (!files[0] || !files[1]) {
+            snprintf(err, errlen,
+                     "no %s rescue image: set [image] kernel_aarch64 and "
+                     "initrd_aarch64 (make image ARCH=arm64 builds them)",
+                     s->cfg->arch);
+            return false;
+        }
         for (size_t i = 0; i < 3; i++)
             if (files[i] && access(files[i], R_OK) != 0) {
                 snprintf(err, errlen, "rescue image file %s: %s", files[i],

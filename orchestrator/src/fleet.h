@@ -88,8 +88,18 @@ int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
  * (the lease, the address of its boot), moves nothing. */
 int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
                       bool head, struct buf *out);
+/* The same for GET or HEAD /boot/<mac>.grub: a GRUB config (arm64 UEFI
+ * servers, whose network loader is GRUB); the same states move. */
+int fleet_boot_grub(struct fleet *f, const char *mac, const char *peer,
+                    bool head, struct buf *out);
+/* The rescue image files of a server of this arch ("x86_64", "aarch64"):
+ * paths owned by the config, each NULL when not configured. */
+void fleet_image_files(const struct fleet *f, const char *arch,
+                       const char **kernel, const char **initrd,
+                       const char **tools);
 /* GET /images/<name>: the file's path (owned by the config), or NULL when
- * name is not one of the image files. */
+ * name is not one of the image files.  aarch64's are named
+ * aarch64-<file name>. */
 const char *fleet_image_path(struct fleet *f, const char *name);
 /* The virtual CD of the boot of token (a server with boot =
  * virtualmedia), served at /media/TOKEN.iso; NULL when none. */

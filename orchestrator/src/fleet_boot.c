@@ -205,9 +205,41 @@ script_may_move(struct srv *s, const char *peer)
     }
 }
 
-int
-fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
-                  struct buf *out)
+/* The prefix of aarch64's image files under /images/: their names are
+ * those of x86's (make image ARCH=arm64 writes vmlinuz, initramfs...). */
+#define AARCH64_PREFIX "aarch64-"
+
+static bool
+is_aarch64(const char *arch)
+{
+    return arch && strcmp(arch, "aarch64") == 0;
+}
+
+void
+fleet_image_files(const struct fleet *f, const char *arch, const char **kernel,
+                  const char **initrd, const char **tools)
+{
+    const struct config *c = f->cfg;
+    bool a64 = is_aarch64(arch);
+    *kernel = a64 ? c->kernel_aarch64 : c->kernel;
+    *initrd = a64 ? c->initrd_aarch64 : c->initrd;
+    *tools = a64 ? c->tools_aarch64 : c->tools;
+}
+
+/* An image file's name under /images/ (into a buffer of the caller's). */
+static const char *
+image_name(const char *arch, const char *path, char *out, size_t outlen)
+{
+    if (!path)
+        return NULL;
+    snprintf(out, outlen, "%s%s", is_aarch64(arch) ? AARCH64_PREFIX : "",
+             base_name(path));
+    return out;
+}
+
+static int
+boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
+            bool grub, struct buf *out)
 {
     const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
     if (!cs)
@@ -221,13 +253,27 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
      * spent, this boot gets its own. */
     if (moves && s->row.fsm.state == FSM_RESCUE)
         fleet_srv_new_token(s);
-    char token[65];
+    char token[65], kn[128], in[128], tn[128];
+    const char *kernel, *initrd, *tools;
+    fleet_image_files(f, cs->arch, &kernel, &initrd, &tools);
     bool rescue =
-        target_is_rescue(s->row.fsm.state) &&
+        target_is_rescue(s->row.fsm.state) && kernel && initrd &&
         store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    const char *what = grub ? "GRUB config" : "iPXE script";
     if (rescue) {
+        /* The arch's own files: aarch64's are under /images/aarch64-. */
         struct bootscript_rescue r = rescue_params(s, token);
-        bootscript_rescue(&r, out);
+        r.kernel_name = image_name(cs->arch, kernel, kn, sizeof(kn));
+        r.initrd_name = image_name(cs->arch, initrd, in, sizeof(in));
+        r.tools_name = image_name(cs->arch, tools, tn, sizeof(tn));
+        if (grub) {
+            r.mac = cs->mac;
+            bootscript_grub_rescue(&r, out);
+        } else {
+            bootscript_rescue(&r, out);
+        }
+    } else if (grub) {
+        bootscript_grub_local(out);
     } else {
         bootscript_local(cs->firmware, out);
     }
@@ -236,16 +282,30 @@ fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     char msg[160];
     if (!moves) {
         snprintf(msg, sizeof(msg),
-                 "iPXE script fetched from %s, not this server's address: "
+                 "%s fetched from %s, not this server's address: "
                  "moves nothing",
-                 peer);
+                 what, peer);
         boot_note(s, "audit", msg);
         return 0;
     }
-    snprintf(msg, sizeof(msg), "fetched its iPXE script (%s) from %s",
+    snprintf(msg, sizeof(msg), "fetched its %s (%s) from %s", what,
              rescue ? "rescue image" : "local disk", peer);
     boot_note_feed(s, msg, FSM_EV_IPXE_FETCHED);
     return 0;
+}
+
+int
+fleet_boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
+                  struct buf *out)
+{
+    return boot_script(f, mac, peer, head, false, out);
+}
+
+int
+fleet_boot_grub(struct fleet *f, const char *mac, const char *peer, bool head,
+                struct buf *out)
+{
+    return boot_script(f, mac, peer, head, true, out);
 }
 
 /* The server of a live token, with what its boot did with it. */
@@ -317,6 +377,15 @@ fleet_image_path(struct fleet *f, const char *name)
         return f->cfg->initrd;
     if (f->cfg->tools && strcmp(name, base_name(f->cfg->tools)) == 0)
         return f->cfg->tools;
+    if (strncmp(name, AARCH64_PREFIX, strlen(AARCH64_PREFIX)) == 0) {
+        const char *c = f->cfg->kernel_aarch64,
+                   *files[] = {c, f->cfg->initrd_aarch64, f->cfg->tools_aarch64,
+                               f->cfg->grub_aarch64};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+            if (files[i] &&
+                strcmp(name + strlen(AARCH64_PREFIX), base_name(files[i])) == 0)
+                return files[i];
+    }
     return NULL;
 }
 
@@ -326,8 +395,9 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
 {
     struct store_token t;
     const char *path = fleet_image_path(f, name);
-    /* The files are public: without a live token a fetch is no event. */
-    if (head || !path)
+    /* The files are public: without a live token a fetch is no event;
+     * the GRUB loader (fetched by the firmware's HTTP boot) never is. */
+    if (head || !path || path == f->cfg->grub_aarch64)
         return 0;
     struct srv *s = srv_of_token(f, token, &t);
     if (!s)
@@ -336,7 +406,8 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
         return not_here(err, errlen);
     if (!peer || !*peer)
         peer = "?";
-    bool kernel = path == f->cfg->kernel, tools = path == f->cfg->tools;
+    bool kernel = path == f->cfg->kernel || path == f->cfg->kernel_aarch64;
+    bool tools = path == f->cfg->tools || path == f->cfg->tools_aarch64;
     const char *what = kernel ? "kernel" : tools ? "tools archive" : "initrd";
     char subject[64];
     snprintf(subject, sizeof(subject), "the %s", what);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "httpclient.h"
@@ -66,6 +67,60 @@ setup_tools(void **state)
     e->http = hc_serve(e->loop);
     bootpath_register(e->http, e->fleet);
     *state = e;
+    return 0;
+}
+
+/* srv1 as an arm64 UEFI server, with (or without) the arm64 image files
+ * in [image]; x86's vmlinuz is KERNEL, arm64's ARM64. */
+#define ARM64 "ARM64-KERNEL"
+#define GRUBEFI "GRUB-EFI-LOADER"
+static struct env *
+arm64_env(bool image)
+{
+    struct env *e = env_dir_new(KERNEL);
+    char *dir = xasprintf("%s/arm64", e->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *names[] = {"vmlinuz", "initramfs", "grubnetaa64.efi"};
+    const char *bytes[] = {ARM64, "ARM64-INITRD", GRUBEFI};
+    for (size_t i = 0; i < 3; i++) {
+        char *f = xasprintf("%s/%s", dir, names[i]);
+        assert_int_equal(write_file_atomic(f, bytes[i], strlen(bytes[i]), 0644),
+                         0);
+        free(f);
+    }
+    char *img = xasprintf("kernel_aarch64 = %s/vmlinuz\n"
+                          "initrd_aarch64 = %s/initramfs\n"
+                          "grub_aarch64 = %s/grubnetaa64.efi\n",
+                          dir, dir, dir);
+    char *sections = xasprintf("%s[project:acme]\n"
+                               "[server:srv1]\n"
+                               "mac = " MAC "\n"
+                               "project = acme\n"
+                               "power = manual:\n"
+                               "arch = aarch64\n"
+                               "firmware = uefi\n"
+                               "console_tty = ttyAMA0,115200\n",
+                               image ? img : "");
+    env_start(e, NULL, sections);
+    free(sections);
+    free(img);
+    free(dir);
+    e->http = hc_serve(e->loop);
+    bootpath_register(e->http, e->fleet);
+    return e;
+}
+
+static int
+setup_arm64(void **state)
+{
+    *state = arm64_env(true);
+    return 0;
+}
+
+static int
+setup_arm64_no_image(void **state)
+{
+    *state = arm64_env(false);
     return 0;
 }
 
@@ -281,6 +336,88 @@ test_tools_archive(void **state)
                                        "fetching the tools archive "
                                        "tools.squashfs from 127.0.0.1"),
                      1);
+}
+
+/* srv1's rescue asked by admin with one key: 0 or the refusal in err. */
+static int
+ask_rescue(char *err, size_t errlen)
+{
+    const char *keys[] = {KEY, NULL};
+    struct fleet_action fa = {
+        .event = FSM_EV_RESCUE, .ssh_keys = keys, .nkeys = 1, .actor = "admin"};
+    return fleet_action(E->fleet, "srv1", &fa, err, errlen);
+}
+
+/* An arm64 server boots by GRUB: its /boot/<mac>.grub names arm64's
+ * files (aarch64-<name>) with the boot's token and its console, and the
+ * same fetches move it as iPXE's do; the loader itself is public and
+ * moves nothing. */
+static void
+test_arm64_boots_by_grub(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    if (ask_rescue(err, sizeof(err)) < 0)
+        fail_msg("rescue: %s", err);
+    tu_pump_until(E->loop, 3000, rebooting, "srv1");
+    struct resp r;
+    http(&(struct call){"GET", "/images/aarch64-grubnetaa64.efi"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, GRUBEFI);
+    resp_clear(&r);
+    expect_state("rebooting");
+
+    http(&(struct call){"GET", "/boot/" MAC ".grub"}, &r);
+    assert_int_equal(r.status, 200);
+    const char *k = strstr(r.body.data, "if linux \"(http,127.0.0.1:8080)"
+                                        "/images/aarch64-vmlinuz?token=");
+    assert_non_null(k);
+    char token[65];
+    k = strstr(k, "token=") + 6;
+    assert_int_equal(strspn(k, "0123456789abcdef"), 64);
+    memcpy(token, k, 64);
+    token[64] = '\0';
+    assert_non_null(strstr(r.body.data, " 'console=ttyAMA0,115200' "));
+    assert_non_null(strstr(r.body.data, " 'BOOTIF=01-52-54-00-00-02-01' "));
+    assert_non_null(strstr(r.body.data, "/images/aarch64-initramfs?token="));
+    resp_clear(&r);
+    expect_state("pxe_booting");
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
+                                       "fetched its GRUB config (rescue "
+                                       "image) from 127.0.0.1"),
+                     1);
+
+    /* x86's vmlinuz is another file; arm64's moves the boot. */
+    char *path = xasprintf("/images/aarch64-vmlinuz?token=%s", token);
+    http(&(struct call){"GET", path}, &r);
+    free(path);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, ARM64);
+    resp_clear(&r);
+    expect_state("rescue_booting");
+    http(&(struct call){"GET", "/images/vmlinuz"}, &r);
+    assert_string_equal(r.body.data, KERNEL);
+    resp_clear(&r);
+    expect_error(&(struct call){"GET", "/images/aarch64-nothing"}, 404,
+                 "not_found");
+}
+
+/* No arm64 image configured: an arm64 server's rescue is refused up
+ * front, in words that say what to set. */
+static void
+test_arm64_without_image_refused(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    assert_true(ask_rescue(err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "no aarch64 rescue image: set [image] "
+                                "kernel_aarch64"));
+    expect_state("active");
+    struct resp r;
+    http(&(struct call){"GET", "/boot/" MAC ".grub"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "this server boots its own disk"));
+    resp_clear(&r);
 }
 
 /* Without [image] tools there is no such image, and no rescue_tools=. */
@@ -641,6 +778,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_boot_script, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_arm64_boots_by_grub, setup_arm64,
+                                        env_face_teardown),
+        cmocka_unit_test_setup_teardown(test_arm64_without_image_refused,
+                                        setup_arm64_no_image,
+                                        env_face_teardown),
         cmocka_unit_test_setup_teardown(test_overlay_and_phone_home, setup,
                                         env_face_teardown),
         cmocka_unit_test_setup_teardown(test_tools_archive, setup_tools,

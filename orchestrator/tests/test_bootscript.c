@@ -1,4 +1,4 @@
-/* The iPXE scripts a server gets, and dnsmasq's files. */
+/* The iPXE scripts and GRUB configs a server gets, and dnsmasq's files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,8 +150,72 @@ test_local_scripts(void **state)
     buf_free(&b);
 }
 
+/* An arm64 server's GRUB config boots the same image files with the same
+ * kernel command line as the iPXE script would, its BOOTIF= from the MAC
+ * (GRUB has no ${netX/mac}), each argument a quoted word. */
+static void
+test_grub_rescue_config_is_the_ipxe_target(void **state)
+{
+    (void)state;
+    struct bootscript_rescue r = rescue_params(FW_UEFI);
+    r.kernel_name = "aarch64-vmlinuz";
+    r.initrd_name = "aarch64-initramfs";
+    r.tools_name = "aarch64-tools.squashfs";
+    r.console_tty = "ttyAMA0,115200";
+    r.cmdline = "quiet it's";
+    r.mac = "52:54:00:77:00:02";
+    struct buf b = {0}, want = {0};
+    bootscript_grub_rescue(&r, &b);
+    assert_int_equal(count(b.data, "\n    if linux \"(http,10.77.0.1:8080)"
+                                   "/images/aarch64-vmlinuz?token=abc123\" "),
+                     1);
+    assert_non_null(strstr(b.data, "if initrd \"(http,10.77.0.1:8080)/images/"
+                                   "aarch64-initramfs?token=abc123\"; then"));
+    assert_non_null(strstr(b.data, "\nfor try in 1 2 3; do\n"));
+    assert_non_null(strstr(b.data, "\n            boot\n"));
+    assert_non_null(strstr(b.data, "\nreboot\n"));
+    /* The words of the linux line, unquoted, are the command line. */
+    const char *l = strstr(b.data, "?token=abc123\" ");
+    assert_non_null(l);
+    l += strlen("?token=abc123\" ");
+    struct buf got = {0};
+    bool in = false;
+    for (; *l && !(!in && *l == ';'); l++) {
+        if (*l == '\'')
+            in = !in;
+        else if (!in && *l == '\\')
+            buf_append(&got, ++l, 1);
+        else
+            buf_append(&got, l, 1);
+    }
+    bootscript_cmdline(&r, &want);
+    assert_string_equal(got.data, want.data);
+    assert_non_null(strstr(want.data, "console=ttyAMA0,115200 ip=dhcp "
+                                      "BOOTIF=01-52-54-00-77-00-02 "));
+    assert_null(strstr(want.data, "initrd="));
+    assert_non_null(strstr(want.data, "rescue_tools=http://10.77.0.1:8080/"
+                                      "images/aarch64-tools.squashfs?token="
+                                      "abc123 "));
+    /* A quote in an argument cannot end GRUB's word early. */
+    assert_non_null(strstr(b.data, " 'it'\\''s'; then"));
+    buf_free(&got);
+    buf_free(&want);
+    buf_free(&b);
+    /* Home: the disk's loader, chained (EDK2 stops at its menu when GRUB
+     * exits), the removable path last; exit only without one. */
+    bootscript_grub_local(&b);
+    assert_non_null(strstr(b.data, "\nfor f in /EFI/debian/shimaa64.efi "));
+    assert_non_null(strstr(b.data, " /EFI/BOOT/BOOTAA64.EFI; do\n"));
+    const char *ch = strstr(b.data, "--set=root $f; then\n");
+    assert_non_null(ch);
+    assert_non_null(strstr(ch, "        chainloader $f\n        boot\n"));
+    assert_non_null(strstr(ch, "\nexit\n"));
+    assert_null(strstr(b.data, "linux"));
+    buf_free(&b);
+}
+
 static struct config *
-load(const char *mode)
+load_with(const char *mode, const char *pxe, const char *extra)
 {
     char path[] = "/tmp/rescued-test-XXXXXX";
     int fd = mkstemp(path);
@@ -161,17 +225,24 @@ load(const char *mode)
             "[rescued]\nlisten=127.0.0.1:1\nboot_url=http://10.77.0.1:8080\n"
             "data_dir=/tmp\nadmin_token=t-0123456789abcdef\n"
             "[pxe]\nmode=%s\ninterface=br0\n"
-            "dhcp_range=10.77.0.100,10.77.0.200,1h\n"
+            "dhcp_range=10.77.0.100,10.77.0.200,1h\n%s"
             "[project:p]\n"
             "[server:srv1]\nmac=52:54:00:77:00:01\nproject=p\npower=manual:\n"
-            "[server:srv2]\nmac=52-54-00-77-00-02\nproject=p\npower=manual:\n",
-            mode);
+            "[server:srv2]\nmac=52-54-00-77-00-02\nproject=p\npower=manual:\n"
+            "%s",
+            mode, pxe, extra);
     fclose(f);
     char err[256];
     struct config *c = config_load(path, err, sizeof(err));
     unlink(path);
     assert_non_null(c);
     return c;
+}
+
+static struct config *
+load(const char *mode)
+{
+    return load_with(mode, "", "");
 }
 
 static void
@@ -200,8 +271,10 @@ test_dnsmasq_answers_only_the_inventory(void **state)
     assert_non_null(strstr(b.data, "\ninterface=br0\n"));
     assert_non_null(
         strstr(b.data, "\ndhcp-range=10.77.0.100,10.77.0.200,1h\n"));
-    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:!ipxe,tag:!efi64,"
-                                   "undionly.kpxe\n"));
+    assert_non_null(strstr(b.data,
+                           "\ndhcp-boot=tag:!ipxe,tag:!efi64,"
+                           "tag:!arm64,tag:!arm64http,undionly.kpxe\n"));
+    assert_non_null(strstr(b.data, "\ntftp-root=/usr/lib/ipxe\n"));
     assert_non_null(strstr(b.data, "\ndhcp-boot=tag:!ipxe,tag:efi64,"
                                    "ipxe.efi\n"));
     assert_non_null(strstr(b.data, "\ndhcp-boot=tag:ipxe,http://10.77.0.1:8080"
@@ -251,10 +324,54 @@ test_dnsmasq_proxy_mode_has_pxe_services(void **state)
     dnsmasq_write_conf(c, "/d", "10.77.0.1", &b);
     assert_non_null(strstr(b.data, ",proxy\n"));
     /* dnsmasq answers proxy requests only with a pxe-service line. */
-    assert_int_equal(count(b.data, "\npxe-service="), 2);
+    assert_int_equal(count(b.data, "\npxe-service="), 3);
+    assert_non_null(strstr(b.data, "\npxe-service=ARM64_EFI,\"rescued\","
+                                   "grubnetaa64.efi\n"));
     /* iPXE ignores a proxy offer's file name without a next server. */
     assert_non_null(strstr(b.data, "\ndhcp-boot=tag:ipxe,http://10.77.0.1:8080"
                                    "/boot/${net0/mac}.ipxe,,10.77.0.1\n"));
+    buf_free(&b);
+    config_free(c);
+}
+
+/* dnsmasq tells arm64 UEFI clients apart by option 93 (11 PXE, 19 HTTP
+ * boot) and gives each GRUB: by TFTP from tftp_root, or by URL from
+ * rescued with HTTPClient in the answer; the inventory's aarch64 servers
+ * (tagged in the host file) get rescued's host:port in option 17. */
+static void
+test_dnsmasq_arm64_gets_grub(void **state)
+{
+    (void)state;
+    struct config *c =
+        load_with("dhcp", "tftp_root=/srv/tftp\n",
+                  "arch=aarch64\n[image]\ngrub_aarch64=/x/gnet.efi\n");
+    struct buf b = {0};
+    dnsmasq_write_hosts(c, &b);
+    assert_string_equal(b.data,
+                        "dhcp-host=52:54:00:77:00:01,set:known,srv1\n"
+                        "dhcp-host=52:54:00:77:00:02,set:known,set:aarch64,"
+                        "srv2\n");
+    buf_free(&b);
+    dnsmasq_write_conf(c, "/d", NULL, &b);
+    assert_non_null(strstr(b.data, "\ntftp-root=/srv/tftp\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-match=set:arm64,option:client-arch,"
+                                   "11\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-match=set:arm64http,option:client-"
+                                   "arch,19\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:arm64,gnet.efi\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:arm64http,http://10.77.0.1"
+                                   ":8080/images/aarch64-gnet.efi\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-option-force=tag:arm64http,60,"
+                                   "HTTPClient\n"));
+    assert_non_null(strstr(b.data, "\ndhcp-option-force=tag:aarch64,17,"
+                                   "\"10.77.0.1:8080\"\n"));
+    buf_free(&b);
+    config_free(c);
+    /* Without the loader configured there is no URL to hand HTTP boot. */
+    c = load("dhcp");
+    dnsmasq_write_conf(c, "/d", NULL, &b);
+    assert_non_null(strstr(b.data, "\ndhcp-boot=tag:arm64,grubnetaa64.efi\n"));
+    assert_null(strstr(b.data, "tag:arm64http,http"));
     buf_free(&b);
     config_free(c);
 }
@@ -269,6 +386,8 @@ main(void)
         cmocka_unit_test(test_uefi_names_the_initrd),
         cmocka_unit_test(test_rescue_script_retries_each_download),
         cmocka_unit_test(test_local_scripts),
+        cmocka_unit_test(test_grub_rescue_config_is_the_ipxe_target),
+        cmocka_unit_test(test_dnsmasq_arm64_gets_grub),
         cmocka_unit_test(test_dnsmasq_answers_only_the_inventory),
         cmocka_unit_test(test_dnsmasq_proxy_mode_has_pxe_services),
         cmocka_unit_test(test_dnsmasq_lease_match),
