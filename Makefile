@@ -4,7 +4,8 @@
 # The version, written here only: rescued and rescuectl print it.
 VERSION := 0.2.0
 CC      ?= cc
-PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls libsystemd
+PKGS    := libcurl libarchive libmicrohttpd libssh jansson sqlite3 gnutls libsystemd \
+           libpq
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iorchestrator/src \
@@ -116,10 +117,14 @@ $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
 	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST $(LDFLAGS_$*) -o $@ \
 	    $(filter-out %.h Makefile,$^) $(LDLIBS) -lcmocka
 
+# test_store runs its cases on SQLite and on a PostgreSQL of its own
+# (scripts/test-pg: initdb in a temp dir, a unix socket, torn down after).
+UNIT_WRAP_test_store := scripts/test-pg run
 unit: $(TESTS)
 	@fail=0; for t in $(TESTS); do \
 	    echo "== $$t"; \
-	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t || fail=1; \
+	    case $$t in */test_store) w="$(UNIT_WRAP_test_store)";; *) w=;; esac; \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$w $$t || fail=1; \
 	done; exit $$fail
 
 # Fuzzing (orchestrator/fuzz/README.md): one libFuzzer target per parser,

@@ -661,6 +661,34 @@ lab_up()
     daemon_lab
 }
 
+# ---- PostgreSQL (scripts/test-pg) ----
+
+# pg_up: a PostgreSQL 15 of the case's own (initdb in a fresh dir, a unix
+# socket of its own, no TCP); sets PG_DIR and PG_URL (a store URL).  run's
+# tear-down stops and removes it, pass or fail ($T/.pg).  pg_stop and
+# pg_start: an outage of the same server, its data kept.  pg_down: gone.
+pg_up()
+{
+    PG_DIR=$("$ROOT/scripts/test-pg" up 2>>"$T/pg.log") ||
+        fail "test-pg up: $(tail -5 "$T/pg.log")"
+    echo "$PG_DIR" >>"$T/.pg"
+    PG_URL=$("$ROOT/scripts/test-pg" url "$PG_DIR")
+}
+pg_stop()
+{
+    "$ROOT/scripts/test-pg" stop "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg stop: $(tail -5 "$T/pg.log")"
+}
+pg_start()
+{
+    "$ROOT/scripts/test-pg" start "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg start: $(tail -5 "$PG_DIR/server.log")"
+}
+pg_down()
+{
+    "$ROOT/scripts/test-pg" down "$PG_DIR"
+}
+
 # trust_rescue_host SERVER: scan the rescue OS's host keys, check that their
 # fingerprints are the ones rescued shows, and trust exactly those.
 trust_rescue_host()
@@ -714,11 +742,24 @@ serial_run()
 # name is never passed on (qmpproxy.py).
 qmp_proxy()
 {
-    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$T/$1.qmp" ${2:+"$2"} \
+    qmpproxy_up "$1" "$T/$1.qmp" ${2:+"$2"}
+}
+
+# qmpproxy_up NAME UPSTREAM [ARG]: qmpproxy.py on $T/NAME.proxy.qmp in
+# front of UPSTREAM, its log in $T/NAME.proxy.log; returns once it listens
+# ("ready" comes after listen).  The last proxy's log and socket go first:
+# `>LOG &` truncates in the child, later, so a stale "ready" passed for
+# this one while rescued met the dead proxy's socket (connection refused,
+# case 067 once).  Sets PROXY to its pid.
+qmpproxy_up()
+{
+    rm -f "$T/$1.proxy.log" "$T/$1.proxy.qmp"
+    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$2" ${3:+"$3"} \
         >"$T/$1.proxy.log" 2>&1 &
-    track $! "$HERE/qmpproxy.py"
+    PROXY=$!
+    track "$PROXY" "$HERE/qmpproxy.py"
     wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
-        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log" 2>&1)"
 }
 
 # expect_proxy NAME REGEX [SECS]: a line of NAME's proxy log matches.
@@ -944,11 +985,7 @@ rescue_as_server()
 # ID through it (the ini's power line, and a reload).
 lab_proxy()
 {
-    python3 "$HERE/qmpproxy.py" "$T/$1.proxy.qmp" "$LAB_DIR/$1.qmp" \
-        "fake:$2" >"$T/$1.proxy.log" 2>&1 &
-    track $! "$HERE/qmpproxy.py"
-    wait_for "grep -q '^ready' $T/$1.proxy.log" 5 ||
-        fail "qmp proxy for $1 did not start: $(cat "$T/$1.proxy.log")"
+    qmpproxy_up "$1" "$LAB_DIR/$1.qmp" "fake:$2"
     sed -i "s|^power *= *qmp:$LAB_DIR/$1.qmp|power    = qmp:$T/$1.proxy.qmp|" \
         "$LAB_DIR/rescued.ini"
     grep -q "qmp:$T/$1.proxy.qmp" "$LAB_DIR/rescued.ini" ||

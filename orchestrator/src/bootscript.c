@@ -162,3 +162,14 @@ bootscript_grub_local(struct buf *out)
                     "echo 'rescued: no boot loader on the disks; back to the "
                     "firmware'\nexit\n");
 }
+
+void
+bootscript_wait(const char *boot_url, const char *mac, struct buf *out)
+{
+    buf_printf(
+        out,
+        "#!ipxe\n:wait\necho rescued: its store cannot be reached; "
+        "asking again in 5 s\nsleep 5\nchain --replace %s/boot/%s.ipxe || "
+        "goto wait\n",
+        boot_url, mac);
+}

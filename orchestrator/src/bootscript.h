@@ -34,6 +34,12 @@ void bootscript_cmdline(const struct bootscript_rescue *r, struct buf *out);
 void bootscript_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Boot the installed OS: BIOS sanboot of the first disk, UEFI exit. */
 void bootscript_local(enum firmware fw, struct buf *out);
+/* While the store cannot say which boot a server is on (the database is
+ * gone): wait in iPXE and ask for the script again, every 5 s, so the
+ * server boots neither the rescue nor its disk until it can be told.
+ * chain --replace: a plain chain nests, and Debian's iPXE stopped asking
+ * after 13 nested scripts (about a minute). */
+void bootscript_wait(const char *boot_url, const char *mac, struct buf *out);
 
 /* The same two for GRUB (UEFI): r->mac set; each kernel argument a
  * single-quoted word, so nothing in it is expanded by GRUB. */

@@ -104,6 +104,7 @@ static const struct key_spec rescued_keys[] = {
     {"max_body", K_SIZE, CFG(max_body), "64K", false},
     {"admin_keys_file", K_OPTSTR, CFG(admin_keys_file), NULL, false},
     {"store", K_STORE, CFG(store), "sqlite:", false},
+    {"store_file", K_OPTSTR, CFG(store_file), NULL, false},
     {"max_connections", K_COUNT, CFG(max_connections), "1024", false},
     {"max_connections_per_ip", K_COUNT, CFG(max_connections_per_ip), "32",
      false},
@@ -837,6 +838,37 @@ cmp_server_mac(const void *a, const void *b)
                   (*(const struct config_server *const *)b)->mac);
 }
 
+/* The first line of a file that holds a secret (a token, a store URL with
+ * its password), into *out: it must exist, be the owner's only and have
+ * something on its first line; else the refusal, naming key. */
+static int
+read_secret_file(struct loader *ld, int line, const char *key, const char *file,
+                 const char *what, char **out)
+{
+    struct stat st;
+    char *text;
+    size_t len;
+    int rc = read_file(file, &text, &len);
+    if (rc < 0)
+        return fail(ld, line, "rescued", key, "%s: cannot read: %s", file,
+                    strerror(-rc));
+    if (stat(file, &st) == 0 && (st.st_mode & 077)) {
+        explicit_bzero(text, len);
+        free(text);
+        return fail(ld, line, "rescued", key,
+                    "%s: readable by others (mode %03o): chmod 600", file,
+                    (unsigned)(st.st_mode & 0777));
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    if (!*text) {
+        free(text);
+        return fail(ld, line, "rescued", key, "%s: no %s on its first line",
+                    file, what);
+    }
+    *out = text;
+    return 0;
+}
+
 /* admin_token, or admin_token_file naming a file that holds it (what a
  * package writes at install, so that the config holds no secret): one of
  * them.  The file must not be readable by group or others. */
@@ -856,27 +888,37 @@ load_admin_token(struct loader *ld)
     if (c->admin_token)
         return fail(ld, line, "rescued", "admin_token_file",
                     "admin_token is set too: one of them");
-    struct stat st;
-    char *text;
-    size_t len;
-    int rc = read_file(file, &text, &len);
-    if (rc < 0)
-        return fail(ld, line, "rescued", "admin_token_file",
-                    "%s: cannot read: %s", file, strerror(-rc));
-    if (stat(file, &st) == 0 && (st.st_mode & 077)) {
-        explicit_bzero(text, len);
-        free(text);
-        return fail(ld, line, "rescued", "admin_token_file",
-                    "%s: readable by others (mode %03o): chmod 600", file,
-                    (unsigned)(st.st_mode & 0777));
+    return read_secret_file(ld, line, "admin_token_file", file, "token",
+                            &c->admin_token);
+}
+
+/* store_file: a file holding the store URL, so that a PostgreSQL password
+ * stays out of the main config (and out of messages: uri_store_parse names
+ * only the scheme).  Private like admin_token_file; store or store_file. */
+static int
+load_store_file(struct loader *ld)
+{
+    struct config *c = ld->c;
+    int line = key_line(ld, "rescued", "store_file");
+    char *url, why[256];
+    if (!c->store_file)
+        return 0;
+    if (key_line(ld, "rescued", "store"))
+        return fail(ld, line, "rescued", "store_file",
+                    "store is set too: one of them");
+    if (read_secret_file(ld, line, "store_file", c->store_file, "store URL",
+                         &url) < 0)
+        return -EINVAL;
+    struct uri_store *u = uri_store_parse(url, why, sizeof(why));
+    if (!u) {
+        explicit_bzero(url, strlen(url));
+        free(url);
+        return fail(ld, line, "rescued", "store_file", "%s: %s", c->store_file,
+                    why);
     }
-    text[strcspn(text, "\r\n")] = '\0';
-    if (!*text) {
-        free(text);
-        return fail(ld, line, "rescued", "admin_token_file",
-                    "%s: no token on its first line", file);
-    }
-    c->admin_token = text;
+    uri_store_free(u);
+    free(c->store);
+    c->store = url;
     return 0;
 }
 
@@ -930,7 +972,8 @@ finish(struct loader *ld)
         c->kernel = xasprintf("%s%simages/vmlinuz", c->data_dir, sep);
     if (!c->initrd)
         c->initrd = xasprintf("%s%simages/initramfs", c->data_dir, sep);
-    if (check_tls(ld) < 0 || load_admin_token(ld) < 0)
+    if (check_tls(ld) < 0 || load_admin_token(ld) < 0 ||
+        load_store_file(ld) < 0)
         return -EINVAL;
     if (c->pxe_mode != PXE_OFF && !c->pxe_interface)
         return fail(ld, key_line(ld, "pxe", "mode"), "pxe", "interface",

@@ -62,6 +62,8 @@ struct config {
     char *admin_keys_file; /* SSH keys with console access to all */
     /* store URL (uri.h); default "sqlite:", DATA_DIR/rescued.db */
     char *store;
+    /* a file holding the store URL instead (its password out of here) */
+    char *store_file;
     /* what clients may hold (0: no limit of ours) */
     int max_connections, max_connections_per_ip; /* at start only */
     int request_timeout; /* s from accept to a whole request, > 0 */

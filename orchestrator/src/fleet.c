@@ -930,6 +930,13 @@ lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
     int64_t now = now_wall_ms();
     int r = store_lease_take(f->st, f->facility, f->node,
                              f->cfg->lease * 1000LL, now, &l);
+    if (r == -ENOTSUP) {
+        /* A store without leases yet: this node runs its facility alone,
+         * as a single rescued always did. */
+        strlcpy_s(l.holder, f->node, sizeof(l.holder));
+        l.expires_ms = INT64_MAX;
+        r = 1;
+    }
     if (r == 1) {
         f->lease_expires_ms = l.expires_ms;
         if (!f->active)

@@ -256,9 +256,17 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     char token[65], kn[128], in[128], tn[128];
     const char *kernel, *initrd, *tools;
     fleet_image_files(f, cs->arch, &kernel, &initrd, &tools);
-    bool rescue =
-        target_is_rescue(s->row.fsm.state) && kernel && initrd &&
-        store_token_of_server(f->st, cs->id, token, sizeof(token)) == 0;
+    int tr = target_is_rescue(s->row.fsm.state) && kernel && initrd
+                 ? store_token_of_server(f->st, cs->id, token, sizeof(token))
+                 : -ENOENT;
+    if (tr == -EIO && !grub) {
+        /* No token to hand out, and the disk is not where it is going:
+         * it waits in iPXE and asks again; nothing moves.  (GRUB has no
+         * such loop yet: it is sent to its disk.) */
+        bootscript_wait(f->cfg->boot_url, cs->mac, out);
+        return 0;
+    }
+    bool rescue = tr == 0;
     const char *what = grub ? "GRUB config" : "iPXE script";
     if (rescue) {
         /* The arch's own files: aarch64's are under /images/aarch64-. */

@@ -375,6 +375,7 @@ main(int argc, char **argv)
     struct store *st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
     if (!st)
         fatalx("%s", err);
+    store_attach_loop(st, d.loop);
     const char *listen = cfg->listen;
     d.fleet = fleet_new(d.loop, cfg, st, err, sizeof(err));
     if (!d.fleet)

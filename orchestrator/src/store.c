@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One backend per store URL kind (uri.h); store_pg joins here. */
+/* One backend per store URL kind (uri.h). */
 static const struct store_ops *const backends[] = {
     [URI_STORE_SQLITE] = &store_sqlite_ops,
+    [URI_STORE_PG] = &store_pg_ops,
 };
 
 struct store *
@@ -40,6 +41,13 @@ const char *
 store_last_error(const struct store *st)
 {
     return st->last_error;
+}
+
+void
+store_attach_loop(struct store *st, struct loop *l)
+{
+    if (st->ops->attach_loop)
+        st->ops->attach_loop(st, l);
 }
 
 void
@@ -207,6 +215,10 @@ store_lease_take(struct store *st, const char *facility, const char *node,
                  int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
 {
     struct store_lease ignored;
+    /* A backend without facilities yet (store_pg): -ENOTSUP, and fleet
+     * runs this node's facility alone. */
+    if (!st->ops->lease_take)
+        return -ENOTSUP;
     return st->ops->lease_take(st, facility, node, ttl_ms, now_ms,
                                out ? out : &ignored);
 }
@@ -214,13 +226,16 @@ store_lease_take(struct store *st, const char *facility, const char *node,
 int
 store_lease_release(struct store *st, const char *facility, const char *node)
 {
-    return st->ops->lease_release(st, facility, node);
+    return st->ops->lease_release ? st->ops->lease_release(st, facility, node)
+                                  : -ENOTSUP;
 }
 
 int64_t
 store_action_add(struct store *st, const char *facility, const char *server,
                  const char *origin, const char *actor, const char *body)
 {
+    if (!st->ops->action_add)
+        return -ENOTSUP;
     return st->ops->action_add(st, facility, server, origin, actor, body);
 }
 
@@ -229,13 +244,15 @@ store_action_take(struct store *st, const char *facility, const char *node,
                   int64_t now_ms, struct store_action *out)
 {
     memset(out, 0, sizeof(*out));
+    if (!st->ops->action_take)
+        return 0;
     return st->ops->action_take(st, facility, node, now_ms, out);
 }
 
 int
 store_action_done(struct store *st, int64_t id)
 {
-    return st->ops->action_done(st, id);
+    return st->ops->action_done ? st->ops->action_done(st, id) : -ENOTSUP;
 }
 
 void
@@ -248,11 +265,11 @@ store_action_clear(struct store_action *a)
 int64_t
 store_feed_head(struct store *st)
 {
-    return st->ops->feed_head(st);
+    return st->ops->feed_head ? st->ops->feed_head(st) : -ENOTSUP;
 }
 
 int
 store_feed_notify(struct store *st, store_feed_cb *cb, void *arg)
 {
-    return st->ops->feed_notify(st, cb, arg);
+    return st->ops->feed_notify ? st->ops->feed_notify(st, cb, arg) : -ENOTSUP;
 }

@@ -1,9 +1,10 @@
 /* store: each server's current state, the event history (transitions,
  * boot-path fetches, actions, audit) and the one-time boot tokens, behind
- * one interface.  The URL picks the backend (store_backend.h): today only
- * sqlite: (store_sqlite.c, WAL in the data dir); a PostgreSQL backend
- * (store_pg.c) can join without a change here or in fleet.  Every write is
- * its own committed transaction, except inside a batch (store_begin).
+ * one interface.  The URL picks the backend (store_backend.h): sqlite:
+ * (store_sqlite.c, WAL in the data dir, the default) or postgresql://
+ * (store_pg.c, libpq).  Both run the same migrations (store_migrations.c).
+ * Every write is its own committed transaction, except inside a batch
+ * (store_begin).
  *
  * Blocking.  Every call runs on the caller's thread (the loop's) and
  * returns when it is done: a write has been committed, durably, by then.
@@ -22,12 +23,12 @@
  * fails with -EIO.
  * A network backend keeps the same contract, at a network's price: [read]
  * and [commit] become a round trip to the server (plus its fsync), so it
- * must bound each wait (its own timeout, libpq's async API polled with a
- * deadline rather than its blocking calls, which can hang for a TCP
- * timeout), fail with a negative errno when the bound is reached (fleet
- * then treats it as any store failure: a transition not stored is not
- * done), and keep the boot path's reads (the token lookups) off the
- * network where it can. */
+ * bounds each wait (store_pg: libpq's async API polled with a deadline,
+ * 2 s a call, rather than its blocking calls, which can hang for a TCP
+ * timeout), fails with -EIO when the bound is reached or the server is
+ * unreachable (fleet then treats it as any store failure: a transition
+ * not stored is not done, the API answers 503 with store_last_error), and
+ * reconnects by itself with a back-off, failing at once in between. */
 #ifndef RESCUED_STORE_H
 #define RESCUED_STORE_H
 
@@ -47,10 +48,19 @@ const char *store_last_error(const struct store *st);
  *   sqlite:PATH   the SQLite file PATH; its directory is made (0700, the
  *                 parents 0755) when missing
  *   sqlite:       DATA_DIR/rescued.db (also when url is NULL)
+ *   postgresql://...  a PostgreSQL database (libpq's URI; data_dir unused);
+ *                 the server must answer at open (30 s at most, a
+ *                 migration by another node included)
  * Any other URL is refused, NULL with the reason in err (uri_store_parse's
  * words: "unknown store URL scheme 'mysql:' ...").  [open] */
 struct store *store_open(const char *url, const char *data_dir, char *err,
                          size_t errlen);
+struct loop;
+/* Let the store do its background work on l (store_pg: reconnecting
+ * after the database went away, so that no call waits for a connect);
+ * before store_close, l must outlive the store.  Without it a call
+ * reconnects inline, bounded.  [none] */
+void store_attach_loop(struct store *st, struct loop *l);
 /* Accepts NULL.  [commit]: sqlite checkpoints its WAL. */
 void store_close(struct store *st);
 /* The schema version the store is at (migrations applied).  [none] */

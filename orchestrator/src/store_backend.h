@@ -1,4 +1,4 @@
-/* store_backend: what store.c and its backends (store_sqlite.c, later
+/* store_backend: what store.c and its backends (store_sqlite.c,
  * store_pg.c) share, and nobody else includes.  store.c owns the public
  * interface (store.h) and reaches a backend only through its ops table;
  * a backend never calls back into store.c.
@@ -19,12 +19,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct loop;
+
 struct store_ops {
     /* Open (creating and migrating) what u names; a backend with a
      * default location puts it under data_dir.  NULL with err written. */
     struct store *(*open)(const struct uri_store *u, const char *data_dir,
                           char *err, size_t errlen);
     void (*close)(struct store *st); /* st is not NULL */
+    /* Optional: background work (store_pg's reconnects) on l. */
+    void (*attach_loop)(struct store *st, struct loop *l);
     int (*schema_version)(struct store *st);
     int (*begin)(struct store *st);
     int (*commit)(struct store *st);
@@ -62,7 +66,9 @@ struct store_ops {
                         void *arg);
     int64_t (*session_expire)(struct store *st, int64_t now_ms);
     /* Facilities and nodes (store.h, "facilities"): the lease, the
-     * actions handed to the active node, the change feed. */
+     * actions handed to the active node, the change feed.  NULL in a
+     * backend without them yet (store_pg): store.c answers -ENOTSUP (the
+     * take: none), and a node runs its facility alone. */
     int (*lease_take)(struct store *st, const char *facility, const char *node,
                       int64_t ttl_ms, int64_t now_ms, struct store_lease *out);
     int (*lease_release)(struct store *st, const char *facility,
@@ -87,5 +93,23 @@ struct store {
 };
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
+
+/* The schema (store_migrations.c): migration i takes a database from
+ * version i to i + 1 on every backend.  .pg is PostgreSQL's text where it
+ * differs from .sql (NULL: .sql runs on both). */
+struct store_migration {
+    const char *sql;
+    const char *pg;
+};
+enum store_dialect {
+    STORE_DIALECT_SQLITE,
+    STORE_DIALECT_PG,
+};
+extern const struct store_migration store_migrations[];
+/* How many migrations there are: the version a migrated store is at. */
+extern const int store_schema_latest;
+/* Migration i's text for dialect d (0 <= i < store_schema_latest). */
+const char *store_migration_sql(int i, enum store_dialect d);
 
 #endif

@@ -37,89 +37,8 @@ store_test_set_busy_timeout(int ms)
 }
 #endif
 
-/* The schema, as an ordered list of migrations: migration i takes the
- * database from user_version i to i + 1.  Append only: a shipped
- * migration is never edited, because databases out there already ran it. */
-static const char *const migrations[] = {
-    /* 1: servers and their event history. */
-    "CREATE TABLE servers ("
-    "  id TEXT PRIMARY KEY,"
-    "  state INTEGER NOT NULL,"
-    "  since_ms INTEGER NOT NULL,"
-    "  deadline_ms INTEGER NOT NULL,"
-    "  retries INTEGER NOT NULL,"
-    "  ttl_s INTEGER NOT NULL,"
-    "  expires_at_ms INTEGER NOT NULL,"
-    "  last_error TEXT NOT NULL,"
-    "  ssh_keys TEXT,"
-    "  rescue_json TEXT,"
-    "  updated_ms INTEGER NOT NULL"
-    ");"
-    "CREATE TABLE events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  server TEXT NOT NULL,"
-    "  at_ms INTEGER NOT NULL,"
-    "  kind TEXT NOT NULL,"
-    "  from_state TEXT,"
-    "  to_state TEXT,"
-    "  actor TEXT NOT NULL,"
-    "  message TEXT NOT NULL"
-    ");"
-    "CREATE INDEX events_server ON events (server, id);",
-    /* 2: one-time boot tokens. */
-    "CREATE TABLE tokens ("
-    "  token TEXT PRIMARY KEY,"
-    "  server TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  revoked_ms INTEGER"
-    ");"
-    "CREATE INDEX tokens_server ON tokens (server);",
-    /* 3: actions stored with a transition and not yet known done, so a
-     * restart re-runs exactly those. */
-    "ALTER TABLE servers ADD COLUMN pending_actions INTEGER NOT NULL"
-    " DEFAULT 0;",
-    /* 4: a token bound to its boot: the address that fetched the kernel,
-     * and when the overlay was served (once). */
-    "ALTER TABLE tokens ADD COLUMN addr TEXT;"
-    "ALTER TABLE tokens ADD COLUMN overlay_ms INTEGER;",
-    /* 6 (h13rest's; after h12rest's 5 once merged): the portal's sign-in
-     * sessions, so a restart signs no one out.  Hashes of the cookie's id
-     * and of the token, never either; project NULL is the admin.  Plain
-     * SQL: the PostgreSQL backend runs the same list. */
-    "CREATE TABLE portal_sessions ("
-    "  id_hash TEXT PRIMARY KEY,"
-    "  token_hash TEXT NOT NULL,"
-    "  csrf TEXT NOT NULL,"
-    "  project TEXT,"
-    "  expires_ms BIGINT NOT NULL"
-    ");"
-    "CREATE INDEX portal_sessions_expires ON portal_sessions (expires_ms);",
-    /* h15node's (7 at merge, after h12rest's 5 and h13rest's 6):
-     * facilities: each one's lease, and the actions asked on one node for
-     * the active node of a server's facility. */
-    "CREATE TABLE leases ("
-    "  facility TEXT PRIMARY KEY,"
-    "  holder TEXT NOT NULL,"
-    "  expires_ms INTEGER NOT NULL,"
-    "  since_ms INTEGER NOT NULL"
-    ");"
-    "CREATE TABLE actions ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  facility TEXT NOT NULL,"
-    "  server TEXT NOT NULL,"
-    "  origin TEXT NOT NULL,"
-    "  actor TEXT NOT NULL,"
-    "  body TEXT NOT NULL,"
-    "  created_ms INTEGER NOT NULL,"
-    "  taken_by TEXT,"
-    "  taken_ms INTEGER,"
-    "  done_ms INTEGER"
-    ");"
-    "CREATE INDEX actions_waiting ON actions (facility, id)"
-    " WHERE done_ms IS NULL;"
-    "ALTER TABLE servers ADD COLUMN action_id INTEGER NOT NULL DEFAULT 0;",
-};
-#define STORE_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+/* The schema is store_migrations.c's list, shared with store_pg. */
+#define STORE_SCHEMA_VERSION store_schema_latest
 
 #define EVENT_COLUMNS                                                          \
     "id, server, at_ms, kind, from_state, to_state, actor, message"
@@ -377,8 +296,9 @@ migrate(struct sqlite_store *st, const char *path, char *err, size_t errlen)
         }
         char *sql = NULL;
         if (rc == SQLITE_OK) {
-            sql = xasprintf("%s; PRAGMA user_version = %d; COMMIT;",
-                            migrations[st->version], to);
+            sql = xasprintf(
+                "%s; PRAGMA user_version = %d; COMMIT;",
+                store_migration_sql(st->version, STORE_DIALECT_SQLITE), to);
             rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
         }
         free(sql);

@@ -441,7 +441,8 @@ uri_power_free(struct uri_power *u)
 
 /* --- store -------------------------------------------------------------- */
 
-#define STORE_WANT "want sqlite:PATH, or sqlite: for DATA_DIR/rescued.db"
+#define STORE_WANT                                                             \
+    "want sqlite:PATH, sqlite: for DATA_DIR/rescued.db, or postgresql://..."
 
 struct uri_store *
 uri_store_parse(const char *s, char *err, size_t errlen)
@@ -465,11 +466,18 @@ uri_store_parse(const char *s, char *err, size_t errlen)
     int scheme = (int)strcspn(s, ":");
     if (!s[scheme])
         bad(err, errlen, "'%s' is not a store URL (" STORE_WANT ")", s);
-    else if ((scheme == 10 && strncmp(s, "postgresql", 10) == 0) ||
-             (scheme == 8 && strncmp(s, "postgres", 8) == 0))
+    else if (((scheme == 10 && strncmp(s, "postgresql", 10) == 0) ||
+              (scheme == 8 && strncmp(s, "postgres", 8) == 0)) &&
+             strncmp(s + scheme, "://", 3) == 0) {
+        struct uri_store *u = xcalloc(1, sizeof(*u));
+        u->kind = URI_STORE_PG;
+        u->url = xstrdup(s);
+        return u;
+    } else if ((scheme == 10 && strncmp(s, "postgresql", 10) == 0) ||
+               (scheme == 8 && strncmp(s, "postgres", 8) == 0))
         bad(err, errlen,
-            "the %.*s: store is not implemented yet (" STORE_WANT ")", scheme,
-            s);
+            "the %.*s: store URL must begin %.*s:// (" STORE_WANT ")", scheme,
+            s, scheme, s);
     else
         bad(err, errlen, "unknown store URL scheme '%.*s:' (" STORE_WANT ")",
             scheme, s);
@@ -482,6 +490,7 @@ uri_store_free(struct uri_store *u)
     if (!u)
         return;
     free(u->path);
+    free(u->url);
     free(u);
 }
 

@@ -20,6 +20,8 @@
  *   sqlite:PATH               PATH as written (relative: to the working
  *                             directory), naming a file, not a directory
  *   sqlite:                   DATA_DIR/rescued.db
+ *   postgresql://... (or postgres://...)   a libpq connection URI, passed
+ *                             to libpq whole (it checks the rest at connect)
  * Every PORT is digits only, 1-65535. */
 #ifndef RESCUED_URI_H
 #define RESCUED_URI_H
@@ -80,11 +82,13 @@ void uri_power_free(struct uri_power *u);
 
 enum uri_store_kind {
     URI_STORE_SQLITE,
+    URI_STORE_PG,
 };
 
 struct uri_store {
     enum uri_store_kind kind;
     char *path; /* sqlite: the file, NULL for the default under data_dir */
+    char *url;  /* postgresql: the whole URL, as libpq takes it */
 };
 
 /* Parse a store URL; NULL with a reason in err when it is not one this

@@ -214,6 +214,24 @@ test_grub_rescue_config_is_the_ipxe_target(void **state)
     buf_free(&b);
 }
 
+/* The store gone: the script neither boots a disk nor a rescue, it asks
+ * again for itself, in a loop. */
+static void
+test_wait_script(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    bootscript_wait("http://10.77.0.1:8080", "52:54:00:77:00:01", &b);
+    assert_true(strncmp(b.data, "#!ipxe\n:wait\n", 13) == 0);
+    assert_non_null(strstr(b.data, "\nsleep 5\nchain --replace "
+                                   "http://10.77.0.1:8080/boot/"
+                                   "52:54:00:77:00:01.ipxe || goto wait\n"));
+    assert_null(strstr(b.data, "sanboot"));
+    assert_null(strstr(b.data, "kernel"));
+    assert_null(strstr(b.data, "\nexit"));
+    buf_free(&b);
+}
+
 static struct config *
 load_with(const char *mode, const char *pxe, const char *extra)
 {
@@ -382,6 +400,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmdline_is_the_design_contract),
         cmocka_unit_test(test_cmdline_with_the_mac),
+        cmocka_unit_test(test_wait_script),
         cmocka_unit_test(test_cmdline_names_the_tools_archive),
         cmocka_unit_test(test_uefi_names_the_initrd),
         cmocka_unit_test(test_rescue_script_retries_each_download),

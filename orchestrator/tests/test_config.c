@@ -663,9 +663,12 @@ test_store_url(void **state)
     expect_refusal(
         RESCUED_WITH("store = mysql://root:hunter2@db/rescued"),
         ":6: [rescued] store: ", "unknown store URL scheme 'mysql:'");
-    expect_refusal(
-        RESCUED_WITH("store = postgresql://rescued:pw@db/rescued"),
-        ":6: [rescued] store: ", "postgresql: store is not implemented yet");
+    expect_refusal(RESCUED_WITH("store = postgresql:rescued:pw@db/rescued"),
+                   ":6: [rescued] store: ",
+                   "postgresql: store URL must begin postgresql://");
+    c = expect_load(RESCUED_WITH("store = postgresql://rescued@db/rescued"));
+    assert_string_equal(c->store, "postgresql://rescued@db/rescued");
+    config_free(c);
     expect_refusal(RESCUED_WITH("store = /var/lib/rescued/rescued.db"),
                    ":6: [rescued] store: ", "is not a store URL");
     expect_refusal(RESCUED_WITH("store = sqlite:/var/lib/rescued/"),
@@ -1056,6 +1059,46 @@ test_admin_token_file(void **state)
 #undef WITH_FILE
 }
 
+/* store_file: the store URL from the file's first line (a PostgreSQL
+ * password out of the main config), kept from group and others; one of
+ * store and store_file; a refused URL's password is not in the message. */
+static void
+test_store_file(void **state)
+{
+    (void)state;
+    char file[128], text[512];
+    snprintf(file, sizeof(file), "%s/store.url", tmpdir);
+#define WITH_FILE(extra)                                                       \
+    snprintf(text, sizeof(text),                                               \
+             "[rescued]\nlisten = 127.0.0.1:1\nboot_url = http://x\n"          \
+             "data_dir = /d\nadmin_token = 0123456789abcdef\n"                 \
+             "store_file = %s\n%s",                                            \
+             file, extra)
+    const char *url = "postgresql://rescued:hunter2@db/rescued\n";
+    assert_int_equal(write_file_atomic(file, url, strlen(url), 0600), 0);
+    WITH_FILE("");
+    struct config *c = expect_load(text);
+    assert_string_equal(c->store, "postgresql://rescued:hunter2@db/rescued");
+    config_free(c);
+    WITH_FILE("store = sqlite:\n");
+    expect_refusal(text, ":6: [rescued] store_file: ", "store is set too");
+    assert_int_equal(write_file_atomic(file, url, strlen(url), 0644), 0);
+    WITH_FILE("");
+    expect_refusal(
+        text, ":6: [rescued] store_file: ", "readable by others (mode 644)");
+    const char *bad = "mysql://root:hunter2@db/x\n";
+    assert_int_equal(write_file_atomic(file, bad, strlen(bad), 0600), 0);
+    expect_refusal(text, ":6: [rescued] store_file: ",
+                   "unknown store URL scheme 'mysql:'");
+    char err[512] = "";
+    assert_null(load_text(text, err, sizeof(err)));
+    assert_null(strstr(err, "hunter2"));
+    assert_int_equal(write_file_atomic(file, "\n", 1, 0600), 0);
+    expect_refusal(
+        text, ":6: [rescued] store_file: ", "no store URL on its first line");
+#undef WITH_FILE
+}
+
 int
 main(void)
 {
@@ -1095,6 +1138,7 @@ main(void)
         cmocka_unit_test(test_many_servers),
         cmocka_unit_test(test_many_servers_far_lines),
         cmocka_unit_test(test_admin_token_file),
+        cmocka_unit_test(test_store_file),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }

@@ -434,14 +434,25 @@ test_store_parse(void **state)
     assert_int_equal(u->kind, URI_STORE_SQLITE);
     expect_str(u->path, NULL); /* the default, under data_dir */
     uri_store_free(u);
+    /* PostgreSQL: the whole URL goes to libpq as written. */
+    u = uri_store_parse("postgresql://u:secret@h/db?sslmode=require", err,
+                        sizeof(err));
+    assert_non_null(u);
+    assert_int_equal(u->kind, URI_STORE_PG);
+    expect_str(u->url, "postgresql://u:secret@h/db?sslmode=require");
+    uri_store_free(u);
+    u = uri_store_parse("postgres:///db?host=/run/pg", err, sizeof(err));
+    assert_non_null(u);
+    assert_int_equal(u->kind, URI_STORE_PG);
+    uri_store_free(u);
 
     static const struct {
         const char *uri, *reason;
     } bad[] = {
         {"mysql://u:secret@h/db", "unknown store URL scheme 'mysql:'"},
-        {"postgresql://u:secret@h/db",
-         "the postgresql: store is not implemented yet"},
-        {"postgres://h/db", "the postgres: store is not implemented yet"},
+        {"postgresql:u:secret@h/db",
+         "the postgresql: store URL must begin postgresql://"},
+        {"postgres:h/db", "the postgres: store URL must begin postgres://"},
         {"postgresqlx://h", "unknown store URL scheme 'postgresqlx:'"},
         {"sqlite3:/x.db", "unknown store URL scheme 'sqlite3:'"},
         {"/var/lib/rescued/rescued.db", "is not a store URL"},

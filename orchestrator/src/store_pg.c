@@ -1,0 +1,1178 @@
+/* store_pg: the postgresql:// backend of store (store_backend.h), on libpq.
+ * The same tables and migrations as SQLite (store_migrations.c); every
+ * write outside a batch is one statement, so one round trip and atomic by
+ * itself (a transition is a data-modifying WITH: the row and its event).
+ *
+ * Blocking: a bounded, measured wait, not an unbounded one.  Every call
+ * talks to the server through libpq's asynchronous API (PQconnectStart /
+ * PQconnectPoll, PQsendQueryParams, PQconsumeInput, PQisBusy, PQgetResult)
+ * and polls the connection's socket with a deadline: at most
+ * PG_OP_TIMEOUT_MS for a query, PG_CONNECT_TIMEOUT_MS for a reconnect, so
+ * a database that hangs (a dead host, a TCP timeout) costs the loop that
+ * long and never more; libpq's blocking calls could wait for minutes.
+ * Chosen over an asynchronous store interface because store.h's callers
+ * (fleet, the boot path's token reads, the API's event history) rely on
+ * "committed before return"; the price is that a slow database slows the
+ * loop by up to the bound per call (a local server answers in well under
+ * a millisecond: see the closing note's figure).
+ *
+ * Unreachable: a query that fails on a lost connection drops it, and the
+ * next call reconnects, at most once per back-off interval (0.5 s doubling
+ * to 5 s); between tries every call fails at once with -EIO and the
+ * reason in libpq's words (store_last_error), which fleet turns into its
+ * 503.  A batch whose connection was lost fails to its end.
+ *
+ * The URL's password never reaches a log line: the store is named by its
+ * redacted URL. */
+#include "store_backend.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_OP_TIMEOUT_MS 2000
+#define PG_CONNECT_TIMEOUT_MS 2000
+/* At open a migration may wait for another node's (the advisory lock). */
+#define PG_OPEN_TIMEOUT_MS 30000
+#define PG_RETRY_MIN_MS 500
+#define PG_RETRY_MAX_MS 5000
+#define PG_LOG_INTERVAL_MS 10000
+/* pg_advisory_xact_lock's key for migrations: "rescued" in ASCII. */
+#define PG_MIGRATION_LOCK "7306086953432998912"
+
+static int op_timeout_ms = PG_OP_TIMEOUT_MS;
+static int connect_timeout_ms = PG_CONNECT_TIMEOUT_MS;
+static int retry_min_ms = PG_RETRY_MIN_MS;
+
+#ifdef UNITTEST
+void store_pg_test_set_timeouts(int op_ms, int retry_ms);
+/* For the stores opened after it. */
+void
+store_pg_test_set_timeouts(int op_ms, int retry_ms)
+{
+    op_timeout_ms = op_ms;
+    connect_timeout_ms = op_ms;
+    retry_min_ms = retry_ms;
+}
+#endif
+
+struct pg_store {
+    struct store base; /* first: store.c hands us &base */
+    PGconn *conn;      /* NULL while the server is unreachable */
+    /* With a loop (store_attach_loop): reconnects run on it, not inline. */
+    struct loop *loop;
+    PGconn *pending; /* a connection being made on the loop */
+    int pending_fd;  /* its socket, watched; -1 */
+    uint64_t retry_timer;
+    uint64_t connect_timer; /* gives up on the pending connection */
+    char *url;              /* for libpq, with its password */
+    char *name;             /* for logs, without */
+    int version;
+    int timeout_ms;     /* this call's bound */
+    bool in_batch;      /* between begin and commit/rollback */
+    bool batch_lost;    /* ...and its connection went away */
+    int64_t retry_at;   /* no reconnect before (monotonic ms) */
+    int64_t backoff_ms; /* 0 while connected */
+    int64_t logged_ms;  /* when pg_fail last logged, 0: never */
+    unsigned quiet;     /* failures not logged since */
+};
+
+static struct pg_store *
+pg(struct store *st)
+{
+    return (struct pg_store *)st;
+}
+
+/* Query parameters, all sent as text: numbers formatted here. */
+#define PG_MAX_ARGS 16
+struct pgargs {
+    const char *v[PG_MAX_ARGS];
+    char num[PG_MAX_ARGS][24];
+    int n;
+};
+
+static void
+arg_text(struct pgargs *a, const char *s)
+{
+    a->v[a->n++] = s;
+}
+
+static void
+arg_int(struct pgargs *a, int64_t x)
+{
+    snprintf(a->num[a->n], sizeof(a->num[a->n]), "%lld", (long long)x);
+    a->v[a->n] = a->num[a->n];
+    a->n++;
+}
+
+/* libpq's messages end in a newline and may span lines: one line. */
+static void
+one_line(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+}
+
+/* Keep the reason (store_last_error) and log it, once per interval while
+ * the same failure repeats; always -EIO for the caller. */
+static int
+pg_fail(struct pg_store *st, const char *what, const char *msg)
+{
+    char why[sizeof(st->base.last_error)];
+    snprintf_utf8(why, sizeof(why), "%s: %s", what, msg);
+    one_line(why);
+    int64_t now = now_mono_ms();
+    if (strcmp(why, st->base.last_error) != 0 || st->logged_ms == 0 ||
+        now - st->logged_ms >= PG_LOG_INTERVAL_MS) {
+        if (st->quiet)
+            log_warnx("store %s: %s (and %u more failures since the last "
+                      "report)",
+                      st->name, why, st->quiet);
+        else
+            log_warnx("store %s: %s", st->name, why);
+        st->logged_ms = now;
+        st->quiet = 0;
+    } else {
+        st->quiet++;
+    }
+    strlcpy_s(st->base.last_error, why, sizeof(st->base.last_error));
+    return -EIO;
+}
+
+/* The connection is gone (or in a state nobody can trust, after a
+ * timeout): drop it; the next call reconnects. */
+static void reconnect_later(struct pg_store *st);
+
+static void
+pg_drop(struct pg_store *st)
+{
+    PQfinish(st->conn);
+    st->conn = NULL;
+    if (st->in_batch)
+        st->batch_lost = true;
+    reconnect_later(st);
+}
+
+/* Wait until the socket is ready for ev or the deadline passes. */
+static int
+wait_sock(PGconn *c, short ev, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_mono_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = PQsocket(c), .events = ev};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static void
+no_notices(void *arg, const char *msg)
+{
+    (void)arg;
+    log_debug("store: %s", msg);
+}
+
+/* One connection attempt, bounded by timeout_ms; the reason in why. */
+static PGconn *
+pg_connect(const char *url, int timeout_ms, char *why, size_t len)
+{
+    PGconn *c = PQconnectStart(url);
+    if (!c) {
+        seterr(why, len, "out of memory");
+        return NULL;
+    }
+    int64_t deadline = now_mono_ms() + timeout_ms;
+    PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+    while (PQstatus(c) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
+           ps != PGRES_POLLING_FAILED) {
+        int r = wait_sock(c, ps == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                          deadline);
+        if (r < 0) {
+            seterr(why, len, "connecting: no answer within %d ms", timeout_ms);
+            PQfinish(c);
+            return NULL;
+        }
+        ps = PQconnectPoll(c);
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf_utf8(why, len, "%s", PQerrorMessage(c));
+        one_line(why);
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetnonblocking(c, 1);
+    PQsetNoticeProcessor(c, no_notices, NULL);
+    return c;
+}
+
+/* --- reconnecting on the loop ---------------------------------------------
+ * With a loop attached, a lost connection is made again there: a timer
+ * (the back-off) starts PQconnectStart, the socket is watched and
+ * PQconnectPoll driven from its events, so no call ever waits for a
+ * connect; meanwhile every call fails at once with the last reason. */
+
+static void pending_fd_cb(struct loop *l, int fd, uint32_t events, void *arg);
+
+static void
+pending_unwatch(struct pg_store *st)
+{
+    if (st->pending_fd >= 0)
+        loop_del_fd(st->loop, st->pending_fd);
+    st->pending_fd = -1;
+}
+
+static void
+pending_free(struct pg_store *st)
+{
+    loop_del_timer(st->loop, st->connect_timer);
+    st->connect_timer = 0;
+    pending_unwatch(st);
+    PQfinish(st->pending);
+    st->pending = NULL;
+}
+
+static void
+backoff_step(struct pg_store *st)
+{
+    int64_t b = st->backoff_ms ? st->backoff_ms * 2 : retry_min_ms;
+    st->backoff_ms = b > PG_RETRY_MAX_MS ? PG_RETRY_MAX_MS : b;
+    st->retry_at = now_mono_ms() + st->backoff_ms;
+}
+
+/* A try failed (why): keep its reason for the calls that fail meanwhile,
+ * and try again after the back-off. */
+static void
+pending_failed(struct pg_store *st, const char *why)
+{
+    char msg[300];
+    pending_free(st);
+    snprintf(msg, sizeof(msg), "database unreachable: %s", why);
+    pg_fail(st, "reconnecting", msg);
+    backoff_step(st);
+    reconnect_later(st);
+}
+
+/* Watch the pending connection's socket for what PQconnectPoll wants. */
+static void
+pending_step(struct pg_store *st, PostgresPollingStatusType ps)
+{
+    char why[256];
+    if (ps == PGRES_POLLING_OK) {
+        loop_del_timer(st->loop, st->connect_timer);
+        st->connect_timer = 0;
+        pending_unwatch(st);
+        st->conn = st->pending;
+        st->pending = NULL;
+        PQsetnonblocking(st->conn, 1);
+        PQsetNoticeProcessor(st->conn, no_notices, NULL);
+        log_info("store %s: connected again", st->name);
+        st->backoff_ms = 0;
+        return;
+    }
+    if (ps == PGRES_POLLING_FAILED) {
+        snprintf_utf8(why, sizeof(why), "%s", PQerrorMessage(st->pending));
+        one_line(why);
+        pending_failed(st, why);
+        return;
+    }
+    /* The socket may change between polls (another address tried). */
+    int fd = PQsocket(st->pending);
+    uint32_t ev = ps == PGRES_POLLING_READING ? EPOLLIN : EPOLLOUT;
+    if (fd != st->pending_fd) {
+        pending_unwatch(st);
+        if (loop_add_fd(st->loop, fd, ev, pending_fd_cb, st) < 0) {
+            pending_failed(st, "cannot watch the connection's socket");
+            return;
+        }
+        st->pending_fd = fd;
+    } else {
+        loop_mod_fd(st->loop, fd, ev);
+    }
+}
+
+static void
+pending_fd_cb(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    struct pg_store *st = arg;
+    pending_step(st, PQconnectPoll(st->pending));
+}
+
+/* A server that accepted the socket but never answers (a hung host, a
+ * stray listener): no connect waits longer than the bound, on the loop
+ * either. */
+static int64_t
+connect_expired(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    char why[80];
+    st->connect_timer = 0;
+    snprintf(why, sizeof(why), "connecting: no answer within %d ms",
+             connect_timeout_ms);
+    if (st->pending)
+        pending_failed(st, why);
+    return -1;
+}
+
+static int64_t
+retry_fired(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    st->retry_timer = 0;
+    if (st->conn || st->pending)
+        return -1;
+    st->pending = PQconnectStart(st->url);
+    if (!st->pending || PQstatus(st->pending) == CONNECTION_BAD) {
+        char why[256];
+        snprintf_utf8(why, sizeof(why), "%s",
+                      st->pending ? PQerrorMessage(st->pending)
+                                  : "out of memory");
+        one_line(why);
+        pending_failed(st, why);
+        return -1;
+    }
+    st->connect_timer =
+        loop_add_timer(st->loop, connect_timeout_ms, connect_expired, st);
+    pending_step(st, PGRES_POLLING_WRITING);
+    return -1;
+}
+
+/* Without a loop (start-up, tests): nothing; the next call reconnects. */
+static void
+reconnect_later(struct pg_store *st)
+{
+    if (!st->loop || st->retry_timer || st->pending || st->conn)
+        return;
+    int64_t wait = st->backoff_ms ? st->retry_at - now_mono_ms() : 0;
+    st->retry_timer =
+        loop_add_timer(st->loop, wait > 0 ? wait : 0, retry_fired, st);
+}
+
+static void
+pgs_attach_loop(struct store *base, struct loop *l)
+{
+    struct pg_store *st = pg(base);
+    st->loop = l;
+    reconnect_later(st);
+}
+
+/* Connect again if the back-off allows; else fail at once with the
+ * reason of the last try.  With a loop, the loop reconnects: fail now. */
+static int
+pg_reconnect(struct pg_store *st, const char *what)
+{
+    char why[200];
+    int64_t now = now_mono_ms();
+    if (st->loop) {
+        reconnect_later(st);
+        st->quiet++;
+        return -EIO;
+    }
+    if (st->backoff_ms && now < st->retry_at) {
+        /* The reason stays the last try's: store_last_error keeps it. */
+        st->quiet++;
+        return -EIO;
+    }
+    st->conn = pg_connect(st->url, connect_timeout_ms, why, sizeof(why));
+    if (!st->conn) {
+        backoff_step(st);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "database unreachable: %s", why);
+        return pg_fail(st, what, msg);
+    }
+    if (st->backoff_ms)
+        log_info("store %s: connected again", st->name);
+    st->backoff_ms = 0;
+    return 0;
+}
+
+/* Run sql (with a: one statement, parameters as text; without: the simple
+ * protocol, several statements) and wait for all of its results, up to
+ * the call's bound.  The result to read (the first failure, else the
+ * last), or NULL with -EIO's reason recorded. */
+static PGresult *
+pg_query(struct pg_store *st, const char *what, const char *sql,
+         const struct pgargs *a)
+{
+    /* A server that went away since the last call (a restart) has closed
+     * the socket: notice it before sending, when nothing is in doubt yet,
+     * and connect again at once. */
+    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
+                       .events = POLLIN};
+    if (st->conn && poll(&p, 1, 0) > 0 &&
+        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD))
+        pg_drop(st);
+    if (st->batch_lost) {
+        pg_fail(st, what, "the batch's connection to the database was lost");
+        return NULL;
+    }
+    if (!st->conn && pg_reconnect(st, what) < 0)
+        return NULL;
+    PGconn *c = st->conn;
+    int64_t deadline = now_mono_ms() + st->timeout_ms;
+    int ok = a ? PQsendQueryParams(c, sql, a->n, NULL, a->v, NULL, NULL, 0)
+               : PQsendQuery(c, sql);
+    if (!ok)
+        goto out_lost;
+    int f;
+    while ((f = PQflush(c)) == 1) {
+        if (wait_sock(c, POLLIN | POLLOUT, deadline) < 0)
+            goto out_timeout;
+        if (!PQconsumeInput(c))
+            goto out_lost;
+    }
+    if (f < 0)
+        goto out_lost;
+    PGresult *keep = NULL, *r;
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (wait_sock(c, POLLIN, deadline) < 0) {
+                PQclear(keep);
+                goto out_timeout;
+            }
+            if (!PQconsumeInput(c)) {
+                PQclear(keep);
+                goto out_lost;
+            }
+        }
+        if (!(r = PQgetResult(c)))
+            break;
+        ExecStatusType s = PQresultStatus(r);
+        bool bad = s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK;
+        (void)bad;
+        ExecStatusType ks = keep ? PQresultStatus(keep) : PGRES_COMMAND_OK;
+        bool kept_bad = ks != PGRES_COMMAND_OK && ks != PGRES_TUPLES_OK;
+        /* The first failure stays; else the last result. */
+        if (!kept_bad) {
+            PQclear(keep);
+            keep = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    ExecStatusType s = keep ? PQresultStatus(keep) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
+        return keep;
+    char msg[256];
+    snprintf_utf8(msg, sizeof(msg), "%s",
+                  keep ? PQresultErrorMessage(keep) : PQerrorMessage(c));
+    PQclear(keep);
+    if (PQstatus(c) == CONNECTION_BAD) {
+        pg_drop(st);
+        char lost[300];
+        snprintf(lost, sizeof(lost), "database unreachable: %s", msg);
+        pg_fail(st, what, lost);
+        return NULL;
+    }
+    pg_fail(st, what, msg);
+    return NULL;
+
+out_timeout:
+    /* What the server did with it is unknown: a write not confirmed is
+     * not done, and the connection is not to be trusted any more. */
+    pg_drop(st);
+    char t[80];
+    snprintf(t, sizeof(t), "database unreachable: no answer within %d ms",
+             st->timeout_ms);
+    pg_fail(st, what, t);
+    return NULL;
+out_lost:;
+    char l[300];
+    snprintf_utf8(l, sizeof(l), "database unreachable: %s", PQerrorMessage(c));
+    pg_drop(st);
+    pg_fail(st, what, l);
+    return NULL;
+}
+
+/* A statement whose rows do not matter; 0 or -EIO.  *changed (if given)
+ * gets the rows it touched. */
+static int
+pg_run(struct pg_store *st, const char *what, const char *sql,
+       const struct pgargs *a, int64_t *changed)
+{
+    PGresult *r = pg_query(st, what, sql, a);
+    if (!r)
+        return -EIO;
+    if (changed)
+        *changed = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+static int64_t
+get_int(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col)
+               ? 0
+               : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *
+get_text(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* --- open, migrate, close ------------------------------------------------ */
+
+/* Under one transaction-scoped advisory lock: two nodes starting at once
+ * run each migration once, the second waits and finds it done. */
+static int
+migrate(struct pg_store *st, char *err, size_t errlen)
+{
+    PGresult *r;
+    if (pg_run(st, "migrating", "BEGIN", NULL, NULL) < 0)
+        goto out_fail;
+    if (pg_run(st, "migrating",
+               "SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
+               "CREATE TABLE IF NOT EXISTS schema_version ("
+               "  version INTEGER NOT NULL);",
+               NULL, NULL) < 0)
+        goto out_rollback;
+    if (!(r = pg_query(st, "reading schema version",
+                       "SELECT version FROM schema_version", NULL)))
+        goto out_rollback;
+    bool have = PQntuples(r) > 0;
+    st->version = have ? (int)get_int(r, 0, 0) : 0;
+    PQclear(r);
+    if (!have &&
+        pg_run(st, "migrating", "INSERT INTO schema_version VALUES (0)", NULL,
+               NULL) < 0)
+        goto out_rollback;
+    if (st->version > store_schema_latest) {
+        pg_run(st, "migrating", "ROLLBACK", NULL, NULL);
+        seterr(err, errlen,
+               "%s: database schema version %d is newer than this rescued "
+               "knows (%d); refusing to touch it",
+               st->name, st->version, store_schema_latest);
+        return -EPROTO;
+    }
+    int from = st->version;
+    while (st->version < store_schema_latest) {
+        struct pgargs a = {0};
+        arg_int(&a, st->version + 1);
+        if (pg_run(st, "migrating",
+                   store_migration_sql(st->version, STORE_DIALECT_PG), NULL,
+                   NULL) < 0 ||
+            pg_run(st, "migrating", "UPDATE schema_version SET version = $1",
+                   &a, NULL) < 0)
+            goto out_rollback;
+        st->version++;
+    }
+    if (pg_run(st, "migrating", "COMMIT", NULL, NULL) < 0)
+        goto out_fail;
+    if (st->version != from)
+        log_info("store %s: schema migrated from version %d to %d", st->name,
+                 from, st->version);
+    return 0;
+
+out_rollback:
+    if (st->conn)
+        pg_run(st, "migrating", "ROLLBACK", NULL, NULL);
+out_fail:
+    seterr(err, errlen, "%s: %s", st->name, st->base.last_error);
+    return -EIO;
+}
+
+/* The URL for logs: no password, neither user:PASS@ nor password=. */
+static char *
+redact(const char *url)
+{
+    char *s = uri_redact(url);
+    char *p = s;
+    while ((p = strstr(p, "password="))) {
+        if (p > s && p[-1] != '?' && p[-1] != '&') {
+            p++;
+            continue;
+        }
+        p += strlen("password=");
+        size_t n = strcspn(p, "&#");
+        char *t = xasprintf("%.*sxxx%s", (int)(p - s), s, p + n);
+        p = t + (p - s) + 3;
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
+static void pgs_close(struct store *base);
+
+static struct store *
+pgs_open(const struct uri_store *u, const char *data_dir, char *err,
+         size_t errlen)
+{
+    (void)data_dir;
+    struct pg_store *st = xcalloc(1, sizeof(*st));
+    char why[256];
+    st->base.ops = &store_pg_ops;
+    st->pending_fd = -1;
+    st->url = xstrdup(u->url);
+    st->name = redact(u->url);
+    st->timeout_ms = PG_OPEN_TIMEOUT_MS;
+    st->conn = pg_connect(st->url, PG_OPEN_TIMEOUT_MS, why, sizeof(why));
+    if (!st->conn) {
+        seterr(err, errlen, "%s: %s", st->name, why);
+        goto out_close;
+    }
+    if (migrate(st, err, errlen) < 0)
+        goto out_close;
+    st->timeout_ms = op_timeout_ms;
+    log_info("store: %s, schema version %d", st->name, st->version);
+    return &st->base;
+
+out_close:
+    pgs_close(&st->base);
+    return NULL;
+}
+
+static void
+pgs_close(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    if (st->loop) {
+        loop_del_timer(st->loop, st->retry_timer);
+        pending_free(st);
+    }
+    PQfinish(st->conn);
+    free(st->url);
+    free(st->name);
+    free(st);
+}
+
+static int
+pgs_schema_version(struct store *base)
+{
+    return pg(base)->version;
+}
+
+/* --- batches ------------------------------------------------------------- */
+
+static int
+pgs_begin(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    int r = pg_run(st, "begin", "BEGIN", NULL, NULL);
+    st->in_batch = r == 0;
+    st->batch_lost = false;
+    return r;
+}
+
+static int
+pgs_commit(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    int r = pg_run(st, "commit", "COMMIT", NULL, NULL);
+    /* A COMMIT of a failed transaction answers ROLLBACK, not an error. */
+    st->in_batch = false;
+    st->batch_lost = false;
+    return r;
+}
+
+static void
+pgs_rollback(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    if (st->conn && !st->batch_lost)
+        pg_run(st, "rollback", "ROLLBACK", NULL, NULL);
+    st->in_batch = false;
+    st->batch_lost = false;
+}
+
+/* --- servers and events -------------------------------------------------- */
+
+#define SERVER_UPSERT                                                          \
+    "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"          \
+    " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"    \
+    " pending_actions)"                                                        \
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"              \
+    " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,"                  \
+    " since_ms = EXCLUDED.since_ms, deadline_ms = EXCLUDED.deadline_ms,"       \
+    " retries = EXCLUDED.retries, ttl_s = EXCLUDED.ttl_s,"                     \
+    " expires_at_ms = EXCLUDED.expires_at_ms,"                                 \
+    " last_error = EXCLUDED.last_error, ssh_keys = EXCLUDED.ssh_keys,"         \
+    " rescue_json = EXCLUDED.rescue_json, updated_ms = EXCLUDED.updated_ms,"   \
+    " pending_actions = EXCLUDED.pending_actions"
+
+static void
+server_args(struct pgargs *a, const char *id, const struct server_row *row,
+            char *last_error, size_t len)
+{
+    const struct fsm_server *f = &row->fsm;
+    arg_text(a, id);
+    arg_int(a, f->state);
+    arg_int(a, f->since_ms);
+    arg_int(a, f->deadline_ms);
+    arg_int(a, f->retries);
+    arg_int(a, f->ttl_s);
+    arg_int(a, f->expires_at_ms);
+    strlcpy_s(last_error, f->last_error,
+              len < sizeof(f->last_error) ? len : sizeof(f->last_error));
+    arg_text(a, last_error);
+    arg_text(a, row->ssh_keys);
+    arg_text(a, row->rescue_json);
+    arg_int(a, now_wall_ms());
+    arg_int(a, row->pending_actions);
+}
+
+static int
+pgs_load_server(struct store *base, const char *id, struct server_row *out)
+{
+    struct pg_store *st = pg(base);
+    struct pgargs a = {0};
+    memset(out, 0, sizeof(*out));
+    arg_text(&a, id);
+    PGresult *r = pg_query(
+        st, "loading server",
+        "SELECT state, since_ms, deadline_ms, retries, ttl_s, expires_at_ms,"
+        " last_error, ssh_keys, rescue_json, pending_actions FROM servers"
+        " WHERE id = $1",
+        &a);
+    if (!r)
+        return -EIO;
+    int ret = 0;
+    if (PQntuples(r) == 0) {
+        ret = -ENOENT;
+        goto out_clear;
+    }
+    int64_t state = get_int(r, 0, 0);
+    if (state < 0 || state >= FSM_NSTATES) {
+        log_warnx("store: server %s has unknown state %lld", id,
+                  (long long)state);
+        ret = -EIO;
+        goto out_clear;
+    }
+    out->fsm.state = (enum fsm_state)state;
+    out->fsm.since_ms = get_int(r, 0, 1);
+    out->fsm.deadline_ms = get_int(r, 0, 2);
+    out->fsm.retries = (int)get_int(r, 0, 3);
+    out->fsm.ttl_s = get_int(r, 0, 4);
+    out->fsm.expires_at_ms = get_int(r, 0, 5);
+    const char *le = get_text(r, 0, 6);
+    strlcpy_s(out->fsm.last_error, le ? le : "", sizeof(out->fsm.last_error));
+    const char *k = get_text(r, 0, 7), *j = get_text(r, 0, 8);
+    out->ssh_keys = k ? xstrdup(k) : NULL;
+    out->rescue_json = j ? xstrdup(j) : NULL;
+    out->pending_actions = (unsigned)get_int(r, 0, 9);
+out_clear:
+    PQclear(r);
+    return ret;
+}
+
+static int
+pgs_save_server(struct store *base, const char *id,
+                const struct server_row *row)
+{
+    struct pgargs a = {0};
+    char le[sizeof(row->fsm.last_error)];
+    server_args(&a, id, row, le, sizeof(le));
+    return pg_run(pg(base), "saving server", SERVER_UPSERT, &a, NULL);
+}
+
+/* A statement that returns one id (RETURNING id). */
+static int64_t
+returning_id(struct pg_store *st, const char *what, const char *sql,
+             const struct pgargs *a)
+{
+    PGresult *r = pg_query(st, what, sql, a);
+    if (!r)
+        return -EIO;
+    int64_t id = PQntuples(r) > 0 ? get_int(r, 0, 0) : 0;
+    PQclear(r);
+    if (id <= 0)
+        return pg_fail(st, what, "no id returned");
+    return id;
+}
+
+static int64_t
+pgs_transition(struct store *base, const char *id, const struct server_row *row,
+               enum fsm_state from, const char *why)
+{
+    struct pgargs a = {0};
+    char le[sizeof(row->fsm.last_error)];
+    server_args(&a, id, row, le, sizeof(le));
+    arg_text(&a, fsm_state_name(from));
+    arg_text(&a, fsm_state_name(row->fsm.state));
+    arg_text(&a, why ? why : "");
+    /* One statement: the row and its event commit together or not at all. */
+    return returning_id(pg(base), "storing transition",
+                        "WITH s AS (" SERVER_UPSERT ")"
+                        " INSERT INTO events (server, at_ms, kind, from_state,"
+                        " to_state, actor, message)"
+                        " VALUES ($1, $11, 'transition', $13, $14,"
+                        " 'rescued', $15) RETURNING id",
+                        &a);
+}
+
+static int64_t
+pgs_append_event(struct store *base, const char *server, const char *kind,
+                 const char *actor, const char *message)
+{
+    struct pgargs a = {0};
+    arg_text(&a, server);
+    arg_int(&a, now_wall_ms());
+    arg_text(&a, kind);
+    arg_text(&a, actor ? actor : "");
+    arg_text(&a, message ? message : "");
+    return returning_id(pg(base), "appending event",
+                        "INSERT INTO events (server, at_ms, kind, actor,"
+                        " message) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        &a);
+}
+
+#define EVENT_COLUMNS                                                          \
+    "id, server, at_ms, kind, from_state, to_state, actor, message"
+
+static int
+pgs_list_events(struct store *base, const char *server, int64_t after_id,
+                int limit, store_event_cb *cb, void *arg)
+{
+    struct pg_store *st = pg(base);
+    struct pgargs a = {0};
+    if (server)
+        arg_text(&a, server);
+    arg_int(&a, after_id);
+    if (limit > 0)
+        arg_int(&a, limit);
+    else
+        arg_text(&a, NULL); /* LIMIT NULL: all */
+    PGresult *r =
+        pg_query(st, "listing events",
+                 server ? "SELECT " EVENT_COLUMNS " FROM events"
+                          " WHERE server = $1 AND id > $2 ORDER BY id LIMIT $3"
+                        : "SELECT " EVENT_COLUMNS " FROM events"
+                          " WHERE id > $1 ORDER BY id LIMIT $2",
+                 &a);
+    if (!r)
+        return -EIO;
+    int ret = 0;
+    for (int i = 0; i < PQntuples(r) && ret == 0; i++) {
+        struct store_event ev = {
+            .id = get_int(r, i, 0),
+            .server = get_text(r, i, 1),
+            .at_ms = get_int(r, i, 2),
+            .kind = get_text(r, i, 3),
+            .from_state = get_text(r, i, 4),
+            .to_state = get_text(r, i, 5),
+            .actor = get_text(r, i, 6),
+            .message = get_text(r, i, 7),
+        };
+        ret = cb(arg, &ev);
+    }
+    PQclear(r);
+    return ret;
+}
+
+/* --- tokens -------------------------------------------------------------- */
+
+static int
+pgs_token_add(struct store *base, const char *token, const char *server,
+              int64_t created_ms)
+{
+    struct pgargs a = {0};
+    arg_text(&a, token);
+    arg_text(&a, server);
+    arg_int(&a, created_ms);
+    /* At most one live token per server: the new one replaces the old, in
+     * the same statement (a refused insert revokes nothing). */
+    return pg_run(pg(base), "adding token",
+                  "WITH r AS (UPDATE tokens SET revoked_ms = $3"
+                  " WHERE server = $2 AND revoked_ms IS NULL)"
+                  " INSERT INTO tokens (token, server, created_ms)"
+                  " VALUES ($1, $2, $3)",
+                  &a, NULL);
+}
+
+/* One text column of a one-row lookup keyed by key, into out[len]. */
+static int
+lookup_text(struct pg_store *st, const char *sql, const char *key, char *out,
+            size_t len)
+{
+    struct pgargs a = {0};
+    arg_text(&a, key);
+    PGresult *r = pg_query(st, "looking up token", sql, &a);
+    if (!r)
+        return -EIO;
+    int ret = 0;
+    if (PQntuples(r) == 0) {
+        ret = -ENOENT;
+    } else {
+        const char *t = get_text(r, 0, 0);
+        /* A cut-off name would point at another server: refuse it. */
+        if (strlcpy_s(out, t ? t : "", len) >= len)
+            ret = -ENOSPC;
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int
+pgs_token_lookup(struct store *base, const char *token, char *server,
+                 size_t len)
+{
+    return lookup_text(pg(base),
+                       "SELECT server FROM tokens"
+                       " WHERE token = $1 AND revoked_ms IS NULL",
+                       token, server, len);
+}
+
+static int
+pgs_token_of_server(struct store *base, const char *server, char *token,
+                    size_t len)
+{
+    return lookup_text(pg(base),
+                       "SELECT token FROM tokens"
+                       " WHERE server = $1 AND revoked_ms IS NULL"
+                       " ORDER BY created_ms DESC, seq DESC LIMIT 1",
+                       server, token, len);
+}
+
+static int
+pgs_token_revoke_server(struct store *base, const char *server)
+{
+    struct pgargs a = {0};
+    arg_text(&a, server);
+    arg_int(&a, now_wall_ms());
+    return pg_run(pg(base), "revoking tokens",
+                  "UPDATE tokens SET revoked_ms = $2"
+                  " WHERE server = $1 AND revoked_ms IS NULL",
+                  &a, NULL);
+}
+
+static int
+pgs_token_get(struct store *base, const char *token, struct store_token *out)
+{
+    struct pgargs a = {0};
+    memset(out, 0, sizeof(*out));
+    arg_text(&a, token);
+    PGresult *r = pg_query(pg(base), "looking up token",
+                           "SELECT server, addr, overlay_ms FROM tokens"
+                           " WHERE token = $1 AND revoked_ms IS NULL",
+                           &a);
+    if (!r)
+        return -EIO;
+    int ret = 0;
+    if (PQntuples(r) == 0) {
+        ret = -ENOENT;
+    } else {
+        const char *srv = get_text(r, 0, 0), *addr = get_text(r, 0, 1);
+        if (strlcpy_s(out->server, srv ? srv : "", sizeof(out->server)) >=
+            sizeof(out->server))
+            ret = -ENOSPC;
+        strlcpy_s(out->addr, addr ? addr : "", sizeof(out->addr));
+        out->overlay_ms = get_int(r, 0, 2);
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int
+pgs_token_mark(struct store *base, const char *token, const char *addr,
+               int64_t overlay_ms)
+{
+    struct pgargs a = {0};
+    arg_text(&a, token);
+    arg_text(&a, addr);
+    if (overlay_ms > 0)
+        arg_int(&a, overlay_ms);
+    else
+        arg_text(&a, NULL);
+    int64_t n = 0;
+    int ret = pg_run(pg(base), "marking token",
+                     "UPDATE tokens SET addr = COALESCE(addr, $2),"
+                     " overlay_ms = COALESCE(overlay_ms, $3)"
+                     " WHERE token = $1 AND revoked_ms IS NULL",
+                     &a, &n);
+    if (ret == 0 && n == 0)
+        ret = -ENOENT;
+    return ret;
+}
+
+static int
+pgs_token_last_addr(struct store *base, const char *server, char *addr,
+                    size_t len)
+{
+    return lookup_text(pg(base),
+                       "SELECT addr FROM tokens"
+                       " WHERE server = $1 AND addr IS NOT NULL"
+                       " ORDER BY created_ms DESC, seq DESC LIMIT 1",
+                       server, addr, len);
+}
+
+/* --- retention ----------------------------------------------------------- */
+
+static int64_t
+pgs_prune(struct store *base, int64_t before_ms, int keep_per_server,
+          int max_rows)
+{
+    struct pg_store *st = pg(base);
+    int64_t done = 0, n;
+    if (pg_run(st, "retention", "BEGIN", NULL, NULL) < 0)
+        return -EIO;
+    if (before_ms > 0) {
+        /* The oldest max_rows by id, those older than the cut: ids grow
+         * with time, so this never scans the young part of the table. */
+        struct pgargs a = {0};
+        arg_int(&a, before_ms);
+        arg_int(&a, max_rows);
+        if (pg_run(st, "retention",
+                   "DELETE FROM events WHERE id IN (SELECT id FROM"
+                   " (SELECT id, at_ms FROM events ORDER BY id LIMIT $2) o"
+                   " WHERE at_ms < $1)",
+                   &a, &n) < 0)
+            goto out_rollback;
+        done += n;
+        a.n = 1;
+        if (pg_run(st, "retention",
+                   "DELETE FROM tokens WHERE revoked_ms IS NOT NULL"
+                   " AND revoked_ms < $1",
+                   &a, &n) < 0)
+            goto out_rollback;
+        done += n;
+    }
+    if (keep_per_server > 0) {
+        PGresult *ids = pg_query(st, "retention",
+                                 "SELECT id FROM servers ORDER BY id", NULL);
+        if (!ids)
+            goto out_rollback;
+        for (int i = 0; i < PQntuples(ids) && done < max_rows; i++) {
+            /* Past the server's newest keep, the oldest first. */
+            struct pgargs a = {0};
+            arg_text(&a, get_text(ids, i, 0));
+            arg_int(&a, keep_per_server);
+            arg_int(&a, max_rows - done);
+            if (pg_run(st, "retention",
+                       "DELETE FROM events WHERE id IN (SELECT id FROM events"
+                       " WHERE server = $1 AND id <= (SELECT id FROM events"
+                       " WHERE server = $1 ORDER BY id DESC LIMIT 1"
+                       " OFFSET $2) ORDER BY id LIMIT $3)",
+                       &a, &n) < 0) {
+                PQclear(ids);
+                goto out_rollback;
+            }
+            done += n;
+        }
+        PQclear(ids);
+    }
+    if (pg_run(st, "retention", "COMMIT", NULL, NULL) < 0)
+        return -EIO;
+    return done;
+
+out_rollback:
+    if (st->conn)
+        pg_run(st, "retention", "ROLLBACK", NULL, NULL);
+    return -EIO;
+}
+
+/* --- the portal's sessions ---------------------------------------------- */
+
+static int
+pgs_session_add(struct store *base, const struct store_session *ps)
+{
+    struct pgargs a = {0};
+    arg_text(&a, ps->id_hash);
+    arg_text(&a, ps->token_hash);
+    arg_text(&a, ps->csrf);
+    arg_text(&a, ps->project); /* NULL: the admin's */
+    arg_int(&a, ps->expires_ms);
+    return pg_run(pg(base), "adding session",
+                  "INSERT INTO portal_sessions (id_hash, token_hash, csrf,"
+                  " project, expires_ms) VALUES ($1, $2, $3, $4, $5)",
+                  &a, NULL);
+}
+
+static int
+pgs_session_delete(struct store *base, const char *id_hash)
+{
+    struct pgargs a = {0};
+    arg_text(&a, id_hash);
+    return pg_run(pg(base), "deleting session",
+                  "DELETE FROM portal_sessions WHERE id_hash = $1", &a, NULL);
+}
+
+static int
+pgs_session_list(struct store *base, int64_t now_ms, store_session_cb *cb,
+                 void *arg)
+{
+    struct pgargs a = {0};
+    arg_int(&a, now_ms);
+    PGresult *r = pg_query(pg(base), "listing sessions",
+                           "SELECT id_hash, token_hash, csrf, project,"
+                           " expires_ms FROM portal_sessions"
+                           " WHERE expires_ms > $1 ORDER BY expires_ms",
+                           &a);
+    if (!r)
+        return -EIO;
+    int ret = 0;
+    for (int i = 0; i < PQntuples(r) && ret == 0; i++) {
+        struct store_session ps = {
+            .id_hash = get_text(r, i, 0),
+            .token_hash = get_text(r, i, 1),
+            .csrf = get_text(r, i, 2),
+            .project = get_text(r, i, 3),
+            .expires_ms = get_int(r, i, 4),
+        };
+        ret = cb(arg, &ps);
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int64_t
+pgs_session_expire(struct store *base, int64_t now_ms)
+{
+    struct pgargs a = {0};
+    arg_int(&a, now_ms);
+    int64_t n = 0;
+    int ret =
+        pg_run(pg(base), "expiring sessions",
+               "DELETE FROM portal_sessions WHERE expires_ms <= $1", &a, &n);
+    return ret < 0 ? ret : n;
+}
+
+const struct store_ops store_pg_ops = {
+    .open = pgs_open,
+    .close = pgs_close,
+    .schema_version = pgs_schema_version,
+    .attach_loop = pgs_attach_loop,
+    .begin = pgs_begin,
+    .commit = pgs_commit,
+    .rollback = pgs_rollback,
+    .load_server = pgs_load_server,
+    .save_server = pgs_save_server,
+    .transition = pgs_transition,
+    .append_event = pgs_append_event,
+    .list_events = pgs_list_events,
+    .token_add = pgs_token_add,
+    .token_lookup = pgs_token_lookup,
+    .token_of_server = pgs_token_of_server,
+    .token_revoke_server = pgs_token_revoke_server,
+    .prune = pgs_prune,
+    .token_get = pgs_token_get,
+    .token_mark = pgs_token_mark,
+    .token_last_addr = pgs_token_last_addr,
+    .session_add = pgs_session_add,
+    .session_delete = pgs_session_delete,
+    .session_list = pgs_session_list,
+    .session_expire = pgs_session_expire,
+};
