@@ -1179,3 +1179,48 @@ ws_ticket()
     # shellcheck disable=SC2086
     $WSVIEW ticket "$RESCUED_URL/v1/servers/$1" "$2" || fail "no ticket"
 }
+
+# ---- several nodes on one store (issue 15, cases 105-109) ----
+#
+# node_config NAME FACILITY <<EOF ... EOF: node NAME of FACILITY in
+# $T/NAME (its rescued.ini, data dir, log, pid; its API port in
+# $T/NAME/port), on the store $STORE (default: a SQLite file all the
+# case's nodes share); base_config's sections with the node's own ports,
+# then stdin (the servers, the same on every node).
+node_config()
+{
+    local dir=$T/$1 port ssh
+    mkdir -p "$dir/data"
+    port=$(free_port)
+    ssh=$(free_port)
+    echo "$port" >"$dir/port"
+    [ -e "$T/vmlinuz" ] || : >"$T/vmlinuz"
+    [ -e "$T/initrd.gz" ] || : >"$T/initrd.gz"
+    {
+        PORT=$port SSH_PORT=$ssh base_config |
+            sed -e "s,^data_dir .*,data_dir    = $dir/data," \
+                -e "/^log_level/a node        = $1\\
+facility    = $2\\
+store       = ${STORE:-sqlite:$T/shared.db}"
+        cat
+    } >"$dir/rescued.ini"
+}
+
+# use_node NAME: from now on the verbs (api, ctl, server_*, start_rescued,
+# kill9_rescued, metric...) talk to node NAME.
+use_node()
+{
+    RESCUED_DIR=$T/$1
+    RESCUED_URL=http://127.0.0.1:$(cat "$T/$1/port")
+    PORT=$(cat "$T/$1/port")
+}
+
+# log_ms NAME REGEX: the time (ms since the epoch) of node NAME's first log
+# line matching REGEX.
+log_ms()
+{
+    local line
+    line=$(grep -m1 -E "$2" "$T/$1/rescued.log") ||
+        fail "$1: no log line matches $2"
+    date -d "${line%% *}" +%s%3N
+}

@@ -79,6 +79,7 @@ enum kind {
     K_CONSOLE, /* "" means none */
     K_STORE,   /* a store URL (uri.h) */
     K_ONOFF,   /* "on" or "off", into a bool */
+    K_NAME,    /* a node or facility name: [A-Za-z0-9._-]{1,63} */
 };
 
 struct key_spec {
@@ -117,6 +118,9 @@ static const struct key_spec rescued_keys[] = {
     {"tls_cert", K_OPTSTR, CFG(tls_cert), NULL, false},
     {"tls_key", K_OPTSTR, CFG(tls_key), NULL, false},
     {"boot_listen", K_LISTEN, CFG(boot_listen), NULL, false},
+    {"node", K_NAME, CFG(node), NULL, false}, /* default: the host name */
+    {"facility", K_NAME, CFG(facility), "default", false},
+    {"lease", K_TIMEOUT, CFG(lease), "10", false},
     {NULL, 0, 0, NULL, false},
 };
 
@@ -199,10 +203,17 @@ static const struct key_spec server_keys[] = {
     {"console_tty", K_STR, SRV(console_tty), "ttyS0,115200n8", false},
     {"power_credentials", K_OPTSTR, SRV(power_credentials), NULL, false},
     {"boot", K_BOOT, SRV(boot), "pxe", false},
+    {"facility", K_NAME, SRV(facility), NULL, false}, /* default: node's */
     {NULL, 0, 0, NULL, false},
 };
 
-enum section_type { SEC_SINGLE, SEC_PROJECT, SEC_SERVER };
+#define FAC(f) offsetof(struct config_facility, f)
+static const struct key_spec facility_keys[] = {
+    {"console_host", K_OPTSTR, FAC(console_host), NULL, false},
+    {NULL, 0, 0, NULL, false},
+};
+
+enum section_type { SEC_SINGLE, SEC_PROJECT, SEC_SERVER, SEC_FACILITY };
 
 struct section_spec {
     const char *name; /* "rescued"; "project" stands for "[project:NAME]" */
@@ -219,6 +230,7 @@ static const struct section_spec sections[] = {
     {"ui", SEC_SINGLE, ui_keys}, /* the portal */
     {"project", SEC_PROJECT, project_keys},
     {"server", SEC_SERVER, server_keys},
+    {"facility", SEC_FACILITY, facility_keys},
 };
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -542,6 +554,22 @@ check_console(const char *v, char *buf, size_t len)
     return r;
 }
 
+/* A node's or a facility's name (a host name's characters). */
+static int
+check_name(const char *v, char *buf, size_t len)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 63 ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._-") != n ||
+        v[0] == '-' || v[0] == '.')
+        return why(buf, len,
+                   "'%s' is not a name: 1 to 63 letters, digits, '.', '_' "
+                   "or '-', not beginning with '-' or '.'",
+                   v);
+    return 0;
+}
+
 static void
 set_str(char **p, const char *v)
 {
@@ -568,6 +596,10 @@ set_value(const struct key_spec *k, void *base, const char *v, char *buf,
     case K_OPTSTR:
         if (!*v)
             v = NULL;
+        break;
+    case K_NAME:
+        if (check_name(v, buf, len) < 0)
+            return -EINVAL;
         break;
     case K_LISTEN:
         if (!valid_hostport(v))
@@ -731,6 +763,8 @@ load_sections(struct loader *ld)
     c->projects =
         xcalloc(count_sections(ld, "project") + 1, sizeof(*c->projects));
     c->servers = xcalloc(count_sections(ld, "server") + 1, sizeof(*c->servers));
+    c->facilities =
+        xcalloc(count_sections(ld, "facility") + 1, sizeof(*c->facilities));
     for (size_t s = 0; s < NSECTIONS; s++)
         if (sections[s].type == SEC_SINGLE)
             set_defaults(sections[s].keys, c);
@@ -768,6 +802,13 @@ load_sections(struct loader *ld)
                 return fail(ld, e->line, e->name, NULL, "%s", bad);
             srv->id = xstrdup(arg);
             base = srv;
+        } else if (spec->type == SEC_FACILITY) {
+            char bad[160];
+            if (check_name(arg, bad, sizeof(bad)) < 0)
+                return fail(ld, e->line, e->name, NULL, "%s", bad);
+            struct config_facility *fa = &c->facilities[c->nfacilities++];
+            fa->name = xstrdup(arg);
+            base = fa;
         }
         if (spec->type != SEC_SINGLE)
             set_defaults(spec->keys, base);
@@ -982,10 +1023,20 @@ finish(struct loader *ld)
                             c->projects[j].name);
     }
 
+    if (!c->node) {
+        char host[256] = "", bad[160];
+        if (gethostname(host, sizeof(host) - 1) < 0 ||
+            check_name(host, bad, sizeof(bad)) < 0)
+            return fail(ld, 0, "rescued", "node",
+                        "the host name '%s' is no node name: set node", host);
+        c->node = xstrdup(host);
+    }
     for (size_t i = 0; i < c->nservers; i++) {
         struct config_server *s = &c->servers[i];
         if (!s->name)
             s->name = xstrdup(s->id);
+        if (!s->facility)
+            s->facility = xstrdup(c->facility);
         if (!config_find_project(c, s->project)) {
             snprintf(sec, sizeof(sec), "server:%s", s->id);
             return fail(ld, key_line(ld, sec, "project"), sec, "project",
@@ -1071,7 +1122,7 @@ holds_string(enum kind k)
 {
     return k == K_STR || k == K_TEXT || k == K_OPTSTR || k == K_LISTEN ||
            k == K_URL || k == K_ARCH || k == K_POWER || k == K_CONSOLE ||
-           k == K_STORE;
+           k == K_STORE || k == K_NAME;
 }
 
 static void
@@ -1098,6 +1149,11 @@ config_free(struct config *c)
         free(c->servers[i].id);
         free_strings(server_keys, &c->servers[i]);
     }
+    for (size_t i = 0; i < c->nfacilities; i++) {
+        free(c->facilities[i].name);
+        free_strings(facility_keys, &c->facilities[i]);
+    }
+    free(c->facilities);
     free(c->projects);
     free(c->servers);
     free(c->by_mac);
@@ -1143,6 +1199,15 @@ config_find_project(const struct config *c, const char *name)
     for (size_t i = 0; name && i < c->nprojects; i++)
         if (strcmp(c->projects[i].name, name) == 0)
             return &c->projects[i];
+    return NULL;
+}
+
+const struct config_facility *
+config_find_facility(const struct config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->nfacilities; i++)
+        if (strcmp(c->facilities[i].name, name) == 0)
+            return &c->facilities[i];
     return NULL;
 }
 

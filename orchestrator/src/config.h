@@ -21,6 +21,12 @@ struct config_project {
     char *keys_file; /* authorized_keys file; may be NULL */
 };
 
+/* [facility:NAME]: what every node knows of a facility. */
+struct config_facility {
+    char *name;
+    char *console_host; /* where its consoles are reached; NULL: unset */
+};
+
 struct config_server {
     /* from [server:ID], case as written; [A-Za-z0-9_-]{1,63} */
     char *id;
@@ -39,6 +45,8 @@ struct config_server {
     /* pxe (default), or virtualmedia: the [image] iso on the BMC's virtual
      * CD, a one-time boot from it; redfish only */
     enum boot_mode boot;
+    /* the facility whose active node runs it; default [rescued] facility */
+    char *facility;
 };
 
 struct config {
@@ -70,6 +78,10 @@ struct config {
     /* host:port of a plain-HTTP listener for the boot path alone, beside a
      * TLS listen; NULL: none */
     char *boot_listen;
+    /* this node's name (default the host name) and facility (default
+     * "default"); lease: seconds a facility's lease lasts unrenewed */
+    char *node, *facility;
+    int lease;
     /* [pxe] */
     enum pxe_mode pxe_mode; /* default off */
     char *pxe_interface;
@@ -114,6 +126,8 @@ struct config {
 
     struct config_project *projects;
     size_t nprojects;
+    struct config_facility *facilities;
+    size_t nfacilities;
     struct config_server *servers; /* sorted by id (strcmp) */
     size_t nservers;
     const struct config_server **by_mac; /* the same servers, by MAC */
@@ -134,6 +148,9 @@ const struct config_server *config_find_server_by_mac(const struct config *c,
                                                       const char *mac);
 const struct config_project *config_find_project(const struct config *c,
                                                  const char *name);
+/* The [facility:NAME] section, or NULL. */
+const struct config_facility *config_find_facility(const struct config *c,
+                                                   const char *name);
 /* The project whose token this is, or NULL. */
 const struct config_project *
 config_find_project_by_token(const struct config *c, const char *token);

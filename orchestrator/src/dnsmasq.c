@@ -128,11 +128,16 @@ dnsmasq_write_conf(const struct config *c, const char *dir,
 void
 dnsmasq_write_hosts(const struct config *c, struct buf *out)
 {
+    /* Only this node's facility's: another facility's servers boot
+     * from their own network. */
     for (size_t i = 0; i < c->nservers; i++)
-        buf_printf(out, "dhcp-host=%s,set:known,%s%s\n", c->servers[i].mac,
-                   strcmp(c->servers[i].arch, "aarch64") == 0 ? "set:aarch64,"
-                                                              : "",
-                   c->servers[i].id);
+        if (!c->servers[i].facility ||
+            strcmp(c->servers[i].facility, c->facility) == 0)
+            buf_printf(out, "dhcp-host=%s,set:known,%s%s\n", c->servers[i].mac,
+                       strcmp(c->servers[i].arch, "aarch64") == 0
+                           ? "set:aarch64,"
+                           : "",
+                       c->servers[i].id);
 }
 
 /* The first IPv4 address of interface ifname, as text; false if none. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 static int apply(struct srv *s, const struct fsm_input *in, const char *actor);
+static void mirror(struct srv *s);
 
 /* A store that refuses writes (disk full, locked by another process) is
  * retried no sooner than this, doubling up to the max, and logged once per
@@ -50,7 +51,11 @@ limits_from_config(struct fsm_limits *l, const struct config *c)
         l->local_settle_ms = c->local_settle * 1000LL;
 }
 
-/* Tell subscribers about an event that is already committed. */
+static void tell_subs(struct fleet *f, const struct store_event *ev);
+static int feed_catch_up(struct fleet *f, int64_t upto);
+
+/* Tell subscribers about an event that is already committed.  What other
+ * nodes stored before it is told first (the streams keep ids in order). */
 static void
 publish(struct fleet *f, int64_t id, const char *server, const char *kind,
         const char *from, const char *to, const char *actor, const char *msg)
@@ -63,9 +68,19 @@ publish(struct fleet *f, int64_t id, const char *server, const char *kind,
                              .to_state = to,
                              .actor = actor,
                              .message = msg};
+    if (id > f->feed_cursor + 1)
+        feed_catch_up(f, id - 1);
+    if (id > f->feed_cursor)
+        f->feed_cursor = id;
+    tell_subs(f, &ev);
+}
+
+static void
+tell_subs(struct fleet *f, const struct store_event *ev)
+{
     for (struct sub *u = f->subs; u; u = u->next)
-        if (u->cb && (!u->server || strcmp(u->server, server) == 0))
-            u->cb(u->arg, &ev);
+        if (u->cb && (!u->server || strcmp(u->server, ev->server) == 0))
+            u->cb(u->arg, ev);
 }
 
 /* Tell the console faces that server's writable answer may have changed. */
@@ -461,6 +476,9 @@ apply(struct srv *s, const struct fsm_input *given, const char *actor)
     struct fsm_output out;
     struct fsm_input in = *given;
     in.no_console = !s->cfg->console;
+    /* Only the facility's active node moves a server. */
+    if (!s->runs)
+        return 0;
 
     unsigned pending_before = s->row.pending_actions;
     unsigned sent_before = s->row.sent_actions;
@@ -734,25 +752,6 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
     struct srv *s = xcalloc(1, sizeof(*s));
     s->f = f;
     s->cfg = cs;
-    s->power = power_new(f->loop, cs->power, err, errlen);
-    if (!s->power) {
-        free(s);
-        return NULL;
-    }
-    power_set_name(s->power, cs->id);
-    power_set_firmware(s->power, cs->firmware == FW_UEFI);
-    if (cs->power_credentials &&
-        power_set_credentials(s->power, cs->power_credentials, err, errlen) <
-            0) {
-        power_free(s->power);
-        free(s);
-        return NULL;
-    }
-    if (cs->console && console_open(s, err, errlen) < 0) {
-        power_free(s->power);
-        free(s);
-        return NULL;
-    }
     int r = store_load_server(f->st, cs->id, &s->row);
     if (r == -ENOENT) {
         fsm_server_init(&s->row.fsm, now_wall_ms());
@@ -760,7 +759,6 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
         store_save_server(f->st, cs->id, &s->row);
     } else if (r < 0) {
         snprintf(err, errlen, "%s: cannot load its stored state", cs->id);
-        power_free(s->power);
         free(s);
         return NULL;
     } else if (!s->row.project) {
@@ -777,11 +775,32 @@ srv_new(struct fleet *f, const struct config_server *cs, char *err,
     return s;
 }
 
-static void
-srv_free(struct srv *s)
+/* Open its driver and console: this node runs it from now on. */
+static int
+srv_start(struct srv *s, char *err, size_t errlen)
 {
-    if (!s)
-        return;
+    const struct config_server *cs = s->cfg;
+    s->power = power_new(s->f->loop, cs->power, err, errlen);
+    if (!s->power)
+        return -EINVAL;
+    power_set_name(s->power, cs->id);
+    power_set_firmware(s->power, cs->firmware == FW_UEFI);
+    if ((cs->power_credentials &&
+         power_set_credentials(s->power, cs->power_credentials, err, errlen) <
+             0) ||
+        (cs->console && console_open(s, err, errlen) < 0)) {
+        power_free(s->power);
+        s->power = NULL;
+        return -EINVAL;
+    }
+    s->runs = true;
+    return 0;
+}
+
+/* Close its driver, console and timers: another node runs it now. */
+static void
+srv_stop(struct srv *s)
+{
     /* power_free delivers the answers not yet heard: a server being
      * dropped (or rebuilt, reading the store afresh) must not act on them,
      * nor arm timers that would outlive it.  Not heard means not known
@@ -789,15 +808,438 @@ srv_free(struct srv *s)
     s->closing = true;
     loop_del_timer(s->f->loop, s->timer);
     loop_del_timer(s->f->loop, s->grace);
+    s->timer = s->grace = 0;
     if (s->watcher)
         console_detach(s->watcher);
+    s->watcher = NULL;
     console_free(s->console);
+    s->console = NULL;
     power_free(s->power);
+    s->power = NULL;
     vmiso_cancel(s->vm_job);
+    s->vm_job = NULL;
+    s->runs = false;
+    s->closing = false;
+}
+
+static void
+srv_free(struct srv *s)
+{
+    if (!s)
+        return;
+    srv_stop(s);
     free(s->vm_iso);
     server_row_clear(&s->row);
     buf_free(&s->view);
     free(s);
+}
+
+/* Does this node's facility run it (whether or not it is active now)? */
+static bool
+srv_ours(const struct fleet *f, const struct config_server *cs)
+{
+    return strcmp(cs->facility, f->facility) == 0;
+}
+
+/* --- facilities: the lease, the change feed, actions handed on ------------
+ * One node of a facility is active: it holds the facility's lease in the
+ * store, renewed LEASE_RENEWS times per [rescued] lease, and alone runs the
+ * facility's servers, dnsmasq, drivers and consoles.  A standby tries to
+ * take the lease as often; it gets it once the lease lapsed (the active
+ * node killed: within lease + lease / LEASE_RENEWS of its last renewal)
+ * and starts them, each server resuming from its stored state as after a
+ * restart.  Servers of other facilities are never started here.
+ *
+ * Every node follows the change feed (what any node stored, in id order):
+ * events of servers it does not run reload their row from the store and go
+ * to its subscribers, so its API and SSE show every facility.  The store
+ * calls feed_notified when it can tell (PostgreSQL's NOTIFY); sqlite
+ * cannot, and the feed is polled every FEED_POLL_MS (a max(id) read).
+ *
+ * An action for a server this node does not run is queued in the store
+ * (store_action_add), and the facility's active node takes it at its
+ * next look at the feed (the queueing stores an audit event, which moves
+ * the feed) and runs it as if asked itself.  Exactly once: the take is
+ * marked in the store under the lease; the change the action makes is
+ * stored with its id (the row's action_id), and a refusal stores the id
+ * too; then it is marked done.  A node killed before the change was
+ * stored leaves it taken, not done: the next holder takes it again and
+ * runs it; killed after, the next holder finds the id in the row and only
+ * marks it done.  From the change on, the rule of every action holds:
+ * the transition is stored before its actions run. */
+#define LEASE_RENEWS 5
+#define FEED_POLL_MS 250
+#define FEED_NOTIFIED_POLL_MS 5000 /* in case a notification was lost */
+#define FEED_BATCH 1000            /* events per look, the rest next time */
+#define TAKE_BATCH 64              /* actions taken per look */
+
+static int64_t
+lease_every_ms(const struct fleet *f)
+{
+    int64_t ms = f->cfg->lease * 1000LL / LEASE_RENEWS;
+    return ms > 0 ? ms : 1;
+}
+
+void
+fleet_srv_mirror(struct srv *s)
+{
+    mirror(s);
+}
+
+/* Its row as the store has it now (another node moved it). */
+static void
+mirror(struct srv *s)
+{
+    struct server_row row;
+    if (store_load_server(s->f->st, s->cfg->id, &row) < 0)
+        return;
+    server_row_clear(&s->row);
+    s->row = row;
+}
+
+struct feed_walk {
+    struct fleet *f;
+    int64_t upto; /* 0: no end */
+    int n;
+};
+
+static int
+feed_event(void *arg, const struct store_event *ev)
+{
+    struct feed_walk *w = arg;
+    if (w->upto && ev->id > w->upto)
+        return 1;
+    struct fleet *f = w->f;
+    f->feed_cursor = ev->id;
+    w->n++;
+    struct srv *s = fleet_srv_find(f, ev->server);
+    if (s && !s->runs)
+        mirror(s);
+    tell_subs(f, ev);
+    return 0;
+}
+
+/* Tell what others stored up to upto (0: all there is, FEED_BATCH at a
+ * time).  Not inside another walk of the events (the store refuses it):
+ * then the next look tells it. */
+static int
+feed_catch_up(struct fleet *f, int64_t upto)
+{
+    struct feed_walk w = {.f = f, .upto = upto};
+    int rc = store_list_events(f->st, NULL, f->feed_cursor,
+                               upto ? 0 : FEED_BATCH, feed_event, &w);
+    return rc < 0 ? rc : w.n;
+}
+
+static void take_actions(struct fleet *f);
+
+/* The events read (FEED_BATCH: there may be more), or 0. */
+static int
+feed_follow(struct fleet *f)
+{
+    int64_t head = store_feed_head(f->st);
+    if (head <= f->feed_cursor)
+        return 0;
+    int n = feed_catch_up(f, 0);
+    /* None there though the head moved: pruned meanwhile.  Nothing to
+     * tell; do not look for them again.  (Unreadable, n < 0: the next
+     * look tries again, FEED_POLL_MS later.) */
+    if (n == 0)
+        f->feed_cursor = head;
+    if (f->active)
+        take_actions(f);
+    return n > 0 ? n : 0;
+}
+
+static void
+feed_notified(void *arg)
+{
+    feed_follow(arg);
+}
+
+static int64_t
+feed_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct fleet *f = arg;
+    return feed_follow(f) == FEED_BATCH ? 0 : FEED_POLL_MS;
+}
+
+/* The lease is ours: start the facility's servers where the store left
+ * them, then dnsmasq.  A server that cannot start is logged and left (at
+ * start, the daemon's failure: err). */
+static int
+become_active(struct fleet *f, bool at_start, char *err, size_t errlen)
+{
+    f->active = true;
+    f->lease_changes++;
+    log_info("facility %s: node %s is active (lease until %lld%s%s)",
+             f->facility, f->node, (long long)f->lease_expires_ms,
+             f->lease_holder[0] && strcmp(f->lease_holder, f->node) != 0
+                 ? ", taken over from "
+                 : "",
+             f->lease_holder[0] && strcmp(f->lease_holder, f->node) != 0
+                 ? f->lease_holder
+                 : "");
+    strlcpy_s(f->lease_holder, f->node, sizeof(f->lease_holder));
+    for (size_t i = 0; i < f->nsrvs; i++) {
+        struct srv *s = f->srvs[i];
+        if (!srv_ours(f, s->cfg) || s->runs)
+            continue;
+        if (!at_start)
+            mirror(s);
+        if (srv_start(s, err, errlen) < 0) {
+            if (at_start)
+                return -EINVAL;
+            log_warnx("%s: %s", s->cfg->id, err);
+        }
+    }
+    if (f->cfg->pxe_mode != PXE_OFF && !f->dnsmasq) {
+        f->dnsmasq = dnsmasq_new(f->loop, f->cfg, err, errlen);
+        if (!f->dnsmasq) {
+            if (at_start)
+                return -EINVAL;
+            log_warnx("facility %s: dnsmasq: %s", f->facility, err);
+        }
+    }
+    for (size_t i = 0; i < f->nsrvs; i++)
+        if (f->srvs[i]->runs)
+            resume(f->srvs[i]);
+    if (!at_start)
+        take_actions(f);
+    return 0;
+}
+
+/* The lease is another's (or lapsed while the store refused us): stop
+ * acting at once. */
+static void
+stand_down(struct fleet *f, const char *why)
+{
+    f->active = false;
+    f->lease_changes++;
+    log_warnx("facility %s: node %s stands by: %s", f->facility, f->node, why);
+    dnsmasq_free(f->dnsmasq);
+    f->dnsmasq = NULL;
+    for (size_t i = 0; i < f->nsrvs; i++)
+        if (f->srvs[i]->runs)
+            srv_stop(f->srvs[i]);
+}
+
+static int
+lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
+{
+    struct store_lease l;
+    int64_t now = now_wall_ms();
+    int r = store_lease_take(f->st, f->facility, f->node,
+                             f->cfg->lease * 1000LL, now, &l);
+    if (r == -ENOTSUP) {
+        /* A store without leases yet: this node runs its facility alone,
+         * as a single rescued always did. */
+        strlcpy_s(l.holder, f->node, sizeof(l.holder));
+        l.expires_ms = INT64_MAX;
+        r = 1;
+    }
+    if (r == 1) {
+        f->lease_expires_ms = l.expires_ms;
+        if (!f->active)
+            return become_active(f, at_start, err, errlen);
+        return 0;
+    }
+    if (r == 0) {
+        if (f->active) {
+            char why[128];
+            snprintf(why, sizeof(why), "node %s holds the lease", l.holder);
+            stand_down(f, why);
+        } else if (strcmp(f->lease_holder, l.holder) != 0) {
+            log_info("facility %s: node %s stands by; node %s is active",
+                     f->facility, f->node, l.holder);
+        }
+        strlcpy_s(f->lease_holder, l.holder, sizeof(f->lease_holder));
+        return 0;
+    }
+    /* The store refused (locked, unreachable): an active node stays so.
+     * While the store refuses, no transition can be stored, so nothing
+     * moves here; the consoles keep working.  Should another node take
+     * the lapsed lease meanwhile, the first renewal that reaches the store
+     * hears it and stands down. */
+    return 0;
+}
+
+static int64_t
+lease_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct fleet *f = arg;
+    char err[256];
+    lease_check(f, false, err, sizeof(err));
+    if (f->active)
+        take_actions(f);
+    return lease_every_ms(f);
+}
+
+/* fleet_action_async's verdict for an action handed on: taken (queued),
+ * told from the loop as the contract says. */
+struct forwarded {
+    fleet_action_cb *cb;
+    void *arg;
+};
+
+static int64_t
+forwarded_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    struct forwarded *fw = arg;
+    fw->cb(fw->arg, 0, "");
+    free(fw);
+    return -1;
+}
+
+static void
+forwarded_answer(struct fleet *f, fleet_action_cb *cb, void *arg)
+{
+    struct forwarded *fw = xmalloc(sizeof(*fw));
+    fw->cb = cb;
+    fw->arg = arg;
+    loop_add_timer(f->loop, 0, forwarded_cb, fw);
+}
+
+static bool preflight_rest(struct fleet *f, struct srv *s,
+                           const struct fleet_action *a, char *err,
+                           size_t errlen);
+
+/* A checked action for a server this node does not run: into the store
+ * for its facility's active node, with an audit event that says where it
+ * was asked (and moves the feed, which wakes that node). */
+static int
+action_forward(struct fleet *f, struct srv *s, const struct fleet_action *a,
+               char *err, size_t errlen)
+{
+    if (!preflight_rest(f, s, a, err, errlen))
+        return -EBUSY;
+    json_t *keys = json_array();
+    for (size_t i = 0; i < a->nkeys; i++)
+        json_array_append_new(keys, json_string(a->ssh_keys[i]));
+    json_t *o = json_pack("{s:s, s:I, s:o}", "event", fsm_event_name(a->event),
+                          "ttl_s", (json_int_t)a->ttl_s, "ssh_keys", keys);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    int64_t id = body ? store_action_add(f->st, s->cfg->facility, s->cfg->id,
+                                         f->node, a->actor, body)
+                      : -ENOMEM;
+    free(body);
+    if (id < 0) {
+        snprintf(err, errlen,
+                 "cannot hand the action to facility %s's active node: %s; "
+                 "nothing was done",
+                 s->cfg->facility, store_last_error(f->st));
+        return -EIO;
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "%s requested on node %s, for the active node of facility %s",
+             fsm_event_name(a->event), f->node, s->cfg->facility);
+    fleet_srv_note(s, "audit", a->actor, msg);
+    return 0;
+}
+
+/* A taken action's verdict, in the server's history when refused. */
+struct taken {
+    struct fleet *f;
+    int64_t id;
+    char server[64];
+    char origin[64];
+    char event[32];
+};
+
+/* Applied (its change stored the row's action_id) or refused (the
+ * refusal stored as handled, so a later holder does not run it in a
+ * state where it would fit): done. */
+static void
+taken_done(void *arg, int rc, const char *err)
+{
+    struct taken *t = arg;
+    struct srv *s = fleet_srv_find(t->f, t->server);
+    if (rc < 0 && s) {
+        char msg[600];
+        snprintf_utf8(msg, sizeof(msg), "%s asked on node %s refused: %s",
+                      t->event, t->origin, err);
+        log_warnx("%s: %s", t->server, msg);
+        if (s->runs && t->id > s->row.action_id) {
+            s->row.action_id = t->id;
+            store_save_server(t->f->st, s->cfg->id, &s->row);
+        }
+        fleet_srv_note(s, "error", "rescued", msg);
+    }
+    store_action_done(t->f->st, t->id);
+    free(t);
+}
+
+/* Run what was asked elsewhere for the servers we run, each once. */
+static void
+run_taken(struct fleet *f, const struct store_action *sa)
+{
+    json_t *o = sa->body ? json_loads(sa->body, 0, NULL) : NULL;
+    const char *ev = json_string_value(json_object_get(o, "event"));
+    json_t *keys = json_object_get(o, "ssh_keys");
+    struct fleet_action a = {
+        .event = FSM_NEVENTS,
+        .actor = sa->actor,
+        .queued_id = sa->id,
+        .ttl_s = json_integer_value(json_object_get(o, "ttl_s"))};
+    for (int e = 0; ev && e <= FSM_EV_POWER_OFF; e++)
+        if (strcmp(fsm_event_name(e), ev) == 0)
+            a.event = e;
+    a.nkeys = json_array_size(keys);
+    a.ssh_keys = xcalloc(a.nkeys + 1, sizeof(*a.ssh_keys));
+    for (size_t i = 0; i < a.nkeys; i++)
+        a.ssh_keys[i] = json_string_value(json_array_get(keys, i));
+    struct taken *t = xcalloc(1, sizeof(*t));
+    t->f = f;
+    t->id = sa->id;
+    strlcpy_s(t->server, sa->server, sizeof(t->server));
+    strlcpy_s(t->origin, sa->origin, sizeof(t->origin));
+    strlcpy_s(t->event, ev ? ev : "?", sizeof(t->event));
+    char err[512] = "";
+    struct srv *s = fleet_srv_find(f, sa->server);
+    int rc;
+    if (a.event == FSM_NEVENTS) {
+        snprintf(err, sizeof(err), "not an action this node knows");
+        rc = -EINVAL;
+    } else if (!s || !s->runs) {
+        snprintf(err, sizeof(err), "server %s is not run by node %s",
+                 sa->server, f->node);
+        rc = -ENOENT;
+    } else if (s->row.action_id >= sa->id) {
+        /* Its change is stored: the node that took it died before it
+         * said done.  Not again. */
+        log_info("%s: %s asked on node %s was applied before the takeover",
+                 sa->server, t->event, sa->origin);
+        store_action_done(f->st, sa->id);
+        free(t);
+        rc = 0;
+    } else {
+        log_info("%s: %s asked on node %s, taken by node %s", sa->server,
+                 t->event, sa->origin, f->node);
+        rc = fleet_action_async(f, sa->server, &a, taken_done, t, err,
+                                sizeof(err));
+    }
+    if (rc < 0)
+        taken_done(t, rc, err);
+    free(a.ssh_keys);
+    json_decref(o);
+}
+
+static void
+take_actions(struct fleet *f)
+{
+    struct store_action sa;
+    for (int i = 0; i < TAKE_BATCH && f->active &&
+                    store_action_take(f->st, f->facility, f->node,
+                                      now_wall_ms(), &sa) == 1;
+         i++) {
+        run_taken(f, &sa);
+        store_action_clear(&sa);
+    }
 }
 
 /* Retention ([rescued] retention_days, retention_events): a bounded
@@ -854,13 +1296,20 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
         snprintf(err, errlen, "cannot store the servers' state");
         goto out_free;
     }
-    if (cfg->pxe_mode != PXE_OFF) {
-        f->dnsmasq = dnsmasq_new(l, cfg, err, errlen);
-        if (!f->dnsmasq)
-            goto out_free;
-    }
-    for (size_t i = 0; i < f->nsrvs; i++)
-        resume(f->srvs[i]);
+    f->node = xstrdup(cfg->node);
+    f->facility = xstrdup(cfg->facility);
+    int64_t head = store_feed_head(st);
+    f->feed_cursor = head > 0 ? head : 0;
+    /* Active at once when the lease is free or ours (a restart): a
+     * failure to start then is the daemon's, as it always was. */
+    if (lease_check(f, true, err, errlen) < 0)
+        goto out_free;
+    f->lease_timer = loop_add_timer(l, lease_every_ms(f), lease_cb, f);
+    f->feed_timer = loop_add_timer(l,
+                                   store_feed_notify(st, feed_notified, f) == 0
+                                       ? FEED_NOTIFIED_POLL_MS
+                                       : FEED_POLL_MS,
+                                   feed_cb, f);
     f->retention_timer = loop_add_timer(l, 0, retention_cb, f);
     return f;
 out_free:
@@ -875,8 +1324,15 @@ fleet_free(struct fleet *f)
         return;
     dnsmasq_free(f->dnsmasq);
     loop_del_timer(f->loop, f->retention_timer);
+    loop_del_timer(f->loop, f->lease_timer);
+    loop_del_timer(f->loop, f->feed_timer);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
+    /* A clean stop hands the facility on at once, not after a lapse:
+     * once its drivers and consoles are closed. */
+    if (f->active && store_lease_release(f->st, f->facility, f->node) == 0)
+        log_info("facility %s: node %s gives up its lease", f->facility,
+                 f->node);
     free(f->srvs);
     while (f->subs) {
         struct sub *u = f->subs;
@@ -887,6 +1343,8 @@ fleet_free(struct fleet *f)
     session_store_free(f->sessions);
     config_free(f->cfg);
     ticket_store_free(f->tickets);
+    free(f->node);
+    free(f->facility);
     free(f);
 }
 
@@ -912,6 +1370,17 @@ same_str(const char *a, const char *b)
 void
 fleet_reload(struct fleet *f, struct config *cfg)
 {
+    /* This node's place is read at start: its lease, feed and servers
+     * hang on it. */
+    if (strcmp(cfg->node, f->node) != 0 ||
+        strcmp(cfg->facility, f->facility) != 0) {
+        log_warnx("reload: [rescued] node and facility are read at start "
+                  "only (node %s of facility %s): restart to change them; "
+                  "keeping the old inventory",
+                  f->node, f->facility);
+        config_free(cfg);
+        return;
+    }
     /* First make what is new, so a failure leaves the old inventory. */
     struct srv **next = xcalloc(cfg->nservers, sizeof(*next));
     bool *kept = xcalloc(f->nsrvs ? f->nsrvs : 1, sizeof(*kept));
@@ -925,7 +1394,8 @@ fleet_reload(struct fleet *f, struct config *cfg)
         struct srv *old = fleet_srv_find(f, cs->id);
         if (old && strcmp(old->cfg->power, cs->power) == 0 &&
             same_str(old->cfg->console, cs->console) &&
-            same_str(old->cfg->power_credentials, cs->power_credentials)) {
+            same_str(old->cfg->power_credentials, cs->power_credentials) &&
+            strcmp(old->cfg->facility, cs->facility) == 0) {
             kept[old->cfg - f->cfg->servers] = true;
             continue;
         }
@@ -945,7 +1415,12 @@ fleet_reload(struct fleet *f, struct config *cfg)
     /* Then keep the live state, timers and connections of the others. */
     for (size_t i = 0; i < cfg->nservers; i++) {
         if (next[i]) {
-            resume(next[i]);
+            if (f->active && srv_ours(f, next[i]->cfg)) {
+                if (srv_start(next[i], err, sizeof(err)) < 0)
+                    log_warnx("%s: %s", next[i]->cfg->id, err);
+                else
+                    resume(next[i]);
+            }
             continue;
         }
         next[i] = fleet_srv_find(f, cfg->servers[i].id);
@@ -1082,6 +1557,10 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
             return -EINVAL;
         }
     }
+    /* Another node moves it: judge by the store's row, not by the feed's
+     * last look. */
+    if (!s->runs)
+        mirror(s);
     /* Ask the state machine on a copy first, so a refusal runs no check. */
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
@@ -1112,7 +1591,12 @@ action_apply(struct srv *s, const struct fleet_action *a, char *err,
     snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
     fleet_srv_note(s, "audit", a->actor, msg);
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
+    /* A queued action is known applied by the change it stores. */
+    int64_t queued_before = s->row.action_id;
+    if (a->queued_id > s->row.action_id)
+        s->row.action_id = a->queued_id;
     if (apply(s, &in, a->actor) < 0) {
+        s->row.action_id = queued_before;
         if (s->row.ssh_keys != keys_before) {
             free(s->row.ssh_keys);
             s->row.ssh_keys = keys_before;
@@ -1133,6 +1617,8 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     int rc = action_validate(f, id, a, &s, err, errlen);
     if (rc < 0)
         return rc;
+    if (!s->runs)
+        return action_forward(f, s, a, err, errlen);
     if (!power_reachable(s->power, err, errlen) ||
         !preflight_rest(f, s, a, err, errlen))
         return -EBUSY;
@@ -1203,6 +1689,12 @@ fleet_action_async(struct fleet *f, const char *id,
     int rc = action_validate(f, id, a, &s, err, errlen);
     if (rc < 0)
         return rc;
+    if (!s->runs) {
+        if ((rc = action_forward(f, s, a, err, errlen)) < 0)
+            return rc;
+        forwarded_answer(f, cb, arg);
+        return 0;
+    }
     struct pending_action *pa = xcalloc(1, sizeof(*pa));
     pa->f = f;
     strlcpy_s(pa->id, id, sizeof(pa->id));
@@ -1386,6 +1878,8 @@ fleet_console_power(struct fleet *f, const char *id, enum power_op op,
     struct srv *s = fleet_srv_find(f, id);
     if (!s)
         return -ENOENT;
+    if (!s->runs)
+        return -EREMOTE; /* its facility's active node has its driver */
     power_request(s->power, op, arg, console_power_done, s);
     return 0;
 }

@@ -34,6 +34,9 @@ struct fleet_action {
     const char **ssh_keys; /* rescue only: keys added to the project's */
     size_t nkeys;
     const char *actor; /* "admin" or "project:NAME", for the audit */
+    /* The queued action (store_action_take) this runs, stored with its
+     * change as the row's action_id; 0: asked on this node. */
+    int64_t queued_id;
 };
 
 /* Takes ownership of cfg; st stays the caller's.  Resumes every server's

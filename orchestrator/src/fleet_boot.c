@@ -125,6 +125,19 @@ refuse(struct srv *s, int rc, const char *what, const char *peer,
     return rc;
 }
 
+/* A boot of a server another node runs (a standby, a node of another
+ * facility): nothing is stored here, the asker is told to go elsewhere
+ * in words that name no server. */
+static int
+not_here(char *err, size_t errlen)
+{
+    if (err)
+        snprintf(err, errlen,
+                 "this node does not run this boot now: its facility's "
+                 "active node does");
+    return -EBUSY;
+}
+
 /* May peer speak for s?  The dnsmasq lease decides when rescued's dnsmasq
  * leased the MAC an address; else bound (the boot's address; NULL or "":
  * none known) does. */
@@ -235,7 +248,7 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     if (!peer || !*peer)
         peer = "?";
     /* HEAD asks what a GET would get: it moves nothing. */
-    bool moves = !head && script_may_move(s, peer);
+    bool moves = !head && s->runs && script_may_move(s, peer);
     /* A rescue OS that restarted itself boots anew: its last token is
      * spent, this boot gets its own. */
     if (moves && s->row.fsm.state == FSM_RESCUE)
@@ -272,8 +285,8 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     } else {
         bootscript_local(cs->firmware, out);
     }
-    if (head)
-        return 0;
+    if (head || !s->runs)
+        return 0; /* another node's: the script as things stand, no note */
     char msg[160];
     if (!moves) {
         snprintf(msg, sizeof(msg),
@@ -397,6 +410,8 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
     struct srv *s = srv_of_token(f, token, &t);
     if (!s)
         return 0;
+    if (!s->runs)
+        return not_here(err, errlen);
     if (!peer || !*peer)
         peer = "?";
     bool kernel = path == f->cfg->kernel || path == f->cfg->kernel_aarch64;
@@ -467,6 +482,8 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
         snprintf(err, errlen, "no such overlay");
         return -ENOENT;
     }
+    if (!s->runs)
+        return not_here(err, errlen);
     if (!peer || !*peer)
         peer = "?";
     if (s->cfg->boot == BOOT_VIRTUALMEDIA &&
@@ -545,6 +562,8 @@ fleet_phone_home(struct fleet *f, const char *token, const char *peer,
         snprintf(err, errlen, "no such boot token");
         return -ENOENT;
     }
+    if (!s->runs)
+        return not_here(err, errlen);
     if (!peer || !*peer)
         peer = "?";
     int rc = rescue_os_may(s, &t, "a phone-home", peer, err, errlen);

@@ -65,6 +65,9 @@ struct srv {
     /* fleet_server_json_text's: the text, and the hash of what it shows */
     struct buf view;
     uint64_t view_key;
+    /* This node runs it (its facility's active node): its driver and
+     * console are open.  Otherwise row mirrors the store (the feed). */
+    bool runs;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -96,6 +99,16 @@ struct fleet {
     struct ticket_store *tickets;  /* browser console (fleet_ticket.c) */
     /* the portal's sign-ins */
     struct session_store *sessions;
+    /* Facilities (fleet.c, "the lease"): this node's names, read at
+     * start; whether it holds its facility's lease; the change feed's
+     * cursor (every event up to it was told to the subscribers). */
+    char *node, *facility;
+    bool active;
+    char lease_holder[64]; /* who held it at the last look, "" unknown */
+    int64_t lease_expires_ms;
+    uint64_t lease_timer, feed_timer;
+    uint64_t lease_changes; /* became active or stood down */
+    int64_t feed_cursor;
 };
 
 /* The live server of an inventory entry of f->cfg. */
@@ -135,5 +148,9 @@ int fleet_srv_new_token(struct srv *s);
 /* Feed an event to the server's state machine: the transition is stored
  * before its actions run.  Writes the store. */
 void fleet_srv_feed(struct srv *s, enum fsm_event ev);
+
+/* A server another node runs: its row as the store has it now (the feed
+ * brings it too, up to a poll later).  Reads the store. */
+void fleet_srv_mirror(struct srv *s);
 
 #endif

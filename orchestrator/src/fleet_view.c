@@ -39,17 +39,23 @@ uri_scheme(const char *uri)
     return c ? strndup(uri, (size_t)(c - uri)) : xstrdup(uri);
 }
 
-json_t *
-fleet_server_json(struct fleet *f, const struct config_server *cs)
+/* The view of s as its row stands. */
+static json_t *
+view_json(struct fleet *f, struct srv *s, const struct config_server *cs)
 {
-    struct srv *s = fleet_srv_of(f, cs);
     const struct fsm_server *fs = &s->row.fsm;
     char *scheme = uri_scheme(cs->power);
     const char *listen = f->cfg->console_listen;
     const char *colon = strrchr(listen, ':');
+    /* A facility's consoles are reached at its console_host when set. */
+    const struct config_facility *fa =
+        config_find_facility(f->cfg, cs->facility);
+    const char *host = fa ? fa->console_host : NULL;
     char *console =
-        xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222", cs->id,
-                  colon ? (int)(colon - listen) : 0, listen);
+        host ? xasprintf("ssh -p %s %s@%s", colon ? colon + 1 : "2222", cs->id,
+                         host)
+             : xasprintf("ssh -p %s %s@%.*s", colon ? colon + 1 : "2222",
+                         cs->id, colon ? (int)(colon - listen) : 0, listen);
     /* What comes from the config or a driver's words may be any bytes:
      * each through text(), so the object is never NULL. */
     json_t *o = json_pack(
@@ -74,6 +80,11 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
                             json_string("tls=insecure: the BMC's certificate "
                                         "is not checked"));
     uri_power_free(pu);
+    /* Its facility, and where that facility's consoles are reached. */
+    json_object_set_new(o, "facility", text(cs->facility));
+    json_object_set_new(o, "console_host",
+                        fa && fa->console_host ? text(fa->console_host)
+                                               : json_null());
     if (fs->state == FSM_RESCUE) {
         json_t *r = NULL;
         if (s->row.rescue_json)
@@ -86,6 +97,16 @@ fleet_server_json(struct fleet *f, const struct config_server *cs)
         json_object_set_new(o, "rescue", r);
     }
     return o;
+}
+
+json_t *
+fleet_server_json(struct fleet *f, const struct config_server *cs)
+{
+    struct srv *s = fleet_srv_of(f, cs);
+    /* Another node moves it: what the store has now, not the last poll. */
+    if (!s->runs)
+        fleet_srv_mirror(s);
+    return view_json(f, s, cs);
 }
 
 static uint64_t
@@ -109,6 +130,8 @@ static uint64_t
 view_key(struct fleet *f, const struct srv *s, const struct config_server *cs)
 {
     const struct fsm_server *fs = &s->row.fsm;
+    const struct config_facility *fa =
+        config_find_facility(f->cfg, cs->facility);
     uint64_t h = 1469598103934665603ULL;
     const char *strs[] = {cs->id,
                           cs->name,
@@ -118,7 +141,9 @@ view_key(struct fleet *f, const struct srv *s, const struct config_server *cs)
                           cs->power,
                           f->cfg->console_listen,
                           s->store_error,
-                          fs->last_error};
+                          fs->last_error,
+                          cs->facility,
+                          fa ? fa->console_host : NULL};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         h = mix_str(h, strs[i]);
     int64_t nums[] = {cs->firmware,    fs->state,   fs->since_ms,
@@ -134,10 +159,12 @@ fleet_server_json_text(struct fleet *f, const struct config_server *cs,
                        struct buf *out)
 {
     struct srv *s = fleet_srv_of(f, cs);
+    if (!s->runs)
+        fleet_srv_mirror(s); /* as fleet_server_json */
     uint64_t key = view_key(f, s, cs);
     if (!s->view.len || key != s->view_key) {
         buf_reset(&s->view);
-        json_t *o = fleet_server_json(f, cs);
+        json_t *o = view_json(f, s, cs);
         char *text = json_dumps(o, JSON_COMPACT); /* as http dumps it */
         json_decref(o);
         if (!text)
@@ -197,4 +224,15 @@ fleet_metrics(struct fleet *f, struct buf *out)
                "rescued_boot_refusals_total{code=\"409\"} %llu\n",
                (unsigned long long)f->boot_refused[0],
                (unsigned long long)f->boot_refused[1]);
+    buf_printf(out,
+               "# HELP rescued_facility_active Whether this node holds its "
+               "facility's lease (runs its servers).\n"
+               "# TYPE rescued_facility_active gauge\n"
+               "rescued_facility_active{facility=\"%s\",node=\"%s\"} %d\n"
+               "# HELP rescued_lease_changes_total Times this node became "
+               "its facility's active node or stood down.\n"
+               "# TYPE rescued_lease_changes_total counter\n"
+               "rescued_lease_changes_total %llu\n",
+               f->facility, f->node, f->active,
+               (unsigned long long)f->lease_changes);
 }

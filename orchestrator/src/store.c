@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* One backend per store URL kind (uri.h). */
 static const struct store_ops *const backends[] = {
@@ -209,4 +210,68 @@ int64_t
 store_session_expire(struct store *st, int64_t now_ms)
 {
     return st->ops->session_expire(st, now_ms);
+}
+
+int
+store_lease_take(struct store *st, const char *facility, const char *node,
+                 int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
+{
+    struct store_lease ignored;
+    /* A backend without facilities yet (store_pg): -ENOTSUP, and fleet
+     * runs this node's facility alone. */
+    if (!st->ops->lease_take)
+        return -ENOTSUP;
+    return st->ops->lease_take(st, facility, node, ttl_ms, now_ms,
+                               out ? out : &ignored);
+}
+
+int
+store_lease_release(struct store *st, const char *facility, const char *node)
+{
+    return st->ops->lease_release ? st->ops->lease_release(st, facility, node)
+                                  : -ENOTSUP;
+}
+
+int64_t
+store_action_add(struct store *st, const char *facility, const char *server,
+                 const char *origin, const char *actor, const char *body)
+{
+    if (!st->ops->action_add)
+        return -ENOTSUP;
+    return st->ops->action_add(st, facility, server, origin, actor, body);
+}
+
+int
+store_action_take(struct store *st, const char *facility, const char *node,
+                  int64_t now_ms, struct store_action *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!st->ops->action_take)
+        return 0;
+    return st->ops->action_take(st, facility, node, now_ms, out);
+}
+
+int
+store_action_done(struct store *st, int64_t id)
+{
+    return st->ops->action_done ? st->ops->action_done(st, id) : -ENOTSUP;
+}
+
+void
+store_action_clear(struct store_action *a)
+{
+    free(a->body);
+    a->body = NULL;
+}
+
+int64_t
+store_feed_head(struct store *st)
+{
+    return st->ops->feed_head ? st->ops->feed_head(st) : -ENOTSUP;
+}
+
+int
+store_feed_notify(struct store *st, store_feed_cb *cb, void *arg)
+{
+    return st->ops->feed_notify ? st->ops->feed_notify(st, cb, arg) : -ENOTSUP;
 }

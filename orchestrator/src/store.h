@@ -153,5 +153,58 @@ int store_session_delete(struct store *st, const char *id_hash);
 int store_session_list(struct store *st, int64_t now_ms, store_session_cb *cb,
                        void *arg);
 int64_t store_session_expire(struct store *st, int64_t now_ms);
+/* --- facilities: several nodes on one store ------------------------------
+ * One node of a facility is active at a time: it holds the facility's
+ * lease, runs the facility's servers, and takes the actions other nodes
+ * were asked for.  Every node follows the change feed (the events table:
+ * what any node stored) to show what the others did.  A backend without
+ * notifications is polled (sqlite: a max(id) read, one index step); one
+ * with them (PostgreSQL: LISTEN/NOTIFY) calls the feed callback. */
+
+/* Take or renew facility's lease for node.  Free, lapsed (expires_ms <=
+ * now_ms) or node's own already, it becomes node's until now_ms + ttl_ms:
+ * 1.  Held by another node until later: 0, nothing written.  Either way
+ * out (may be NULL) gets the holder and the expiry as they now stand.
+ * One transaction: of two nodes asking at once one gets it.  now_ms is
+ * the caller's wall clock (the nodes' clocks must agree within a small
+ * part of ttl_ms; a backend with a clock of its own, PostgreSQL's now(),
+ * may use that instead).  [commit] */
+int store_lease_take(struct store *st, const char *facility, const char *node,
+                     int64_t ttl_ms, int64_t now_ms, struct store_lease *out);
+/* Give it up if node holds it (a clean stop): the next take by anyone
+ * gets it at once.  0 or a negative errno.  [commit] */
+int store_lease_release(struct store *st, const char *facility,
+                        const char *node);
+/* Queue an action asked on node origin for a server of facility, for the
+ * facility's active node; body is the caller's text, kept as it is.  The
+ * new action's id (> 0) or a negative errno.  [commit] */
+int64_t store_action_add(struct store *st, const char *facility,
+                         const char *server, const char *origin,
+                         const char *actor, const char *body);
+/* The oldest action of facility not done and not taken by node already
+ * (new, or taken by a node that held the lease before and did not say
+ * done), marked taken by node in the same transaction, and only while
+ * node holds the facility's lease at now_ms: 1 with it in out
+ * (store_action_clear frees it), 0 when there is none (or node is not the
+ * holder), a negative errno.  So an action is handed out once per holder;
+ * the taker tells a re-take of one it already applied by the server row's
+ * action_id, stored with the change it made.  [commit] */
+int store_action_take(struct store *st, const char *facility, const char *node,
+                      int64_t now_ms, struct store_action *out);
+/* The action was applied or refused: nobody takes it again.  [commit] */
+int store_action_done(struct store *st, int64_t id);
+void store_action_clear(struct store_action *a);
+/* The change feed's head: the newest event's id (0: none), or a negative
+ * errno.  Read the events past a cursor with store_list_events.  The
+ * followers keep a cursor, so ids must become visible in increasing order:
+ * an event committed after another has a greater id (sqlite: one writer at
+ * a time; a backend whose ids can commit out of order, as PostgreSQL
+ * sequences do, must order them, e.g. give the id under a lock taken in
+ * the writing transaction).  [read] */
+int64_t store_feed_head(struct store *st);
+/* Ask to be told when the feed may have moved: 0, and cb(arg) runs from
+ * the loop after each commit by any node; -ENOTSUP when the backend cannot
+ * (sqlite): the caller polls store_feed_head on a timer.  [none] */
+int store_feed_notify(struct store *st, store_feed_cb *cb, void *arg);
 
 #endif

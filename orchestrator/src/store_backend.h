@@ -65,6 +65,22 @@ struct store_ops {
     int (*session_list)(struct store *st, int64_t now_ms, store_session_cb *cb,
                         void *arg);
     int64_t (*session_expire)(struct store *st, int64_t now_ms);
+    /* Facilities and nodes (store.h, "facilities"): the lease, the
+     * actions handed to the active node, the change feed.  NULL in a
+     * backend without them yet (store_pg): store.c answers -ENOTSUP (the
+     * take: none), and a node runs its facility alone. */
+    int (*lease_take)(struct store *st, const char *facility, const char *node,
+                      int64_t ttl_ms, int64_t now_ms, struct store_lease *out);
+    int (*lease_release)(struct store *st, const char *facility,
+                         const char *node);
+    int64_t (*action_add)(struct store *st, const char *facility,
+                          const char *server, const char *origin,
+                          const char *actor, const char *body);
+    int (*action_take)(struct store *st, const char *facility, const char *node,
+                       int64_t now_ms, struct store_action *out);
+    int (*action_done)(struct store *st, int64_t id);
+    int64_t (*feed_head)(struct store *st);
+    int (*feed_notify)(struct store *st, store_feed_cb *cb, void *arg);
 };
 
 /* The first member of every backend's struct. */

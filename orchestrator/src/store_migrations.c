@@ -118,6 +118,53 @@ const struct store_migration store_migrations[] = {
            "ALTER TABLE servers ADD COLUMN project TEXT;"
            "ALTER TABLE servers ADD COLUMN project_since_id BIGINT NOT NULL"
            " DEFAULT 0;"},
+    /* 7 (h15node's): facilities: each one's lease, the actions asked on one
+     * node for the active node of a server's facility, and the newest
+     * such action each server's row has applied. */
+    {.sql = "CREATE TABLE leases ("
+            "  facility TEXT PRIMARY KEY,"
+            "  holder TEXT NOT NULL,"
+            "  expires_ms INTEGER NOT NULL,"
+            "  since_ms INTEGER NOT NULL"
+            ");"
+            "CREATE TABLE actions ("
+            "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            "  facility TEXT NOT NULL,"
+            "  server TEXT NOT NULL,"
+            "  origin TEXT NOT NULL,"
+            "  actor TEXT NOT NULL,"
+            "  body TEXT NOT NULL,"
+            "  created_ms INTEGER NOT NULL,"
+            "  taken_by TEXT,"
+            "  taken_ms INTEGER,"
+            "  done_ms INTEGER"
+            ");"
+            "CREATE INDEX actions_waiting ON actions (facility, id)"
+            " WHERE done_ms IS NULL;"
+            "ALTER TABLE servers ADD COLUMN action_id INTEGER NOT NULL"
+            " DEFAULT 0;",
+     .pg = "CREATE TABLE leases ("
+           "  facility TEXT PRIMARY KEY,"
+           "  holder TEXT NOT NULL,"
+           "  expires_ms BIGINT NOT NULL,"
+           "  since_ms BIGINT NOT NULL"
+           ");"
+           "CREATE TABLE actions ("
+           "  id BIGSERIAL PRIMARY KEY,"
+           "  facility TEXT NOT NULL,"
+           "  server TEXT NOT NULL,"
+           "  origin TEXT NOT NULL,"
+           "  actor TEXT NOT NULL,"
+           "  body TEXT NOT NULL,"
+           "  created_ms BIGINT NOT NULL,"
+           "  taken_by TEXT,"
+           "  taken_ms BIGINT,"
+           "  done_ms BIGINT"
+           ");"
+           "CREATE INDEX actions_waiting ON actions (facility, id)"
+           " WHERE done_ms IS NULL;"
+           "ALTER TABLE servers ADD COLUMN action_id BIGINT NOT NULL"
+           " DEFAULT 0;"},
     /* Append new migrations here (see the top of this file). */
 };
 

@@ -704,9 +704,9 @@ pgs_rollback(struct store *base)
 #define SERVER_UPSERT                                                          \
     "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"          \
     " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"    \
-    " pending_actions, sent_actions, project, project_since_id)"               \
+    " pending_actions, sent_actions, project, project_since_id, action_id)"    \
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"    \
-    " $15)"                                                                    \
+    " $15, $16)"                                                               \
     " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,"                  \
     " since_ms = EXCLUDED.since_ms, deadline_ms = EXCLUDED.deadline_ms,"       \
     " retries = EXCLUDED.retries, ttl_s = EXCLUDED.ttl_s,"                     \
@@ -715,7 +715,8 @@ pgs_rollback(struct store *base)
     " rescue_json = EXCLUDED.rescue_json, updated_ms = EXCLUDED.updated_ms,"   \
     " pending_actions = EXCLUDED.pending_actions,"                             \
     " sent_actions = EXCLUDED.sent_actions, project = EXCLUDED.project,"       \
-    " project_since_id = EXCLUDED.project_since_id"
+    " project_since_id = EXCLUDED.project_since_id,"                           \
+    " action_id = EXCLUDED.action_id"
 
 static void
 server_args(struct pgargs *a, const char *id, const struct server_row *row,
@@ -739,6 +740,7 @@ server_args(struct pgargs *a, const char *id, const struct server_row *row,
     arg_int(a, row->sent_actions);
     arg_text(a, row->project);
     arg_int(a, row->project_since_id);
+    arg_int(a, row->action_id);
 }
 
 static int
@@ -752,7 +754,7 @@ pgs_load_server(struct store *base, const char *id, struct server_row *out)
         st, "loading server",
         "SELECT state, since_ms, deadline_ms, retries, ttl_s, expires_at_ms,"
         " last_error, ssh_keys, rescue_json, pending_actions, sent_actions,"
-        " project, project_since_id FROM servers WHERE id = $1",
+        " project, project_since_id, action_id FROM servers WHERE id = $1",
         &a);
     if (!r)
         return -EIO;
@@ -784,6 +786,7 @@ pgs_load_server(struct store *base, const char *id, struct server_row *out)
     const char *pr = get_text(r, 0, 11);
     out->project = pr ? xstrdup(pr) : NULL;
     out->project_since_id = get_int(r, 0, 12);
+    out->action_id = get_int(r, 0, 13);
 out_clear:
     PQclear(r);
     return ret;
@@ -829,8 +832,8 @@ pgs_transition(struct store *base, const char *id, const struct server_row *row,
                         "WITH s AS (" SERVER_UPSERT ")"
                         " INSERT INTO events (server, at_ms, kind, from_state,"
                         " to_state, actor, message)"
-                        " VALUES ($1, $11, 'transition', $16, $17,"
-                        " 'rescued', $18) RETURNING id",
+                        " VALUES ($1, $11, 'transition', $17, $18,"
+                        " 'rescued', $19) RETURNING id",
                         &a);
 }
 

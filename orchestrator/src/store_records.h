@@ -23,6 +23,10 @@ struct server_row {
     /* Its project sees events after this id (0: all): a move stored an
      * event, and what came before is the old project's. */
     int64_t project_since_id;
+    /* The newest queued action (store_action_take) applied or refused
+     * for it, stored with the change it made: a new active node does not
+     * run it again.  0: none. */
+    int64_t action_id;
 };
 
 struct store_event {
@@ -59,5 +63,25 @@ struct store_session {
 
 /* store_session_list calls it per session; non-zero stops the walk. */
 typedef int store_session_cb(void *arg, const struct store_session *s);
+/* A facility's lease (store_lease_take): who holds it, until when (wall
+ * clock ms). */
+struct store_lease {
+    char holder[64];
+    int64_t expires_ms;
+};
+
+/* An action asked on one node for a server its facility's active node
+ * runs (store_action_add, store_action_take). */
+struct store_action {
+    int64_t id;
+    char server[64];
+    char origin[64]; /* the node that took the request */
+    char actor[128]; /* who asked: "admin", "project:acme" */
+    char *body;      /* the action as fleet wrote it (JSON text); freed by
+                        store_action_clear */
+};
+
+/* The store tells its follower that the change feed may have moved. */
+typedef void store_feed_cb(void *arg);
 
 #endif

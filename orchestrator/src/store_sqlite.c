@@ -12,11 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* rescued is its store's only writer: a lock held by another process is a
  * fault, and the daemon's whole loop waits while sqlite does, so a write
  * gives up soon (fleet backs off and tries again, 503 to the API). */
 #define STORE_BUSY_TIMEOUT_MS 250
+/* Opening waits longer: nodes sharing a fresh file take turns migrating
+ * it (each migration its own transaction, an fsync each), and start-up is
+ * the one time the loop does not run yet. */
+#define STORE_OPEN_BUSY_TIMEOUT_MS 10000
 #define STORE_LOG_INTERVAL_MS 10000
 
 /* How long a write waits for another process's lock; tests shorten it. */
@@ -58,6 +63,14 @@ enum stmt_id {
     ST_SESSION_DELETE,
     ST_SESSION_LIST,
     ST_SESSION_EXPIRE,
+    ST_LEASE_GET,
+    ST_LEASE_PUT,
+    ST_LEASE_RELEASE,
+    ST_ACTION_ADD,
+    ST_ACTION_NEXT,
+    ST_ACTION_MARK,
+    ST_ACTION_DONE,
+    ST_FEED_HEAD,
     ST_COUNT
 };
 
@@ -65,21 +78,22 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_SERVER_LOAD] = "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
-                       " expires_at_ms, last_error, ssh_keys, rescue_json,"
-                       " pending_actions, sent_actions, project,"
-                       " project_since_id FROM servers WHERE id = ?1",
+    [ST_SERVER_LOAD] =
+        "SELECT state, since_ms, deadline_ms, retries, ttl_s,"
+        " expires_at_ms, last_error, ssh_keys, rescue_json,"
+        " pending_actions, sent_actions, project,"
+        " project_since_id, action_id FROM servers WHERE id = ?1",
     [ST_SERVER_SAVE] =
         "INSERT INTO servers (id, state, since_ms, deadline_ms, retries,"
         " ttl_s, expires_at_ms, last_error, ssh_keys, rescue_json, updated_ms,"
-        " pending_actions, sent_actions, project, project_since_id)"
+        " pending_actions, sent_actions, project, project_since_id, action_id)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-        " ?14, ?15)"
+        " ?14, ?15, ?16)"
         " ON CONFLICT (id) DO UPDATE SET state = ?2, since_ms = ?3,"
         " deadline_ms = ?4, retries = ?5, ttl_s = ?6, expires_at_ms = ?7,"
         " last_error = ?8, ssh_keys = ?9, rescue_json = ?10,"
         " updated_ms = ?11, pending_actions = ?12, sent_actions = ?13,"
-        " project = ?14, project_since_id = ?15",
+        " project = ?14, project_since_id = ?15, action_id = ?16",
     [ST_EVENT_ADD] = "INSERT INTO events (server, at_ms, kind, from_state,"
                      " to_state, actor, message)"
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -112,6 +126,28 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " FROM portal_sessions WHERE expires_ms > ?1"
                         " ORDER BY expires_ms",
     [ST_SESSION_EXPIRE] = "DELETE FROM portal_sessions WHERE expires_ms <= ?1",
+    [ST_LEASE_GET] =
+        "SELECT holder, expires_ms FROM leases WHERE facility = ?1",
+    /* since_ms moves only when the holder changes. */
+    [ST_LEASE_PUT] = "INSERT INTO leases (facility, holder, expires_ms,"
+                     " since_ms) VALUES (?1, ?2, ?3, ?4)"
+                     " ON CONFLICT (facility) DO UPDATE SET holder = ?2,"
+                     " expires_ms = ?3, since_ms = CASE WHEN holder = ?2"
+                     " THEN since_ms ELSE ?4 END",
+    [ST_LEASE_RELEASE] = "DELETE FROM leases WHERE facility = ?1"
+                         " AND holder = ?2",
+    [ST_ACTION_ADD] = "INSERT INTO actions (facility, server, origin, actor,"
+                      " body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* Not done, and not taken by this node: new ones, and those a node
+     * that held the lease before took and did not finish. */
+    [ST_ACTION_NEXT] = "SELECT id, server, origin, actor, body FROM actions"
+                       " WHERE facility = ?1 AND done_ms IS NULL"
+                       " AND (taken_by IS NULL OR taken_by != ?2)"
+                       " ORDER BY id LIMIT 1",
+    [ST_ACTION_MARK] = "UPDATE actions SET taken_by = ?2, taken_ms = ?3"
+                       " WHERE id = ?1",
+    [ST_ACTION_DONE] = "UPDATE actions SET done_ms = ?2 WHERE id = ?1",
+    [ST_FEED_HEAD] = "SELECT COALESCE(MAX(id), 0) FROM events",
 };
 
 struct sqlite_store {
@@ -238,12 +274,37 @@ migrate(struct sqlite_store *st, const char *path, char *err, size_t errlen)
     }
     while (st->version < STORE_SCHEMA_VERSION) {
         int to = st->version + 1;
-        char *sql = xasprintf(
-            "BEGIN IMMEDIATE; %s; PRAGMA user_version = %d;"
-            " COMMIT;",
-            store_migration_sql(st->version, STORE_DIALECT_SQLITE), to);
-        int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-
+        /* Under the write lock, the version again: another node sharing
+         * the file may have migrated it since our first look. */
+        int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        int now_at =
+            rc == SQLITE_OK && query_text(st->db, "PRAGMA user_version", buf,
+                                          sizeof(buf)) == 0
+                ? atoi(buf)
+                : -1;
+        if (rc == SQLITE_OK && now_at < 0)
+            rc = SQLITE_ERROR;
+        if (now_at >= to) {
+            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+            if (rc == SQLITE_OK && now_at > STORE_SCHEMA_VERSION) {
+                snprintf(err, errlen,
+                         "%s: database schema version %d is newer than this "
+                         "rescued knows (%d); refusing to touch it",
+                         path, now_at, STORE_SCHEMA_VERSION);
+                return -EPROTO;
+            }
+            if (rc == SQLITE_OK) {
+                st->version = now_at;
+                continue;
+            }
+        }
+        char *sql = NULL;
+        if (rc == SQLITE_OK) {
+            sql = xasprintf(
+                "%s; PRAGMA user_version = %d; COMMIT;",
+                store_migration_sql(st->version, STORE_DIALECT_SQLITE), to);
+            rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+        }
         free(sql);
         if (rc != SQLITE_OK) {
             snprintf(err, errlen, "%s: migrating schema to version %d: %s",
@@ -337,11 +398,19 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
     /* Before the WAL is made: SQLite gives it the file's mode. */
     if (make_private(path, u->path ? NULL : dir, err, errlen) < 0)
         goto out_close_db;
-    sqlite3_busy_timeout(st->db, busy_timeout_ms);
-    if (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
-        0) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
-        goto out_close_db;
+    sqlite3_busy_timeout(st->db, STORE_OPEN_BUSY_TIMEOUT_MS);
+    /* Turning a fresh file to WAL while another node does the same can
+     * fail busy at once, past the busy handler (a lock it cannot wait
+     * for): try again, a while. */
+    int tries = 0;
+    while (query_text(st->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode)) <
+           0) {
+        if (sqlite3_errcode(st->db) != SQLITE_BUSY ||
+            ++tries * 20 > STORE_OPEN_BUSY_TIMEOUT_MS) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+            goto out_close_db;
+        }
+        usleep(20000);
     }
     if (strcmp(mode, "wal") != 0) {
         snprintf(err, errlen, "%s: cannot use WAL mode (got %s)", path, mode);
@@ -356,6 +425,7 @@ sq_open(const struct uri_store *u, const char *data_dir, char *err,
     if (make_private(path, NULL, err, errlen) < 0 ||
         migrate(st, path, err, errlen) < 0)
         goto out_close_db;
+    sqlite3_busy_timeout(st->db, busy_timeout_ms);
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
@@ -445,6 +515,7 @@ sq_load_server(struct store *base, const char *id, struct server_row *out)
     out->sent_actions = (unsigned)sqlite3_column_int64(s, 10);
     out->project = column_strdup(s, 11);
     out->project_since_id = sqlite3_column_int64(s, 12);
+    out->action_id = sqlite3_column_int64(s, 13);
 
 out_reset:
     stmt_done(s);
@@ -476,6 +547,7 @@ server_save(struct sqlite_store *st, const char *id,
     sqlite3_bind_int64(s, 13, row->sent_actions);
     sqlite3_bind_text(s, 14, row->project, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 15, row->project_since_id);
+    sqlite3_bind_int64(s, 16, row->action_id);
     return stmt_run(st, ST_SERVER_SAVE, "saving server");
 }
 
@@ -936,6 +1008,195 @@ sq_session_expire(struct store *base, int64_t now_ms)
     return rc < 0 ? rc : sqlite3_changes(st->db);
 }
 
+/* --- facilities ---------------------------------------------------------- */
+
+/* The lease row of facility into out; 0, -ENOENT when there is none. */
+static int
+lease_get(struct sqlite_store *st, const char *facility,
+          struct store_lease *out)
+{
+    sqlite3_stmt *s = st->stmt[ST_LEASE_GET];
+    int ret = 0;
+
+    memset(out, 0, sizeof(*out));
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        ret = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "reading lease");
+    } else {
+        const char *h = (const char *)sqlite3_column_text(s, 0);
+        strlcpy_s(out->holder, h ? h : "", sizeof(out->holder));
+        out->expires_ms = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    return ret;
+}
+
+/* Inside BEGIN IMMEDIATE: no other node reads the row between our read
+ * and our write. */
+static int
+sq_lease_take(struct store *base, const char *facility, const char *node,
+              int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
+{
+    struct sqlite_store *st = sq(base);
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    ret = lease_get(st, facility, out);
+    if (ret < 0 && ret != -ENOENT)
+        goto out_rollback;
+    if (ret == 0 && strcmp(out->holder, node) != 0 &&
+        out->expires_ms > now_ms) {
+        tx_rollback(st);
+        return 0;
+    }
+    sqlite3_stmt *s = st->stmt[ST_LEASE_PUT];
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_ms + ttl_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    if ((ret = stmt_run(st, ST_LEASE_PUT, "taking lease")) < 0)
+        goto out_rollback;
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    strlcpy_s(out->holder, node, sizeof(out->holder));
+    out->expires_ms = now_ms + ttl_ms;
+    return 1;
+
+out_rollback:
+    tx_rollback(st);
+    return ret;
+}
+
+static int
+sq_lease_release(struct store *base, const char *facility, const char *node)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_LEASE_RELEASE];
+
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    return stmt_run(st, ST_LEASE_RELEASE, "releasing lease");
+}
+
+static int64_t
+sq_action_add(struct store *base, const char *facility, const char *server,
+              const char *origin, const char *actor, const char *body)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_ACTION_ADD];
+
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, server, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, actor ? actor : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, body, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, now_wall_ms());
+    int ret = stmt_run(st, ST_ACTION_ADD, "queueing action");
+    return ret < 0 ? ret : sqlite3_last_insert_rowid(st->db);
+}
+
+/* The row the caller's take found, copied out (the statement's strings
+ * die with its reset). */
+static void
+action_row(sqlite3_stmt *s, struct store_action *out)
+{
+    out->id = sqlite3_column_int64(s, 0);
+    const char *cols[3] = {column_text(s, 1), column_text(s, 2),
+                           column_text(s, 3)};
+    strlcpy_s(out->server, cols[0] ? cols[0] : "", sizeof(out->server));
+    strlcpy_s(out->origin, cols[1] ? cols[1] : "", sizeof(out->origin));
+    strlcpy_s(out->actor, cols[2] ? cols[2] : "", sizeof(out->actor));
+    out->body = column_strdup(s, 4);
+}
+
+static int
+sq_action_take(struct store *base, const char *facility, const char *node,
+               int64_t now_ms, struct store_action *out)
+{
+    struct sqlite_store *st = sq(base);
+    struct store_lease l;
+    int ret;
+
+    if ((ret = tx_begin(st)) < 0)
+        return ret;
+    /* The lease checked in the transaction that marks the action: a node
+     * that lost it meanwhile takes nothing. */
+    ret = lease_get(st, facility, &l);
+    if (ret < 0 || strcmp(l.holder, node) != 0 || l.expires_ms <= now_ms) {
+        tx_rollback(st);
+        return ret == -ENOENT ? 0 : ret < 0 ? ret : 0;
+    }
+    sqlite3_stmt *s = st->stmt[ST_ACTION_NEXT];
+    sqlite3_bind_text(s, 1, facility, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        action_row(s, out);
+    stmt_done(s);
+    if (rc == SQLITE_DONE) {
+        tx_rollback(st);
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        ret = sq_fail(st, "taking action");
+        goto out_rollback;
+    }
+    s = st->stmt[ST_ACTION_MARK];
+    sqlite3_bind_int64(s, 1, out->id);
+    sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_ms);
+    if ((ret = stmt_run(st, ST_ACTION_MARK, "taking action")) < 0)
+        goto out_rollback;
+    if ((ret = tx_commit(st)) < 0)
+        goto out_rollback;
+    return 1;
+
+out_rollback:
+    tx_rollback(st);
+    free(out->body);
+    out->body = NULL;
+    return ret;
+}
+
+static int
+sq_action_done(struct store *base, int64_t id)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_ACTION_DONE];
+
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_wall_ms());
+    return stmt_run(st, ST_ACTION_DONE, "finishing action");
+}
+
+/* max(id) of the rowid: one step down the table's b-tree. */
+static int64_t
+sq_feed_head(struct store *base)
+{
+    struct sqlite_store *st = sq(base);
+    sqlite3_stmt *s = st->stmt[ST_FEED_HEAD];
+    int64_t ret;
+
+    int rc = sqlite3_step(s);
+    ret = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0)
+                           : sq_fail(st, "reading the feed");
+    stmt_done(s);
+    return ret;
+}
+
+/* SQLite tells no other process of a commit: the follower polls
+ * sq_feed_head on a timer. */
+static int
+sq_feed_notify(struct store *base, store_feed_cb *cb, void *arg)
+{
+    (void)base, (void)cb, (void)arg;
+    return -ENOTSUP;
+}
+
 const struct store_ops store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
@@ -960,4 +1221,11 @@ const struct store_ops store_sqlite_ops = {
     .session_delete = sq_session_delete,
     .session_list = sq_session_list,
     .session_expire = sq_session_expire,
+    .lease_take = sq_lease_take,
+    .lease_release = sq_lease_release,
+    .action_add = sq_action_add,
+    .action_take = sq_action_take,
+    .action_done = sq_action_done,
+    .feed_head = sq_feed_head,
+    .feed_notify = sq_feed_notify,
 };

@@ -581,6 +581,62 @@ test_boot_mode(void **state)
                    "virtualmedia needs power = redfish://... and [image] iso");
 }
 
+/* Facilities: [rescued] node (default the host name), facility (default
+ * "default"), lease; [server:ID] facility (default the node's);
+ * [facility:NAME] console_host.  Bad names refused with FILE:LINE. */
+static void
+test_facilities(void **state)
+{
+    (void)state;
+#define NODE(lines)                                                            \
+    "[rescued]\n"                                                              \
+    "listen = 127.0.0.1:8080\n"                                                \
+    "boot_url = http://127.0.0.1:8080/\n"                                      \
+    "data_dir = /var/lib/rescued\n"                                            \
+    "admin_token = admintok-0123456789\n" lines "[project:acme]\n"
+    char host[256] = "";
+    assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+    struct config *c = expect_load(HEAD SERVER("srv1", "52:54:00:00:00:01"));
+    assert_string_equal(c->node, host);
+    assert_string_equal(c->facility, "default");
+    assert_int_equal(c->lease, 10);
+    assert_string_equal(c->servers[0].facility, "default");
+    assert_int_equal(c->nfacilities, 0);
+    config_free(c);
+
+    c = expect_load(
+        NODE("node = fra-1.example.net\nfacility = fra\n"
+             "lease = 6s\n") SERVER("srv1", "52:54:00:00:00:01")
+            SERVER("srv2", "52:54:00:00:00:02") "facility = ams\n"
+                                                "[facility:ams]\nconsole_host "
+                                                "= sos.ams.example.net\n"
+                                                "[facility:fra]\n");
+    assert_string_equal(c->node, "fra-1.example.net");
+    assert_string_equal(c->facility, "fra");
+    assert_int_equal(c->lease, 6);
+    assert_string_equal(config_find_server(c, "srv1")->facility, "fra");
+    assert_string_equal(config_find_server(c, "srv2")->facility, "ams");
+    assert_int_equal(c->nfacilities, 2);
+    assert_string_equal(config_find_facility(c, "ams")->console_host,
+                        "sos.ams.example.net");
+    assert_null(config_find_facility(c, "fra")->console_host);
+    assert_null(config_find_facility(c, "lhr"));
+    config_free(c);
+
+    expect_refusal(NODE("node = fra 1\n"),
+                   ":6: [rescued] node: ", "'fra 1' is not a name");
+    expect_refusal(NODE("facility = -fra\n"),
+                   ":6: [rescued] facility: ", "not beginning with '-'");
+    expect_refusal(NODE("lease = 0\n"), ":6: [rescued] lease: ", "");
+    expect_refusal(HEAD SERVER("srv1", "52:54:00:00:00:01") "facility = a/b\n",
+                   ":12: [server:srv1] facility: ", "'a/b' is not a name");
+    expect_refusal(HEAD "[facility:a b]\n",
+                   ":8: [facility:a b]: ", "'a b' is not a name");
+    expect_refusal(HEAD "[facility:fra]\nhost = x\n",
+                   ":9: [facility:fra] host: ", "unknown key");
+#undef NODE
+}
+
 /* [rescued] store: a URL with a backend, default "sqlite:"; any other
  * scheme refused at start with FILE:LINE, never echoing what follows it. */
 static void
@@ -1066,6 +1122,7 @@ main(void)
         cmocka_unit_test(test_sim_power_refuses_real_power),
         cmocka_unit_test(test_console_uri),
         cmocka_unit_test(test_store_url),
+        cmocka_unit_test(test_facilities),
         cmocka_unit_test(test_boot_mode),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_enums),

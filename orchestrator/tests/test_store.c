@@ -529,7 +529,7 @@ test_migrates_older_schema(void **state)
     assert_string_equal(srv, "old");
 
     db = raw_open(f->db_path);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 6);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), store_schema_latest);
     sqlite3_close(db);
 }
 
