@@ -252,7 +252,8 @@ format:
 
 clean:
 	rm -rf $(B)/obj $(B)/san $(B)/test $(B)/*.a $(B)/rescued $(B)/rescuectl \
-	    $(B)/mkrescue $(B)/image $(B)/gen $(B)/man $(B)/bootstorm
+	    $(B)/mkrescue $(B)/image $(B)/image-arm64 $(B)/gen $(B)/man \
+	    $(B)/bootstorm
 # The portal's build too: build/ui, and portal/node_modules, which `make`
 # made by `npm ci` from the checked-in lock file (clean, as there is no
 # distclean: the next make puts it back from npm's cache, and a tree of
