@@ -22,6 +22,13 @@
  * reason in libpq's words (store_last_error), which fleet turns into its
  * 503.  A batch whose connection was lost fails to its end.
  *
+ * The change feed (store.h, "facilities"): event ids are drawn under an
+ * advisory lock held to the commit, so they commit in id order, and each
+ * commit that wrote events NOTIFYs; a second connection LISTENs, its
+ * socket watched on the loop (pgs_feed_notify); connecting it again after
+ * a loss is the same bounded wait, tried only while the main connection
+ * is up.
+ *
  * The URL's password never reaches a log line: the store is named by its
  * redacted URL. */
 #include "store_backend.h"
