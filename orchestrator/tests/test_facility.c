@@ -282,6 +282,43 @@ test_feed_head(void **state)
     loop_free(l);
 }
 
+/* PostgreSQL stopped and started again: b's LISTEN connection is lost
+ * with it, made again once the server is back (the callback runs once for
+ * what it may have missed), and the next commit by a node tells b again. */
+static void
+test_feed_notify_after_outage(void **state)
+{
+    struct two *t = *state;
+    const char *dir = getenv("RESCUED_TEST_PG_DIR");
+    if (!on_pg || !dir)
+        skip(); /* sqlite: no notifications; no dir: nothing to stop */
+    struct loop *l = loop_new();
+    store_attach_loop(t->b, l);
+    int told = 0;
+    assert_int_equal(store_feed_notify(t->b, feed_told, &told), 0);
+    char *stop = xasprintf("scripts/test-pg stop '%s'", dir);
+    char *start = xasprintf("scripts/test-pg start '%s'", dir);
+    assert_int_equal(system(stop), 0);
+    tu_pump_for(l, 1500); /* b sees its LISTEN connection go */
+    assert_int_equal(told, 0);
+    assert_int_equal(system(start), 0);
+    assert_true(tu_pump_until(l, 15000, told_once, &told));
+    told = 0;
+    /* A node that came up after the outage (a's own connection died with
+     * the server; its first call after is store_pg's reconnect story). */
+    char err[256] = "";
+    struct store *c = store_open(pg_url, t->dir, err, sizeof(err));
+    assert_non_null(c);
+    assert_true(store_append_event(c, "srv1", "audit", "admin", "x") > 0);
+    assert_true(tu_pump_until(l, 5000, told_once, &told));
+    store_close(c);
+    free(stop);
+    free(start);
+    store_close(t->b);
+    t->b = NULL;
+    loop_free(l);
+}
+
 /* PostgreSQL: events of two writers commit in id order, so a follower
  * that read up to the head has missed none.  a holds an event in an open
  * batch; a child appends one: it waits for a's commit instead of
@@ -788,6 +825,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_nodes_migrate_at_once, two_setup,
                                         two_teardown),
         cmocka_unit_test_setup_teardown(test_feed_ids_commit_in_order,
+                                        two_setup, two_teardown),
+        cmocka_unit_test_setup_teardown(test_feed_notify_after_outage,
                                         two_setup, two_teardown),
         cmocka_unit_test_setup_teardown(test_action_through_another_facility,
                                         nodes_setup, nodes_teardown),
