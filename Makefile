@@ -117,13 +117,14 @@ $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
 	@$(CC) $(CFLAGS) -O1 $(SAN) -DUNITTEST $(LDFLAGS_$*) -o $@ \
 	    $(filter-out %.h Makefile,$^) $(LDLIBS) -lcmocka
 
-# test_store runs its cases on SQLite and on a PostgreSQL of its own
-# (scripts/test-pg: initdb in a temp dir, a unix socket, torn down after).
+# test_store and test_facility run their cases on SQLite and on a
+# PostgreSQL of their own (scripts/test-pg: initdb in a temp dir, a unix
+# socket, torn down after).
 UNIT_WRAP_test_store := scripts/test-pg run
 unit: $(TESTS)
 	@fail=0; for t in $(TESTS); do \
 	    echo "== $$t"; \
-	    case $$t in */test_store) w="$(UNIT_WRAP_test_store)";; *) w=;; esac; \
+	    case $$t in */test_store|*/test_facility) w="$(UNIT_WRAP_test_store)";; *) w=;; esac; \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$w $$t || fail=1; \
 	done; exit $$fail
 

@@ -22,6 +22,13 @@
  * reason in libpq's words (store_last_error), which fleet turns into its
  * 503.  A batch whose connection was lost fails to its end.
  *
+ * The change feed (store.h, "facilities"): event ids are drawn under an
+ * advisory lock held to the commit, so they commit in id order, and each
+ * commit that wrote events NOTIFYs; a second connection LISTENs, its
+ * socket watched on the loop (pgs_feed_notify); connecting it again after
+ * a loss is the same bounded wait, tried only while the main connection
+ * is up.
+ *
  * The URL's password never reaches a log line: the store is named by its
  * redacted URL. */
 #include "store_backend.h"
@@ -81,6 +88,13 @@ struct pg_store {
     int64_t backoff_ms; /* 0 while connected */
     int64_t logged_ms;  /* when pg_fail last logged, 0: never */
     unsigned quiet;     /* failures not logged since */
+    /* The change feed's LISTEN (pgs_feed_notify): a second connection,
+     * its socket watched on the loop. */
+    PGconn *listen;
+    int listen_fd; /* -1 */
+    uint64_t listen_timer;
+    store_feed_cb *feed_cb;
+    void *feed_arg;
 };
 
 static struct pg_store *
@@ -617,6 +631,7 @@ redact(const char *url)
 }
 
 static void pgs_close(struct store *base);
+static void listen_drop(struct pg_store *st);
 
 static struct store *
 pgs_open(const struct uri_store *u, const char *data_dir, char *err,
@@ -627,6 +642,7 @@ pgs_open(const struct uri_store *u, const char *data_dir, char *err,
     char why[256];
     st->base.ops = &store_pg_ops;
     st->pending_fd = -1;
+    st->listen_fd = -1;
     st->url = xstrdup(u->url);
     st->name = redact(u->url);
     st->timeout_ms = PG_OPEN_TIMEOUT_MS;
@@ -653,6 +669,8 @@ pgs_close(struct store *base)
     if (st->loop) {
         loop_del_timer(st->loop, st->retry_timer);
         pending_free(st);
+        loop_del_timer(st->loop, st->listen_timer);
+        listen_drop(st);
     }
     PQfinish(st->conn);
     free(st->url);
@@ -817,6 +835,20 @@ returning_id(struct pg_store *st, const char *what, const char *sql,
     return id;
 }
 
+/* The change feed's order (store.h, store_feed_head): an event's id is
+ * drawn under a transaction-level advisory lock, held to the commit, so
+ * events commit in id order and a follower's cursor skips none (a
+ * sequence alone hands out ids that may commit out of order).  The CTE is
+ * MATERIALIZED so the lock is taken before nextval runs.  The same CTE
+ * queues a NOTIFY, sent by the server at the commit, for the nodes that
+ * LISTEN (pgs_feed_notify).  Writers of events queue behind each other's
+ * transactions: a batch (store_begin) holds the lock to its end. */
+#define FEED_LOCK_KEY "7306086953432998913"
+#define FEED_CHANNEL "rescued_feed"
+#define FEED_LOCK                                                              \
+    "l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" FEED_LOCK_KEY "),"      \
+    " pg_notify('" FEED_CHANNEL "', ''))"
+
 static int64_t
 pgs_transition(struct store *base, const char *id, const struct server_row *row,
                enum fsm_state from, const char *why)
@@ -829,11 +861,12 @@ pgs_transition(struct store *base, const char *id, const struct server_row *row,
     arg_text(&a, why ? why : "");
     /* One statement: the row and its event commit together or not at all. */
     return returning_id(pg(base), "storing transition",
-                        "WITH s AS (" SERVER_UPSERT ")"
-                        " INSERT INTO events (server, at_ms, kind, from_state,"
-                        " to_state, actor, message)"
-                        " VALUES ($1, $11, 'transition', $17, $18,"
-                        " 'rescued', $19) RETURNING id",
+                        "WITH s AS (" SERVER_UPSERT "), " FEED_LOCK
+                        " INSERT INTO events (id, server, at_ms, kind,"
+                        " from_state, to_state, actor, message)"
+                        " SELECT nextval('events_id_seq'), $1, $11,"
+                        " 'transition', $17, $18, 'rescued', $19 FROM l"
+                        " RETURNING id",
                         &a);
 }
 
@@ -848,8 +881,10 @@ pgs_append_event(struct store *base, const char *server, const char *kind,
     arg_text(&a, actor ? actor : "");
     arg_text(&a, message ? message : "");
     return returning_id(pg(base), "appending event",
-                        "INSERT INTO events (server, at_ms, kind, actor,"
-                        " message) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        "WITH " FEED_LOCK
+                        " INSERT INTO events (id, server, at_ms, kind, actor,"
+                        " message) SELECT nextval('events_id_seq'), $1, $2,"
+                        " $3, $4, $5 FROM l RETURNING id",
                         &a);
 }
 
@@ -1163,6 +1198,268 @@ pgs_session_expire(struct store *base, int64_t now_ms)
     return ret < 0 ? ret : n;
 }
 
+/* --- facilities ---------------------------------------------------------- */
+
+/* One statement: the upsert's WHERE is store.h's rule (free, lapsed, or
+ * the node's own), and since_ms moves only when the holder changes.  Not
+ * taken: the holder as it stands, read after. */
+static int
+pgs_lease_take(struct store *base, const char *facility, const char *node,
+               int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
+{
+    struct pg_store *st = pg(base);
+    struct pgargs a = {0};
+    struct store_lease l = {0};
+    arg_text(&a, facility);
+    arg_text(&a, node);
+    arg_int(&a, now_ms + ttl_ms);
+    arg_int(&a, now_ms);
+    PGresult *r = pg_query(
+        st, "taking lease",
+        "INSERT INTO leases AS o (facility, holder, expires_ms, since_ms)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (facility) DO UPDATE"
+        " SET holder = $2, expires_ms = $3, since_ms = CASE WHEN o.holder = $2"
+        " THEN o.since_ms ELSE $4 END"
+        " WHERE o.holder = $2 OR o.expires_ms <= $4"
+        " RETURNING holder, expires_ms",
+        &a);
+    if (!r)
+        return -EIO;
+    int taken = PQntuples(r) > 0;
+    PQclear(r);
+    if (!taken) {
+        struct pgargs b = {0};
+        arg_text(&b, facility);
+        if (!(r = pg_query(st, "reading lease",
+                           "SELECT holder, expires_ms FROM leases"
+                           " WHERE facility = $1",
+                           &b)))
+            return -EIO;
+        if (PQntuples(r) > 0) {
+            const char *h = get_text(r, 0, 0);
+            strlcpy_s(l.holder, h ? h : "", sizeof(l.holder));
+            l.expires_ms = get_int(r, 0, 1);
+        }
+        PQclear(r);
+    } else {
+        strlcpy_s(l.holder, node, sizeof(l.holder));
+        l.expires_ms = now_ms + ttl_ms;
+    }
+    if (out)
+        *out = l;
+    return taken;
+}
+
+static int
+pgs_lease_release(struct store *base, const char *facility, const char *node)
+{
+    struct pgargs a = {0};
+    arg_text(&a, facility);
+    arg_text(&a, node);
+    return pg_run(pg(base), "releasing lease",
+                  "DELETE FROM leases WHERE facility = $1 AND holder = $2", &a,
+                  NULL);
+}
+
+static int64_t
+pgs_action_add(struct store *base, const char *facility, const char *server,
+               const char *origin, const char *actor, const char *body)
+{
+    struct pgargs a = {0};
+    arg_text(&a, facility);
+    arg_text(&a, server);
+    arg_text(&a, origin);
+    arg_text(&a, actor ? actor : "");
+    arg_text(&a, body);
+    arg_int(&a, now_wall_ms());
+    return returning_id(pg(base), "queueing action",
+                        "INSERT INTO actions (facility, server, origin, actor,"
+                        " body, created_ms) VALUES ($1, $2, $3, $4, $5, $6)"
+                        " RETURNING id",
+                        &a);
+}
+
+/* One statement: the lease row is read FOR SHARE, so a takeover waits for
+ * this take's commit (a node that lost the lease takes nothing), and the
+ * oldest action not done and not this node's already is marked. */
+static int
+pgs_action_take(struct store *base, const char *facility, const char *node,
+                int64_t now_ms, struct store_action *out)
+{
+    struct pg_store *st = pg(base);
+    struct pgargs a = {0};
+    arg_text(&a, facility);
+    arg_text(&a, node);
+    arg_int(&a, now_ms);
+    PGresult *r = pg_query(
+        st, "taking action",
+        "WITH l AS (SELECT 1 FROM leases WHERE facility = $1 AND holder = $2"
+        " AND expires_ms > $3 FOR SHARE),"
+        " n AS (SELECT id FROM actions WHERE facility = $1"
+        " AND done_ms IS NULL AND (taken_by IS NULL OR taken_by <> $2)"
+        " AND EXISTS (SELECT 1 FROM l) ORDER BY id LIMIT 1"
+        " FOR UPDATE SKIP LOCKED)"
+        " UPDATE actions SET taken_by = $2, taken_ms = $3 FROM n"
+        " WHERE actions.id = n.id"
+        " RETURNING actions.id, server, origin, actor, body",
+        &a);
+    if (!r)
+        return -EIO;
+    int ret = PQntuples(r) > 0;
+    if (ret) {
+        out->id = get_int(r, 0, 0);
+        const char *c[4] = {get_text(r, 0, 1), get_text(r, 0, 2),
+                            get_text(r, 0, 3), get_text(r, 0, 4)};
+        strlcpy_s(out->server, c[0] ? c[0] : "", sizeof(out->server));
+        strlcpy_s(out->origin, c[1] ? c[1] : "", sizeof(out->origin));
+        strlcpy_s(out->actor, c[2] ? c[2] : "", sizeof(out->actor));
+        out->body = xstrdup(c[3] ? c[3] : "");
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int
+pgs_action_done(struct store *base, int64_t id)
+{
+    struct pgargs a = {0};
+    arg_int(&a, id);
+    arg_int(&a, now_wall_ms());
+    return pg_run(pg(base), "finishing action",
+                  "UPDATE actions SET done_ms = $2 WHERE id = $1", &a, NULL);
+}
+
+/* Ids commit in order (FEED_LOCK), so the greatest committed one is the
+ * head: the primary key's last entry. */
+static int64_t
+pgs_feed_head(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    PGresult *r = pg_query(st, "reading the feed",
+                           "SELECT COALESCE(MAX(id), 0) FROM events", NULL);
+    if (!r)
+        return -EIO;
+    int64_t head = get_int(r, 0, 0);
+    PQclear(r);
+    return head;
+}
+
+/* --- the feed's LISTEN ----------------------------------------------------
+ * A second connection that only LISTENs; its socket is watched on the
+ * loop and every notification (one per committed transaction that wrote
+ * events, FEED_LOCK) calls the feed callback.  Lost (a restart of the
+ * server): dropped, and made again on a timer, only while the main
+ * connection is up, so the bounded connect is quick (a reachable server);
+ * after it the callback runs once for what was missed meanwhile.  The
+ * follower also polls slowly (fleet's FEED_NOTIFIED_POLL_MS). */
+#define LISTEN_RETRY_MS 1000
+
+static void
+listen_drop(struct pg_store *st)
+{
+    if (st->listen_fd >= 0)
+        loop_del_fd(st->loop, st->listen_fd);
+    st->listen_fd = -1;
+    PQfinish(st->listen);
+    st->listen = NULL;
+}
+
+static void listen_fd_cb(struct loop *l, int fd, uint32_t events, void *arg);
+
+/* Connect and LISTEN, each bounded by connect_timeout_ms; 0 or -EIO. */
+static int
+listen_start(struct pg_store *st)
+{
+    char why[256];
+    PGconn *c = pg_connect(st->url, connect_timeout_ms, why, sizeof(why));
+    if (!c)
+        goto out_fail;
+    int64_t deadline = now_mono_ms() + connect_timeout_ms;
+    if (!PQsendQuery(c, "LISTEN " FEED_CHANNEL))
+        goto out_finish;
+    while (PQflush(c) == 1)
+        if (wait_sock(c, POLLOUT, deadline) < 0)
+            goto out_finish;
+    bool ok = false;
+    PGresult *r;
+    for (;;) {
+        while (PQisBusy(c))
+            if (wait_sock(c, POLLIN, deadline) < 0 || !PQconsumeInput(c))
+                goto out_finish;
+        if (!(r = PQgetResult(c)))
+            break;
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    if (!ok ||
+        loop_add_fd(st->loop, PQsocket(c), EPOLLIN, listen_fd_cb, st) < 0)
+        goto out_finish;
+    st->listen = c;
+    st->listen_fd = PQsocket(c);
+    return 0;
+
+out_finish:
+    snprintf_utf8(why, sizeof(why), "%s", PQerrorMessage(c));
+    one_line(why);
+    PQfinish(c);
+out_fail:
+    log_debug("store %s: cannot listen to the feed: %s", st->name, why);
+    return -EIO;
+}
+
+static int64_t
+listen_retry(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    if (!st->conn || listen_start(st) < 0)
+        return LISTEN_RETRY_MS;
+    st->listen_timer = 0;
+    st->feed_cb(st->feed_arg); /* what was missed meanwhile */
+    return -1;
+}
+
+static void
+listen_fd_cb(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct pg_store *st = arg;
+    bool told = false;
+    if (!PQconsumeInput(st->listen) || PQstatus(st->listen) == CONNECTION_BAD) {
+        /* Lost: unwatched first, then freed; made again on the timer. */
+        loop_del_fd(l, st->listen_fd);
+        st->listen_fd = -1;
+        if (!st->listen_timer)
+            st->listen_timer =
+                loop_add_timer(l, LISTEN_RETRY_MS, listen_retry, st);
+        PQfinish(st->listen);
+        st->listen = NULL;
+        return;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(st->listen))) {
+        PQfreemem(n);
+        told = true;
+    }
+    if (told)
+        st->feed_cb(st->feed_arg);
+}
+
+static int
+pgs_feed_notify(struct store *base, store_feed_cb *cb, void *arg)
+{
+    struct pg_store *st = pg(base);
+    if (!st->loop)
+        return -ENOTSUP;
+    st->feed_cb = cb;
+    st->feed_arg = arg;
+    if (!st->listen && !st->listen_timer && listen_start(st) < 0)
+        st->listen_timer =
+            loop_add_timer(st->loop, LISTEN_RETRY_MS, listen_retry, st);
+    return 0;
+}
+
 const struct store_ops store_pg_ops = {
     .open = pgs_open,
     .close = pgs_close,
@@ -1188,4 +1485,11 @@ const struct store_ops store_pg_ops = {
     .session_delete = pgs_session_delete,
     .session_list = pgs_session_list,
     .session_expire = pgs_session_expire,
+    .lease_take = pgs_lease_take,
+    .lease_release = pgs_lease_release,
+    .action_add = pgs_action_add,
+    .action_take = pgs_action_take,
+    .action_done = pgs_action_done,
+    .feed_head = pgs_feed_head,
+    .feed_notify = pgs_feed_notify,
 };

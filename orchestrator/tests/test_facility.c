@@ -3,7 +3,10 @@
  * clock passed in (the lease takes now_ms); then fleets of two or three
  * nodes on one shared file and one loop (fleetenv.h): an action asked on
  * a node of another facility is run by the active node, once; the other
- * nodes' views and streams follow the feed; a standby takes over. */
+ * nodes' views and streams follow the feed; a standby takes over.  All of
+ * it again on the PostgreSQL that RESCUED_TEST_PG names (make unit starts
+ * one with scripts/test-pg run; without it skipped, loudly), each test on
+ * an empty schema. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,41 @@
     "ssh-ed25519 "                                                             \
     "AAAAC3NzaC1lZDI1NTE5AAAAIL/8vzGNCpIQIPK+p7NoM73ZDLWF6tZAb3DPdMsVH8Ks "    \
     "test@facility"
+
+/* The PostgreSQL of the second run (NULL: none), and whether this run is
+ * on it. */
+static const char *pg_url;
+static bool on_pg;
+
+static void
+quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* An empty schema: the store migrates it from nothing at its open. */
+static void
+pg_reset(void)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("raw connect: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, quiet, NULL); /* DROP ... CASCADE's notices */
+    PGresult *r = PQexec(c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("reset: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* The store the nodes of a test share: the file name under dir, or the
+ * PostgreSQL.  The caller frees it. */
+static char *
+shared_url(const char *dir, const char *file)
+{
+    return on_pg ? xstrdup(pg_url) : xasprintf("sqlite:%s/%s", dir, file);
+}
 
 /* --- the store: two handles on one file ---------------------------------- */
 
@@ -44,7 +83,9 @@ two_setup(void **state)
     struct two *t = xcalloc(1, sizeof(*t));
     char err[256] = "";
     t->dir = tu_tmpdir_new("test_facility");
-    char *url = xasprintf("sqlite:%s/shared.db", t->dir);
+    if (on_pg)
+        pg_reset();
+    char *url = shared_url(t->dir, "shared.db");
     t->a = store_open(url, t->dir, err, sizeof(err));
     t->b = store_open(url, t->dir, err, sizeof(err));
     free(url);
@@ -176,6 +217,37 @@ test_actions_taken_once(void **state)
 }
 
 static void
+feed_told(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static bool
+told_once(void *arg)
+{
+    return *(int *)arg > 0;
+}
+
+/* Until a backend waits for an advisory lock (true), or ms pass. */
+static bool
+wait_lock_waiter(int ms)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    bool seen = false;
+    for (int64_t end = now_mono_ms() + ms; !seen && now_mono_ms() < end;) {
+        PGresult *r = PQexec(c, "SELECT count(*) FROM pg_locks"
+                                " WHERE locktype = 'advisory' AND NOT granted");
+        seen = PQresultStatus(r) == PGRES_TUPLES_OK &&
+               strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+        PQclear(r);
+        if (!seen)
+            usleep(20000); /* a poll of the state, not a stand-in for it */
+    }
+    PQfinish(c);
+    return seen;
+}
+
+static void
 test_feed_head(void **state)
 {
     struct two *t = *state;
@@ -184,8 +256,100 @@ test_feed_head(void **state)
     assert_true(id > 0);
     /* The other handle sees it: the follower's poll. */
     assert_int_equal(store_feed_head(t->b), id);
-    /* SQLite cannot notify another process: the caller polls. */
-    assert_int_equal(store_feed_notify(t->b, NULL, NULL), -ENOTSUP);
+    if (!on_pg) {
+        /* SQLite cannot notify another process: the caller polls. */
+        assert_int_equal(store_feed_notify(t->b, NULL, NULL), -ENOTSUP);
+        return;
+    }
+    /* PostgreSQL: b LISTENs on its loop; a's commit, a single event or a
+     * batch, tells it, and nothing before the batch's commit. */
+    struct loop *l = loop_new();
+    store_attach_loop(t->b, l);
+    int told = 0;
+    assert_int_equal(store_feed_notify(t->b, feed_told, &told), 0);
+    assert_true(store_append_event(t->a, "srv1", "audit", "admin", "y") > 0);
+    assert_true(tu_pump_until(l, 5000, told_once, &told));
+    told = 0;
+    assert_int_equal(store_begin(t->a), 0);
+    assert_true(store_append_event(t->a, "srv1", "audit", "admin", "z") > 0);
+    tu_pump_for(l, 300);
+    assert_int_equal(told, 0);
+    assert_int_equal(store_commit(t->a), 0);
+    assert_true(tu_pump_until(l, 5000, told_once, &told));
+    assert_int_equal(store_feed_head(t->b), id + 2);
+    store_close(t->b); /* its watchers go before the loop */
+    t->b = NULL;
+    loop_free(l);
+}
+
+/* PostgreSQL stopped and started again: b's LISTEN connection is lost
+ * with it, made again once the server is back (the callback runs once for
+ * what it may have missed), and the next commit by a node tells b again. */
+static void
+test_feed_notify_after_outage(void **state)
+{
+    struct two *t = *state;
+    const char *dir = getenv("RESCUED_TEST_PG_DIR");
+    if (!on_pg || !dir)
+        skip(); /* sqlite: no notifications; no dir: nothing to stop */
+    struct loop *l = loop_new();
+    store_attach_loop(t->b, l);
+    int told = 0;
+    assert_int_equal(store_feed_notify(t->b, feed_told, &told), 0);
+    char *stop = xasprintf("scripts/test-pg stop '%s'", dir);
+    char *start = xasprintf("scripts/test-pg start '%s'", dir);
+    assert_int_equal(system(stop), 0);
+    tu_pump_for(l, 1500); /* b sees its LISTEN connection go */
+    assert_int_equal(told, 0);
+    assert_int_equal(system(start), 0);
+    assert_true(tu_pump_until(l, 15000, told_once, &told));
+    told = 0;
+    /* A node that came up after the outage (a's own connection died with
+     * the server; its first call after is store_pg's reconnect story). */
+    char err[256] = "";
+    struct store *c = store_open(pg_url, t->dir, err, sizeof(err));
+    assert_non_null(c);
+    assert_true(store_append_event(c, "srv1", "audit", "admin", "x") > 0);
+    assert_true(tu_pump_until(l, 5000, told_once, &told));
+    store_close(c);
+    free(stop);
+    free(start);
+    store_close(t->b);
+    t->b = NULL;
+    loop_free(l);
+}
+
+/* PostgreSQL: events of two writers commit in id order, so a follower
+ * that read up to the head has missed none.  a holds an event in an open
+ * batch; a child appends one: it waits for a's commit instead of
+ * committing a greater id first (the head stays behind a's event), then
+ * lands after it. */
+static void
+test_feed_ids_commit_in_order(void **state)
+{
+    struct two *t = *state;
+    if (!on_pg)
+        skip(); /* sqlite: one writer at a time */
+    assert_int_equal(store_begin(t->a), 0);
+    int64_t id1 = store_append_event(t->a, "srv1", "audit", "admin", "1");
+    assert_true(id1 > 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        char err[256] = "";
+        struct store *c = store_open(pg_url, t->dir, err, sizeof(err));
+        int64_t id2 =
+            c ? store_append_event(c, "srv2", "audit", "admin", "2") : -1;
+        _exit(id2 > id1 ? 0 : 1);
+    }
+    /* The child's writer is queued behind a's batch: a lock wait. */
+    assert_true(wait_lock_waiter(10000));
+    assert_int_equal(store_feed_head(t->b), 0);
+    assert_int_equal(store_commit(t->a), 0);
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(store_feed_head(t->b) > id1);
 }
 
 /* Nodes started at the same moment on a fresh shared file: each opens
@@ -195,7 +359,9 @@ static void
 test_nodes_migrate_at_once(void **state)
 {
     struct two *t = *state;
-    char *url = xasprintf("sqlite:%s/fresh.db", t->dir);
+    char *url = shared_url(t->dir, "fresh.db");
+    if (on_pg)
+        pg_reset(); /* t's handles are idle: nothing of theirs is locked */
     int go[2];
     pid_t kids[4];
     assert_int_equal(pipe(go), 0);
@@ -275,9 +441,11 @@ seen_event(void *arg, const struct store_event *ev)
 static void
 node_start(struct nodes *ns, size_t i, const char *name, const char *facility)
 {
+    char *url = shared_url(ns->e->dir, "shared.db");
     char *rescued = xasprintf("node = %s\nfacility = %s\nlease = 1\n"
-                              "store = sqlite:%s/shared.db\n",
-                              name, facility, ns->e->dir);
+                              "store = %s\n",
+                              name, facility, url);
+    free(url);
     struct config *cfg = env_config(ns->e, rescued, SECTIONS);
     free(rescued);
     char err[512] = "";
@@ -285,6 +453,7 @@ node_start(struct nodes *ns, size_t i, const char *name, const char *facility)
     n->st = store_open(cfg->store, cfg->data_dir, err, sizeof(err));
     if (!n->st)
         fail_msg("store: %s", err);
+    store_attach_loop(n->st, ns->e->loop); /* as rescued.c: PG's LISTEN */
     n->fleet = fleet_new(ns->e->loop, cfg, n->st, err, sizeof(err));
     if (!n->fleet)
         fail_msg("fleet: %s", err);
@@ -311,6 +480,8 @@ nodes_setup(void **state)
     struct nodes *ns = xcalloc(1, sizeof(*ns));
     ns->e = env_dir_new("kernel");
     ns->e->loop = loop_new();
+    if (on_pg)
+        pg_reset();
     *state = ns;
     return 0;
 }
@@ -560,7 +731,7 @@ test_takeover_runs_unfinished_once(void **state)
 {
     struct nodes *ns = *state;
     char err[512] = "";
-    char *url = xasprintf("sqlite:%s/shared.db", ns->e->dir);
+    char *url = shared_url(ns->e->dir, "shared.db");
     struct store *g = store_open(url, ns->e->dir, err, sizeof(err));
     free(url);
     assert_non_null(g);
@@ -619,9 +790,10 @@ test_reload_moves_servers(void **state)
          *b = strstr(swapped, "facility = fra");
     memcpy(a + 11, "fra", 3);
     memcpy(b + 11, "ams", 3);
+    char *url = shared_url(ns->e->dir, "shared.db");
     char *rescued = xasprintf("node = fra-1\nfacility = fra\nlease = 1\n"
-                              "store = sqlite:%s/shared.db\n",
-                              ns->e->dir);
+                              "store = %s\n",
+                              url);
     fleet_reload(f, env_config(ns->e, rescued, swapped));
     assert_int_equal(fleet_console_power(f, "srv1", POWER_NMI, NULL), -EREMOTE);
     assert_int_equal(fleet_console_power(f, "srv2", POWER_NMI, NULL), 0);
@@ -629,8 +801,9 @@ test_reload_moves_servers(void **state)
     free(rescued);
 
     rescued = xasprintf("node = fra-1\nfacility = ams\nlease = 1\n"
-                        "store = sqlite:%s/shared.db\n",
-                        ns->e->dir);
+                        "store = %s\n",
+                        url);
+    free(url);
     fleet_reload(f, env_config(ns->e, rescued, swapped));
     assert_string_equal(fleet_config(f)->facility, "fra");
     assert_int_equal(fleet_console_power(f, "srv2", POWER_NMI, NULL), 0);
@@ -651,6 +824,10 @@ main(void)
                                         two_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_migrate_at_once, two_setup,
                                         two_teardown),
+        cmocka_unit_test_setup_teardown(test_feed_ids_commit_in_order,
+                                        two_setup, two_teardown),
+        cmocka_unit_test_setup_teardown(test_feed_notify_after_outage,
+                                        two_setup, two_teardown),
         cmocka_unit_test_setup_teardown(test_action_through_another_facility,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_standby_takes_over, nodes_setup,
@@ -660,5 +837,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_reload_moves_servers, nodes_setup,
                                         nodes_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    if (!(pg_url = getenv("RESCUED_TEST_PG"))) {
+        fprintf(stderr, "RESCUED_TEST_PG is not set: the postgresql group "
+                        "is skipped (make unit runs scripts/test-pg)\n");
+        return failed;
+    }
+    on_pg = true;
+    return failed +
+           cmocka_run_group_tests_name("postgresql", tests, NULL, NULL);
 }
