@@ -109,7 +109,7 @@ $(B)/man/%: docs/man/%.scd | $(SETUP)
 # driver double and a clock it moves (STYLE.md: outside calls by --wrap).
 LDFLAGS_test_fleet := -Wl,--wrap=power_new \
                       -Wl,--wrap=now_mono_ms,--wrap=now_wall_ms \
-                      -Wl,--wrap=store_transition
+                      -Wl,--wrap=store_transition_async
 $(B)/test/%: orchestrator/tests/%.c $(B)/libcore-san.a \
              $(wildcard orchestrator/tests/*.h) Makefile
 	@mkdir -p $(@D)

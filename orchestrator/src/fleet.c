@@ -21,7 +21,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int apply(struct srv *s, const struct fsm_input *in, const char *actor);
+static void apply(struct srv *s, const struct fsm_input *in,
+                  const char *actor);
+typedef void apply_cb(void *arg, int rc, const char *why);
+static void apply_then(struct srv *s, const struct fsm_input *given,
+                       const char *actor, apply_cb *cb, void *arg);
 static void mirror(struct srv *s);
 
 /* A store that refuses writes (disk full, locked by another process) is
@@ -126,16 +130,71 @@ arm_grace(struct srv *s)
         s->grace = loop_add_timer(s->f->loop, left + 50, grace_over, s);
 }
 
+/* A note on its way to the store: told to the subscribers once stored
+ * (with its id, in the order the notes were asked). */
+struct note {
+    struct fleet *f;
+    char *server, *kind, *actor, *msg;
+};
+
+static void
+note_stored(void *arg, int64_t id)
+{
+    struct note *n = arg;
+    /* -ECANCELED: the store closed after the fleet; n->f is gone. */
+    if (id > 0 && !n->f->stopping)
+        publish(n->f, id, n->server, n->kind, NULL, NULL, n->actor, n->msg);
+    free(n->server);
+    free(n->kind);
+    free(n->actor);
+    free(n->msg);
+    free(n);
+}
+
 void
 fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                const char *msg)
 {
-    int64_t id = store_append_event(s->f->st, s->cfg->id, kind, actor, msg);
-    if (id > 0)
-        publish(s->f, id, s->cfg->id, kind, NULL, NULL, actor, msg);
+    struct note *n = xcalloc(1, sizeof(*n));
+    n->f = s->f;
+    n->server = xstrdup(s->cfg->id);
+    n->kind = xstrdup(kind);
+    n->actor = actor ? xstrdup(actor) : NULL;
+    n->msg = msg ? xstrdup(msg) : NULL;
+    store_append_event_async(s->f->st, n->server, n->kind, n->actor, n->msg,
+                             note_stored, n);
 }
 
 static void arm_deadline(struct srv *s);
+
+static int64_t deadline_fired(struct loop *l, void *arg);
+
+/* The timeout's verdict.  Not stored: try again later, not at once (the
+ * deadline has passed, and a 0 ms timer would spin on a full disk). */
+static void
+deadline_applied(void *arg, int rc, const char *why)
+{
+    struct srv *s = arg;
+    (void)why;
+    if (rc == -ECANCELED)
+        return;
+    if (rc == -EIO) {
+        int64_t wait =
+            s->store_backoff_ms ? s->store_backoff_ms * 2 : STORE_RETRY_MIN_MS;
+        s->store_backoff_ms =
+            wait > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS : wait;
+        loop_del_timer(s->f->loop, s->timer);
+        s->timer =
+            loop_add_timer(s->f->loop, s->store_backoff_ms, deadline_fired, s);
+        return;
+    }
+    s->store_backoff_ms = 0;
+    /* The loop's clock is monotonic, deadlines are wall-clock: a timer can
+     * fire a millisecond before the deadline it stands for, and the state
+     * machine then ignores it.  Arm it again rather than lose it. */
+    if (!s->timer && s->row.fsm.deadline_ms && s->runs && !s->f->stopping)
+        arm_deadline(s);
+}
 
 static int64_t
 deadline_fired(struct loop *l, void *arg)
@@ -144,23 +203,7 @@ deadline_fired(struct loop *l, void *arg)
     struct srv *s = arg;
     s->timer = 0;
     struct fsm_input in = {.event = FSM_EV_TIMEOUT};
-    if (apply(s, &in, "rescued") < 0) {
-        /* Not stored: try again later, not at once (the deadline has
-         * passed, and a 0 ms timer would spin on a full disk). */
-        int64_t wait =
-            s->store_backoff_ms ? s->store_backoff_ms * 2 : STORE_RETRY_MIN_MS;
-        s->store_backoff_ms =
-            wait > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS : wait;
-        s->timer =
-            loop_add_timer(s->f->loop, s->store_backoff_ms, deadline_fired, s);
-        return -1;
-    }
-    s->store_backoff_ms = 0;
-    /* The loop's clock is monotonic, deadlines are wall-clock: a timer can
-     * fire a millisecond before the deadline it stands for, and the state
-     * machine then ignores it.  Arm it again rather than lose it. */
-    if (!s->timer && s->row.fsm.deadline_ms)
-        arm_deadline(s);
+    apply_then(s, &in, "rescued", deadline_applied, s);
     return -1;
 }
 
@@ -190,7 +233,7 @@ action_done(struct srv *s, unsigned action)
         return;
     s->row.pending_actions &= ~action;
     s->row.sent_actions &= ~action;
-    store_save_server(s->f->st, s->cfg->id, &s->row);
+    fleet_srv_save(s);
 }
 
 /* The driver is about to send the reset: stored first, so a restart knows
@@ -205,7 +248,11 @@ reset_sending(void *arg)
         (s->row.sent_actions & pc->action))
         return;
     s->row.sent_actions |= pc->action;
-    if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
+    /* Blocking, so it is stored before the reset goes; behind a step
+     * still waiting for the store (a new input meanwhile), with it. */
+    if (s->step)
+        s->dirty = true;
+    else if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
         log_warnx("%s: cannot store that its reset is on its way", s->cfg->id);
 }
 
@@ -466,83 +513,256 @@ store_refused(struct srv *s, const char *what, enum fsm_state state)
 }
 
 /* The one place a server's state changes: step the machine, store the
- * result, log it, then act.  0, or -EIO when the store refused the change:
- * then nothing changed and nothing ran. */
-static int
-apply(struct srv *s, const struct fsm_input *given, const char *actor)
+ * result, and once the store has it, log it and act.  A network store
+ * answers later, from the loop (store.h, asynchronous writes): the step
+ * waits in s->step, and the server's inputs that come meanwhile are held
+ * and applied, in order, to the state the store answered for.  Refused by
+ * the store, nothing changed and nothing ran.  cb (may be NULL) hears the
+ * verdict once: 0, -EIO (not stored), -ECANCELED (the server stopped
+ * first: s may be gone); it may hear it before apply_then returns. */
+struct step {
+    struct srv *s; /* NULL: the server stopped before the answer */
+    struct fsm_server before;
+    unsigned pending_before, sent_before;
+    struct fsm_output out;
+    char actor[64];
+    apply_cb *cb;
+    void *arg;
+};
+
+/* What came while a step waited for the store: an input, or an action
+ * (its keys are set when it runs), run in order once the step is
+ * answered; cancel when the server stops first. */
+struct held {
+    struct held *next;
+    void (*run)(struct srv *s, void *arg);
+    void (*cancel)(void *arg);
+    void *arg;
+};
+
+static void
+hold(struct srv *s, void (*run)(struct srv *, void *), void (*cancel)(void *),
+     void *arg)
+{
+    struct held *h = xcalloc(1, sizeof(*h));
+    h->run = run;
+    h->cancel = cancel;
+    h->arg = arg;
+    if (!s->held_tail)
+        s->held_tail = &s->held;
+    *s->held_tail = h;
+    s->held_tail = &h->next;
+}
+
+struct held_input {
+    struct fsm_input in;
+    char detail[256];
+    char actor[64];
+    apply_cb *cb;
+    void *arg;
+};
+
+static void
+held_input_run(struct srv *s, void *arg)
+{
+    struct held_input *hi = arg;
+    apply_then(s, &hi->in, hi->actor, hi->cb, hi->arg);
+    free(hi);
+}
+
+static void
+held_input_cancel(void *arg)
+{
+    struct held_input *hi = arg;
+    if (hi->cb)
+        hi->cb(hi->arg, -ECANCELED, "the server stopped");
+    free(hi);
+}
+
+static void
+hold_input(struct srv *s, const struct fsm_input *in, const char *actor,
+           apply_cb *cb, void *arg)
+{
+    struct held_input *hi = xcalloc(1, sizeof(*hi));
+    hi->in = *in;
+    if (in->detail) {
+        strlcpy_s(hi->detail, in->detail, sizeof(hi->detail));
+        hi->in.detail = hi->detail;
+    }
+    strlcpy_s(hi->actor, actor ? actor : "rescued", sizeof(hi->actor));
+    hi->cb = cb;
+    hi->arg = arg;
+    hold(s, held_input_run, held_input_cancel, hi);
+}
+
+/* The step is answered: what was held meanwhile, in order, until one
+ * waits for the store in its turn. */
+static void
+release_held(struct srv *s)
+{
+    while (s->held && !s->step) {
+        struct held *h = s->held;
+        s->held = h->next;
+        if (!s->held)
+            s->held_tail = &s->held;
+        h->run(s, h->arg);
+        free(h);
+    }
+}
+
+/* The server stops (dropped, rebuilt, another node's now): a step still
+ * waiting is let go, and what was held hears it cancelled. */
+static void
+steps_cancel(struct srv *s)
+{
+    if (s->step)
+        s->step->s = NULL;
+    s->step = NULL;
+    while (s->held) {
+        struct held *h = s->held;
+        s->held = h->next;
+        h->cancel(h->arg);
+        free(h);
+    }
+    s->held_tail = &s->held;
+}
+
+const struct fsm_server *
+fleet_srv_stored_fsm(const struct srv *s)
+{
+    return s->step ? &s->step->before : &s->row.fsm;
+}
+
+/* Save the row, unless a step waits for the store: then after it. */
+void
+fleet_srv_save(struct srv *s)
+{
+    if (s->step) {
+        s->dirty = true;
+        return;
+    }
+    s->dirty = false;
+    store_save_server_async(s->f->st, s->cfg->id, &s->row, NULL, NULL);
+}
+
+static void
+step_stored(void *arg, int64_t rc)
+{
+    struct step *t = arg;
+    struct srv *s = t->s;
+    const struct fsm_output *out = &t->out;
+    int verdict = 0;
+    if (!s) {
+        verdict = -ECANCELED;
+        goto out_tell;
+    }
+    struct fleet *f = s->f;
+    s->step = NULL;
+    if (rc < 0 && rc != -ECANCELED) {
+        /* Not stored means not done: the old state stands. */
+        enum fsm_state at = s->row.fsm.state;
+        s->row.fsm = t->before;
+        s->row.pending_actions = t->pending_before;
+        s->row.sent_actions = t->sent_before;
+        store_refused(s, out->changed ? "the change to" : "the retry of", at);
+        verdict = -EIO;
+    } else if (rc == -ECANCELED) {
+        verdict = -ECANCELED;
+    } else if (out->changed) {
+        s->store_error[0] = '\0';
+        s->store_logged_ms = 0;
+        s->store_quiet = 0;
+        enum fsm_state from = t->before.state, to = s->row.fsm.state;
+        log_info("%s: %s -> %s (%s)", s->cfg->id, fsm_state_name(from),
+                 fsm_state_name(to), out->reason);
+        f->entered[to]++;
+        if (to == FSM_RESCUE_FAILED || to == FSM_EXIT_FAILED)
+            f->failed[from]++;
+        publish(f, rc, s->cfg->id, "transition", fsm_state_name(from),
+                fsm_state_name(to), "rescued", out->reason);
+        tell_writable(f, s->cfg->id);
+        arm_grace(s);
+        if (holds_token(from) && !holds_token(to))
+            store_token_revoke_server(f->st, s->cfg->id);
+    } else if (s->row.fsm.retries != t->before.retries) {
+        f->retried[s->row.fsm.state]++;
+        log_warnx("%s: %s", s->cfg->id, out->reason);
+        fleet_srv_note(s, "retry", "rescued", out->reason);
+    } else {
+        fleet_srv_note(s, "action", t->actor, out->reason);
+    }
+    if (verdict == 0 && !f->stopping) {
+        if (s->row.fsm.deadline_ms != t->before.deadline_ms || out->changed)
+            arm_deadline(s);
+        run_actions(s, out->actions);
+    }
+    if (s->dirty && !s->step)
+        fleet_srv_save(s);
+out_tell:
+    if (t->cb)
+        t->cb(t->arg, verdict, s ? s->store_error : "the server stopped");
+    if (s && !s->step)
+        release_held(s);
+    free(t);
+}
+
+static void
+apply_then(struct srv *s, const struct fsm_input *given, const char *actor,
+           apply_cb *cb, void *arg)
 {
     struct fleet *f = s->f;
-    struct fsm_server before = s->row.fsm;
-    struct fsm_output out;
     struct fsm_input in = *given;
     in.no_console = !s->cfg->console;
     /* Only the facility's active node moves a server. */
-    if (!s->runs)
-        return 0;
-
-    unsigned pending_before = s->row.pending_actions;
-    unsigned sent_before = s->row.sent_actions;
-    fsm_step(&f->limits, &s->row.fsm, &in, now_wall_ms(), &out);
-    if (out.status < 0)
-        return 0;
+    if (!s->runs || f->stopping) {
+        if (cb)
+            cb(arg, f->stopping ? -ECANCELED : 0, "not run here");
+        return;
+    }
+    if (s->step) {
+        hold_input(s, given, actor, cb, arg);
+        return;
+    }
+    struct step *t = xcalloc(1, sizeof(*t));
+    t->s = s;
+    t->before = s->row.fsm;
+    t->pending_before = s->row.pending_actions;
+    t->sent_before = s->row.sent_actions;
+    t->cb = cb;
+    t->arg = arg;
+    strlcpy_s(t->actor, actor ? actor : "rescued", sizeof(t->actor));
+    fsm_step(&f->limits, &s->row.fsm, &in, now_wall_ms(), &t->out);
+    const struct fsm_output *out = &t->out;
+    if (out->status < 0 || (!out->changed && !out->actions)) {
+        if (out->status == 0 && s->row.fsm.deadline_ms != t->before.deadline_ms)
+            arm_deadline(s);
+        if (cb)
+            cb(arg, out->status < 0 ? -EBUSY : 0, out->reason);
+        free(t);
+        return;
+    }
     /* Stored with the step, cleared as each completes: a restart re-runs
      * exactly what was not done.  A new step drops the old step's; an
      * action asked again is not sent yet. */
     s->row.pending_actions =
-        out.changed ? out.actions : pending_before | out.actions;
-    s->row.sent_actions = out.changed ? 0 : sent_before & ~out.actions;
-    if (out.changed || out.actions)
-        s->nboot_noted = 0; /* a new step: its fetches are news again */
-    if (out.changed) {
-        int64_t id = store_transition(f->st, s->cfg->id, &s->row, before.state,
-                                      out.reason);
-        if (id < 0) {
-            /* Not stored means not done: keep the old state. */
-            enum fsm_state to = s->row.fsm.state;
-            s->row.fsm = before;
-            s->row.pending_actions = pending_before;
-            s->row.sent_actions = sent_before;
-            store_refused(s, "the change to", to);
-            return -EIO;
-        }
-        s->store_error[0] = '\0';
-        s->store_logged_ms = 0;
-        s->store_quiet = 0;
-        log_info("%s: %s -> %s (%s)", s->cfg->id, fsm_state_name(before.state),
-                 fsm_state_name(s->row.fsm.state), out.reason);
-        f->entered[s->row.fsm.state]++;
-        if (s->row.fsm.state == FSM_RESCUE_FAILED ||
-            s->row.fsm.state == FSM_EXIT_FAILED)
-            f->failed[before.state]++;
-        publish(f, id, s->cfg->id, "transition", fsm_state_name(before.state),
-                fsm_state_name(s->row.fsm.state), "rescued", out.reason);
-        tell_writable(f, s->cfg->id);
-        arm_grace(s);
-        if (holds_token(before.state) && !holds_token(s->row.fsm.state))
-            store_token_revoke_server(f->st, s->cfg->id);
-    } else if (out.actions) {
-        if (store_save_server(f->st, s->cfg->id, &s->row) < 0) {
-            /* A retry not stored is not run: its count and deadline would
-             * be lost to a restart. */
-            enum fsm_state at = s->row.fsm.state;
-            s->row.fsm = before;
-            s->row.pending_actions = pending_before;
-            s->row.sent_actions = sent_before;
-            store_refused(s, "the retry of", at);
-            return -EIO;
-        }
-        if (s->row.fsm.retries != before.retries) {
-            f->retried[s->row.fsm.state]++;
-            log_warnx("%s: %s", s->cfg->id, out.reason);
-            fleet_srv_note(s, "retry", "rescued", out.reason);
-        } else {
-            fleet_srv_note(s, "action", actor, out.reason);
-        }
-    }
-    if (s->row.fsm.deadline_ms != before.deadline_ms || out.changed)
-        arm_deadline(s);
-    run_actions(s, out.actions);
-    return 0;
+        out->changed ? out->actions : t->pending_before | out->actions;
+    s->row.sent_actions = out->changed ? 0 : t->sent_before & ~out->actions;
+    s->nboot_noted = 0; /* a new step: its fetches are news again */
+    s->step = t;
+    if (out->changed)
+        store_transition_async(f->st, s->cfg->id, &s->row, t->before.state,
+                               out->reason, step_stored, t);
+    else
+        /* A retry not stored is not run: its count and deadline would be
+         * lost to a restart. */
+        store_save_server_async(f->st, s->cfg->id, &s->row, step_stored, t);
+}
+
+/* apply_then for whoever needs no verdict. */
+static void
+apply(struct srv *s, const struct fsm_input *given, const char *actor)
+{
+    apply_then(s, given, actor, NULL, NULL);
 }
 
 void
@@ -806,6 +1026,7 @@ srv_stop(struct srv *s)
      * nor arm timers that would outlive it.  Not heard means not known
      * done: a rebuilt server or a restart runs the action again. */
     s->closing = true;
+    steps_cancel(s);
     loop_del_timer(s->f->loop, s->timer);
     loop_del_timer(s->f->loop, s->grace);
     s->timer = s->grace = 0;
@@ -957,12 +1178,19 @@ feed_notified(void *arg)
     feed_follow(arg);
 }
 
+/* sqlite's feed, polled; a notifying store's is followed on its
+ * notifications and on each lease answer (lease_answered), and this
+ * timer reads on only while a batch came full. */
 static int64_t
 feed_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct fleet *f = arg;
-    return feed_follow(f) == FEED_BATCH ? 0 : FEED_POLL_MS;
+    if (f->feed_notifies && store_waiting_ms(f->st) > 0)
+        return FEED_NOTIFIED_POLL_MS;
+    if (feed_follow(f) == FEED_BATCH)
+        return 0;
+    return f->feed_notifies ? -1 : FEED_POLL_MS;
 }
 
 /* The lease is ours: start the facility's servers where the store left
@@ -1025,13 +1253,11 @@ stand_down(struct fleet *f, const char *why)
             srv_stop(f->srvs[i]);
 }
 
+/* The lease as the store answered: r is store_lease_take's. */
 static int
-lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
+lease_verdict(struct fleet *f, int r, struct store_lease l, bool at_start,
+              char *err, size_t errlen)
 {
-    struct store_lease l;
-    int64_t now = now_wall_ms();
-    int r = store_lease_take(f->st, f->facility, f->node,
-                             f->cfg->lease * 1000LL, now, &l);
     if (r == -ENOTSUP) {
         /* A store without leases yet: this node runs its facility alone,
          * as a single rescued always did. */
@@ -1065,15 +1291,49 @@ lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
     return 0;
 }
 
+/* At start: the blocking take (nothing else runs yet). */
+static int
+lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
+{
+    struct store_lease l = {0};
+    int r = store_lease_take(f->st, f->facility, f->node,
+                             f->cfg->lease * 1000LL, now_wall_ms(), &l);
+    return lease_verdict(f, r, l, at_start, err, errlen);
+}
+
+/* A renewal answered.  The store answering is also the moment to look at
+ * the feed and the actions handed on, whose reads block: a notifying
+ * store is not polled on a timer of its own, so a store that hangs costs
+ * the loop no blocked read (the renewal fails on its bound instead). */
+static void
+lease_answered(void *arg, int r, const struct store_lease *l)
+{
+    struct fleet *f = arg;
+    if (r == -ECANCELED)
+        return; /* the store closed after the fleet: f is gone */
+    f->lease_asking = false;
+    if (f->stopping)
+        return;
+    char err[256];
+    lease_verdict(f, r, *l, false, err, sizeof(err));
+    if (r >= 0 && f->feed_notifies)
+        feed_follow(f);
+    else if (r >= 0 && f->active)
+        take_actions(f);
+}
+
 static int64_t
 lease_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct fleet *f = arg;
-    char err[256];
-    lease_check(f, false, err, sizeof(err));
-    if (f->active)
-        take_actions(f);
+    /* One renewal at a time: a slow store's answer is still to come. */
+    if (!f->lease_asking) {
+        f->lease_asking = true;
+        store_lease_take_async(f->st, f->facility, f->node,
+                               f->cfg->lease * 1000LL, now_wall_ms(),
+                               lease_answered, f);
+    }
     return lease_every_ms(f);
 }
 
@@ -1166,7 +1426,7 @@ taken_done(void *arg, int rc, const char *err)
         log_warnx("%s: %s", t->server, msg);
         if (s->runs && t->id > s->row.action_id) {
             s->row.action_id = t->id;
-            store_save_server(t->f->st, s->cfg->id, &s->row);
+            fleet_srv_save(s);
         }
         fleet_srv_note(s, "error", "rescued", msg);
     }
@@ -1305,11 +1565,9 @@ fleet_new(struct loop *l, struct config *cfg, struct store *st, char *err,
     if (lease_check(f, true, err, errlen) < 0)
         goto out_free;
     f->lease_timer = loop_add_timer(l, lease_every_ms(f), lease_cb, f);
-    f->feed_timer = loop_add_timer(l,
-                                   store_feed_notify(st, feed_notified, f) == 0
-                                       ? FEED_NOTIFIED_POLL_MS
-                                       : FEED_POLL_MS,
-                                   feed_cb, f);
+    f->feed_notifies = store_feed_notify(st, feed_notified, f) == 0;
+    f->feed_timer = loop_add_timer(
+        l, f->feed_notifies ? FEED_NOTIFIED_POLL_MS : FEED_POLL_MS, feed_cb, f);
     f->retention_timer = loop_add_timer(l, 0, retention_cb, f);
     return f;
 out_free:
@@ -1322,6 +1580,11 @@ fleet_free(struct fleet *f)
 {
     if (!f)
         return;
+    /* The writes on their way are answered first (bounded), while
+     * everything their answers touch is still here; nothing new starts. */
+    f->stopping = true;
+    if (f->st)
+        store_flush(f->st);
     dnsmasq_free(f->dnsmasq);
     loop_del_timer(f->loop, f->retention_timer);
     loop_del_timer(f->loop, f->lease_timer);
@@ -1574,39 +1837,132 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
     return 0;
 }
 
-/* Checked: store the keys, note who asked, and feed the event.  -EIO
- * when the store refused the change: then nothing was done. */
-static int
-action_apply(struct srv *s, const struct fleet_action *a, char *err,
-             size_t errlen)
+/* An action checked and on its way: what it sets, and who hears how it
+ * went.  Applied at once, or held until the step before it is stored. */
+struct applying {
+    struct fleet *f;
+    struct srv *s; /* once started; read only on -EIO (s is alive then) */
+    enum fsm_event event;
+    int64_t ttl_s, queued_id, queued_before;
+    bool sets_keys;
+    char *keys, *keys_before;
+    char *actor;
+    char id[ID_MAX + 1];
+    fleet_action_cb *cb;
+    void *arg;
+};
+
+static void
+applying_free(struct applying *ap)
 {
-    char *keys_before = s->row.ssh_keys;
+    free(ap->keys);
+    free(ap->keys_before);
+    free(ap->actor);
+    free(ap);
+}
+
+/* The change is stored (0), refused by the store (-EIO: the keys and the
+ * action id go back, nothing was done), no longer fits (-EBUSY), or the
+ * server stopped first. */
+static void
+action_applied(void *arg, int rc, const char *why)
+{
+    struct applying *ap = arg;
+    char err[512] = "";
+    if (rc == -EIO) {
+        struct srv *s = ap->s;
+        s->row.action_id = ap->queued_before;
+        if (ap->sets_keys) {
+            free(s->row.ssh_keys);
+            s->row.ssh_keys = ap->keys_before;
+            ap->keys_before = NULL;
+        }
+        snprintf(err, sizeof(err), "%s; nothing was done", why);
+    } else if (rc == -EBUSY) {
+        snprintf(err, sizeof(err), "%s", why);
+    } else if (rc == -ECANCELED) {
+        snprintf(err, sizeof(err),
+                 "server %s was reconfigured meanwhile; try again", ap->id);
+        rc = -EBUSY;
+    }
+    ap->cb(ap->arg, rc, err);
+    applying_free(ap);
+}
+
+static void
+action_start(struct srv *s, void *arg)
+{
+    struct applying *ap = arg;
+    ap->s = s;
+    if (ap->sets_keys) {
+        ap->keys_before = s->row.ssh_keys;
+        s->row.ssh_keys = ap->keys;
+        ap->keys = NULL;
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(ap->event));
+    fleet_srv_note(s, "audit", ap->actor, msg);
+    struct fsm_input in = {.event = ap->event, .ttl_s = ap->ttl_s};
+    /* A queued action is known applied by the change it stores. */
+    ap->queued_before = s->row.action_id;
+    if (ap->queued_id > s->row.action_id)
+        s->row.action_id = ap->queued_id;
+    apply_then(s, &in, ap->actor, action_applied, ap);
+}
+
+static void
+action_cancel(void *arg)
+{
+    action_applied(arg, -ECANCELED, "");
+}
+
+/* Checked: store the keys, note who asked, and feed the event; cb hears
+ * the verdict (maybe before the return): 0, -EIO when the store refused
+ * the change (then nothing was done), -EBUSY. */
+static void
+action_apply(struct srv *s, const struct fleet_action *a, fleet_action_cb *cb,
+             void *arg)
+{
+    struct applying *ap = xcalloc(1, sizeof(*ap));
+    ap->f = s->f;
+    ap->event = a->event;
+    ap->ttl_s = a->ttl_s;
+    ap->queued_id = a->queued_id;
+    ap->actor = a->actor ? xstrdup(a->actor) : NULL;
+    strlcpy_s(ap->id, s->cfg->id, sizeof(ap->id));
+    ap->cb = cb;
+    ap->arg = arg;
     if (a->event == FSM_EV_RESCUE) {
         struct buf keys = {0};
         for (size_t i = 0; i < a->nkeys; i++)
             buf_printf(&keys, "%s\n", a->ssh_keys[i]);
-        s->row.ssh_keys = keys.data;
+        ap->sets_keys = true;
+        ap->keys = keys.data;
     }
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s requested", fsm_event_name(a->event));
-    fleet_srv_note(s, "audit", a->actor, msg);
-    struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
-    /* A queued action is known applied by the change it stores. */
-    int64_t queued_before = s->row.action_id;
-    if (a->queued_id > s->row.action_id)
-        s->row.action_id = a->queued_id;
-    if (apply(s, &in, a->actor) < 0) {
-        s->row.action_id = queued_before;
-        if (s->row.ssh_keys != keys_before) {
-            free(s->row.ssh_keys);
-            s->row.ssh_keys = keys_before;
-        }
-        snprintf(err, errlen, "%s; nothing was done", s->store_error);
-        return -EIO;
+    if (s->step)
+        hold(s, action_start, action_cancel, ap);
+    else
+        action_start(s, ap);
+}
+
+/* fleet_action's verdict: kept if it comes before the return. */
+struct verdict {
+    bool told, gone;
+    int rc;
+    char err[512];
+};
+
+static void
+verdict_told(void *arg, int rc, const char *err)
+{
+    struct verdict *v = arg;
+    if (v->gone) {
+        free(v);
+        return;
     }
-    if (s->row.ssh_keys != keys_before)
-        free(keys_before);
-    return 0;
+    v->told = true;
+    v->rc = rc;
+    snprintf(v->err, sizeof(v->err), "%s", err ? err : "");
 }
 
 int
@@ -1622,7 +1978,19 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     if (!power_reachable(s->power, err, errlen) ||
         !preflight_rest(f, s, a, err, errlen))
         return -EBUSY;
-    return action_apply(s, a, err, errlen);
+    /* A network store answers later: then the action is taken, and how
+     * its change was stored shows in the server's state and history. */
+    struct verdict *v = xcalloc(1, sizeof(*v));
+    action_apply(s, a, verdict_told, v);
+    if (!v->told) {
+        v->gone = true;
+        return 0;
+    }
+    rc = v->rc;
+    if (rc < 0)
+        snprintf(err, errlen, "%s", v->err);
+    free(v);
+    return rc;
 }
 
 /* An action waiting for its power pre-flight: a copy of the request. */
@@ -1674,7 +2042,9 @@ on_preflight(void *arg, int status, const char *perr)
     } else if (!preflight_rest(pa->f, s, &pa->a, err, sizeof(err))) {
         rc = -EBUSY;
     } else {
-        rc = action_apply(s, &pa->a, err, sizeof(err));
+        action_apply(s, &pa->a, pa->cb, pa->arg);
+        pending_free(pa);
+        return;
     }
     pa->cb(pa->arg, rc, err);
     pending_free(pa);

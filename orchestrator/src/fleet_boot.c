@@ -580,7 +580,7 @@ fleet_phone_home(struct fleet *f, const char *token, const char *peer,
         return rc;
     free(s->row.rescue_json);
     s->row.rescue_json = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
-    store_save_server(f->st, s->cfg->id, &s->row);
+    fleet_srv_save(s);
     char msg[160];
     const char *ip = json_string_value(json_object_get(report, "ip"));
     if (strcmp(ip, peer) == 0)

@@ -68,6 +68,13 @@ struct srv {
     /* This node runs it (its facility's active node): its driver and
      * console are open.  Otherwise row mirrors the store (the feed). */
     bool runs;
+    /* A step whose change the store has not answered yet (a network
+     * store answers from the loop): the inputs that come meanwhile wait
+     * in held, in order, and row saves are put off (dirty) until it is
+     * answered (fleet.c, apply). */
+    struct step *step;
+    struct held *held, **held_tail;
+    bool dirty;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -104,6 +111,9 @@ struct fleet {
      * cursor (every event up to it was told to the subscribers). */
     char *node, *facility;
     bool active;
+    bool stopping; /* in fleet_free: answers come, no action starts */
+    bool lease_asking;  /* a renewal is on its way to the store */
+    bool feed_notifies; /* the store tells of commits (store_feed_notify) */
     char lease_holder[64]; /* who held it at the last look, "" unknown */
     int64_t lease_expires_ms;
     uint64_t lease_timer, feed_timer;
@@ -138,6 +148,12 @@ int fleet_vm_cd_make(struct srv *s,
                      void (*cb)(void *s, int status, const char *err),
                      char *err, size_t errlen);
 
+/* The state as the store has it: the row's, or while a step waits for
+ * the store, the one before it (the API shows nothing not stored). */
+const struct fsm_server *fleet_srv_stored_fsm(const struct srv *s);
+/* Store the row (without waiting: a network store answers later), after
+ * the step that waits for the store if there is one. */
+void fleet_srv_save(struct srv *s);
 void fleet_srv_note(struct srv *s, const char *kind, const char *actor,
                     const char *msg);
 

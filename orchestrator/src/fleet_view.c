@@ -3,6 +3,8 @@
 #include "fleet.h"
 #include "fleet_internal.h"
 #include "dnsmasq.h"
+#include "loop.h"
+#include "store.h"
 #include "uri.h"
 #include "util.h"
 
@@ -43,7 +45,7 @@ uri_scheme(const char *uri)
 static json_t *
 view_json(struct fleet *f, struct srv *s, const struct config_server *cs)
 {
-    const struct fsm_server *fs = &s->row.fsm;
+    const struct fsm_server *fs = fleet_srv_stored_fsm(s);
     char *scheme = uri_scheme(cs->power);
     const char *listen = f->cfg->console_listen;
     const char *colon = strrchr(listen, ':');
@@ -129,7 +131,7 @@ mix_str(uint64_t h, const char *s)
 static uint64_t
 view_key(struct fleet *f, const struct srv *s, const struct config_server *cs)
 {
-    const struct fsm_server *fs = &s->row.fsm;
+    const struct fsm_server *fs = fleet_srv_stored_fsm(s);
     const struct config_facility *fa =
         config_find_facility(f->cfg, cs->facility);
     uint64_t h = 1469598103934665603ULL;
@@ -182,7 +184,7 @@ fleet_metrics(struct fleet *f, struct buf *out)
 {
     size_t count[FSM_NSTATES] = {0};
     for (size_t i = 0; i < f->nsrvs; i++)
-        count[f->srvs[i]->row.fsm.state]++;
+        count[fleet_srv_stored_fsm(f->srvs[i])->state]++;
     buf_printf(out, "# HELP rescued_servers Servers per state.\n"
                     "# TYPE rescued_servers gauge\n");
     for (int i = 0; i < FSM_NSTATES; i++)
@@ -235,4 +237,20 @@ fleet_metrics(struct fleet *f, struct buf *out)
                "rescued_lease_changes_total %llu\n",
                f->facility, f->node, f->active,
                (unsigned long long)f->lease_changes);
+    const struct loop_stats *ls = loop_stats(f->loop);
+    buf_printf(out,
+               "# HELP rescued_loop_stalls_total Callbacks that held the "
+               "event loop %d ms or more (consoles and the boot path "
+               "waited).\n"
+               "# TYPE rescued_loop_stalls_total counter\n"
+               "rescued_loop_stalls_total %llu\n"
+               "# HELP rescued_loop_longest_stall_ms The longest of them.\n"
+               "# TYPE rescued_loop_longest_stall_ms gauge\n"
+               "rescued_loop_longest_stall_ms %lld\n"
+               "# HELP rescued_store_waiting_ms How long the oldest write "
+               "not yet answered by the store has waited.\n"
+               "# TYPE rescued_store_waiting_ms gauge\n"
+               "rescued_store_waiting_ms %lld\n",
+               LOOP_STALL_MS, (unsigned long long)ls->stalls,
+               (long long)ls->longest_ms, (long long)store_waiting_ms(f->st));
 }

@@ -1,4 +1,5 @@
 #include "loop.h"
+#include "log.h"
 #include "util.h"
 
 #include <errno.h>
@@ -29,7 +30,28 @@ struct loop {
     struct timer *heap; /* min-heap on due */
     size_t nheap, capheap;
     uint64_t next_id;
+    struct loop_stats stats;
 };
+
+/* One callback that held the loop past LOOP_STALL_MS: counted, and
+ * logged (at most once per LOOP_STALL_LOG_MS), since everything else
+ * (consoles, the boot path, the API) waited for it. */
+static void
+account(struct loop *l, int64_t start, const char *what)
+{
+    int64_t took = now_mono_ms() - start;
+    if (took < LOOP_STALL_MS)
+        return;
+    l->stats.stalls++;
+    if (took > l->stats.longest_ms)
+        l->stats.longest_ms = took;
+    if (!l->stats.logged_ms || start - l->stats.logged_ms >= LOOP_STALL_LOG_MS) {
+        log_warnx("loop: one %s callback held the loop for %lld ms (%llu "
+                  "times so far)",
+                  what, (long long)took, (unsigned long long)l->stats.stalls);
+        l->stats.logged_ms = start;
+    }
+}
 
 struct loop *
 loop_new(void)
@@ -196,7 +218,9 @@ run_timers(struct loop *l)
     while (l->nheap > 0 && l->heap[0].due <= now) {
         struct timer t = l->heap[0];
         heap_remove_at(l, 0);
+        int64_t start = now_mono_ms();
         int64_t next = t.cb(l, t.arg);
+        account(l, start, "timer");
         if (next >= 0) {
             /* Keep the id so the owner's handle stays valid. */
             t.due = now + next;
@@ -233,7 +257,9 @@ loop_run_once(struct loop *l, int max_wait_ms)
         int fd = evs[i].data.fd;
         if (fd >= l->nw || !l->w[fd].active || l->w[fd].gen != gens[i])
             continue;
+        int64_t start = now_mono_ms();
         l->w[fd].cb(l, fd, evs[i].events, l->w[fd].arg);
+        account(l, start, "fd");
     }
     run_timers(l);
     return 0;
@@ -249,6 +275,12 @@ loop_run(struct loop *l)
             return r;
     }
     return 0;
+}
+
+const struct loop_stats *
+loop_stats(const struct loop *l)
+{
+    return &l->stats;
 }
 
 void

@@ -38,4 +38,15 @@ int loop_run(struct loop *l);
 int loop_run_once(struct loop *l, int max_wait_ms);
 void loop_stop(struct loop *l);
 
+/* Callbacks that held the loop LOOP_STALL_MS or more (a blocking call: a
+ * slow store, a slow disk): how many, and the longest.  For /metrics. */
+#define LOOP_STALL_MS 500
+#define LOOP_STALL_LOG_MS 10000
+struct loop_stats {
+    uint64_t stalls;
+    int64_t longest_ms;
+    int64_t logged_ms; /* the last stall logged, monotonic; 0: none */
+};
+const struct loop_stats *loop_stats(const struct loop *l);
+
 #endif

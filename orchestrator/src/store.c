@@ -275,3 +275,72 @@ store_feed_notify(struct store *st, store_feed_cb *cb, void *arg)
 {
     return st->ops->feed_notify ? st->ops->feed_notify(st, cb, arg) : -ENOTSUP;
 }
+
+void
+store_transition_async(struct store *st, const char *id,
+                       const struct server_row *row, enum fsm_state from,
+                       const char *why, store_done_cb *cb, void *arg)
+{
+    if (st->ops->transition_async) {
+        st->ops->transition_async(st, id, row, from, why, cb, arg);
+        return;
+    }
+    int64_t rc = st->ops->transition(st, id, row, from, why);
+    if (cb)
+        cb(arg, rc);
+}
+
+void
+store_save_server_async(struct store *st, const char *id,
+                        const struct server_row *row, store_done_cb *cb,
+                        void *arg)
+{
+    if (st->ops->save_server_async) {
+        st->ops->save_server_async(st, id, row, cb, arg);
+        return;
+    }
+    int64_t rc = st->ops->save_server(st, id, row);
+    if (cb)
+        cb(arg, rc);
+}
+
+void
+store_append_event_async(struct store *st, const char *server,
+                         const char *kind, const char *actor,
+                         const char *message, store_done_cb *cb, void *arg)
+{
+    if (st->ops->append_event_async) {
+        st->ops->append_event_async(st, server, kind, actor, message, cb, arg);
+        return;
+    }
+    int64_t rc = st->ops->append_event(st, server, kind, actor, message);
+    if (cb)
+        cb(arg, rc);
+}
+
+void
+store_lease_take_async(struct store *st, const char *facility,
+                       const char *node, int64_t ttl_ms, int64_t now_ms,
+                       store_lease_cb *cb, void *arg)
+{
+    if (st->ops->lease_take_async) {
+        st->ops->lease_take_async(st, facility, node, ttl_ms, now_ms, cb, arg);
+        return;
+    }
+    struct store_lease l = {0};
+    int rc = store_lease_take(st, facility, node, ttl_ms, now_ms, &l);
+    if (cb)
+        cb(arg, rc, &l);
+}
+
+int64_t
+store_waiting_ms(const struct store *st)
+{
+    return st->ops->waiting_ms ? st->ops->waiting_ms(st) : 0;
+}
+
+int
+store_flush(struct store *st)
+{
+    return st->ops->flush ? st->ops->flush(st) : 0;
+}

@@ -207,4 +207,44 @@ int64_t store_feed_head(struct store *st);
  * (sqlite): the caller polls store_feed_head on a timer.  [none] */
 int store_feed_notify(struct store *st, store_feed_cb *cb, void *arg);
 
+/* --- asynchronous writes: the loop's hot path ---------------------------
+ * The same writes as store_transition, store_save_server,
+ * store_append_event and store_lease_take, for a caller that must not
+ * wait on a network: cb(arg, ...) runs exactly once, with what the
+ * blocking call would have returned (a transition or an event: its id;
+ * the lease: taken or not, and the holder), once the write is committed
+ * or has failed (store_last_error says why; -ECANCELED: the store was
+ * closed first).  Each copies what it needs; cb may be NULL.
+ *   sqlite, or no loop attached, or inside a batch: the blocking call,
+ *     cb run before the call returns (the write is local);
+ *   PostgreSQL with a loop: queued on the connection, sent in the order
+ *     asked, and cb runs from the loop when the server answers.  Each
+ *     write is bounded (2 s from when it was asked, as a blocking call);
+ *     past it, or when the connection is lost, it and every write queued
+ *     behind it fail.  A blocking call made meanwhile first waits for the
+ *     queue, within its own bound, so it sees what was asked before it.
+ *     With the database down, cb runs at once with the reason.
+ * cb may run before the call returns in every case: a caller does its
+ * part of the work in cb, not after the call. */
+void store_transition_async(struct store *st, const char *id,
+                            const struct server_row *row, enum fsm_state from,
+                            const char *why, store_done_cb *cb, void *arg);
+void store_save_server_async(struct store *st, const char *id,
+                             const struct server_row *row, store_done_cb *cb,
+                             void *arg);
+void store_append_event_async(struct store *st, const char *server,
+                              const char *kind, const char *actor,
+                              const char *message, store_done_cb *cb,
+                              void *arg);
+void store_lease_take_async(struct store *st, const char *facility,
+                            const char *node, int64_t ttl_ms, int64_t now_ms,
+                            store_lease_cb *cb, void *arg);
+/* How long the oldest write asked and not yet answered has waited, in ms
+ * (0: none; always 0 with sqlite): a caller about to make a blocking call
+ * that can wait (a periodic read) puts it off while the store is slow. */
+int64_t store_waiting_ms(const struct store *st);
+/* Wait (bounded, as a blocking call) until every write asked is answered,
+ * their callbacks run: before the asker goes away.  0 or -EIO. */
+int store_flush(struct store *st);
+
 #endif

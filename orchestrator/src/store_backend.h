@@ -81,6 +81,25 @@ struct store_ops {
     int (*action_done)(struct store *st, int64_t id);
     int64_t (*feed_head)(struct store *st);
     int (*feed_notify)(struct store *st, store_feed_cb *cb, void *arg);
+    /* Optional: the asynchronous writes (store.h).  NULL: store.c runs
+     * the blocking op and cb at once.  A backend that has them may still
+     * run one inline (no loop, a batch) and call cb before returning. */
+    void (*transition_async)(struct store *st, const char *id,
+                             const struct server_row *row,
+                             enum fsm_state from, const char *why,
+                             store_done_cb *cb, void *arg);
+    void (*save_server_async)(struct store *st, const char *id,
+                              const struct server_row *row, store_done_cb *cb,
+                              void *arg);
+    void (*append_event_async)(struct store *st, const char *server,
+                               const char *kind, const char *actor,
+                               const char *message, store_done_cb *cb,
+                               void *arg);
+    void (*lease_take_async)(struct store *st, const char *facility,
+                             const char *node, int64_t ttl_ms, int64_t now_ms,
+                             store_lease_cb *cb, void *arg);
+    int64_t (*waiting_ms)(const struct store *st);
+    int (*flush)(struct store *st);
 };
 
 /* The first member of every backend's struct. */

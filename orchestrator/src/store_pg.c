@@ -95,6 +95,15 @@ struct pg_store {
     uint64_t listen_timer;
     store_feed_cb *feed_cb;
     void *feed_arg;
+    /* The asynchronous writes (store.h): queued, the head sent when
+     * job_out; the connection's socket watched meanwhile (conn_fd). */
+    struct pg_job *jobs, **jobs_tail;
+    bool job_out;
+    int conn_fd; /* -1 */
+    uint64_t job_timer;
+    /* Failed with the connection, answered from failed_timer. */
+    struct pg_job *failed;
+    uint64_t failed_timer;
 };
 
 static struct pg_store *
@@ -167,9 +176,13 @@ pg_fail(struct pg_store *st, const char *what, const char *msg)
  * timeout): drop it; the next call reconnects. */
 static void reconnect_later(struct pg_store *st);
 
+static void jobs_fail_all(struct pg_store *st);
+
 static void
 pg_drop(struct pg_store *st)
 {
+    if (st->loop)
+        jobs_fail_all(st); /* unwatches the socket before it closes */
     PQfinish(st->conn);
     st->conn = NULL;
     if (st->in_batch)
@@ -425,10 +438,15 @@ pg_reconnect(struct pg_store *st, const char *what)
  * protocol, several statements) and wait for all of its results, up to
  * the call's bound.  The result to read (the first failure, else the
  * last), or NULL with -EIO's reason recorded. */
+static int jobs_drain(struct pg_store *st, int64_t deadline);
+
 static PGresult *
 pg_query(struct pg_store *st, const char *what, const char *sql,
          const struct pgargs *a)
 {
+    /* The writes asked before this call go first (their order). */
+    if (st->jobs && jobs_drain(st, now_mono_ms() + st->timeout_ms) < 0)
+        return NULL;
     /* A server that went away since the last call (a restart) has closed
      * the socket: notice it before sending, when nothing is in doubt yet,
      * and connect again at once. */
@@ -548,6 +566,354 @@ get_text(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/* --- asynchronous writes on the loop (store.h) ----------------------------
+ * A write asked with a loop attached is a job: its statement and a copy of
+ * its parameters, queued on the connection.  The head is sent with
+ * PQsendQueryParams, the connection's socket watched on the loop while it
+ * is out, and its answer read there with PQconsumeInput / PQgetResult;
+ * then the next is sent.  One at a time keeps the order asked and the
+ * statements' own atomicity (each is its own transaction).  A job not
+ * answered within the bound from when it was asked puts the connection in
+ * doubt, as a blocking call's timeout does: dropped, and every job queued
+ * fails.  The answers of failed jobs are told from a 0 ms timer, never
+ * from inside whichever call found the connection lost. */
+
+enum pg_job_kind {
+    JOB_RUN,   /* rows do not matter: 0 */
+    JOB_ID,    /* RETURNING id: the id */
+    JOB_LEASE, /* the lease statement: taken, holder, expiry */
+};
+
+struct pg_job {
+    struct pg_job *next;
+    enum pg_job_kind kind;
+    const char *what; /* for store_last_error: "storing transition" */
+    const char *sql;  /* static text */
+    int nargs;
+    char *argv[PG_MAX_ARGS]; /* owned copies; NULL is SQL NULL */
+    int64_t asked, deadline; /* monotonic ms */
+    PGresult *keep;          /* the first failure, else the last result */
+    store_done_cb *done;
+    store_lease_cb *lease_done;
+    void *arg;
+};
+
+static void
+job_free(struct pg_job *j)
+{
+    for (int i = 0; i < j->nargs; i++)
+        free(j->argv[i]);
+    PQclear(j->keep);
+    free(j);
+}
+
+/* Tell the asker: r is the job's result (NULL: it failed, and
+ * store_last_error says why; rc then is the errno). */
+static void
+job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
+{
+    struct store_lease l = {0};
+    int64_t v = rc;
+    if (r && j->kind == JOB_ID) {
+        v = PQntuples(r) > 0 ? get_int(r, 0, 0) : 0;
+        if (v <= 0)
+            v = pg_fail(st, j->what, "no id returned");
+    } else if (r && j->kind == JOB_LEASE) {
+        v = 0;
+        if (PQntuples(r) > 0) {
+            const char *h = get_text(r, 0, 0);
+            strlcpy_s(l.holder, h ? h : "", sizeof(l.holder));
+            l.expires_ms = get_int(r, 0, 1);
+            v = strcmp(get_text(r, 0, 2) ? get_text(r, 0, 2) : "", "t") == 0;
+        }
+    } else if (r) {
+        v = 0;
+    }
+    if (j->kind == JOB_LEASE) {
+        if (j->lease_done)
+            j->lease_done(j->arg, (int)v, &l);
+    } else if (j->done) {
+        j->done(j->arg, v);
+    }
+}
+
+static void jobs_unwatch(struct pg_store *st);
+static void jobs_send(struct pg_store *st);
+
+/* Every job queued fails (the connection went), answered from the loop. */
+static int64_t
+jobs_failed_fire(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    st->failed_timer = 0;
+    struct pg_job *j;
+    while ((j = st->failed)) {
+        st->failed = j->next;
+        job_answer(st, j, NULL, -EIO);
+        job_free(j);
+    }
+    return -1;
+}
+
+static void
+jobs_fail_all(struct pg_store *st)
+{
+    jobs_unwatch(st);
+    loop_del_timer(st->loop, st->job_timer);
+    st->job_timer = 0;
+    st->job_out = false;
+    if (!st->jobs)
+        return;
+    struct pg_job **tail = &st->failed;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = st->jobs;
+    st->jobs = NULL;
+    st->jobs_tail = &st->jobs;
+    if (!st->failed_timer)
+        st->failed_timer = loop_add_timer(st->loop, 0, jobs_failed_fire, st);
+}
+
+static void
+jobs_unwatch(struct pg_store *st)
+{
+    if (st->conn_fd >= 0)
+        loop_del_fd(st->loop, st->conn_fd);
+    st->conn_fd = -1;
+}
+
+/* The head job's bound passed: what the server did with it is unknown. */
+static int64_t
+job_expired(struct loop *l, void *arg)
+{
+    (void)l;
+    struct pg_store *st = arg;
+    st->job_timer = 0;
+    char t[80];
+    snprintf(t, sizeof(t), "database unreachable: no answer within %d ms",
+             st->timeout_ms);
+    const char *what = st->jobs ? st->jobs->what : "writing";
+    pg_drop(st);
+    pg_fail(st, what, t);
+    return -1;
+}
+
+/* The head job is answered: off the queue, told, the next one sent. */
+static void
+job_finished(struct pg_store *st)
+{
+    struct pg_job *j = st->jobs;
+    st->jobs = j->next;
+    if (!st->jobs)
+        st->jobs_tail = &st->jobs;
+    st->job_out = false;
+    loop_del_timer(st->loop, st->job_timer);
+    st->job_timer = 0;
+    PGresult *r = j->keep;
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        job_answer(st, j, r, 0);
+    } else {
+        pg_fail(st, j->what,
+                r ? PQresultErrorMessage(r) : "no result from the server");
+        job_answer(st, j, NULL, -EIO);
+    }
+    job_free(j);
+    if (!st->jobs)
+        jobs_unwatch(st);
+    jobs_send(st);
+}
+
+/* Read what the server sent for the head job: 1 when it is answered,
+ * 0 when more is to come, -1 when the connection was lost (dropped). */
+static int
+jobs_read(struct pg_store *st)
+{
+    PGconn *c = st->conn;
+    if (!PQconsumeInput(c)) {
+        char l[300];
+        snprintf_utf8(l, sizeof(l), "database unreachable: %s",
+                      PQerrorMessage(c));
+        const char *what = st->jobs ? st->jobs->what : "writing";
+        pg_drop(st);
+        pg_fail(st, what, l);
+        return -1;
+    }
+    struct pg_job *j = st->jobs;
+    while (j && st->job_out && !PQisBusy(c)) {
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            return 1;
+        ExecStatusType ks = j->keep ? PQresultStatus(j->keep) : PGRES_COMMAND_OK;
+        if (ks == PGRES_COMMAND_OK || ks == PGRES_TUPLES_OK) {
+            PQclear(j->keep);
+            j->keep = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    return 0;
+}
+
+static void
+conn_fd_cb(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    struct pg_store *st = arg;
+    if (!st->conn || !st->job_out)
+        return;
+    if (events & EPOLLOUT) {
+        int f = PQflush(st->conn);
+        if (f == 0)
+            loop_mod_fd(st->loop, st->conn_fd, EPOLLIN);
+    }
+    if (jobs_read(st) == 1)
+        job_finished(st);
+}
+
+/* Send the head job if none is out; the connection is up. */
+static void
+jobs_send(struct pg_store *st)
+{
+    struct pg_job *j = st->jobs;
+    if (!j || st->job_out || !st->conn)
+        return;
+    PGconn *c = st->conn;
+    if (!PQsendQueryParams(c, j->sql, j->nargs, NULL,
+                           (const char *const *)j->argv, NULL, NULL, 0)) {
+        char l[300];
+        snprintf_utf8(l, sizeof(l), "database unreachable: %s",
+                      PQerrorMessage(c));
+        pg_drop(st);
+        pg_fail(st, j->what, l);
+        return;
+    }
+    st->job_out = true;
+    int f = PQflush(c);
+    uint32_t ev = EPOLLIN | (f == 1 ? EPOLLOUT : 0);
+    if (st->conn_fd < 0) {
+        if (loop_add_fd(st->loop, PQsocket(c), ev, conn_fd_cb, st) == 0)
+            st->conn_fd = PQsocket(c);
+    } else {
+        loop_mod_fd(st->loop, st->conn_fd, ev);
+    }
+    int64_t left = j->deadline - now_mono_ms();
+    st->job_timer =
+        loop_add_timer(st->loop, left > 0 ? left : 0, job_expired, st);
+}
+
+/* Before a blocking call: wait for the jobs queued before it (its order),
+ * within its bound; 0, or -EIO when the bound passed or the connection
+ * was lost (dropped, every job failed). */
+static int
+jobs_drain(struct pg_store *st, int64_t deadline)
+{
+    while (st->jobs && st->conn) {
+        if (!st->job_out) {
+            jobs_send(st);
+            continue;
+        }
+        short ev = POLLIN | (PQflush(st->conn) == 1 ? POLLOUT : 0);
+        if (wait_sock(st->conn, ev, deadline) < 0) {
+            const char *what = st->jobs->what;
+            pg_drop(st);
+            char t[80];
+            snprintf(t, sizeof(t),
+                     "database unreachable: no answer within %d ms",
+                     st->timeout_ms);
+            pg_fail(st, what, t);
+            return -EIO;
+        }
+        int r = jobs_read(st);
+        if (r < 0)
+            return -EIO;
+        if (r == 1)
+            job_finished(st);
+    }
+    return st->conn ? 0 : -EIO;
+}
+
+/* Queue a write (sync when the store cannot: no loop, a batch). */
+static void
+job_submit(struct pg_store *st, enum pg_job_kind kind, const char *what,
+           const char *sql, const struct pgargs *a, store_done_cb *done,
+           store_lease_cb *lease_done, void *arg)
+{
+    struct pg_job *j = xcalloc(1, sizeof(*j));
+    j->kind = kind;
+    j->what = what;
+    j->sql = sql;
+    j->nargs = a->n;
+    for (int i = 0; i < a->n; i++)
+        j->argv[i] = a->v[i] ? xstrdup(a->v[i]) : NULL;
+    j->done = done;
+    j->lease_done = lease_done;
+    j->arg = arg;
+    j->asked = now_mono_ms();
+    j->deadline = j->asked + st->timeout_ms;
+    if (!st->loop || st->in_batch) {
+        /* Nothing to wait on but the call itself: the blocking one. */
+        PGresult *r = pg_query(st, what, sql, a);
+        job_answer(st, j, r, -EIO);
+        PQclear(r);
+        job_free(j);
+        return;
+    }
+    /* A server that went away since the last write (a restart) has
+     * closed the socket: noticed now, before anything is in doubt. */
+    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
+                       .events = POLLIN};
+    if (st->conn && !st->jobs && poll(&p, 1, 0) > 0 &&
+        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD))
+        pg_drop(st);
+    if (!st->conn && pg_reconnect(st, what) < 0) {
+        job_answer(st, j, NULL, -EIO);
+        job_free(j);
+        return;
+    }
+    *st->jobs_tail = j;
+    st->jobs_tail = &j->next;
+    jobs_send(st);
+}
+
+static int
+pgs_flush(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    int rc = st->jobs ? jobs_drain(st, now_mono_ms() + st->timeout_ms) : 0;
+    if (st->loop && st->failed) {
+        loop_del_timer(st->loop, st->failed_timer);
+        jobs_failed_fire(st->loop, st);
+    }
+    return rc;
+}
+
+static int64_t
+pgs_waiting_ms(const struct store *base)
+{
+    const struct pg_store *st = (const struct pg_store *)base;
+    return st->jobs ? now_mono_ms() - st->jobs->asked : 0;
+}
+
+/* At close: whoever still waits hears -ECANCELED. */
+static void
+jobs_cancel(struct pg_store *st)
+{
+    if (!st->loop)
+        return;
+    jobs_fail_all(st);
+    loop_del_timer(st->loop, st->failed_timer);
+    st->failed_timer = 0;
+    struct pg_job *j;
+    while ((j = st->failed)) {
+        st->failed = j->next;
+        job_answer(st, j, NULL, -ECANCELED);
+        job_free(j);
+    }
+}
+
 /* --- open, migrate, close ------------------------------------------------ */
 
 /* Under one transaction-scoped advisory lock: two nodes starting at once
@@ -643,6 +1009,8 @@ pgs_open(const struct uri_store *u, const char *data_dir, char *err,
     st->base.ops = &store_pg_ops;
     st->pending_fd = -1;
     st->listen_fd = -1;
+    st->conn_fd = -1;
+    st->jobs_tail = &st->jobs;
     st->url = xstrdup(u->url);
     st->name = redact(u->url);
     st->timeout_ms = PG_OPEN_TIMEOUT_MS;
@@ -666,6 +1034,7 @@ static void
 pgs_close(struct store *base)
 {
     struct pg_store *st = pg(base);
+    jobs_cancel(st);
     if (st->loop) {
         loop_del_timer(st->loop, st->retry_timer);
         pending_free(st);
@@ -849,25 +1218,78 @@ returning_id(struct pg_store *st, const char *what, const char *sql,
     "l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" FEED_LOCK_KEY "),"      \
     " pg_notify('" FEED_CHANNEL "', ''))"
 
+/* One statement: the row and its event commit together or not at all. */
+#define TRANSITION_SQL                                                         \
+    "WITH s AS (" SERVER_UPSERT "), " FEED_LOCK                                \
+    " INSERT INTO events (id, server, at_ms, kind,"                            \
+    " from_state, to_state, actor, message)"                                   \
+    " SELECT nextval('events_id_seq'), $1, $11,"                               \
+    " 'transition', $17, $18, 'rescued', $19 FROM l"                           \
+    " RETURNING id"
+
+static void transition_args(struct pgargs *a, const char *id,
+                            const struct server_row *row, enum fsm_state from,
+                            const char *why, char *le, size_t lelen);
+
 static int64_t
 pgs_transition(struct store *base, const char *id, const struct server_row *row,
                enum fsm_state from, const char *why)
 {
     struct pgargs a = {0};
     char le[sizeof(row->fsm.last_error)];
+    transition_args(&a, id, row, from, why, le, sizeof(le));
+    return returning_id(pg(base), "storing transition", TRANSITION_SQL, &a);
+}
+
+static void
+transition_args(struct pgargs *a, const char *id, const struct server_row *row,
+                enum fsm_state from, const char *why, char *le, size_t lelen)
+{
+    server_args(a, id, row, le, lelen);
+    arg_text(a, fsm_state_name(from));
+    arg_text(a, fsm_state_name(row->fsm.state));
+    arg_text(a, why ? why : "");
+}
+
+static void
+pgs_transition_async(struct store *base, const char *id,
+                     const struct server_row *row, enum fsm_state from,
+                     const char *why, store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    char le[sizeof(row->fsm.last_error)];
+    transition_args(&a, id, row, from, why, le, sizeof(le));
+    job_submit(pg(base), JOB_ID, "storing transition", TRANSITION_SQL, &a, cb,
+               NULL, arg);
+}
+
+static void
+pgs_save_server_async(struct store *base, const char *id,
+                      const struct server_row *row, store_done_cb *cb,
+                      void *arg)
+{
+    struct pgargs a = {0};
+    char le[sizeof(row->fsm.last_error)];
     server_args(&a, id, row, le, sizeof(le));
-    arg_text(&a, fsm_state_name(from));
-    arg_text(&a, fsm_state_name(row->fsm.state));
-    arg_text(&a, why ? why : "");
-    /* One statement: the row and its event commit together or not at all. */
-    return returning_id(pg(base), "storing transition",
-                        "WITH s AS (" SERVER_UPSERT "), " FEED_LOCK
-                        " INSERT INTO events (id, server, at_ms, kind,"
-                        " from_state, to_state, actor, message)"
-                        " SELECT nextval('events_id_seq'), $1, $11,"
-                        " 'transition', $17, $18, 'rescued', $19 FROM l"
-                        " RETURNING id",
-                        &a);
+    job_submit(pg(base), JOB_RUN, "saving server", SERVER_UPSERT, &a, cb, NULL,
+               arg);
+}
+
+#define APPEND_EVENT_SQL                                                       \
+    "WITH " FEED_LOCK                                                          \
+    " INSERT INTO events (id, server, at_ms, kind, actor,"                     \
+    " message) SELECT nextval('events_id_seq'), $1, $2,"                       \
+    " $3, $4, $5 FROM l RETURNING id"
+
+static void
+event_args(struct pgargs *a, const char *server, const char *kind,
+           const char *actor, const char *message)
+{
+    arg_text(a, server);
+    arg_int(a, now_wall_ms());
+    arg_text(a, kind);
+    arg_text(a, actor ? actor : "");
+    arg_text(a, message ? message : "");
 }
 
 static int64_t
@@ -875,17 +1297,19 @@ pgs_append_event(struct store *base, const char *server, const char *kind,
                  const char *actor, const char *message)
 {
     struct pgargs a = {0};
-    arg_text(&a, server);
-    arg_int(&a, now_wall_ms());
-    arg_text(&a, kind);
-    arg_text(&a, actor ? actor : "");
-    arg_text(&a, message ? message : "");
-    return returning_id(pg(base), "appending event",
-                        "WITH " FEED_LOCK
-                        " INSERT INTO events (id, server, at_ms, kind, actor,"
-                        " message) SELECT nextval('events_id_seq'), $1, $2,"
-                        " $3, $4, $5 FROM l RETURNING id",
-                        &a);
+    event_args(&a, server, kind, actor, message);
+    return returning_id(pg(base), "appending event", APPEND_EVENT_SQL, &a);
+}
+
+static void
+pgs_append_event_async(struct store *base, const char *server,
+                       const char *kind, const char *actor,
+                       const char *message, store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    event_args(&a, server, kind, actor, message);
+    job_submit(pg(base), JOB_ID, "appending event", APPEND_EVENT_SQL, &a, cb,
+               NULL, arg);
 }
 
 #define EVENT_COLUMNS                                                          \
@@ -1202,52 +1626,71 @@ pgs_session_expire(struct store *base, int64_t now_ms)
 
 /* One statement: the upsert's WHERE is store.h's rule (free, lapsed, or
  * the node's own), and since_ms moves only when the holder changes.  Not
- * taken: the holder as it stands, read after. */
+ * taken, the holder as it stood (the upsert's CTE sees the table before
+ * it): one row either way, holder, expiry, taken. */
+#define LEASE_SQL                                                              \
+    "WITH t AS (INSERT INTO leases AS o (facility, holder, expires_ms,"        \
+    " since_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (facility) DO UPDATE"      \
+    " SET holder = $2, expires_ms = $3, since_ms = CASE WHEN o.holder = $2"    \
+    " THEN o.since_ms ELSE $4 END"                                             \
+    " WHERE o.holder = $2 OR o.expires_ms <= $4"                               \
+    " RETURNING holder, expires_ms)"                                           \
+    " SELECT holder, expires_ms, true FROM t UNION ALL"                        \
+    " SELECT holder, expires_ms, false FROM leases WHERE facility = $1"        \
+    " AND NOT EXISTS (SELECT 1 FROM t)"
+
+static void
+lease_args(struct pgargs *a, const char *facility, const char *node,
+           int64_t ttl_ms, int64_t now_ms)
+{
+    arg_text(a, facility);
+    arg_text(a, node);
+    arg_int(a, now_ms + ttl_ms);
+    arg_int(a, now_ms);
+}
+
+/* The blocking take answers through the same parse (job_answer). */
+struct lease_got {
+    int rc;
+    struct store_lease l;
+};
+
+static void
+lease_got(void *arg, int rc, const struct store_lease *l)
+{
+    struct lease_got *g = arg;
+    g->rc = rc;
+    g->l = *l;
+}
+
 static int
 pgs_lease_take(struct store *base, const char *facility, const char *node,
                int64_t ttl_ms, int64_t now_ms, struct store_lease *out)
 {
     struct pg_store *st = pg(base);
     struct pgargs a = {0};
-    struct store_lease l = {0};
-    arg_text(&a, facility);
-    arg_text(&a, node);
-    arg_int(&a, now_ms + ttl_ms);
-    arg_int(&a, now_ms);
-    PGresult *r = pg_query(
-        st, "taking lease",
-        "INSERT INTO leases AS o (facility, holder, expires_ms, since_ms)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (facility) DO UPDATE"
-        " SET holder = $2, expires_ms = $3, since_ms = CASE WHEN o.holder = $2"
-        " THEN o.since_ms ELSE $4 END"
-        " WHERE o.holder = $2 OR o.expires_ms <= $4"
-        " RETURNING holder, expires_ms",
-        &a);
-    if (!r)
-        return -EIO;
-    int taken = PQntuples(r) > 0;
+    lease_args(&a, facility, node, ttl_ms, now_ms);
+    PGresult *r = pg_query(st, "taking lease", LEASE_SQL, &a);
+    struct pg_job j = {.kind = JOB_LEASE, .what = "taking lease"};
+    struct lease_got g = {.rc = -EIO};
+    j.lease_done = lease_got;
+    j.arg = &g;
+    job_answer(st, &j, r, -EIO);
     PQclear(r);
-    if (!taken) {
-        struct pgargs b = {0};
-        arg_text(&b, facility);
-        if (!(r = pg_query(st, "reading lease",
-                           "SELECT holder, expires_ms FROM leases"
-                           " WHERE facility = $1",
-                           &b)))
-            return -EIO;
-        if (PQntuples(r) > 0) {
-            const char *h = get_text(r, 0, 0);
-            strlcpy_s(l.holder, h ? h : "", sizeof(l.holder));
-            l.expires_ms = get_int(r, 0, 1);
-        }
-        PQclear(r);
-    } else {
-        strlcpy_s(l.holder, node, sizeof(l.holder));
-        l.expires_ms = now_ms + ttl_ms;
-    }
     if (out)
-        *out = l;
-    return taken;
+        *out = g.l;
+    return g.rc;
+}
+
+static void
+pgs_lease_take_async(struct store *base, const char *facility,
+                     const char *node, int64_t ttl_ms, int64_t now_ms,
+                     store_lease_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    lease_args(&a, facility, node, ttl_ms, now_ms);
+    job_submit(pg(base), JOB_LEASE, "taking lease", LEASE_SQL, &a, NULL, cb,
+               arg);
 }
 
 static int
@@ -1492,4 +1935,10 @@ const struct store_ops store_pg_ops = {
     .action_done = pgs_action_done,
     .feed_head = pgs_feed_head,
     .feed_notify = pgs_feed_notify,
+    .transition_async = pgs_transition_async,
+    .save_server_async = pgs_save_server_async,
+    .append_event_async = pgs_append_event_async,
+    .lease_take_async = pgs_lease_take_async,
+    .waiting_ms = pgs_waiting_ms,
+    .flush = pgs_flush,
 };

@@ -83,5 +83,8 @@ struct store_action {
 
 /* The store tells its follower that the change feed may have moved. */
 typedef void store_feed_cb(void *arg);
+/* The asynchronous writes' answers (store.h). */
+typedef void store_done_cb(void *arg, int64_t rc);
+typedef void store_lease_cb(void *arg, int rc, const struct store_lease *l);
 
 #endif

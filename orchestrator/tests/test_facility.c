@@ -669,7 +669,9 @@ test_action_through_another_facility(void **state)
     assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
                                          "127.0.0.1", false, err, sizeof(err)),
                      0);
-    /* ams answers what the store has now, not its last look at the feed. */
+    /* ams answers what the store has now, not its last look at the feed
+     * (fra's change stored: a network store answers later). */
+    assert_int_equal(store_flush(fra->st), 0);
     assert_string_equal(json_field(ams, "srv1", "state"), "rescue_booting");
 
     /* The ams node has no driver of fra's servers. */
@@ -721,6 +723,44 @@ test_standby_takes_over(void **state)
     assert_true(wait_state(ns, ams, "srv1", "exiting"));
     assert_int_equal(transitions_into(standby->st, "srv1", "rescue_requested"),
                      1);
+}
+
+/* Two boot-path fetches back to back, before the store has answered the
+ * first one's change (a network store answers from the loop): the second
+ * waits for it and is applied to the stored state, so both changes are
+ * stored once each, in order, and the stream tells them in that order. */
+static void
+test_inputs_wait_for_the_step_before(void **state)
+{
+    struct nodes *ns = *state;
+    char err[512] = "";
+    node_start(ns, 0, "fra-1", "fra");
+    struct node *fra = &ns->n[0];
+    assert_int_equal(act_on(fra, "srv1", FSM_EV_RESCUE, err, sizeof(err)), 0);
+    assert_true(wait_state(ns, fra, "srv1", "rebooting"));
+    char token[65];
+    assert_int_equal(
+        store_token_of_server(fra->st, "srv1", token, sizeof(token)), 0);
+    struct buf script = {0};
+    assert_int_equal(fleet_boot_script(fra->fleet, "52:54:00:00:00:01",
+                                       "127.0.0.1", false, &script),
+                     0);
+    buf_free(&script);
+    assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
+                                         "127.0.0.1", false, err, sizeof(err)),
+                     0);
+    assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
+    assert_true(tu_until_text(5000, &fra->seen,
+                              "srv1:rebooting>pxe_booting\n"
+                              "srv1:pxe_booting>rescue_booting\n",
+                              tu_loop_turn, ns->e->loop));
+    assert_int_equal(store_flush(fra->st), 0);
+    assert_int_equal(transitions_into(fra->st, "srv1", "pxe_booting"), 1);
+    assert_int_equal(transitions_into(fra->st, "srv1", "rescue_booting"), 1);
+    struct server_row row;
+    assert_int_equal(store_load_server(fra->st, "srv1", &row), 0);
+    assert_int_equal(row.fsm.state, FSM_RESCUE_BOOTING);
+    server_row_clear(&row);
 }
 
 /* A holder died with two actions of srv1 taken: the first applied (its
@@ -832,6 +872,8 @@ main(void)
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_standby_takes_over, nodes_setup,
                                         nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_inputs_wait_for_the_step_before,
+                                        nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_reload_moves_servers, nodes_setup,

@@ -66,23 +66,26 @@ clock_skip_s(int64_t s)
 
 /* --- the store's transitions, counted ------------------------------------ */
 
-/* Every store_transition fleet asks for, stored or not. */
+/* Every transition fleet asks the store for, stored or not. */
 static int transitions_asked;
 
-int64_t __real_store_transition(struct store *st, const char *id,
-                                const struct server_row *row,
-                                enum fsm_state from, const char *why);
-int64_t __wrap_store_transition(struct store *st, const char *id,
-                                const struct server_row *row,
-                                enum fsm_state from, const char *why);
+void __real_store_transition_async(struct store *st, const char *id,
+                                   const struct server_row *row,
+                                   enum fsm_state from, const char *why,
+                                   store_done_cb *cb, void *arg);
+void __wrap_store_transition_async(struct store *st, const char *id,
+                                   const struct server_row *row,
+                                   enum fsm_state from, const char *why,
+                                   store_done_cb *cb, void *arg);
 
-int64_t
-__wrap_store_transition(struct store *st, const char *id,
-                        const struct server_row *row, enum fsm_state from,
-                        const char *why)
+void
+__wrap_store_transition_async(struct store *st, const char *id,
+                              const struct server_row *row,
+                              enum fsm_state from, const char *why,
+                              store_done_cb *cb, void *arg)
 {
     transitions_asked++;
-    return __real_store_transition(st, id, row, from, why);
+    __real_store_transition_async(st, id, row, from, why, cb, arg);
 }
 
 /* --- the power driver double ---------------------------------------------- */

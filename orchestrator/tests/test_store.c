@@ -1477,6 +1477,227 @@ test_pg_wait_is_bounded(void **state)
     assert_int_equal(store_save_server(f->st, "srv2", &r), 0);
 }
 
+/* --- asynchronous writes (store.h) --------------------------------------- */
+
+/* The answers of asynchronous writes, in the order they came. */
+#define MAX_ANSWERS 16
+struct answers {
+    int n;
+    int64_t rc[MAX_ANSWERS];
+    int tag[MAX_ANSWERS];
+};
+
+struct ask {
+    struct answers *a;
+    int tag;
+};
+
+static void
+answered(void *arg, int64_t rc)
+{
+    struct ask *k = arg;
+    assert_true(k->a->n < MAX_ANSWERS);
+    k->a->rc[k->a->n] = rc;
+    k->a->tag[k->a->n] = k->tag;
+    k->a->n++;
+}
+
+static bool
+all_answered(struct loop *l, struct answers *a, int want, int64_t ms)
+{
+    int64_t deadline = now_mono_ms() + ms;
+    while (a->n < want && now_mono_ms() < deadline)
+        loop_run_once(l, 20);
+    return a->n == want;
+}
+
+struct lease_answer {
+    int rc;
+    struct store_lease l;
+    bool told;
+};
+
+static void
+lease_told(void *arg, int rc, const struct store_lease *l)
+{
+    struct lease_answer *la = arg;
+    la->rc = rc;
+    la->l = *l;
+    la->told = true;
+}
+
+/* Written in the order asked, answered in that order with what the
+ * blocking calls return (ids rising), and a blocking call made before the
+ * answers came sees every write asked before it. */
+static void
+test_async_writes_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct loop *l = loop_new();
+    store_attach_loop(f->st, l);
+    struct answers a = {0};
+    struct ask k[5];
+    for (int i = 0; i < 5; i++)
+        k[i] = (struct ask){&a, i};
+    struct server_row r, got;
+    row_fill(&r, FSM_RESCUE_REQUESTED, 1000);
+    store_transition_async(f->st, "srv1", &r, FSM_ACTIVE, "rescue asked",
+                           answered, &k[0]);
+    store_append_event_async(f->st, "srv1", "audit", "admin", "one", answered,
+                             &k[1]);
+    store_append_event_async(f->st, "srv1", "audit", "admin", "two", answered,
+                             &k[2]);
+    r.fsm.retries = 5;
+    store_save_server_async(f->st, "srv1", &r, answered, &k[3]);
+    store_append_event_async(f->st, "srv1", "audit", "admin", "three", NULL,
+                             NULL);
+    /* The blocking read waits for the queue: all four, in order. */
+    struct seen s = {0};
+    assert_int_equal(store_list_events(f->st, "srv1", 0, 0, collect, &s), 0);
+    assert_int_equal(s.n, 4);
+    assert_string_equal(s.kind[0], "transition");
+    assert_string_equal(s.message[1], "one");
+    assert_string_equal(s.message[2], "two");
+    assert_string_equal(s.message[3], "three");
+    assert_true(all_answered(l, &a, 4, 5000));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(a.tag[i], i);
+    assert_int_equal(a.rc[0], s.id[0]);
+    assert_int_equal(a.rc[1], s.id[1]);
+    assert_int_equal(a.rc[2], s.id[2]);
+    assert_int_equal(a.rc[3], 0);
+    assert_int_equal(store_load_server(f->st, "srv1", &got), 0);
+    assert_int_equal(got.fsm.state, FSM_RESCUE_REQUESTED);
+    assert_int_equal(got.fsm.retries, 5);
+    server_row_clear(&got);
+    assert_int_equal(store_waiting_ms(f->st), 0);
+
+    /* The lease, asked the same way. */
+    struct lease_answer la = {0};
+    store_lease_take_async(f->st, "fra", "fra-1", 10000, now_wall_ms(),
+                           lease_told, &la);
+    int64_t deadline = now_mono_ms() + 5000;
+    while (!la.told && now_mono_ms() < deadline)
+        loop_run_once(l, 20);
+    assert_true(la.told);
+    assert_int_equal(la.rc, 1);
+    assert_string_equal(la.l.holder, "fra-1");
+    la.told = false;
+    store_lease_take_async(f->st, "fra", "fra-2", 10000, now_wall_ms(),
+                           lease_told, &la);
+    deadline = now_mono_ms() + 5000;
+    while (!la.told && now_mono_ms() < deadline)
+        loop_run_once(l, 20);
+    assert_int_equal(la.rc, 0);
+    assert_string_equal(la.l.holder, "fra-1");
+    store_close(f->st);
+    f->st = NULL;
+    loop_free(l);
+}
+
+static int64_t
+tick(struct loop *l, void *arg)
+{
+    (void)l;
+    (*(int *)arg)++;
+    return 20;
+}
+
+/* A database that holds a write up (another session's lock) never holds
+ * the loop: the write returns at once, the loop goes on turning while it
+ * waits (a 20 ms ticker keeps ticking, no callback is counted as a stall),
+ * and after the bound it fails, with every write queued behind it, in
+ * order.  The store works again once the lock is gone; with the database
+ * down a write is answered at once.  Closed with writes queued, their
+ * askers hear -ECANCELED. */
+static void
+test_pg_async_hung_never_holds_loop(void **state)
+{
+    struct fixture *f = *state;
+    struct server_row r;
+    char err[256];
+    store_close(f->st);
+    store_pg_test_set_timeouts(600, 50);
+    f->st = store_open(pg_url, NULL, err, sizeof(err));
+    assert_non_null(f->st);
+    struct loop *l = loop_new();
+    store_attach_loop(f->st, l);
+    row_fill(&r, FSM_ACTIVE, 1000);
+    assert_int_equal(store_save_server(f->st, "srv1", &r), 0);
+
+    PGconn *locker = pg_raw();
+    PQclear(PQexec(locker, "BEGIN; LOCK TABLE servers IN ACCESS EXCLUSIVE"
+                           " MODE;"));
+    struct answers a = {0};
+    struct ask k[3] = {{&a, 0}, {&a, 1}, {&a, 2}};
+    int ticks = 0;
+    uint64_t ticker = loop_add_timer(l, 20, tick, &ticks);
+    store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
+    store_transition_async(f->st, "srv1", &r, FSM_ACTIVE, "x", answered,
+                           &k[1]);
+    store_append_event_async(f->st, "srv1", "audit", "admin", "y", answered,
+                             &k[2]);
+    assert_int_equal(a.n, 0); /* asked, not waited for */
+    assert_true(all_answered(l, &a, 3, 10000));
+    print_message("held-up async write failed after %d ticks of the loop "
+                  "(bound 600 ms, a tick every 20 ms)\n",
+                  ticks);
+    assert_true(ticks >= 10);
+    assert_int_equal(loop_stats(l)->stalls, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(a.tag[i], i);
+        assert_int_equal(a.rc[i], -EIO);
+    }
+    assert_non_null(strstr(store_last_error(f->st), "no answer within 600"));
+    PQclear(PQexec(locker, "ROLLBACK"));
+
+    /* Back: the loop reconnects, and a write is stored. */
+    a.n = 0;
+    int64_t deadline = now_mono_ms() + 10000;
+    while (now_mono_ms() < deadline) {
+        store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
+        assert_true(all_answered(l, &a, 1, 5000));
+        if (a.rc[0] == 0)
+            break;
+        a.n = 0;
+        loop_run_once(l, 50);
+    }
+    assert_int_equal(a.rc[0], 0);
+
+    /* Down: answered at once, with the reason. */
+    pg_ctl("stop");
+    store_load_server(f->st, "srv1", &(struct server_row){0});
+    a.n = 0;
+    store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.rc[0], -EIO);
+    assert_non_null(strstr(store_last_error(f->st), "database unreachable"));
+    pg_ctl("start");
+
+    /* Closed with a write queued (held up again): -ECANCELED. */
+    deadline = now_mono_ms() + 20000;
+    do {
+        a.n = 0;
+        loop_run_once(l, 50);
+        store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
+        all_answered(l, &a, 1, 5000);
+    } while (a.rc[0] != 0 && now_mono_ms() < deadline);
+    assert_int_equal(a.rc[0], 0);
+    PQclear(PQexec(locker, "BEGIN; LOCK TABLE servers IN ACCESS EXCLUSIVE"
+                           " MODE;"));
+    a.n = 0;
+    store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
+    assert_int_equal(a.n, 0);
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.rc[0], -ECANCELED);
+    PQclear(PQexec(locker, "ROLLBACK"));
+    PQfinish(locker);
+    loop_del_timer(l, ticker);
+    loop_free(l);
+}
+
 int
 main(void)
 {
@@ -1510,6 +1731,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_binding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_empty, teardown),
+        cmocka_unit_test_setup_teardown(test_async_writes_in_order, setup,
+                                        teardown),
     };
 
     /* The same cases on PostgreSQL: what holds for every backend. */
@@ -1533,6 +1756,8 @@ main(void)
         BOTH(test_pg_reconnects_on_the_loop),
         BOTH(test_pg_loop_connect_is_bounded),
         BOTH(test_pg_wait_is_bounded),
+        BOTH(test_async_writes_in_order),
+        BOTH(test_pg_async_hung_never_holds_loop),
     };
     pg_url = getenv("RESCUED_TEST_PG");
     pg_dir = getenv("RESCUED_TEST_PG_DIR");
