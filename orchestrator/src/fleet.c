@@ -72,11 +72,31 @@ publish(struct fleet *f, int64_t id, const char *server, const char *kind,
                              .to_state = to,
                              .actor = actor,
                              .message = msg};
-    if (id > f->feed_cursor + 1)
+    if (id > f->feed_cursor + 1) {
+        /* Another node's events come first; while the store is slow their
+         * read would wait on it: the feed tells this one too, later. */
+        if (store_waiting_ms(f->st) > 0) {
+            f->feed_pending = true;
+            return;
+        }
         feed_catch_up(f, id - 1);
+    }
     if (id > f->feed_cursor)
         f->feed_cursor = id;
     tell_subs(f, &ev);
+}
+
+static int feed_follow(struct fleet *f);
+
+/* A write of ours answered: a look at the feed put off while the store
+ * was slow happens now that nothing waits on it. */
+static void
+feed_resume(struct fleet *f)
+{
+    if (f->feed_pending && !f->stopping && store_waiting_ms(f->st) == 0) {
+        f->feed_pending = false;
+        feed_follow(f);
+    }
 }
 
 static void
@@ -144,6 +164,8 @@ note_stored(void *arg, int64_t id)
     /* -ECANCELED: the store closed after the fleet; n->f is gone. */
     if (id > 0 && !n->f->stopping)
         publish(n->f, id, n->server, n->kind, NULL, NULL, n->actor, n->msg);
+    if (id != -ECANCELED)
+        feed_resume(n->f);
     free(n->server);
     free(n->kind);
     free(n->actor);
@@ -341,8 +363,7 @@ vm_cd_made(void *arg, int status, const char *err)
     struct srv *s = arg;
     char token[FLEET_TOKEN_SIZE];
     s->vm_job = NULL;
-    if (status == 0 &&
-        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) < 0)
+    if (status == 0 && fleet_srv_token(s, token, sizeof(token)) < 0)
         status = -ENOENT, err = "no boot token";
     if (status < 0) {
         char why[600];
@@ -398,17 +419,201 @@ disk_boot_set(void *arg, int status, const char *detail)
     fleet_srv_note(s, status == -ENOTSUP ? "action" : "error", "rescued", msg);
 }
 
+/* --- boot tokens ------------------------------------------------------------
+ * While this node runs a server it alone writes the server's tokens, so
+ * it keeps the live one in s->tok: read from the store when the server
+ * starts here, then changed in memory and stored without waiting (a
+ * network store answers later), in the order asked.  The boot path reads
+ * s->tok, never the store.  A write the store refuses: the add fails the
+ * step (no token, no rescue), a mark or revoke is logged (the memory is
+ * the stricter: a revoked or spent token stays so here). */
+
+/* Read at start, blocking (the server is not running yet). */
+static void
+token_load(struct srv *s)
+{
+    struct store *st = s->f->st;
+    struct store_token t;
+    memset(&s->tok, 0, sizeof(s->tok));
+    if (store_token_of_server(st, s->cfg->id, s->tok.token,
+                              sizeof(s->tok.token)) == 0 &&
+        store_token_get(st, s->tok.token, &t) == 0) {
+        s->tok.live = true;
+        strlcpy_s(s->tok.addr, t.addr, sizeof(s->tok.addr));
+        s->tok.overlay_ms = t.overlay_ms;
+    }
+    store_token_last_addr(st, s->cfg->id, s->tok.last_addr,
+                          sizeof(s->tok.last_addr));
+}
+
+int
+fleet_srv_token(struct srv *s, char *token, size_t len)
+{
+    if (!s->runs)
+        return store_token_of_server(s->f->st, s->cfg->id, token, len);
+    if (!s->tok.live)
+        return -ENOENT;
+    strlcpy_s(token, s->tok.token, len);
+    return 0;
+}
+
+struct srv *
+fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (!token)
+        return NULL;
+    for (size_t i = 0; i < f->nsrvs; i++) {
+        struct srv *s = f->srvs[i];
+        if (s->runs && s->tok.live && strcmp(s->tok.token, token) == 0) {
+            strlcpy_s(t->server, s->cfg->id, sizeof(t->server));
+            strlcpy_s(t->addr, s->tok.addr, sizeof(t->addr));
+            t->overlay_ms = s->tok.overlay_ms;
+            return s;
+        }
+    }
+    /* Another facility's (the caller says "not here"), or no token at
+     * all.  Of a server run here, the store may still have one this node
+     * revoked: not live. */
+    if (store_waiting_ms(f->st) > 0 || store_token_get(f->st, token, t) < 0)
+        return NULL;
+    struct srv *s = fleet_srv_find(f, t->server);
+    return s && !s->runs ? s : NULL;
+}
+
+/* A token write on its way: which server, and which token. */
+struct token_write {
+    struct fleet *f;
+    char id[ID_MAX + 1];
+    char token[FLEET_TOKEN_SIZE];
+    bool returned; /* fleet_srv_new_token returned before the answer */
+    int64_t rc;
+    void (*done)(struct srv *s); /* the revoke's, when stored */
+};
+
+static struct token_write *
+token_write_new(struct srv *s)
+{
+    struct token_write *w = xcalloc(1, sizeof(*w));
+    w->f = s->f;
+    strlcpy_s(w->id, s->cfg->id, sizeof(w->id));
+    strlcpy_s(w->token, s->tok.token, sizeof(w->token));
+    return w;
+}
+
+/* The server the write was for, if it still runs here with that token. */
+static struct srv *
+token_write_srv(struct token_write *w)
+{
+    struct srv *s = fleet_srv_find(w->f, w->id);
+    return s && s->runs && strcmp(s->tok.token, w->token) == 0 ? s : NULL;
+}
+
+static void
+token_added(void *arg, int64_t rc)
+{
+    struct token_write *w = arg;
+    if (rc == -ECANCELED) {
+        free(w);
+        return;
+    }
+    struct srv *s = rc < 0 ? token_write_srv(w) : NULL;
+    if (rc < 0 && s) {
+        s->tok.live = false;
+        log_warnx("%s: cannot store a new boot token", w->id);
+    }
+    if (!w->returned) {
+        w->rc = rc; /* told before the return: the caller acts on it */
+        return;
+    }
+    /* Told later: the step it was for fails (no token, no rescue). */
+    if (rc < 0 && s) {
+        struct fsm_input in = {.event = FSM_EV_STEP_FAILED,
+                               .detail = "cannot store a boot token"};
+        apply(s, &in, "rescued");
+    }
+    free(w);
+}
+
 int
 fleet_srv_new_token(struct srv *s)
 {
     char token[FLEET_TOKEN_SIZE];
     int r = random_hex(token, FLEET_TOKEN_BYTES);
-    if (r < 0)
+    if (r < 0) {
         log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
-    else if ((r = store_token_add(s->f->st, token, s->cfg->id, now_wall_ms())) <
-             0)
-        log_warnx("%s: cannot store a new boot token", s->cfg->id);
-    return r;
+        return r;
+    }
+    s->tok.live = true;
+    strlcpy_s(s->tok.token, token, sizeof(s->tok.token));
+    s->tok.addr[0] = '\0';
+    s->tok.overlay_ms = 0;
+    struct token_write *w = token_write_new(s);
+    w->rc = 1; /* not told yet */
+    store_token_add_async(s->f->st, token, s->cfg->id, now_wall_ms(),
+                          token_added, w);
+    if (w->rc == 1) {
+        w->returned = true;
+        return 0;
+    }
+    r = (int)w->rc;
+    free(w);
+    return r < 0 ? r : 0;
+}
+
+static void
+token_marked(void *arg, int64_t rc)
+{
+    struct token_write *w = arg;
+    if (rc < 0 && rc != -ECANCELED)
+        log_warnx("%s: cannot store what its boot did with its token: %s",
+                  w->id, store_last_error(w->f->st));
+    free(w);
+}
+
+void
+fleet_srv_token_mark(struct srv *s, const char *addr, int64_t overlay_ms)
+{
+    if (!s->tok.live)
+        return;
+    if (addr && !s->tok.addr[0]) {
+        strlcpy_s(s->tok.addr, addr, sizeof(s->tok.addr));
+        strlcpy_s(s->tok.last_addr, addr, sizeof(s->tok.last_addr));
+    }
+    if (overlay_ms > 0 && !s->tok.overlay_ms)
+        s->tok.overlay_ms = overlay_ms;
+    store_token_mark_async(s->f->st, s->tok.token, addr, overlay_ms,
+                           token_marked, token_write_new(s));
+}
+
+static void
+token_revoked(void *arg, int64_t rc)
+{
+    struct token_write *w = arg;
+    if (rc == -ECANCELED) {
+        free(w);
+        return;
+    }
+    struct srv *s = fleet_srv_find(w->f, w->id);
+    if (rc < 0)
+        log_warnx("%s: cannot store that its boot token is revoked: %s", w->id,
+                  store_last_error(w->f->st));
+    else if (w->done && s && s->runs)
+        w->done(s);
+    free(w);
+}
+
+/* Revoke its live token (none: nothing to store); done(s) once stored. */
+static void
+token_revoke(struct srv *s, void (*done)(struct srv *s))
+{
+    bool was = s->tok.live;
+    s->tok.live = false;
+    if (!was && !done)
+        return;
+    struct token_write *w = token_write_new(s);
+    w->done = done;
+    store_token_revoke_server_async(s->f->st, s->cfg->id, token_revoked, w);
 }
 
 /* A reset that starts a rescue boot gets a token no boot has used: the
@@ -417,29 +622,28 @@ static void
 fresh_token_for_reset(struct srv *s)
 {
     enum fsm_state st = s->row.fsm.state;
-    struct store_token t;
-    char token[FLEET_TOKEN_SIZE];
     if ((st == FSM_REBOOTING || st == FSM_PXE_BOOTING ||
          st == FSM_RESCUE_BOOTING) &&
-        store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) ==
-            0 &&
-        store_token_get(s->f->st, token, &t) == 0 &&
-        (t.addr[0] || t.overlay_ms))
+        s->tok.live && (s->tok.addr[0] || s->tok.overlay_ms))
         fleet_srv_new_token(s);
+}
+
+static void
+target_local_stored(struct srv *s)
+{
+    action_done(s, FSM_ACT_TARGET_LOCAL);
 }
 
 static void
 run_actions(struct srv *s, unsigned acts)
 {
-    struct fleet *f = s->f;
     if (acts & FSM_ACT_CLEAR_RESCUE_INFO) {
         free(s->row.rescue_json);
         s->row.rescue_json = NULL;
         action_done(s, FSM_ACT_CLEAR_RESCUE_INFO);
     }
-    if ((acts & FSM_ACT_TARGET_LOCAL) &&
-        store_token_revoke_server(f->st, s->cfg->id) == 0)
-        action_done(s, FSM_ACT_TARGET_LOCAL);
+    if (acts & FSM_ACT_TARGET_LOCAL)
+        token_revoke(s, target_local_stored);
     if (acts & FSM_ACT_PREPARE_RESCUE) {
         /* No token, no rescue: this server fails, the daemon goes on. */
         if (fleet_srv_new_token(s) < 0) {
@@ -683,7 +887,7 @@ step_stored(void *arg, int64_t rc)
         tell_writable(f, s->cfg->id);
         arm_grace(s);
         if (holds_token(from) && !holds_token(to))
-            store_token_revoke_server(f->st, s->cfg->id);
+            token_revoke(s, NULL);
     } else if (s->row.fsm.retries != t->before.retries) {
         f->retried[s->row.fsm.state]++;
         log_warnx("%s: %s", s->cfg->id, out->reason);
@@ -703,6 +907,8 @@ out_tell:
         t->cb(t->arg, verdict, s ? s->store_error : "the server stopped");
     if (s && !s->step)
         release_held(s);
+    if (s)
+        feed_resume(s->f);
     free(t);
 }
 
@@ -1013,6 +1219,7 @@ srv_start(struct srv *s, char *err, size_t errlen)
         s->power = NULL;
         return -EINVAL;
     }
+    token_load(s);
     s->runs = true;
     return 0;
 }
@@ -1158,6 +1365,12 @@ static void take_actions(struct fleet *f);
 static int
 feed_follow(struct fleet *f)
 {
+    /* Its reads would wait behind writes the store has not answered:
+     * after them (feed_resume). */
+    if (store_waiting_ms(f->st) > 0) {
+        f->feed_pending = true;
+        return 0;
+    }
     int64_t head = store_feed_head(f->st);
     if (head <= f->feed_cursor)
         return 0;
@@ -1493,6 +1706,10 @@ static void
 take_actions(struct fleet *f)
 {
     struct store_action sa;
+    if (store_waiting_ms(f->st) > 0) {
+        f->feed_pending = true; /* feed_follow takes them */
+        return;
+    }
     for (int i = 0; i < TAKE_BATCH && f->active &&
                     store_action_take(f->st, f->facility, f->node,
                                       now_wall_ms(), &sa) == 1;
@@ -1507,12 +1724,16 @@ take_actions(struct fleet *f)
  * again at once while batches come full, else hourly. */
 #define RETENTION_BATCH 2000
 #define RETENTION_EVERY_MS 3600000
+#define RETENTION_BUSY_RETRY_MS 1000
 
 static int64_t
 retention_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct fleet *f = arg;
+    /* Its deletes would wait behind writes not answered yet: later. */
+    if (store_waiting_ms(f->st) > 0)
+        return RETENTION_BUSY_RETRY_MS;
     int64_t before =
         f->cfg->retention_days > 0
             ? now_wall_ms() - (int64_t)f->cfg->retention_days * 86400000

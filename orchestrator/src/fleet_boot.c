@@ -154,10 +154,9 @@ addr_ok(struct srv *s, const char *peer, const char *bound)
 static void
 live_token_addr(struct srv *s, struct store_token *t)
 {
-    char token[FLEET_TOKEN_SIZE];
     memset(t, 0, sizeof(*t));
-    if (store_token_of_server(s->f->st, s->cfg->id, token, sizeof(token)) == 0)
-        store_token_get(s->f->st, token, t);
+    if (s->tok.live)
+        strlcpy_s(t->addr, s->tok.addr, sizeof(t->addr));
 }
 
 /* What the rescue image's kernel command line is made of, for s's boot
@@ -183,7 +182,6 @@ rescue_params(const struct srv *s, const char *token)
 static bool
 script_may_move(struct srv *s, const char *peer)
 {
-    char addr[64] = "";
     struct store_token t;
     switch (s->row.fsm.state) {
     case FSM_REBOOTING:
@@ -198,8 +196,7 @@ script_may_move(struct srv *s, const char *peer)
         return t.addr[0] && addr_ok(s, peer, t.addr);
     case FSM_EXITING:
         /* On its way home: from the address its rescue boot had. */
-        store_token_last_addr(s->f->st, s->cfg->id, addr, sizeof(addr));
-        return addr_ok(s, peer, addr);
+        return addr_ok(s, peer, s->tok.last_addr);
     default:
         return true;
     }
@@ -257,7 +254,7 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     const char *kernel, *initrd, *tools;
     fleet_image_files(f, cs->arch, &kernel, &initrd, &tools);
     int tr = target_is_rescue(s->row.fsm.state) && kernel && initrd
-                 ? store_token_of_server(f->st, cs->id, token, sizeof(token))
+                 ? fleet_srv_token(s, token, sizeof(token))
                  : -ENOENT;
     if (tr == -EIO && !grub) {
         /* No token to hand out, and the disk is not where it is going:
@@ -316,14 +313,6 @@ fleet_boot_grub(struct fleet *f, const char *mac, const char *peer, bool head,
     return boot_script(f, mac, peer, head, true, out);
 }
 
-/* The server of a live token, with what its boot did with it. */
-static struct srv *
-srv_of_token(struct fleet *f, const char *token, struct store_token *t)
-{
-    if (!token || store_token_get(f->st, token, t) < 0)
-        return NULL;
-    return fleet_srv_find(f, t->server);
-}
 
 int
 fleet_vm_cd_make(struct srv *s,
@@ -337,7 +326,7 @@ fleet_vm_cd_make(struct srv *s,
     int r = vmiso_slots_load(f->cfg->iso, &slots, err, errlen);
     if (r < 0)
         return r;
-    if (store_token_of_server(f->st, cs->id, token, sizeof(token)) < 0) {
+    if (fleet_srv_token(s, token, sizeof(token)) < 0) {
         seterr(err, errlen, "no boot token");
         return -ENOENT;
     }
@@ -368,7 +357,7 @@ fleet_vm_cd_path(struct fleet *f, const char *token)
     struct store_token t;
     if (!f->cfg->iso)
         return NULL;
-    struct srv *s = srv_of_token(f, token, &t);
+    struct srv *s = fleet_srv_of_token(f, token, &t);
     if (!s || s->cfg->boot != BOOT_VIRTUALMEDIA)
         return NULL;
     if (!s->vm_iso) /* made before a reload rebuilt the server */
@@ -407,7 +396,7 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
      * the GRUB loader (fetched by the firmware's HTTP boot) never is. */
     if (head || !path || path == f->cfg->grub_aarch64)
         return 0;
-    struct srv *s = srv_of_token(f, token, &t);
+    struct srv *s = fleet_srv_of_token(f, token, &t);
     if (!s)
         return 0;
     if (!s->runs)
@@ -438,10 +427,7 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
                           "its boot token is bound to no boot yet", err,
                           errlen);
         /* The first fetch of this boot's images binds its token. */
-        if (store_token_mark(f->st, token, peer, 0) < 0) {
-            snprintf(err, errlen, "cannot store the boot token's address");
-            return -EIO;
-        }
+        fleet_srv_token_mark(s, peer, 0);
     }
     char msg[160];
     snprintf(msg, sizeof(msg), "fetching the %s %s from %s", what, name, peer);
@@ -477,7 +463,7 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
               struct buf *out, char *err, size_t errlen)
 {
     struct store_token t;
-    struct srv *s = srv_of_token(f, token, &t);
+    struct srv *s = fleet_srv_of_token(f, token, &t);
     if (!s) {
         snprintf(err, errlen, "no such overlay");
         return -ENOENT;
@@ -491,15 +477,12 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
         addr_ok(s, peer, NULL)) {
         /* Booted from its virtual CD: nothing was fetched before the
          * overlay, whose fetch binds the token to this boot. */
-        if (store_token_mark(f->st, token, peer, 0) < 0) {
-            snprintf(err, errlen, "cannot store the boot token's address");
-            return -EIO;
-        }
+        fleet_srv_token_mark(s, peer, 0);
         char msg[160];
         snprintf(msg, sizeof(msg),
                  "booted the rescue image from its virtual CD (%s)", peer);
         boot_note_feed(s, msg, FSM_EV_CD_BOOTED);
-        store_token_get(f->st, token, &t);
+        strlcpy_s(t.addr, s->tok.addr, sizeof(t.addr));
     }
     int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
     if (r < 0)
@@ -532,12 +515,10 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
         free(keys);
         sshkey_list_free(pkeys);
     }
-    /* Served once: marked before it goes out, so a second asker (or a
-     * restarted daemon) finds it spent. */
-    if (r == 0 && store_token_mark(f->st, token, NULL, now_wall_ms()) < 0) {
-        snprintf(err, errlen, "cannot store that the overlay was served");
-        r = -EIO;
-    }
+    /* Served once: marked before it goes out, so a second asker finds it
+     * spent (and a restarted daemon, once the store has it). */
+    if (r == 0)
+        fleet_srv_token_mark(s, NULL, now_wall_ms());
     if (r == 0) {
         fleet_srv_note(s, "boot", "server", "fetched its overlay (apkovl)");
         fleet_srv_feed(s, FSM_EV_OVERLAY_FETCHED);
@@ -557,7 +538,7 @@ fleet_phone_home(struct fleet *f, const char *token, const char *peer,
                  json_t *report, char *err, size_t errlen)
 {
     struct store_token t;
-    struct srv *s = srv_of_token(f, token, &t);
+    struct srv *s = fleet_srv_of_token(f, token, &t);
     if (!s) {
         snprintf(err, errlen, "no such boot token");
         return -ENOENT;

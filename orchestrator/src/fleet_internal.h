@@ -29,6 +29,16 @@ struct store;
 #define FLEET_TOKEN_BYTES 32
 #define FLEET_TOKEN_SIZE (2 * FLEET_TOKEN_BYTES + 1)
 
+/* A server's boot token as the store has it, kept while this node runs
+ * the server (fleet.c, "boot tokens"). */
+struct srv_token {
+    bool live;
+    char token[FLEET_TOKEN_SIZE];
+    char addr[64];      /* the address its boot is bound to, "" none yet */
+    int64_t overlay_ms; /* when its overlay was served, 0 not yet */
+    char last_addr[64]; /* the newest bound token's address (live or not) */
+};
+
 /* One server's live state: its stored row, its driver, its timers. */
 struct srv {
     struct fleet *f;
@@ -75,6 +85,10 @@ struct srv {
     struct step *step;
     struct held *held, **held_tail;
     bool dirty;
+    /* Its boot token while it runs here: read at start, then kept with
+     * each write (this node alone writes it), so the boot path reads no
+     * store. */
+    struct srv_token tok;
 };
 
 /* A subscriber: live events (cb) or writable changes (writable). */
@@ -114,6 +128,7 @@ struct fleet {
     bool stopping; /* in fleet_free: answers come, no action starts */
     bool lease_asking;  /* a renewal is on its way to the store */
     bool feed_notifies; /* the store tells of commits (store_feed_notify) */
+    bool feed_pending;  /* a look at the feed put off: the store was slow */
     char lease_holder[64]; /* who held it at the last look, "" unknown */
     int64_t lease_expires_ms;
     uint64_t lease_timer, feed_timer;
@@ -151,6 +166,18 @@ int fleet_vm_cd_make(struct srv *s,
 /* The state as the store has it: the row's, or while a step waits for
  * the store, the one before it (the API shows nothing not stored). */
 const struct fsm_server *fleet_srv_stored_fsm(const struct srv *s);
+/* Boot tokens (fleet.c).  The server's live token into token (0), or
+ * -ENOENT; a server not run here asks the store. */
+int fleet_srv_token(struct srv *s, char *token, size_t len);
+/* The server a live token is of, with what its boot did with it; NULL
+ * when none.  A token of a server not run here is looked up in the store
+ * (not while the store is slow: then NULL). */
+struct srv *fleet_srv_of_token(struct fleet *f, const char *token,
+                               struct store_token *t);
+/* Bind the live token to addr and/or mark its overlay served (NULL / 0:
+ * leave that one): kept at once, stored without waiting. */
+void fleet_srv_token_mark(struct srv *s, const char *addr,
+                          int64_t overlay_ms);
 /* Store the row (without waiting: a network store answers later), after
  * the step that waits for the store if there is one. */
 void fleet_srv_save(struct srv *s);

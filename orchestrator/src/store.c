@@ -333,6 +333,45 @@ store_lease_take_async(struct store *st, const char *facility,
         cb(arg, rc, &l);
 }
 
+void
+store_token_add_async(struct store *st, const char *token, const char *server,
+                      int64_t created_ms, store_done_cb *cb, void *arg)
+{
+    if (st->ops->token_add_async) {
+        st->ops->token_add_async(st, token, server, created_ms, cb, arg);
+        return;
+    }
+    int64_t rc = store_token_add(st, token, server, created_ms);
+    if (cb)
+        cb(arg, rc);
+}
+
+void
+store_token_mark_async(struct store *st, const char *token, const char *addr,
+                       int64_t overlay_ms, store_done_cb *cb, void *arg)
+{
+    if (st->ops->token_mark_async) {
+        st->ops->token_mark_async(st, token, addr, overlay_ms, cb, arg);
+        return;
+    }
+    int64_t rc = store_token_mark(st, token, addr, overlay_ms);
+    if (cb)
+        cb(arg, rc);
+}
+
+void
+store_token_revoke_server_async(struct store *st, const char *server,
+                                store_done_cb *cb, void *arg)
+{
+    if (st->ops->token_revoke_server_async) {
+        st->ops->token_revoke_server_async(st, server, cb, arg);
+        return;
+    }
+    int64_t rc = store_token_revoke_server(st, server);
+    if (cb)
+        cb(arg, rc);
+}
+
 int64_t
 store_waiting_ms(const struct store *st)
 {

@@ -209,7 +209,7 @@ int store_feed_notify(struct store *st, store_feed_cb *cb, void *arg);
 
 /* --- asynchronous writes: the loop's hot path ---------------------------
  * The same writes as store_transition, store_save_server,
- * store_append_event and store_lease_take, for a caller that must not
+ * store_append_event, store_lease_take and the token writes, for a caller that must not
  * wait on a network: cb(arg, ...) runs exactly once, with what the
  * blocking call would have returned (a transition or an event: its id;
  * the lease: taken or not, and the holder), once the write is committed
@@ -239,6 +239,14 @@ void store_append_event_async(struct store *st, const char *server,
 void store_lease_take_async(struct store *st, const char *facility,
                             const char *node, int64_t ttl_ms, int64_t now_ms,
                             store_lease_cb *cb, void *arg);
+void store_token_add_async(struct store *st, const char *token,
+                           const char *server, int64_t created_ms,
+                           store_done_cb *cb, void *arg);
+void store_token_mark_async(struct store *st, const char *token,
+                            const char *addr, int64_t overlay_ms,
+                            store_done_cb *cb, void *arg);
+void store_token_revoke_server_async(struct store *st, const char *server,
+                                     store_done_cb *cb, void *arg);
 /* How long the oldest write asked and not yet answered has waited, in ms
  * (0: none; always 0 with sqlite): a caller about to make a blocking call
  * that can wait (a periodic read) puts it off while the store is slow. */

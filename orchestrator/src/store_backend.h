@@ -98,6 +98,14 @@ struct store_ops {
     void (*lease_take_async)(struct store *st, const char *facility,
                              const char *node, int64_t ttl_ms, int64_t now_ms,
                              store_lease_cb *cb, void *arg);
+    void (*token_add_async)(struct store *st, const char *token,
+                            const char *server, int64_t created_ms,
+                            store_done_cb *cb, void *arg);
+    void (*token_mark_async)(struct store *st, const char *token,
+                             const char *addr, int64_t overlay_ms,
+                             store_done_cb *cb, void *arg);
+    void (*token_revoke_server_async)(struct store *st, const char *server,
+                                      store_done_cb *cb, void *arg);
     int64_t (*waiting_ms)(const struct store *st);
     int (*flush)(struct store *st);
 };

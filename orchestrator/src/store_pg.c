@@ -582,6 +582,7 @@ enum pg_job_kind {
     JOB_RUN,   /* rows do not matter: 0 */
     JOB_ID,    /* RETURNING id: the id */
     JOB_LEASE, /* the lease statement: taken, holder, expiry */
+    JOB_TOUCH, /* an UPDATE of one row: 0, -ENOENT when none matched */
 };
 
 struct pg_job {
@@ -626,6 +627,8 @@ job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
             l.expires_ms = get_int(r, 0, 1);
             v = strcmp(get_text(r, 0, 2) ? get_text(r, 0, 2) : "", "t") == 0;
         }
+    } else if (r && j->kind == JOB_TOUCH) {
+        v = strtoll(PQcmdTuples((PGresult *)r), NULL, 10) > 0 ? 0 : -ENOENT;
     } else if (r) {
         v = 0;
     }
@@ -894,7 +897,9 @@ static int64_t
 pgs_waiting_ms(const struct store *base)
 {
     const struct pg_store *st = (const struct pg_store *)base;
-    return st->jobs ? now_mono_ms() - st->jobs->asked : 0;
+    /* At least 1 while one waits, though asked this very millisecond. */
+    int64_t w = st->jobs ? now_mono_ms() - st->jobs->asked : 0;
+    return st->jobs && w < 1 ? 1 : w;
 }
 
 /* At close: whoever still waits hears -ECANCELED. */
@@ -1357,6 +1362,14 @@ pgs_list_events(struct store *base, const char *server, int64_t after_id,
 
 /* --- tokens -------------------------------------------------------------- */
 
+/* At most one live token per server: the new one replaces the old, in the
+ * same statement (a refused insert revokes nothing). */
+#define TOKEN_ADD_SQL                                                          \
+    "WITH r AS (UPDATE tokens SET revoked_ms = $3"                             \
+    " WHERE server = $2 AND revoked_ms IS NULL)"                               \
+    " INSERT INTO tokens (token, server, created_ms)"                          \
+    " VALUES ($1, $2, $3)"
+
 static int
 pgs_token_add(struct store *base, const char *token, const char *server,
               int64_t created_ms)
@@ -1365,14 +1378,19 @@ pgs_token_add(struct store *base, const char *token, const char *server,
     arg_text(&a, token);
     arg_text(&a, server);
     arg_int(&a, created_ms);
-    /* At most one live token per server: the new one replaces the old, in
-     * the same statement (a refused insert revokes nothing). */
-    return pg_run(pg(base), "adding token",
-                  "WITH r AS (UPDATE tokens SET revoked_ms = $3"
-                  " WHERE server = $2 AND revoked_ms IS NULL)"
-                  " INSERT INTO tokens (token, server, created_ms)"
-                  " VALUES ($1, $2, $3)",
-                  &a, NULL);
+    return pg_run(pg(base), "adding token", TOKEN_ADD_SQL, &a, NULL);
+}
+
+static void
+pgs_token_add_async(struct store *base, const char *token, const char *server,
+                    int64_t created_ms, store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    arg_text(&a, token);
+    arg_text(&a, server);
+    arg_int(&a, created_ms);
+    job_submit(pg(base), JOB_RUN, "adding token", TOKEN_ADD_SQL, &a, cb, NULL,
+               arg);
 }
 
 /* One text column of a one-row lookup keyed by key, into out[len]. */
@@ -1419,16 +1437,28 @@ pgs_token_of_server(struct store *base, const char *server, char *token,
                        server, token, len);
 }
 
+#define TOKEN_REVOKE_SQL                                                       \
+    "UPDATE tokens SET revoked_ms = $2"                                        \
+    " WHERE server = $1 AND revoked_ms IS NULL"
+
 static int
 pgs_token_revoke_server(struct store *base, const char *server)
 {
     struct pgargs a = {0};
     arg_text(&a, server);
     arg_int(&a, now_wall_ms());
-    return pg_run(pg(base), "revoking tokens",
-                  "UPDATE tokens SET revoked_ms = $2"
-                  " WHERE server = $1 AND revoked_ms IS NULL",
-                  &a, NULL);
+    return pg_run(pg(base), "revoking tokens", TOKEN_REVOKE_SQL, &a, NULL);
+}
+
+static void
+pgs_token_revoke_server_async(struct store *base, const char *server,
+                              store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    arg_text(&a, server);
+    arg_int(&a, now_wall_ms());
+    job_submit(pg(base), JOB_RUN, "revoking tokens", TOKEN_REVOKE_SQL, &a, cb,
+               NULL, arg);
 }
 
 static int
@@ -1458,26 +1488,44 @@ pgs_token_get(struct store *base, const char *token, struct store_token *out)
     return ret;
 }
 
+#define TOKEN_MARK_SQL                                                         \
+    "UPDATE tokens SET addr = COALESCE(addr, $2),"                             \
+    " overlay_ms = COALESCE(overlay_ms, $3)"                                   \
+    " WHERE token = $1 AND revoked_ms IS NULL"
+
+static void
+mark_args(struct pgargs *a, const char *token, const char *addr,
+          int64_t overlay_ms)
+{
+    arg_text(a, token);
+    arg_text(a, addr);
+    if (overlay_ms > 0)
+        arg_int(a, overlay_ms);
+    else
+        arg_text(a, NULL);
+}
+
 static int
 pgs_token_mark(struct store *base, const char *token, const char *addr,
                int64_t overlay_ms)
 {
     struct pgargs a = {0};
-    arg_text(&a, token);
-    arg_text(&a, addr);
-    if (overlay_ms > 0)
-        arg_int(&a, overlay_ms);
-    else
-        arg_text(&a, NULL);
+    mark_args(&a, token, addr, overlay_ms);
     int64_t n = 0;
-    int ret = pg_run(pg(base), "marking token",
-                     "UPDATE tokens SET addr = COALESCE(addr, $2),"
-                     " overlay_ms = COALESCE(overlay_ms, $3)"
-                     " WHERE token = $1 AND revoked_ms IS NULL",
-                     &a, &n);
+    int ret = pg_run(pg(base), "marking token", TOKEN_MARK_SQL, &a, &n);
     if (ret == 0 && n == 0)
         ret = -ENOENT;
     return ret;
+}
+
+static void
+pgs_token_mark_async(struct store *base, const char *token, const char *addr,
+                     int64_t overlay_ms, store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    mark_args(&a, token, addr, overlay_ms);
+    job_submit(pg(base), JOB_TOUCH, "marking token", TOKEN_MARK_SQL, &a, cb,
+               NULL, arg);
 }
 
 static int
@@ -1939,6 +1987,9 @@ const struct store_ops store_pg_ops = {
     .save_server_async = pgs_save_server_async,
     .append_event_async = pgs_append_event_async,
     .lease_take_async = pgs_lease_take_async,
+    .token_add_async = pgs_token_add_async,
+    .token_mark_async = pgs_token_mark_async,
+    .token_revoke_server_async = pgs_token_revoke_server_async,
     .waiting_ms = pgs_waiting_ms,
     .flush = pgs_flush,
 };

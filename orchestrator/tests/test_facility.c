@@ -763,6 +763,61 @@ test_inputs_wait_for_the_step_before(void **state)
     server_row_clear(&row);
 }
 
+/* The boot path never waits on the store: with the tables held by
+ * another session (a database that has stopped answering), the iPXE
+ * script and the kernel fetch are answered at once, their writes still
+ * waiting, and the loop is never held; once the database answers, both
+ * changes are stored, in order.  (Before: the token reads waited out
+ * the bound, and the kernel fetch was lost.) */
+static void
+test_boot_path_waits_on_no_store(void **state)
+{
+    struct nodes *ns = *state;
+    char err[512] = "";
+    if (!on_pg)
+        skip(); /* sqlite's writes are local: nothing to wait on */
+    node_start(ns, 0, "fra-1", "fra");
+    struct node *fra = &ns->n[0];
+    assert_int_equal(act_on(fra, "srv1", FSM_EV_RESCUE, err, sizeof(err)), 0);
+    assert_true(wait_state(ns, fra, "srv1", "rebooting"));
+    char token[65];
+    assert_int_equal(
+        store_token_of_server(fra->st, "srv1", token, sizeof(token)), 0);
+    uint64_t stalls = loop_stats(ns->e->loop)->stalls;
+
+    PGconn *locker = PQconnectdb(pg_url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    /* Let go by the server itself should the test fail before its
+     * ROLLBACK (the next test's reset would wait for it forever). */
+    PGresult *r = PQexec(locker, "SET idle_in_transaction_session_timeout ="
+                                 " '5s'; BEGIN; LOCK TABLE servers, events,"
+                                 " tokens IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct buf script = {0};
+    assert_int_equal(fleet_boot_script(fra->fleet, "52:54:00:00:00:01",
+                                       "127.0.0.1", false, &script),
+                     0);
+    assert_non_null(strstr(script.data, token));
+    buf_free(&script);
+    assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
+                                         "127.0.0.1", false, err, sizeof(err)),
+                     0);
+    assert_true(store_waiting_ms(fra->st) > 0); /* asked, not waited for */
+    assert_string_equal(json_field(fra, "srv1", "state"), "rebooting");
+    tu_pump_for(ns->e->loop, 300);
+    assert_string_equal(json_field(fra, "srv1", "state"), "rebooting");
+    r = PQexec(locker, "ROLLBACK");
+    PQclear(r);
+    PQfinish(locker);
+
+    assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+    assert_int_equal(store_flush(fra->st), 0);
+    assert_int_equal(transitions_into(fra->st, "srv1", "pxe_booting"), 1);
+    assert_int_equal(transitions_into(fra->st, "srv1", "rescue_booting"), 1);
+}
+
 /* A holder died with two actions of srv1 taken: the first applied (its
  * id stored in the row with its change), the second not yet.  The standby
  * that takes the lease runs the second and not the first. */
@@ -873,6 +928,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_standby_takes_over, nodes_setup,
                                         nodes_teardown),
         cmocka_unit_test_setup_teardown(test_inputs_wait_for_the_step_before,
+                                        nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_boot_path_waits_on_no_store,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),
