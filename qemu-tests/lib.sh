@@ -674,6 +674,19 @@ pg_up()
     echo "$PG_DIR" >>"$T/.pg"
     PG_URL=$("$ROOT/scripts/test-pg" url "$PG_DIR")
 }
+# pg_hang / pg_resume: PostgreSQL's processes stopped where they stand
+# (SIGSTOP: a hung database host, which answers nothing and closes
+# nothing), and let go on.  Tear-down lets a hung one go before it stops.
+pg_hang()
+{
+    "$ROOT/scripts/test-pg" hang "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg hang: $(tail -5 "$T/pg.log")"
+}
+pg_resume()
+{
+    "$ROOT/scripts/test-pg" resume "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg resume: $(tail -5 "$T/pg.log")"
+}
 pg_stop()
 {
     "$ROOT/scripts/test-pg" stop "$PG_DIR" 2>>"$T/pg.log" ||

@@ -23,7 +23,10 @@
 static void
 respond_refusal(struct http_req *r, int rc, const char *err)
 {
-    unsigned status = rc == -EACCES ? 403 : rc == -EBUSY ? 409 : 500;
+    unsigned status = rc == -EACCES   ? 403
+                      : rc == -EBUSY  ? 409
+                      : rc == -EAGAIN ? 503 /* the store cannot record it */
+                                      : 500;
     http_respond_error(r, status, "%s", err);
 }
 

@@ -11,6 +11,7 @@
  * lease file. */
 #include "fleet.h"
 #include "fleet_internal.h"
+#include "store.h"
 #include "bootscript.h"
 #include "dnsmasq.h"
 #include "inventory.h"
@@ -246,6 +247,14 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
         peer = "?";
     /* HEAD asks what a GET would get: it moves nothing. */
     bool moves = !head && s->runs && script_may_move(s, peer);
+    /* The step this fetch takes cannot be stored now (the database is
+     * unreachable or has not answered for a while): the disk is not where
+     * it is going, so it waits in iPXE and asks again; nothing moves. */
+    if (moves && !grub && target_is_rescue(s->row.fsm.state) &&
+        !store_writable(f->st)) {
+        bootscript_wait(f->cfg->boot_url, cs->mac, out);
+        return 0;
+    }
     /* A rescue OS that restarted itself boots anew: its last token is
      * spent, this boot gets its own. */
     if (moves && s->row.fsm.state == FSM_RESCUE)
@@ -421,6 +430,13 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
                       t.addr[0] ? "its boot token is bound to another address"
                                 : "not the address leased to this server",
                       err, errlen);
+    if (!tools && !store_writable(f->st)) {
+        /* Its step could not be stored: not served, so iPXE tries again
+         * (and, out of tries, boots anew into the waiting script). */
+        snprintf(err, errlen, "cannot store this boot's step now: %s",
+                 store_last_error(f->st));
+        return -EAGAIN;
+    }
     if (!t.addr[0]) {
         if (tools)
             return refuse(s, -EBUSY, subject, peer,
@@ -487,6 +503,12 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
     int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
     if (r < 0)
         return r;
+    if (!store_writable(f->st)) {
+        /* Served once, and that must be stored: not now. */
+        snprintf(err, errlen, "cannot store that the overlay was served: %s",
+                 store_last_error(f->st));
+        return -EAGAIN;
+    }
     if (t.overlay_ms)
         return refuse(s, -EBUSY, "the overlay", peer,
                       "served once already, to this boot", err, errlen);

@@ -383,3 +383,11 @@ store_flush(struct store *st)
 {
     return st->ops->flush ? st->ops->flush(st) : 0;
 }
+
+bool
+store_writable(struct store *st)
+{
+    if (st->ops->connected && !st->ops->connected(st))
+        return false;
+    return store_waiting_ms(st) <= STORE_SLOW_MS;
+}

@@ -107,6 +107,8 @@ struct store_ops {
     void (*token_revoke_server_async)(struct store *st, const char *server,
                                       store_done_cb *cb, void *arg);
     int64_t (*waiting_ms)(const struct store *st);
+    /* Optional: false while the backend knows its writes would fail. */
+    bool (*connected)(struct store *st);
     int (*flush)(struct store *st);
 };
 

@@ -893,6 +893,23 @@ pgs_flush(struct store *base)
     return rc;
 }
 
+/* Up, as far as a look at the socket tells: a server that went away
+ * (a restart, a stop) closed it, and that is noticed now. */
+static bool
+pgs_connected(struct store *base)
+{
+    struct pg_store *st = pg(base);
+    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
+                       .events = POLLIN};
+    if (st->conn && !st->job_out && poll(&p, 1, 0) > 0 &&
+        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD)) {
+        pg_drop(st);
+        pg_fail(st, "writing", "database unreachable: the server closed the "
+                               "connection");
+    }
+    return st->conn != NULL;
+}
+
 static int64_t
 pgs_waiting_ms(const struct store *base)
 {
@@ -1991,5 +2008,6 @@ const struct store_ops store_pg_ops = {
     .token_mark_async = pgs_token_mark_async,
     .token_revoke_server_async = pgs_token_revoke_server_async,
     .waiting_ms = pgs_waiting_ms,
+    .connected = pgs_connected,
     .flush = pgs_flush,
 };
