@@ -6,9 +6,10 @@
  * Every write is its own committed transaction, except inside a batch
  * (store_begin).
  *
- * Blocking.  Every call runs on the caller's thread (the loop's) and
- * returns when it is done: a write has been committed, durably, by then.
- * fleet depends on that: a transition is committed before its actions run
+ * Blocking, except the asynchronous writes below.  Every other call runs
+ * on the caller's thread (the loop's) and returns when it is done: a write
+ * has been committed, durably, by then.  fleet depends on "committed
+ * before it acts": a transition is committed before its actions run
  * (power, tokens), so a daemon killed at any moment resumes where it was
  * (docs/design.md §5, §6).  Each call below is marked with what it
  * may wait for:
@@ -21,14 +22,15 @@
  * With sqlite a [read] or [commit] also waits, up to 5 s, while another
  * process (an administrator's sqlite3 shell) holds the write lock; then it
  * fails with -EIO.
- * A network backend keeps the same contract, at a network's price: [read]
- * and [commit] become a round trip to the server (plus its fsync), so it
- * bounds each wait (store_pg: libpq's async API polled with a deadline,
- * 2 s a call, rather than its blocking calls, which can hang for a TCP
+ * A network backend's [read] and [commit] are a round trip to the server
+ * (plus its fsync), so store_pg bounds each (2 s, libpq's asynchronous
+ * calls polled with a deadline; its blocking calls can hang for a TCP
  * timeout), fails with -EIO when the bound is reached or the server is
- * unreachable (fleet then treats it as any store failure: a transition
- * not stored is not done, the API answers 503 with store_last_error), and
- * reconnects by itself with a back-off, failing at once in between. */
+ * unreachable (a transition not stored is not done, the API answers 503
+ * with store_last_error), and reconnects by itself on the loop with a
+ * back-off, failing at once in between.  The loop's hot path uses the
+ * asynchronous writes instead, which never wait (see "asynchronous
+ * writes"): the callback says when the write is committed. */
 #ifndef RESCUED_STORE_H
 #define RESCUED_STORE_H
 

@@ -3,18 +3,19 @@
  * write outside a batch is one statement, so one round trip and atomic by
  * itself (a transition is a data-modifying WITH: the row and its event).
  *
- * Blocking: a bounded, measured wait, not an unbounded one.  Every call
- * talks to the server through libpq's asynchronous API (PQconnectStart /
- * PQconnectPoll, PQsendQueryParams, PQconsumeInput, PQisBusy, PQgetResult)
- * and polls the connection's socket with a deadline: at most
- * PG_OP_TIMEOUT_MS for a query, PG_CONNECT_TIMEOUT_MS for a reconnect, so
- * a database that hangs (a dead host, a TCP timeout) costs the loop that
- * long and never more; libpq's blocking calls could wait for minutes.
- * Chosen over an asynchronous store interface because store.h's callers
- * (fleet, the boot path's token reads, the API's event history) rely on
- * "committed before return"; the price is that a slow database slows the
- * loop by up to the bound per call (a local server answers in well under
- * a millisecond: see the closing note's figure).
+ * Two ways to talk to the server, both on libpq's asynchronous API
+ * (PQconnectStart / PQconnectPoll, PQsendQueryParams, PQconsumeInput,
+ * PQisBusy, PQgetResult), never its blocking calls, which can wait for a
+ * TCP timeout:
+ *   - the asynchronous writes (store.h) are jobs queued on the connection,
+ *     sent one at a time in the order asked, the socket watched by the
+ *     loop, each asker called back with the answer: the loop never waits
+ *     ("asynchronous writes on the loop" below);
+ *   - every other call (reads, start-up, batches) waits, polling the
+ *     socket with a deadline: at most PG_OP_TIMEOUT_MS for a query,
+ *     PG_CONNECT_TIMEOUT_MS for a connect, after the queued jobs (whose
+ *     order it keeps); fleet puts its periodic reads off while a job
+ *     waits (store_waiting_ms), so a hung database holds nobody.
  *
  * Unreachable: a query that fails on a lost connection drops it, and the
  * next call reconnects, at most once per back-off interval (0.5 s doubling
