@@ -769,6 +769,17 @@ h_events(struct http_req *r, void *arg)
     /* A server moved here by a reload: its old project's history is not
      * this project's to read. */
     int64_t since = who(r)->admin ? 0 : fleet_project_since(f, cs->id);
+    /* The history is read from the store: not while it is not answering
+     * (the read would hold the loop until its bound). */
+    if (!store_answering(fleet_store(f))) {
+        const char *why = store_last_error(fleet_store(f));
+        http_respond_error(r, 503,
+                           "the store is not answering (its oldest write "
+                           "waiting %lld ms%s%s); try again",
+                           (long long)store_waiting_ms(fleet_store(f)),
+                           *why ? "; last error: " : "", why);
+        return;
+    }
     const char *accept = http_req_header(r, "Accept");
     if (accept && strstr(accept, "text/event-stream")) {
         const char *last = http_req_header(r, "Last-Event-ID");

@@ -1319,7 +1319,9 @@ static void
 mirror(struct srv *s)
 {
     struct server_row row;
-    if (store_load_server(s->f->st, s->cfg->id, &row) < 0)
+    /* Not answering: the last look stands (a read would hold the loop). */
+    if (!store_answering(s->f->st) ||
+        store_load_server(s->f->st, s->cfg->id, &row) < 0)
         return;
     server_row_clear(&s->row);
     s->row = row;

@@ -251,7 +251,7 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
      * unreachable or has not answered for a while): the disk is not where
      * it is going, so it waits in iPXE and asks again; nothing moves. */
     if (moves && !grub && target_is_rescue(s->row.fsm.state) &&
-        !store_writable(f->st)) {
+        !store_answering(f->st)) {
         bootscript_wait(f->cfg->boot_url, cs->mac, out);
         return 0;
     }
@@ -430,7 +430,7 @@ fleet_image_fetched(struct fleet *f, const char *name, const char *token,
                       t.addr[0] ? "its boot token is bound to another address"
                                 : "not the address leased to this server",
                       err, errlen);
-    if (!tools && !store_writable(f->st)) {
+    if (!tools && !store_answering(f->st)) {
         /* Its step could not be stored: not served, so iPXE tries again
          * (and, out of tries, boots anew into the waiting script). */
         snprintf(err, errlen, "cannot store this boot's step now: %s",
@@ -503,7 +503,7 @@ fleet_overlay(struct fleet *f, const char *token, const char *peer,
     int r = rescue_os_may(s, &t, "the overlay", peer, err, errlen);
     if (r < 0)
         return r;
-    if (!store_writable(f->st)) {
+    if (!store_answering(f->st)) {
         /* Served once, and that must be stored: not now. */
         snprintf(err, errlen, "cannot store that the overlay was served: %s",
                  store_last_error(f->st));

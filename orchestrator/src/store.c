@@ -385,7 +385,7 @@ store_flush(struct store *st)
 }
 
 bool
-store_writable(struct store *st)
+store_answering(struct store *st)
 {
     if (st->ops->connected && !st->ops->connected(st))
         return false;

@@ -254,12 +254,14 @@ void store_token_revoke_server_async(struct store *st, const char *server,
  * (0: none; always 0 with sqlite): a caller about to make a blocking call
  * that can wait (a periodic read) puts it off while the store is slow. */
 int64_t store_waiting_ms(const struct store *st);
-/* Would a write asked now likely be stored?  False while the database is
- * unreachable (writes fail at once) or its oldest write has waited over
- * STORE_SLOW_MS: for a caller that can put its step off (the boot path's
- * iPXE, which asks again).  Always true with sqlite. */
+/* Is the store answering now?  False while the database is unreachable
+ * (every call fails at once) or its oldest write has waited over
+ * STORE_SLOW_MS: a write asked now would likely not be stored, a read
+ * would wait behind it.  For a caller that can put its step off (the
+ * boot path's iPXE, which asks again) or answer 503 at once (a history
+ * read).  Always true with sqlite. */
 #define STORE_SLOW_MS 1000
-bool store_writable(struct store *st);
+bool store_answering(struct store *st);
 /* Wait (bounded, as a blocking call) until every write asked is answered,
  * their callbacks run: before the asker goes away.  0 or -EIO. */
 int store_flush(struct store *st);
