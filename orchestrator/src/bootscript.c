@@ -173,3 +173,18 @@ bootscript_wait(const char *boot_url, const char *mac, struct buf *out)
         "goto wait\n",
         boot_url, mac);
 }
+
+void
+bootscript_grub_wait(const char *boot_url, const char *mac, struct buf *out)
+{
+    const char *hp = boot_url;
+    if (strncmp(hp, "http://", 7) == 0)
+        hp += 7;
+    buf_printf(out,
+               "# rescued: waiting for its store\n"
+               "echo 'rescued: its store cannot be reached; asking again in "
+               "5 s'\n"
+               "sleep 5\n"
+               "configfile \"(http,%s)/boot/%s.grub\"\n",
+               hp, mac);
+}

@@ -47,5 +47,10 @@ void bootscript_grub_rescue(const struct bootscript_rescue *r, struct buf *out);
 /* Chain the disk's EFI loader (the installed system's, else the removable
  * path's); without one, back to the firmware. */
 void bootscript_grub_local(struct buf *out);
+/* bootscript_wait's GRUB: wait 5 s, then this MAC's config again.  A
+ * configfile nests (GRUB has no chain --replace), a small context per
+ * 5 s; a fetch that fails returns to the network loader's own tries. */
+void bootscript_grub_wait(const char *boot_url, const char *mac,
+                          struct buf *out);
 
 #endif

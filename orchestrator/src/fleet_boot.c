@@ -249,10 +249,12 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     bool moves = !head && s->runs && script_may_move(s, peer);
     /* The step this fetch takes cannot be stored now (the database is
      * unreachable or has not answered for a while): the disk is not where
-     * it is going, so it waits in iPXE and asks again; nothing moves. */
-    if (moves && !grub && target_is_rescue(s->row.fsm.state) &&
+     * it is going, so it waits in iPXE (or GRUB) and asks again; nothing
+     * moves. */
+    if (moves && target_is_rescue(s->row.fsm.state) &&
         !store_answering(f->st)) {
-        bootscript_wait(f->cfg->boot_url, cs->mac, out);
+        (grub ? bootscript_grub_wait : bootscript_wait)(f->cfg->boot_url,
+                                                        cs->mac, out);
         return 0;
     }
     /* A rescue OS that restarted itself boots anew: its last token is
@@ -265,11 +267,11 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     int tr = target_is_rescue(s->row.fsm.state) && kernel && initrd
                  ? fleet_srv_token(s, token, sizeof(token))
                  : -ENOENT;
-    if (tr == -EIO && !grub) {
+    if (tr == -EIO) {
         /* No token to hand out, and the disk is not where it is going:
-         * it waits in iPXE and asks again; nothing moves.  (GRUB has no
-         * such loop yet: it is sent to its disk.) */
-        bootscript_wait(f->cfg->boot_url, cs->mac, out);
+         * it waits in iPXE (or GRUB) and asks again; nothing moves. */
+        (grub ? bootscript_grub_wait : bootscript_wait)(f->cfg->boot_url,
+                                                        cs->mac, out);
         return 0;
     }
     bool rescue = tr == 0;

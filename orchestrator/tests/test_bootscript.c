@@ -394,6 +394,23 @@ test_dnsmasq_arm64_gets_grub(void **state)
     config_free(c);
 }
 
+/* The same for GRUB: wait, then this MAC's config again; never its disk
+ * (no chainloader, no exit), never a kernel. */
+static void
+test_grub_wait_config(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    bootscript_grub_wait("http://10.77.0.1:8080", "52:54:00:77:00:01", &b);
+    assert_non_null(strstr(b.data, "\nsleep 5\nconfigfile "
+                                   "\"(http,10.77.0.1:8080)/boot/"
+                                   "52:54:00:77:00:01.grub\"\n"));
+    assert_null(strstr(b.data, "chainloader"));
+    assert_null(strstr(b.data, "linux"));
+    assert_null(strstr(b.data, "\nexit"));
+    buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -401,6 +418,7 @@ main(void)
         cmocka_unit_test(test_cmdline_is_the_design_contract),
         cmocka_unit_test(test_cmdline_with_the_mac),
         cmocka_unit_test(test_wait_script),
+        cmocka_unit_test(test_grub_wait_config),
         cmocka_unit_test(test_cmdline_names_the_tools_archive),
         cmocka_unit_test(test_uefi_names_the_initrd),
         cmocka_unit_test(test_rescue_script_retries_each_download),
