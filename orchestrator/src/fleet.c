@@ -56,7 +56,7 @@ limits_from_config(struct fsm_limits *l, const struct config *c)
 }
 
 static void tell_subs(struct fleet *f, const struct store_event *ev);
-static int feed_catch_up(struct fleet *f, int64_t upto);
+static void feed_follow(struct fleet *f);
 
 /* Tell subscribers about an event that is already committed.  What other
  * nodes stored before it is told first (the streams keep ids in order). */
@@ -72,31 +72,15 @@ publish(struct fleet *f, int64_t id, const char *server, const char *kind,
                              .to_state = to,
                              .actor = actor,
                              .message = msg};
+    /* Another node's events come first: the feed tells them, and this
+     * one after them, in order. */
     if (id > f->feed_cursor + 1) {
-        /* Another node's events come first; while the store is slow their
-         * read would wait on it: the feed tells this one too, later. */
-        if (store_waiting_ms(f->st) > 0) {
-            f->feed_pending = true;
-            return;
-        }
-        feed_catch_up(f, id - 1);
+        feed_follow(f);
+        return;
     }
     if (id > f->feed_cursor)
         f->feed_cursor = id;
     tell_subs(f, &ev);
-}
-
-static int feed_follow(struct fleet *f);
-
-/* A write of ours answered: a look at the feed put off while the store
- * was slow happens now that nothing waits on it. */
-static void
-feed_resume(struct fleet *f)
-{
-    if (f->feed_pending && !f->stopping && store_waiting_ms(f->st) == 0) {
-        f->feed_pending = false;
-        feed_follow(f);
-    }
 }
 
 static void
@@ -164,8 +148,6 @@ note_stored(void *arg, int64_t id)
     /* -ECANCELED: the store closed after the fleet; n->f is gone. */
     if (id > 0 && !n->f->stopping)
         publish(n->f, id, n->server, n->kind, NULL, NULL, n->actor, n->msg);
-    if (id != -ECANCELED)
-        feed_resume(n->f);
     free(n->server);
     free(n->kind);
     free(n->actor);
@@ -907,8 +889,6 @@ out_tell:
         t->cb(t->arg, verdict, s ? s->store_error : "the server stopped");
     if (s && !s->step)
         release_held(s);
-    if (s)
-        feed_resume(s->f);
     free(t);
 }
 
@@ -1327,64 +1307,79 @@ mirror(struct srv *s)
     s->row = row;
 }
 
-struct feed_walk {
-    struct fleet *f;
-    int64_t upto; /* 0: no end */
-    int n;
-};
-
-static int
-feed_event(void *arg, const struct store_event *ev)
+/* What the feed says of a server another node runs: the state of a
+ * transition (its JSON reads the row afresh; this keeps the counts). */
+static void
+mirror_event(struct srv *s, const struct store_event *ev)
 {
-    struct feed_walk *w = arg;
-    if (w->upto && ev->id > w->upto)
-        return 1;
-    struct fleet *f = w->f;
-    f->feed_cursor = ev->id;
-    w->n++;
-    struct srv *s = fleet_srv_find(f, ev->server);
-    if (s && !s->runs)
-        mirror(s);
-    tell_subs(f, ev);
-    return 0;
-}
-
-/* Tell what others stored up to upto (0: all there is, FEED_BATCH at a
- * time).  Not inside another walk of the events (the store refuses it):
- * then the next look tells it. */
-static int
-feed_catch_up(struct fleet *f, int64_t upto)
-{
-    struct feed_walk w = {.f = f, .upto = upto};
-    int rc = store_list_events(f->st, NULL, f->feed_cursor,
-                               upto ? 0 : FEED_BATCH, feed_event, &w);
-    return rc < 0 ? rc : w.n;
+    int st = ev->to_state && strcmp(ev->kind, "transition") == 0
+                 ? fsm_state_parse(ev->to_state)
+                 : -1;
+    if (st < 0)
+        return;
+    s->row.fsm.state = (enum fsm_state)st;
+    s->row.fsm.since_ms = ev->at_ms;
 }
 
 static void take_actions(struct fleet *f);
 
-/* The events read (FEED_BATCH: there may be more), or 0. */
-static int
-feed_follow(struct fleet *f)
+static int64_t
+feed_again(struct loop *l, void *arg)
 {
-    /* Its reads would wait behind writes the store has not answered:
-     * after them (feed_resume). */
-    if (store_waiting_ms(f->st) > 0) {
-        f->feed_pending = true;
-        return 0;
+    (void)l;
+    struct fleet *f = arg;
+    f->feed_again_timer = 0;
+    feed_follow(f);
+    return -1;
+}
+
+/* A page of the feed: what it has not told yet, told in id order (an
+ * event told already by publish is skipped); then the actions handed on,
+ * and the next page at once (from the loop) if this one came full or a
+ * look was asked meanwhile.  Unreadable: the next look tries again. */
+static void
+feed_page(void *arg, int rc, const struct store_event *evs, size_t n)
+{
+    struct fleet *f = arg;
+    if (rc == -ECANCELED)
+        return; /* the store closed after the fleet: f is gone */
+    f->feed_reading = false;
+    if (f->stopping)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_event *ev = &evs[i];
+        if (ev->id <= f->feed_cursor)
+            continue;
+        f->feed_cursor = ev->id;
+        struct srv *s = fleet_srv_find(f, ev->server);
+        if (s && !s->runs)
+            mirror_event(s, ev);
+        tell_subs(f, ev);
     }
-    int64_t head = store_feed_head(f->st);
-    if (head <= f->feed_cursor)
-        return 0;
-    int n = feed_catch_up(f, 0);
-    /* None there though the head moved: pruned meanwhile.  Nothing to
-     * tell; do not look for them again.  (Unreadable, n < 0: the next
-     * look tries again, FEED_POLL_MS later.) */
-    if (n == 0)
-        f->feed_cursor = head;
+    if (rc < 0)
+        return;
     if (f->active)
         take_actions(f);
-    return n > 0 ? n : 0;
+    if ((n >= FEED_BATCH || f->feed_pending) && !f->feed_again_timer) {
+        f->feed_pending = false;
+        f->feed_again_timer = loop_add_timer(f->loop, 0, feed_again, f);
+    }
+}
+
+/* Read the feed past the cursor without waiting: one read at a time, a
+ * look asked meanwhile made when it is answered. */
+static void
+feed_follow(struct fleet *f)
+{
+    if (f->stopping)
+        return;
+    if (f->feed_reading) {
+        f->feed_pending = true;
+        return;
+    }
+    f->feed_reading = true;
+    store_list_events_async(f->st, NULL, f->feed_cursor, FEED_BATCH,
+                            feed_page, f);
 }
 
 static void
@@ -1401,10 +1396,7 @@ feed_cb(struct loop *l, void *arg)
 {
     (void)l;
     struct fleet *f = arg;
-    if (f->feed_notifies && store_waiting_ms(f->st) > 0)
-        return FEED_NOTIFIED_POLL_MS;
-    if (feed_follow(f) == FEED_BATCH)
-        return 0;
+    feed_follow(f);
     return f->feed_notifies ? -1 : FEED_POLL_MS;
 }
 
@@ -1645,7 +1637,7 @@ taken_done(void *arg, int rc, const char *err)
         }
         fleet_srv_note(s, "error", "rescued", msg);
     }
-    store_action_done(t->f->st, t->id);
+    store_action_done_async(t->f->st, t->id, NULL, NULL);
     free(t);
 }
 
@@ -1689,7 +1681,7 @@ run_taken(struct fleet *f, const struct store_action *sa)
          * said done.  Not again. */
         log_info("%s: %s asked on node %s was applied before the takeover",
                  sa->server, t->event, sa->origin);
-        store_action_done(f->st, sa->id);
+        store_action_done_async(f->st, sa->id, NULL, NULL);
         free(t);
         rc = 0;
     } else {
@@ -1705,20 +1697,43 @@ run_taken(struct fleet *f, const struct store_action *sa)
 }
 
 static void
+action_taken(void *arg, int rc, const struct store_action *sa)
+{
+    struct fleet *f = arg;
+    if (rc == -ECANCELED)
+        return; /* the store closed after the fleet: f is gone */
+    f->taking = false;
+    if (f->stopping || !f->active)
+        return;
+    if (rc == 1) {
+        run_taken(f, sa);
+        /* The next one, up to a batch a look (the rest at the next). */
+        if (++f->taken_in_row < TAKE_BATCH) {
+            take_actions(f);
+            return;
+        }
+    }
+    f->taken_in_row = 0;
+    if (f->take_again) {
+        f->take_again = false;
+        take_actions(f);
+    }
+}
+
+/* Take the actions handed on to this node's facility, one at a time,
+ * without waiting; a look asked meanwhile is made after. */
+static void
 take_actions(struct fleet *f)
 {
-    struct store_action sa;
-    if (store_waiting_ms(f->st) > 0) {
-        f->feed_pending = true; /* feed_follow takes them */
+    if (!f->active || f->stopping)
+        return;
+    if (f->taking) {
+        f->take_again = true;
         return;
     }
-    for (int i = 0; i < TAKE_BATCH && f->active &&
-                    store_action_take(f->st, f->facility, f->node,
-                                      now_wall_ms(), &sa) == 1;
-         i++) {
-        run_taken(f, &sa);
-        store_action_clear(&sa);
-    }
+    f->taking = true;
+    store_action_take_async(f->st, f->facility, f->node, now_wall_ms(),
+                            action_taken, f);
 }
 
 /* Retention ([rescued] retention_days, retention_events): a bounded
@@ -1812,6 +1827,7 @@ fleet_free(struct fleet *f)
     loop_del_timer(f->loop, f->retention_timer);
     loop_del_timer(f->loop, f->lease_timer);
     loop_del_timer(f->loop, f->feed_timer);
+    loop_del_timer(f->loop, f->feed_again_timer);
     for (size_t i = 0; i < f->nsrvs; i++)
         srv_free(f->srvs[i]);
     /* A clean stop hands the facility on at once, not after a lapse:

@@ -128,7 +128,12 @@ struct fleet {
     bool stopping; /* in fleet_free: answers come, no action starts */
     bool lease_asking;  /* a renewal is on its way to the store */
     bool feed_notifies; /* the store tells of commits (store_feed_notify) */
-    bool feed_pending;  /* a look at the feed put off: the store was slow */
+    /* The feed's read and the actions' take are asked without waiting,
+     * one at a time; a look asked meanwhile is made after. */
+    bool feed_reading, feed_pending;
+    uint64_t feed_again_timer;
+    bool taking, take_again;
+    int taken_in_row;
     char lease_holder[64]; /* who held it at the last look, "" unknown */
     int64_t lease_expires_ms;
     uint64_t lease_timer, feed_timer;

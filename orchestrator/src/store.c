@@ -372,6 +372,89 @@ store_token_revoke_server_async(struct store *st, const char *server,
         cb(arg, rc);
 }
 
+/* The blocking walk's events, copied, for one answer. */
+struct events_copy {
+    struct store_event *evs;
+    size_t n, cap;
+};
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static int
+copy_event(void *arg, const struct store_event *ev)
+{
+    struct events_copy *c = arg;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->evs = xrealloc(c->evs, c->cap * sizeof(*c->evs));
+    }
+    struct store_event *e = &c->evs[c->n++];
+    *e = *ev;
+    e->server = dup_or_null(ev->server);
+    e->kind = dup_or_null(ev->kind);
+    e->from_state = dup_or_null(ev->from_state);
+    e->to_state = dup_or_null(ev->to_state);
+    e->actor = dup_or_null(ev->actor);
+    e->message = dup_or_null(ev->message);
+    return 0;
+}
+
+void
+store_list_events_async(struct store *st, const char *server, int64_t after_id,
+                        int limit, store_events_cb *cb, void *arg)
+{
+    if (st->ops->list_events_async) {
+        st->ops->list_events_async(st, server, after_id, limit, cb, arg);
+        return;
+    }
+    struct events_copy c = {0};
+    int rc = store_list_events(st, server, after_id, limit, copy_event, &c);
+    cb(arg, rc < 0 ? rc : 0, c.evs, rc < 0 ? 0 : c.n);
+    for (size_t i = 0; i < c.n; i++) {
+        struct store_event *e = &c.evs[i];
+        free((char *)e->server);
+        free((char *)e->kind);
+        free((char *)e->from_state);
+        free((char *)e->to_state);
+        free((char *)e->actor);
+        free((char *)e->message);
+    }
+    free(c.evs);
+}
+
+void
+store_action_take_async(struct store *st, const char *facility,
+                        const char *node, int64_t now_ms, store_action_cb *cb,
+                        void *arg)
+{
+    if (st->ops->action_take_async) {
+        st->ops->action_take_async(st, facility, node, now_ms, cb, arg);
+        return;
+    }
+    struct store_action a;
+    int rc = store_action_take(st, facility, node, now_ms, &a);
+    cb(arg, rc, rc == 1 ? &a : NULL);
+    if (rc == 1)
+        store_action_clear(&a);
+}
+
+void
+store_action_done_async(struct store *st, int64_t id, store_done_cb *cb,
+                        void *arg)
+{
+    if (st->ops->action_done_async) {
+        st->ops->action_done_async(st, id, cb, arg);
+        return;
+    }
+    int64_t rc = store_action_done(st, id);
+    if (cb)
+        cb(arg, rc);
+}
+
 int64_t
 store_waiting_ms(const struct store *st)
 {

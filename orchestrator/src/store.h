@@ -250,6 +250,16 @@ void store_token_mark_async(struct store *st, const char *token,
                             store_done_cb *cb, void *arg);
 void store_token_revoke_server_async(struct store *st, const char *server,
                                      store_done_cb *cb, void *arg);
+/* The change feed's reads and the actions handed on, the same way (the
+ * reads queue behind the writes asked before them, so they see them). */
+void store_list_events_async(struct store *st, const char *server,
+                             int64_t after_id, int limit, store_events_cb *cb,
+                             void *arg);
+void store_action_take_async(struct store *st, const char *facility,
+                             const char *node, int64_t now_ms,
+                             store_action_cb *cb, void *arg);
+void store_action_done_async(struct store *st, int64_t id, store_done_cb *cb,
+                             void *arg);
 /* How long the oldest write asked and not yet answered has waited, in ms
  * (0: none; always 0 with sqlite): a caller about to make a blocking call
  * that can wait (a periodic read) puts it off while the store is slow. */

@@ -106,6 +106,14 @@ struct store_ops {
                              store_done_cb *cb, void *arg);
     void (*token_revoke_server_async)(struct store *st, const char *server,
                                       store_done_cb *cb, void *arg);
+    void (*list_events_async)(struct store *st, const char *server,
+                              int64_t after_id, int limit,
+                              store_events_cb *cb, void *arg);
+    void (*action_take_async)(struct store *st, const char *facility,
+                              const char *node, int64_t now_ms,
+                              store_action_cb *cb, void *arg);
+    void (*action_done_async)(struct store *st, int64_t id, store_done_cb *cb,
+                              void *arg);
     int64_t (*waiting_ms)(const struct store *st);
     /* Optional: false while the backend knows its writes would fail. */
     bool (*connected)(struct store *st);

@@ -584,6 +584,7 @@ enum pg_job_kind {
     JOB_ID,    /* RETURNING id: the id */
     JOB_LEASE, /* the lease statement: taken, holder, expiry */
     JOB_TOUCH, /* an UPDATE of one row: 0, -ENOENT when none matched */
+    JOB_ROWS,  /* rows for j->rows to hand on (events, an action) */
 };
 
 struct pg_job {
@@ -597,6 +598,9 @@ struct pg_job {
     PGresult *keep;          /* the first failure, else the last result */
     store_done_cb *done;
     store_lease_cb *lease_done;
+    /* JOB_ROWS: hands r (NULL: failed, rc the errno) to j->rows_cb. */
+    void (*rows)(struct pg_job *j, const PGresult *r, int rc);
+    void *rows_cb;
     void *arg;
 };
 
@@ -632,6 +636,10 @@ job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
         v = strtoll(PQcmdTuples((PGresult *)r), NULL, 10) > 0 ? 0 : -ENOENT;
     } else if (r) {
         v = 0;
+    }
+    if (j->kind == JOB_ROWS) {
+        j->rows(j, r, r ? 0 : rc);
+        return;
     }
     if (j->kind == JOB_LEASE) {
         if (j->lease_done)
@@ -839,6 +847,9 @@ jobs_drain(struct pg_store *st, int64_t deadline)
     return st->conn ? 0 : -EIO;
 }
 
+static void job_queue(struct pg_store *st, struct pg_job *j,
+                      const struct pgargs *a);
+
 /* Queue a write (sync when the store cannot: no loop, a batch). */
 static void
 job_submit(struct pg_store *st, enum pg_job_kind kind, const char *what,
@@ -849,12 +860,36 @@ job_submit(struct pg_store *st, enum pg_job_kind kind, const char *what,
     j->kind = kind;
     j->what = what;
     j->sql = sql;
-    j->nargs = a->n;
-    for (int i = 0; i < a->n; i++)
-        j->argv[i] = a->v[i] ? xstrdup(a->v[i]) : NULL;
     j->done = done;
     j->lease_done = lease_done;
     j->arg = arg;
+    job_queue(st, j, a);
+}
+
+/* Queue a read whose rows rows() hands to cb. */
+static void
+job_submit_rows(struct pg_store *st, const char *what, const char *sql,
+                const struct pgargs *a,
+                void (*rows)(struct pg_job *, const PGresult *, int), void *cb,
+                void *arg)
+{
+    struct pg_job *j = xcalloc(1, sizeof(*j));
+    j->kind = JOB_ROWS;
+    j->what = what;
+    j->sql = sql;
+    j->rows = rows;
+    j->rows_cb = cb;
+    j->arg = arg;
+    job_queue(st, j, a);
+}
+
+static void
+job_queue(struct pg_store *st, struct pg_job *j, const struct pgargs *a)
+{
+    const char *what = j->what, *sql = j->sql;
+    j->nargs = a->n;
+    for (int i = 0; i < a->n; i++)
+        j->argv[i] = a->v[i] ? xstrdup(a->v[i]) : NULL;
     j->asked = now_mono_ms();
     j->deadline = j->asked + st->timeout_ms;
     if (!st->loop || st->in_batch) {
@@ -1338,6 +1373,12 @@ pgs_append_event_async(struct store *base, const char *server,
 #define EVENT_COLUMNS                                                          \
     "id, server, at_ms, kind, from_state, to_state, actor, message"
 
+#define LIST_SERVER_EVENTS_SQL                                                 \
+    "SELECT " EVENT_COLUMNS " FROM events"                                     \
+    " WHERE server = $1 AND id > $2 ORDER BY id LIMIT $3"
+#define LIST_EVENTS_SQL                                                        \
+    "SELECT " EVENT_COLUMNS " FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+
 static int
 pgs_list_events(struct store *base, const char *server, int64_t after_id,
                 int limit, store_event_cb *cb, void *arg)
@@ -1353,11 +1394,7 @@ pgs_list_events(struct store *base, const char *server, int64_t after_id,
         arg_text(&a, NULL); /* LIMIT NULL: all */
     PGresult *r =
         pg_query(st, "listing events",
-                 server ? "SELECT " EVENT_COLUMNS " FROM events"
-                          " WHERE server = $1 AND id > $2 ORDER BY id LIMIT $3"
-                        : "SELECT " EVENT_COLUMNS " FROM events"
-                          " WHERE id > $1 ORDER BY id LIMIT $2",
-                 &a);
+                 server ? LIST_SERVER_EVENTS_SQL : LIST_EVENTS_SQL, &a);
     if (!r)
         return -EIO;
     int ret = 0;
@@ -1376,6 +1413,48 @@ pgs_list_events(struct store *base, const char *server, int64_t after_id,
     }
     PQclear(r);
     return ret;
+}
+
+static void
+events_rows(struct pg_job *j, const PGresult *r, int rc)
+{
+    store_events_cb *cb = (store_events_cb *)j->rows_cb;
+    if (!r) {
+        cb(j->arg, rc, NULL, 0);
+        return;
+    }
+    size_t n = (size_t)PQntuples(r);
+    struct store_event *evs = xcalloc(n ? n : 1, sizeof(*evs));
+    for (size_t i = 0; i < n; i++)
+        evs[i] = (struct store_event){
+            .id = get_int(r, (int)i, 0),
+            .server = get_text(r, (int)i, 1),
+            .at_ms = get_int(r, (int)i, 2),
+            .kind = get_text(r, (int)i, 3),
+            .from_state = get_text(r, (int)i, 4),
+            .to_state = get_text(r, (int)i, 5),
+            .actor = get_text(r, (int)i, 6),
+            .message = get_text(r, (int)i, 7),
+        };
+    cb(j->arg, 0, evs, n);
+    free(evs);
+}
+
+static void
+pgs_list_events_async(struct store *base, const char *server, int64_t after_id,
+                      int limit, store_events_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    if (server)
+        arg_text(&a, server);
+    arg_int(&a, after_id);
+    if (limit > 0)
+        arg_int(&a, limit);
+    else
+        arg_text(&a, NULL);
+    job_submit_rows(pg(base), "listing events",
+                    server ? LIST_SERVER_EVENTS_SQL : LIST_EVENTS_SQL, &a,
+                    events_rows, (void *)cb, arg);
 }
 
 /* --- tokens -------------------------------------------------------------- */
@@ -1791,6 +1870,33 @@ pgs_action_add(struct store *base, const char *facility, const char *server,
 /* One statement: the lease row is read FOR SHARE, so a takeover waits for
  * this take's commit (a node that lost the lease takes nothing), and the
  * oldest action not done and not this node's already is marked. */
+#define ACTION_TAKE_SQL                                                        \
+    "WITH l AS (SELECT 1 FROM leases WHERE facility = $1 AND holder = $2"      \
+    " AND expires_ms > $3 FOR SHARE),"                                         \
+    " n AS (SELECT id FROM actions WHERE facility = $1"                        \
+    " AND done_ms IS NULL AND (taken_by IS NULL OR taken_by <> $2)"            \
+    " AND EXISTS (SELECT 1 FROM l) ORDER BY id LIMIT 1"                        \
+    " FOR UPDATE SKIP LOCKED)"                                                 \
+    " UPDATE actions SET taken_by = $2, taken_ms = $3 FROM n"                  \
+    " WHERE actions.id = n.id"                                                 \
+    " RETURNING actions.id, server, origin, actor, body"
+
+/* The taken row into out: 1, or 0 when none was taken. */
+static int
+action_parse(const PGresult *r, struct store_action *out)
+{
+    if (PQntuples(r) == 0)
+        return 0;
+    out->id = get_int(r, 0, 0);
+    const char *c[4] = {get_text(r, 0, 1), get_text(r, 0, 2),
+                        get_text(r, 0, 3), get_text(r, 0, 4)};
+    strlcpy_s(out->server, c[0] ? c[0] : "", sizeof(out->server));
+    strlcpy_s(out->origin, c[1] ? c[1] : "", sizeof(out->origin));
+    strlcpy_s(out->actor, c[2] ? c[2] : "", sizeof(out->actor));
+    out->body = xstrdup(c[3] ? c[3] : "");
+    return 1;
+}
+
 static int
 pgs_action_take(struct store *base, const char *facility, const char *node,
                 int64_t now_ms, struct store_action *out)
@@ -1800,33 +1906,42 @@ pgs_action_take(struct store *base, const char *facility, const char *node,
     arg_text(&a, facility);
     arg_text(&a, node);
     arg_int(&a, now_ms);
-    PGresult *r = pg_query(
-        st, "taking action",
-        "WITH l AS (SELECT 1 FROM leases WHERE facility = $1 AND holder = $2"
-        " AND expires_ms > $3 FOR SHARE),"
-        " n AS (SELECT id FROM actions WHERE facility = $1"
-        " AND done_ms IS NULL AND (taken_by IS NULL OR taken_by <> $2)"
-        " AND EXISTS (SELECT 1 FROM l) ORDER BY id LIMIT 1"
-        " FOR UPDATE SKIP LOCKED)"
-        " UPDATE actions SET taken_by = $2, taken_ms = $3 FROM n"
-        " WHERE actions.id = n.id"
-        " RETURNING actions.id, server, origin, actor, body",
-        &a);
+    PGresult *r = pg_query(st, "taking action", ACTION_TAKE_SQL, &a);
     if (!r)
         return -EIO;
-    int ret = PQntuples(r) > 0;
-    if (ret) {
-        out->id = get_int(r, 0, 0);
-        const char *c[4] = {get_text(r, 0, 1), get_text(r, 0, 2),
-                            get_text(r, 0, 3), get_text(r, 0, 4)};
-        strlcpy_s(out->server, c[0] ? c[0] : "", sizeof(out->server));
-        strlcpy_s(out->origin, c[1] ? c[1] : "", sizeof(out->origin));
-        strlcpy_s(out->actor, c[2] ? c[2] : "", sizeof(out->actor));
-        out->body = xstrdup(c[3] ? c[3] : "");
-    }
+    int ret = action_parse(r, out);
     PQclear(r);
     return ret;
 }
+
+static void
+action_rows(struct pg_job *j, const PGresult *r, int rc)
+{
+    store_action_cb *cb = (store_action_cb *)j->rows_cb;
+    struct store_action a = {0};
+    if (!r) {
+        cb(j->arg, rc, NULL);
+        return;
+    }
+    int got = action_parse(r, &a);
+    cb(j->arg, got, got ? &a : NULL);
+    free(a.body);
+}
+
+static void
+pgs_action_take_async(struct store *base, const char *facility,
+                      const char *node, int64_t now_ms, store_action_cb *cb,
+                      void *arg)
+{
+    struct pgargs a = {0};
+    arg_text(&a, facility);
+    arg_text(&a, node);
+    arg_int(&a, now_ms);
+    job_submit_rows(pg(base), "taking action", ACTION_TAKE_SQL, &a,
+                    action_rows, (void *)cb, arg);
+}
+
+#define ACTION_DONE_SQL "UPDATE actions SET done_ms = $2 WHERE id = $1"
 
 static int
 pgs_action_done(struct store *base, int64_t id)
@@ -1834,8 +1949,18 @@ pgs_action_done(struct store *base, int64_t id)
     struct pgargs a = {0};
     arg_int(&a, id);
     arg_int(&a, now_wall_ms());
-    return pg_run(pg(base), "finishing action",
-                  "UPDATE actions SET done_ms = $2 WHERE id = $1", &a, NULL);
+    return pg_run(pg(base), "finishing action", ACTION_DONE_SQL, &a, NULL);
+}
+
+static void
+pgs_action_done_async(struct store *base, int64_t id, store_done_cb *cb,
+                      void *arg)
+{
+    struct pgargs a = {0};
+    arg_int(&a, id);
+    arg_int(&a, now_wall_ms());
+    job_submit(pg(base), JOB_RUN, "finishing action", ACTION_DONE_SQL, &a, cb,
+               NULL, arg);
 }
 
 /* Ids commit in order (FEED_LOCK), so the greatest committed one is the
@@ -2008,6 +2133,9 @@ const struct store_ops store_pg_ops = {
     .token_add_async = pgs_token_add_async,
     .token_mark_async = pgs_token_mark_async,
     .token_revoke_server_async = pgs_token_revoke_server_async,
+    .list_events_async = pgs_list_events_async,
+    .action_take_async = pgs_action_take_async,
+    .action_done_async = pgs_action_done_async,
     .waiting_ms = pgs_waiting_ms,
     .connected = pgs_connected,
     .flush = pgs_flush,

@@ -7,6 +7,7 @@
 
 #include "fsm.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* What is kept per server beyond the state machine's own fields. */
@@ -86,5 +87,12 @@ typedef void store_feed_cb(void *arg);
 /* The asynchronous writes' answers (store.h). */
 typedef void store_done_cb(void *arg, int64_t rc);
 typedef void store_lease_cb(void *arg, int rc, const struct store_lease *l);
+/* Events read (store_list_events_async): valid during the call only. */
+typedef void store_events_cb(void *arg, int rc, const struct store_event *evs,
+                             size_t n);
+struct store_action;
+/* An action taken (store_action_take_async): rc 1 with a (valid during the
+ * call), 0 none, or a negative errno. */
+typedef void store_action_cb(void *arg, int rc, const struct store_action *a);
 
 #endif
