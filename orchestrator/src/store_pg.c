@@ -850,19 +850,26 @@ jobs_drain(struct pg_store *st, int64_t deadline)
 static void job_queue(struct pg_store *st, struct pg_job *j,
                       const struct pgargs *a);
 
+static struct pg_job *
+job_new(enum pg_job_kind kind, const char *what, const char *sql, void *arg)
+{
+    struct pg_job *j = xcalloc(1, sizeof(*j));
+    j->kind = kind;
+    j->what = what;
+    j->sql = sql;
+    j->arg = arg;
+    return j;
+}
+
 /* Queue a write (sync when the store cannot: no loop, a batch). */
 static void
 job_submit(struct pg_store *st, enum pg_job_kind kind, const char *what,
            const char *sql, const struct pgargs *a, store_done_cb *done,
            store_lease_cb *lease_done, void *arg)
 {
-    struct pg_job *j = xcalloc(1, sizeof(*j));
-    j->kind = kind;
-    j->what = what;
-    j->sql = sql;
+    struct pg_job *j = job_new(kind, what, sql, arg);
     j->done = done;
     j->lease_done = lease_done;
-    j->arg = arg;
     job_queue(st, j, a);
 }
 
@@ -873,13 +880,9 @@ job_submit_rows(struct pg_store *st, const char *what, const char *sql,
                 void (*rows)(struct pg_job *, const PGresult *, int), void *cb,
                 void *arg)
 {
-    struct pg_job *j = xcalloc(1, sizeof(*j));
-    j->kind = JOB_ROWS;
-    j->what = what;
-    j->sql = sql;
+    struct pg_job *j = job_new(JOB_ROWS, what, sql, arg);
     j->rows = rows;
     j->rows_cb = cb;
-    j->arg = arg;
     job_queue(st, j, a);
 }
 
