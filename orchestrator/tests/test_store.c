@@ -1511,6 +1511,24 @@ all_answered(struct loop *l, struct answers *a, int want, int64_t ms)
     return a->n == want;
 }
 
+struct got_events {
+    bool told;
+    int rc;
+    size_t n;
+    char last_message[64];
+};
+
+static void
+got_events(void *arg, int rc, const struct store_event *evs, size_t n)
+{
+    struct got_events *g = arg;
+    g->told = true;
+    g->rc = rc;
+    g->n = n;
+    if (n)
+        strlcpy_s(g->last_message, evs[n - 1].message, sizeof(g->last_message));
+}
+
 struct lease_answer {
     int rc;
     struct store_lease l;
@@ -1571,6 +1589,19 @@ test_async_writes_in_order(void **state)
     assert_int_equal(got.fsm.retries, 5);
     server_row_clear(&got);
     assert_int_equal(store_waiting_ms(f->st), 0);
+
+    /* A read asked that way comes behind the write asked before it. */
+    struct got_events ge = {0};
+    store_append_event_async(f->st, "srv1", "audit", "admin", "four", NULL,
+                             NULL);
+    store_list_events_async(f->st, "srv1", s.id[3], 0, got_events, &ge);
+    int64_t until = now_mono_ms() + 5000;
+    while (!ge.told && now_mono_ms() < until)
+        loop_run_once(l, 20);
+    assert_true(ge.told);
+    assert_int_equal(ge.rc, 0);
+    assert_int_equal(ge.n, 1);
+    assert_string_equal(ge.last_message, "four");
 
     /* The lease, asked the same way. */
     struct lease_answer la = {0};
