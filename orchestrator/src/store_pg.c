@@ -11,11 +11,13 @@
  *     sent one at a time in the order asked, the socket watched by the
  *     loop, each asker called back with the answer: the loop never waits
  *     ("asynchronous writes on the loop" below);
- *   - every other call (reads, start-up, batches) waits, polling the
- *     socket with a deadline: at most PG_OP_TIMEOUT_MS for a query,
- *     PG_CONNECT_TIMEOUT_MS for a connect, after the queued jobs (whose
- *     order it keeps); fleet puts its periodic reads off while a job
- *     waits (store_waiting_ms), so a hung database holds nobody.
+ *     The feed's reads and the actions' takes are jobs too, with rows;
+ *   - every other call (the API's history reads, start-up, batches)
+ *     waits, polling the socket with a deadline: at most
+ *     PG_OP_TIMEOUT_MS for a query, PG_CONNECT_TIMEOUT_MS for a connect,
+ *     after the queued jobs (whose order it keeps); fleet makes none of
+ *     them while the store is not answering (store_answering), so a hung
+ *     database holds nobody.
  *
  * Unreachable: a query that fails on a lost connection drops it, and the
  * next call reconnects, at most once per back-off interval (0.5 s doubling
