@@ -177,6 +177,7 @@ fuzz-clean:
 
 # STRICT=1: a skipped case fails (what it lacks is for setup to provide).
 integration: all image
+	qemu-tests/selftest
 	STRICT=1 qemu-tests/run
 
 # Unit tests first (seconds), then the image and its own boot test, then

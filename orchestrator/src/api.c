@@ -515,11 +515,60 @@ event_json(const struct store_event *ev)
                      "message", str_or_null(ev->message));
 }
 
-static int
-collect_event(void *arg, const struct store_event *ev)
+/* A history page on its way from the store: the request (NULL once it
+ * ended) and, once read, the events or the failure. */
+struct history {
+    struct store *st;
+    struct http_req *r;
+    bool parked, done;
+    int rc;
+    json_t *events;
+};
+
+static void
+history_read(void *arg, int rc, const struct store_event *evs, size_t n)
 {
-    json_array_append_new(arg, event_json(ev));
-    return 0;
+    struct history *h = arg;
+    h->done = true;
+    h->rc = rc;
+    if (rc == 0) {
+        h->events = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(h->events, event_json(&evs[i]));
+    }
+    if (!h->parked)
+        return; /* answered at once: the handler answers */
+    if (h->r)
+        http_req_resume(h->r);
+    else {
+        json_decref(h->events);
+        free(h);
+    }
+}
+
+static void
+history_gone(void *arg)
+{
+    struct history *h = arg;
+    h->r = NULL;
+    if (h->done) {
+        json_decref(h->events);
+        free(h);
+    }
+}
+
+static void
+history_answer(struct http_req *r, void *arg)
+{
+    struct history *h = arg;
+    if (h->rc < 0)
+        http_respond_error(r, h->rc == -EIO ? 503 : 500,
+                           "cannot read the event history: %s",
+                           h->rc == -EIO ? store_last_error(h->st)
+                                         : strerror(-h->rc));
+    else
+        http_respond_json(r, 200, json_pack("{s:o}", "events", h->events));
+    free(h);
 }
 
 /* --- the event stream (GET .../events, Accept: text/event-stream) --- */
@@ -792,16 +841,19 @@ h_events(struct http_req *r, void *arg)
     }
     if (after < since)
         after = since;
-    json_t *arr = json_array();
-    int rc = store_list_events(fleet_store(f), cs->id, after, (int)limit,
-                               collect_event, arr);
-    if (rc < 0) {
-        json_decref(arr);
-        http_respond_error(r, 500, "cannot read the event history: %s",
-                           strerror(-rc));
+    /* Read without waiting (a network store answers from the loop): the
+     * request is parked until then, unless the answer came at once. */
+    struct history *h = xcalloc(1, sizeof(*h));
+    h->st = fleet_store(f);
+    h->r = r;
+    store_list_events_async(fleet_store(f), cs->id, after, (int)limit,
+                            history_read, h);
+    if (h->done) {
+        history_answer(r, h);
         return;
     }
-    http_respond_json(r, 200, json_pack("{s:o}", "events", arr));
+    h->parked = true;
+    http_req_defer(r, history_answer, history_gone, h);
 }
 
 /* --- SSH keys, for the portal's Rescue dialog --- */
