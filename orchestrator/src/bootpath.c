@@ -36,6 +36,65 @@ is_head(const struct http_req *r)
     return http_req_method(r) == HTTP_HEAD;
 }
 
+/* A boot request parked while its server's last change is on its way to
+ * the store (fleet_boot_settle): answered by answer(r, fleet) once it is
+ * stored. */
+struct boot_wait {
+    struct fleet *f;
+    struct http_req *r; /* NULL once the request ended */
+    http_handler_fn *answer;
+    bool woke;
+};
+
+static void
+boot_woke(void *arg)
+{
+    struct boot_wait *w = arg;
+    w->woke = true;
+    if (w->r)
+        http_req_resume(w->r);
+    else
+        free(w);
+}
+
+static void
+boot_gone(void *arg)
+{
+    struct boot_wait *w = arg;
+    w->r = NULL;
+    if (w->woke)
+        free(w);
+}
+
+static void
+boot_resumed(struct http_req *r, void *arg)
+{
+    struct boot_wait *w = arg;
+    http_handler_fn *answer = w->answer;
+    struct fleet *f = w->f;
+    free(w);
+    answer(r, f);
+}
+
+/* True when the request was parked (answer gives it later). */
+static bool
+boot_park(struct http_req *r, struct fleet *f, const char *token,
+          const char *mac, http_handler_fn *answer)
+{
+    if (!token && !mac)
+        return false;
+    struct boot_wait *w = xcalloc(1, sizeof(*w));
+    w->f = f;
+    w->r = r;
+    w->answer = answer;
+    if (fleet_boot_settle(f, token, mac, boot_woke, w)) {
+        free(w);
+        return false;
+    }
+    http_req_defer(r, boot_resumed, boot_gone, w);
+    return true;
+}
+
 /* /boot/<mac>.ipxe or .grub: script is fleet_boot_script or _grub. */
 static void
 boot_script(struct http_req *r, void *arg,
@@ -56,16 +115,38 @@ boot_script(struct http_req *r, void *arg,
 }
 
 static void
-h_boot_script(struct http_req *r, void *arg)
+ipxe_answer(struct http_req *r, void *arg)
 {
     boot_script(r, arg, fleet_boot_script);
+}
+
+static void
+grub_answer(struct http_req *r, void *arg)
+{
+    boot_script(r, arg, fleet_boot_grub);
+}
+
+static bool
+park_by_mac(struct http_req *r, struct fleet *f, http_handler_fn *answer)
+{
+    char mac[18];
+    return config_parse_mac(http_req_cap(r, 0), mac) &&
+           boot_park(r, f, NULL, mac, answer);
+}
+
+static void
+h_boot_script(struct http_req *r, void *arg)
+{
+    if (!park_by_mac(r, arg, ipxe_answer))
+        ipxe_answer(r, arg);
 }
 
 /* GRUB's, arm64 UEFI servers' network loader. */
 static void
 h_boot_grub(struct http_req *r, void *arg)
 {
-    boot_script(r, arg, fleet_boot_grub);
+    if (!park_by_mac(r, arg, grub_answer))
+        grub_answer(r, arg);
 }
 
 bool
@@ -120,8 +201,17 @@ h_media(struct http_req *r, void *arg)
     send_file(r, fd, &st, "the virtual CD");
 }
 
+static void image_answer(struct http_req *r, void *arg);
+
 static void
 h_image(struct http_req *r, void *arg)
+{
+    if (!boot_park(r, arg, http_req_query(r, "token"), NULL, image_answer))
+        image_answer(r, arg);
+}
+
+static void
+image_answer(struct http_req *r, void *arg)
 {
     struct fleet *f = arg;
     const char *name = http_req_cap(r, 0);
@@ -189,8 +279,17 @@ send_file(struct http_req *r, int fd, const struct stat *sp, const char *name)
     http_respond(r, status, a);
 }
 
+static void overlay_answer(struct http_req *r, void *arg);
+
 static void
 h_overlay(struct http_req *r, void *arg)
+{
+    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, overlay_answer))
+        overlay_answer(r, arg);
+}
+
+static void
+overlay_answer(struct http_req *r, void *arg)
 {
     struct buf b = {0};
     char err[512] = "", peer[64];
@@ -210,8 +309,17 @@ h_overlay(struct http_req *r, void *arg)
     http_respond_buf(r, 200, &b, "application/gzip");
 }
 
+static void phone_home_answer(struct http_req *r, void *arg);
+
 static void
 h_phone_home(struct http_req *r, void *arg)
+{
+    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, phone_home_answer))
+        phone_home_answer(r, arg);
+}
+
+static void
+phone_home_answer(struct http_req *r, void *arg)
 {
     json_t *root = http_req_json(r);
     if (!root)

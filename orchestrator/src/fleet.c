@@ -463,6 +463,57 @@ fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
     return s && !s->runs ? s : NULL;
 }
 
+/* The boot path's answers depend on the server's state and token: while
+ * a step of it waits for the store (or inputs are held behind one), a
+ * boot request waits too, in order with them, so it is answered from the
+ * state the store has (a fast client's overlay fetch would otherwise meet
+ * the state before its kernel fetch's step). */
+struct settle {
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+static void hold(struct srv *s, void (*run)(struct srv *, void *),
+                 void (*cancel)(void *), void *arg);
+
+static void
+settle_run(struct srv *s, void *arg)
+{
+    (void)s;
+    struct settle *w = arg;
+    w->cb(w->arg);
+    free(w);
+}
+
+static void
+settle_cancel(void *arg)
+{
+    settle_run(NULL, arg);
+}
+
+int
+fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
+                  void (*cb)(void *arg), void *arg)
+{
+    struct srv *s = NULL;
+    if (token) {
+        for (size_t i = 0; i < f->nsrvs && !s; i++)
+            if (f->srvs[i]->runs && f->srvs[i]->tok.live &&
+                strcmp(f->srvs[i]->tok.token, token) == 0)
+                s = f->srvs[i];
+    } else if (mac) {
+        const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
+        s = cs ? fleet_srv_of(f, cs) : NULL;
+    }
+    if (!s || !s->runs || (!s->step && !s->held))
+        return 1;
+    struct settle *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    hold(s, settle_run, settle_cancel, w);
+    return 0;
+}
+
 /* A token write on its way: which server, and which token. */
 struct token_write {
     struct fleet *f;

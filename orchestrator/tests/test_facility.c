@@ -725,6 +725,18 @@ test_standby_takes_over(void **state)
                      1);
 }
 
+static void
+set_true(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+static bool
+is_true(void *arg)
+{
+    return *(bool *)arg;
+}
+
 /* Two boot-path fetches back to back, before the store has answered the
  * first one's change (a network store answers from the loop): the second
  * waits for it and is applied to the stored state, so both changes are
@@ -749,6 +761,17 @@ test_inputs_wait_for_the_step_before(void **state)
     assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
                                          "127.0.0.1", false, err, sizeof(err)),
                      0);
+    /* A fast client's overlay fetch, right after: it waits until the
+     * kernel's step is stored (told by fleet_boot_settle), then is served,
+     * not refused as "not this step". */
+    bool settled = false;
+    if (!fleet_boot_settle(fra->fleet, token, NULL, set_true, &settled))
+        assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &settled));
+    struct buf ovl = {0};
+    assert_int_equal(fleet_overlay(fra->fleet, token, "127.0.0.1", &ovl, err,
+                                   sizeof(err)),
+                     0);
+    buf_free(&ovl);
     assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
     assert_true(tu_until_text(5000, &fra->seen,
                               "srv1:rebooting>pxe_booting\n"
