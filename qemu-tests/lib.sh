@@ -674,29 +674,20 @@ pg_up()
     echo "$PG_DIR" >>"$T/.pg"
     PG_URL=$("$ROOT/scripts/test-pg" url "$PG_DIR")
 }
+# pg_verb VERB [LOG]: scripts/test-pg VERB on the case's PostgreSQL; a
+# failure fails the case with LOG's tail (default the case's pg.log).
+pg_verb()
+{
+    "$ROOT/scripts/test-pg" "$1" "$PG_DIR" 2>>"$T/pg.log" ||
+        fail "test-pg $1: $(tail -5 "${2:-$T/pg.log}")"
+}
 # pg_hang / pg_resume: PostgreSQL's processes stopped where they stand
 # (SIGSTOP: a hung database host, which answers nothing and closes
 # nothing), and let go on.  Tear-down lets a hung one go before it stops.
-pg_hang()
-{
-    "$ROOT/scripts/test-pg" hang "$PG_DIR" 2>>"$T/pg.log" ||
-        fail "test-pg hang: $(tail -5 "$T/pg.log")"
-}
-pg_resume()
-{
-    "$ROOT/scripts/test-pg" resume "$PG_DIR" 2>>"$T/pg.log" ||
-        fail "test-pg resume: $(tail -5 "$T/pg.log")"
-}
-pg_stop()
-{
-    "$ROOT/scripts/test-pg" stop "$PG_DIR" 2>>"$T/pg.log" ||
-        fail "test-pg stop: $(tail -5 "$T/pg.log")"
-}
-pg_start()
-{
-    "$ROOT/scripts/test-pg" start "$PG_DIR" 2>>"$T/pg.log" ||
-        fail "test-pg start: $(tail -5 "$PG_DIR/server.log")"
-}
+pg_hang() { pg_verb hang; }
+pg_resume() { pg_verb resume; }
+pg_stop() { pg_verb stop; }
+pg_start() { pg_verb start "$PG_DIR/server.log"; }
 pg_down()
 {
     "$ROOT/scripts/test-pg" down "$PG_DIR"

@@ -428,6 +428,18 @@ token_load(struct srv *s)
                           sizeof(s->tok.last_addr));
 }
 
+/* The server run here whose live token this is (memory only), or NULL. */
+static struct srv *
+srv_of_live_token(struct fleet *f, const char *token)
+{
+    for (size_t i = 0; i < f->nsrvs; i++) {
+        struct srv *s = f->srvs[i];
+        if (s->runs && s->tok.live && strcmp(s->tok.token, token) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 int
 fleet_srv_token(struct srv *s, char *token, size_t len)
 {
@@ -445,21 +457,19 @@ fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
     memset(t, 0, sizeof(*t));
     if (!token)
         return NULL;
-    for (size_t i = 0; i < f->nsrvs; i++) {
-        struct srv *s = f->srvs[i];
-        if (s->runs && s->tok.live && strcmp(s->tok.token, token) == 0) {
-            strlcpy_s(t->server, s->cfg->id, sizeof(t->server));
-            strlcpy_s(t->addr, s->tok.addr, sizeof(t->addr));
-            t->overlay_ms = s->tok.overlay_ms;
-            return s;
-        }
+    struct srv *s = srv_of_live_token(f, token);
+    if (s) {
+        strlcpy_s(t->server, s->cfg->id, sizeof(t->server));
+        strlcpy_s(t->addr, s->tok.addr, sizeof(t->addr));
+        t->overlay_ms = s->tok.overlay_ms;
+        return s;
     }
     /* Another facility's (the caller says "not here"), or no token at
      * all.  Of a server run here, the store may still have one this node
      * revoked: not live. */
     if (store_waiting_ms(f->st) > 0 || store_token_get(f->st, token, t) < 0)
         return NULL;
-    struct srv *s = fleet_srv_find(f, t->server);
+    s = fleet_srv_find(f, t->server);
     return s && !s->runs ? s : NULL;
 }
 
@@ -497,10 +507,7 @@ fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
 {
     struct srv *s = NULL;
     if (token) {
-        for (size_t i = 0; i < f->nsrvs && !s; i++)
-            if (f->srvs[i]->runs && f->srvs[i]->tok.live &&
-                strcmp(f->srvs[i]->tok.token, token) == 0)
-                s = f->srvs[i];
+        s = srv_of_live_token(f, token);
     } else if (mac) {
         const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
         s = cs ? fleet_srv_of(f, cs) : NULL;

@@ -193,6 +193,70 @@ pg_drop(struct pg_store *st)
     reconnect_later(st);
 }
 
+/* The connection was lost under what: dropped, with libpq's reason
+ * (read before the drop frees it).  -EIO. */
+static int
+pg_lost(struct pg_store *st, const char *what)
+{
+    char l[300];
+    snprintf_utf8(l, sizeof(l), "database unreachable: %s",
+                  PQerrorMessage(st->conn));
+    pg_drop(st);
+    return pg_fail(st, what, l);
+}
+
+/* No answer within the bound: what the server did with what was sent is
+ * unknown, so a write not confirmed is not done, and the connection is
+ * not to be trusted any more.  -EIO. */
+static int
+pg_timed_out(struct pg_store *st, const char *what)
+{
+    char t[80];
+    snprintf(t, sizeof(t), "database unreachable: no answer within %d ms",
+             st->timeout_ms);
+    pg_drop(st);
+    return pg_fail(st, what, t);
+}
+
+/* A server that went away since the connection was last used (a restart,
+ * a stop) has closed the socket: noticed now, before anything is sent and
+ * in doubt, and dropped.  Not while a job is out: its answer is read on
+ * the loop, and reading here would leave the socket quiet for epoll. */
+static bool
+pg_drop_if_closed(struct pg_store *st)
+{
+    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
+                       .events = POLLIN};
+    if (!st->conn || st->job_out || poll(&p, 1, 0) <= 0 ||
+        (PQconsumeInput(st->conn) && PQstatus(st->conn) != CONNECTION_BAD))
+        return false;
+    pg_drop(st);
+    return true;
+}
+
+/* Results of one query, as they come: the first failure stays, else the
+ * last result. */
+static void
+keep_result(PGresult **keep, PGresult *r)
+{
+    ExecStatusType ks = *keep ? PQresultStatus(*keep) : PGRES_COMMAND_OK;
+    if (ks == PGRES_COMMAND_OK || ks == PGRES_TUPLES_OK) {
+        PQclear(*keep);
+        *keep = r;
+    } else {
+        PQclear(r);
+    }
+}
+
+/* Stop watching *fd on the loop (the socket is libpq's to close). */
+static void
+unwatch(struct pg_store *st, int *fd)
+{
+    if (*fd >= 0)
+        loop_del_fd(st->loop, *fd);
+    *fd = -1;
+}
+
 /* Wait until the socket is ready for ev or the deadline passes. */
 static int
 wait_sock(PGconn *c, short ev, int64_t deadline)
@@ -260,20 +324,13 @@ pg_connect(const char *url, int timeout_ms, char *why, size_t len)
 
 static void pending_fd_cb(struct loop *l, int fd, uint32_t events, void *arg);
 
-static void
-pending_unwatch(struct pg_store *st)
-{
-    if (st->pending_fd >= 0)
-        loop_del_fd(st->loop, st->pending_fd);
-    st->pending_fd = -1;
-}
 
 static void
 pending_free(struct pg_store *st)
 {
     loop_del_timer(st->loop, st->connect_timer);
     st->connect_timer = 0;
-    pending_unwatch(st);
+    unwatch(st, &st->pending_fd);
     PQfinish(st->pending);
     st->pending = NULL;
 }
@@ -307,7 +364,7 @@ pending_step(struct pg_store *st, PostgresPollingStatusType ps)
     if (ps == PGRES_POLLING_OK) {
         loop_del_timer(st->loop, st->connect_timer);
         st->connect_timer = 0;
-        pending_unwatch(st);
+        unwatch(st, &st->pending_fd);
         st->conn = st->pending;
         st->pending = NULL;
         PQsetnonblocking(st->conn, 1);
@@ -326,7 +383,7 @@ pending_step(struct pg_store *st, PostgresPollingStatusType ps)
     int fd = PQsocket(st->pending);
     uint32_t ev = ps == PGRES_POLLING_READING ? EPOLLIN : EPOLLOUT;
     if (fd != st->pending_fd) {
-        pending_unwatch(st);
+        unwatch(st, &st->pending_fd);
         if (loop_add_fd(st->loop, fd, ev, pending_fd_cb, st) < 0) {
             pending_failed(st, "cannot watch the connection's socket");
             return;
@@ -450,14 +507,8 @@ pg_query(struct pg_store *st, const char *what, const char *sql,
     /* The writes asked before this call go first (their order). */
     if (st->jobs && jobs_drain(st, now_mono_ms() + st->timeout_ms) < 0)
         return NULL;
-    /* A server that went away since the last call (a restart) has closed
-     * the socket: notice it before sending, when nothing is in doubt yet,
-     * and connect again at once. */
-    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
-                       .events = POLLIN};
-    if (st->conn && poll(&p, 1, 0) > 0 &&
-        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD))
-        pg_drop(st);
+    /* Gone since the last call: connect again at once. */
+    pg_drop_if_closed(st);
     if (st->batch_lost) {
         pg_fail(st, what, "the batch's connection to the database was lost");
         return NULL;
@@ -493,18 +544,7 @@ pg_query(struct pg_store *st, const char *what, const char *sql,
         }
         if (!(r = PQgetResult(c)))
             break;
-        ExecStatusType s = PQresultStatus(r);
-        bool bad = s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK;
-        (void)bad;
-        ExecStatusType ks = keep ? PQresultStatus(keep) : PGRES_COMMAND_OK;
-        bool kept_bad = ks != PGRES_COMMAND_OK && ks != PGRES_TUPLES_OK;
-        /* The first failure stays; else the last result. */
-        if (!kept_bad) {
-            PQclear(keep);
-            keep = r;
-        } else {
-            PQclear(r);
-        }
+        keep_result(&keep, r);
     }
     ExecStatusType s = keep ? PQresultStatus(keep) : PGRES_FATAL_ERROR;
     if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
@@ -524,19 +564,10 @@ pg_query(struct pg_store *st, const char *what, const char *sql,
     return NULL;
 
 out_timeout:
-    /* What the server did with it is unknown: a write not confirmed is
-     * not done, and the connection is not to be trusted any more. */
-    pg_drop(st);
-    char t[80];
-    snprintf(t, sizeof(t), "database unreachable: no answer within %d ms",
-             st->timeout_ms);
-    pg_fail(st, what, t);
+    pg_timed_out(st, what);
     return NULL;
-out_lost:;
-    char l[300];
-    snprintf_utf8(l, sizeof(l), "database unreachable: %s", PQerrorMessage(c));
-    pg_drop(st);
-    pg_fail(st, what, l);
+out_lost:
+    pg_lost(st, what);
     return NULL;
 }
 
@@ -620,6 +651,10 @@ job_free(struct pg_job *j)
 static void
 job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
 {
+    if (j->kind == JOB_ROWS) {
+        j->rows(j, r, r ? 0 : rc);
+        return;
+    }
     struct store_lease l = {0};
     int64_t v = rc;
     if (r && j->kind == JOB_ID) {
@@ -639,10 +674,6 @@ job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
     } else if (r) {
         v = 0;
     }
-    if (j->kind == JOB_ROWS) {
-        j->rows(j, r, r ? 0 : rc);
-        return;
-    }
     if (j->kind == JOB_LEASE) {
         if (j->lease_done)
             j->lease_done(j->arg, (int)v, &l);
@@ -651,8 +682,21 @@ job_answer(struct pg_store *st, struct pg_job *j, const PGresult *r, int rc)
     }
 }
 
-static void jobs_unwatch(struct pg_store *st);
 static void jobs_send(struct pg_store *st);
+
+/* The failed jobs' askers hear rc, in the order they asked. */
+static void
+jobs_answer_failed(struct pg_store *st, int rc)
+{
+    loop_del_timer(st->loop, st->failed_timer);
+    st->failed_timer = 0;
+    struct pg_job *j;
+    while ((j = st->failed)) {
+        st->failed = j->next;
+        job_answer(st, j, NULL, rc);
+        job_free(j);
+    }
+}
 
 /* Every job queued fails (the connection went), answered from the loop. */
 static int64_t
@@ -661,19 +705,14 @@ jobs_failed_fire(struct loop *l, void *arg)
     (void)l;
     struct pg_store *st = arg;
     st->failed_timer = 0;
-    struct pg_job *j;
-    while ((j = st->failed)) {
-        st->failed = j->next;
-        job_answer(st, j, NULL, -EIO);
-        job_free(j);
-    }
+    jobs_answer_failed(st, -EIO);
     return -1;
 }
 
 static void
 jobs_fail_all(struct pg_store *st)
 {
-    jobs_unwatch(st);
+    unwatch(st, &st->conn_fd);
     loop_del_timer(st->loop, st->job_timer);
     st->job_timer = 0;
     st->job_out = false;
@@ -689,13 +728,6 @@ jobs_fail_all(struct pg_store *st)
         st->failed_timer = loop_add_timer(st->loop, 0, jobs_failed_fire, st);
 }
 
-static void
-jobs_unwatch(struct pg_store *st)
-{
-    if (st->conn_fd >= 0)
-        loop_del_fd(st->loop, st->conn_fd);
-    st->conn_fd = -1;
-}
 
 /* The head job's bound passed: what the server did with it is unknown. */
 static int64_t
@@ -704,12 +736,7 @@ job_expired(struct loop *l, void *arg)
     (void)l;
     struct pg_store *st = arg;
     st->job_timer = 0;
-    char t[80];
-    snprintf(t, sizeof(t), "database unreachable: no answer within %d ms",
-             st->timeout_ms);
-    const char *what = st->jobs ? st->jobs->what : "writing";
-    pg_drop(st);
-    pg_fail(st, what, t);
+    pg_timed_out(st, st->jobs ? st->jobs->what : "writing");
     return -1;
 }
 
@@ -735,7 +762,7 @@ job_finished(struct pg_store *st)
     }
     job_free(j);
     if (!st->jobs)
-        jobs_unwatch(st);
+        unwatch(st, &st->conn_fd);
     jobs_send(st);
 }
 
@@ -746,12 +773,7 @@ jobs_read(struct pg_store *st)
 {
     PGconn *c = st->conn;
     if (!PQconsumeInput(c)) {
-        char l[300];
-        snprintf_utf8(l, sizeof(l), "database unreachable: %s",
-                      PQerrorMessage(c));
-        const char *what = st->jobs ? st->jobs->what : "writing";
-        pg_drop(st);
-        pg_fail(st, what, l);
+        pg_lost(st, st->jobs ? st->jobs->what : "writing");
         return -1;
     }
     struct pg_job *j = st->jobs;
@@ -759,13 +781,7 @@ jobs_read(struct pg_store *st)
         PGresult *r = PQgetResult(c);
         if (!r)
             return 1;
-        ExecStatusType ks = j->keep ? PQresultStatus(j->keep) : PGRES_COMMAND_OK;
-        if (ks == PGRES_COMMAND_OK || ks == PGRES_TUPLES_OK) {
-            PQclear(j->keep);
-            j->keep = r;
-        } else {
-            PQclear(r);
-        }
+        keep_result(&j->keep, r);
     }
     return 0;
 }
@@ -797,11 +813,7 @@ jobs_send(struct pg_store *st)
     PGconn *c = st->conn;
     if (!PQsendQueryParams(c, j->sql, j->nargs, NULL,
                            (const char *const *)j->argv, NULL, NULL, 0)) {
-        char l[300];
-        snprintf_utf8(l, sizeof(l), "database unreachable: %s",
-                      PQerrorMessage(c));
-        pg_drop(st);
-        pg_fail(st, j->what, l);
+        pg_lost(st, j->what);
         return;
     }
     st->job_out = true;
@@ -830,16 +842,8 @@ jobs_drain(struct pg_store *st, int64_t deadline)
             continue;
         }
         short ev = POLLIN | (PQflush(st->conn) == 1 ? POLLOUT : 0);
-        if (wait_sock(st->conn, ev, deadline) < 0) {
-            const char *what = st->jobs->what;
-            pg_drop(st);
-            char t[80];
-            snprintf(t, sizeof(t),
-                     "database unreachable: no answer within %d ms",
-                     st->timeout_ms);
-            pg_fail(st, what, t);
-            return -EIO;
-        }
+        if (wait_sock(st->conn, ev, deadline) < 0)
+            return pg_timed_out(st, st->jobs->what);
         int r = jobs_read(st);
         if (r < 0)
             return -EIO;
@@ -905,13 +909,7 @@ job_queue(struct pg_store *st, struct pg_job *j, const struct pgargs *a)
         job_free(j);
         return;
     }
-    /* A server that went away since the last write (a restart) has
-     * closed the socket: noticed now, before anything is in doubt. */
-    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
-                       .events = POLLIN};
-    if (st->conn && !st->jobs && poll(&p, 1, 0) > 0 &&
-        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD))
-        pg_drop(st);
+    pg_drop_if_closed(st);
     if (!st->conn && pg_reconnect(st, what) < 0) {
         job_answer(st, j, NULL, -EIO);
         job_free(j);
@@ -927,10 +925,8 @@ pgs_flush(struct store *base)
 {
     struct pg_store *st = pg(base);
     int rc = st->jobs ? jobs_drain(st, now_mono_ms() + st->timeout_ms) : 0;
-    if (st->loop && st->failed) {
-        loop_del_timer(st->loop, st->failed_timer);
-        jobs_failed_fire(st->loop, st);
-    }
+    if (st->loop)
+        jobs_answer_failed(st, -EIO);
     return rc;
 }
 
@@ -940,14 +936,9 @@ static bool
 pgs_connected(struct store *base)
 {
     struct pg_store *st = pg(base);
-    struct pollfd p = {.fd = st->conn ? PQsocket(st->conn) : -1,
-                       .events = POLLIN};
-    if (st->conn && !st->job_out && poll(&p, 1, 0) > 0 &&
-        (!PQconsumeInput(st->conn) || PQstatus(st->conn) == CONNECTION_BAD)) {
-        pg_drop(st);
+    if (pg_drop_if_closed(st))
         pg_fail(st, "writing", "database unreachable: the server closed the "
                                "connection");
-    }
     return st->conn != NULL;
 }
 
@@ -967,14 +958,7 @@ jobs_cancel(struct pg_store *st)
     if (!st->loop)
         return;
     jobs_fail_all(st);
-    loop_del_timer(st->loop, st->failed_timer);
-    st->failed_timer = 0;
-    struct pg_job *j;
-    while ((j = st->failed)) {
-        st->failed = j->next;
-        job_answer(st, j, NULL, -ECANCELED);
-        job_free(j);
-    }
+    jobs_answer_failed(st, -ECANCELED);
 }
 
 /* --- open, migrate, close ------------------------------------------------ */
@@ -1996,9 +1980,7 @@ pgs_feed_head(struct store *base)
 static void
 listen_drop(struct pg_store *st)
 {
-    if (st->listen_fd >= 0)
-        loop_del_fd(st->loop, st->listen_fd);
-    st->listen_fd = -1;
+    unwatch(st, &st->listen_fd);
     PQfinish(st->listen);
     st->listen = NULL;
 }
@@ -2066,14 +2048,11 @@ listen_fd_cb(struct loop *l, int fd, uint32_t events, void *arg)
     struct pg_store *st = arg;
     bool told = false;
     if (!PQconsumeInput(st->listen) || PQstatus(st->listen) == CONNECTION_BAD) {
-        /* Lost: unwatched first, then freed; made again on the timer. */
-        loop_del_fd(l, st->listen_fd);
-        st->listen_fd = -1;
+        /* Lost: unwatched, freed, made again on the timer. */
+        listen_drop(st);
         if (!st->listen_timer)
             st->listen_timer =
                 loop_add_timer(l, LISTEN_RETRY_MS, listen_retry, st);
-        PQfinish(st->listen);
-        st->listen = NULL;
         return;
     }
     PGnotify *n;
