@@ -21,8 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void apply(struct srv *s, const struct fsm_input *in,
-                  const char *actor);
+static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
 typedef void apply_cb(void *arg, int rc, const char *why);
 static void apply_then(struct srv *s, const struct fsm_input *given,
                        const char *actor, apply_cb *cb, void *arg);
@@ -1346,13 +1345,8 @@ lease_every_ms(const struct fleet *f)
     return ms > 0 ? ms : 1;
 }
 
-void
-fleet_srv_mirror(struct srv *s)
-{
-    mirror(s);
-}
-
-/* Its row as the store has it now (another node moved it). */
+/* Its row as the store has it now (another node moved it), read
+ * blocking: at a takeover, before this node runs it from there. */
 static void
 mirror(struct srv *s)
 {
@@ -1365,18 +1359,67 @@ mirror(struct srv *s)
     s->row = row;
 }
 
+#define MIRROR_BATCH 1000 /* rows per read */
+
+static void mirror_read(struct fleet *f);
+
+static void
+row_read(void *arg, int rc, const char *id, const struct server_row *row)
+{
+    struct fleet *f = arg;
+    if (rc == -ECANCELED || f->stopping)
+        return; /* the store closed after the fleet: f is gone */
+    if (id) {
+        struct srv *s = fleet_srv_find(f, id); /* a reload may free it */
+        if (s && !s->runs) {                   /* a takeover read it itself */
+            server_row_clear(&s->row);
+            server_row_copy(&s->row, row);
+        }
+        return;
+    }
+    /* Unreadable: the rows stand as they were until their next event. */
+    f->rows_reading = false;
+    mirror_read(f);
+}
+
+/* Read again, without waiting and in one read, the rows of the servers
+ * other nodes run that the feed told an event of: what GET answers of
+ * them, kept so a look at the fleet reads no store. */
+static void
+mirror_read(struct fleet *f)
+{
+    if (f->rows_reading || f->stopping)
+        return;
+    const char *ids[MIRROR_BATCH];
+    size_t n = 0;
+    for (size_t i = 0; i < f->nsrvs && n < MIRROR_BATCH; i++) {
+        struct srv *s = f->srvs[i];
+        if (!s->row_stale)
+            continue;
+        s->row_stale = false; /* an event told meanwhile reads it again */
+        if (!s->runs)
+            ids[n++] = s->cfg->id;
+    }
+    if (!n)
+        return;
+    f->rows_reading = true;
+    store_load_servers_async(f->st, ids, n, row_read, f);
+}
+
 /* What the feed says of a server another node runs: the state of a
- * transition (its JSON reads the row afresh; this keeps the counts). */
+ * transition at once (the counts and the streams agree with it), and the
+ * rest of the row, which its event may have changed, read again. */
 static void
 mirror_event(struct srv *s, const struct store_event *ev)
 {
     int st = ev->to_state && strcmp(ev->kind, "transition") == 0
                  ? fsm_state_parse(ev->to_state)
                  : -1;
-    if (st < 0)
-        return;
-    s->row.fsm.state = (enum fsm_state)st;
-    s->row.fsm.since_ms = ev->at_ms;
+    if (st >= 0) {
+        s->row.fsm.state = (enum fsm_state)st;
+        s->row.fsm.since_ms = ev->at_ms;
+    }
+    s->row_stale = true;
 }
 
 static void take_actions(struct fleet *f);
@@ -1414,6 +1457,7 @@ feed_page(void *arg, int rc, const struct store_event *evs, size_t n)
             mirror_event(s, ev);
         tell_subs(f, ev);
     }
+    mirror_read(f);
     if (rc < 0)
         return;
     if (f->active)
@@ -1436,8 +1480,8 @@ feed_follow(struct fleet *f)
         return;
     }
     f->feed_reading = true;
-    store_list_events_async(f->st, NULL, f->feed_cursor, FEED_BATCH,
-                            feed_page, f);
+    store_list_events_async(f->st, NULL, f->feed_cursor, FEED_BATCH, feed_page,
+                            f);
 }
 
 static void
@@ -1602,70 +1646,9 @@ lease_cb(struct loop *l, void *arg)
     return lease_every_ms(f);
 }
 
-/* fleet_action_async's verdict for an action handed on: taken (queued),
- * told from the loop as the contract says. */
-struct forwarded {
-    fleet_action_cb *cb;
-    void *arg;
-};
-
-static int64_t
-forwarded_cb(struct loop *l, void *arg)
-{
-    (void)l;
-    struct forwarded *fw = arg;
-    fw->cb(fw->arg, 0, "");
-    free(fw);
-    return -1;
-}
-
-static void
-forwarded_answer(struct fleet *f, fleet_action_cb *cb, void *arg)
-{
-    struct forwarded *fw = xmalloc(sizeof(*fw));
-    fw->cb = cb;
-    fw->arg = arg;
-    loop_add_timer(f->loop, 0, forwarded_cb, fw);
-}
-
 static bool preflight_rest(struct fleet *f, struct srv *s,
                            const struct fleet_action *a, char *err,
                            size_t errlen);
-
-/* A checked action for a server this node does not run: into the store
- * for its facility's active node, with an audit event that says where it
- * was asked (and moves the feed, which wakes that node). */
-static int
-action_forward(struct fleet *f, struct srv *s, const struct fleet_action *a,
-               char *err, size_t errlen)
-{
-    if (!preflight_rest(f, s, a, err, errlen))
-        return -EBUSY;
-    json_t *keys = json_array();
-    for (size_t i = 0; i < a->nkeys; i++)
-        json_array_append_new(keys, json_string(a->ssh_keys[i]));
-    json_t *o = json_pack("{s:s, s:I, s:o}", "event", fsm_event_name(a->event),
-                          "ttl_s", (json_int_t)a->ttl_s, "ssh_keys", keys);
-    char *body = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    int64_t id = body ? store_action_add(f->st, s->cfg->facility, s->cfg->id,
-                                         f->node, a->actor, body)
-                      : -ENOMEM;
-    free(body);
-    if (id < 0) {
-        snprintf(err, errlen,
-                 "cannot hand the action to facility %s's active node: %s; "
-                 "nothing was done",
-                 s->cfg->facility, store_last_error(f->st));
-        return -EIO;
-    }
-    char msg[256];
-    snprintf(msg, sizeof(msg),
-             "%s requested on node %s, for the active node of facility %s",
-             fsm_event_name(a->event), f->node, s->cfg->facility);
-    fleet_srv_note(s, "audit", a->actor, msg);
-    return 0;
-}
 
 /* A taken action's verdict, in the server's history when refused. */
 struct taken {
@@ -2079,13 +2062,16 @@ preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
     return true;
 }
 
-/* The checks that need no network: the server, the request, and whether
- * the state machine takes the event now.  0, or the refusal. */
+static int action_fits(struct srv *s, const struct fleet_action *a, char *err,
+                       size_t errlen);
+
+/* The checks that need no state: the server and the request.  0 with the
+ * server in *sp, or the refusal. */
 static int
 action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
                 struct srv **sp, char *err, size_t errlen)
 {
-    struct srv *s = fleet_srv_find(f, id);
+    struct srv *s = *sp = fleet_srv_find(f, id);
     if (!s) {
         snprintf(err, errlen, "no such server: %s", id);
         return -ENOENT;
@@ -2117,20 +2103,24 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
             return -EINVAL;
         }
     }
-    /* Another node moves it: judge by the store's row, not by the feed's
-     * last look. */
-    if (!s->runs)
-        mirror(s);
-    /* Ask the state machine on a copy first, so a refusal runs no check. */
+    return 0;
+}
+
+/* Does the state machine take the event now?  Asked on a copy, so a
+ * refusal runs no check.  Of a server another node runs, by its row as
+ * this node last read it. */
+static int
+action_fits(struct srv *s, const struct fleet_action *a, char *err,
+            size_t errlen)
+{
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
     struct fsm_output out;
-    fsm_step(&f->limits, &probe, &in, now_wall_ms(), &out);
+    fsm_step(&s->f->limits, &probe, &in, now_wall_ms(), &out);
     if (out.status < 0) {
         snprintf(err, errlen, "%s", out.reason);
         return -EBUSY;
     }
-    *sp = s;
     return 0;
 }
 
@@ -2242,6 +2232,12 @@ action_apply(struct srv *s, const struct fleet_action *a, fleet_action_cb *cb,
         action_start(s, ap);
 }
 
+struct pending_action;
+static struct pending_action *pending_new(struct fleet *f, struct srv *s,
+                                          const struct fleet_action *a,
+                                          fleet_action_cb *cb, void *arg);
+static void forward(struct pending_action *pa);
+
 /* fleet_action's verdict: kept if it comes before the return. */
 struct verdict {
     bool told, gone;
@@ -2262,6 +2258,22 @@ verdict_told(void *arg, int rc, const char *err)
     snprintf(v->err, sizeof(v->err), "%s", err ? err : "");
 }
 
+/* The verdict if it came before the return (else 0: taken, and told to
+ * nobody); v is freed now or when it comes. */
+static int
+verdict_of(struct verdict *v, char *err, size_t errlen)
+{
+    if (!v->told) {
+        v->gone = true;
+        return 0;
+    }
+    int rc = v->rc;
+    if (rc < 0)
+        snprintf(err, errlen, "%s", v->err);
+    free(v);
+    return rc;
+}
+
 int
 fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
              char *err, size_t errlen)
@@ -2270,24 +2282,24 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     int rc = action_validate(f, id, a, &s, err, errlen);
     if (rc < 0)
         return rc;
-    if (!s->runs)
-        return action_forward(f, s, a, err, errlen);
-    if (!power_reachable(s->power, err, errlen) ||
-        !preflight_rest(f, s, a, err, errlen))
-        return -EBUSY;
     /* A network store answers later: then the action is taken, and how
      * its change was stored shows in the server's state and history. */
     struct verdict *v = xcalloc(1, sizeof(*v));
-    action_apply(s, a, verdict_told, v);
-    if (!v->told) {
-        v->gone = true;
-        return 0;
+    if (!s->runs) {
+        forward(pending_new(f, s, a, verdict_told, v));
+        return verdict_of(v, err, errlen);
     }
-    rc = v->rc;
-    if (rc < 0)
-        snprintf(err, errlen, "%s", v->err);
-    free(v);
-    return rc;
+    if ((rc = action_fits(s, a, err, errlen)) < 0)
+        ;
+    else if (!power_reachable(s->power, err, errlen) ||
+             !preflight_rest(f, s, a, err, errlen))
+        rc = -EBUSY;
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    action_apply(s, a, verdict_told, v);
+    return verdict_of(v, err, errlen);
 }
 
 /* An action waiting for its power pre-flight: a copy of the request. */
@@ -2301,6 +2313,26 @@ struct pending_action {
     fleet_action_cb *cb;
     void *arg;
 };
+
+static struct pending_action *
+pending_new(struct fleet *f, struct srv *s, const struct fleet_action *a,
+            fleet_action_cb *cb, void *arg)
+{
+    struct pending_action *pa = xcalloc(1, sizeof(*pa));
+    pa->f = f;
+    strlcpy_s(pa->id, s->cfg->id, sizeof(pa->id));
+    pa->power = s->power;
+    pa->a = *a;
+    pa->actor = a->actor ? xstrdup(a->actor) : NULL;
+    pa->a.actor = pa->actor;
+    pa->keys = xcalloc(a->nkeys ? a->nkeys : 1, sizeof(*pa->keys));
+    for (size_t i = 0; i < a->nkeys; i++)
+        pa->keys[i] = xstrdup(a->ssh_keys[i]);
+    pa->a.ssh_keys = (const char **)pa->keys;
+    pa->cb = cb;
+    pa->arg = arg;
+    return pa;
+}
 
 static void
 pending_free(struct pending_action *pa)
@@ -2327,7 +2359,8 @@ on_preflight(void *arg, int status, const char *perr)
                  "server %s was reconfigured meanwhile; try again", pa->id);
         rc = -EBUSY;
     } else if ((rc = action_validate(pa->f, pa->id, &pa->a, &s, err,
-                                     sizeof(err))) < 0) {
+                                     sizeof(err))) < 0 ||
+               (rc = action_fits(s, &pa->a, err, sizeof(err))) < 0) {
         /* refused as it stands now */
     } else if (s->power != pa->power) {
         snprintf(err, sizeof(err),
@@ -2347,6 +2380,115 @@ on_preflight(void *arg, int status, const char *perr)
     pending_free(pa);
 }
 
+/* An action for a server this node does not run goes into the store for
+ * its facility's active node, without waiting: its row is read first, so
+ * it is judged by what the store has, not by the feed's last look; then
+ * it is queued, with an audit event that says where it was asked (and
+ * moves the feed, which wakes that node).  That node judges it again when
+ * it takes it. */
+static void forward_read(void *arg, int rc, const char *id,
+                         const struct server_row *row);
+static void forward_added(void *arg, int64_t id);
+
+static void
+forward(struct pending_action *pa)
+{
+    const char *ids[] = {pa->id};
+    store_load_servers_async(pa->f->st, ids, 1, forward_read, pa);
+}
+
+static void
+forward_told(struct pending_action *pa, int rc, const char *err)
+{
+    pa->cb(pa->arg, rc, err);
+    pending_free(pa);
+}
+
+static void
+forward_read(void *arg, int rc, const char *id, const struct server_row *row)
+{
+    struct pending_action *pa = arg;
+    if (rc == -ECANCELED) {
+        forward_told(pa, -EIO, "the node is stopping; nothing was done");
+        return;
+    }
+    struct fleet *f = pa->f;
+    struct srv *s = f->stopping ? NULL : fleet_srv_find(f, pa->id);
+    if (id) {
+        if (s && !s->runs) {
+            server_row_clear(&s->row);
+            server_row_copy(&s->row, row);
+        }
+        return;
+    }
+    char err[512];
+    if (rc < 0) {
+        snprintf(err, sizeof(err),
+                 "cannot read server %s's state: %s; nothing was done", pa->id,
+                 store_last_error(f->st));
+        forward_told(pa, -EIO, err);
+        return;
+    }
+    if ((rc = action_validate(f, pa->id, &pa->a, &s, err, sizeof(err))) < 0 ||
+        (rc = action_fits(s, &pa->a, err, sizeof(err))) < 0) {
+        forward_told(pa, rc, err);
+        return;
+    }
+    if (s->runs) { /* taken over meanwhile: this node runs it now */
+        pa->power = s->power;
+        power_preflight(s->power, on_preflight, pa);
+        return;
+    }
+    if (!preflight_rest(f, s, &pa->a, err, sizeof(err))) {
+        forward_told(pa, -EBUSY, err);
+        return;
+    }
+    json_t *keys = json_array();
+    for (size_t i = 0; i < pa->a.nkeys; i++)
+        json_array_append_new(keys, json_string(pa->a.ssh_keys[i]));
+    json_t *o =
+        json_pack("{s:s, s:I, s:o}", "event", fsm_event_name(pa->a.event),
+                  "ttl_s", (json_int_t)pa->a.ttl_s, "ssh_keys", keys);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!body) {
+        forward_told(pa, -EIO, "out of memory; nothing was done");
+        return;
+    }
+    store_action_add_async(f->st, s->cfg->facility, s->cfg->id, f->node,
+                           pa->a.actor, body, forward_added, pa);
+    free(body);
+}
+
+static void
+forward_added(void *arg, int64_t id)
+{
+    struct pending_action *pa = arg;
+    if (id == -ECANCELED) {
+        forward_told(pa, -EIO, "the node is stopping; nothing was done");
+        return;
+    }
+    struct fleet *f = pa->f;
+    struct srv *s = f->stopping ? NULL : fleet_srv_find(f, pa->id);
+    const char *facility = s ? s->cfg->facility : "?";
+    char msg[512];
+    if (id < 0) {
+        snprintf(msg, sizeof(msg),
+                 "cannot hand the action to facility %s's active node: %s; "
+                 "nothing was done",
+                 facility, store_last_error(f->st));
+        forward_told(pa, -EIO, msg);
+        return;
+    }
+    if (s) {
+        snprintf(msg, sizeof(msg),
+                 "%s requested on node %s, for the active node of facility %s",
+                 fsm_event_name(pa->a.event), f->node, facility);
+        fleet_srv_note(s, "audit", pa->a.actor, msg);
+    }
+    forward_told(pa, 0, "");
+}
+
 int
 fleet_action_async(struct fleet *f, const char *id,
                    const struct fleet_action *a, fleet_action_cb *cb, void *arg,
@@ -2354,28 +2496,13 @@ fleet_action_async(struct fleet *f, const char *id,
 {
     struct srv *s;
     int rc = action_validate(f, id, a, &s, err, errlen);
-    if (rc < 0)
+    if (rc < 0 || (s->runs && (rc = action_fits(s, a, err, errlen)) < 0))
         return rc;
-    if (!s->runs) {
-        if ((rc = action_forward(f, s, a, err, errlen)) < 0)
-            return rc;
-        forwarded_answer(f, cb, arg);
-        return 0;
-    }
-    struct pending_action *pa = xcalloc(1, sizeof(*pa));
-    pa->f = f;
-    strlcpy_s(pa->id, id, sizeof(pa->id));
-    pa->power = s->power;
-    pa->a = *a;
-    pa->actor = a->actor ? xstrdup(a->actor) : NULL;
-    pa->a.actor = pa->actor;
-    pa->keys = xcalloc(a->nkeys ? a->nkeys : 1, sizeof(*pa->keys));
-    for (size_t i = 0; i < a->nkeys; i++)
-        pa->keys[i] = xstrdup(a->ssh_keys[i]);
-    pa->a.ssh_keys = (const char **)pa->keys;
-    pa->cb = cb;
-    pa->arg = arg;
-    power_preflight(s->power, on_preflight, pa);
+    struct pending_action *pa = pending_new(f, s, a, cb, arg);
+    if (s->runs)
+        power_preflight(s->power, on_preflight, pa);
+    else
+        forward(pa);
     return 0;
 }
 

@@ -76,8 +76,11 @@ struct srv {
     struct buf view;
     uint64_t view_key;
     /* This node runs it (its facility's active node): its driver and
-     * console are open.  Otherwise row mirrors the store (the feed). */
+     * console are open.  Otherwise row mirrors the store: read again,
+     * without waiting, after the feed told an event of it (row_stale
+     * until asked; fleet.c, mirror_read). */
     bool runs;
+    bool row_stale;
     /* A step whose change the store has not answered yet (a network
      * store answers from the loop): the inputs that come meanwhile wait
      * in held, in order, and row saves are put off (dirty) until it is
@@ -125,12 +128,13 @@ struct fleet {
      * cursor (every event up to it was told to the subscribers). */
     char *node, *facility;
     bool active;
-    bool stopping; /* in fleet_free: answers come, no action starts */
+    bool stopping;      /* in fleet_free: answers come, no action starts */
     bool lease_asking;  /* a renewal is on its way to the store */
     bool feed_notifies; /* the store tells of commits (store_feed_notify) */
     /* The feed's read and the actions' take are asked without waiting,
      * one at a time; a look asked meanwhile is made after. */
     bool feed_reading, feed_pending;
+    bool rows_reading; /* mirror_read's read is on its way */
     uint64_t feed_again_timer;
     bool taking, take_again;
     int taken_in_row;
@@ -181,8 +185,7 @@ struct srv *fleet_srv_of_token(struct fleet *f, const char *token,
                                struct store_token *t);
 /* Bind the live token to addr and/or mark its overlay served (NULL / 0:
  * leave that one): kept at once, stored without waiting. */
-void fleet_srv_token_mark(struct srv *s, const char *addr,
-                          int64_t overlay_ms);
+void fleet_srv_token_mark(struct srv *s, const char *addr, int64_t overlay_ms);
 /* Store the row (without waiting: a network store answers later), after
  * the step that waits for the store if there is one. */
 void fleet_srv_save(struct srv *s);
@@ -196,9 +199,5 @@ int fleet_srv_new_token(struct srv *s);
 /* Feed an event to the server's state machine: the transition is stored
  * before its actions run.  Writes the store. */
 void fleet_srv_feed(struct srv *s, enum fsm_event ev);
-
-/* A server another node runs: its row as the store has it now (the feed
- * brings it too, up to a poll later).  Reads the store. */
-void fleet_srv_mirror(struct srv *s);
 
 #endif

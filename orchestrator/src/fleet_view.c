@@ -104,11 +104,8 @@ view_json(struct fleet *f, struct srv *s, const struct config_server *cs)
 json_t *
 fleet_server_json(struct fleet *f, const struct config_server *cs)
 {
-    struct srv *s = fleet_srv_of(f, cs);
-    /* Another node moves it: what the store has now, not the last poll. */
-    if (!s->runs)
-        fleet_srv_mirror(s);
-    return view_json(f, s, cs);
+    /* Another node moves it: its row as the feed's last event left it. */
+    return view_json(f, fleet_srv_of(f, cs), cs);
 }
 
 static uint64_t
@@ -161,8 +158,6 @@ fleet_server_json_text(struct fleet *f, const struct config_server *cs,
                        struct buf *out)
 {
     struct srv *s = fleet_srv_of(f, cs);
-    if (!s->runs)
-        fleet_srv_mirror(s); /* as fleet_server_json */
     uint64_t key = view_key(f, s, cs);
     if (!s->view.len || key != s->view_key) {
         buf_reset(&s->view);

@@ -88,6 +88,15 @@ store_load_server(struct store *st, const char *id, struct server_row *out)
 }
 
 void
+server_row_copy(struct server_row *dst, const struct server_row *src)
+{
+    *dst = *src;
+    dst->ssh_keys = src->ssh_keys ? xstrdup(src->ssh_keys) : NULL;
+    dst->rescue_json = src->rescue_json ? xstrdup(src->rescue_json) : NULL;
+    dst->project = src->project ? xstrdup(src->project) : NULL;
+}
+
+void
 server_row_clear(struct server_row *row)
 {
     free(row->ssh_keys);
@@ -305,9 +314,9 @@ store_save_server_async(struct store *st, const char *id,
 }
 
 void
-store_append_event_async(struct store *st, const char *server,
-                         const char *kind, const char *actor,
-                         const char *message, store_done_cb *cb, void *arg)
+store_append_event_async(struct store *st, const char *server, const char *kind,
+                         const char *actor, const char *message,
+                         store_done_cb *cb, void *arg)
 {
     if (st->ops->append_event_async) {
         st->ops->append_event_async(st, server, kind, actor, message, cb, arg);
@@ -319,9 +328,9 @@ store_append_event_async(struct store *st, const char *server,
 }
 
 void
-store_lease_take_async(struct store *st, const char *facility,
-                       const char *node, int64_t ttl_ms, int64_t now_ms,
-                       store_lease_cb *cb, void *arg)
+store_lease_take_async(struct store *st, const char *facility, const char *node,
+                       int64_t ttl_ms, int64_t now_ms, store_lease_cb *cb,
+                       void *arg)
 {
     if (st->ops->lease_take_async) {
         st->ops->lease_take_async(st, facility, node, ttl_ms, now_ms, cb, arg);
@@ -424,6 +433,41 @@ store_list_events_async(struct store *st, const char *server, int64_t after_id,
         free((char *)e->message);
     }
     free(c.evs);
+}
+
+void
+store_load_servers_async(struct store *st, const char *const *ids, size_t n,
+                         store_row_cb *cb, void *arg)
+{
+    if (st->ops->load_servers_async) {
+        st->ops->load_servers_async(st, ids, n, cb, arg);
+        return;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && (rc == 0 || rc == -ENOENT); i++) {
+        struct server_row row;
+        if ((rc = store_load_server(st, ids[i], &row)) < 0)
+            continue;
+        cb(arg, 0, ids[i], &row);
+        server_row_clear(&row);
+    }
+    cb(arg, rc == -ENOENT ? 0 : rc, NULL, NULL);
+}
+
+void
+store_action_add_async(struct store *st, const char *facility,
+                       const char *server, const char *origin,
+                       const char *actor, const char *body, store_done_cb *cb,
+                       void *arg)
+{
+    if (st->ops->action_add_async) {
+        st->ops->action_add_async(st, facility, server, origin, actor, body, cb,
+                                  arg);
+        return;
+    }
+    int64_t rc = store_action_add(st, facility, server, origin, actor, body);
+    if (cb)
+        cb(arg, rc);
 }
 
 void

@@ -82,6 +82,8 @@ void store_rollback(struct store *st);
 int store_load_server(struct store *st, const char *id, struct server_row *out);
 /* Frees the strings of a row loaded by store_load_server.  [none] */
 void server_row_clear(struct server_row *row);
+/* dst becomes a copy of src with strings of its own.  [none] */
+void server_row_copy(struct server_row *dst, const struct server_row *src);
 /* Insert or replace the row, without an event.  [commit] (inside a batch:
  * [read], committed by store_commit) */
 int store_save_server(struct store *st, const char *id,
@@ -212,8 +214,8 @@ int store_feed_notify(struct store *st, store_feed_cb *cb, void *arg);
 
 /* --- asynchronous writes: the loop's hot path ---------------------------
  * The same writes as store_transition, store_save_server,
- * store_append_event, store_lease_take and the token writes, for a caller that must not
- * wait on a network: cb(arg, ...) runs exactly once, with what the
+ * store_append_event, store_lease_take and the token writes, for a caller that
+ * must not wait on a network: cb(arg, ...) runs exactly once, with what the
  * blocking call would have returned (a transition or an event: its id;
  * the lease: taken or not, and the holder), once the write is committed
  * or has failed (store_last_error says why; -ECANCELED: the store was
@@ -250,11 +252,18 @@ void store_token_mark_async(struct store *st, const char *token,
                             store_done_cb *cb, void *arg);
 void store_token_revoke_server_async(struct store *st, const char *server,
                                      store_done_cb *cb, void *arg);
-/* The change feed's reads and the actions handed on, the same way (the
- * reads queue behind the writes asked before them, so they see them). */
+/* The change feed's reads, servers' rows (ids copied; one read for all)
+ * and the actions handed on, the same way (the reads queue behind the
+ * writes asked before them, so they see them). */
+void store_load_servers_async(struct store *st, const char *const *ids,
+                              size_t n, store_row_cb *cb, void *arg);
 void store_list_events_async(struct store *st, const char *server,
                              int64_t after_id, int limit, store_events_cb *cb,
                              void *arg);
+void store_action_add_async(struct store *st, const char *facility,
+                            const char *server, const char *origin,
+                            const char *actor, const char *body,
+                            store_done_cb *cb, void *arg);
 void store_action_take_async(struct store *st, const char *facility,
                              const char *node, int64_t now_ms,
                              store_action_cb *cb, void *arg);

@@ -85,9 +85,8 @@ struct store_ops {
      * the blocking op and cb at once.  A backend that has them may still
      * run one inline (no loop, a batch) and call cb before returning. */
     void (*transition_async)(struct store *st, const char *id,
-                             const struct server_row *row,
-                             enum fsm_state from, const char *why,
-                             store_done_cb *cb, void *arg);
+                             const struct server_row *row, enum fsm_state from,
+                             const char *why, store_done_cb *cb, void *arg);
     void (*save_server_async)(struct store *st, const char *id,
                               const struct server_row *row, store_done_cb *cb,
                               void *arg);
@@ -106,9 +105,15 @@ struct store_ops {
                              store_done_cb *cb, void *arg);
     void (*token_revoke_server_async)(struct store *st, const char *server,
                                       store_done_cb *cb, void *arg);
+    void (*load_servers_async)(struct store *st, const char *const *ids,
+                               size_t n, store_row_cb *cb, void *arg);
     void (*list_events_async)(struct store *st, const char *server,
-                              int64_t after_id, int limit,
-                              store_events_cb *cb, void *arg);
+                              int64_t after_id, int limit, store_events_cb *cb,
+                              void *arg);
+    void (*action_add_async)(struct store *st, const char *facility,
+                             const char *server, const char *origin,
+                             const char *actor, const char *body,
+                             store_done_cb *cb, void *arg);
     void (*action_take_async)(struct store *st, const char *facility,
                               const char *node, int64_t now_ms,
                               store_action_cb *cb, void *arg);

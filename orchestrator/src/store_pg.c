@@ -324,7 +324,6 @@ pg_connect(const char *url, int timeout_ms, char *why, size_t len)
 
 static void pending_fd_cb(struct loop *l, int fd, uint32_t events, void *arg);
 
-
 static void
 pending_free(struct pg_store *st)
 {
@@ -728,7 +727,6 @@ jobs_fail_all(struct pg_store *st)
         st->failed_timer = loop_add_timer(st->loop, 0, jobs_failed_fire, st);
 }
 
-
 /* The head job's bound passed: what the server did with it is unknown. */
 static int64_t
 job_expired(struct loop *l, void *arg)
@@ -937,8 +935,9 @@ pgs_connected(struct store *base)
 {
     struct pg_store *st = pg(base);
     if (pg_drop_if_closed(st))
-        pg_fail(st, "writing", "database unreachable: the server closed the "
-                               "connection");
+        pg_fail(st, "writing",
+                "database unreachable: the server closed the "
+                "connection");
     return st->conn != NULL;
 }
 
@@ -1177,53 +1176,97 @@ server_args(struct pgargs *a, const char *id, const struct server_row *row,
     arg_int(a, row->action_id);
 }
 
+#define SERVER_COLUMNS                                                         \
+    "state, since_ms, deadline_ms, retries, ttl_s, expires_at_ms,"             \
+    " last_error, ssh_keys, rescue_json, pending_actions, sent_actions,"       \
+    " project, project_since_id, action_id"
+
+/* Row i of a SERVER_COLUMNS answer, from column c on, into out: 0 or
+ * -EIO.  Its strings copied, or (!copy) r's own, valid while r is. */
 static int
-pgs_load_server(struct store *base, const char *id, struct server_row *out)
+server_of_result(const PGresult *r, int i, int c, const char *id, bool copy,
+                 struct server_row *out)
 {
-    struct pg_store *st = pg(base);
-    struct pgargs a = {0};
     memset(out, 0, sizeof(*out));
-    arg_text(&a, id);
-    PGresult *r = pg_query(
-        st, "loading server",
-        "SELECT state, since_ms, deadline_ms, retries, ttl_s, expires_at_ms,"
-        " last_error, ssh_keys, rescue_json, pending_actions, sent_actions,"
-        " project, project_since_id, action_id FROM servers WHERE id = $1",
-        &a);
-    if (!r)
-        return -EIO;
-    int ret = 0;
-    if (PQntuples(r) == 0) {
-        ret = -ENOENT;
-        goto out_clear;
-    }
-    int64_t state = get_int(r, 0, 0);
+    int64_t state = get_int(r, i, c);
     if (state < 0 || state >= FSM_NSTATES) {
         log_warnx("store: server %s has unknown state %lld", id,
                   (long long)state);
-        ret = -EIO;
-        goto out_clear;
+        return -EIO;
     }
     out->fsm.state = (enum fsm_state)state;
-    out->fsm.since_ms = get_int(r, 0, 1);
-    out->fsm.deadline_ms = get_int(r, 0, 2);
-    out->fsm.retries = (int)get_int(r, 0, 3);
-    out->fsm.ttl_s = get_int(r, 0, 4);
-    out->fsm.expires_at_ms = get_int(r, 0, 5);
-    const char *le = get_text(r, 0, 6);
+    out->fsm.since_ms = get_int(r, i, c + 1);
+    out->fsm.deadline_ms = get_int(r, i, c + 2);
+    out->fsm.retries = (int)get_int(r, i, c + 3);
+    out->fsm.ttl_s = get_int(r, i, c + 4);
+    out->fsm.expires_at_ms = get_int(r, i, c + 5);
+    const char *le = get_text(r, i, c + 6);
     strlcpy_s(out->fsm.last_error, le ? le : "", sizeof(out->fsm.last_error));
-    const char *k = get_text(r, 0, 7), *j = get_text(r, 0, 8);
-    out->ssh_keys = k ? xstrdup(k) : NULL;
-    out->rescue_json = j ? xstrdup(j) : NULL;
-    out->pending_actions = (unsigned)get_int(r, 0, 9);
-    out->sent_actions = (unsigned)get_int(r, 0, 10);
-    const char *pr = get_text(r, 0, 11);
-    out->project = pr ? xstrdup(pr) : NULL;
-    out->project_since_id = get_int(r, 0, 12);
-    out->action_id = get_int(r, 0, 13);
-out_clear:
+    const char *k = get_text(r, i, c + 7), *j = get_text(r, i, c + 8);
+    const char *pr = get_text(r, i, c + 11);
+    out->ssh_keys = (char *)(k && copy ? xstrdup(k) : k);
+    out->rescue_json = (char *)(j && copy ? xstrdup(j) : j);
+    out->project = (char *)(pr && copy ? xstrdup(pr) : pr);
+    out->pending_actions = (unsigned)get_int(r, i, c + 9);
+    out->sent_actions = (unsigned)get_int(r, i, c + 10);
+    out->project_since_id = get_int(r, i, c + 12);
+    out->action_id = get_int(r, i, c + 13);
+    return 0;
+}
+
+static int
+pgs_load_server(struct store *base, const char *id, struct server_row *out)
+{
+    struct pgargs a = {0};
+    memset(out, 0, sizeof(*out));
+    arg_text(&a, id);
+    PGresult *r =
+        pg_query(pg(base), "loading server",
+                 "SELECT " SERVER_COLUMNS " FROM servers WHERE id = $1", &a);
+    if (!r)
+        return -EIO;
+    int ret = PQntuples(r) ? server_of_result(r, 0, 0, id, true, out) : -ENOENT;
     PQclear(r);
     return ret;
+}
+
+static void
+rows_of_servers(struct pg_job *j, const PGresult *r, int rc)
+{
+    store_row_cb *cb = (store_row_cb *)j->rows_cb;
+    for (int i = 0; r && i < PQntuples(r); i++) {
+        const char *id = get_text(r, i, 0);
+        struct server_row row;
+        if (server_of_result(r, i, 1, id, false, &row) == 0)
+            cb(j->arg, 0, id, &row); /* else logged; the others count */
+    }
+    cb(j->arg, r ? 0 : rc, NULL, NULL);
+}
+
+/* One read for them all: the ids as one array parameter. */
+static void
+pgs_load_servers_async(struct store *base, const char *const *ids, size_t n,
+                       store_row_cb *cb, void *arg)
+{
+    struct buf list = {0};
+    buf_append(&list, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        buf_append(&list, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *c = ids[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                buf_append(&list, "\\", 1);
+            buf_append(&list, c, 1);
+        }
+        buf_append(&list, "\"", 1);
+    }
+    buf_append(&list, "}", 2); /* and its NUL */
+    struct pgargs a = {0};
+    arg_text(&a, list.data);
+    job_submit_rows(pg(base), "loading servers",
+                    "SELECT id, " SERVER_COLUMNS
+                    " FROM servers WHERE id = ANY($1::text[])",
+                    &a, rows_of_servers, (void *)cb, arg);
+    buf_free(&list);
 }
 
 static int
@@ -1323,8 +1366,7 @@ pgs_save_server_async(struct store *base, const char *id,
 }
 
 #define APPEND_EVENT_SQL                                                       \
-    "WITH " FEED_LOCK                                                          \
-    " INSERT INTO events (id, server, at_ms, kind, actor,"                     \
+    "WITH " FEED_LOCK " INSERT INTO events (id, server, at_ms, kind, actor,"   \
     " message) SELECT nextval('events_id_seq'), $1, $2,"                       \
     " $3, $4, $5 FROM l RETURNING id"
 
@@ -1349,9 +1391,9 @@ pgs_append_event(struct store *base, const char *server, const char *kind,
 }
 
 static void
-pgs_append_event_async(struct store *base, const char *server,
-                       const char *kind, const char *actor,
-                       const char *message, store_done_cb *cb, void *arg)
+pgs_append_event_async(struct store *base, const char *server, const char *kind,
+                       const char *actor, const char *message,
+                       store_done_cb *cb, void *arg)
 {
     struct pgargs a = {0};
     event_args(&a, server, kind, actor, message);
@@ -1817,9 +1859,9 @@ pgs_lease_take(struct store *base, const char *facility, const char *node,
 }
 
 static void
-pgs_lease_take_async(struct store *base, const char *facility,
-                     const char *node, int64_t ttl_ms, int64_t now_ms,
-                     store_lease_cb *cb, void *arg)
+pgs_lease_take_async(struct store *base, const char *facility, const char *node,
+                     int64_t ttl_ms, int64_t now_ms, store_lease_cb *cb,
+                     void *arg)
 {
     struct pgargs a = {0};
     lease_args(&a, facility, node, ttl_ms, now_ms);
@@ -1838,22 +1880,40 @@ pgs_lease_release(struct store *base, const char *facility, const char *node)
                   NULL);
 }
 
+#define ACTION_ADD_SQL                                                         \
+    "INSERT INTO actions (facility, server, origin, actor, body, created_ms)"  \
+    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
+
+static void
+action_args(struct pgargs *a, const char *facility, const char *server,
+            const char *origin, const char *actor, const char *body)
+{
+    arg_text(a, facility);
+    arg_text(a, server);
+    arg_text(a, origin);
+    arg_text(a, actor ? actor : "");
+    arg_text(a, body);
+    arg_int(a, now_wall_ms());
+}
+
 static int64_t
 pgs_action_add(struct store *base, const char *facility, const char *server,
                const char *origin, const char *actor, const char *body)
 {
     struct pgargs a = {0};
-    arg_text(&a, facility);
-    arg_text(&a, server);
-    arg_text(&a, origin);
-    arg_text(&a, actor ? actor : "");
-    arg_text(&a, body);
-    arg_int(&a, now_wall_ms());
-    return returning_id(pg(base), "queueing action",
-                        "INSERT INTO actions (facility, server, origin, actor,"
-                        " body, created_ms) VALUES ($1, $2, $3, $4, $5, $6)"
-                        " RETURNING id",
-                        &a);
+    action_args(&a, facility, server, origin, actor, body);
+    return returning_id(pg(base), "queueing action", ACTION_ADD_SQL, &a);
+}
+
+static void
+pgs_action_add_async(struct store *base, const char *facility,
+                     const char *server, const char *origin, const char *actor,
+                     const char *body, store_done_cb *cb, void *arg)
+{
+    struct pgargs a = {0};
+    action_args(&a, facility, server, origin, actor, body);
+    job_submit(pg(base), JOB_ID, "queueing action", ACTION_ADD_SQL, &a, cb,
+               NULL, arg);
 }
 
 /* One statement: the lease row is read FOR SHARE, so a takeover waits for
@@ -1877,8 +1937,8 @@ action_parse(const PGresult *r, struct store_action *out)
     if (PQntuples(r) == 0)
         return 0;
     out->id = get_int(r, 0, 0);
-    const char *c[4] = {get_text(r, 0, 1), get_text(r, 0, 2),
-                        get_text(r, 0, 3), get_text(r, 0, 4)};
+    const char *c[4] = {get_text(r, 0, 1), get_text(r, 0, 2), get_text(r, 0, 3),
+                        get_text(r, 0, 4)};
     strlcpy_s(out->server, c[0] ? c[0] : "", sizeof(out->server));
     strlcpy_s(out->origin, c[1] ? c[1] : "", sizeof(out->origin));
     strlcpy_s(out->actor, c[2] ? c[2] : "", sizeof(out->actor));
@@ -1926,8 +1986,8 @@ pgs_action_take_async(struct store *base, const char *facility,
     arg_text(&a, facility);
     arg_text(&a, node);
     arg_int(&a, now_ms);
-    job_submit_rows(pg(base), "taking action", ACTION_TAKE_SQL, &a,
-                    action_rows, (void *)cb, arg);
+    job_submit_rows(pg(base), "taking action", ACTION_TAKE_SQL, &a, action_rows,
+                    (void *)cb, arg);
 }
 
 #define ACTION_DONE_SQL "UPDATE actions SET done_ms = $2 WHERE id = $1"
@@ -2117,7 +2177,9 @@ const struct store_ops store_pg_ops = {
     .token_add_async = pgs_token_add_async,
     .token_mark_async = pgs_token_mark_async,
     .token_revoke_server_async = pgs_token_revoke_server_async,
+    .load_servers_async = pgs_load_servers_async,
     .list_events_async = pgs_list_events_async,
+    .action_add_async = pgs_action_add_async,
     .action_take_async = pgs_action_take_async,
     .action_done_async = pgs_action_done_async,
     .waiting_ms = pgs_waiting_ms,

@@ -90,6 +90,11 @@ typedef void store_lease_cb(void *arg, int rc, const struct store_lease *l);
 /* Events read (store_list_events_async): valid during the call only. */
 typedef void store_events_cb(void *arg, int rc, const struct store_event *evs,
                              size_t n);
+/* Servers' rows read (store_load_servers_async): once per row found, rc 0
+ * with its id and row (valid during the call); then once with id NULL:
+ * rc 0, or a negative errno. */
+typedef void store_row_cb(void *arg, int rc, const char *id,
+                          const struct server_row *row);
 struct store_action;
 /* An action taken (store_action_take_async): rc 1 with a (valid during the
  * call), 0 none, or a negative errno. */

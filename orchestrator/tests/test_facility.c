@@ -669,10 +669,9 @@ test_action_through_another_facility(void **state)
     assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
                                          "127.0.0.1", false, err, sizeof(err)),
                      0);
-    /* ams answers what the store has now, not its last look at the feed
-     * (fra's change stored: a network store answers later). */
-    assert_int_equal(store_flush(fra->st), 0);
-    assert_string_equal(json_field(ams, "srv1", "state"), "rescue_booting");
+    /* ams's view follows when the feed tells it (it reads no store per
+     * look). */
+    assert_true(wait_state(ns, ams, "srv1", "rescue_booting"));
 
     /* The ams node has no driver of fra's servers. */
     assert_int_equal(fleet_console_power(ams->fleet, "srv1", POWER_NMI, NULL),
@@ -725,6 +724,16 @@ test_standby_takes_over(void **state)
                      1);
 }
 
+static int told_rc;
+
+static void
+told_cb(void *arg, int rc, const char *err)
+{
+    (void)err;
+    told_rc = rc;
+    *(bool *)arg = true;
+}
+
 static void
 set_true(void *arg)
 {
@@ -735,6 +744,32 @@ static bool
 is_true(void *arg)
 {
     return *(bool *)arg;
+}
+
+/* Another session holds tables (a database that stopped answering for
+ * them) until unlock_tables; the server lets go by itself should the test
+ * fail before (the next test's reset would wait for it forever). */
+static PGconn *
+lock_tables(const char *tables)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SET idle_in_transaction_session_timeout = '5s'; BEGIN;"
+             " LOCK TABLE %s IN ACCESS EXCLUSIVE MODE",
+             tables);
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    return c;
+}
+
+static void
+unlock_tables(PGconn *c)
+{
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
 }
 
 /* Two boot-path fetches back to back, before the store has answered the
@@ -768,9 +803,9 @@ test_inputs_wait_for_the_step_before(void **state)
     if (!fleet_boot_settle(fra->fleet, token, NULL, set_true, &settled))
         assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &settled));
     struct buf ovl = {0};
-    assert_int_equal(fleet_overlay(fra->fleet, token, "127.0.0.1", &ovl, err,
-                                   sizeof(err)),
-                     0);
+    assert_int_equal(
+        fleet_overlay(fra->fleet, token, "127.0.0.1", &ovl, err, sizeof(err)),
+        0);
     buf_free(&ovl);
     assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
     assert_true(tu_until_text(5000, &fra->seen,
@@ -808,15 +843,7 @@ test_boot_path_waits_on_no_store(void **state)
         store_token_of_server(fra->st, "srv1", token, sizeof(token)), 0);
     uint64_t stalls = loop_stats(ns->e->loop)->stalls;
 
-    PGconn *locker = PQconnectdb(pg_url);
-    assert_int_equal(PQstatus(locker), CONNECTION_OK);
-    /* Let go by the server itself should the test fail before its
-     * ROLLBACK (the next test's reset would wait for it forever). */
-    PGresult *r = PQexec(locker, "SET idle_in_transaction_session_timeout ="
-                                 " '5s'; BEGIN; LOCK TABLE servers, events,"
-                                 " tokens IN ACCESS EXCLUSIVE MODE");
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
+    PGconn *locker = lock_tables("servers, events, tokens");
     struct buf script = {0};
     assert_int_equal(fleet_boot_script(fra->fleet, "52:54:00:00:00:01",
                                        "127.0.0.1", false, &script),
@@ -830,15 +857,95 @@ test_boot_path_waits_on_no_store(void **state)
     assert_string_equal(json_field(fra, "srv1", "state"), "rebooting");
     tu_pump_for(ns->e->loop, 300);
     assert_string_equal(json_field(fra, "srv1", "state"), "rebooting");
-    r = PQexec(locker, "ROLLBACK");
-    PQclear(r);
-    PQfinish(locker);
+    unlock_tables(locker);
 
     assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
     assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
     assert_int_equal(store_flush(fra->st), 0);
     assert_int_equal(transitions_into(fra->st, "srv1", "pxe_booting"), 1);
     assert_int_equal(transitions_into(fra->st, "srv1", "rescue_booting"), 1);
+}
+
+/* Another facility's server is shown from memory: with the servers
+ * table held by another session, ams answers its view of fra's server at
+ * once and the loop is never held (before: each look read the row, and
+ * waited out the bound); the rest of the row (the phone-home report, not
+ * only the state) follows the feed once the database answers.  An action
+ * asked meanwhile on ams for it waits without holding the loop either. */
+static void
+test_other_facility_from_memory(void **state)
+{
+    struct nodes *ns = *state;
+    char err[512] = "";
+    if (!on_pg)
+        skip(); /* sqlite's reads are local: nothing to wait on */
+    node_start(ns, 0, "fra-1", "fra");
+    node_start(ns, 1, "ams-1", "ams");
+    struct node *fra = &ns->n[0], *ams = &ns->n[1];
+    assert_int_equal(act_on(ams, "srv1", FSM_EV_RESCUE, err, sizeof(err)), 0);
+    assert_true(wait_state(ns, fra, "srv1", "rebooting"));
+    assert_true(wait_state(ns, ams, "srv1", "rebooting"));
+    char token[65];
+    assert_int_equal(
+        store_token_of_server(fra->st, "srv1", token, sizeof(token)), 0);
+    uint64_t stalls = loop_stats(ns->e->loop)->stalls;
+
+    PGconn *locker = lock_tables("servers");
+    int64_t t0 = now_mono_ms();
+    for (int i = 0; i < 50; i++)
+        assert_string_equal(json_field(ams, "srv1", "state"), "rebooting");
+    struct buf text = {0};
+    const struct config_server *cs =
+        config_find_server(fleet_config(ams->fleet), "srv1");
+    assert_int_equal(fleet_server_json_text(ams->fleet, cs, &text), 0);
+    assert_non_null(strstr(text.data, "\"rebooting\""));
+    buf_free(&text);
+    /* One read waiting for the lock would take the store's whole bound
+     * (2000 ms) by itself, and fail. */
+    assert_true(now_mono_ms() - t0 < 1500);
+    assert_null(strstr(store_last_error(ams->st), "loading server"));
+    /* An exit asked on ams, judged by the row it reads first: refused
+     * once the read comes (rebooting takes no exit), the loop free. */
+    bool told = false;
+    struct fleet_action a = {.event = FSM_EV_EXIT_RESCUE, .actor = "admin"};
+    assert_int_equal(fleet_action_async(ams->fleet, "srv1", &a, told_cb, &told,
+                                        err, sizeof(err)),
+                     0);
+    tu_pump_for(ns->e->loop, 300);
+    assert_false(told);
+    unlock_tables(locker);
+    assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &told));
+    assert_int_equal(told_rc, -EBUSY);
+
+    /* fra boots it to rescue; ams shows the rescue OS's report. */
+    struct buf script = {0};
+    assert_int_equal(fleet_boot_script(fra->fleet, "52:54:00:00:00:01",
+                                       "127.0.0.1", false, &script),
+                     0);
+    buf_free(&script);
+    assert_int_equal(fleet_image_fetched(fra->fleet, "vmlinuz", token,
+                                         "127.0.0.1", false, err, sizeof(err)),
+                     0);
+    assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
+    json_t *report = json_pack("{s:s}", "ip", "127.0.0.1");
+    assert_int_equal(fleet_phone_home(fra->fleet, token, "127.0.0.1", report,
+                                      err, sizeof(err)),
+                     0);
+    json_decref(report);
+    assert_true(wait_state(ns, ams, "srv1", "rescue"));
+    json_t *o = NULL;
+    for (int i = 0; i < 100; i++) {
+        json_decref(o);
+        o = fleet_server_json(ams->fleet, cs);
+        if (json_object_get(json_object_get(o, "rescue"), "ip"))
+            break;
+        tu_pump_for(ns->e->loop, 50);
+    }
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "rescue"), "ip")),
+        "127.0.0.1");
+    json_decref(o);
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
 }
 
 /* A holder died with two actions of srv1 taken: the first applied (its
@@ -953,6 +1060,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_inputs_wait_for_the_step_before,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_boot_path_waits_on_no_store,
+                                        nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_other_facility_from_memory,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),
