@@ -1606,7 +1606,7 @@ lease_check(struct fleet *f, bool at_start, char *err, size_t errlen)
 {
     struct store_lease l = {0};
     int r = store_lease_take(f->st, f->facility, f->node,
-                             f->cfg->lease * 1000LL, now_wall_ms(), &l);
+                             f->cfg->lease * 1000LL, STORE_NOW, &l);
     return lease_verdict(f, r, l, at_start, err, errlen);
 }
 
@@ -1640,7 +1640,7 @@ lease_cb(struct loop *l, void *arg)
     if (!f->lease_asking) {
         f->lease_asking = true;
         store_lease_take_async(f->st, f->facility, f->node,
-                               f->cfg->lease * 1000LL, now_wall_ms(),
+                               f->cfg->lease * 1000LL, STORE_NOW,
                                lease_answered, f);
     }
     return lease_every_ms(f);
@@ -1773,7 +1773,7 @@ take_actions(struct fleet *f)
         return;
     }
     f->taking = true;
-    store_action_take_async(f->st, f->facility, f->node, now_wall_ms(),
+    store_action_take_async(f->st, f->facility, f->node, STORE_NOW,
                             action_taken, f);
 }
 

@@ -171,9 +171,9 @@ int64_t store_session_expire(struct store *st, int64_t now_ms);
  * 1.  Held by another node until later: 0, nothing written.  Either way
  * out (may be NULL) gets the holder and the expiry as they now stand.
  * One transaction: of two nodes asking at once one gets it.  now_ms is
- * the caller's wall clock (the nodes' clocks must agree within a small
- * part of ttl_ms; a backend with a clock of its own, PostgreSQL's now(),
- * may use that instead).  [commit] */
+ * the caller's clock, or STORE_NOW: the store's own, which the nodes
+ * share so their clocks need not agree (PostgreSQL: the database
+ * server's; sqlite, on one machine: its wall clock).  [commit] */
 int store_lease_take(struct store *st, const char *facility, const char *node,
                      int64_t ttl_ms, int64_t now_ms, struct store_lease *out);
 /* Give it up if node holds it (a clean stop): the next take by anyone
@@ -189,7 +189,8 @@ int64_t store_action_add(struct store *st, const char *facility,
 /* The oldest action of facility not done and not taken by node already
  * (new, or taken by a node that held the lease before and did not say
  * done), marked taken by node in the same transaction, and only while
- * node holds the facility's lease at now_ms: 1 with it in out
+ * node holds the facility's lease at now_ms (STORE_NOW: by the store's
+ * clock, as the lease): 1 with it in out
  * (store_action_clear frees it), 0 when there is none (or node is not the
  * holder), a negative errno.  So an action is handed out once per holder;
  * the taker tells a re-take of one it already applied by the server row's

@@ -137,6 +137,21 @@ arg_int(struct pgargs *a, int64_t x)
     a->n++;
 }
 
+/* A caller's clock, or NULL for STORE_NOW: then PG_NOW(param) is the
+ * database server's clock, the one all nodes share (their own may not
+ * agree). */
+static void
+arg_now(struct pgargs *a, int64_t now_ms)
+{
+    if (now_ms == STORE_NOW)
+        arg_text(a, NULL);
+    else
+        arg_int(a, now_ms);
+}
+#define PG_NOW(param)                                                          \
+    "COALESCE(" param "::bigint,"                                              \
+    " (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+
 /* libpq's messages end in a newline and may span lines: one line. */
 static void
 one_line(char *s)
@@ -1805,15 +1820,21 @@ pgs_session_expire(struct store *base, int64_t now_ms)
  * taken, the holder as it stood (the upsert's CTE sees the table before
  * it): one row either way, holder, expiry, taken. */
 #define LEASE_SQL                                                              \
-    "WITH t AS (INSERT INTO leases AS o (facility, holder, expires_ms,"        \
-    " since_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (facility) DO UPDATE"      \
-    " SET holder = $2, expires_ms = $3, since_ms = CASE WHEN o.holder = $2"    \
-    " THEN o.since_ms ELSE $4 END"                                             \
-    " WHERE o.holder = $2 OR o.expires_ms <= $4"                               \
-    " RETURNING holder, expires_ms)"                                           \
-    " SELECT holder, expires_ms, true FROM t UNION ALL"                        \
-    " SELECT holder, expires_ms, false FROM leases WHERE facility = $1"        \
-    " AND NOT EXISTS (SELECT 1 FROM t)"
+    "WITH c AS (SELECT " PG_NOW(                                               \
+        "$4") " AS now),"                                                      \
+              " t AS (INSERT INTO leases AS o (facility, holder, expires_ms, " \
+              "since_ms)"                                                      \
+              " SELECT $1, $2, c.now + $3::bigint, c.now FROM c"               \
+              " ON CONFLICT (facility) DO UPDATE"                              \
+              " SET holder = $2, expires_ms = EXCLUDED.expires_ms,"            \
+              " since_ms = CASE WHEN o.holder = $2 THEN o.since_ms"            \
+              " ELSE EXCLUDED.since_ms END"                                    \
+              " WHERE o.holder = $2 OR o.expires_ms <= EXCLUDED.since_ms"      \
+              " RETURNING holder, expires_ms)"                                 \
+              " SELECT holder, expires_ms, true FROM t UNION ALL"              \
+              " SELECT holder, expires_ms, false FROM leases WHERE facility "  \
+              "= $1"                                                           \
+              " AND NOT EXISTS (SELECT 1 FROM t)"
 
 static void
 lease_args(struct pgargs *a, const char *facility, const char *node,
@@ -1821,8 +1842,8 @@ lease_args(struct pgargs *a, const char *facility, const char *node,
 {
     arg_text(a, facility);
     arg_text(a, node);
-    arg_int(a, now_ms + ttl_ms);
-    arg_int(a, now_ms);
+    arg_int(a, ttl_ms);
+    arg_now(a, now_ms);
 }
 
 /* The blocking take answers through the same parse (job_answer). */
@@ -1921,14 +1942,16 @@ pgs_action_add_async(struct store *base, const char *facility,
  * oldest action not done and not this node's already is marked. */
 #define ACTION_TAKE_SQL                                                        \
     "WITH l AS (SELECT 1 FROM leases WHERE facility = $1 AND holder = $2"      \
-    " AND expires_ms > $3 FOR SHARE),"                                         \
-    " n AS (SELECT id FROM actions WHERE facility = $1"                        \
-    " AND done_ms IS NULL AND (taken_by IS NULL OR taken_by <> $2)"            \
-    " AND EXISTS (SELECT 1 FROM l) ORDER BY id LIMIT 1"                        \
-    " FOR UPDATE SKIP LOCKED)"                                                 \
-    " UPDATE actions SET taken_by = $2, taken_ms = $3 FROM n"                  \
-    " WHERE actions.id = n.id"                                                 \
-    " RETURNING actions.id, server, origin, actor, body"
+    " AND expires_ms > " PG_NOW(                                               \
+        "$3") " FOR SHARE),"                                                   \
+              " n AS (SELECT id FROM actions WHERE facility = $1"              \
+              " AND done_ms IS NULL AND (taken_by IS NULL OR taken_by <> $2)"  \
+              " AND EXISTS (SELECT 1 FROM l) ORDER BY id LIMIT 1"              \
+              " FOR UPDATE SKIP LOCKED)"                                       \
+              " UPDATE actions SET taken_by = $2, taken_ms = " PG_NOW(         \
+                  "$3") " FROM n"                                              \
+                        " WHERE actions.id = n.id"                             \
+                        " RETURNING actions.id, server, origin, actor, body"
 
 /* The taken row into out: 1, or 0 when none was taken. */
 static int
@@ -1954,7 +1977,7 @@ pgs_action_take(struct store *base, const char *facility, const char *node,
     struct pgargs a = {0};
     arg_text(&a, facility);
     arg_text(&a, node);
-    arg_int(&a, now_ms);
+    arg_now(&a, now_ms);
     PGresult *r = pg_query(st, "taking action", ACTION_TAKE_SQL, &a);
     if (!r)
         return -EIO;
@@ -1985,7 +2008,7 @@ pgs_action_take_async(struct store *base, const char *facility,
     struct pgargs a = {0};
     arg_text(&a, facility);
     arg_text(&a, node);
-    arg_int(&a, now_ms);
+    arg_now(&a, now_ms);
     job_submit_rows(pg(base), "taking action", ACTION_TAKE_SQL, &a, action_rows,
                     (void *)cb, arg);
 }

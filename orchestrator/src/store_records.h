@@ -82,6 +82,9 @@ struct store_action {
                         store_action_clear */
 };
 
+/* A lease's or a take's now_ms: the store's own clock (store.h). */
+#define STORE_NOW 0
+
 /* The store tells its follower that the change feed may have moved. */
 typedef void store_feed_cb(void *arg);
 /* The asynchronous writes' answers (store.h). */

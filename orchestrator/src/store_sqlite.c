@@ -1043,6 +1043,8 @@ sq_lease_take(struct store *base, const char *facility, const char *node,
     struct sqlite_store *st = sq(base);
     int ret;
 
+    if (now_ms == STORE_NOW)
+        now_ms = now_wall_ms(); /* one machine: one clock */
     if ((ret = tx_begin(st)) < 0)
         return ret;
     ret = lease_get(st, facility, out);
@@ -1121,6 +1123,8 @@ sq_action_take(struct store *base, const char *facility, const char *node,
     struct store_lease l;
     int ret;
 
+    if (now_ms == STORE_NOW)
+        now_ms = now_wall_ms();
     if ((ret = tx_begin(st)) < 0)
         return ret;
     /* The lease checked in the transaction that marks the action: a node

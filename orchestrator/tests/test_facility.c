@@ -155,6 +155,56 @@ test_lease_take_renew_lapse(void **state)
                      1);
 }
 
+/* The store's clock (what rescued's nodes use): PostgreSQL's, read from
+ * the database, which all nodes share; sqlite's, this machine's. */
+static int64_t
+store_clock_ms(void)
+{
+    if (!on_pg)
+        return now_wall_ms();
+    PGconn *c = PQconnectdb(pg_url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(
+        c, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int64_t ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return ms;
+}
+
+/* Asked with STORE_NOW, as the nodes ask, the lease runs on the store's
+ * clock: its expiry is that clock plus the ttl, it lapses by that clock,
+ * and the actions are taken by it. */
+static void
+test_lease_store_clock(void **state)
+{
+    struct two *t = *state;
+    struct store_lease l;
+    int64_t before = store_clock_ms();
+    assert_int_equal(store_lease_take(t->a, "fra", "n1", TTL, STORE_NOW, &l),
+                     1);
+    int64_t after = store_clock_ms();
+    assert_true(l.expires_ms >= before + TTL && l.expires_ms <= after + TTL);
+    assert_int_equal(store_lease_take(t->b, "fra", "n2", TTL, STORE_NOW, &l),
+                     0);
+    assert_string_equal(l.holder, "n1");
+
+    assert_int_equal(store_lease_take(t->a, "ams", "n1", 200, STORE_NOW, &l),
+                     1);
+    int64_t lapse = l.expires_ms;
+    while (store_clock_ms() <= lapse)
+        usleep(50 * 1000);
+    assert_int_equal(store_lease_take(t->b, "ams", "n2", TTL, STORE_NOW, &l),
+                     1);
+    int64_t id = store_action_add(t->a, "ams", "srv9", "n3", "admin", "{}");
+    struct store_action sa;
+    assert_int_equal(store_action_take(t->a, "ams", "n1", STORE_NOW, &sa), 0);
+    assert_int_equal(store_action_take(t->b, "ams", "n2", STORE_NOW, &sa), 1);
+    assert_int_equal(sa.id, id);
+    store_action_clear(&sa);
+}
+
 static void
 test_actions_taken_once(void **state)
 {
@@ -1042,6 +1092,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lease_take_renew_lapse, two_setup,
+                                        two_teardown),
+        cmocka_unit_test_setup_teardown(test_lease_store_clock, two_setup,
                                         two_teardown),
         cmocka_unit_test_setup_teardown(test_actions_taken_once, two_setup,
                                         two_teardown),
