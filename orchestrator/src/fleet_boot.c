@@ -306,7 +306,7 @@ boot_script(struct fleet *f, const char *mac, const char *peer, bool head,
     }
     snprintf(msg, sizeof(msg), "fetched its %s (%s) from %s", what,
              rescue ? "rescue image" : "local disk", peer);
-    boot_note_feed(s, msg, FSM_EV_IPXE_FETCHED);
+    boot_note_feed(s, msg, grub ? FSM_EV_GRUB_FETCHED : FSM_EV_IPXE_FETCHED);
     return 0;
 }
 
@@ -323,7 +323,6 @@ fleet_boot_grub(struct fleet *f, const char *mac, const char *peer, bool head,
 {
     return boot_script(f, mac, peer, head, true, out);
 }
-
 
 int
 fleet_vm_cd_make(struct srv *s,

@@ -35,6 +35,7 @@ static const char *const event_names[FSM_NEVENTS] = {
     [FSM_EV_RESET_TO_DISK] = "reset done, one-time disk boot set",
     [FSM_EV_TIMEOUT] = "timeout",
     [FSM_EV_CD_BOOTED] = "booted from the virtual CD",
+    [FSM_EV_GRUB_FETCHED] = "grub config fetched",
 };
 
 const char *
@@ -278,6 +279,7 @@ fsm_step(const struct fsm_limits *l, struct fsm_server *s,
                  in->detail ? in->detail : "failed", now, out);
         return;
     case FSM_EV_IPXE_FETCHED:
+    case FSM_EV_GRUB_FETCHED:
         if (st == FSM_REBOOTING || st == FSM_RESCUE_BOOTING) {
             enter(l, s, FSM_PXE_BOOTING, now, out);
         } else if (st == FSM_RESCUE) {

@@ -42,6 +42,7 @@ enum fsm_event {
     /* boot = virtualmedia: the rescue OS booted from the boot's CD asks for
      * its overlay (no kernel was fetched: it is on the CD) */
     FSM_EV_CD_BOOTED,
+    FSM_EV_GRUB_FETCHED, /* GET /boot/<mac>.grub: as FSM_EV_IPXE_FETCHED */
     FSM_NEVENTS
 };
 

@@ -386,6 +386,10 @@ test_arm64_boots_by_grub(void **state)
                                        "fetched its GRUB config (rescue "
                                        "image) from 127.0.0.1"),
                      1);
+    /* The transition says what was fetched (it said "ipxe script"). */
+    assert_int_equal(store_list_events(E->st, "srv1", 0, 0, has_message,
+                                       "grub config fetched"),
+                     1);
 
     /* x86's vmlinuz is another file; arm64's moves the boot. */
     char *path = xasprintf("/images/aarch64-vmlinuz?token=%s", token);
