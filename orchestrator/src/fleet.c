@@ -2397,6 +2397,16 @@ forward(struct pending_action *pa)
     store_load_servers_async(pa->f->st, ids, 1, forward_read, pa);
 }
 
+/* fleet_action_async's start: from the loop, so its verdict never comes
+ * before the call returns (sqlite answers inline). */
+static int64_t
+forward_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    forward(arg);
+    return -1;
+}
+
 static void
 forward_told(struct pending_action *pa, int rc, const char *err)
 {
@@ -2502,7 +2512,7 @@ fleet_action_async(struct fleet *f, const char *id,
     if (s->runs)
         power_preflight(s->power, on_preflight, pa);
     else
-        forward(pa);
+        loop_add_timer(f->loop, 0, forward_cb, pa);
     return 0;
 }
 

@@ -631,6 +631,28 @@ like_cb(void *arg, const struct store_event *ev)
     return 0;
 }
 
+static int told_rc;
+
+static void
+told_cb(void *arg, int rc, const char *err)
+{
+    (void)err;
+    told_rc = rc;
+    *(bool *)arg = true;
+}
+
+static void
+set_true(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+static bool
+is_true(void *arg)
+{
+    return *(bool *)arg;
+}
+
 /* How many of id's stored events say text. */
 static int
 messages_like(struct store *st, const char *id, const char *text)
@@ -664,8 +686,18 @@ test_action_through_another_facility(void **state)
         m.data, "rescued_facility_active{facility=\"ams\",node=\"ams-1\"} 1"));
     buf_free(&m);
 
-    /* Asked on ams for fra's server: queued, not run there... */
-    assert_int_equal(act_on(ams, "srv1", FSM_EV_RESCUE, err, sizeof(err)), 0);
+    /* Asked on ams for fra's server: queued, not run there, and told
+     * from the loop as the API needs (not before the call returns)... */
+    bool told = false;
+    const char *keys[] = {KEY};
+    struct fleet_action a = {
+        .event = FSM_EV_RESCUE, .ssh_keys = keys, .nkeys = 1, .actor = "admin"};
+    assert_int_equal(fleet_action_async(ams->fleet, "srv1", &a, told_cb, &told,
+                                        err, sizeof(err)),
+                     0);
+    assert_false(told);
+    assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &told));
+    assert_int_equal(told_rc, 0);
     assert_string_equal(json_field(ams, "srv1", "state"), "active");
     /* ...taken by fra's active node, which moves it; ams's view and
      * stream follow. */
@@ -772,28 +804,6 @@ test_standby_takes_over(void **state)
     assert_true(wait_state(ns, ams, "srv1", "exiting"));
     assert_int_equal(transitions_into(standby->st, "srv1", "rescue_requested"),
                      1);
-}
-
-static int told_rc;
-
-static void
-told_cb(void *arg, int rc, const char *err)
-{
-    (void)err;
-    told_rc = rc;
-    *(bool *)arg = true;
-}
-
-static void
-set_true(void *arg)
-{
-    *(bool *)arg = true;
-}
-
-static bool
-is_true(void *arg)
-{
-    return *(bool *)arg;
 }
 
 /* Another session holds tables (a database that stopped answering for
