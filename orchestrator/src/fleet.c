@@ -15,6 +15,8 @@
 #include "vmiso.h"
 
 #include <errno.h>
+#include <search.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,12 +411,42 @@ disk_boot_set(void *arg, int status, const char *detail)
  * step (no token, no rescue), a mark or revoke is logged (the memory is
  * the stricter: a revoked or spent token stays so here). */
 
+static int
+token_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The index holds s->tok.token exactly while the token is live and the
+ * server runs here: call after either changes (and before the token's
+ * text does). */
+static void
+token_index(struct srv *s)
+{
+    bool want = s->tok.live && s->runs;
+    if (want == s->tok.indexed)
+        return;
+    if (want)
+        tsearch(s->tok.token, &s->f->tokens, token_cmp);
+    else
+        tdelete(s->tok.token, &s->f->tokens, token_cmp);
+    s->tok.indexed = want;
+}
+
+static void
+token_set_live(struct srv *s, bool live)
+{
+    s->tok.live = live;
+    token_index(s);
+}
+
 /* Read at start, blocking (the server is not running yet). */
 static void
 token_load(struct srv *s)
 {
     struct store *st = s->f->st;
     struct store_token t;
+    token_set_live(s, false);
     memset(&s->tok, 0, sizeof(s->tok));
     if (store_token_of_server(st, s->cfg->id, s->tok.token,
                               sizeof(s->tok.token)) == 0 &&
@@ -431,12 +463,10 @@ token_load(struct srv *s)
 static struct srv *
 srv_of_live_token(struct fleet *f, const char *token)
 {
-    for (size_t i = 0; i < f->nsrvs; i++) {
-        struct srv *s = f->srvs[i];
-        if (s->runs && s->tok.live && strcmp(s->tok.token, token) == 0)
-            return s;
-    }
-    return NULL;
+    char *const *key = tfind(token, &f->tokens, token_cmp);
+    if (!key)
+        return NULL;
+    return (struct srv *)(*key - offsetof(struct srv, tok.token));
 }
 
 int
@@ -558,7 +588,7 @@ token_added(void *arg, int64_t rc)
     }
     struct srv *s = rc < 0 ? token_write_srv(w) : NULL;
     if (rc < 0 && s) {
-        s->tok.live = false;
+        token_set_live(s, false);
         log_warnx("%s: cannot store a new boot token", w->id);
     }
     if (!w->returned) {
@@ -583,8 +613,9 @@ fleet_srv_new_token(struct srv *s)
         log_warnx("%s: getrandom: %s", s->cfg->id, strerror(-r));
         return r;
     }
-    s->tok.live = true;
+    token_set_live(s, false); /* out of the index under its old text */
     strlcpy_s(s->tok.token, token, sizeof(s->tok.token));
+    token_set_live(s, true);
     s->tok.addr[0] = '\0';
     s->tok.overlay_ms = 0;
     struct token_write *w = token_write_new(s);
@@ -647,7 +678,7 @@ static void
 token_revoke(struct srv *s, void (*done)(struct srv *s))
 {
     bool was = s->tok.live;
-    s->tok.live = false;
+    token_set_live(s, false);
     if (!was && !done)
         return;
     struct token_write *w = token_write_new(s);
@@ -1258,6 +1289,7 @@ srv_start(struct srv *s, char *err, size_t errlen)
     }
     token_load(s);
     s->runs = true;
+    token_index(s);
     return 0;
 }
 
@@ -1284,6 +1316,7 @@ srv_stop(struct srv *s)
     vmiso_cancel(s->vm_job);
     s->vm_job = NULL;
     s->runs = false;
+    token_index(s);
     s->closing = false;
 }
 

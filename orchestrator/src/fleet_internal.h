@@ -33,6 +33,7 @@ struct store;
  * the server (fleet.c, "boot tokens"). */
 struct srv_token {
     bool live;
+    bool indexed; /* in f->tokens: live while the server runs here */
     char token[FLEET_TOKEN_SIZE];
     char addr[64];      /* the address its boot is bound to, "" none yet */
     int64_t overlay_ms; /* when its overlay was served, 0 not yet */
@@ -133,6 +134,10 @@ struct fleet {
     bool feed_notifies; /* the store tells of commits (store_feed_notify) */
     /* The feed's read and the actions' take are asked without waiting,
      * one at a time; a look asked meanwhile is made after. */
+    /* The live tokens of the servers run here (tsearch's tree of
+     * srv_token.token), so a boot request finds its server without a scan
+     * of the fleet (fleet.c, token_index). */
+    void *tokens;
     bool feed_reading, feed_pending;
     bool rows_reading; /* mirror_read's read is on its way */
     uint64_t feed_again_timer;
