@@ -442,21 +442,15 @@ h_actions(struct http_req *r, void *arg)
     struct fleet_action fa = {.actor = actor};
     char err[512] = "";
     json_t *type = json_object_get(root, "type");
+    int rc = 0;
     if (json_is_string(type) && !strcmp(json_string_value(type), "nmi") &&
-        json_object_size(root) == 1) {
+        json_object_size(root) == 1)
         /* An NMI moves no state: it asks a hung kernel for a crash dump or
-         * a backtrace.  Straight to the power driver, and to the audit. */
-        fleet_audit(f, cs->id, actor, "nmi requested");
-        int prc = fleet_console_power(f, cs->id, POWER_NMI, NULL);
-        if (prc < 0)
-            http_respond_error(r, 409, "cannot send an NMI: %s",
-                               strerror(-prc));
-        else
-            http_respond_json(r, 202, fleet_server_json(f, cs));
-        json_decref(root);
-        return;
-    }
-    int rc = api_parse_action(root, &fa, err, sizeof(err));
+         * a backtrace.  Straight to the power driver (of its facility's
+         * active node), and to the audit. */
+        fa.nmi = true;
+    else
+        rc = api_parse_action(root, &fa, err, sizeof(err));
     if (rc == 0) {
         /* The pre-flight may ping a BMC: the answer waits for it, the
          * loop does not. */
@@ -562,10 +556,9 @@ history_answer(struct http_req *r, void *arg)
 {
     struct history *h = arg;
     if (h->rc < 0)
-        http_respond_error(r, h->rc == -EIO ? 503 : 500,
-                           "cannot read the event history: %s",
-                           h->rc == -EIO ? store_last_error(h->st)
-                                         : strerror(-h->rc));
+        http_respond_error(
+            r, h->rc == -EIO ? 503 : 500, "cannot read the event history: %s",
+            h->rc == -EIO ? store_last_error(h->st) : strerror(-h->rc));
     else
         http_respond_json(r, 200, json_pack("{s:o}", "events", h->events));
     free(h);

@@ -253,11 +253,14 @@ reset_sending(void *arg)
         (s->row.sent_actions & pc->action))
         return;
     s->row.sent_actions |= pc->action;
-    /* Blocking, so it is stored before the reset goes; behind a step
-     * still waiting for the store (a new input meanwhile), with it. */
+    /* Blocking, so it is stored before the reset goes (once a reset, and
+     * not at all while the store is not answering, which would only hold
+     * the loop for its bound); behind a step still waiting for the store
+     * (a new input meanwhile), with it. */
     if (s->step)
         s->dirty = true;
-    else if (store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
+    else if (!store_answering(s->f->st) ||
+             store_save_server(s->f->st, s->cfg->id, &s->row) < 0)
         log_warnx("%s: cannot store that its reset is on its way", s->cfg->id);
 }
 
@@ -1730,6 +1733,10 @@ run_taken(struct fleet *f, const struct store_action *sa)
     for (int e = 0; ev && e <= FSM_EV_POWER_OFF; e++)
         if (strcmp(fsm_event_name(e), ev) == 0)
             a.event = e;
+    if (ev && strcmp(ev, "nmi") == 0) {
+        a.nmi = true;
+        a.event = 0;
+    }
     a.nkeys = json_array_size(keys);
     a.ssh_keys = xcalloc(a.nkeys + 1, sizeof(*a.ssh_keys));
     for (size_t i = 0; i < a.nkeys; i++)
@@ -2058,7 +2065,7 @@ static bool
 preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
                char *err, size_t errlen)
 {
-    if (a->event == FSM_EV_RESCUE) {
+    if (!a->nmi && a->event == FSM_EV_RESCUE) {
         /* A rescue nobody can log in to is no rescue. */
         const struct config_project *p =
             config_find_project(f->cfg, s->cfg->project);
@@ -2098,6 +2105,13 @@ preflight_rest(struct fleet *f, struct srv *s, const struct fleet_action *a,
 static int action_fits(struct srv *s, const struct fleet_action *a, char *err,
                        size_t errlen);
 
+/* What an action is called in the store and the history. */
+static const char *
+action_name(const struct fleet_action *a)
+{
+    return a->nmi ? "nmi" : fsm_event_name(a->event);
+}
+
 /* The checks that need no state: the server and the request.  0 with the
  * server in *sp, or the refusal. */
 static int
@@ -2109,7 +2123,7 @@ action_validate(struct fleet *f, const char *id, const struct fleet_action *a,
         snprintf(err, errlen, "no such server: %s", id);
         return -ENOENT;
     }
-    if (a->event > FSM_EV_POWER_OFF) {
+    if (!a->nmi && a->event > FSM_EV_POWER_OFF) {
         snprintf(err, errlen, "not a user action");
         return -EINVAL;
     }
@@ -2146,6 +2160,8 @@ static int
 action_fits(struct srv *s, const struct fleet_action *a, char *err,
             size_t errlen)
 {
+    if (a->nmi)
+        return 0; /* any state: it asks a hung kernel for a dump */
     struct fsm_server probe = s->row.fsm;
     struct fsm_input in = {.event = a->event, .ttl_s = a->ttl_s};
     struct fsm_output out;
@@ -2270,6 +2286,7 @@ static struct pending_action *pending_new(struct fleet *f, struct srv *s,
                                           const struct fleet_action *a,
                                           fleet_action_cb *cb, void *arg);
 static void forward(struct pending_action *pa);
+static void nmi_send(struct pending_action *pa);
 
 /* fleet_action's verdict: kept if it comes before the return. */
 struct verdict {
@@ -2318,8 +2335,12 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
     /* A network store answers later: then the action is taken, and how
      * its change was stored shows in the server's state and history. */
     struct verdict *v = xcalloc(1, sizeof(*v));
-    if (!s->runs) {
-        forward(pending_new(f, s, a, verdict_told, v));
+    if (!s->runs || a->nmi) {
+        struct pending_action *pa = pending_new(f, s, a, verdict_told, v);
+        if (s->runs)
+            nmi_send(pa);
+        else
+            forward(pa);
         return verdict_of(v, err, errlen);
     }
     if ((rc = action_fits(s, a, err, errlen)) < 0)
@@ -2421,7 +2442,40 @@ on_preflight(void *arg, int status, const char *perr)
  * it takes it. */
 static void forward_read(void *arg, int rc, const char *id,
                          const struct server_row *row);
+
+static void
+forward_told(struct pending_action *pa, int rc, const char *err)
+{
+    pa->cb(pa->arg, rc, err);
+    pending_free(pa);
+}
 static void forward_added(void *arg, int64_t id);
+
+/* An NMI for a server run here: audited and sent; the driver's failure
+ * shows as an error event (console_power_done). */
+static void
+nmi_send(struct pending_action *pa)
+{
+    struct srv *s = fleet_srv_find(pa->f, pa->id);
+    if (!s || !s->runs) {
+        forward(pa); /* stood down meanwhile: for the node that runs it */
+        return;
+    }
+    fleet_srv_note(s, "audit", pa->a.actor, "nmi requested");
+    int rc = fleet_console_power(pa->f, pa->id, POWER_NMI, NULL);
+    char err[256] = "";
+    if (rc < 0)
+        snprintf(err, sizeof(err), "cannot send an NMI: %s", strerror(-rc));
+    forward_told(pa, rc < 0 ? -EBUSY : 0, err);
+}
+
+static int64_t
+nmi_cb(struct loop *l, void *arg)
+{
+    (void)l;
+    nmi_send(arg);
+    return -1;
+}
 
 static void
 forward(struct pending_action *pa)
@@ -2438,13 +2492,6 @@ forward_cb(struct loop *l, void *arg)
     (void)l;
     forward(arg);
     return -1;
-}
-
-static void
-forward_told(struct pending_action *pa, int rc, const char *err)
-{
-    pa->cb(pa->arg, rc, err);
-    pending_free(pa);
 }
 
 static void
@@ -2479,7 +2526,10 @@ forward_read(void *arg, int rc, const char *id, const struct server_row *row)
     }
     if (s->runs) { /* taken over meanwhile: this node runs it now */
         pa->power = s->power;
-        power_preflight(s->power, on_preflight, pa);
+        if (pa->a.nmi)
+            nmi_send(pa);
+        else
+            power_preflight(s->power, on_preflight, pa);
         return;
     }
     if (!preflight_rest(f, s, &pa->a, err, sizeof(err))) {
@@ -2489,9 +2539,8 @@ forward_read(void *arg, int rc, const char *id, const struct server_row *row)
     json_t *keys = json_array();
     for (size_t i = 0; i < pa->a.nkeys; i++)
         json_array_append_new(keys, json_string(pa->a.ssh_keys[i]));
-    json_t *o =
-        json_pack("{s:s, s:I, s:o}", "event", fsm_event_name(pa->a.event),
-                  "ttl_s", (json_int_t)pa->a.ttl_s, "ssh_keys", keys);
+    json_t *o = json_pack("{s:s, s:I, s:o}", "event", action_name(&pa->a),
+                          "ttl_s", (json_int_t)pa->a.ttl_s, "ssh_keys", keys);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!body) {
@@ -2526,7 +2575,7 @@ forward_added(void *arg, int64_t id)
     if (s) {
         snprintf(msg, sizeof(msg),
                  "%s requested on node %s, for the active node of facility %s",
-                 fsm_event_name(pa->a.event), f->node, facility);
+                 action_name(&pa->a), f->node, facility);
         fleet_srv_note(s, "audit", pa->a.actor, msg);
     }
     forward_told(pa, 0, "");
@@ -2542,10 +2591,10 @@ fleet_action_async(struct fleet *f, const char *id,
     if (rc < 0 || (s->runs && (rc = action_fits(s, a, err, errlen)) < 0))
         return rc;
     struct pending_action *pa = pending_new(f, s, a, cb, arg);
-    if (s->runs)
+    if (s->runs && !a->nmi)
         power_preflight(s->power, on_preflight, pa);
-    else
-        loop_add_timer(f->loop, 0, forward_cb, pa);
+    else /* from the loop: the verdict never comes before the return */
+        loop_add_timer(f->loop, 0, a->nmi && s->runs ? nmi_cb : forward_cb, pa);
     return 0;
 }
 

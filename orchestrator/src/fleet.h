@@ -29,7 +29,12 @@ struct buf;
 #define FLEET_MAX_KEYS 64
 
 struct fleet_action {
-    enum fsm_event event;  /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
+    enum fsm_event event; /* FSM_EV_RESCUE ... FSM_EV_POWER_OFF */
+    /* Instead of the event: an NMI, straight to the power driver (no
+     * state change), asked of the facility's active node like the events
+     * when it is another node.  At most once per ask, except when that
+     * node dies between sending it and marking it done. */
+    bool nmi;
     int64_t ttl_s;         /* rescue only; 0: none */
     const char **ssh_keys; /* rescue only: keys added to the project's */
     size_t nkeys;

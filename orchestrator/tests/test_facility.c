@@ -755,9 +755,28 @@ test_action_through_another_facility(void **state)
      * look). */
     assert_true(wait_state(ns, ams, "srv1", "rescue_booting"));
 
-    /* The ams node has no driver of fra's servers. */
+    /* The ams node has no driver of fra's servers... */
     assert_int_equal(fleet_console_power(ams->fleet, "srv1", POWER_NMI, NULL),
                      -EREMOTE);
+    /* ...so an NMI asked there is handed to fra, which sends it (it was
+     * refused with 409). */
+    told = false;
+    struct fleet_action nmi = {.nmi = true, .actor = "admin"};
+    assert_int_equal(fleet_action_async(ams->fleet, "srv1", &nmi, told_cb,
+                                        &told, err, sizeof(err)),
+                     0);
+    assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &told));
+    assert_int_equal(told_rc, 0);
+    /* Two audits: where it was asked, and fra's as it sends it. */
+    for (int i = 0;
+         i < 100 && messages_like(fra->st, "srv1", "nmi requested") < 2; i++)
+        tu_pump_for(ns->e->loop, 50);
+    assert_int_equal(messages_like(fra->st, "srv1", "nmi requested"), 2);
+    assert_int_equal(messages_like(fra->st, "srv1",
+                                   "nmi requested on node ams-1, for the "
+                                   "active node of facility fra"),
+                     1);
+    assert_string_equal(json_field(fra, "srv1", "state"), "rescue_booting");
 }
 
 static void
