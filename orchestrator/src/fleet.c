@@ -27,7 +27,6 @@ static void apply(struct srv *s, const struct fsm_input *in, const char *actor);
 typedef void apply_cb(void *arg, int rc, const char *why);
 static void apply_then(struct srv *s, const struct fsm_input *given,
                        const char *actor, apply_cb *cb, void *arg);
-static void mirror(struct srv *s);
 
 /* A store that refuses writes (disk full, locked by another process) is
  * retried no sooner than this, doubling up to the max, and logged once per
@@ -449,6 +448,10 @@ token_load(struct srv *s)
 {
     struct store *st = s->f->st;
     struct store_token t;
+    if (s->tok.read) { /* by the takeover, for all of them at once */
+        s->tok.read = false;
+        return;
+    }
     token_set_live(s, false);
     memset(&s->tok, 0, sizeof(s->tok));
     if (store_token_of_server(st, s->cfg->id, s->tok.token,
@@ -1381,20 +1384,6 @@ lease_every_ms(const struct fleet *f)
     return ms > 0 ? ms : 1;
 }
 
-/* Its row as the store has it now (another node moved it), read
- * blocking: at a takeover, before this node runs it from there. */
-static void
-mirror(struct srv *s)
-{
-    struct server_row row;
-    /* Not answering: the last look stands (a read would hold the loop). */
-    if (!store_answering(s->f->st) ||
-        store_load_server(s->f->st, s->cfg->id, &row) < 0)
-        return;
-    server_row_clear(&s->row);
-    s->row = row;
-}
-
 #define MIRROR_BATCH 1000 /* rows per read */
 
 static void mirror_read(struct fleet *f);
@@ -1538,6 +1527,105 @@ feed_cb(struct loop *l, void *arg)
     return f->feed_notifies ? -1 : FEED_POLL_MS;
 }
 
+/* A takeover reads without waiting (the node that stood by goes on
+ * answering its API and streams): the rows of the facility's servers,
+ * then their tokens, one read each for them all; then they start.  A read
+ * refused: the node stays a standby, and takes over at its next renewal
+ * (the lease is still its own). */
+static int start_ours(struct fleet *f, bool at_start, char *err, size_t errlen);
+static void takeover_rows(void *arg, int rc, const char *id,
+                          const struct server_row *row);
+static void takeover_tokens(void *arg, int rc,
+                            const struct store_server_tokens *t);
+
+/* The ids of the facility's servers not running here yet (the caller
+ * frees the array, not the ids). */
+static size_t
+takeover_ids(struct fleet *f, const char ***ids)
+{
+    size_t n = 0;
+    *ids = xcalloc(f->nsrvs ? f->nsrvs : 1, sizeof(**ids));
+    for (size_t i = 0; i < f->nsrvs; i++)
+        if (srv_ours(f, f->srvs[i]->cfg) && !f->srvs[i]->runs)
+            (*ids)[n++] = f->srvs[i]->cfg->id;
+    return n;
+}
+
+static void
+takeover_read(struct fleet *f)
+{
+    const char **ids;
+    size_t n = takeover_ids(f, &ids);
+    f->taking_over = true;
+    store_load_servers_async(f->st, ids, n, takeover_rows, f);
+    free(ids);
+}
+
+/* Still taking over (not stood down or stopping meanwhile)?  Else the
+ * reads' answers go unheard. */
+static bool
+takeover_goes_on(struct fleet *f, int rc, const char *what)
+{
+    if (rc == -ECANCELED || f->stopping || !f->active || !f->taking_over)
+        return false;
+    if (rc < 0) {
+        log_warnx("facility %s: node %s cannot read its servers' %s (%s): "
+                  "it stands by and takes over at its next renewal",
+                  f->facility, f->node, what, store_last_error(f->st));
+        f->taking_over = false;
+        f->active = false;
+        return false;
+    }
+    return true;
+}
+
+static void
+takeover_rows(void *arg, int rc, const char *id, const struct server_row *row)
+{
+    struct fleet *f = arg;
+    if (id) {
+        struct srv *s =
+            rc == -ECANCELED || f->stopping ? NULL : fleet_srv_find(f, id);
+        if (s && !s->runs) {
+            server_row_clear(&s->row);
+            server_row_copy(&s->row, row);
+        }
+        return;
+    }
+    if (!takeover_goes_on(f, rc, "rows"))
+        return;
+    const char **ids;
+    size_t n = takeover_ids(f, &ids);
+    store_server_tokens_async(f->st, ids, n, takeover_tokens, f);
+    free(ids);
+}
+
+static void
+takeover_tokens(void *arg, int rc, const struct store_server_tokens *t)
+{
+    struct fleet *f = arg;
+    if (t) {
+        struct srv *s = rc == -ECANCELED || f->stopping
+                            ? NULL
+                            : fleet_srv_find(f, t->server);
+        if (!s || s->runs)
+            return;
+        memset(&s->tok, 0, sizeof(s->tok)); /* not running: not indexed */
+        s->tok.read = true;
+        s->tok.live = t->token != NULL;
+        strlcpy_s(s->tok.token, t->token ? t->token : "", sizeof(s->tok.token));
+        strlcpy_s(s->tok.addr, t->addr, sizeof(s->tok.addr));
+        s->tok.overlay_ms = t->overlay_ms;
+        strlcpy_s(s->tok.last_addr, t->last_addr, sizeof(s->tok.last_addr));
+        return;
+    }
+    if (!takeover_goes_on(f, rc, "tokens"))
+        return;
+    f->taking_over = false;
+    char err[256];
+    start_ours(f, false, err, sizeof(err));
+}
+
 /* The lease is ours: start the facility's servers where the store left
  * them, then dnsmasq.  A server that cannot start is logged and left (at
  * start, the daemon's failure: err). */
@@ -1555,12 +1643,22 @@ become_active(struct fleet *f, bool at_start, char *err, size_t errlen)
                  ? f->lease_holder
                  : "");
     strlcpy_s(f->lease_holder, f->node, sizeof(f->lease_holder));
+    if (!at_start) {
+        takeover_read(f);
+        return 0;
+    }
+    return start_ours(f, true, err, errlen);
+}
+
+/* Start the facility's servers where the store left them (their rows and
+ * tokens read), then dnsmasq, then resume each. */
+static int
+start_ours(struct fleet *f, bool at_start, char *err, size_t errlen)
+{
     for (size_t i = 0; i < f->nsrvs; i++) {
         struct srv *s = f->srvs[i];
         if (!srv_ours(f, s->cfg) || s->runs)
             continue;
-        if (!at_start)
-            mirror(s);
         if (srv_start(s, err, errlen) < 0) {
             if (at_start)
                 return -EINVAL;
@@ -1589,6 +1687,7 @@ static void
 stand_down(struct fleet *f, const char *why)
 {
     f->active = false;
+    f->taking_over = false;
     f->lease_changes++;
     log_warnx("facility %s: node %s stands by: %s", f->facility, f->node, why);
     dnsmasq_free(f->dnsmasq);
@@ -1806,8 +1905,8 @@ action_taken(void *arg, int rc, const struct store_action *sa)
 static void
 take_actions(struct fleet *f)
 {
-    if (!f->active || f->stopping)
-        return;
+    if (!f->active || f->taking_over || f->stopping)
+        return; /* taking over: not until its servers run here */
     if (f->taking) {
         f->take_again = true;
         return;

@@ -34,6 +34,7 @@ struct store;
 struct srv_token {
     bool live;
     bool indexed; /* in f->tokens: live while the server runs here */
+    bool read;    /* read by a takeover: srv_start keeps it */
     char token[FLEET_TOKEN_SIZE];
     char addr[64];      /* the address its boot is bound to, "" none yet */
     int64_t overlay_ms; /* when its overlay was served, 0 not yet */
@@ -140,6 +141,7 @@ struct fleet {
     void *tokens;
     bool feed_reading, feed_pending;
     bool rows_reading; /* mirror_read's read is on its way */
+    bool taking_over;  /* active, its servers' reads on their way */
     uint64_t feed_again_timer;
     bool taking, take_again;
     int taken_in_row;

@@ -223,14 +223,15 @@ fleet_metrics(struct fleet *f, struct buf *out)
                (unsigned long long)f->boot_refused[1]);
     buf_printf(out,
                "# HELP rescued_facility_active Whether this node holds its "
-               "facility's lease (runs its servers).\n"
+               "facility's lease and runs its servers (0 while a takeover "
+               "still reads them).\n"
                "# TYPE rescued_facility_active gauge\n"
                "rescued_facility_active{facility=\"%s\",node=\"%s\"} %d\n"
                "# HELP rescued_lease_changes_total Times this node became "
                "its facility's active node or stood down.\n"
                "# TYPE rescued_lease_changes_total counter\n"
                "rescued_lease_changes_total %llu\n",
-               f->facility, f->node, f->active,
+               f->facility, f->node, f->active && !f->taking_over,
                (unsigned long long)f->lease_changes);
     const struct loop_stats *ls = loop_stats(f->loop);
     buf_printf(out,

@@ -455,6 +455,40 @@ store_load_servers_async(struct store *st, const char *const *ids, size_t n,
 }
 
 void
+store_server_tokens_async(struct store *st, const char *const *ids, size_t n,
+                          store_tokens_cb *cb, void *arg)
+{
+    if (st->ops->server_tokens_async) {
+        st->ops->server_tokens_async(st, ids, n, cb, arg);
+        return;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char token[128] = "", last[64] = "";
+        struct store_token t = {0};
+        int r = store_token_of_server(st, ids[i], token, sizeof(token));
+        if (r == 0)
+            r = store_token_get(st, token, &t);
+        if (r < 0 && r != -ENOENT) {
+            rc = r;
+            break;
+        }
+        int la = store_token_last_addr(st, ids[i], last, sizeof(last));
+        if (la < 0 && la != -ENOENT) {
+            rc = la;
+            break;
+        }
+        struct store_server_tokens v = {.server = ids[i],
+                                        .token = r == 0 ? token : NULL,
+                                        .addr = t.addr,
+                                        .overlay_ms = t.overlay_ms,
+                                        .last_addr = last};
+        cb(arg, 0, &v);
+    }
+    cb(arg, rc, NULL);
+}
+
+void
 store_action_add_async(struct store *st, const char *facility,
                        const char *server, const char *origin,
                        const char *actor, const char *body, store_done_cb *cb,

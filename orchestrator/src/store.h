@@ -258,6 +258,10 @@ void store_token_revoke_server_async(struct store *st, const char *server,
  * writes asked before them, so they see them). */
 void store_load_servers_async(struct store *st, const char *const *ids,
                               size_t n, store_row_cb *cb, void *arg);
+/* What store_token_of_server, store_token_get and store_token_last_addr
+ * say of each server, in one read for them all (a takeover's). */
+void store_server_tokens_async(struct store *st, const char *const *ids,
+                               size_t n, store_tokens_cb *cb, void *arg);
 void store_list_events_async(struct store *st, const char *server,
                              int64_t after_id, int limit, store_events_cb *cb,
                              void *arg);

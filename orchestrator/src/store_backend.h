@@ -107,6 +107,8 @@ struct store_ops {
                                       store_done_cb *cb, void *arg);
     void (*load_servers_async)(struct store *st, const char *const *ids,
                                size_t n, store_row_cb *cb, void *arg);
+    void (*server_tokens_async)(struct store *st, const char *const *ids,
+                                size_t n, store_tokens_cb *cb, void *arg);
     void (*list_events_async)(struct store *st, const char *server,
                               int64_t after_id, int limit, store_events_cb *cb,
                               void *arg);

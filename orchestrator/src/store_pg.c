@@ -1258,23 +1258,29 @@ rows_of_servers(struct pg_job *j, const PGresult *r, int rc)
     cb(j->arg, r ? 0 : rc, NULL, NULL);
 }
 
-/* One read for them all: the ids as one array parameter. */
+/* ids as one text[] literal, for a read of them all with one parameter. */
+static void
+ids_array(struct buf *list, const char *const *ids, size_t n)
+{
+    buf_append(list, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        buf_append(list, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *c = ids[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                buf_append(list, "\\", 1);
+            buf_append(list, c, 1);
+        }
+        buf_append(list, "\"", 1);
+    }
+    buf_append(list, "}", 2); /* and its NUL */
+}
+
 static void
 pgs_load_servers_async(struct store *base, const char *const *ids, size_t n,
                        store_row_cb *cb, void *arg)
 {
     struct buf list = {0};
-    buf_append(&list, "{", 1);
-    for (size_t i = 0; i < n; i++) {
-        buf_append(&list, i ? ",\"" : "\"", i ? 2 : 1);
-        for (const char *c = ids[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                buf_append(&list, "\\", 1);
-            buf_append(&list, c, 1);
-        }
-        buf_append(&list, "\"", 1);
-    }
-    buf_append(&list, "}", 2); /* and its NUL */
+    ids_array(&list, ids, n);
     struct pgargs a = {0};
     arg_text(&a, list.data);
     job_submit_rows(pg(base), "loading servers",
@@ -1680,6 +1686,47 @@ pgs_token_last_addr(struct store *base, const char *server, char *addr,
                        " WHERE server = $1 AND addr IS NOT NULL"
                        " ORDER BY created_ms DESC, seq DESC LIMIT 1",
                        server, addr, len);
+}
+
+/* The three token reads of each server (pgs_token_of_server, _get,
+ * _last_addr) as one statement for them all. */
+#define SERVER_TOKENS_SQL                                                      \
+    "SELECT s.id, l.token, l.addr, l.overlay_ms, b.addr"                       \
+    " FROM unnest($1::text[]) WITH ORDINALITY AS s(id, n)"                     \
+    " LEFT JOIN LATERAL (SELECT token, addr, overlay_ms FROM tokens"           \
+    " WHERE server = s.id AND revoked_ms IS NULL"                              \
+    " ORDER BY created_ms DESC, seq DESC LIMIT 1) l ON true"                   \
+    " LEFT JOIN LATERAL (SELECT addr FROM tokens"                              \
+    " WHERE server = s.id AND addr IS NOT NULL"                                \
+    " ORDER BY created_ms DESC, seq DESC LIMIT 1) b ON true ORDER BY s.n"
+
+static void
+rows_of_tokens(struct pg_job *j, const PGresult *r, int rc)
+{
+    store_tokens_cb *cb = (store_tokens_cb *)j->rows_cb;
+    for (int i = 0; r && i < PQntuples(r); i++) {
+        const char *addr = get_text(r, i, 2), *last = get_text(r, i, 4);
+        struct store_server_tokens t = {.server = get_text(r, i, 0),
+                                        .token = get_text(r, i, 1),
+                                        .addr = addr ? addr : "",
+                                        .overlay_ms = get_int(r, i, 3),
+                                        .last_addr = last ? last : ""};
+        cb(j->arg, 0, &t);
+    }
+    cb(j->arg, r ? 0 : rc, NULL);
+}
+
+static void
+pgs_server_tokens_async(struct store *base, const char *const *ids, size_t n,
+                        store_tokens_cb *cb, void *arg)
+{
+    struct buf list = {0};
+    ids_array(&list, ids, n);
+    struct pgargs a = {0};
+    arg_text(&a, list.data);
+    job_submit_rows(pg(base), "reading tokens", SERVER_TOKENS_SQL, &a,
+                    rows_of_tokens, (void *)cb, arg);
+    buf_free(&list);
 }
 
 /* --- retention ----------------------------------------------------------- */
@@ -2201,6 +2248,7 @@ const struct store_ops store_pg_ops = {
     .token_mark_async = pgs_token_mark_async,
     .token_revoke_server_async = pgs_token_revoke_server_async,
     .load_servers_async = pgs_load_servers_async,
+    .server_tokens_async = pgs_server_tokens_async,
     .list_events_async = pgs_list_events_async,
     .action_add_async = pgs_action_add_async,
     .action_take_async = pgs_action_take_async,

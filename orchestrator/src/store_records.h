@@ -98,6 +98,22 @@ typedef void store_events_cb(void *arg, int rc, const struct store_event *evs,
  * rc 0, or a negative errno. */
 typedef void store_row_cb(void *arg, int rc, const char *id,
                           const struct server_row *row);
+/* A server's boot tokens as a node that starts running it needs them
+ * (store_server_tokens_async): its live token (NULL: none) with the
+ * address its boot is bound to ("" none) and when its overlay was served
+ * (0 not yet), and the newest bound address of any of its tokens ("" none).
+ * The strings are valid during the call. */
+struct store_server_tokens {
+    const char *server;
+    const char *token;
+    const char *addr;
+    int64_t overlay_ms;
+    const char *last_addr;
+};
+/* Once per server asked, rc 0 with t; then once with t NULL: rc 0, or a
+ * negative errno. */
+typedef void store_tokens_cb(void *arg, int rc,
+                             const struct store_server_tokens *t);
 struct store_action;
 /* An action taken (store_action_take_async): rc 1 with a (valid during the
  * call), 0 none, or a negative errno. */

@@ -1027,6 +1027,75 @@ test_other_facility_from_memory(void **state)
     assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
 }
 
+/* One metric of a node, as /metrics shows it ("" when absent). */
+static bool
+metric_is(struct node *n, const char *line)
+{
+    struct buf m = {0};
+    fleet_metrics(n->fleet, &m);
+    bool is = strstr(m.data, line) != NULL;
+    buf_free(&m);
+    return is;
+}
+
+/* A takeover reads the facility's servers without waiting: with their
+ * rows and tokens held by another session, the standby wins the lease,
+ * says it is not running them yet, and its loop is never held (before:
+ * three blocking reads a server, each waiting out the bound); once the
+ * database answers, it runs them from their stored state. */
+static void
+test_takeover_reads_without_waiting(void **state)
+{
+    struct nodes *ns = *state;
+    char err[512] = "";
+    if (!on_pg)
+        skip(); /* sqlite's reads are local: nothing to wait on */
+    node_start(ns, 0, "fra-1", "fra");
+    node_start(ns, 1, "fra-2", "fra");
+    struct node *act = &ns->n[0], *standby = &ns->n[1];
+    assert_int_equal(act_on(act, "srv1", FSM_EV_RESCUE, err, sizeof(err)), 0);
+    assert_true(wait_state(ns, act, "srv1", "rebooting"));
+    assert_true(wait_state(ns, standby, "srv1", "rebooting"));
+    assert_int_equal(store_flush(act->st), 0);
+    node_stop(act); /* a clean stop: the lease is free at once */
+    uint64_t stalls = loop_stats(ns->e->loop)->stalls;
+
+    PGconn *locker = lock_tables("servers, tokens");
+    for (int i = 0;
+         i < 60 && !metric_is(standby, "rescued_lease_changes_total 1"); i++)
+        tu_pump_for(ns->e->loop, 50);
+    assert_true(metric_is(standby, "rescued_lease_changes_total 1"));
+    tu_pump_for(ns->e->loop, 300);
+    assert_true(metric_is(
+        standby, "rescued_facility_active{facility=\"fra\",node=\"fra-2\"} 0"));
+    assert_int_equal(
+        fleet_console_power(standby->fleet, "srv1", POWER_NMI, NULL), -EREMOTE);
+    unlock_tables(locker);
+
+    for (int i = 0; i < 100 && !metric_is(standby, "rescued_facility_active{"
+                                                   "facility=\"fra\",node="
+                                                   "\"fra-2\"} 1");
+         i++)
+        tu_pump_for(ns->e->loop, 50);
+    assert_true(metric_is(
+        standby, "rescued_facility_active{facility=\"fra\",node=\"fra-2\"} 1"));
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+    /* It runs srv1 now, from where the store has it, with its token. */
+    assert_string_equal(json_field(standby, "srv1", "state"), "rebooting");
+    assert_int_equal(
+        fleet_console_power(standby->fleet, "srv1", POWER_NMI, NULL), 0);
+    char token[65];
+    assert_int_equal(
+        store_token_of_server(standby->st, "srv1", token, sizeof(token)), 0);
+    struct buf script = {0};
+    assert_int_equal(fleet_boot_script(standby->fleet, "52:54:00:00:00:01",
+                                       "127.0.0.1", false, &script),
+                     0);
+    assert_non_null(strstr(script.data, token));
+    buf_free(&script);
+    assert_true(wait_state(ns, standby, "srv1", "pxe_booting"));
+}
+
 /* A holder died with two actions of srv1 taken: the first applied (its
  * id stored in the row with its change), the second not yet.  The standby
  * that takes the lease runs the second and not the first. */
@@ -1143,6 +1212,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_boot_path_waits_on_no_store,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_other_facility_from_memory,
+                                        nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_reads_without_waiting,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),

@@ -978,6 +978,60 @@ find_id(void *arg, const struct store_event *ev)
     return ev->id == *want ? 1 : 2;
 }
 
+/* A takeover's token read, one for many servers: what the three
+ * per-server reads say of each (the live token and its binding, the last
+ * bound address of any), through the loop. */
+struct tok_seen {
+    struct buf text;
+    int ends, end_rc;
+};
+
+static void
+tok_seen(void *arg, int rc, const struct store_server_tokens *t)
+{
+    struct tok_seen *w = arg;
+    if (!t) {
+        w->ends++;
+        w->end_rc = rc;
+        return;
+    }
+    buf_printf(&w->text, "%s %s %s %lld %s\n", t->server,
+               t->token ? t->token : "-", t->addr[0] ? t->addr : "-",
+               (long long)t->overlay_ms, t->last_addr[0] ? t->last_addr : "-");
+}
+
+static bool
+tok_ended(void *arg)
+{
+    return ((struct tok_seen *)arg)->ends > 0;
+}
+
+static void
+test_server_tokens_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct loop *l = loop_new();
+    store_attach_loop(f->st, l);
+    assert_int_equal(store_token_add(f->st, "t1", "srv1", 1000), 0);
+    assert_int_equal(store_token_mark(f->st, "t1", "10.0.0.5", 0), 0);
+    assert_int_equal(store_token_add(f->st, "t2", "srv1", 2000), 0);
+    assert_int_equal(store_token_add(f->st, "t3", "srv2", 3000), 0);
+    assert_int_equal(store_token_mark(f->st, "t3", "10.0.0.9", 7000), 0);
+    const char *ids[] = {"srv1", "srv2", "srv3"};
+    struct tok_seen w = {0};
+    store_server_tokens_async(f->st, ids, 3, tok_seen, &w);
+    assert_true(tu_pump_until(l, 5000, tok_ended, &w));
+    assert_int_equal(w.ends, 1);
+    assert_int_equal(w.end_rc, 0);
+    /* In the order asked. */
+    assert_string_equal(w.text.data, "srv1 t2 - 0 10.0.0.5\n"
+                                     "srv2 t3 10.0.0.9 7000 10.0.0.9\n"
+                                     "srv3 - - 0 -\n");
+    buf_free(&w.text);
+    store_attach_loop(f->st, NULL);
+    loop_free(l);
+}
+
 /* A token bound to its boot: the first address stays, the overlay is
  * marked once, both survive a reopen, and a revoked token cannot be
  * marked; the server's last address outlives the revocation. */
@@ -1778,6 +1832,7 @@ main(void)
         BOTH(test_tokens),
         BOTH(test_retention),
         BOTH(test_token_binding),
+        BOTH(test_server_tokens_at_once),
         BOTH(test_sessions),
         cmocka_unit_test_setup_teardown(test_kill9_loses_nothing_committed,
                                         setup_pg_empty, teardown),
