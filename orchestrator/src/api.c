@@ -379,53 +379,35 @@ respond_action(struct http_req *r, int rc, const char *err)
         http_respond_error(r, 500, "%s", err[0] ? err : strerror(-rc));
 }
 
-/* An action whose pre-flight is out: the request (NULL once it ended)
- * and, once it came, the verdict. */
+/* An action whose pre-flight is out: once it came, the verdict. */
 struct pending_answer {
     struct fleet *f;
-    struct http_req *r;
     char id[ID_MAX + 1];
-    bool done;
-    int rc;
     char err[512];
 };
 
 static void
 action_done(void *arg, int rc, const char *err)
 {
-    struct pending_answer *pa = arg;
-    pa->done = true;
-    pa->rc = rc;
+    struct pending_answer *pa = http_wait_data(arg);
     strlcpy_s(pa->err, err ? err : "", sizeof(pa->err));
-    if (pa->r)
-        http_req_resume(pa->r);
-    else
-        free(pa);
+    http_wait_done(arg, rc);
 }
 
 static void
-action_gone(void *arg)
+action_answer(struct http_req *r, void *arg, int rc)
 {
     struct pending_answer *pa = arg;
-    pa->r = NULL;
-    if (pa->done)
-        free(pa);
-}
-
-static void
-action_answer(struct http_req *r, void *arg)
-{
-    struct pending_answer *pa = arg;
-    struct fleet *f = pa->f;
+    if (rc < 0) {
+        respond_action(r, rc, pa->err);
+        return;
+    }
     const struct config_server *cs =
-        config_find_server(fleet_config(f), pa->id);
-    if (pa->rc < 0)
-        respond_action(r, pa->rc, pa->err);
-    else if (cs)
-        http_respond_json(r, 202, fleet_server_json(f, cs));
+        config_find_server(fleet_config(pa->f), pa->id);
+    if (cs)
+        http_respond_json(r, 202, fleet_server_json(pa->f, cs));
     else
         http_respond_error(r, 404, "no such server: %s", pa->id);
-    free(pa);
 }
 
 static void
@@ -456,14 +438,14 @@ h_actions(struct http_req *r, void *arg)
          * loop does not. */
         struct pending_answer *pa = xcalloc(1, sizeof(*pa));
         pa->f = f;
-        pa->r = r;
         strlcpy_s(pa->id, cs->id, sizeof(pa->id));
-        rc = fleet_action_async(f, pa->id, &fa, action_done, pa, err,
+        struct http_wait *w = http_wait_new(r, action_answer, pa, free);
+        rc = fleet_action_async(f, pa->id, &fa, action_done, w, err,
                                 sizeof(err));
         if (rc == 0)
-            http_req_defer(r, action_answer, action_gone, pa);
+            http_wait_park(w);
         else
-            free(pa);
+            http_wait_drop(w);
     }
     if (rc < 0)
         respond_action(r, rc, err);
@@ -509,59 +491,42 @@ event_json(const struct store_event *ev)
                      "message", str_or_null(ev->message));
 }
 
-/* A history page on its way from the store: the request (NULL once it
- * ended) and, once read, the events or the failure. */
+/* A history page on its way from the store: once read, the events. */
 struct history {
     struct store *st;
-    struct http_req *r;
-    bool parked, done;
-    int rc;
     json_t *events;
 };
 
 static void
-history_read(void *arg, int rc, const struct store_event *evs, size_t n)
+history_free(void *arg)
 {
     struct history *h = arg;
-    h->done = true;
-    h->rc = rc;
+    json_decref(h->events);
+    free(h);
+}
+
+static void
+history_read(void *arg, int rc, const struct store_event *evs, size_t n)
+{
+    struct history *h = http_wait_data(arg);
     if (rc == 0) {
         h->events = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(h->events, event_json(&evs[i]));
     }
-    if (!h->parked)
-        return; /* answered at once: the handler answers */
-    if (h->r)
-        http_req_resume(h->r);
-    else {
-        json_decref(h->events);
-        free(h);
-    }
+    http_wait_done(arg, rc);
 }
 
 static void
-history_gone(void *arg)
+history_answer(struct http_req *r, void *arg, int rc)
 {
     struct history *h = arg;
-    h->r = NULL;
-    if (h->done) {
-        json_decref(h->events);
-        free(h);
-    }
-}
-
-static void
-history_answer(struct http_req *r, void *arg)
-{
-    struct history *h = arg;
-    if (h->rc < 0)
+    if (rc < 0)
         http_respond_error(
-            r, h->rc == -EIO ? 503 : 500, "cannot read the event history: %s",
-            h->rc == -EIO ? store_last_error(h->st) : strerror(-h->rc));
+            r, rc == -EIO ? 503 : 500, "cannot read the event history: %s",
+            rc == -EIO ? store_last_error(h->st) : strerror(-rc));
     else
-        http_respond_json(r, 200, json_pack("{s:o}", "events", h->events));
-    free(h);
+        http_respond_json(r, 200, json_pack("{s:O}", "events", h->events));
 }
 
 /* --- the event stream (GET .../events, Accept: text/event-stream) --- */
@@ -838,15 +803,10 @@ h_events(struct http_req *r, void *arg)
      * request is parked until then, unless the answer came at once. */
     struct history *h = xcalloc(1, sizeof(*h));
     h->st = fleet_store(f);
-    h->r = r;
+    struct http_wait *w = http_wait_new(r, history_answer, h, history_free);
     store_list_events_async(fleet_store(f), cs->id, after, (int)limit,
-                            history_read, h);
-    if (h->done) {
-        history_answer(r, h);
-        return;
-    }
-    h->parked = true;
-    http_req_defer(r, history_answer, history_gone, h);
+                            history_read, w);
+    http_wait_park(w);
 }
 
 /* --- SSH keys, for the portal's Rescue dialog --- */

@@ -38,42 +38,26 @@ is_head(const struct http_req *r)
 
 /* A boot request parked while its server's last change is on its way to
  * the store (fleet_boot_settle): answered by answer(r, fleet) once it is
- * stored. */
+ * stored; 503 when the fleet stopped first. */
 struct boot_wait {
     struct fleet *f;
-    struct http_req *r; /* NULL once the request ended */
     http_handler_fn *answer;
-    bool woke;
 };
 
 static void
-boot_woke(void *arg)
+boot_woke(void *arg, int rc)
+{
+    http_wait_done(arg, rc);
+}
+
+static void
+boot_resumed(struct http_req *r, void *arg, int rc)
 {
     struct boot_wait *w = arg;
-    w->woke = true;
-    if (w->r)
-        http_req_resume(w->r);
+    if (rc == -ECANCELED)
+        http_respond_error(r, 503, "rescued is stopping");
     else
-        free(w);
-}
-
-static void
-boot_gone(void *arg)
-{
-    struct boot_wait *w = arg;
-    w->r = NULL;
-    if (w->woke)
-        free(w);
-}
-
-static void
-boot_resumed(struct http_req *r, void *arg)
-{
-    struct boot_wait *w = arg;
-    http_handler_fn *answer = w->answer;
-    struct fleet *f = w->f;
-    free(w);
-    answer(r, f);
+        w->answer(r, w->f);
 }
 
 /* True when the request was parked (answer gives it later). */
@@ -83,15 +67,15 @@ boot_park(struct http_req *r, struct fleet *f, const char *token,
 {
     if (!token && !mac)
         return false;
-    struct boot_wait *w = xcalloc(1, sizeof(*w));
-    w->f = f;
-    w->r = r;
-    w->answer = answer;
+    struct boot_wait *bw = xcalloc(1, sizeof(*bw));
+    bw->f = f;
+    bw->answer = answer;
+    struct http_wait *w = http_wait_new(r, boot_resumed, bw, free);
     if (fleet_boot_settle(f, token, mac, boot_woke, w)) {
-        free(w);
+        http_wait_drop(w);
         return false;
     }
-    http_req_defer(r, boot_resumed, boot_gone, w);
+    http_wait_park(w);
     return true;
 }
 

@@ -514,7 +514,8 @@ fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
  * state the store has (a fast client's overlay fetch would otherwise meet
  * the state before its kernel fetch's step). */
 struct settle {
-    void (*cb)(void *arg);
+    struct fleet *f;
+    void (*cb)(void *arg, int rc);
     void *arg;
 };
 
@@ -526,19 +527,22 @@ settle_run(struct srv *s, void *arg)
 {
     (void)s;
     struct settle *w = arg;
-    w->cb(w->arg);
+    w->cb(w->arg, 0);
     free(w);
 }
 
+/* The server stopped: ask again, unless the fleet itself is going. */
 static void
 settle_cancel(void *arg)
 {
-    settle_run(NULL, arg);
+    struct settle *w = arg;
+    w->cb(w->arg, w->f->stopping ? -ECANCELED : 0);
+    free(w);
 }
 
 int
 fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
-                  void (*cb)(void *arg), void *arg)
+                  void (*cb)(void *arg, int rc), void *arg)
 {
     struct srv *s = NULL;
     if (token) {
@@ -550,6 +554,7 @@ fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
     if (!s || !s->runs || (!s->step && !s->held))
         return 1;
     struct settle *w = xcalloc(1, sizeof(*w));
+    w->f = f;
     w->cb = cb;
     w->arg = arg;
     hold(s, settle_run, settle_cancel, w);

@@ -93,11 +93,12 @@ int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
  * (the lease, the address of its boot), moves nothing. */
 /* Before a boot-path request of the server with this live token (or,
  * token NULL, this MAC): 1 when its answer can be given now; 0 when a
- * change of the server's is still on its way to the store, and cb(arg)
+ * change of the server's is still on its way to the store, and cb(arg, 0)
  * runs (from the loop) once it is stored or the server stopped: then ask
- * again.  Always 1 with a local store. */
+ * again; cb(arg, -ECANCELED) when the fleet is being freed.  Always 1
+ * with a local store. */
 int fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
-                      void (*cb)(void *arg), void *arg);
+                      void (*cb)(void *arg, int rc), void *arg);
 int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,
                       bool head, struct buf *out);
 /* The same for GET or HEAD /boot/<mac>.grub: a GRUB config (arm64 UEFI

@@ -1146,6 +1146,84 @@ http_req_resume(struct http_req *r)
     http_kick(r->h);
 }
 
+struct http_wait {
+    struct http_req *r; /* NULL once the request ended */
+    http_wait_fn *answer;
+    void *data;
+    void (*data_free)(void *);
+    int rc;
+    bool parked, done;
+};
+
+struct http_wait *
+http_wait_new(struct http_req *r, http_wait_fn *answer, void *data,
+              void (*data_free)(void *))
+{
+    struct http_wait *w = xcalloc(1, sizeof(*w));
+    w->r = r;
+    w->answer = answer;
+    w->data = data;
+    w->data_free = data_free;
+    return w;
+}
+
+void *
+http_wait_data(const struct http_wait *w)
+{
+    return w->data;
+}
+
+void
+http_wait_drop(struct http_wait *w)
+{
+    if (!w)
+        return;
+    if (w->data_free)
+        w->data_free(w->data);
+    free(w);
+}
+
+static void
+wait_answer(struct http_req *r, void *arg)
+{
+    struct http_wait *w = arg;
+    w->answer(r, w->data, w->rc);
+    http_wait_drop(w);
+}
+
+static void
+wait_gone(void *arg)
+{
+    struct http_wait *w = arg;
+    w->r = NULL;
+    if (w->done)
+        http_wait_drop(w);
+}
+
+void
+http_wait_done(struct http_wait *w, int rc)
+{
+    w->done = true;
+    w->rc = rc;
+    if (!w->parked)
+        return; /* before http_wait_park: it answers */
+    if (w->r)
+        http_req_resume(w->r);
+    else
+        http_wait_drop(w);
+}
+
+void
+http_wait_park(struct http_wait *w)
+{
+    if (w->done) {
+        wait_answer(w->r, w);
+        return;
+    }
+    w->parked = true;
+    http_req_defer(w->r, wait_answer, wait_gone, w);
+}
+
 /* MHD calls again after a resume: the deferred answer. */
 static void
 req_deferred_answer(struct http_req *r)

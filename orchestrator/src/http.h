@@ -163,6 +163,29 @@ void http_req_defer(struct http_req *r, http_handler_fn *fn,
                     http_closed_fn *gone, void *arg);
 void http_req_resume(struct http_req *r);
 
+/* A request parked until an asynchronous call answers (a store read, a
+ * pre-flight, a step on its way to the store), on http_req_defer, with
+ * who frees what in one place: the client may go while it waits, and
+ * the call may answer after what it waited on closed.
+ *   w = http_wait_new(r, answer, data, data_free);
+ *   start the call with w as its argument; its callback keeps what it
+ *   was told in http_wait_data(w), then calls http_wait_done(w, rc);
+ *   then http_wait_park(w) (or http_wait_drop(w): no call started).
+ * Once both are done, answer(r, data, rc) gives the answer: at once from
+ * http_wait_park when the callback ran first (SQLite's run inline),
+ * else from MHD.  If the request ended first, nothing answers.  Either
+ * way data_free(data) (NULL: none) and w go after, never before the
+ * callback came.  rc -ECANCELED: what the call waited on (the fleet, the
+ * store) closed first and may be gone: answer from data alone. */
+struct http_wait;
+typedef void http_wait_fn(struct http_req *r, void *data, int rc);
+struct http_wait *http_wait_new(struct http_req *r, http_wait_fn *answer,
+                                void *data, void (*data_free)(void *));
+void *http_wait_data(const struct http_wait *w);
+void http_wait_done(struct http_wait *w, int rc);
+void http_wait_park(struct http_wait *w);
+void http_wait_drop(struct http_wait *w);
+
 /* --- answers --- */
 
 /* Answer with a (consumed; NULL: MHD could not make it, logged). */

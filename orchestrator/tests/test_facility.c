@@ -642,8 +642,9 @@ told_cb(void *arg, int rc, const char *err)
 }
 
 static void
-set_true(void *arg)
+set_true(void *arg, int rc)
 {
+    assert_int_equal(rc, 0);
     *(bool *)arg = true;
 }
 

@@ -37,6 +37,9 @@ struct env {
     /* the deferred route's */
     struct http_req *parked;
     int answers, gones;
+    /* the wait route's (http_wait) */
+    struct http_wait *wait;
+    int wait_answers, wait_freed, wait_rc;
     char up_extra[64];
 };
 
@@ -182,6 +185,36 @@ h_defer(struct http_req *r, void *arg)
     http_req_defer(r, deferred_answer, deferred_gone, e);
 }
 
+static void
+wait_answer(struct http_req *r, void *data, int rc)
+{
+    struct env *e = data;
+    e->wait_answers++;
+    e->wait_rc = rc;
+    http_respond_json(r, rc < 0 ? 503 : 200, json_pack("{s:i}", "rc", rc));
+}
+
+static void
+wait_free(void *data)
+{
+    struct env *e = data;
+    e->wait_freed++;
+    e->wait = NULL;
+}
+
+/* /wait?now=1: the call answers before the park (SQLite's inline
+ * callback); /wait: the test answers later with http_wait_done. */
+static void
+h_wait(struct http_req *r, void *arg)
+{
+    struct env *e = arg;
+    struct http_wait *w = http_wait_new(r, wait_answer, e, wait_free);
+    e->wait = w;
+    if (http_req_query(r, "now"))
+        http_wait_done(w, 0);
+    http_wait_park(w);
+}
+
 /* A file answer from an offset, as bootpath's Range answers are: bytes
  * BLOB_OFF .. size - BLOB_TAIL of the env's blob file. */
 #define BLOB_SIZE (3 * 1024 * 1024 + 17)
@@ -203,6 +236,7 @@ h_blob(struct http_req *r, void *arg)
 
 static const struct http_route routes[] = {
     {"/defer", HTTP_GET, 0, NULL, h_defer, NULL},
+    {"/wait", HTTP_GET, 0, NULL, h_wait, NULL},
     {"/blob", HTTP_GET, 0, NULL, h_blob, NULL},
     {"/plain", HTTP_GET | HTTP_HEAD, 0, NULL, h_echo, NULL},
     {"/item/{}", HTTP_GET | HTTP_DELETE, 0, NULL, h_echo, NULL},
@@ -888,6 +922,70 @@ test_deferred(void **state)
     peer_close(&p);
 }
 
+static bool
+freed_thrice(void *arg)
+{
+    return ((struct env *)arg)->wait_freed >= 3;
+}
+
+static bool
+waiting(void *arg)
+{
+    return ((struct env *)arg)->wait != NULL;
+}
+
+/* http_wait: an answer that came before the park is given at once; one
+ * that comes later, from the loop; a client gone meanwhile gets none,
+ * and its data goes when the late answer comes (-ECANCELED: what it
+ * waited on closed), never before, and once. */
+static void
+test_wait(void **state)
+{
+    (void)state;
+    struct resp r;
+    http(&(struct call){"GET", "/wait?now=1"}, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(E->wait_answers, 1);
+    assert_int_equal(E->wait_freed, 1);
+    resp_clear(&r);
+
+    struct peer p;
+    peer_connect(&p);
+    peer_send(&p, "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, waiting, E, peer_turn, &p));
+    expect_caps("/plain", ""); /* served meanwhile */
+    assert_null(p.in.data);
+    http_wait_done(E->wait, -ECANCELED);
+    assert_true(peer_until(&p, "\"rc\""));
+    assert_true(!strncmp(p.in.data, "HTTP/1.1 503 ", 13));
+    assert_int_equal(E->wait_rc, -ECANCELED);
+    assert_int_equal(E->wait_answers, 2);
+    assert_int_equal(E->wait_freed, 2);
+    peer_close(&p);
+
+    peer_connect(&p);
+    peer_send(&p, "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, waiting, E, peer_turn, &p));
+    peer_close(&p);
+    /* A parked connection is not polled: http hears of the hang-up once
+     * resumed by the answer, and w's data goes then. */
+    http_wait_done(E->wait, -ECANCELED);
+    assert_true(tu_pump_until(E->loop, 2000, freed_thrice, E));
+    assert_int_equal(E->wait_answers, 2);
+    /* Gone at http_free while parked: freed when the answer comes. */
+    peer_connect(&p);
+    peer_send(&p, "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tu_until(2000, waiting, E, peer_turn, &p));
+    struct http_wait *w = E->wait;
+    http_free(E->h);
+    E->h = NULL;
+    assert_int_equal(E->wait_freed, 3); /* the call still holds w */
+    http_wait_done(w, -ECANCELED);
+    assert_int_equal(E->wait_freed, 4);
+    assert_int_equal(E->wait_answers, 2);
+    peer_close(&p);
+}
+
 int
 main(void)
 {
@@ -903,6 +1001,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stream_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_ip_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_answer_copied, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
