@@ -517,14 +517,22 @@ history_read(void *arg, int rc, const struct store_event *evs, size_t n)
     http_wait_done(arg, rc);
 }
 
+/* The history could not be read (rc): 503 with the store's reason when
+ * it failed, else 500 (-ECANCELED: st is gone). */
+static void
+respond_history_failed(struct http_req *r, struct store *st, int rc)
+{
+    http_respond_error(r, rc == -EIO ? 503 : 500,
+                       "cannot read the event history: %s",
+                       rc == -EIO ? store_last_error(st) : strerror(-rc));
+}
+
 static void
 history_answer(struct http_req *r, void *arg, int rc)
 {
     struct history *h = arg;
     if (rc < 0)
-        http_respond_error(
-            r, rc == -EIO ? 503 : 500, "cannot read the event history: %s",
-            rc == -EIO ? store_last_error(h->st) : strerror(-rc));
+        respond_history_failed(r, h->st, rc);
     else
         http_respond_json(r, 200, json_pack("{s:O}", "events", h->events));
 }
@@ -546,12 +554,17 @@ struct sse {
      * stored before they are published) until a short page says it is
      * read to the end. */
     bool live;
-    int paged;     /* events in the page being read */
     char *project; /* GET /v1/events of a project: its servers' only */
+    /* A page read on its way (it keeps e until answered, even past the
+     * stream's end: closed), or one to ask again after SSE_RETRY_MS. */
+    bool reading, closed;
+    uint64_t retry;
 };
 
 /* History events read at once: what an SSE stream holds in memory. */
 #define SSE_PAGE 200
+/* A page the store could not read is asked again after this. */
+#define SSE_RETRY_MS 1000
 
 static void
 sse_flush(struct sse *e)
@@ -579,43 +592,84 @@ sse_event(struct sse *e, const struct store_event *ev)
     free(data);
 }
 
-static int
-sse_history(void *arg, const struct store_event *ev)
+/* A page of history into e->out; a short one ends the paging. */
+static void
+sse_paged(struct sse *e, const struct store_event *evs, size_t n)
 {
-    struct sse *e = arg;
-    e->paged++;
-    sse_event(e, ev);
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        sse_event(e, &evs[i]);
+    if (n < SSE_PAGE)
+        e->live = true;
 }
 
-/* The next page of history into e->out; a short one ends the paging. */
-static int
-sse_page(struct sse *e)
+static void sse_free(struct sse *e);
+static void sse_read_next(struct sse *e);
+
+static int64_t
+sse_retry(struct loop *l, void *arg)
 {
-    e->paged = 0;
-    int rc = store_list_events(fleet_store(e->f), e->id, e->last_id, SSE_PAGE,
-                               sse_history, e);
-    if (rc < 0 || e->paged < SSE_PAGE)
-        e->live = true;
-    return rc;
+    (void)l;
+    struct sse *e = arg;
+    e->retry = 0;
+    sse_read_next(e);
+    return -1;
+}
+
+/* The next page has come.  Unreadable: the stream says why and asks
+ * again (live events stay in the store meanwhile: none is lost, none
+ * comes out of order). */
+static void
+sse_page_read(void *arg, int rc, const struct store_event *evs, size_t n)
+{
+    struct sse *e = arg;
+    e->reading = false;
+    if (e->closed) {
+        sse_free(e);
+        return;
+    }
+    if (e->ended)
+        return;
+    if (rc == -ECANCELED) { /* the store closed first */
+        http_stream_end(e->s);
+        return;
+    }
+    if (rc < 0) {
+        const char *why =
+            rc == -EIO ? store_last_error(fleet_store(e->f)) : strerror(-rc);
+        log_warnx("api: events of %s: cannot read the history: %s", e->id, why);
+        buf_printf(&e->out,
+                   ": the store is not answering (%s); the history goes on "
+                   "when it does\n\n",
+                   why);
+        e->retry = loop_add_timer(e->loop, SSE_RETRY_MS, sse_retry, e);
+    } else {
+        sse_paged(e, evs, n);
+        if (e->live)
+            http_stream_on_drained(e->s, NULL);
+    }
+    sse_flush(e);
+}
+
+/* Ask for the page after the last event sent.  The read is queued on the
+ * store behind every write and feed read asked before it and answered
+ * before any asked after: an event told live while it is on its way is
+ * in it or in a later page, and one told after a short page is newer
+ * than all of it. */
+static void
+sse_read_next(struct sse *e)
+{
+    if (e->live || e->ended || e->reading || e->retry)
+        return;
+    e->reading = true;
+    store_list_events_async(fleet_store(e->f), e->id, e->last_id, SSE_PAGE,
+                            sse_page_read, e);
 }
 
 /* The stream sent what it had: the next page, until live. */
 static void
 sse_drained(void *arg)
 {
-    struct sse *e = arg;
-    if (e->live || e->ended)
-        return;
-    int rc = sse_page(e);
-    if (rc < 0) {
-        log_warnx("api: events of %s: cannot read the history: %s", e->id,
-                  strerror(-rc));
-        buf_printf(&e->out, ": history unreadable, live events follow\n\n");
-    }
-    if (e->live)
-        http_stream_on_drained(e->s, NULL);
-    sse_flush(e);
+    sse_read_next(arg);
 }
 
 static void
@@ -692,26 +746,88 @@ sse_recheck(void *arg, const char *server)
     http_stream_end(e->s);
 }
 
-/* http ended the stream (the client went away, or shutdown). */
 static void
-sse_closed(void *arg)
+sse_free(struct sse *e)
 {
-    struct sse *e = arg;
-    fleet_unsubscribe(e->f, e->access);
     if (e->auth)
         explicit_bzero(e->auth, strlen(e->auth));
     free(e->auth);
-    fleet_unsubscribe(e->f, e->sub);
-    loop_del_timer(e->loop, e->keepalive);
     buf_free(&e->out);
     free(e->project);
     free(e);
 }
 
-/* Server id's history after `after`, then live events; the history is
- * read before the answer starts, so a store failure can still be a 500.
- * id NULL: the live events of every server the caller sees, no history
- * (the portal's list). */
+/* http ended the stream (the client went away, or shutdown).  A page
+ * read on its way keeps e until it is answered. */
+static void
+sse_closed(void *arg)
+{
+    struct sse *e = arg;
+    fleet_unsubscribe(e->f, e->access);
+    fleet_unsubscribe(e->f, e->sub);
+    loop_del_timer(e->loop, e->keepalive);
+    loop_del_timer(e->loop, e->retry);
+    e->s = NULL;
+    e->closed = true;
+    if (!e->reading)
+        sse_free(e);
+}
+
+/* The stream's answer: 200 and its first bytes, then live or paging. */
+static void
+sse_begin(struct http_req *r, struct sse *e)
+{
+    e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
+    if (!e->s)
+        return; /* answered 5xx or 429: the caller frees e */
+    if (!e->live)
+        http_stream_on_drained(e->s, sse_drained);
+    if (!e->sub)
+        e->sub = fleet_subscribe(e->f, NULL, sse_live, e);
+    e->auth = stream_auth(r, e->f);
+    e->access = fleet_on_writable_changed(e->f, sse_recheck, e);
+    e->keepalive =
+        loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
+    sse_flush(e);
+}
+
+/* The first page, before the answer starts (http_wait's data: e until
+ * the stream has it). */
+static void
+sse_first_read(void *arg, int rc, const struct store_event *evs, size_t n)
+{
+    struct sse *e = http_wait_data(arg);
+    if (rc == 0)
+        sse_paged(e, evs, n);
+    e->closed = rc == -ECANCELED; /* and the fleet may be gone */
+    http_wait_done(arg, rc);
+}
+
+static void
+sse_first_answer(struct http_req *r, void *arg, int rc)
+{
+    struct sse *e = arg;
+    if (rc < 0)
+        respond_history_failed(r, rc == -EIO ? fleet_store(e->f) : NULL, rc);
+    else
+        sse_begin(r, e);
+}
+
+static void
+sse_first_free(void *arg)
+{
+    struct sse *e = arg;
+    if (e->s)
+        return; /* the stream's now */
+    if (!e->closed)
+        fleet_unsubscribe(e->f, e->sub);
+    sse_free(e);
+}
+
+/* Server id's history after `after`, then live events; the first page is
+ * read (the request parked meanwhile) before the answer starts, so a
+ * store failure can still be a 503 or a 500.  id NULL: the live events of
+ * every server the caller sees, no history (the portal's list). */
 static void
 sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
 {
@@ -719,38 +835,26 @@ sse_start(struct http_req *r, struct fleet *f, const char *id, int64_t after)
     e->f = f;
     e->loop = http_loop(http_req_http(r));
     e->last_id = after;
-    if (id) {
-        strlcpy_s(e->id, id, sizeof(e->id));
-        buf_printf(&e->out, ": rescued events of %s\n\n", id);
-        int rc = sse_page(e);
-        if (rc < 0) {
-            buf_free(&e->out);
-            free(e);
-            http_respond_error(r, 500, "cannot read the event history: %s",
-                               strerror(-rc));
-            return;
-        }
-    } else {
+    if (!id) {
         e->live = true; /* no history to page through */
         if (!who(r)->admin)
             e->project = xstrdup(who(r)->project);
         buf_printf(&e->out, ": rescued events\n\n");
-    }
-    e->s = http_respond_stream(r, 200, "text/event-stream", sse_closed, e);
-    if (!e->s) {
-        buf_free(&e->out);
-        free(e->project);
-        free(e);
+        sse_begin(r, e);
+        if (!e->s)
+            sse_free(e);
         return;
     }
-    if (!e->live)
-        http_stream_on_drained(e->s, sse_drained);
-    e->sub = fleet_subscribe(f, id, sse_live, e);
-    e->auth = stream_auth(r, f);
-    e->access = fleet_on_writable_changed(f, sse_recheck, e);
-    e->keepalive =
-        loop_add_timer(e->loop, api_sse_keepalive_ms, sse_keepalive, e);
-    sse_flush(e);
+    strlcpy_s(e->id, id, sizeof(e->id));
+    buf_printf(&e->out, ": rescued events of %s\n\n", id);
+    /* Subscribed now: an event told once a short first page is in, but
+     * before the stream starts (the answer comes a turn later), waits in
+     * e->out. */
+    e->sub = fleet_subscribe(f, e->id, sse_live, e);
+    struct http_wait *w = http_wait_new(r, sse_first_answer, e, sse_first_free);
+    store_list_events_async(fleet_store(f), e->id, e->last_id, SSE_PAGE,
+                            sse_first_read, w);
+    http_wait_park(w);
 }
 
 static void

@@ -12,6 +12,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api.h"
+#include "bootpath.h"
 #include "config.h"
 #include "fleet.h"
 #include "loop.h"
@@ -27,6 +29,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "httpclient.h"
 
 #include "fleetenv.h"
 
@@ -1097,6 +1101,75 @@ test_takeover_reads_without_waiting(void **state)
     assert_true(wait_state(ns, standby, "srv1", "pxe_booting"));
 }
 
+/* Start c without waiting for its answer (hc_stream_open waits for it). */
+static void
+stream_start(struct hc_stream *s, const struct call *c)
+{
+    memset(s, 0, sizeof(*s));
+    s->h = easy_new(c, &s->r, &s->hdrs, &s->up);
+    curl_multi_add_handle(HC.multi, s->h);
+}
+
+/* Is each of texts in b once, in this order? */
+static bool
+once_in_order(const struct buf *b, const char *const *texts, size_t n)
+{
+    const char *at = b->data ? b->data : "";
+    for (size_t i = 0; i < n; i++) {
+        const char *p = strstr(at, texts[i]);
+        if (!p || strstr(p + 1, texts[i]))
+            return false;
+        at = p + strlen(texts[i]);
+    }
+    return true;
+}
+
+/* PostgreSQL with the events table held by another session (longer than
+ * a stall, shorter than the store's bound): opening an event stream with
+ * history does not hold the loop (the first page is read without
+ * waiting, the request parked); once the table is let go, the history
+ * comes, in order, then a live event, each once.  (Before: the page was
+ * read with the blocking call, and the loop waited the bound.) */
+static void
+test_stream_history_waits_on_no_store(void **state)
+{
+    struct nodes *ns = *state;
+    if (!on_pg)
+        skip(); /* sqlite's reads are local: nothing to wait on */
+    node_start(ns, 0, "fra-1", "fra");
+    struct node *fra = &ns->n[0];
+    struct http *h = hc_serve(ns->e->loop);
+    api_register(h, fra->fleet);
+    for (int i = 1; i <= 3; i++) {
+        char m[16];
+        snprintf(m, sizeof(m), "h%d", i);
+        assert_true(store_append_event(fra->st, "srv1", "audit", "admin", m) >
+                    0);
+    }
+    tu_pump_for(ns->e->loop, 100); /* the feed has looked */
+    uint64_t stalls = loop_stats(ns->e->loop)->stalls;
+
+    PGconn *locker = lock_tables("events");
+    struct hc_stream s;
+    stream_start(&s, &(struct call){"GET", "/v1/servers/srv1/events?after=0",
+                                    ADMIN, NULL, NULL, false,
+                                    "Accept: text/event-stream"});
+    assert_false(tu_until_text(800, &s.r.body, "\"h1\"", hc_turn, NULL));
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+    unlock_tables(locker);
+
+    assert_true(tu_until_text(5000, &s.r.body, "\"h3\"", hc_turn, NULL));
+    fleet_audit(fra->fleet, "srv1", "admin", "live1");
+    assert_true(tu_until_text(5000, &s.r.body, "live1", hc_turn, NULL));
+    const char *order[] = {"\"h1\"", "\"h2\"", "\"h3\"", "live1"};
+    if (!once_in_order(&s.r.body, order, 4))
+        fail_msg("not once each in order: %s", s.r.body.data);
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+    hc_stream_close(&s);
+    http_free(h);
+    hc_stop();
+}
+
 /* A holder died with two actions of srv1 taken: the first applied (its
  * id stored in the row with its change), the second not yet.  The standby
  * that takes the lease runs the second and not the first. */
@@ -1189,6 +1262,7 @@ test_reload_moves_servers(void **state)
 int
 main(void)
 {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lease_take_renew_lapse, two_setup,
                                         two_teardown),
@@ -1215,6 +1289,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_other_facility_from_memory,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_reads_without_waiting,
+                                        nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_stream_history_waits_on_no_store,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),
