@@ -171,7 +171,7 @@ static void send_file(struct http_req *r, int fd, const struct stat *sp,
 /* /media/TOKEN.iso: the virtual CD of the live token's boot, which BMCs
  * fetch (and read ranges of while the server boots from it). */
 static void
-h_media(struct http_req *r, void *arg)
+media_answer(struct http_req *r, void *arg)
 {
     const char *path = fleet_vm_cd_path(arg, http_req_cap(r, 0));
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
@@ -183,6 +183,13 @@ h_media(struct http_req *r, void *arg)
         return;
     }
     send_file(r, fd, &st, "the virtual CD");
+}
+
+static void
+h_media(struct http_req *r, void *arg)
+{
+    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, media_answer))
+        media_answer(r, arg);
 }
 
 static void image_answer(struct http_req *r, void *arg);

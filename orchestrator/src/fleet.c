@@ -486,6 +486,40 @@ fleet_srv_token(struct srv *s, char *token, size_t len)
     return 0;
 }
 
+/* An answer of the store's for token, as the request it was looked up
+ * for finds it: the newest not taken, at most TOKEN_ANSWER_KEEP_MS old
+ * (one a re-run never took is not another request's). */
+struct token_answer {
+    char token[FLEET_TOKEN_SIZE];
+    int rc; /* store_token_get's */
+    struct store_token t;
+    int64_t at_ms; /* monotonic; 0: free or taken */
+};
+/* As many as connections may be parked at once (http's default cap): a
+ * re-run comes a loop turn after its answer, and finds it. */
+#define TOKEN_ANSWERS 1024
+#define TOKEN_ANSWER_KEEP_MS 2000
+
+static bool
+token_answer_take(struct fleet *f, const char *token, struct store_token *t,
+                  int *rc)
+{
+    int64_t now = now_mono_ms();
+    for (size_t k = 1; f->token_answers && k <= TOKEN_ANSWERS; k++) {
+        struct token_answer *a =
+            &f->token_answers[(f->token_answer_next + TOKEN_ANSWERS - k) %
+                              TOKEN_ANSWERS];
+        if (!a->at_ms || now - a->at_ms > TOKEN_ANSWER_KEEP_MS ||
+            strcmp(a->token, token) != 0)
+            continue;
+        a->at_ms = 0;
+        *rc = a->rc;
+        *t = a->t;
+        return true;
+    }
+    return false;
+}
+
 struct srv *
 fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
 {
@@ -501,11 +535,79 @@ fleet_srv_of_token(struct fleet *f, const char *token, struct store_token *t)
     }
     /* Another facility's (the caller says "not here"), or no token at
      * all.  Of a server run here, the store may still have one this node
-     * revoked: not live. */
-    if (store_waiting_ms(f->st) > 0 || store_token_get(f->st, token, t) < 0)
+     * revoked: not live.  The store's answer was looked up while the
+     * request waited (fleet_boot_settle); else asked now. */
+    int rc;
+    if (strlen(token) >= FLEET_TOKEN_SIZE) /* longer than any minted */
+        return NULL;
+    if (!token_answer_take(f, token, t, &rc))
+        rc = store_waiting_ms(f->st) > 0 ? -EAGAIN
+                                         : store_token_get(f->st, token, t);
+    if (rc < 0)
         return NULL;
     s = fleet_srv_find(f, t->server);
     return s && !s->runs ? s : NULL;
+}
+
+/* A boot request waiting for the store's answer on a token not live
+ * here. */
+struct token_lookup {
+    struct fleet *f;
+    char token[FLEET_TOKEN_SIZE];
+    void (*cb)(void *arg, int rc);
+    void *arg;
+    bool returned, answered;
+};
+
+static void
+token_looked_up(void *arg, int rc, const struct store_token *t)
+{
+    struct token_lookup *lk = arg;
+    struct fleet *f = lk->f;
+    /* -ECANCELED: the store closed after the fleet, which is gone. */
+    bool gone = rc == -ECANCELED || f->stopping;
+    if (!gone) {
+        if (!f->token_answers)
+            f->token_answers =
+                xcalloc(TOKEN_ANSWERS, sizeof(*f->token_answers));
+        struct token_answer *a = &f->token_answers[f->token_answer_next];
+        f->token_answer_next = (f->token_answer_next + 1) % TOKEN_ANSWERS;
+        memset(a, 0, sizeof(*a));
+        strlcpy_s(a->token, lk->token, sizeof(a->token));
+        a->rc = rc;
+        if (t)
+            a->t = *t;
+        a->at_ms = now_mono_ms();
+    }
+    lk->answered = true;
+    if (!lk->returned)
+        return; /* answered inline: fleet_boot_settle frees lk */
+    lk->cb(lk->arg, gone ? -ECANCELED : 0);
+    free(lk);
+}
+
+/* fleet_boot_settle of a token not live here: 1 when the answer can be
+ * given now (the store answered at once, or is slow: then "unknown", as
+ * fleet_srv_of_token without a lookup), else 0 and cb runs once the
+ * store answered. */
+static int
+token_settle(struct fleet *f, const char *token, void (*cb)(void *, int),
+             void *arg)
+{
+    if (strlen(token) >= FLEET_TOKEN_SIZE || store_waiting_ms(f->st) > 0)
+        return 1;
+    struct token_lookup *lk = xcalloc(1, sizeof(*lk));
+    lk->f = f;
+    lk->cb = cb;
+    lk->arg = arg;
+    strlcpy_s(lk->token, token, sizeof(lk->token));
+    store_token_get_async(f->st, token, token_looked_up, lk);
+    if (lk->answered) {
+        free(lk);
+        return 1;
+    }
+    lk->returned = true;
+    return 0;
 }
 
 /* The boot path's answers depend on the server's state and token: while
@@ -547,6 +649,8 @@ fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
     struct srv *s = NULL;
     if (token) {
         s = srv_of_live_token(f, token);
+        if (!s)
+            return token_settle(f, token, cb, arg);
     } else if (mac) {
         const struct config_server *cs = config_find_server_by_mac(f->cfg, mac);
         s = cs ? fleet_srv_of(f, cs) : NULL;
@@ -2030,6 +2134,7 @@ fleet_free(struct fleet *f)
     session_store_free(f->sessions);
     config_free(f->cfg);
     ticket_store_free(f->tickets);
+    free(f->token_answers);
     free(f->node);
     free(f->facility);
     free(f);

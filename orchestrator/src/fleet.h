@@ -95,8 +95,10 @@ int fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
  * token NULL, this MAC): 1 when its answer can be given now; 0 when a
  * change of the server's is still on its way to the store, and cb(arg, 0)
  * runs (from the loop) once it is stored or the server stopped: then ask
- * again; cb(arg, -ECANCELED) when the fleet is being freed.  Always 1
- * with a local store. */
+ * again; cb(arg, -ECANCELED) when the fleet is being freed.  A token
+ * not live here is looked up in the store meanwhile (its answer kept for
+ * the request's re-run: fleet_srv_of_token).  Always 1 with a local
+ * store. */
 int fleet_boot_settle(struct fleet *f, const char *token, const char *mac,
                       void (*cb)(void *arg, int rc), void *arg);
 int fleet_boot_script(struct fleet *f, const char *mac, const char *peer,

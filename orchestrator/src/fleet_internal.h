@@ -149,6 +149,12 @@ struct fleet {
     int64_t lease_expires_ms;
     uint64_t lease_timer, feed_timer;
     uint64_t lease_changes; /* became active or stood down */
+    /* The store's answers for tokens not live here, each looked up for one
+     * parked boot request (fleet_boot_settle) and taken by its re-run
+     * (fleet_srv_of_token): a ring of TOKEN_ANSWERS (made at the first),
+     * the oldest overwritten. */
+    struct token_answer *token_answers;
+    size_t token_answer_next;
     int64_t feed_cursor;
 };
 
@@ -186,8 +192,9 @@ const struct fsm_server *fleet_srv_stored_fsm(const struct srv *s);
  * -ENOENT; a server not run here asks the store. */
 int fleet_srv_token(struct srv *s, char *token, size_t len);
 /* The server a live token is of, with what its boot did with it; NULL
- * when none.  A token of a server not run here is looked up in the store
- * (not while the store is slow: then NULL). */
+ * when none.  A token of a server not run here is the store's answer
+ * that fleet_boot_settle looked up for this request, or else looked up
+ * now (not while the store is slow: then NULL). */
 struct srv *fleet_srv_of_token(struct fleet *f, const char *token,
                                struct store_token *t);
 /* Bind the live token to addr and/or mark its overlay served (NULL / 0:

@@ -533,6 +533,19 @@ store_action_done_async(struct store *st, int64_t id, store_done_cb *cb,
         cb(arg, rc);
 }
 
+void
+store_token_get_async(struct store *st, const char *token, store_token_cb *cb,
+                      void *arg)
+{
+    if (st->ops->token_get_async) {
+        st->ops->token_get_async(st, token, cb, arg);
+        return;
+    }
+    struct store_token t;
+    int rc = store_token_get(st, token, &t);
+    cb(arg, rc, rc == 0 ? &t : NULL);
+}
+
 int64_t
 store_waiting_ms(const struct store *st)
 {

@@ -274,6 +274,10 @@ void store_action_take_async(struct store *st, const char *facility,
                              store_action_cb *cb, void *arg);
 void store_action_done_async(struct store *st, int64_t id, store_done_cb *cb,
                              void *arg);
+/* store_token_get, the same way: the boot path's look at a token not live
+ * on this node (another facility's, or none at all). */
+void store_token_get_async(struct store *st, const char *token,
+                           store_token_cb *cb, void *arg);
 /* How long the oldest write asked and not yet answered has waited, in ms
  * (0: none; always 0 with sqlite): a caller about to make a blocking call
  * that can wait (a periodic read) puts it off while the store is slow. */

@@ -121,6 +121,8 @@ struct store_ops {
                               store_action_cb *cb, void *arg);
     void (*action_done_async)(struct store *st, int64_t id, store_done_cb *cb,
                               void *arg);
+    void (*token_get_async)(struct store *st, const char *token,
+                            store_token_cb *cb, void *arg);
     int64_t (*waiting_ms)(const struct store *st);
     /* Optional: false while the backend knows its writes would fail. */
     bool (*connected)(struct store *st);

@@ -1610,31 +1610,59 @@ pgs_token_revoke_server_async(struct store *base, const char *server,
                NULL, arg);
 }
 
+#define TOKEN_GET_SQL                                                          \
+    "SELECT server, addr, overlay_ms FROM tokens"                              \
+    " WHERE token = $1 AND revoked_ms IS NULL"
+
+/* TOKEN_GET_SQL's answer into out: 0, -ENOENT, -ENOSPC. */
+static int
+token_parse(const PGresult *r, struct store_token *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (PQntuples(r) == 0)
+        return -ENOENT;
+    int ret = 0;
+    const char *srv = get_text(r, 0, 0), *addr = get_text(r, 0, 1);
+    if (strlcpy_s(out->server, srv ? srv : "", sizeof(out->server)) >=
+        sizeof(out->server))
+        ret = -ENOSPC;
+    strlcpy_s(out->addr, addr ? addr : "", sizeof(out->addr));
+    out->overlay_ms = get_int(r, 0, 2);
+    return ret;
+}
+
 static int
 pgs_token_get(struct store *base, const char *token, struct store_token *out)
 {
     struct pgargs a = {0};
     memset(out, 0, sizeof(*out));
     arg_text(&a, token);
-    PGresult *r = pg_query(pg(base), "looking up token",
-                           "SELECT server, addr, overlay_ms FROM tokens"
-                           " WHERE token = $1 AND revoked_ms IS NULL",
-                           &a);
+    PGresult *r = pg_query(pg(base), "looking up token", TOKEN_GET_SQL, &a);
     if (!r)
         return -EIO;
-    int ret = 0;
-    if (PQntuples(r) == 0) {
-        ret = -ENOENT;
-    } else {
-        const char *srv = get_text(r, 0, 0), *addr = get_text(r, 0, 1);
-        if (strlcpy_s(out->server, srv ? srv : "", sizeof(out->server)) >=
-            sizeof(out->server))
-            ret = -ENOSPC;
-        strlcpy_s(out->addr, addr ? addr : "", sizeof(out->addr));
-        out->overlay_ms = get_int(r, 0, 2);
-    }
+    int ret = token_parse(r, out);
     PQclear(r);
     return ret;
+}
+
+static void
+token_rows(struct pg_job *j, const PGresult *r, int rc)
+{
+    store_token_cb *cb = (store_token_cb *)j->rows_cb;
+    struct store_token t;
+    if (r)
+        rc = token_parse(r, &t);
+    cb(j->arg, rc, r && rc == 0 ? &t : NULL);
+}
+
+static void
+pgs_token_get_async(struct store *base, const char *token, store_token_cb *cb,
+                    void *arg)
+{
+    struct pgargs a = {0};
+    arg_text(&a, token);
+    job_submit_rows(pg(base), "looking up token", TOKEN_GET_SQL, &a, token_rows,
+                    (void *)cb, arg);
 }
 
 #define TOKEN_MARK_SQL                                                         \
@@ -2252,6 +2280,7 @@ const struct store_ops store_pg_ops = {
     .list_events_async = pgs_list_events_async,
     .action_add_async = pgs_action_add_async,
     .action_take_async = pgs_action_take_async,
+    .token_get_async = pgs_token_get_async,
     .action_done_async = pgs_action_done_async,
     .waiting_ms = pgs_waiting_ms,
     .connected = pgs_connected,

@@ -118,5 +118,8 @@ struct store_action;
 /* An action taken (store_action_take_async): rc 1 with a (valid during the
  * call), 0 none, or a negative errno. */
 typedef void store_action_cb(void *arg, int rc, const struct store_action *a);
+/* A token looked up (store_token_get_async): what store_token_get
+ * returns, with t (valid during the call) when 0. */
+typedef void store_token_cb(void *arg, int rc, const struct store_token *t);
 
 #endif

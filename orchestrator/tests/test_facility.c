@@ -887,9 +887,9 @@ test_inputs_wait_for_the_step_before(void **state)
     if (!fleet_boot_settle(fra->fleet, token, NULL, set_true, &settled))
         assert_true(tu_pump_until(ns->e->loop, 5000, is_true, &settled));
     struct buf ovl = {0};
-    assert_int_equal(
-        fleet_overlay(fra->fleet, token, "127.0.0.1", &ovl, err, sizeof(err)),
-        0);
+    assert_int_equal(fleet_overlay(fra->fleet, token, "127.0.0.1", &ovl, err,
+                                   sizeof(err)),
+                     0);
     buf_free(&ovl);
     assert_true(wait_state(ns, fra, "srv1", "rescue_booting"));
     assert_true(tu_until_text(5000, &fra->seen,
@@ -1146,7 +1146,7 @@ test_stream_history_waits_on_no_store(void **state)
         assert_true(store_append_event(fra->st, "srv1", "audit", "admin", m) >
                     0);
     }
-    tu_pump_for(ns->e->loop, 100); /* the feed has looked */
+    tu_pump_for(ns->e->loop, 100); /* the feed, the retention have looked */
     uint64_t stalls = loop_stats(ns->e->loop)->stalls;
 
     PGconn *locker = lock_tables("events");
@@ -1166,6 +1166,81 @@ test_stream_history_waits_on_no_store(void **state)
         fail_msg("not once each in order: %s", s.r.body.data);
     assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
     hc_stream_close(&s);
+    http_free(h);
+    hc_stop();
+}
+
+/* Turn until s's request is over (curl is done with it). */
+static bool
+stream_done(struct hc_stream *s, const struct call *c, int ms)
+{
+    struct hc_wait w = {.c = c, .h = s->h};
+    bool done = tu_until(ms, tu_flag, &w.done, hc_wait_turn, &w);
+    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->r.status);
+    return done;
+}
+
+/* The boot path's look at a token not live on this node waits for the
+ * store without holding the loop: with the tokens table held by another
+ * session (PostgreSQL), a kernel fetch with a token nobody minted is
+ * parked, the loop turning, and once the table is let go it gets
+ * today's answer (the file, no event).  Another facility's token gets
+ * its 409, for the kernel and the overlay.  (Before: each such request
+ * read the token with the blocking call, and the loop waited on the
+ * database once per request.) */
+static void
+test_stranger_token_waits_on_no_store(void **state)
+{
+    struct nodes *ns = *state;
+    node_start(ns, 0, "fra-1", "fra");
+    struct node *fra = &ns->n[0];
+    struct http *h = hc_serve(ns->e->loop);
+    bootpath_register(h, fra->fleet);
+    const char *ams_tok = "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4"
+                          "a1b2c3d4a1b2c3d4a1b2c3d4a1b2c3d4";
+    assert_int_equal(store_token_add(fra->st, ams_tok, "srv2", now_wall_ms()),
+                     0);
+    tu_pump_for(ns->e->loop, 100); /* the start's retention pass is done */
+    uint64_t stalls = loop_stats(ns->e->loop)->stalls;
+    struct call stranger = {"GET",
+                            "/images/vmlinuz?token=0123456789abcdef0123456789"
+                            "abcdef0123456789abcdef0123456789abcdef"};
+    if (on_pg) {
+        PGconn *locker = lock_tables("tokens");
+        struct hc_stream s;
+        stream_start(&s, &stranger);
+        assert_false(stream_done(&s, &stranger, 800));
+        assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+        unlock_tables(locker);
+        assert_true(stream_done(&s, &stranger, 5000));
+        assert_int_equal(s.r.status, 200);
+        assert_string_equal(s.r.body.data, "kernel");
+        hc_stream_close(&s);
+    }
+    struct resp r;
+    http(&stranger, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "kernel");
+    resp_clear(&r);
+    char *path = xasprintf("/images/vmlinuz?token=%s", ams_tok);
+    http(&(struct call){"GET", path}, &r);
+    free(path);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(jstr(r.json, "error"), "active node does"));
+    resp_clear(&r);
+    path = xasprintf("/overlay/%s.tar.gz", ams_tok);
+    http(&(struct call){"GET", path}, &r);
+    free(path);
+    assert_int_equal(r.status, 409);
+    resp_clear(&r);
+    http(&(struct call){"GET", "/overlay/0123abcd.tar.gz"}, &r);
+    assert_int_equal(r.status, 404);
+    resp_clear(&r);
+    assert_int_equal(loop_stats(ns->e->loop)->stalls, stalls);
+    /* Nothing moved for the stranger: no event of its fetch. */
+    struct count c = {"pxe_booting", 0};
+    assert_int_equal(store_list_events(fra->st, NULL, 0, 0, count_cb, &c), 0);
+    assert_int_equal(c.n, 0);
     http_free(h);
     hc_stop();
 }
@@ -1291,6 +1366,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_takeover_reads_without_waiting,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_stream_history_waits_on_no_store,
+                                        nodes_setup, nodes_teardown),
+        cmocka_unit_test_setup_teardown(test_stranger_token_waits_on_no_store,
                                         nodes_setup, nodes_teardown),
         cmocka_unit_test_setup_teardown(test_takeover_runs_unfinished_once,
                                         nodes_setup, nodes_teardown),

@@ -1598,6 +1598,22 @@ lease_told(void *arg, int rc, const struct store_lease *l)
     la->told = true;
 }
 
+struct tok_answer {
+    bool told;
+    int rc;
+    struct store_token t;
+};
+
+static void
+tok_told(void *arg, int rc, const struct store_token *t)
+{
+    struct tok_answer *a = arg;
+    a->told = true;
+    a->rc = rc;
+    if (t)
+        a->t = *t;
+}
+
 /* Written in the order asked, answered in that order with what the
  * blocking calls return (ids rising), and a blocking call made before the
  * answers came sees every write asked before it. */
@@ -1675,6 +1691,23 @@ test_async_writes_in_order(void **state)
         loop_run_once(l, 20);
     assert_int_equal(la.rc, 0);
     assert_string_equal(la.l.holder, "fra-1");
+
+    /* A token looked up that way comes behind its add; one never added
+     * is -ENOENT, as store_token_get says. */
+    const char *tok = "ab12ab12ab12ab12ab12ab12ab12ab12"
+                      "ab12ab12ab12ab12ab12ab12ab12ab12";
+    struct tok_answer ta[2] = {{0}, {0}};
+    store_token_add_async(f->st, tok, "srv1", 1000, NULL, NULL);
+    store_token_get_async(f->st, tok, tok_told, &ta[0]);
+    store_token_get_async(f->st, "cd34", tok_told, &ta[1]);
+    deadline = now_mono_ms() + 5000;
+    while (!(ta[0].told && ta[1].told) && now_mono_ms() < deadline)
+        loop_run_once(l, 20);
+    assert_int_equal(ta[0].rc, 0);
+    assert_string_equal(ta[0].t.server, "srv1");
+    assert_string_equal(ta[0].t.addr, "");
+    assert_int_equal(ta[1].rc, -ENOENT);
+    assert_true(ta[1].told);
     store_close(f->st);
     f->st = NULL;
     loop_free(l);
@@ -1720,8 +1753,7 @@ test_pg_async_hung_never_holds_loop(void **state)
     int ticks = 0;
     uint64_t ticker = loop_add_timer(l, 20, tick, &ticks);
     store_save_server_async(f->st, "srv1", &r, answered, &k[0]);
-    store_transition_async(f->st, "srv1", &r, FSM_ACTIVE, "x", answered,
-                           &k[1]);
+    store_transition_async(f->st, "srv1", &r, FSM_ACTIVE, "x", answered, &k[1]);
     store_append_event_async(f->st, "srv1", "audit", "admin", "y", answered,
                              &k[2]);
     assert_int_equal(a.n, 0); /* asked, not waited for */
