@@ -2,7 +2,9 @@
  * its actions, its events (as JSON, or live as Server-Sent Events), its
  * console log; /healthz and /metrics; and who a Bearer token is (the
  * admin, or a project that sees its own servers only).  See
- * docs/design.md for the contract. */
+ * docs/design.md for the contract.  The store's reads here (the history,
+ * an event stream's pages) are asked without waiting, the request parked
+ * (http_wait) or the stream's state kept until the store answers. */
 #include "api.h"
 #include "config.h"
 #include "console.h"

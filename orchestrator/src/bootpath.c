@@ -1,7 +1,10 @@
 /* bootpath: the unauthenticated routes that iPXE and the rescue OS use.
  * A boot token (64 hex digits, minted by fleet for one boot and bound to
  * it: fleet_boot.c) is the only key; what is served holds nothing secret,
- * and what is refused (403, 409) names no server. */
+ * and what is refused (403, 409) names no server.  A request whose answer
+ * waits on the store (its server's change on its way, or the store's look
+ * at a token not live here) is parked meanwhile (fleet_boot_settle,
+ * http_wait): nothing here waits on the network. */
 #include "bootpath.h"
 #include "config.h"
 #include "fleet.h"

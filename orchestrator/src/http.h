@@ -5,8 +5,9 @@
  * serve.  See docs/design.md for the HTTP contracts.
  *
  * Everything runs from the loop and nothing here blocks: a handler answers
- * at once (or starts a stream, or an upgrade) and must not wait on the
- * network itself. */
+ * at once (or starts a stream, or an upgrade, or parks the request until
+ * an asynchronous answer: http_wait) and must not wait on the network
+ * itself. */
 #ifndef RESCUED_HTTP_H
 #define RESCUED_HTTP_H
 
