@@ -87,13 +87,19 @@ store_load_server(struct store *st, const char *id, struct server_row *out)
     return st->ops->load_server(st, id, out);
 }
 
+static char *
+dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
 void
 server_row_copy(struct server_row *dst, const struct server_row *src)
 {
     *dst = *src;
-    dst->ssh_keys = src->ssh_keys ? xstrdup(src->ssh_keys) : NULL;
-    dst->rescue_json = src->rescue_json ? xstrdup(src->rescue_json) : NULL;
-    dst->project = src->project ? xstrdup(src->project) : NULL;
+    dst->ssh_keys = dup_or_null(src->ssh_keys);
+    dst->rescue_json = dup_or_null(src->rescue_json);
+    dst->project = dup_or_null(src->project);
 }
 
 void
@@ -386,12 +392,6 @@ struct events_copy {
     struct store_event *evs;
     size_t n, cap;
 };
-
-static char *
-dup_or_null(const char *s)
-{
-    return s ? xstrdup(s) : NULL;
-}
 
 static int
 copy_event(void *arg, const struct store_event *ev)

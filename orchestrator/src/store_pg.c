@@ -1258,36 +1258,40 @@ rows_of_servers(struct pg_job *j, const PGresult *r, int rc)
     cb(j->arg, r ? 0 : rc, NULL, NULL);
 }
 
-/* ids as one text[] literal, for a read of them all with one parameter. */
+/* Queue a read of many servers: sql's $1 is their ids, as one text[]
+ * literal. */
 static void
-ids_array(struct buf *list, const char *const *ids, size_t n)
+job_submit_ids(struct pg_store *st, const char *what, const char *sql,
+               const char *const *ids, size_t n,
+               void (*rows)(struct pg_job *, const PGresult *, int), void *cb,
+               void *arg)
 {
-    buf_append(list, "{", 1);
+    struct buf list = {0};
+    buf_append(&list, "{", 1);
     for (size_t i = 0; i < n; i++) {
-        buf_append(list, i ? ",\"" : "\"", i ? 2 : 1);
+        buf_append(&list, i ? ",\"" : "\"", i ? 2 : 1);
         for (const char *c = ids[i]; *c; c++) {
             if (*c == '"' || *c == '\\')
-                buf_append(list, "\\", 1);
-            buf_append(list, c, 1);
+                buf_append(&list, "\\", 1);
+            buf_append(&list, c, 1);
         }
-        buf_append(list, "\"", 1);
+        buf_append(&list, "\"", 1);
     }
-    buf_append(list, "}", 2); /* and its NUL */
+    buf_append(&list, "}", 2); /* and its NUL */
+    struct pgargs a = {0};
+    arg_text(&a, list.data);
+    job_submit_rows(st, what, sql, &a, rows, cb, arg);
+    buf_free(&list);
 }
 
 static void
 pgs_load_servers_async(struct store *base, const char *const *ids, size_t n,
                        store_row_cb *cb, void *arg)
 {
-    struct buf list = {0};
-    ids_array(&list, ids, n);
-    struct pgargs a = {0};
-    arg_text(&a, list.data);
-    job_submit_rows(pg(base), "loading servers",
-                    "SELECT id, " SERVER_COLUMNS
-                    " FROM servers WHERE id = ANY($1::text[])",
-                    &a, rows_of_servers, (void *)cb, arg);
-    buf_free(&list);
+    job_submit_ids(pg(base), "loading servers",
+                   "SELECT id, " SERVER_COLUMNS
+                   " FROM servers WHERE id = ANY($1::text[])",
+                   ids, n, rows_of_servers, (void *)cb, arg);
 }
 
 static int
@@ -1748,13 +1752,8 @@ static void
 pgs_server_tokens_async(struct store *base, const char *const *ids, size_t n,
                         store_tokens_cb *cb, void *arg)
 {
-    struct buf list = {0};
-    ids_array(&list, ids, n);
-    struct pgargs a = {0};
-    arg_text(&a, list.data);
-    job_submit_rows(pg(base), "reading tokens", SERVER_TOKENS_SQL, &a,
-                    rows_of_tokens, (void *)cb, arg);
-    buf_free(&list);
+    job_submit_ids(pg(base), "reading tokens", SERVER_TOKENS_SQL, ids, n,
+                   rows_of_tokens, (void *)cb, arg);
 }
 
 /* --- retention ----------------------------------------------------------- */
