@@ -1497,6 +1497,19 @@ lease_every_ms(const struct fleet *f)
 
 static void mirror_read(struct fleet *f);
 
+/* A row the store answered for server id, kept if another node still runs
+ * it (looked up by id: a reload may free it; one run here since has its
+ * own, newer row). */
+static void
+mirror_row(struct fleet *f, const char *id, const struct server_row *row)
+{
+    struct srv *s = fleet_srv_find(f, id);
+    if (s && !s->runs) {
+        server_row_clear(&s->row);
+        server_row_copy(&s->row, row);
+    }
+}
+
 static void
 row_read(void *arg, int rc, const char *id, const struct server_row *row)
 {
@@ -1504,11 +1517,7 @@ row_read(void *arg, int rc, const char *id, const struct server_row *row)
     if (rc == -ECANCELED || f->stopping)
         return; /* the store closed after the fleet: f is gone */
     if (id) {
-        struct srv *s = fleet_srv_find(f, id); /* a reload may free it */
-        if (s && !s->runs) {                   /* a takeover read it itself */
-            server_row_clear(&s->row);
-            server_row_copy(&s->row, row);
-        }
+        mirror_row(f, id, row);
         return;
     }
     /* Unreadable: the rows stand as they were until their next event. */
@@ -1693,12 +1702,8 @@ takeover_rows(void *arg, int rc, const char *id, const struct server_row *row)
 {
     struct fleet *f = arg;
     if (id) {
-        struct srv *s =
-            rc == -ECANCELED || f->stopping ? NULL : fleet_srv_find(f, id);
-        if (s && !s->runs) {
-            server_row_clear(&s->row);
-            server_row_copy(&s->row, row);
-        }
+        if (rc != -ECANCELED && !f->stopping)
+            mirror_row(f, id, row);
         return;
     }
     if (!takeover_goes_on(f, rc, "rows"))
@@ -2494,8 +2499,7 @@ struct pending_action;
 static struct pending_action *pending_new(struct fleet *f, struct srv *s,
                                           const struct fleet_action *a,
                                           fleet_action_cb *cb, void *arg);
-static void forward(struct pending_action *pa);
-static void nmi_send(struct pending_action *pa);
+static void handoff(struct pending_action *pa);
 
 /* fleet_action's verdict: kept if it comes before the return. */
 struct verdict {
@@ -2545,17 +2549,12 @@ fleet_action(struct fleet *f, const char *id, const struct fleet_action *a,
      * its change was stored shows in the server's state and history. */
     struct verdict *v = xcalloc(1, sizeof(*v));
     if (!s->runs || a->nmi) {
-        struct pending_action *pa = pending_new(f, s, a, verdict_told, v);
-        if (s->runs)
-            nmi_send(pa);
-        else
-            forward(pa);
+        handoff(pending_new(f, s, a, verdict_told, v));
         return verdict_of(v, err, errlen);
     }
-    if ((rc = action_fits(s, a, err, errlen)) < 0)
-        ;
-    else if (!power_reachable(s->power, err, errlen) ||
-             !preflight_rest(f, s, a, err, errlen))
+    if ((rc = action_fits(s, a, err, errlen)) == 0 &&
+        (!power_reachable(s->power, err, errlen) ||
+         !preflight_rest(f, s, a, err, errlen)))
         rc = -EBUSY;
     if (rc < 0) {
         free(v);
@@ -2607,6 +2606,14 @@ pending_free(struct pending_action *pa)
     free(pa);
 }
 
+/* Tell the asker the verdict; the action is done with. */
+static void
+pending_told(struct pending_action *pa, int rc, const char *err)
+{
+    pa->cb(pa->arg, rc, err);
+    pending_free(pa);
+}
+
 /* The verdict came: check again what may have moved meanwhile (a reload,
  * another action), then act or refuse. */
 static void
@@ -2639,8 +2646,7 @@ on_preflight(void *arg, int status, const char *perr)
         pending_free(pa);
         return;
     }
-    pa->cb(pa->arg, rc, err);
-    pending_free(pa);
+    pending_told(pa, rc, err);
 }
 
 /* An action for a server this node does not run goes into the store for
@@ -2651,14 +2657,8 @@ on_preflight(void *arg, int status, const char *perr)
  * it takes it. */
 static void forward_read(void *arg, int rc, const char *id,
                          const struct server_row *row);
-
-static void
-forward_told(struct pending_action *pa, int rc, const char *err)
-{
-    pa->cb(pa->arg, rc, err);
-    pending_free(pa);
-}
 static void forward_added(void *arg, int64_t id);
+static void forward(struct pending_action *pa);
 
 /* An NMI for a server run here: audited and sent; the driver's failure
  * shows as an error event (console_power_done). */
@@ -2675,15 +2675,7 @@ nmi_send(struct pending_action *pa)
     char err[256] = "";
     if (rc < 0)
         snprintf(err, sizeof(err), "cannot send an NMI: %s", strerror(-rc));
-    forward_told(pa, rc < 0 ? -EBUSY : 0, err);
-}
-
-static int64_t
-nmi_cb(struct loop *l, void *arg)
-{
-    (void)l;
-    nmi_send(arg);
-    return -1;
+    pending_told(pa, rc < 0 ? -EBUSY : 0, err);
 }
 
 static void
@@ -2693,13 +2685,25 @@ forward(struct pending_action *pa)
     store_load_servers_async(pa->f->st, ids, 1, forward_read, pa);
 }
 
-/* fleet_action_async's start: from the loop, so its verdict never comes
+/* What neither the state machine nor this node's pre-flight takes: an NMI
+ * (sent here, or handed on) or an action for a server another node runs
+ * (handed on). */
+static void
+handoff(struct pending_action *pa)
+{
+    if (pa->a.nmi)
+        nmi_send(pa);
+    else
+        forward(pa);
+}
+
+/* fleet_action_async's handoff: from the loop, so its verdict never comes
  * before the call returns (sqlite answers inline). */
 static int64_t
-forward_cb(struct loop *l, void *arg)
+handoff_cb(struct loop *l, void *arg)
 {
     (void)l;
-    forward(arg);
+    handoff(arg);
     return -1;
 }
 
@@ -2708,29 +2712,27 @@ forward_read(void *arg, int rc, const char *id, const struct server_row *row)
 {
     struct pending_action *pa = arg;
     if (rc == -ECANCELED) {
-        forward_told(pa, -EIO, "the node is stopping; nothing was done");
+        pending_told(pa, -EIO, "the node is stopping; nothing was done");
         return;
     }
     struct fleet *f = pa->f;
-    struct srv *s = f->stopping ? NULL : fleet_srv_find(f, pa->id);
     if (id) {
-        if (s && !s->runs) {
-            server_row_clear(&s->row);
-            server_row_copy(&s->row, row);
-        }
+        if (!f->stopping)
+            mirror_row(f, id, row);
         return;
     }
+    struct srv *s;
     char err[512];
     if (rc < 0) {
         snprintf(err, sizeof(err),
                  "cannot read server %s's state: %s; nothing was done", pa->id,
                  store_last_error(f->st));
-        forward_told(pa, -EIO, err);
+        pending_told(pa, -EIO, err);
         return;
     }
     if ((rc = action_validate(f, pa->id, &pa->a, &s, err, sizeof(err))) < 0 ||
         (rc = action_fits(s, &pa->a, err, sizeof(err))) < 0) {
-        forward_told(pa, rc, err);
+        pending_told(pa, rc, err);
         return;
     }
     if (s->runs) { /* taken over meanwhile: this node runs it now */
@@ -2742,7 +2744,7 @@ forward_read(void *arg, int rc, const char *id, const struct server_row *row)
         return;
     }
     if (!preflight_rest(f, s, &pa->a, err, sizeof(err))) {
-        forward_told(pa, -EBUSY, err);
+        pending_told(pa, -EBUSY, err);
         return;
     }
     json_t *keys = json_array();
@@ -2753,7 +2755,7 @@ forward_read(void *arg, int rc, const char *id, const struct server_row *row)
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!body) {
-        forward_told(pa, -EIO, "out of memory; nothing was done");
+        pending_told(pa, -EIO, "out of memory; nothing was done");
         return;
     }
     store_action_add_async(f->st, s->cfg->facility, s->cfg->id, f->node,
@@ -2766,7 +2768,7 @@ forward_added(void *arg, int64_t id)
 {
     struct pending_action *pa = arg;
     if (id == -ECANCELED) {
-        forward_told(pa, -EIO, "the node is stopping; nothing was done");
+        pending_told(pa, -EIO, "the node is stopping; nothing was done");
         return;
     }
     struct fleet *f = pa->f;
@@ -2778,7 +2780,7 @@ forward_added(void *arg, int64_t id)
                  "cannot hand the action to facility %s's active node: %s; "
                  "nothing was done",
                  facility, store_last_error(f->st));
-        forward_told(pa, -EIO, msg);
+        pending_told(pa, -EIO, msg);
         return;
     }
     if (s) {
@@ -2787,7 +2789,7 @@ forward_added(void *arg, int64_t id)
                  action_name(&pa->a), f->node, facility);
         fleet_srv_note(s, "audit", pa->a.actor, msg);
     }
-    forward_told(pa, 0, "");
+    pending_told(pa, 0, "");
 }
 
 int
@@ -2802,8 +2804,8 @@ fleet_action_async(struct fleet *f, const char *id,
     struct pending_action *pa = pending_new(f, s, a, cb, arg);
     if (s->runs && !a->nmi)
         power_preflight(s->power, on_preflight, pa);
-    else /* from the loop: the verdict never comes before the return */
-        loop_add_timer(f->loop, 0, a->nmi && s->runs ? nmi_cb : forward_cb, pa);
+    else
+        loop_add_timer(f->loop, 0, handoff_cb, pa);
     return 0;
 }
 
