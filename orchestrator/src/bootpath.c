@@ -63,23 +63,26 @@ boot_resumed(struct http_req *r, void *arg, int rc)
         w->answer(r, w->f);
 }
 
-/* True when the request was parked (answer gives it later). */
-static bool
-boot_park(struct http_req *r, struct fleet *f, const char *token,
-          const char *mac, http_handler_fn *answer)
+/* answer(r, f) now, or once the server of token or mac is settled (the
+ * request parked meanwhile). */
+static void
+boot_answer(struct http_req *r, struct fleet *f, const char *token,
+            const char *mac, http_handler_fn *answer)
 {
-    if (!token && !mac)
-        return false;
+    if (!token && !mac) {
+        answer(r, f);
+        return;
+    }
     struct boot_wait *bw = xcalloc(1, sizeof(*bw));
     bw->f = f;
     bw->answer = answer;
     struct http_wait *w = http_wait_new(r, boot_resumed, bw, free);
     if (fleet_boot_settle(f, token, mac, boot_woke, w)) {
         http_wait_drop(w);
-        return false;
+        answer(r, f);
+        return;
     }
     http_wait_park(w);
-    return true;
 }
 
 /* /boot/<mac>.ipxe or .grub: script is fleet_boot_script or _grub. */
@@ -113,27 +116,26 @@ grub_answer(struct http_req *r, void *arg)
     boot_script(r, arg, fleet_boot_grub);
 }
 
-static bool
-park_by_mac(struct http_req *r, struct fleet *f, http_handler_fn *answer)
+/* The scripts' requests settle by the MAC in their path. */
+static void
+boot_answer_by_mac(struct http_req *r, struct fleet *f, http_handler_fn *answer)
 {
     char mac[18];
-    return config_parse_mac(http_req_cap(r, 0), mac) &&
-           boot_park(r, f, NULL, mac, answer);
+    boot_answer(r, f, NULL,
+                config_parse_mac(http_req_cap(r, 0), mac) ? mac : NULL, answer);
 }
 
 static void
 h_boot_script(struct http_req *r, void *arg)
 {
-    if (!park_by_mac(r, arg, ipxe_answer))
-        ipxe_answer(r, arg);
+    boot_answer_by_mac(r, arg, ipxe_answer);
 }
 
 /* GRUB's, arm64 UEFI servers' network loader. */
 static void
 h_boot_grub(struct http_req *r, void *arg)
 {
-    if (!park_by_mac(r, arg, grub_answer))
-        grub_answer(r, arg);
+    boot_answer_by_mac(r, arg, grub_answer);
 }
 
 bool
@@ -191,8 +193,7 @@ media_answer(struct http_req *r, void *arg)
 static void
 h_media(struct http_req *r, void *arg)
 {
-    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, media_answer))
-        media_answer(r, arg);
+    boot_answer(r, arg, http_req_cap(r, 0), NULL, media_answer);
 }
 
 static void image_answer(struct http_req *r, void *arg);
@@ -200,8 +201,7 @@ static void image_answer(struct http_req *r, void *arg);
 static void
 h_image(struct http_req *r, void *arg)
 {
-    if (!boot_park(r, arg, http_req_query(r, "token"), NULL, image_answer))
-        image_answer(r, arg);
+    boot_answer(r, arg, http_req_query(r, "token"), NULL, image_answer);
 }
 
 static void
@@ -278,8 +278,7 @@ static void overlay_answer(struct http_req *r, void *arg);
 static void
 h_overlay(struct http_req *r, void *arg)
 {
-    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, overlay_answer))
-        overlay_answer(r, arg);
+    boot_answer(r, arg, http_req_cap(r, 0), NULL, overlay_answer);
 }
 
 static void
@@ -308,8 +307,7 @@ static void phone_home_answer(struct http_req *r, void *arg);
 static void
 h_phone_home(struct http_req *r, void *arg)
 {
-    if (!boot_park(r, arg, http_req_cap(r, 0), NULL, phone_home_answer))
-        phone_home_answer(r, arg);
+    boot_answer(r, arg, http_req_cap(r, 0), NULL, phone_home_answer);
 }
 
 static void
